@@ -1,0 +1,37 @@
+# The two commands a new user needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DEMO_PORT ?= 8000
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: install test test-postgres lint demo bench clean
+
+$(VENV)/.installed: pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	$(PIP) install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -c "import django, rest_framework, tracking, detectors.rulepack"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+test-postgres: install
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check tracking detectors tests example benchmarks
+
+demo: install
+	$(PY) example/manage.py demo_setup
+	$(PY) example/manage.py runserver --insecure --noreload 127.0.0.1:$(DEMO_PORT)
+
+bench: install
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) var example/var build *.egg-info

@@ -1,0 +1,1 @@
+# The shipped rule pack. Installed as the package data of ``detectors.rulepack``.

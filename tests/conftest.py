@@ -1,0 +1,20 @@
+"""Shared fixtures. Area-specific fixtures live in their own test modules."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    """A staff user with every tracking permission."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("staff", "staff@example.com", "pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="tracking"))
+    return user
+
+
+@pytest.fixture
+def plain_user(django_user_model):
+    return django_user_model.objects.create_user("plain", "plain@example.com", "pw")

@@ -1,0 +1,1 @@
+"""Subcommands of ``manage.py tracking`` (see ``tracking.management.commands.tracking``)."""

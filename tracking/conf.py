@@ -1,0 +1,130 @@
+"""One accessor for every setting of the app, read lazily and reloaded on ``setting_changed``.
+
+Modelled on ``rest_framework.settings``: nothing is read at import time or in a class body,
+so ``override_settings`` in tests and late configuration both work.
+
+Settings are top-level Django settings named ``TRACKING_<NAME>``; the seed's unprefixed
+names (``SENSITIVE_FIELDS``, ``DISABLE_GEOLOCATION``, ``GEOIP_PATH``) keep their names.
+Access them as ``tracking_settings.<NAME>`` (without the prefix).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+# Names read without the TRACKING_ prefix, for compatibility with the seed README.
+UNPREFIXED = frozenset({"SENSITIVE_FIELDS", "DISABLE_GEOLOCATION", "GEOIP_PATH"})
+
+DEFAULTS: dict[str, Any] = {
+    # --- recording -------------------------------------------------------------------
+    # Extra activity types: {"CODE": "Human label"}; built-ins live in tracking.activity_types.
+    "ACTIVITY_TYPES": {},
+    # Keys redacted everywhere (query string, form/JSON bodies, headers), case-insensitive.
+    "SENSITIVE_FIELDS": ["password", "token", "secret"],
+    # CIDRs of reverse proxies whose forwarding headers are believed. Default: trust none.
+    "TRUSTED_PROXIES": [],
+    # Largest header value / params document kept, in characters; longer is cut with a marker.
+    "MAX_HEADER_LENGTH": 4096,
+    "MAX_PARAMS_LENGTH": 16384,
+    "MAX_BODY_BYTES": 1_048_576,
+    "MAX_JSON_DEPTH": 20,
+    "MAX_USER_AGENT_LENGTH": 512,
+    # --- enrichment ------------------------------------------------------------------
+    "DISABLE_GEOLOCATION": False,
+    # Folder with GeoLite2-City.mmdb and GeoLite2-ASN.mmdb (Django's GeoIP2 names).
+    "GEOIP_PATH": None,
+    # Optional HTTP provider: URL template with "{ip}"; empty disables it.
+    "GEO_HTTP_URL": "",
+    "GEO_HTTP_TIMEOUT": 0.5,
+    "GEO_CACHE_SIZE": 65536,
+    # Retry geolocation later for events recorded while the provider was down.
+    "GEO_RETRY_LATER": True,
+    "UA_CACHE_SIZE": 16384,
+    # --- storage and keys ------------------------------------------------------------
+    # Field-encryption keys, urlsafe base64 of 32 bytes; the first encrypts, all decrypt.
+    "ENCRYPTION_KEYS": [],
+    # Keys that authenticate row MACs and seals (HMAC-SHA256); the first signs, all verify.
+    "SEAL_KEYS": [],
+    # Key for the keyed hash of session ids; default: derived from the first seal key.
+    "HASH_KEY": None,
+    # --- hand-off --------------------------------------------------------------------
+    # "thread" (in-process background writer), "celery", or "sync".
+    "ASYNC_HANDOFF": "thread",
+    "QUEUE_SIZE": 10000,
+    "BATCH_SIZE": 500,
+    "FLUSH_INTERVAL": 0.25,
+    "CELERY_QUEUE": "tracking",
+    # Durable local spool for events that could not be written (database down, broker down).
+    "SPOOL_DIR": None,
+    # --- detection -------------------------------------------------------------------
+    # [("dotted.path.Detector", {params}), ...]; None means the built-in set.
+    "DETECTORS": None,
+    "RULE_DIRS": [],
+    "BUILTIN_RULES": True,
+    "FLAG_THRESHOLD": 0.7,
+    # --- integrity and retention -----------------------------------------------------
+    "SEAL_ON_WRITE": True,
+    "SEAL_BATCH_SIZE": 5000,
+    "RETENTION_DAYS": None,
+    # --- API -------------------------------------------------------------------------
+    "THROTTLE_RATES": {"burst": "60/min", "sustained": "1000/hour"},
+    "MAX_PAGE_SIZE": 500,
+    "COUNT_LIMIT": 10000,
+}
+
+# Settings holding dotted paths that are imported on first access.
+IMPORT_STRINGS: frozenset[str] = frozenset()
+
+
+def setting_name(name: str) -> str:
+    """The Django setting that backs the accessor attribute ``name``."""
+    return name if name in UNPREFIXED else f"TRACKING_{name}"
+
+
+class TrackingSettings:
+    """Attribute access to settings with defaults, cached until a setting changes."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None) -> None:
+        self.defaults = defaults if defaults is not None else DEFAULTS
+        self._cached: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self.defaults:
+            raise AttributeError(f"Invalid tracking setting: {name!r}")
+        value = getattr(settings, setting_name(name), self.defaults[name])
+        if name in IMPORT_STRINGS and isinstance(value, str):
+            value = import_string(value)
+        self._cached.add(name)
+        setattr(self, name, value)
+        return value
+
+    def reload(self) -> None:
+        for name in self._cached:
+            delattr(self, name)
+        self._cached.clear()
+
+
+tracking_settings = TrackingSettings()
+
+_listeners: list = []
+
+
+def on_reload(callback) -> Any:
+    """Register ``callback()`` to run whenever a tracking setting changes (clears caches)."""
+    _listeners.append(callback)
+    return callback
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    names = {setting_name(n) for n in DEFAULTS}
+    if setting in names or setting == "REST_FRAMEWORK":
+        tracking_settings.reload()
+        for callback in list(_listeners):
+            callback()
+
+
+setting_changed.connect(_reload)

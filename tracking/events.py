@@ -1,0 +1,78 @@
+"""The plain event: what a view's ``@track``, an import line or the demo hands to the writer.
+
+It is JSON-safe (``to_dict``/``from_dict``) so the same object crosses the in-process queue,
+the durable spool and Celery unchanged. It never carries a secret: the session key is already
+a keyed hash and headers/params are already redacted when an Event is built from a request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+# Fields enrichment fills in (an imported record may already carry them; those are kept).
+ENRICHMENT_FIELDS = (
+    "isp",
+    "asn",
+    "country",
+    "region",
+    "city",
+    "latitude",
+    "longitude",
+    "accuracy_radius",
+    "device",
+    "os",
+    "browser",
+    "is_mobile",
+    "is_bot",
+)
+
+# Verdict/review fields an imported record may carry; they are merged, never lost.
+VERDICT_FIELDS = ("flagged", "tags", "risk_score", "severity", "review_status")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Event:
+    type: str
+    timestamp: datetime = field(default_factory=_now)
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    user_id: int | str | None = None
+    username: str = ""
+    session_id: str = ""  # keyed hash, never the raw session key
+    ip_address: str | None = None
+    remote_addr: str | None = None
+    forwarded_for: str = ""
+    user_agent: str = ""
+    endpoint: str = ""
+    method: str = ""
+    status: int | None = None
+    duration: float | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    # Pre-filled enrichment (imports) and verdicts (imports of our own export).
+    enrichment: dict[str, Any] = field(default_factory=dict)
+    verdict: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["timestamp"] = self.timestamp.isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        ts = kwargs.get("timestamp")
+        if isinstance(ts, str):
+            ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        if isinstance(ts, datetime) and ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        if ts is not None:
+            kwargs["timestamp"] = ts
+        return cls(**kwargs)

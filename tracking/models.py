@@ -1,0 +1,289 @@
+"""The audit log's tables.
+
+``Activity`` holds one recorded event. Its *recorded* content (everything the request and
+enrichment produced, plus the detection verdict at write time) is covered by a per-row MAC
+and, once sealed, by the hash chain in ``Seal``. Review state (``flagged``,
+``review_status`` and the reviewer) is mutable by design and kept out of the MAC; every change
+to it is written to ``Review``.
+
+The schema is shared by SQLite and PostgreSQL. Nothing here points *to* an activity with a
+database-level foreign key, so PostgreSQL can partition ``tracking_activity`` by time.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .activity_types import type_label
+from .fields import EncryptedJSONField, TagListField
+
+
+class Severity(models.TextChoices):
+    NONE = "", "None"
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+SEVERITY_RANK = {"": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+class ReviewStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CONFIRMED = "confirmed", "Confirmed"
+    DISMISSED = "dismissed", "Dismissed"
+
+
+class ActivityQuerySet(models.QuerySet):
+    def with_tags(self, tags, *, match: str = "any") -> ActivityQuerySet:
+        """Activities carrying any (or all) of ``tags``."""
+        tags = [t for t in tags if t]
+        if not tags:
+            return self
+        q = models.Q()
+        for tag in tags:
+            cond = models.Q(tags__contains=f",{tag},")
+            q = (q & cond) if match == "all" else (q | cond)
+        return self.filter(q)
+
+    def flagged_queue(self) -> ActivityQuerySet:
+        return self.filter(flagged=True, review_status=ReviewStatus.OPEN)
+
+
+class Activity(models.Model):
+    """Tracks comprehensive user activity data."""
+
+    # core
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    timestamp = models.DateTimeField(default=timezone.now, db_index=True)
+    type = models.CharField(max_length=32)
+    flagged = models.BooleanField(default=False)
+    tags = TagListField(blank=True, default=list)
+
+    # user context
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    username = models.CharField(max_length=150, blank=True, default="")
+    # Keyed hash (HMAC-SHA256, hex) of the session key; the raw key is never stored.
+    session_id = models.CharField(max_length=64, blank=True, default="")
+
+    # network
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    # For forensics: the socket peer and the forwarding chain as received.
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    forwarded_for = models.CharField(max_length=512, blank=True, default="")
+    isp = models.CharField(max_length=255, blank=True, default="")
+    asn = models.PositiveBigIntegerField(null=True, blank=True)
+
+    # geo (ISO 3166-1 alpha-2 country code; accuracy radius in km)
+    country = models.CharField(max_length=2, blank=True, default="")
+    region = models.CharField(max_length=128, blank=True, default="")
+    city = models.CharField(max_length=128, blank=True, default="")
+    latitude = models.FloatField(null=True, blank=True)
+    longitude = models.FloatField(null=True, blank=True)
+    accuracy_radius = models.PositiveIntegerField(null=True, blank=True)
+    # True while geolocation is owed (provider was down at write time).
+    geo_pending = models.BooleanField(default=False)
+
+    # device
+    device = models.CharField(max_length=64, blank=True, default="")
+    os = models.CharField(max_length=64, blank=True, default="")
+    browser = models.CharField(max_length=64, blank=True, default="")
+    is_mobile = models.BooleanField(default=False)
+    is_bot = models.BooleanField(default=False)
+    user_agent = models.CharField(max_length=512, blank=True, default="")
+
+    # request
+    endpoint = models.CharField(max_length=512, blank=True, default="")
+    method = models.CharField(max_length=10, blank=True, default="")
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    headers = EncryptedJSONField(default=dict)
+    params = EncryptedJSONField(default=dict)
+    duration = models.FloatField(null=True, blank=True, help_text="milliseconds")
+
+    # detection verdict at write time
+    risk_score = models.FloatField(default=0.0)
+    severity = models.CharField(max_length=8, blank=True, default="", choices=Severity.choices)
+
+    # review (mutable, outside the MAC; history in Review)
+    review_status = models.CharField(
+        max_length=12, choices=ReviewStatus.choices, default=ReviewStatus.OPEN
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    # integrity: position in the sealed chain (assigned when sealed) and the row's MAC
+    seq = models.BigIntegerField(null=True, blank=True, db_index=True)
+    mac = models.CharField(max_length=80, blank=True, default="")
+
+    objects = ActivityQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-timestamp"]
+        verbose_name = "activity"
+        verbose_name_plural = "activities"
+        indexes = [
+            models.Index(fields=["user", "-timestamp"], name="trk_user_time"),
+            models.Index(fields=["username", "-timestamp"], name="trk_username_time"),
+            models.Index(fields=["flagged", "-timestamp"], name="trk_flagged_time"),
+            models.Index(fields=["ip_address", "-timestamp"], name="trk_ip_time"),
+            models.Index(fields=["type", "-timestamp"], name="trk_type_time"),
+            models.Index(fields=["review_status", "-timestamp"], name="trk_review_time"),
+        ]
+        permissions = [
+            ("export_activity", "Can export activities"),
+            ("review_activity", "Can flag and review activities"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.username or "anonymous"
+        return f"{self.type} by {who} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def type_display(self) -> str:
+        return type_label(self.type)
+
+
+class Finding(models.Model):
+    """One detector's or rule's explained verdict on one activity."""
+
+    # No database FK: activities may live in time partitions.
+    activity = models.ForeignKey(
+        Activity, on_delete=models.CASCADE, db_constraint=False, related_name="findings"
+    )
+    timestamp = models.DateTimeField(db_index=True)  # the activity's, for per-period counts
+    detector = models.CharField(max_length=64, db_index=True)
+    tag = models.CharField(max_length=64, db_index=True)
+    score = models.FloatField()
+    severity = models.CharField(max_length=8, choices=Severity.choices, default="low")
+    reason = models.CharField(max_length=512)
+    evidence = models.JSONField(default=dict, blank=True)
+    # A rule may suppress a detector's finding for allow-listed cases; it is kept for audit.
+    suppressed = models.BooleanField(default=False)
+    flag = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-score"]
+
+    def __str__(self) -> str:
+        return f"{self.detector}: {self.reason}"
+
+
+class Review(models.Model):
+    """Append-only history of review actions (flag, unflag, verdicts, deletions)."""
+
+    class Action(models.TextChoices):
+        FLAG = "flag", "Flagged"
+        UNFLAG = "unflag", "Unflagged"
+        OPEN = "open", "Reopened"
+        CONFIRMED = "confirmed", "Confirmed"
+        DISMISSED = "dismissed", "Dismissed"
+        DELETE = "delete", "Deleted"
+
+    activity_id = models.UUIDField(db_index=True)
+    action = models.CharField(max_length=12, choices=Action.choices)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewer_username = models.CharField(max_length=150, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Seal(models.Model):
+    """A link of the hash chain: covers activities ``first_seq..last_seq`` and the previous seal."""
+
+    first_seq = models.BigIntegerField()
+    last_seq = models.BigIntegerField(unique=True)
+    count = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # "<activity id>:<leaf hash>" per line, in seq order: lets verify name what changed.
+    leaves = models.TextField()
+    digest = models.CharField(max_length=64)  # hash of the leaves
+    prev_hash = models.CharField(max_length=64)
+    chain_hash = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(max_length=16)
+    mac = models.CharField(max_length=80)
+
+    class Meta:
+        ordering = ["last_seq"]
+
+
+class Tombstone(models.Model):
+    """Signed record of a legitimate deletion (API or retention) of a sealed or unsealed row."""
+
+    activity_id = models.UUIDField(unique=True)
+    seq = models.BigIntegerField(null=True, blank=True, db_index=True)
+    leaf = models.CharField(max_length=64, blank=True, default="")
+    activity_timestamp = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(default=timezone.now)
+    deleted_by = models.CharField(max_length=150, blank=True, default="")
+    reason = models.CharField(max_length=32)  # "api", "purge", ...
+    key_id = models.CharField(max_length=16)
+    mac = models.CharField(max_length=80)
+
+
+class Profile(models.Model):
+    """Per-user detection state (known networks, places, devices, counters).
+
+    ``key`` is ``"u:<user pk>"`` for known users, ``"n:<username>"`` for username-only
+    imports. The shape of ``data`` belongs to the detectors.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    data = models.JSONField(default=dict)
+    events = models.PositiveBigIntegerField(default=0)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class Counter(models.Model):
+    """Population counters (e.g. global frequency of an ASN for the risk score)."""
+
+    namespace = models.CharField(max_length=32)
+    key = models.CharField(max_length=200)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "key"], name="trk_counter_ns_key")
+        ]
+
+
+class DetectorModel(models.Model):
+    """A trained detector model (e.g. IsolationForest), stored signed in a non-pickle format."""
+
+    name = models.CharField(max_length=64)
+    version = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    data = models.BinaryField()
+    digest = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=16)
+    mac = models.CharField(max_length=80)
+    meta = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="trk_model_name_version")
+        ]
+        ordering = ["name", "-version"]
