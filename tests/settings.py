@@ -59,8 +59,11 @@ DATABASES = {
         conn_max_age=0,
     )
 }
+if os.environ.get("TEST_DB_SUFFIX"):
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = "test_" + os.environ["TEST_DB_SUFFIX"]
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "tests-db.sqlite3")}
+    # One file per run, so parallel runs never share a test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"tests-db-{os.getpid()}.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "timeout": 30,

@@ -15,3 +15,8 @@ from .models import Activity, Finding
 
 def detect_batch(activities: list[Activity]) -> list[Finding]:
     return []
+
+
+def on_review(activity: Activity, status: str) -> None:
+    """Called by the review path after a verdict. A "dismissed" verdict teaches the user's
+    profile (the place/network/device becomes known); "confirmed" is kept as a label."""

@@ -287,3 +287,42 @@ class DetectorModel(models.Model):
             models.UniqueConstraint(fields=["name", "version"], name="trk_model_name_version")
         ]
         ordering = ["name", "-version"]
+
+
+class Checkpoint(models.Model):
+    """Signed record that retention removed every row of the seals up to ``through_seq``.
+
+    Seals themselves are kept (they are small), so the chain still verifies end to end; rows
+    covered by a checkpoint are simply not expected any more.
+    """
+
+    through_seq = models.BigIntegerField()
+    before = models.DateTimeField()
+    removed = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    reason = models.CharField(max_length=32, default="purge")
+    key_id = models.CharField(max_length=16)
+    mac = models.CharField(max_length=80)
+
+    class Meta:
+        ordering = ["through_seq"]
+
+
+class Rollup(models.Model):
+    """Pre-aggregated counts per hour, type and country, so statistics never scan the log."""
+
+    bucket = models.DateTimeField()  # start of the hour, UTC
+    type = models.CharField(max_length=32)
+    country = models.CharField(max_length=2, blank=True, default="")
+    count = models.BigIntegerField(default=0)
+    flagged = models.BigIntegerField(default=0)
+    duration_sum = models.FloatField(default=0.0)
+    duration_count = models.BigIntegerField(default=0)
+    duration_min = models.FloatField(null=True, blank=True)
+    duration_max = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "type", "country"], name="trk_rollup_dims")
+        ]
