@@ -18,3 +18,14 @@ def staff_user(django_user_model):
 @pytest.fixture
 def plain_user(django_user_model):
     return django_user_model.objects.create_user("plain", "plain@example.com", "pw")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def geoip_databases():
+    """The synthetic GeoLite2 databases in ``settings.GEOIP_PATH`` (built once, atomically)."""
+    from django.conf import settings
+
+    from tracking.testing.geoip import build_databases
+
+    build_databases(settings.GEOIP_PATH)
+    return settings.GEOIP_PATH

@@ -1,0 +1,72 @@
+"""GeoIP databases built from the synthetic world, and the geo enrichment on top of them."""
+
+from __future__ import annotations
+
+import geoip2.database
+import pytest
+
+from tracking.testing import world
+from tracking.testing.geoip import ASN_DB, CITY_DB, build_databases
+
+
+@pytest.fixture(scope="module")
+def readers(tmp_path_factory):
+    path = tmp_path_factory.mktemp("geoip")
+    build_databases(path)
+    city = geoip2.database.Reader(str(path / CITY_DB))
+    asn = geoip2.database.Reader(str(path / ASN_DB))
+    yield city, asn
+    city.close()
+    asn.close()
+
+
+def test_database_types(readers):
+    city, asn = readers
+    assert city.metadata().database_type == "GeoLite2-City"
+    assert asn.metadata().database_type == "GeoLite2-ASN"
+
+
+@pytest.mark.parametrize("network", [n for n in world.NETWORKS if n.city], ids=lambda n: n.cidr)
+def test_city_networks_resolve_to_their_city(readers, network):
+    city_reader, asn_reader = readers
+    ip = world.host(network, 7)
+    rec = city_reader.city(ip)
+    expected = world.CITIES[network.city]
+    assert rec.country.iso_code == network.country
+    assert rec.city.name == expected.name
+    assert rec.subdivisions.most_specific.name == expected.region
+    assert rec.location.latitude == pytest.approx(expected.latitude)
+    assert rec.location.longitude == pytest.approx(expected.longitude)
+    assert rec.location.accuracy_radius == network.accuracy_radius
+    assert rec.location.time_zone == expected.time_zone
+    a = asn_reader.asn(ip)
+    assert a.autonomous_system_number == network.asn
+    assert a.autonomous_system_organization == network.org
+
+
+def test_country_only_network_has_no_city(readers):
+    city_reader, _ = readers
+    net = next(n for n in world.NETWORKS if n.cidr == "2.16.1.0/24")
+    rec = city_reader.city(world.host(net, 3))
+    assert rec.country.iso_code == "GB"
+    assert rec.city.name is None
+    assert rec.location.accuracy_radius == 200
+    assert (rec.location.latitude, rec.location.longitude) == world.COUNTRY_CENTROIDS["GB"]
+
+
+def test_unknown_address_not_found(readers):
+    import geoip2.errors
+
+    city_reader, _ = readers
+    with pytest.raises(geoip2.errors.AddressNotFoundError):
+        city_reader.city("8.8.8.8")
+
+
+def test_build_is_idempotent(tmp_path):
+    build_databases(tmp_path)
+    first = (tmp_path / CITY_DB).stat().st_mtime_ns
+    build_databases(tmp_path)
+    assert (tmp_path / CITY_DB).stat().st_mtime_ns == first
+    build_databases(tmp_path, force=True)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert geoip2.database.Reader(str(tmp_path / CITY_DB)).city("81.2.69.9").city.name == "London"
