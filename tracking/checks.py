@@ -50,3 +50,29 @@ def check_keys(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+@checks.register()
+def check_partitioning(app_configs=None, **kwargs):
+    """Settings of PostgreSQL time partitioning (tracking.E120-E139)."""
+    errors = []
+    ahead = tracking_settings.PARTITION_MONTHS_AHEAD
+    if isinstance(ahead, bool) or not isinstance(ahead, int) or not 0 <= ahead <= 120:
+        errors.append(
+            checks.Error(
+                f"TRACKING_PARTITION_MONTHS_AHEAD must be an integer from 0 to 120, got {ahead!r}.",
+                hint="It is how many monthly partitions `tracking partitions ensure` keeps "
+                "created ahead of the current month (default 3).",
+                id="tracking.E120",
+            )
+        )
+    if not isinstance(tracking_settings.PARTITIONING, bool):
+        errors.append(
+            checks.Error(
+                f"TRACKING_PARTITIONING must be True or False, got "
+                f"{tracking_settings.PARTITIONING!r}.",
+                hint="True partitions tracking_activity by month on PostgreSQL (migration 0002).",
+                id="tracking.E121",
+            )
+        )
+    return errors

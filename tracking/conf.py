@@ -70,10 +70,27 @@ DEFAULTS: dict[str, Any] = {
     "SEAL_ON_WRITE": True,
     "SEAL_BATCH_SIZE": 5000,
     "RETENTION_DAYS": None,
+    # Rows still waiting for geolocation are left unsealed this many seconds (enrichment may
+    # still change them); after that they are sealed as they are.
+    "SEAL_GEO_PENDING_GRACE": 600,
+    # Health (`tracking doctor`, api/tracking/health/): a non-empty value lets monitoring
+    # read the health endpoint with "Authorization: Bearer <token>" (staff sessions always can).
+    "HEALTH_TOKEN": "",
+    # Unhealthy when the oldest unsealed row is older than this (seconds) or more rows than
+    # this are unsealed: the bounds of the unsealed window promised in SECURITY.md.
+    "HEALTH_MAX_UNSEALED_AGE": 3600,
+    "HEALTH_MAX_UNSEALED_ROWS": 50000,
+    # Unhealthy when the spool holds events older than this (seconds): the database is down.
+    "HEALTH_MAX_SPOOL_AGE": 300,
     # --- API -------------------------------------------------------------------------
     "THROTTLE_RATES": {"burst": "60/min", "sustained": "1000/hour"},
     "MAX_PAGE_SIZE": 500,
     "COUNT_LIMIT": 10000,
+    # --- scale (PostgreSQL) ----------------------------------------------------------
+    # Partition tracking_activity by month (migration 0002; PostgreSQL only, no-op elsewhere).
+    "PARTITIONING": True,
+    # Monthly partitions kept created ahead of now by `tracking partitions ensure`.
+    "PARTITION_MONTHS_AHEAD": 3,
 }
 
 # Settings holding dotted paths that are imported on first access.

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "tracking.cli.demo",
     "flush": "tracking.cli.flush",
     "postgres": "tracking.cli.postgres",
+    "partitions": "tracking.cli.partitions",
 }
 
 
