@@ -82,6 +82,16 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_MAX_UNSEALED_ROWS": 50000,
     # Unhealthy when the spool holds events older than this (seconds): the database is down.
     "HEALTH_MAX_SPOOL_AGE": 300,
+    # --- dashboard -------------------------------------------------------------------
+    # Seconds between live-feed polls (the page promises new events within 2 s).
+    "DASHBOARD_POLL_INTERVAL": 1.0,
+    # Most activities one poll returns, and rows per page of the flagged queue.
+    "DASHBOARD_FEED_SIZE": 50,
+    "DASHBOARD_PAGE_SIZE": 50,
+    # Seconds each poll looks back, for rows committed after newer ones were shown.
+    "DASHBOARD_FEED_LAG": 5.0,
+    # Activities shown before and after the event on the detail page's timeline.
+    "DASHBOARD_TIMELINE_SIZE": 10,
     # --- API -------------------------------------------------------------------------
     "THROTTLE_RATES": {"burst": "60/min", "sustained": "1000/hour"},
     "MAX_PAGE_SIZE": 500,

@@ -1,24 +1,263 @@
-"""Hash-chain sealing, tombstones and verification.
+"""Hash-chain sealing and the application's deletion path.
 
 CONTRACT (owned by the integrity work):
 - ``seal_pending(limit=None) -> int``: seal unsealed activities in order; returns how many.
 - ``delete_activities(ids, *, reason, by="") -> int``: the application's deletion path:
   writes a signed Tombstone per row, then deletes the rows and their findings.
+
+A seal covers a run of consecutive ``seq`` numbers. Its ``leaves`` list ``"<id>:<leaf hash>"``
+per row in seq order, ``digest`` hashes that text, and ``chain_hash`` binds the digest to the
+previous seal's chain hash and to the seq range, so removing, editing or reordering either a
+row or a seal breaks the chain. ``mac`` authenticates the chain hash with a key that is not in
+the database (``TRACKING_SEAL_KEYS``); ``tracking verify`` (``tracking.verify``) re-computes it all.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from .models import Activity, Finding
+from django.db import connection, transaction
+from django.utils import timezone
+
+from . import integrity
+from .conf import tracking_settings
+from .crypto import DecryptionError
+from .models import Activity, Checkpoint, Finding, Seal, Tombstone
+
+logger = logging.getLogger("tracking.sealing")
+
+# prev_hash of the first seal.
+GENESIS = "0" * 64
+# pg_advisory_xact_lock key shared by every writer of the chain ("trak" in ASCII).
+ADVISORY_LOCK_KEY = 0x7472616B
+# Session variable the PostgreSQL trigger (``tracking postgres install-trigger``) checks.
+ALLOW_DELETE_GUC = "tracking.allow_delete"
 
 
-def seal_pending(limit: int | None = None) -> int:
-    return 0
+# --- signed messages (verify recomputes exactly these) ----------------------------------
+
+
+def _ts(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def leaves_digest(leaves: str) -> str:
+    return hashlib.sha256(leaves.encode()).hexdigest()
+
+
+def chain_hash(prev_hash: str, digest: str, first_seq: int, last_seq: int, count: int) -> str:
+    return hashlib.sha256(
+        f"{prev_hash}|{digest}|{first_seq}|{last_seq}|{count}".encode()
+    ).hexdigest()
+
+
+def seal_message(seal: Seal) -> bytes:
+    return f"{seal.chain_hash}|{_ts(seal.created_at)}".encode()
+
+
+def tombstone_message(t: Tombstone) -> bytes:
+    return (
+        f"{t.activity_id}|{'' if t.seq is None else t.seq}|{t.leaf}|{_ts(t.activity_timestamp)}|"
+        f"{_ts(t.deleted_at)}|{t.deleted_by}|{t.reason}"
+    ).encode()
+
+
+def checkpoint_message(c: Checkpoint) -> bytes:
+    return (
+        f"{c.through_seq}|{_ts(c.before)}|{c.removed}|{_ts(c.created_at)}|{c.created_by}|{c.reason}"
+    ).encode()
+
+
+def _signed(obj: Any, message: bytes, purpose: str) -> None:
+    signature = integrity.sign(message, purpose)
+    obj.key_id = signature.partition(":")[0]
+    obj.mac = signature
+
+
+def _now() -> datetime:
+    # Microsecond precision survives every backend, so a signed timestamp re-reads equal.
+    return timezone.now().astimezone(UTC)
+
+
+# --- locking ------------------------------------------------------------------------------
+
+
+def lock_chain() -> None:
+    """Serialise writers of the chain (sealer, deletion, purge) for the current transaction.
+
+    PostgreSQL: a transaction-scoped advisory lock, so web requests (which never take it) are
+    not blocked. SQLite: a write statement takes the database's RESERVED lock at once (needed
+    when the project did not configure ``transaction_mode=IMMEDIATE``).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+    else:
+        Seal.objects.filter(pk=-1).update(count=0)
+
+
+def allow_delete() -> None:
+    """Tell the optional PostgreSQL trigger that this transaction is the app's deletion path."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT set_config(%s, 'on', true)", [ALLOW_DELETE_GUC])
+
+
+# --- sealing --------------------------------------------------------------------------------
+
+
+def _row_leaf(activity: Activity) -> str | None:
+    """The row's leaf hash when its MAC verifies, else None (never sealed)."""
+    try:
+        if not integrity.row_ok(activity):
+            return None
+        return integrity.leaf_hash(activity)
+    except DecryptionError:
+        return None
+
+
+def _seal_chunk(size: int, skip: set, geo_grace: float | None) -> tuple[int, int]:
+    """Seal up to ``size`` rows in one short transaction: (sealed, refused)."""
+    with transaction.atomic():
+        lock_chain()
+        last = Seal.objects.order_by("-last_seq").first()
+        prev = last.chain_hash if last else GENESIS
+        next_seq = (last.last_seq + 1) if last else 1
+        qs = Activity.objects.filter(seq__isnull=True).order_by("timestamp", "id")
+        if skip:
+            qs = qs.exclude(id__in=skip)
+        if geo_grace is not None:
+            # Rows still waiting for geolocation are enriched (and re-MACed) later; give them
+            # a grace period so the enrichment does not have to touch sealed content.
+            cutoff = timezone.now() - timedelta(seconds=geo_grace)
+            qs = qs.exclude(geo_pending=True, timestamp__gt=cutoff)
+        rows = list(qs[:size])
+        if not rows:
+            return 0, 0
+        good: list[tuple[Activity, str]] = []
+        refused = 0
+        for row in rows:
+            leaf = _row_leaf(row)
+            if leaf is None:
+                # Written behind the application's back (or altered before sealing): sealing
+                # it would launder it. It stays unsealed and `tracking verify` reports it.
+                skip.add(row.id)
+                refused += 1
+                logger.warning("activity %s has an invalid row MAC; not sealed", row.id)
+                continue
+            good.append((row, leaf))
+        if not good:
+            return 0, refused
+        for offset, (row, _) in enumerate(good):
+            row.seq = next_seq + offset
+        Activity.objects.bulk_update([r for r, _ in good], ["seq"], batch_size=500)
+        leaves = "\n".join(f"{row.id}:{leaf}" for row, leaf in good)
+        first, count = next_seq, len(good)
+        digest = leaves_digest(leaves)
+        seal = Seal(
+            first_seq=first,
+            last_seq=first + count - 1,
+            count=count,
+            created_at=_now(),
+            leaves=leaves,
+            digest=digest,
+            prev_hash=prev,
+            chain_hash=chain_hash(prev, digest, first, first + count - 1, count),
+        )
+        _signed(seal, seal_message(seal), "seal")
+        seal.save()
+        return count, refused
+
+
+def seal_pending(limit: int | None = None, *, include_geo_pending: bool = False) -> int:
+    """Seal unsealed activities in (timestamp, id) order, in chunks; returns how many.
+
+    Each chunk is its own short transaction holding the chain lock, so web requests never
+    wait on sealing. Rows whose MAC does not verify are left unsealed (and counted in the
+    log); ``tracking verify`` reports them.
+    """
+    batch = max(1, int(tracking_settings.SEAL_BATCH_SIZE or 5000))
+    grace = None if include_geo_pending else tracking_settings.SEAL_GEO_PENDING_GRACE
+    skip: set = set()
+    total = 0
+    while limit is None or total < limit:
+        size = batch if limit is None else min(batch, limit - total)
+        sealed, refused = _seal_chunk(size, skip, grace)
+        total += sealed
+        if not sealed and not refused:
+            break
+    return total
+
+
+def chain_head() -> Seal | None:
+    return Seal.objects.order_by("-last_seq").first()
+
+
+# --- deletion -------------------------------------------------------------------------------
+
+
+def _tombstone(row: Activity, reason: str, by: str, deleted_at: datetime) -> Tombstone:
+    try:
+        leaf = integrity.leaf_hash(row)
+    except DecryptionError:
+        leaf = ""  # verify then reports the row as changed before its deletion
+    t = Tombstone(
+        activity_id=row.id,
+        seq=row.seq,
+        leaf=leaf,
+        activity_timestamp=row.timestamp.astimezone(UTC) if row.timestamp else None,
+        deleted_at=deleted_at,
+        deleted_by=(by or "")[:150],
+        reason=(reason or "")[:32],
+    )
+    _signed(t, tombstone_message(t), "tombstone")
+    return t
 
 
 def delete_activities(ids: Iterable, *, reason: str, by: str = "") -> int:
+    """Delete activities through the application: a signed Tombstone per row, then the rows
+    and their findings, in one transaction. Returns how many rows were deleted.
+
+    A tombstone records the row's leaf hash as it was, so ``tracking verify`` can tell this
+    deletion (expected) from one done behind the application's back.
+    """
     ids = list(ids)
-    Finding.objects.filter(activity_id__in=ids).delete()
-    deleted, _ = Activity.objects.filter(id__in=ids).delete()
+    if not ids:
+        return 0
+    with transaction.atomic():
+        lock_chain()
+        allow_delete()
+        rows = list(Activity.objects.filter(id__in=ids))
+        if not rows:
+            return 0
+        now = _now()
+        row_ids = [r.id for r in rows]
+        # A stale tombstone (e.g. the row was deleted and re-inserted) is replaced.
+        Tombstone.objects.filter(activity_id__in=row_ids).delete()
+        Tombstone.objects.bulk_create([_tombstone(r, reason, by, now) for r in rows])
+        Finding.objects.filter(activity_id__in=row_ids).delete()
+        deleted = Activity.objects.filter(id__in=row_ids).delete()[1].get(Activity._meta.label, 0)
     return deleted
+
+
+def write_checkpoint(
+    through_seq: int, before: datetime, removed: int, *, by: str = ""
+) -> Checkpoint:
+    """A signed statement that rows of seals up to ``through_seq`` are gone by retention."""
+    c = Checkpoint(
+        through_seq=through_seq,
+        before=before.astimezone(UTC),
+        removed=removed,
+        created_at=_now(),
+        created_by=(by or "")[:150],
+        reason="purge",
+    )
+    _signed(c, checkpoint_message(c), "checkpoint")
+    c.save()
+    return c

@@ -1,0 +1,141 @@
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import override_settings
+
+from tracking import integrity
+from tracking.models import Activity, Finding, Seal, Tombstone
+from tracking.sealing import GENESIS, chain_hash, delete_activities, seal_pending
+from tracking.testing.factories import make_activities, make_activity
+from tracking.verify import verify
+
+from .integrity_helpers import db_id, sql
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seal_pending_assigns_consecutive_seq_in_time_order_and_links_seals():
+    make_activities(7)
+    with override_settings(TRACKING_SEAL_BATCH_SIZE=3):
+        assert seal_pending() == 7
+    rows = list(Activity.objects.order_by("seq"))
+    assert [r.seq for r in rows] == list(range(1, 8))
+    assert [r.timestamp for r in rows] == sorted(r.timestamp for r in rows)
+    seals = list(Seal.objects.order_by("last_seq"))
+    assert [(s.first_seq, s.last_seq, s.count) for s in seals] == [(1, 3, 3), (4, 6, 3), (7, 7, 1)]
+    prev = GENESIS
+    for seal in seals:
+        assert seal.prev_hash == prev
+        lines = seal.leaves.split("\n")
+        assert len(lines) == seal.count
+        assert seal.digest == hashlib.sha256(seal.leaves.encode()).hexdigest()
+        assert seal.chain_hash == chain_hash(
+            prev, seal.digest, seal.first_seq, seal.last_seq, seal.count
+        )
+        assert seal.key_id == integrity.signing_key()[0]
+        prev = seal.chain_hash
+    by_seq = {r.seq: r for r in rows}
+    first_line = seals[0].leaves.split("\n")[0]
+    assert first_line == f"{by_seq[1].id}:{integrity.leaf_hash(by_seq[1])}"
+    # Nothing left: a second run seals nothing and adds no seal.
+    assert seal_pending() == 0
+    assert Seal.objects.count() == 3
+    assert verify().ok
+
+
+def test_seal_pending_respects_limit_and_continues_the_chain():
+    make_activities(5)
+    assert seal_pending(limit=2) == 2
+    assert Activity.objects.filter(seq__isnull=True).count() == 3
+    make_activities(2)
+    assert seal_pending() == 5
+    assert sorted(Activity.objects.values_list("seq", flat=True)) == list(range(1, 8))
+    assert verify().ok
+
+
+def test_row_with_invalid_mac_is_not_sealed_and_others_are():
+    good = make_activities(3)
+    bad = make_activity(city="Forged")
+    sql("UPDATE tracking_activity SET city = %s WHERE id = %s", ["Elsewhere", db_id(bad.pk)])
+    assert seal_pending() == 3
+    assert Activity.objects.get(pk=bad.pk).seq is None
+    assert set(Activity.objects.filter(seq__isnull=False).values_list("id", flat=True)) == {
+        r.pk for r in good
+    }
+    report = verify()
+    assert report.ids() == {str(bad.pk)}
+
+
+def test_row_without_mac_is_refused_by_the_sealer():
+    row = make_activity()
+    sql("UPDATE tracking_activity SET mac = '' WHERE id = %s", [db_id(row.pk)])
+    assert seal_pending() == 0
+    assert not Seal.objects.exists()
+
+
+def test_many_invalid_rows_do_not_starve_the_sealer():
+    bad = make_activities(4, city="X")
+    for b in bad:
+        sql("UPDATE tracking_activity SET mac = 'k:00' WHERE id = %s", [db_id(b.pk)])
+    make_activities(3, now=datetime.now(UTC) + timedelta(hours=1))
+    with override_settings(TRACKING_SEAL_BATCH_SIZE=2):
+        assert seal_pending() == 3
+
+
+def test_geo_pending_rows_wait_for_their_grace_period_then_are_sealed():
+    now = datetime.now(UTC)
+    fresh = make_activity(geo_pending=True, timestamp=now)
+    old = make_activity(geo_pending=True, timestamp=now - timedelta(hours=2))
+    with override_settings(TRACKING_SEAL_GEO_PENDING_GRACE=600):
+        assert seal_pending() == 1
+    assert Activity.objects.get(pk=old.pk).seq == 1
+    assert Activity.objects.get(pk=fresh.pk).seq is None
+    assert seal_pending(include_geo_pending=True) == 1
+
+
+def test_delete_activities_writes_signed_tombstones_and_verifies():
+    rows = make_activities(4)
+    seal_pending()
+    unsealed = make_activity()
+    Finding.objects.create(
+        activity_id=rows[0].pk,
+        timestamp=rows[0].timestamp,
+        detector="x",
+        tag="t",
+        score=1.0,
+        reason="r",
+    )
+    n = delete_activities(
+        [rows[0].pk, unsealed.pk, "00000000-0000-0000-0000-000000000000"], reason="api", by="alice"
+    )
+    assert n == 2
+    assert not Activity.objects.filter(pk__in=[rows[0].pk, unsealed.pk]).exists()
+    assert not Finding.objects.filter(activity_id=rows[0].pk).exists()
+    t = Tombstone.objects.get(activity_id=rows[0].pk)
+    assert (t.reason, t.deleted_by) == ("api", "alice")
+    assert t.seq == Activity.objects.filter(seq__isnull=False).count() + 1 or t.seq is not None
+    assert t.leaf and t.mac.startswith(t.key_id + ":")
+    assert Tombstone.objects.get(activity_id=unsealed.pk).seq is None
+    report = verify()
+    assert report.ok, report.problems
+    assert report.deleted_ok == 1
+
+
+def test_delete_activities_with_no_ids_is_a_no_op():
+    assert delete_activities([], reason="api") == 0
+    assert not Tombstone.objects.exists()
+
+
+def test_old_seals_verify_after_seal_key_rotation_while_the_old_key_is_listed():
+    make_activities(3)
+    seal_pending()
+    with override_settings(TRACKING_SEAL_KEYS=["new-seal-key", "test-seal-key-not-secret"]):
+        make_activities(2)
+        seal_pending()
+        assert Seal.objects.order_by("-last_seq").first().key_id == integrity.signing_key()[0]
+        assert verify().ok
+    with override_settings(TRACKING_SEAL_KEYS=["new-seal-key"]):
+        report = verify()
+        assert not report.ok
+        assert any("not in TRACKING_SEAL_KEYS" in p.message for p in report.problems)

@@ -1,0 +1,262 @@
+"""Tampering behind the application's back (raw SQL), then `manage.py tracking verify`."""
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tracking.models import Activity, Seal
+from tracking.sealing import delete_activities, seal_pending
+from tracking.testing.factories import make_activities, make_activity
+
+from .integrity_helpers import db_id, insert_copy, run_tracking, sealed_rows, sql  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+def test_clean_log_verifies_with_exit_code_zero(sealed_rows):
+    make_activity()  # one unsealed, valid row
+    code, out = run_tracking("verify")
+    assert code == 0, out
+    assert "OK" in out
+    assert "12 sealed, 1 unsealed" in out
+
+
+def test_update_of_a_sealed_field_is_reported_as_changed_with_its_id(sealed_rows):
+    victim = sealed_rows[4]
+    assert (
+        sql("UPDATE tracking_activity SET city = 'Nowhere' WHERE id = %s", [db_id(victim.pk)]) == 1
+    )
+    code, out = run_tracking("verify")
+    assert code == 1
+    assert str(victim.pk) in out
+    assert "CHANGED" in out and "content changed" in out
+    assert sum(str(r.pk) in out for r in sealed_rows) == 1
+
+
+@pytest.mark.parametrize(
+    "column,value",
+    [
+        ("username", "mallory"),
+        ("status", 200 + 1),
+        ("risk_score", 0.0001),
+        ("ip_address", "203.0.113.9"),
+        ("timestamp", None),
+        ("tags", ",cleared,"),
+    ],
+)
+def test_every_kind_of_canonical_column_edit_is_detected(sealed_rows, column, value):
+    victim = sealed_rows[0]
+    if column == "timestamp":
+        Activity.objects.filter(pk=victim.pk).update(timestamp=victim.timestamp - timedelta(days=1))
+    else:
+        sql(f"UPDATE tracking_activity SET {column} = %s WHERE id = %s", [value, db_id(victim.pk)])
+    code, out = run_tracking("verify")
+    assert code == 1 and str(victim.pk) in out
+
+
+def test_review_columns_may_change_legitimately(sealed_rows, staff_user):
+    victim = sealed_rows[1]
+    Activity.objects.filter(pk=victim.pk).update(
+        flagged=True,
+        review_status="confirmed",
+        reviewed_by=staff_user,
+        reviewed_at=datetime.now(UTC),
+    )
+    code, out = run_tracking("verify")
+    assert code == 0, out
+
+
+def test_raw_delete_is_reported_as_removed(sealed_rows):
+    victim = sealed_rows[7]
+    assert sql("DELETE FROM tracking_activity WHERE id = %s", [db_id(victim.pk)]) == 1
+    code, out = run_tracking("verify")
+    assert code == 1
+    assert f"activity {victim.pk}" in out and "REMOVED" in out
+
+
+def test_raw_insert_of_an_unsealed_row_is_reported_as_inserted(sealed_rows):
+    new_id = uuid.uuid4()
+    insert_copy(sealed_rows[2], new_id)
+    code, out = run_tracking("verify")
+    assert code == 1
+    assert str(new_id) in out and "INSERTED" in out
+
+
+def test_raw_insert_with_a_copied_mac_and_empty_mac_are_both_reported(sealed_rows):
+    a, b = uuid.uuid4(), uuid.uuid4()
+    insert_copy(sealed_rows[2], a)
+    insert_copy(sealed_rows[3], b, mac="")
+    code, out = run_tracking("verify", "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert {p["activity_id"] for p in report["problems"]} == {str(a), str(b)}
+    assert report["ok"] is False
+
+
+def test_raw_insert_into_a_sealed_seq_range_is_reported(sealed_rows):
+    new_id = uuid.uuid4()
+    insert_copy(sealed_rows[5], new_id, keep_seq=True)
+    code, out = run_tracking("verify")
+    assert code == 1
+    assert str(new_id) in out and "INSERTED" in out
+    assert str(sealed_rows[5].pk) not in out
+
+
+def test_row_with_seq_beyond_the_chain_is_reported(sealed_rows):
+    row = make_activity()
+    sql("UPDATE tracking_activity SET seq = 999 WHERE id = %s", [db_id(row.pk)])
+    code, out = run_tracking("verify")
+    assert code == 1 and str(row.pk) in out and "no seal covers it" in out
+
+
+def test_swapped_seq_numbers_are_reported(sealed_rows):
+    a, b = sealed_rows[2], sealed_rows[3]
+    sql("UPDATE tracking_activity SET seq = -1 WHERE id = %s", [db_id(a.pk)])
+    sql("UPDATE tracking_activity SET seq = %s WHERE id = %s", [a.seq, db_id(b.pk)])
+    sql("UPDATE tracking_activity SET seq = %s WHERE id = %s", [b.seq, db_id(a.pk)])
+    code, out = run_tracking("verify")
+    assert code == 1
+    assert str(a.pk) in out and str(b.pk) in out and "moved" in out
+
+
+def test_row_mac_edit_is_reported(sealed_rows):
+    victim = sealed_rows[0]
+    sql("UPDATE tracking_activity SET mac = %s WHERE id = %s", ["x:" + "0" * 64, db_id(victim.pk)])
+    code, out = run_tracking("verify")
+    assert code == 1 and str(victim.pk) in out
+
+
+def test_ciphertext_swapped_between_rows_is_reported(sealed_rows):
+    a, b = sealed_rows[0], sealed_rows[1]
+    (ct,) = Activity.objects.filter(pk=a.pk).values_list("headers", flat=True)
+    sql("UPDATE tracking_activity SET headers = %s WHERE id = %s", [str(ct), db_id(b.pk)])
+    code, out = run_tracking("verify")
+    assert code == 1 and str(b.pk) in out and "cannot be decrypted" in out
+
+
+def test_edited_seal_leaves_digest_and_mac_are_reported(sealed_rows):
+    seal = Seal.objects.order_by("last_seq").first()
+    forged = seal.leaves.replace(seal.leaves[-64:], "f" * 64)
+    sql("UPDATE tracking_seal SET leaves = %s WHERE id = %s", [forged, seal.pk])
+    code, out = run_tracking("verify")
+    assert code == 1 and "seal edited" in out
+
+
+def test_seal_mac_edit_is_reported(sealed_rows):
+    seal = Seal.objects.first()
+    sql("UPDATE tracking_seal SET mac = %s WHERE id = %s", [seal.key_id + ":" + "0" * 64, seal.pk])
+    code, out = run_tracking("verify")
+    assert code == 1 and "seal signature invalid" in out
+
+
+def test_deleted_seal_breaks_the_chain_and_its_rows_are_reported():
+    from django.test import override_settings
+
+    make_activities(9)
+    with override_settings(TRACKING_SEAL_BATCH_SIZE=3):
+        seal_pending()
+    middle = Seal.objects.order_by("last_seq")[1]
+    sql("DELETE FROM tracking_seal WHERE id = %s", [middle.pk])
+    code, out = run_tracking("verify")
+    assert code == 1
+    assert "chain broken" in out
+    for row in Activity.objects.filter(seq__gte=middle.first_seq, seq__lte=middle.last_seq):
+        assert str(row.pk) in out
+
+
+def test_deleted_head_seal_leaves_rows_without_a_seal():
+    from django.test import override_settings
+
+    make_activities(4)
+    with override_settings(TRACKING_SEAL_BATCH_SIZE=2):
+        seal_pending()
+    head = Seal.objects.order_by("-last_seq").first()
+    anchor = head.chain_hash
+    sql("DELETE FROM tracking_seal WHERE id = %s", [head.pk])
+    code, out = run_tracking("verify")
+    assert code == 1 and "no seal covers it" in out
+    # Rows and seal removed together: only an anchor kept outside the database tells.
+    sql("DELETE FROM tracking_activity WHERE seq > %s", [head.first_seq - 1])
+    assert run_tracking("verify")[0] == 0
+    code, out = run_tracking("verify", "--anchor", anchor)
+    assert code == 1 and "not in the chain" in out
+
+
+def test_forged_tombstone_does_not_excuse_a_raw_delete(sealed_rows):
+    good, victim = sealed_rows[0], sealed_rows[1]
+    delete_activities([good.pk], reason="api", by="staff")
+    sql(
+        "INSERT INTO tracking_tombstone (activity_id, seq, leaf, activity_timestamp, deleted_at, deleted_by, reason, key_id, mac)"
+        " SELECT %s, seq, leaf, activity_timestamp, deleted_at, deleted_by, reason, key_id, mac FROM tracking_tombstone",
+        [db_id(victim.pk)],
+    )
+    sql("DELETE FROM tracking_activity WHERE id = %s", [db_id(victim.pk)])
+    code, out = run_tracking("verify")
+    assert code == 1
+    assert "tombstone signature invalid" in out and "REMOVED" in out
+    assert str(victim.pk) in out and str(good.pk) not in out
+
+
+def test_deleted_tombstone_turns_a_legitimate_deletion_into_a_removal(sealed_rows):
+    victim = sealed_rows[3]
+    delete_activities([victim.pk], reason="api", by="staff")
+    assert run_tracking("verify")[0] == 0
+    sql("DELETE FROM tracking_tombstone")
+    code, out = run_tracking("verify")
+    assert code == 1 and str(victim.pk) in out
+
+
+def test_row_reinserted_after_its_deletion_is_reported(sealed_rows):
+    victim = sealed_rows[3]
+    other = sealed_rows[4]
+    delete_activities([victim.pk], reason="api")
+    insert_copy(other, victim.pk)
+    code, out = run_tracking("verify")
+    assert code == 1 and str(victim.pk) in out and "INSERTED" in out
+
+
+def test_unsealed_row_updated_by_raw_sql_is_reported():
+    row = make_activity()
+    sql("UPDATE tracking_activity SET endpoint = '/other/' WHERE id = %s", [db_id(row.pk)])
+    code, out = run_tracking("verify")
+    assert code == 1 and str(row.pk) in out and "changed" in out
+
+
+def test_legitimate_deletions_and_purges_verify(sealed_rows):
+    delete_activities([sealed_rows[0].pk, sealed_rows[5].pk], reason="api", by="staff")
+    code, out = run_tracking(
+        "purge", "--before", (sealed_rows[6].timestamp + timedelta(microseconds=1)).isoformat()
+    )
+    assert code == 0, out
+    code, out = run_tracking("verify")
+    assert code == 0, out
+
+
+def test_since_limits_row_checks_but_not_the_chain(sealed_rows):
+    victim = sealed_rows[0]
+    sql("UPDATE tracking_activity SET city = 'X' WHERE id = %s", [db_id(victim.pk)])
+    future = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    code, out = run_tracking("verify", "--since", future)
+    assert code == 0, out
+    assert "0 sealed, 0 unsealed" in out
+    seal = Seal.objects.first()
+    sql("UPDATE tracking_seal SET prev_hash = %s WHERE id = %s", ["1" * 64, seal.pk])
+    code, out = run_tracking("verify", "--since", future)
+    assert code == 1 and "chain broken" in out
+    code, out = run_tracking("verify", "--since", "2000-01-01")
+    assert code == 1 and str(victim.pk) in out
+
+
+def test_since_rejects_a_bad_date():
+    from django.core.management.base import CommandError
+
+    with pytest.raises((CommandError, SystemExit)):
+        run_tracking("verify", "--since", "yesterday-ish")
+
+
+def test_verify_without_seal_keys_exits_2(sealed_rows, settings):
+    settings.TRACKING_SEAL_KEYS = []
+    code, out = run_tracking("verify")
+    assert code == 2 and "TRACKING_SEAL_KEYS" in out
