@@ -1,7 +1,9 @@
 """URLs of the app, mounted by the project under ``api/tracking/``."""
 
-from django.urls import path
+from django.urls import include, path
 
 app_name = "tracking"
 
-urlpatterns: list = []
+urlpatterns: list = [
+    path("dashboard/", include("tracking.dashboard.urls")),
+]
