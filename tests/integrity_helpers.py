@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from django.core.management import call_command
 from django.db import connection
 
@@ -56,13 +55,3 @@ def insert_copy(source: Activity, new_id, *, keep_seq: bool = False, mac: str | 
         "FROM tracking_activity WHERE id = %s",
         params,
     )
-
-
-@pytest.fixture
-def sealed_rows(db):
-    from tracking.sealing import seal_pending
-    from tracking.testing.factories import make_activities
-
-    rows = make_activities(12)
-    assert seal_pending() == 12
-    return list(Activity.objects.order_by("seq"))

@@ -10,9 +10,17 @@ from tracking.models import Activity, Seal
 from tracking.sealing import delete_activities, seal_pending
 from tracking.testing.factories import make_activities, make_activity
 
-from .integrity_helpers import db_id, insert_copy, run_tracking, sealed_rows, sql  # noqa: F401
+from .integrity_helpers import db_id, insert_copy, run_tracking, sql
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sealed_rows(db):
+    """Twelve recorded rows, sealed; returned in seq order."""
+    make_activities(12)
+    assert seal_pending() == 12
+    return list(Activity.objects.order_by("seq"))
 
 
 def test_clean_log_verifies_with_exit_code_zero(sealed_rows):
