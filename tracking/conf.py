@@ -60,6 +60,11 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_QUEUE": "tracking",
     # Durable local spool for events that could not be written (database down, broker down).
     "SPOOL_DIR": None,
+    # Seconds between the writer's attempts to replay the spool (recording, tracking.writer).
+    "SPOOL_REPLAY_INTERVAL": 5.0,
+    # True: async_log events are appended+fsynced to the spool before the request goes on,
+    # so a killed process loses nothing acknowledged (recording, tracking.writer).
+    "DURABLE_HANDOFF": False,
     # --- detection -------------------------------------------------------------------
     # [("dotted.path.Detector", {params}), ...]; None means the built-in set.
     "DETECTORS": None,

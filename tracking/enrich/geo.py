@@ -1,0 +1,294 @@
+"""IP → geo and network (ASN/ISP), from local MaxMind databases and an optional HTTP provider.
+
+Readers on ``GEOIP_PATH`` (``GeoLite2-City.mmdb``, ``GeoLite2-ASN.mmdb``) are opened once and
+reset when settings change; answers are LRU-cached. Private, loopback, reserved, link-local,
+multicast and unspecified addresses are never looked up.
+
+Country-only records (no city) keep the country centroid's ``latitude``/``longitude`` *only
+together with* their large ``accuracy_radius``, and ``city`` stays empty: consumers must read
+coordinates through the radius (detection does), never as a point.
+
+The HTTP provider (``TRACKING_GEO_HTTP_URL``, a template with ``{ip}`` returning JSON) is
+asked only when the databases have no answer. It runs in the batch step, never in the
+request of an ``async_log`` view, with a short timeout and a circuit breaker; a failure
+returns ``GeoResult(pending=True)`` so the row is stored with ``geo_pending`` and enriched
+later by ``retry_pending_geo()``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from ..conf import on_reload, tracking_settings
+
+logger = logging.getLogger("tracking.enrich")
+
+CITY_DB = "GeoLite2-City.mmdb"
+ASN_DB = "GeoLite2-ASN.mmdb"
+GEO_FIELDS = (
+    "isp",
+    "asn",
+    "country",
+    "region",
+    "city",
+    "latitude",
+    "longitude",
+    "accuracy_radius",
+)
+
+# Breaker: after this many consecutive failures the provider is skipped for a cool-down.
+BREAKER_THRESHOLD = 3
+BREAKER_COOLDOWN = 30.0
+
+
+@dataclass(slots=True)
+class GeoResult:
+    values: dict[str, Any] = field(default_factory=dict)
+    pending: bool = False  # the lookup is owed: retry later
+
+
+def is_public(ip: str | None) -> bool:
+    if not ip:
+        return False
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_global and not addr.is_multicast
+
+
+class _Readers:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.loaded = False
+        self.city = None
+        self.asn = None
+
+    def get(self):
+        if not self.loaded:
+            with self.lock:
+                if not self.loaded:
+                    self.city, self.asn = self._open()
+                    self.loaded = True
+        return self.city, self.asn
+
+    @staticmethod
+    def _open():
+        import geoip2.database
+
+        folder = tracking_settings.GEOIP_PATH
+        out = []
+        for name in (CITY_DB, ASN_DB):
+            path = os.path.join(str(folder), name) if folder else None
+            reader = None
+            if path and os.path.exists(path):
+                try:
+                    reader = geoip2.database.Reader(path)
+                except Exception:  # a corrupt database disables lookups, never requests
+                    logger.exception("cannot open GeoIP database %s", path)
+            out.append(reader)
+        return tuple(out)
+
+    def close(self) -> None:
+        with self.lock:
+            for reader in (self.city, self.asn):
+                if reader is not None:
+                    try:
+                        reader.close()
+                    except Exception:  # noqa: S110 - closing is best effort
+                        pass
+            self.city = self.asn = None
+            self.loaded = False
+
+
+_readers = _Readers()
+
+
+class _Breaker:
+    def __init__(self) -> None:
+        self.failures = 0
+        self.open_until = 0.0
+        self.lock = threading.Lock()
+
+    def allow(self) -> bool:
+        return time.monotonic() >= self.open_until
+
+    def success(self) -> None:
+        with self.lock:
+            self.failures = 0
+            self.open_until = 0.0
+
+    def failure(self) -> None:
+        with self.lock:
+            self.failures += 1
+            if self.failures >= BREAKER_THRESHOLD:
+                self.open_until = time.monotonic() + BREAKER_COOLDOWN
+
+
+breaker = _Breaker()
+
+
+def _local_lookup(ip: str) -> dict[str, Any]:
+    city_reader, asn_reader = _readers.get()
+    values: dict[str, Any] = {}
+    if city_reader is not None:
+        try:
+            rec = city_reader.city(ip)
+        except Exception:  # AddressNotFoundError, ValueError on odd input
+            rec = None
+        if rec is not None:
+            values["country"] = rec.country.iso_code or ""
+            values["region"] = rec.subdivisions.most_specific.name or ""
+            values["city"] = rec.city.name or ""
+            values["latitude"] = rec.location.latitude
+            values["longitude"] = rec.location.longitude
+            values["accuracy_radius"] = rec.location.accuracy_radius
+    if asn_reader is not None:
+        try:
+            arec = asn_reader.asn(ip)
+        except Exception:
+            arec = None
+        if arec is not None:
+            values["asn"] = arec.autonomous_system_number
+            values["isp"] = arec.autonomous_system_organization or ""
+    return values
+
+
+def _http_lookup(ip: str) -> dict[str, Any] | None:
+    """Ask the HTTP provider; None when it failed (timeout, error, bad JSON)."""
+    import requests
+
+    url = str(tracking_settings.GEO_HTTP_URL).replace("{ip}", ip)
+    timeout = float(tracking_settings.GEO_HTTP_TIMEOUT)
+    try:
+        resp = requests.get(url, timeout=(timeout, timeout))
+        resp.raise_for_status()
+        data = resp.json()
+    except Exception as exc:  # noqa: BLE001 - any provider failure means "later"
+        logger.warning("geo provider failed for an address: %s", type(exc).__name__)
+        breaker.failure()
+        return None
+    breaker.success()
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, Any] = {}
+    mapping = {
+        "country": ("country", "country_code", "countryCode"),
+        "region": ("region", "regionName"),
+        "city": ("city",),
+        "latitude": ("latitude", "lat"),
+        "longitude": ("longitude", "lon", "lng"),
+        "accuracy_radius": ("accuracy_radius",),
+        "asn": ("asn",),
+        "isp": ("isp", "org", "organization"),
+    }
+    for key, names in mapping.items():
+        for name in names:
+            if data.get(name) not in (None, ""):
+                out[key] = data[name]
+                break
+    return _coerce(out)
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            if key in ("latitude", "longitude"):
+                out[key] = float(value)
+            elif key in ("asn", "accuracy_radius"):
+                text = str(value).upper().removeprefix("AS").split()[0]
+                out[key] = int(text)
+            elif key == "country":
+                out[key] = str(value).upper()[:2]
+            else:
+                out[key] = str(value)[:255 if key == "isp" else 128]
+        except (TypeError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _make_cache():
+    @lru_cache(maxsize=max(int(tracking_settings.GEO_CACHE_SIZE or 0), 1))
+    def cached(ip: str) -> tuple:
+        return tuple(_local_lookup(ip).items())
+
+    return cached
+
+
+_cache = None
+_http_cache: dict[str, dict[str, Any]] = {}
+
+
+def _reset() -> None:
+    global _cache
+    _cache = None
+    _http_cache.clear()
+    _readers.close()
+    breaker.success()
+
+
+on_reload(_reset)
+
+
+def lookup(ip: str | None) -> GeoResult:
+    """Geo/network fields for ``ip``; empty for non-public addresses or when disabled."""
+    global _cache
+    if tracking_settings.DISABLE_GEOLOCATION or not is_public(ip):
+        return GeoResult()
+    assert ip is not None
+    if _cache is None:
+        _cache = _make_cache()
+    values = dict(_cache(ip))
+    if values or not tracking_settings.GEO_HTTP_URL:
+        return GeoResult(values)
+    if ip in _http_cache:
+        return GeoResult(dict(_http_cache[ip]))
+    if not breaker.allow():
+        return GeoResult(pending=bool(tracking_settings.GEO_RETRY_LATER))
+    answer = _http_lookup(ip)
+    if answer is None:
+        return GeoResult(pending=bool(tracking_settings.GEO_RETRY_LATER))
+    if len(_http_cache) >= int(tracking_settings.GEO_CACHE_SIZE or 1):
+        _http_cache.pop(next(iter(_http_cache)))
+    _http_cache[ip] = answer
+    return GeoResult(dict(answer))
+
+
+def retry_pending_geo(limit: int = 1000) -> int:
+    """Enrich rows stored while the provider was down; returns how many were completed.
+
+    Geo fields are part of the row MAC, so the MAC is recomputed for rows not yet sealed;
+    sealed rows keep their recorded content and are only marked as no longer pending.
+    """
+    from django.db import transaction
+
+    from .. import integrity
+    from ..models import Activity
+
+    done = 0
+    rows = list(Activity.objects.filter(geo_pending=True).order_by("timestamp")[:limit])
+    for row in rows:
+        result = lookup(row.ip_address)
+        if result.pending:
+            continue
+        with transaction.atomic():
+            if row.seq is None:
+                for key, value in result.values.items():
+                    setattr(row, key, value)
+                row.geo_pending = False
+                row.mac = integrity.row_mac(row)
+                row.save(update_fields=[*result.values.keys(), "geo_pending", "mac"])
+            else:
+                Activity.objects.filter(pk=row.pk).update(geo_pending=False)
+        done += 1
+    return done

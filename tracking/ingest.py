@@ -1,0 +1,473 @@
+"""The one batch step every stored activity goes through (see docs/ARCHITECTURE.md).
+
+``ingest(events)``:
+
+1. drops ids already stored (imports re-run, at-least-once delivery) and repeats in the batch;
+2. enriches: IP → geo/ASN, User-Agent → device (pre-filled ``enrichment`` of imports is kept);
+3. redacts headers/params again (idempotent) and clamps every field to its column;
+4. sorts by timestamp and builds unsaved ``Activity`` objects, resolving users;
+5. runs detection, merges imported verdicts;
+6. computes each row MAC, bulk-inserts activities and findings and updates ``Rollup`` rows in
+   one transaction;
+7. seals after commit when ``TRACKING_SEAL_ON_WRITE``.
+
+Failure isolation: an event that cannot be turned into a row (bad id, bad timestamp...) is
+*rejected*: logged, counted and kept in the spool's dead-letter file. If the batch insert
+fails, every event is retried alone so one bad row never loses the others. When the database
+itself is unavailable, events are appended to the durable spool (``spool_failures=True``) or
+``DatabaseUnavailable`` is raised for the caller to keep them (spool replay, Celery retry).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest, Least
+
+from . import integrity
+from .conf import tracking_settings
+from .enrich import geo, useragent
+from .events import ENRICHMENT_FIELDS, Event
+from .models import Activity, Rollup, Severity
+from .redaction import redact_headers, redact_params
+
+logger = logging.getLogger("tracking.ingest")
+
+_SEVERITIES = {c.value for c in Severity}
+_SEV_RANK = {"": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+_REVIEW = {"open", "confirmed", "dismissed"}
+_CHAR_LIMITS = {
+    f.name: f.max_length
+    for f in Activity._meta.concrete_fields
+    if getattr(f, "max_length", None) and f.get_internal_type() == "CharField"
+}
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached; the events were not stored (nor lost)."""
+
+
+class InvalidEvent(ValueError):
+    """An event that can never become a row (reported with the reason)."""
+
+
+@dataclass
+class IngestResult:
+    stored: int = 0
+    duplicates: int = 0
+    failed: int = 0  # rejected (invalid) + spooled (database unavailable)
+    ids: list[str] = field(default_factory=list)
+    rejected: int = 0
+    spooled: int = 0
+    errors: list[str] = field(default_factory=list)
+    rejected_ids: list[str] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> IngestResult:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.failed += other.failed
+        self.rejected += other.rejected
+        self.spooled += other.spooled
+        self.ids.extend(other.ids)
+        self.errors.extend(other.errors[:100])
+        return self
+
+
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError | InterfaceError) and not isinstance(
+        exc, IntegrityError
+    )
+
+
+def _as_event(item: Event | dict) -> Event:
+    if isinstance(item, Event):
+        return item
+    if isinstance(item, dict):
+        try:
+            return Event.from_dict(item)
+        except (TypeError, ValueError) as exc:
+            raise InvalidEvent(f"not an event: {exc}") from exc
+    raise InvalidEvent(f"not an event: {type(item).__name__}")
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InvalidEvent(f"invalid id {value!r}") from exc
+
+
+def _ip(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        addr = ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return str(addr)
+
+
+def _float(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _int(value: Any, lo: int, hi: int) -> int | None:
+    if value in (None, "") or isinstance(value, bool):
+        return None
+    try:
+        i = int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return i if lo <= i <= hi else None
+
+
+def _text(name: str, value: Any) -> str:
+    # PostgreSQL text cannot hold NUL; it is never meaningful in these columns.
+    text = "" if value is None else str(value).replace("\x00", "")
+    limit = _CHAR_LIMITS.get(name)
+    return text[:limit] if limit else text
+
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidEvent(f"invalid timestamp {value!r}") from exc
+    if not isinstance(value, datetime):
+        raise InvalidEvent(f"invalid timestamp {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    # The MAC covers the ISO text: store and hash the same UTC form a read gives back.
+    return value.astimezone(UTC)
+
+
+def _enrich(event: Event, act: Activity) -> None:
+    pre = {k: v for k, v in (event.enrichment or {}).items() if k in ENRICHMENT_FIELDS}
+    geo_known = any(pre.get(k) not in (None, "") for k in geo.GEO_FIELDS)
+    if not geo_known and act.ip_address:
+        result = geo.lookup(act.ip_address)
+        pre.update(result.values)
+        act.geo_pending = result.pending
+    if not any(pre.get(k) not in (None, "") for k in ("device", "os", "browser")):
+        pre.update(useragent.parse_user_agent(act.user_agent))
+    for key in ("isp", "country", "region", "city", "device", "os", "browser"):
+        if key in pre:
+            setattr(act, key, _text(key, pre[key]))
+    act.country = act.country.upper()[:2]
+    act.asn = _int(pre.get("asn"), 0, 2**63 - 1)
+    act.latitude = _float(pre.get("latitude"))
+    act.longitude = _float(pre.get("longitude"))
+    act.accuracy_radius = _int(pre.get("accuracy_radius"), 0, 2**31 - 1)
+    act.is_mobile = bool(pre.get("is_mobile", False))
+    act.is_bot = bool(pre.get("is_bot", False))
+
+
+def build_activity(event: Event) -> Activity:
+    """An unsaved, enriched and redacted Activity for ``event`` (raises InvalidEvent)."""
+    if not event.type or not isinstance(event.type, str):
+        raise InvalidEvent("missing activity type")
+    headers = event.headers if isinstance(event.headers, dict) else {}
+    params = event.params if isinstance(event.params, dict) else {"value": event.params}
+    act = Activity(
+        id=_uuid(event.id),
+        timestamp=_timestamp(event.timestamp),
+        type=_text("type", event.type),
+        username=_text("username", event.username),
+        session_id=_text("session_id", event.session_id),
+        ip_address=_ip(event.ip_address),
+        remote_addr=_ip(event.remote_addr),
+        forwarded_for=_text("forwarded_for", event.forwarded_for),
+        user_agent=useragent.truncate_user_agent(_text("user_agent", event.user_agent)),
+        endpoint=_text("endpoint", event.endpoint),
+        method=_text("method", event.method).upper(),
+        status=_int(event.status, 0, 32767),
+        duration=_float(event.duration),
+        headers=redact_headers(headers),
+        params=redact_params(params),
+    )
+    act.user_id = None
+    _enrich(event, act)
+    return act
+
+
+class _Users:
+    """Resolve ``user_id``/``username`` of a batch with two queries."""
+
+    def __init__(self, events: list[Event]) -> None:
+        model = get_user_model()
+        pk = model._meta.pk
+        ids = set()
+        for e in events:
+            if e.user_id not in (None, ""):
+                try:
+                    ids.add(pk.to_python(e.user_id))
+                except Exception:  # noqa: BLE001, S112 - an unknown id is just "no user"
+                    continue
+        names = {e.username for e in events if e.username}
+        field = model.USERNAME_FIELD
+        self.ids = set(model._default_manager.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+        self.by_name = (
+            dict(model._default_manager.filter(**{f"{field}__in": names}).values_list(field, "pk"))
+            if names
+            else {}
+        )
+        self.pk = pk
+
+    def resolve(self, event: Event) -> Any:
+        if event.user_id not in (None, ""):
+            try:
+                value = self.pk.to_python(event.user_id)
+            except Exception:  # noqa: BLE001
+                value = None
+            if value in self.ids:
+                return value
+        return self.by_name.get(event.username) if event.username else None
+
+
+def _merge_verdict(act: Activity, verdict: dict[str, Any]) -> None:
+    if not verdict:
+        return
+    tags = verdict.get("tags") or []
+    if isinstance(tags, str):
+        tags = [t for t in tags.replace(";", ",").split(",") if t]
+    act.tags = sorted(set(act.tags or []) | {str(t) for t in tags})
+    act.flagged = bool(act.flagged) or bool(verdict.get("flagged"))
+    risk = _float(verdict.get("risk_score"))
+    if risk is not None:
+        act.risk_score = max(float(act.risk_score or 0.0), risk)
+    sev = verdict.get("severity") or ""
+    if sev in _SEVERITIES and _SEV_RANK[sev] > _SEV_RANK.get(act.severity or "", 0):
+        act.severity = sev
+    status = verdict.get("review_status")
+    if status in _REVIEW:
+        act.review_status = status
+
+
+def _detect(acts: list[Activity]) -> list:
+    from .detection import detect_batch
+
+    try:
+        with transaction.atomic():
+            return list(detect_batch(acts) or [])
+    except DatabaseError as exc:
+        if _unavailable(exc):
+            raise
+        logger.exception("detection failed for a batch; stored without findings")
+    except Exception:  # noqa: BLE001 - a detector bug must not lose the audit log
+        logger.exception("detection failed for a batch; stored without findings")
+    return []
+
+
+def _hour(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _rollups(acts: list[Activity]) -> None:
+    groups: dict[tuple, dict[str, Any]] = {}
+    for a in acts:
+        key = (_hour(a.timestamp), a.type, a.country or "")
+        g = groups.setdefault(key, {"count": 0, "flagged": 0, "sum": 0.0, "n": 0, "min": None, "max": None})
+        g["count"] += 1
+        g["flagged"] += 1 if a.flagged else 0
+        if a.duration is not None:
+            g["sum"] += a.duration
+            g["n"] += 1
+            g["min"] = a.duration if g["min"] is None else min(g["min"], a.duration)
+            g["max"] = a.duration if g["max"] is None else max(g["max"], a.duration)
+    for (bucket, type_, country), g in sorted(groups.items(), key=lambda kv: kv[0]):
+        changes: dict[str, Any] = {
+            "count": F("count") + g["count"],
+            "flagged": F("flagged") + g["flagged"],
+            "duration_sum": F("duration_sum") + g["sum"],
+            "duration_count": F("duration_count") + g["n"],
+        }
+        if g["n"]:
+            changes["duration_min"] = Least(Coalesce(F("duration_min"), Value(g["min"])), Value(g["min"]))
+            changes["duration_max"] = Greatest(Coalesce(F("duration_max"), Value(g["max"])), Value(g["max"]))
+        dims = {"bucket": bucket, "type": type_, "country": country}
+        if Rollup.objects.filter(**dims).update(**changes):
+            continue
+        try:
+            with transaction.atomic():
+                Rollup.objects.create(
+                    **dims,
+                    count=g["count"],
+                    flagged=g["flagged"],
+                    duration_sum=g["sum"],
+                    duration_count=g["n"],
+                    duration_min=g["min"],
+                    duration_max=g["max"],
+                )
+        except IntegrityError:  # created concurrently: add to it
+            Rollup.objects.filter(**dims).update(**changes)
+
+
+def _insert(pairs: list[tuple[Event, Activity]]) -> None:
+    from .models import Finding
+
+    acts = [a for _, a in pairs]
+    with transaction.atomic():
+        findings = _detect(acts)
+        for event, act in pairs:
+            _merge_verdict(act, event.verdict or {})
+            if act.severity not in _SEVERITIES:
+                act.severity = ""
+            act.mac = integrity.row_mac(act)
+        Activity.objects.bulk_create(acts)
+        if findings:
+            Finding.objects.bulk_create(findings)
+        _rollups(acts)
+
+
+def _existing(ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    found: set[uuid.UUID] = set()
+    for i in range(0, len(ids), 500):
+        found.update(Activity.objects.filter(id__in=ids[i : i + 500]).values_list("id", flat=True))
+    return found
+
+
+def _seal_after_commit() -> None:
+    if not tracking_settings.SEAL_ON_WRITE:
+        return
+
+    def run() -> None:
+        from .sealing import seal_pending
+
+        try:
+            seal_pending()
+        except Exception:  # noqa: BLE001 - sealing catches up on the next write or `tracking seal`
+            logger.exception("sealing after write failed")
+
+    transaction.on_commit(run)
+
+
+def _reject(result: IngestResult, item: Any, reason: str) -> None:
+    from . import spool
+
+    result.failed += 1
+    result.rejected += 1
+    result.errors.append(reason)
+    ident = _item_id(item)
+    if ident:
+        result.rejected_ids.append(ident)
+    logger.error("tracking event rejected: %s", reason)
+    try:
+        spool.reject(item, reason)
+    except Exception:  # noqa: BLE001
+        logger.exception("could not keep a rejected event in the dead-letter file")
+
+
+def ingest(
+    events: Iterable[Event | dict],
+    *,
+    source: str = "live",
+    spool_failures: bool = True,
+) -> IngestResult:
+    """Store a batch of events; see the module docstring. Idempotent on event ids."""
+    from . import spool
+
+    result = IngestResult()
+    items = list(events)
+    if not items:
+        return result
+    try:
+        seen: set[uuid.UUID] = set()
+        pairs: list[tuple[Event, Activity]] = []
+        for item in items:
+            try:
+                event = _as_event(item)
+                act = build_activity(event)
+            except InvalidEvent as exc:
+                _reject(result, item.to_dict() if isinstance(item, Event) else item, str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one odd event never loses the batch
+                _reject(result, item.to_dict() if isinstance(item, Event) else item, f"{type(exc).__name__}: {exc}")
+                continue
+            if act.id in seen:
+                result.duplicates += 1
+                continue
+            seen.add(act.id)
+            pairs.append((event, act))
+        if not pairs:
+            return result
+        existing = _existing([a.id for _, a in pairs])
+        if existing:
+            result.duplicates += sum(1 for _, a in pairs if a.id in existing)
+            pairs = [(e, a) for e, a in pairs if a.id not in existing]
+        pairs.sort(key=lambda p: p[1].timestamp)
+        users = _Users([e for e, _ in pairs])
+        for event, act in pairs:
+            act.user_id = users.resolve(event)
+        try:
+            _insert(pairs)
+        except Exception as exc:  # noqa: BLE001 - isolate the bad event below
+            if _unavailable(exc):
+                raise
+            logger.warning("batch insert failed (%s); retrying events one by one", exc)
+            _one_by_one(pairs, result)
+        else:
+            result.stored += len(pairs)
+            result.ids.extend(str(a.id) for _, a in pairs)
+        if result.stored:
+            _seal_after_commit()
+    except DatabaseError as exc:
+        if not _unavailable(exc):
+            raise
+        done = set(result.ids) | set(result.rejected_ids)
+        pending = [i for i in items if _item_id(i) not in done]
+        if not spool_failures:
+            raise DatabaseUnavailable(str(exc)) from exc
+        logger.error("database unavailable, %d tracking events spooled: %s", len(pending), exc)
+        spool.append(pending)
+        result.failed += len(pending)
+        result.spooled += len(pending)
+        _close_connection()
+    logger.debug("ingest(%s): %s", source, result)
+    return result
+
+
+def _item_id(item: Any) -> str | None:
+    ident = item.id if isinstance(item, Event) else (item.get("id") if isinstance(item, dict) else None)
+    return None if ident is None else str(ident)
+
+
+def _one_by_one(pairs: list[tuple[Event, Activity]], result: IngestResult) -> None:
+    for event, act in pairs:
+        try:
+            _insert([(event, act)])
+        except Exception as exc:  # noqa: BLE001
+            if _unavailable(exc):
+                raise
+            _reject(result, event.to_dict(), f"{type(exc).__name__}: {exc}")
+            continue
+        result.stored += 1
+        result.ids.append(str(act.id))
+
+
+def _close_connection() -> None:
+    from django.db import connection
+
+    try:
+        if not connection.in_atomic_block:
+            connection.close()
+    except Exception:  # noqa: BLE001
+        logger.debug("closing a broken connection failed", exc_info=True)

@@ -1,0 +1,170 @@
+"""Redaction and size limits for headers and params, before anything is stored.
+
+A key is sensitive when its *normalised* form (lower case, only letters and digits: so
+``newPassword``, ``new_password`` and ``X-Auth-Token`` all normalise comparably) contains one
+of the configured ``SENSITIVE_FIELDS`` or a built-in needle. Needles of three characters or
+fewer (``cc``, ``pan``, ``cvv``...) only match a whole key, so ``access`` or ``company`` are
+not redacted by accident.
+
+Every function here is idempotent (the ingest step re-applies it to imported records) and
+never raises on odd input: anything that is not JSON-like is stored as its ``repr``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from .conf import on_reload, tracking_settings
+
+REDACTED = "[REDACTED]"
+DEPTH_MARKER = "[max depth exceeded]"
+_TRUNCATED_RE = re.compile(r"…\[truncated \d+ chars\]$")
+
+# Substring needles (normalised). Header names are here too: a header is a key like any other.
+BUILTIN_NEEDLES = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "apikey",
+    "privatekey",
+    "sessionid",
+    "cardnumber",
+    "creditcard",
+    "ccnumber",
+    "cardcvc",
+    "cardcvv",
+    "cvv",
+    "cvc",
+    "securitycode",
+    "signature",
+)
+# Whole-key needles: too short (or too common as a substring) to match inside other words.
+BUILTIN_EXACT = ("cc", "pan", "csc", "cvv2", "ccv", "pin", "cardno", "ccnum", "otp", "auth")
+
+_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+
+
+def normalise_key(key: Any) -> str:
+    return _NON_ALNUM.sub("", str(key).lower())
+
+
+@lru_cache(maxsize=1)
+def _needles() -> tuple[tuple[str, ...], frozenset[str]]:
+    substrings = set(BUILTIN_NEEDLES)
+    exact = set(BUILTIN_EXACT)
+    for item in tracking_settings.SENSITIVE_FIELDS or ():
+        norm = normalise_key(item)
+        if not norm:
+            continue
+        (exact if len(norm) <= 3 else substrings).add(norm)
+    return tuple(sorted(substrings)), frozenset(exact)
+
+
+@lru_cache(maxsize=8192)
+def is_sensitive(key: Any) -> bool:
+    """True when values under ``key`` must never be stored."""
+    norm = normalise_key(key)
+    if not norm:
+        return False
+    substrings, exact = _needles()
+    return norm in exact or any(n in norm for n in substrings)
+
+
+def _clear() -> None:
+    _needles.cache_clear()
+    is_sensitive.cache_clear()
+
+
+on_reload(_clear)
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut ``text`` to ``limit`` characters with a visible marker (idempotent)."""
+    if len(text) <= limit:
+        return text
+    match = _TRUNCATED_RE.search(text)
+    if match and match.start() <= limit:
+        return text
+    return f"{text[:limit]}…[truncated {len(text) - limit} chars]"
+
+
+def _clean(value: Any, depth: int, limit: int, max_depth: int) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return truncate(value, limit)
+    if isinstance(value, bytes):
+        return truncate(value.decode("utf-8", "replace"), limit)
+    if depth >= max_depth:
+        return DEPTH_MARKER
+    if isinstance(value, Mapping):
+        return {
+            str(k): (REDACTED if is_sensitive(k) else _clean(v, depth + 1, limit, max_depth))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(v, depth + 1, limit, max_depth) for v in value]
+    return truncate(repr(value), limit)
+
+
+def redact_value(value: Any, *, depth: int = 0) -> Any:
+    """Redact sensitive keys inside any JSON-like value; cut long strings and deep nesting."""
+    return _clean(
+        value,
+        depth,
+        int(tracking_settings.MAX_HEADER_LENGTH),
+        int(tracking_settings.MAX_JSON_DEPTH),
+    )
+
+
+def redact_mapping(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Redacted copy of a mapping (query, form or JSON body)."""
+    if not data:
+        return {}
+    out = redact_value(dict(data))
+    return out if isinstance(out, dict) else {}
+
+
+def redact_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
+    """Redacted, length-limited copy of ``{"Header-Name": "value"}``."""
+    limit = int(tracking_settings.MAX_HEADER_LENGTH)
+    out: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        name = str(name)
+        if is_sensitive(name):
+            out[name] = REDACTED
+        else:
+            text = value if isinstance(value, str) else str(value)
+            out[name] = truncate(text, limit)
+    return out
+
+
+def limit_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Keep the params document under ``MAX_PARAMS_LENGTH`` characters of JSON.
+
+    A section that is too large (``query`` or ``body``) is replaced by a truncated JSON text
+    of itself, so what is kept stays readable and the cut is visible.
+    """
+    import json
+
+    limit = int(tracking_settings.MAX_PARAMS_LENGTH)
+    text = json.dumps(params, ensure_ascii=False, default=str)
+    if len(text) <= limit:
+        return params
+    share = max(limit // max(len(params), 1), 64)
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        part = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        out[key] = value if len(part) <= share else truncate(part, share)
+    return out
+
+
+def redact_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    return limit_params(redact_mapping(params))

@@ -1,0 +1,305 @@
+"""The in-process background writer: a bounded queue drained in batches by one thread.
+
+``submit(event)`` only puts the event on the queue (the request path stays at building the
+event). The thread takes up to ``TRACKING_BATCH_SIZE`` events or waits at most
+``TRACKING_FLUSH_INTERVAL`` seconds, then writes the batch through ``tracking.ingest``, or —
+with ``TRACKING_ASYNC_HANDOFF = "celery"`` — publishes it to ``tracking.tasks.ingest_events``
+and falls back to the local path if the broker is down. Nothing is dropped:
+
+- queue full → the caller writes the event synchronously (``sync_fallbacks``);
+- database unavailable → the batch goes to the durable spool (``spooled``), replayed by this
+  thread every ``TRACKING_SPOOL_REPLAY_INTERVAL`` seconds and by ``tracking flush``;
+- spool unwritable too → the batch is kept in memory and retried (``failed`` counts attempts).
+
+It flushes on interpreter exit (atexit) and restarts in a child after ``fork`` (gunicorn
+``--preload``): the child starts with an empty queue and its own thread.
+
+Acknowledgement: an event is *acknowledged* when ``submit`` returns. In this mode that means
+it is in memory: a SIGKILL before the next batch is written loses at most the queue (up to
+``TRACKING_FLUSH_INTERVAL`` seconds of events). ``TRACKING_DURABLE_HANDOFF = True`` closes the
+window: ``submit`` appends and fsyncs the event to the spool first, and this thread replays it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+from .conf import on_reload, tracking_settings
+from .events import Event
+
+logger = logging.getLogger("tracking.writer")
+
+_STOP = object()
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=max(int(tracking_settings.QUEUE_SIZE), 1))
+        self.batch_size = max(int(tracking_settings.BATCH_SIZE), 1)
+        self.interval = max(float(tracking_settings.FLUSH_INTERVAL), 0.001)
+        self.replay_interval = float(tracking_settings.SPOOL_REPLAY_INTERVAL)
+        self.lock = threading.Lock()
+        self.wakeup = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+        self.retry: list[Event] = []
+        self.counters = {
+            "enqueued": 0,
+            "written": 0,
+            "duplicates": 0,
+            "failed": 0,
+            "rejected": 0,
+            "spooled": 0,
+            "sync_fallbacks": 0,
+            "broker_fallbacks": 0,
+            "published": 0,
+            "replayed": 0,
+            "dropped": 0,
+        }
+        self._last_replay = 0.0
+        self._stopping = False
+        self._fresh = 0
+
+    # -- producer side ---------------------------------------------------------
+    def _count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counters[name] += n
+
+    def ensure_started(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self._stopping = False
+                self.thread = threading.Thread(target=self._run, name="tracking-writer", daemon=True)
+                self.thread.start()
+
+    def submit(self, event: Event) -> None:
+        self.ensure_started()
+        try:
+            self.queue.put_nowait(event)
+        except queue.Full:
+            # Never drop: the caller pays for one synchronous write instead.
+            self._count("sync_fallbacks")
+            logger.warning("tracking queue full: writing synchronously")
+            self._write([event])
+            return
+        self._count("enqueued")
+
+    def wake(self) -> None:
+        self.ensure_started()
+        self._last_replay = 0.0
+        self.wakeup.set()
+
+    # -- consumer side ---------------------------------------------------------
+    def _take(self) -> tuple[list[Event], bool]:
+        batch: list[Event] = []
+        stop = False
+        deadline = time.monotonic() + self.interval
+        while len(batch) < self.batch_size:
+            timeout = deadline - time.monotonic()
+            try:
+                item = self.queue.get(timeout=max(timeout, 0)) if timeout > 0 else self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self.queue.task_done()
+                stop = True
+                break
+            self._fresh += 1
+            batch.append(item)
+        return batch, stop
+
+    def _run(self) -> None:
+        from django.db import close_old_connections, connection
+
+        try:
+            while True:
+                batch, stop = self._take()
+                if self.retry:
+                    batch = self.retry + batch
+                    self.retry = []
+                if batch:
+                    close_old_connections()
+                    try:
+                        self._write(batch)
+                    finally:
+                        self._done()
+                self._maybe_replay()
+                if stop or self._stopping:
+                    break
+        finally:
+            connection.close()
+
+    def _done(self) -> None:
+        # Only events taken from the queue in this round count towards task_done; retried
+        # ones were marked when first taken.
+        for _ in range(self._fresh):
+            self.queue.task_done()
+        self._fresh = 0
+
+    def _write(self, batch: list[Event]) -> None:
+        from .ingest import ingest
+
+        if tracking_settings.ASYNC_HANDOFF == "celery" and self._publish(batch):
+            return
+        try:
+            result = ingest(batch, source="writer", spool_failures=True)
+        except Exception:  # noqa: BLE001 - counted and kept, never dropped
+            logger.exception("tracking writer failed to write %d events", len(batch))
+            self._count("failed", len(batch))
+            self._keep(batch)
+            return
+        with self.lock:
+            self.counters["written"] += result.stored
+            self.counters["duplicates"] += result.duplicates
+            self.counters["rejected"] += result.rejected
+            self.counters["spooled"] += result.spooled
+            self.counters["failed"] += result.failed
+
+    def _keep(self, batch: list[Event]) -> None:
+        from . import spool
+
+        try:
+            spool.append(batch)
+            self._count("spooled", len(batch))
+        except Exception:  # noqa: BLE001
+            logger.exception("spool unavailable too: %d events kept in memory for retry", len(batch))
+            self.retry.extend(batch)
+
+    def _publish(self, batch: list[Event]) -> bool:
+        from .tasks import publish
+
+        try:
+            publish(batch)
+        except Exception as exc:  # noqa: BLE001 - broker down: local path
+            logger.error("celery broker unavailable (%s): writing %d events locally", exc, len(batch))
+            self._count("broker_fallbacks", len(batch))
+            return False
+        self._count("published", len(batch))
+        return True
+
+    def _maybe_replay(self) -> None:
+        from . import spool
+
+        now = time.monotonic()
+        durable = bool(tracking_settings.DURABLE_HANDOFF)
+        if not durable and now - self._last_replay < self.replay_interval:
+            return
+        if durable and not self.wakeup.is_set() and now - self._last_replay < self.replay_interval:
+            return
+        self.wakeup.clear()
+        self._last_replay = now
+        try:
+            if spool.stats()["events"]:
+                res = spool.replay()
+                self._count("replayed", res.stored)
+        except Exception:  # noqa: BLE001 - the next round tries again
+            logger.exception("spool replay failed")
+
+    # -- control ---------------------------------------------------------------
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued event was handled (and, in durable mode, the spool
+        replayed); True when done within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        q = self.queue
+        with q.all_tasks_done:
+            while q.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                q.all_tasks_done.wait(remaining)
+        if tracking_settings.DURABLE_HANDOFF or self.retry:
+            self.wake()
+            from . import spool
+
+            while time.monotonic() < deadline:
+                if not spool.stats()["events"] and not self.retry:
+                    return True
+                time.sleep(0.02)
+            return False
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        thread = self.thread
+        if thread is None or not thread.is_alive():
+            return
+        self._stopping = True
+        try:
+            self.queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            logger.error("tracking writer did not stop: queue full")
+            return
+        thread.join(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            out = dict(self.counters)
+        out["queue_depth"] = self.queue.qsize()
+        out["queue_size"] = self.queue.maxsize
+        out["alive"] = bool(self.thread and self.thread.is_alive())
+        out["retry"] = len(self.retry)
+        return out
+
+
+_writer: Writer | None = None
+_writer_lock = threading.Lock()
+
+
+def get_writer() -> Writer:
+    global _writer
+    if _writer is None or _writer.pid != os.getpid():
+        with _writer_lock:
+            if _writer is None or _writer.pid != os.getpid():
+                _writer = Writer()
+    return _writer
+
+
+def submit(event: Event) -> None:
+    get_writer().submit(event)
+
+
+def flush(timeout: float = 10.0) -> bool:
+    return get_writer().flush(timeout) if _writer is not None else True
+
+
+def stats() -> dict[str, Any]:
+    return get_writer().stats()
+
+
+def shutdown(timeout: float = 10.0) -> None:
+    global _writer
+    writer = _writer
+    if writer is None or writer.pid != os.getpid():
+        return
+    writer.flush(timeout)
+    writer.stop(timeout)
+
+
+def _settings_changed() -> None:
+    # A new queue size or batch size applies to the next writer; the old one drains first.
+    global _writer
+    old = _writer
+    if old is not None and old.pid == os.getpid() and old.thread and old.thread.is_alive():
+        old.flush(5.0)
+        old.stop(5.0)
+    _writer = None
+
+
+def _after_fork_in_child() -> None:
+    global _writer
+    _writer = None  # the parent's queue and thread belong to the parent
+    from . import spool
+
+    spool.reset_after_fork()
+
+
+on_reload(_settings_changed)
+atexit.register(shutdown)
+os.register_at_fork(after_in_child=_after_fork_in_child)
