@@ -1,0 +1,76 @@
+"""Activities as the dashboard shows them: one-line reasons and a compact JSON row."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Prefetch
+from django.urls import reverse
+
+from ..models import Activity, Finding
+
+
+def open_findings() -> Prefetch:
+    """Prefetch of the findings a reviewer should read (suppressed ones are audit-only)."""
+    return Prefetch(
+        "findings",
+        queryset=Finding.objects.filter(suppressed=False).order_by("-score", "detector"),
+        to_attr="shown_findings",
+    )
+
+
+def reasons_for(ids: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Unsuppressed findings per activity id (as str), highest score first, one query."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rows = (
+        Finding.objects.filter(activity_id__in=list(ids), suppressed=False)
+        .order_by("-score", "detector")
+        .values("activity_id", "detector", "tag", "score", "severity", "reason")
+    )
+    for row in rows:
+        out[str(row.pop("activity_id"))].append(row)
+    return out
+
+
+def network(activity: Activity) -> str:
+    if activity.asn and activity.isp:
+        return f"AS{activity.asn} {activity.isp}"
+    if activity.asn:
+        return f"AS{activity.asn}"
+    return activity.isp
+
+
+def device(activity: Activity) -> str:
+    parts = [p for p in (activity.device, activity.os, activity.browser) if p and p != "Other"]
+    return " · ".join(parts)
+
+
+def row(activity: Activity, reasons: list[dict[str, Any]]) -> dict[str, Any]:
+    """The compact JSON of one activity for the live feed and the queue."""
+    return {
+        "id": str(activity.pk),
+        "timestamp": activity.timestamp.isoformat(),
+        "type": activity.type,
+        "type_display": activity.type_display,
+        "username": activity.username,
+        "user": activity.user_id,
+        "ip_address": activity.ip_address,
+        "city": activity.city,
+        "country": activity.country,
+        "asn": activity.asn,
+        "isp": activity.isp,
+        "network": network(activity),
+        "device": device(activity),
+        "endpoint": activity.endpoint,
+        "method": activity.method,
+        "status": activity.status,
+        "flagged": activity.flagged,
+        "tags": list(activity.tags),
+        "risk_score": round(activity.risk_score or 0.0, 3),
+        "severity": activity.severity,
+        "review_status": activity.review_status,
+        "reasons": [r["reason"] for r in reasons],
+        "url": reverse("tracking:dashboard:activity", args=[activity.pk]),
+    }

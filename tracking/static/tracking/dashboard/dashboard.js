@@ -1,0 +1,573 @@
+/* Security dashboard: review actions, keyboard shortcuts, live feed and SVG charts.
+ *
+ * Plain ES2017, no dependencies, loaded with `defer` under a CSP without 'unsafe-inline'.
+ * Data is only ever put into the page with textContent / setAttribute, never innerHTML, so
+ * audited values (user names, endpoints, reasons) stay inert whatever they contain.
+ */
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var data = body.dataset;
+  var SVG_NS = "http://www.w3.org/2000/svg";
+
+  // ---------------------------------------------------------------- helpers
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function svg(tag, attrs, text) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      node.setAttribute(k, String(attrs[k]));
+    });
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta && meta.getAttribute("content")) return meta.getAttribute("content");
+    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function filterParams() {
+    return new URLSearchParams(data.filterQuery || "");
+  }
+
+  function withQuery(url, params) {
+    var text = params.toString();
+    return text ? url + (url.indexOf("?") >= 0 ? "&" : "?") + text : url;
+  }
+
+  function notice(message, isError) {
+    var box = document.getElementById("notice");
+    if (!box) return;
+    box.textContent = message;
+    box.className = isError ? "notice error" : "notice";
+    box.hidden = false;
+    clearTimeout(notice.timer);
+    notice.timer = setTimeout(function () {
+      box.hidden = true;
+    }, 5000);
+  }
+
+  function fmtTime(iso) {
+    var d = new Date(iso);
+    if (isNaN(d.getTime())) return iso;
+    return d.toISOString().replace("T", " ").slice(0, 19);
+  }
+
+  function fmtNumber(n) {
+    if (n === null || n === undefined || isNaN(n)) return "–";
+    return Number(n).toLocaleString("en-US", { maximumFractionDigits: 1 });
+  }
+
+  function getJSON(url) {
+    return fetch(url, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+      cache: "no-store",
+    }).then(function (response) {
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.json();
+    });
+  }
+
+  // ---------------------------------------------------------------- review (the API)
+  /* PATCH api/tracking/activities/<id>/flag/ with {"review_status", "note"}: the same endpoint,
+   * permissions and audit trail as any API client. */
+  function review(flagUrl, status, note) {
+    return fetch(flagUrl, {
+      method: "PATCH",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/json",
+        Accept: "application/json",
+        "X-CSRFToken": csrfToken(),
+        "X-Requested-With": "XMLHttpRequest",
+      },
+      body: JSON.stringify({ review_status: status, note: note || "" }),
+    }).then(function (response) {
+      return response
+        .json()
+        .catch(function () {
+          return {};
+        })
+        .then(function (payload) {
+          if (!response.ok) {
+            var detail = payload && (payload.detail || JSON.stringify(payload));
+            throw new Error("HTTP " + response.status + (detail ? ": " + detail : ""));
+          }
+          return payload;
+        });
+    });
+  }
+
+  var LABELS = { confirmed: "Confirmed", dismissed: "Dismissed", open: "Reopened" };
+
+  // ---------------------------------------------------------------- flagged queue
+  var queueBody = document.getElementById("queue-body");
+  var queueTable = document.getElementById("queue-table");
+  var selected = -1;
+
+  function queueRows() {
+    return queueBody ? Array.prototype.slice.call(queueBody.querySelectorAll("tr.queue-row")) : [];
+  }
+
+  function refreshQueueCount() {
+    var rows = queueRows();
+    var count = document.getElementById("queue-count");
+    if (count) count.textContent = String(rows.length);
+    var empty = document.getElementById("queue-empty");
+    if (empty) empty.hidden = rows.length > 0;
+  }
+
+  function select(index) {
+    var rows = queueRows();
+    if (!rows.length) {
+      selected = -1;
+      return;
+    }
+    index = Math.max(0, Math.min(index, rows.length - 1));
+    rows.forEach(function (row, i) {
+      row.classList.toggle("selected", i === index);
+      row.setAttribute("aria-selected", i === index ? "true" : "false");
+    });
+    selected = index;
+    rows[index].scrollIntoView({ block: "nearest" });
+  }
+
+  function selectedRow() {
+    var rows = queueRows();
+    return selected >= 0 && selected < rows.length ? rows[selected] : null;
+  }
+
+  function statusFilter() {
+    return (queueTable && queueTable.getAttribute("data-status-filter")) || "open";
+  }
+
+  function actOnRow(row, status) {
+    if (!row || row.classList.contains("busy")) return;
+    var note = row.querySelector("input.note");
+    var result = row.querySelector(".result");
+    row.classList.add("busy");
+    result.textContent = "…";
+    review(row.getAttribute("data-flag-url"), status, note ? note.value : "")
+      .then(function () {
+        var who = row.querySelector(".user");
+        notice(LABELS[status] + ": " + (who ? who.textContent : "activity"));
+        var filter = statusFilter();
+        if (filter !== "any" && filter !== status) {
+          // It no longer belongs to this view of the queue: the next item takes its place.
+          var rows = queueRows();
+          var index = rows.indexOf(row);
+          row.remove();
+          refreshQueueCount();
+          if (index === selected || selected >= queueRows().length) select(index);
+        } else {
+          row.classList.remove("busy");
+          result.textContent = LABELS[status];
+        }
+      })
+      .catch(function (err) {
+        row.classList.remove("busy");
+        result.textContent = "Failed";
+        notice("Review failed: " + err.message, true);
+      });
+  }
+
+  function buildQueueRow(item) {
+    var tr = el("tr", "queue-row new sev-" + (item.severity || "none"));
+    tr.setAttribute("data-id", item.id);
+    tr.setAttribute("data-flag-url", data.apiBase + "activities/" + item.id + "/flag/");
+    tr.setAttribute("data-detail-url", item.url);
+    tr.tabIndex = -1;
+
+    var when = el("td", "when");
+    var time = el("time", "", fmtTime(item.timestamp));
+    time.setAttribute("datetime", item.timestamp);
+    when.appendChild(time);
+
+    var who = el("td", "who");
+    who.appendChild(el("span", "user", item.username || "anonymous"));
+    who.appendChild(el("span", "type", item.type_display));
+    who.appendChild(el("span", "endpoint", (item.method + " " + item.endpoint).trim()));
+
+    var where = el("td", "where");
+    where.appendChild(el("span", "place", (item.city || "—") + (item.country ? ", " + item.country : "")));
+    where.appendChild(el("span", "network", item.network || "unknown network"));
+    where.appendChild(el("span", "ip", item.ip_address || ""));
+
+    var device = el("td", "device", item.device || "unknown device");
+
+    var why = el("td", "why");
+    var list = el("ul", "reasons");
+    var reasons = item.reasons.length ? item.reasons : item.tags.length ? item.tags : ["flagged"];
+    reasons.forEach(function (reason) {
+      list.appendChild(el("li", "", reason));
+    });
+    why.appendChild(list);
+
+    var risk = el("td", "risk");
+    risk.appendChild(el("span", "score", Number(item.risk_score).toFixed(2)));
+    if (item.severity) risk.appendChild(el("span", "severity", item.severity));
+
+    var actions = el("td", "review");
+    var note = el("input", "note");
+    note.type = "text";
+    note.name = "note";
+    note.placeholder = "note";
+    note.maxLength = 2000;
+    note.setAttribute("aria-label", "Review note");
+    actions.appendChild(note);
+    var buttons = el("span", "buttons");
+    [
+      ["confirm", "confirmed", "Confirm"],
+      ["dismiss", "dismissed", "Dismiss"],
+    ].forEach(function (b) {
+      var button = el("button", b[0], b[2]);
+      button.type = "button";
+      button.setAttribute("data-status", b[1]);
+      button.disabled = data.canReview !== "true";
+      buttons.appendChild(button);
+    });
+    var open = el("a", "open", "Open");
+    open.href = item.url;
+    buttons.appendChild(open);
+    actions.appendChild(buttons);
+    var result = el("span", "result");
+    result.setAttribute("role", "status");
+    actions.appendChild(result);
+
+    [when, who, where, device, why, risk, actions].forEach(function (td) {
+      tr.appendChild(td);
+    });
+    return tr;
+  }
+
+  function addToQueue(item) {
+    if (!queueBody || queueBody.querySelector('tr[data-id="' + item.id + '"]')) return;
+    // Newest first: a live arrival goes on top; keep the reviewer's selection on its item.
+    var current = selectedRow();
+    queueBody.insertBefore(buildQueueRow(item), queueBody.firstChild);
+    refreshQueueCount();
+    if (current) select(queueRows().indexOf(current));
+  }
+
+  if (queueBody) {
+    queueBody.addEventListener("click", function (event) {
+      var row = event.target.closest("tr.queue-row");
+      if (!row) return;
+      select(queueRows().indexOf(row));
+      var button = event.target.closest("button[data-status]");
+      if (button && !button.disabled) actOnRow(row, button.getAttribute("data-status"));
+    });
+    queueBody.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && event.target.matches("input.note")) {
+        event.preventDefault();
+        event.target.blur();
+      }
+    });
+    if (queueRows().length) select(0);
+  }
+
+  // ---------------------------------------------------------------- detail page review
+  var reviewBox = document.getElementById("review-box");
+
+  function actOnDetail(status) {
+    if (!reviewBox || reviewBox.classList.contains("busy")) return;
+    var note = reviewBox.querySelector("input.note");
+    var result = reviewBox.querySelector(".result");
+    reviewBox.classList.add("busy");
+    result.textContent = "…";
+    review(reviewBox.getAttribute("data-flag-url"), status, note.value)
+      .then(function (payload) {
+        reviewBox.classList.remove("busy");
+        result.textContent = LABELS[status];
+        var statusCell = document.getElementById("detail-status");
+        if (statusCell) statusCell.textContent = (payload && payload.review_status) || status;
+        var history = document.getElementById("history-list");
+        if (history) {
+          var li = el("li", "", fmtTime(new Date().toISOString()) + " " + LABELS[status] + " by you");
+          if (note.value) li.appendChild(el("q", "", note.value));
+          history.insertBefore(li, history.firstChild);
+          var empty = document.getElementById("history-empty");
+          if (empty) empty.hidden = true;
+        }
+        note.value = "";
+      })
+      .catch(function (err) {
+        reviewBox.classList.remove("busy");
+        result.textContent = "Failed";
+        notice("Review failed: " + err.message, true);
+      });
+  }
+
+  if (reviewBox) {
+    reviewBox.addEventListener("click", function (event) {
+      var button = event.target.closest("button[data-status]");
+      if (button && !button.disabled) actOnDetail(button.getAttribute("data-status"));
+    });
+  }
+
+  // ---------------------------------------------------------------- keyboard
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    var typing = target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT");
+    if (typing) {
+      if (event.key === "Escape") target.blur();
+      return;
+    }
+    var key = event.key;
+    if (key === "/") {
+      var field = document.getElementById("filter-tags");
+      if (field) {
+        event.preventDefault();
+        field.focus();
+        field.select();
+      }
+      return;
+    }
+    if (reviewBox) {
+      if (key === "c") actOnDetail("confirmed");
+      else if (key === "d") actOnDetail("dismissed");
+      return;
+    }
+    if (!queueBody) return;
+    if (key === "j") select(selected + 1);
+    else if (key === "k") select(selected - 1);
+    else if (key === "c" && data.canReview === "true") actOnRow(selectedRow(), "confirmed");
+    else if (key === "d" && data.canReview === "true") actOnRow(selectedRow(), "dismissed");
+    else if (key === "o" && selectedRow()) window.location.assign(selectedRow().getAttribute("data-detail-url"));
+    else if (key === "n" && selectedRow()) {
+      event.preventDefault();
+      selectedRow().querySelector("input.note").focus();
+    } else return;
+    event.preventDefault();
+  });
+
+  // ---------------------------------------------------------------- live feed
+  var feedList = document.getElementById("feed-list");
+  var feedStatus = document.getElementById("feed-status");
+  var FEED_MAX = 100;
+  var seen = new Set();
+  var seenOrder = [];
+  var cursor = "";
+
+  function remember(id) {
+    seen.add(id);
+    seenOrder.push(id);
+    if (seenOrder.length > 2000) seen.delete(seenOrder.shift());
+  }
+
+  function feedItem(item) {
+    var li = el("li", "feed-item" + (item.flagged ? " flagged" : ""));
+    li.setAttribute("data-id", item.id);
+    var head = el("div", "head");
+    var time = el("time", "", fmtTime(item.timestamp));
+    time.setAttribute("datetime", item.timestamp);
+    head.appendChild(time);
+    var link = el("a", "what", item.type_display + " · " + (item.username || "anonymous"));
+    link.href = item.url;
+    head.appendChild(link);
+    if (item.flagged) head.appendChild(el("span", "badge", item.flagged_by ? "flagged by " + item.flagged_by : "flagged"));
+    li.appendChild(head);
+    var where = [item.city, item.country].filter(Boolean).join(", ");
+    li.appendChild(
+      el("div", "meta", [where || "unknown place", item.network, item.ip_address, (item.method + " " + item.endpoint).trim(), item.status]
+        .filter(function (x) {
+          return x !== null && x !== undefined && x !== "";
+        })
+        .join(" · "))
+    );
+    if (item.flagged && item.reasons.length) {
+      var reasons = el("ul", "reasons");
+      item.reasons.forEach(function (reason) {
+        reasons.appendChild(el("li", "", reason));
+      });
+      li.appendChild(reasons);
+    }
+    return li;
+  }
+
+  function showFeed(items) {
+    // Items come oldest first; each goes on top so the newest ends up first.
+    items.forEach(function (item) {
+      var key = item.id + (item.flagged_by ? ":flag" : "");
+      if (seen.has(key)) return;
+      remember(key);
+      var old = feedList.querySelector('li[data-id="' + item.id + '"]');
+      if (old) old.remove();
+      feedList.insertBefore(feedItem(item), feedList.firstChild);
+      if (item.queue) addToQueue(item);
+    });
+    while (feedList.children.length > FEED_MAX) feedList.removeChild(feedList.lastChild);
+  }
+
+  function poll() {
+    var params = filterParams();
+    if (cursor) params.set("after", cursor);
+    getJSON(withQuery(data.feedUrl, params))
+      .then(function (payload) {
+        cursor = payload.cursor;
+        showFeed(payload.activities);
+        feedStatus.textContent = "Live · checked " + new Date().toLocaleTimeString();
+        feedStatus.className = "feed-status live";
+      })
+      .catch(function (err) {
+        feedStatus.textContent = "Feed paused (" + err.message + "), retrying…";
+        feedStatus.className = "feed-status error";
+      })
+      .then(function () {
+        setTimeout(poll, Math.max(250, parseInt(data.pollMs, 10) || 1000));
+      });
+  }
+
+  if (feedList && data.feedUrl) poll();
+
+  // ---------------------------------------------------------------- charts (inline SVG)
+  var W = 640;
+
+  function emptyChart(figure) {
+    figure.appendChild(el("p", "empty", "No data for these filters yet."));
+    figure.setAttribute("data-rendered", "empty");
+  }
+
+  function finish(figure, node, points) {
+    figure.appendChild(node);
+    figure.setAttribute("data-rendered", "true");
+    figure.setAttribute("data-points", String(points));
+  }
+
+  function timeChart(figure, series, hourly) {
+    var total = series.reduce(function (s, p) {
+      return s + p.count;
+    }, 0);
+    if (!series.length || !total) return emptyChart(figure);
+    var H = 180, left = 40, bottom = 24, top = 10;
+    var max = Math.max.apply(null, series.map(function (p) { return p.count; })) || 1;
+    var slot = (W - left - 4) / series.length;
+    var root = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg", role: "img" });
+    root.appendChild(svg("title", {}, figure.querySelector("figcaption").textContent));
+    var plot = H - bottom - top;
+    root.appendChild(svg("line", { x1: left, y1: H - bottom, x2: W, y2: H - bottom, class: "axis" }));
+    root.appendChild(svg("text", { x: left - 6, y: top + 8, class: "tick end" }, fmtNumber(max)));
+    root.appendChild(svg("text", { x: left - 6, y: H - bottom, class: "tick end" }, "0"));
+    series.forEach(function (p, i) {
+      var x = left + i * slot + 1;
+      var w = Math.max(1, slot - 2);
+      var h = (p.count / max) * plot;
+      var fh = (p.flagged / max) * plot;
+      var label = hourly ? p.bucket.slice(0, 13).replace("T", " ") + ":00" : p.bucket.slice(0, 10);
+      var g = svg("g", { class: "bucket" });
+      g.appendChild(svg("title", {}, label + ": " + p.count + " activities, " + p.flagged + " flagged"));
+      g.appendChild(svg("rect", { x: x, y: H - bottom - h, width: w, height: h, class: "bar total" }));
+      if (p.flagged) g.appendChild(svg("rect", { x: x, y: H - bottom - fh, width: w, height: Math.max(1, fh), class: "bar flagged" }));
+      root.appendChild(g);
+      var step = Math.ceil(series.length / 6);
+      if (i % step === 0) {
+        root.appendChild(svg("text", { x: x, y: H - 8, class: "tick" }, hourly ? label.slice(5, 16) : label.slice(5)));
+      }
+    });
+    var legend = svg("g", { class: "legend" });
+    legend.appendChild(svg("rect", { x: W - 170, y: 2, width: 10, height: 10, class: "bar total" }));
+    legend.appendChild(svg("text", { x: W - 156, y: 11, class: "tick" }, "activity"));
+    legend.appendChild(svg("rect", { x: W - 90, y: 2, width: 10, height: 10, class: "bar flagged" }));
+    legend.appendChild(svg("text", { x: W - 76, y: 11, class: "tick" }, "flagged"));
+    root.appendChild(legend);
+    finish(figure, root, series.length);
+  }
+
+  function barChart(figure, items, unit) {
+    items = items.filter(function (d) {
+      return d.value !== null && d.value !== undefined;
+    });
+    if (!items.length) return emptyChart(figure);
+    var row = 22, labelW = 200, H = items.length * row + 8;
+    var max = Math.max.apply(null, items.map(function (d) { return d.value; })) || 1;
+    var root = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg", role: "img" });
+    root.appendChild(svg("title", {}, figure.querySelector("figcaption").textContent));
+    items.forEach(function (d, i) {
+      var y = 4 + i * row;
+      var w = Math.max(1, (d.value / max) * (W - labelW - 90));
+      var g = svg("g", { class: "item" });
+      g.appendChild(svg("title", {}, d.label + ": " + fmtNumber(d.value) + (unit || "") + (d.extra ? " (" + d.extra + ")" : "")));
+      g.appendChild(svg("text", { x: labelW - 6, y: y + 14, class: "label end" }, d.label.length > 30 ? d.label.slice(0, 29) + "…" : d.label));
+      g.appendChild(svg("rect", { x: labelW, y: y + 2, width: w, height: row - 6, class: "bar total" }));
+      if (d.flagged) {
+        g.appendChild(svg("rect", { x: labelW, y: y + 2, width: Math.max(1, (d.flagged / max) * (W - labelW - 90)), height: row - 6, class: "bar flagged" }));
+      }
+      g.appendChild(svg("text", { x: labelW + w + 6, y: y + 14, class: "value" }, fmtNumber(d.value) + (unit || "")));
+      root.appendChild(g);
+    });
+    finish(figure, root, items.length);
+  }
+
+  function drawCharts(chart, stats) {
+    var figures = {};
+    Array.prototype.forEach.call(document.querySelectorAll("figure[data-chart]"), function (f) {
+      Array.prototype.slice.call(f.children).forEach(function (c) {
+        if (c.tagName.toLowerCase() !== "figcaption") c.remove();
+      });
+      figures[f.getAttribute("data-chart")] = f;
+    });
+    if (!figures.per_hour) return;
+    var windowLabel = document.getElementById("charts-window");
+    if (windowLabel && chart.window) {
+      windowLabel.textContent = "(" + chart.window.start.slice(0, 10) + " → " + chart.window.latest.slice(0, 16).replace("T", " ") + " UTC)";
+    }
+    timeChart(figures.per_hour, chart.per_hour, true);
+    timeChart(figures.per_day, chart.per_day, false);
+    // By type comes from the stats API (the seed's shape) when it answers, else our own.
+    var types = stats && Array.isArray(stats.types) && stats.types.length ? stats.types : chart.types;
+    barChart(figures.types, types.map(function (t) { return { label: t.type_display || t.type, value: t.count }; }));
+    barChart(figures.countries, chart.countries.map(function (c) { return { label: c.country, value: c.count, flagged: c.flagged, extra: c.flagged + " flagged" }; }));
+    barChart(figures.networks, chart.networks.map(function (n) { return { label: n.label, value: n.count, flagged: n.flagged, extra: n.flagged + " flagged" }; }));
+    barChart(figures.detectors, chart.detectors.map(function (d) { return { label: d.detector, value: d.count }; }));
+    var rt = chart.response_times || {};
+    barChart(figures.response_times, ["p50", "p95", "p99"].map(function (p) { return { label: p, value: rt[p] }; }), " ms");
+  }
+
+  function fillTiles(chart, stats) {
+    function set(id, value) {
+      var node = document.getElementById(id);
+      if (node) node.textContent = value;
+    }
+    var counts = (stats && stats.counts) || {};
+    var times = (stats && stats.response_times) || {};
+    set("tile-total", fmtNumber(counts.total !== undefined ? counts.total : chart.counts.total));
+    set("tile-flagged", fmtNumber(counts.flagged !== undefined ? counts.flagged : chart.counts.flagged));
+    set("tile-recent", counts.last_30_days !== undefined ? fmtNumber(counts.last_30_days) : "–");
+    set("tile-avg", times.avg !== undefined && times.avg !== null ? fmtNumber(times.avg) + " ms" : "–");
+  }
+
+  function loadCharts() {
+    var params = filterParams();
+    // A status the API does not know ("any") is the dashboard's own; everything else passes on.
+    if (params.get("review_status") === "any") params.delete("review_status");
+    var stats = getJSON(withQuery(data.statsUrl, params)).catch(function () {
+      return null;
+    });
+    var chart = getJSON(withQuery(data.chartsUrl, params));
+    Promise.all([chart, stats])
+      .then(function (results) {
+        fillTiles(results[0], results[1]);
+        drawCharts(results[0], results[1]);
+      })
+      .catch(function (err) {
+        notice("Charts unavailable: " + err.message, true);
+      });
+  }
+
+  if (document.getElementById("charts") && data.chartsUrl) {
+    loadCharts();
+    // Totals and charts follow the live data, at a gentler pace than the feed.
+    setInterval(loadCharts, 30000);
+  }
+})();
