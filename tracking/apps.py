@@ -9,3 +9,6 @@ class TrackingConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers system checks)
+        from .dashboard.admin_link import install_admin_link
+
+        install_admin_link()
