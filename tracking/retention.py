@@ -44,6 +44,7 @@ class PurgeReport:
     tombstoned: int = 0
     batches: int = 0
     checkpoint_id: int | None = None
+    partitions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +57,7 @@ class PurgeReport:
             "tombstoned": self.tombstoned,
             "batches": self.batches,
             "checkpoint_id": self.checkpoint_id,
+            "partitions": self.partitions,
         }
 
 
@@ -109,10 +111,14 @@ def purge(
         _merge(report.by_type, _count_by_type(stragglers))
         report.removed = sum(report.by_type.values())
         return report
-    if through:
-        planned = ranged.count()
-        report.checkpoint_id = write_checkpoint(through, before, planned, by=by).pk
-        while True:
+    if through or stragglers.exists():
+        planned = ranged.count() if through else 0
+        if through:
+            # Written first: an interrupted purge still verifies and a re-run finishes it.
+            report.checkpoint_id = write_checkpoint(through, before, planned, by=by).pk
+        _delete_stragglers(report, stragglers, batch_size, by)
+        _drop_partitions(report, before)
+        while through:
             with transaction.atomic():
                 allow_delete()
                 ids = list(ranged.order_by("seq").values_list("id", flat=True)[:batch_size])
@@ -123,19 +129,42 @@ def purge(
                 Finding.objects.filter(activity_id__in=ids).delete()
                 report.removed += batch.delete()[1].get(Activity._meta.label, 0)
                 report.batches += 1
+    return report
+
+
+def _delete_stragglers(report: PurgeReport, stragglers, batch_size: int, by: str) -> None:
+    """Old rows sealed after newer ones (late imports) are outside the checkpoint's range:
+    delete them through the app's deletion path, one signed tombstone each. Unsealed rows left
+    here failed their MAC (evidence of tampering) and are kept for ``tracking verify``."""
     while True:
-        # Old rows sealed after newer ones (late imports) or refused by the sealer (invalid MAC
-        # rows are evidence and are kept): delete the valid ones one by one with a tombstone.
         ids = list(
             stragglers.filter(seq__isnull=False)
             .order_by("seq")
             .values_list("id", flat=True)[:batch_size]
         )
         if not ids:
-            break
+            return
         _merge(report.by_type, _count_by_type(Activity.objects.filter(id__in=ids)))
         n = delete_activities(ids, reason="purge", by=by)
         report.removed += n
         report.tombstoned += n
         report.batches += 1
-    return report
+
+
+def _drop_partitions(report: PurgeReport, before: datetime) -> None:
+    """PostgreSQL with monthly partitions: drop whole months older than ``before`` instead of
+    deleting their rows. Every row left in them is older than the cutoff and either covered by
+    the checkpoint just written or a refused (invalid MAC) row."""
+    from . import partitioning
+
+    if not partitioning.is_partitioned():
+        return
+    victims = partitioning.partitions_before(before)
+    for p in victims:
+        counts = _count_by_type(
+            Activity.objects.filter(timestamp__gte=p.start, timestamp__lt=p.end)
+        )
+        _merge(report.by_type, counts)
+    result = partitioning.drop_partitions_before(before)
+    report.removed += result.rows
+    report.partitions = list(result.partitions)

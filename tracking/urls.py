@@ -2,8 +2,11 @@
 
 from django.urls import include, path
 
+from .health import health_view
+
 app_name = "tracking"
 
 urlpatterns: list = [
     path("dashboard/", include("tracking.dashboard.urls")),
+    path("health/", health_view, name="health"),
 ]

@@ -1,0 +1,198 @@
+"""Health of the recording pipeline: what ``tracking doctor`` prints and ``api/tracking/health/``
+serves.
+
+Reports the durable spool (``tracking.spool.stats()``), the in-process writer
+(``tracking.writer.stats()``), the unsealed window (rows waiting for a seal, age of the oldest,
+age of the newest seal) and the key configuration. It is *unhealthy* (HTTP 503, exit code 1)
+when events may be getting lost or the tamper-evidence promise is not being kept: keys
+missing, database unreachable, events stuck in the spool, events dropped, or the unsealed
+window larger than ``TRACKING_HEALTH_MAX_UNSEALED_AGE`` / ``..._ROWS``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import DatabaseError
+from django.db.models import Min
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+
+from .conf import tracking_settings
+
+logger = logging.getLogger("tracking.health")
+
+
+def _optional_stats(module: str) -> dict[str, Any] | None:
+    """``<module>.stats()``, or None when that part is not installed or fails."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    stats = getattr(mod, "stats", None)
+    if stats is None:
+        return None
+    try:
+        return dict(stats())
+    except Exception as exc:  # noqa: BLE001 - health must report, never raise
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _keys() -> tuple[dict[str, Any], list[str]]:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from . import crypto, integrity
+
+    problems: list[str] = []
+    info: dict[str, Any] = {
+        "encryption_keys": len(tracking_settings.ENCRYPTION_KEYS or []),
+        "seal_keys": len(tracking_settings.SEAL_KEYS or []),
+        "hash_key": "configured" if tracking_settings.HASH_KEY else "derived from the seal key",
+        "encryption_key_id": None,
+        "seal_key_id": None,
+    }
+    try:
+        info["encryption_key_id"] = crypto.current_key_id()
+    except ImproperlyConfigured as exc:
+        problems.append(f"encryption keys: {exc}")
+    try:
+        info["seal_key_id"] = integrity.signing_key()[0]
+    except ImproperlyConfigured as exc:
+        problems.append(f"seal keys: {exc}")
+    return info, problems
+
+
+def _age(now: datetime, then: datetime | None) -> float | None:
+    return None if then is None else round((now - then).total_seconds(), 3)
+
+
+def _sealing(now: datetime) -> tuple[dict[str, Any], list[str]]:
+    from .models import Activity, Seal
+
+    problems: list[str] = []
+    unsealed = Activity.objects.filter(seq__isnull=True)
+    count = unsealed.count()
+    oldest = unsealed.aggregate(m=Min("timestamp"))["m"] if count else None
+    head = Seal.objects.order_by("-last_seq").first()
+    info = {
+        "unsealed": count,
+        "oldest_unsealed_age": _age(now, oldest),
+        "newest_seal_age": _age(now, head.created_at if head else None),
+        "sealed_through": head.last_seq if head else 0,
+        "chain_head": head.chain_hash if head else "",
+        "seal_on_write": bool(tracking_settings.SEAL_ON_WRITE),
+    }
+    max_age = tracking_settings.HEALTH_MAX_UNSEALED_AGE
+    max_rows = tracking_settings.HEALTH_MAX_UNSEALED_ROWS
+    if max_rows is not None and count > max_rows:
+        problems.append(f"{count} activities are unsealed (limit {max_rows}): run `tracking seal`")
+    age = info["oldest_unsealed_age"]
+    if max_age is not None and age is not None and age > max_age:
+        problems.append(
+            f"the oldest unsealed activity is {int(age)} s old (limit {max_age} s): run "
+            "`tracking seal`; rows that stay unsealed failed their MAC (run `tracking verify`)"
+        )
+    return info, problems
+
+
+def _pipeline(now: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
+    problems: list[str] = []
+    warnings: list[str] = []
+    spool = _optional_stats("tracking.spool")
+    writer = _optional_stats("tracking.writer")
+    if spool is not None and "error" not in spool:
+        events = int(spool.get("events") or 0)
+        oldest = spool.get("oldest")
+        age = round(now.timestamp() - float(oldest), 3) if events and oldest else None
+        spool["oldest_age"] = age
+        limit = tracking_settings.HEALTH_MAX_SPOOL_AGE
+        if age is not None and limit is not None and age > limit:
+            problems.append(
+                f"{events} events have waited {int(age)} s in the spool (limit {limit} s): "
+                "the database is unreachable or replay is not running"
+            )
+        if spool.get("rejected"):
+            warnings.append(f"{spool['rejected']} events in the spool's dead-letter file")
+    elif spool is not None:
+        problems.append(f"spool: {spool['error']}")
+    if writer is not None and "error" not in writer:
+        if writer.get("dropped"):
+            problems.append(f"the writer dropped {writer['dropped']} events")
+        if writer.get("failed"):
+            warnings.append(f"the writer failed to write {writer['failed']} events (spooled)")
+    elif writer is not None:
+        problems.append(f"writer: {writer['error']}")
+    return {"spool": spool, "writer": writer}, problems, warnings
+
+
+def collect(now: datetime | None = None) -> dict[str, Any]:
+    """Everything ``tracking doctor`` and the health endpoint report (JSON-safe)."""
+    now = now or datetime.now(UTC)
+    problems: list[str] = []
+    keys, key_problems = _keys()
+    problems += key_problems
+    pipeline, pipe_problems, warnings = _pipeline(now)
+    problems += pipe_problems
+    try:
+        sealing, seal_problems = _sealing(now)
+        problems += seal_problems
+        database = "ok"
+    except DatabaseError as exc:
+        logger.warning("health: database unavailable: %s", exc)
+        sealing, database = None, f"unavailable: {type(exc).__name__}"
+        problems.append("the database is unavailable (events go to the spool)")
+    return {
+        "status": "unhealthy" if problems else "ok",
+        "healthy": not problems,
+        "checked_at": now.isoformat(),
+        "problems": problems,
+        "warnings": warnings,
+        "database": database,
+        **pipeline,
+        "sealing": sealing,
+        "keys": keys,
+    }
+
+
+def _token_ok(request) -> bool:
+    expected = tracking_settings.HEALTH_TOKEN
+    if not expected:
+        return False
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return False
+    return hmac.compare_digest(given.strip().encode(), str(expected).encode())
+
+
+def _staff(request) -> bool:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return bool(user.is_active and user.is_staff)
+    try:  # DRF token users, when the API's token authentication is installed
+        from rest_framework.authentication import TokenAuthentication
+        from rest_framework.exceptions import APIException
+
+        found = TokenAuthentication().authenticate(request)
+    except (ImportError, APIException):
+        return False
+    except Exception:  # noqa: BLE001 - e.g. authtoken not installed: no token users
+        return False
+    return bool(found and found[0].is_active and found[0].is_staff)
+
+
+@never_cache
+def health_view(request):
+    """JSON health for staff or a monitoring token; 503 when unhealthy."""
+    if request.method not in ("GET", "HEAD"):
+        return JsonResponse({"detail": "Method not allowed."}, status=405)
+    if not (_token_ok(request) or _staff(request)):
+        authenticated = getattr(getattr(request, "user", None), "is_authenticated", False)
+        status = 403 if authenticated else 401
+        return JsonResponse({"detail": "Staff or a health token is required."}, status=status)
+    data = collect()
+    return JsonResponse(data, status=200 if data["healthy"] else 503)
