@@ -76,3 +76,11 @@ def check_partitioning(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+@checks.register()
+def check_dashboard(app_configs=None, **kwargs):
+    """Settings of the security dashboard (tracking.E090-E099, W090-W099)."""
+    from .dashboard.checks import dashboard_messages
+
+    return dashboard_messages()
