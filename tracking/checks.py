@@ -84,3 +84,86 @@ def check_dashboard(app_configs=None, **kwargs):
     from .dashboard.checks import dashboard_messages
 
     return dashboard_messages()
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+@checks.register()
+def check_integrity_settings(app_configs=None, **kwargs):
+    """Sealing, retention, health and spool settings (tracking.E070-E089 / W070-W089)."""
+    import os
+    from pathlib import Path
+
+    errors = []
+    days = tracking_settings.RETENTION_DAYS
+    if days is not None and not _positive_int(days):
+        errors.append(
+            checks.Error(
+                f"TRACKING_RETENTION_DAYS must be None or a whole number of days >= 1, got {days!r}.",
+                hint="It is the age after which `tracking purge` (without --days/--before) and "
+                "the periodic purge task delete activities; None keeps everything.",
+                id="tracking.E070",
+            )
+        )
+    for name, eid in (("SEAL_BATCH_SIZE", "tracking.E071"),):
+        value = getattr(tracking_settings, name)
+        if not _positive_int(value):
+            errors.append(
+                checks.Error(
+                    f"TRACKING_{name} must be a whole number >= 1, got {value!r}.",
+                    hint="Rows per seal (and per sealing transaction); default 5000.",
+                    id=eid,
+                )
+            )
+    for name in (
+        "HEALTH_MAX_UNSEALED_AGE",
+        "HEALTH_MAX_UNSEALED_ROWS",
+        "HEALTH_MAX_SPOOL_AGE",
+        "SEAL_GEO_PENDING_GRACE",
+    ):
+        value = getattr(tracking_settings, name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+        ):
+            errors.append(
+                checks.Error(
+                    f"TRACKING_{name} must be a non-negative number (or None), got {value!r}.",
+                    id="tracking.E072",
+                )
+            )
+    token = tracking_settings.HEALTH_TOKEN
+    if token and (not isinstance(token, str) or len(token) < 24):
+        errors.append(
+            checks.Warning(
+                "TRACKING_HEALTH_TOKEN is shorter than 24 characters.",
+                hint="Use a long random value (e.g. `python manage.py tracking keygen`).",
+                id="tracking.W071",
+            )
+        )
+    if not tracking_settings.SEAL_ON_WRITE:
+        errors.append(
+            checks.Warning(
+                "TRACKING_SEAL_ON_WRITE is off: activities stay unsealed (not tamper-evident) "
+                "until `tracking seal` or the periodic seal task runs.",
+                hint="Schedule `tracking.tasks_periodic.seal` or `manage.py tracking seal`.",
+                id="tracking.W072",
+            )
+        )
+    folder = tracking_settings.SPOOL_DIR
+    if folder:
+        path = Path(folder)
+        probe = path
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
+            errors.append(
+                checks.Warning(
+                    f"TRACKING_SPOOL_DIR {folder!r} is not writable by this process.",
+                    hint="Events that cannot be written to the database (database or broker "
+                    "down) are kept there; without it they can only be counted as failed.",
+                    id="tracking.W070",
+                )
+            )
+    return errors
