@@ -1,12 +1,38 @@
-"""URLs of the app, mounted by the project under ``api/tracking/``."""
+"""URLs of the app, mounted by the project under ``api/tracking/``.
+
+Append your own ``path(...)`` lines to ``urlpatterns``; keep ``activities/export/`` before
+the ``<uuid:pk>`` routes (the converter would not match it anyway, but order documents it).
+"""
 
 from django.urls import include, path
 
+from .api import views
 from .health import health_view
 
 app_name = "tracking"
 
 urlpatterns: list = [
+    path("activities/", views.ActivityListView.as_view(), name="activity-list"),
+    path("activities/export/", views.ExportView.as_view(), name="activity-export"),
+    path("activities/<uuid:pk>/", views.ActivityDetailView.as_view(), name="activity-detail"),
+    path(
+        "activities/<uuid:pk>/delete/", views.ActivityDeleteView.as_view(), name="activity-delete"
+    ),
+    path("activities/<uuid:pk>/flag/", views.ActivityFlagView.as_view(), name="activity-flag"),
+    path("stats/", views.StatsView.as_view(), name="stats"),
     path("dashboard/", include("tracking.dashboard.urls")),
     path("health/", health_view, name="health"),
 ]
+
+try:  # the OpenAPI schema and its docs page, when drf-spectacular is installed
+    from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
+except ImportError:  # optional extra "docs"
+    pass
+else:
+    from .api.schema import schema_view
+
+    urlpatterns += [
+        path("schema/", schema_view(), name="schema"),
+        path("docs/", SpectacularSwaggerView.as_view(url_name="tracking:schema"), name="docs"),
+        path("redoc/", SpectacularRedocView.as_view(url_name="tracking:schema"), name="redoc"),
+    ]

@@ -1,0 +1,96 @@
+"""OpenAPI documentation helpers; a no-op when drf-spectacular is not installed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from drf_spectacular.types import OpenApiTypes
+    from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+
+    HAVE_SPECTACULAR = True
+except ImportError:  # optional dependency (extra "docs")
+    HAVE_SPECTACULAR = False
+    OpenApiParameter = OpenApiResponse = OpenApiTypes = None
+
+    def extend_schema(*args: Any, **kwargs: Any):
+        return lambda target: target
+
+
+# Query parameter types for the filters (the FilterSet's custom fields are not inferable).
+_TYPES = {
+    "user": "str",
+    "asn": "int",
+    "status": "int",
+    "duration_min": "number",
+    "duration_max": "number",
+    "since": "datetime",
+    "until": "datetime",
+    "flagged": "bool",
+}
+
+
+def filter_parameters() -> list:
+    """One documented query parameter per filter of ``ActivityFilter``."""
+    if not HAVE_SPECTACULAR:
+        return []
+    from .filters import ActivityFilter
+
+    types = {
+        "int": OpenApiTypes.INT,
+        "number": OpenApiTypes.NUMBER,
+        "datetime": OpenApiTypes.STR,
+        "bool": OpenApiTypes.BOOL,
+        "str": OpenApiTypes.STR,
+    }
+    params = []
+    for name, flt in ActivityFilter.base_filters.items():
+        kind = _TYPES.get(name, "str")
+        enum = None
+        if name in ("review_status", "severity"):
+            enum = [value for value, _ in flt.extra.get("choices", [])]
+        params.append(
+            OpenApiParameter(
+                name=name,
+                type=types[kind],
+                location=OpenApiParameter.QUERY,
+                required=False,
+                description=str(flt.extra.get("help_text", "") or ""),
+                enum=enum,
+            )
+        )
+    return params
+
+
+def export_parameters() -> list:
+    if not HAVE_SPECTACULAR:
+        return []
+    return [
+        OpenApiParameter(
+            name="format",
+            type=OpenApiTypes.STR,
+            location=OpenApiParameter.QUERY,
+            required=False,
+            enum=["csv", "json", "ndjson"],
+            description="Export format (default csv).",
+        ),
+        *filter_parameters(),
+    ]
+
+
+def schema_view() -> Any:
+    """The schema view for ``schema/``: documents this app's endpoints under the prefix the
+    project mounted them at (found from the request path at request time)."""
+    from django.urls import include, path
+    from drf_spectacular.views import SpectacularAPIView
+
+    class TrackingSchemaView(SpectacularAPIView):
+        def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            from .. import urls
+
+            prefix = request.path.rsplit("schema/", 1)[0].lstrip("/")
+            self.patterns = [path(prefix, include((urls.urlpatterns, "tracking")))]
+            self.urlconf = None
+            return super().get(request, *args, **kwargs)
+
+    return TrackingSchemaView.as_view()

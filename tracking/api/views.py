@@ -1,0 +1,326 @@
+"""The review API: list, detail, flag/review, delete, statistics and export of activities.
+
+Every view: Session and Token authentication (besides the project's defaults), staff with
+``tracking.view_activity`` plus the view's own permission, the ``burst`` and ``sustained``
+throttles. Object lookups go through the same queryset as the list (no IDOR).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.apps import apps
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import generics, serializers, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from .. import exporting, stats
+from ..models import Activity
+from ..review import ReviewError, delete_activity, review
+from .filters import ActivityFilter
+from .pagination import ActivityPagination
+from .permissions import (
+    DELETE_PERMISSION,
+    EXPORT_PERMISSION,
+    REVIEW_PERMISSION,
+    IsTrackingStaff,
+)
+from .schema import (
+    HAVE_SPECTACULAR,
+    OpenApiResponse,
+    OpenApiTypes,
+    export_parameters,
+    extend_schema,
+    filter_parameters,
+)
+from .serializers import (
+    ActivityListSerializer,
+    ActivitySerializer,
+    ReviewRequestSerializer,
+)
+from .throttling import BurstRateThrottle, SustainedRateThrottle
+
+
+def authentication_classes() -> list[type]:
+    """The project's authentication classes, plus Session and Token when missing."""
+    classes = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    if SessionAuthentication not in classes:
+        classes.append(SessionAuthentication)
+    if apps.is_installed("rest_framework.authtoken"):
+        from rest_framework.authentication import TokenAuthentication
+
+        if not any(issubclass(c, TokenAuthentication) for c in classes):
+            classes.append(TokenAuthentication)
+    return classes
+
+
+class TrackingAPIMixin:
+    """Authentication, permission and throttling shared by every endpoint."""
+
+    permission_classes = (IsTrackingStaff,)
+    throttle_classes = (BurstRateThrottle, SustainedRateThrottle)
+    required_permissions: tuple[str, ...] = ()
+
+    def get_authenticators(self) -> list:
+        # Read at request time so override_settings and late configuration apply.
+        return [auth() for auth in authentication_classes()]
+
+    def get_queryset(self) -> Any:
+        return Activity.objects.all()
+
+    def filter_activities(self, request: Any) -> tuple[Any, ActivityFilter]:
+        """The activities matching the request's filters, or a 400 naming the bad ones."""
+        filterset = ActivityFilter(
+            request.query_params, queryset=self.get_queryset(), request=request
+        )
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        return filterset.qs, filterset
+
+
+class ActivityFilterBackend(DjangoFilterBackend):
+    def get_schema_operation_parameters(self, view: Any) -> list:
+        return []  # documented explicitly through extend_schema(parameters=filter_parameters())
+
+
+@extend_schema(
+    summary="List activities",
+    description="Filterable, paginated list. `count` is exact below TRACKING_COUNT_LIMIT; "
+    "above it `count` is the limit and `count_is_estimate` is true. Use `?cursor=` to page deep.",
+    parameters=filter_parameters(),
+    tags=["activities"],
+)
+class ActivityListView(TrackingAPIMixin, generics.ListAPIView):
+    serializer_class = ActivityListSerializer
+    pagination_class = ActivityPagination
+    filter_backends = (ActivityFilterBackend,)
+    filterset_class = ActivityFilter
+
+    def get_queryset(self) -> Any:
+        return Activity.objects.order_by("-timestamp", "-id")
+
+
+@extend_schema(summary="Activity detail", tags=["activities"])
+class ActivityDetailView(TrackingAPIMixin, generics.RetrieveAPIView):
+    serializer_class = ActivitySerializer
+    lookup_field = "pk"
+
+    def get_queryset(self) -> Any:
+        return Activity.objects.select_related("reviewed_by")
+
+
+class ActivityDeleteView(TrackingAPIMixin, APIView):
+    required_permissions = (DELETE_PERMISSION,)
+
+    @extend_schema(
+        summary="Delete an activity",
+        description="Needs tracking.delete_activity. Writes a signed tombstone and a review "
+        "record of the deletion (who, when, which id).",
+        responses={204: OpenApiResponse(description="Deleted.")} if HAVE_SPECTACULAR else None,
+        tags=["activities"],
+    )
+    def delete(self, request: Any, pk: Any) -> Response:
+        activity = get_object_or_404(self.get_queryset(), pk=pk)
+        self.check_object_permissions(request, activity)
+        delete_activity(activity, by=request.user, reason="api")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ActivityFlagView(TrackingAPIMixin, APIView):
+    required_permissions = (REVIEW_PERMISSION,)
+    serializer_class = ReviewRequestSerializer
+
+    @extend_schema(
+        summary="Flag, unflag or review an activity",
+        description='Empty body: toggle `flagged`. `{"flagged": true|false}` sets it. '
+        '`{"review_status": "confirmed"|"dismissed"|"open", "note": "..."}` records a '
+        "verdict. Records the reviewer and time; returns the updated detail.",
+        request=ReviewRequestSerializer,
+        responses={200: ActivitySerializer},
+        tags=["activities"],
+    )
+    def patch(self, request: Any, pk: Any) -> Response:
+        activity = get_object_or_404(self.get_queryset(), pk=pk)
+        self.check_object_permissions(request, activity)
+        data = request.data if request.data is not None else {}
+        body = ReviewRequestSerializer(data=data)
+        body.is_valid(raise_exception=True)
+        values = body.validated_data
+        toggle = "flagged" not in values and "review_status" not in values
+        try:
+            updated = review(
+                activity,
+                by=request.user,
+                flagged=values.get("flagged"),
+                toggle=toggle,
+                review_status=values.get("review_status"),
+                note=values.get("note", ""),
+            )
+        except ReviewError as exc:
+            raise ValidationError({exc.field: [exc.message]}) from None
+        return Response(ActivitySerializer(updated, context={"request": request}).data)
+
+
+# --- statistics -------------------------------------------------------------------------
+
+
+class _CountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    flagged = serializers.IntegerField()
+    last_30_days = serializers.IntegerField()
+
+
+class _ResponseTimesSerializer(serializers.Serializer):
+    avg = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+    min = serializers.FloatField(allow_null=True)
+
+
+class _TypeCountSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    type_display = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class _DaySerializer(serializers.Serializer):
+    date = serializers.DateField()
+    total = serializers.IntegerField()
+    flagged = serializers.IntegerField()
+
+
+class _CountryCountSerializer(serializers.Serializer):
+    country = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class _UserCountSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class _TagCountSerializer(serializers.Serializer):
+    tag = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class _DetectorCountSerializer(serializers.Serializer):
+    detector = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class _ReviewCountsSerializer(serializers.Serializer):
+    open = serializers.IntegerField()
+    confirmed = serializers.IntegerField()
+    dismissed = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    """The seed README's statistics shape, plus series and breakdowns."""
+
+    counts = _CountsSerializer()
+    response_times = _ResponseTimesSerializer()
+    types = _TypeCountSerializer(many=True)
+    per_day = _DaySerializer(many=True)
+    top_countries = _CountryCountSerializer(many=True)
+    top_flagged_users = _UserCountSerializer(many=True)
+    tags = _TagCountSerializer(many=True, help_text="Findings per detector tag.")
+    detectors = _DetectorCountSerializer(many=True)
+    review_status = _ReviewCountsSerializer()
+    source = serializers.ChoiceField(choices=["rollup", "query"])
+
+
+class StatsView(TrackingAPIMixin, APIView):
+    @extend_schema(
+        summary="Activity statistics",
+        description="The list's filters apply. With no filter but an hour-aligned since/until "
+        "the figures come from hourly rollups (no scan of the log).",
+        parameters=filter_parameters(),
+        responses={200: StatsSerializer},
+        tags=["statistics"],
+    )
+    def get(self, request: Any) -> Response:
+        queryset, filterset = self.filter_activities(request)
+        data = filterset.form.cleaned_data
+        result = stats.compute_stats(
+            queryset,
+            since=data.get("since"),
+            until=data.get("until"),
+            filtered=filterset.narrows,
+        )
+        return Response(result)
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+def _stamp(value: datetime | None, raw: str | None) -> str:
+    if value is None:
+        return ""
+    if raw and len(raw.strip()) == 10:  # given as a bare date
+        return raw.strip()
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def export_filename(queryset: Any, params: Any, cleaned: dict[str, Any], fmt: str) -> str:
+    """``activities_<since>_<until>.<fmt>``: the requested window, else the data's first
+    timestamp and now."""
+    since = _stamp(cleaned.get("since"), params.get("since"))
+    if not since:
+        first = queryset.order_by("timestamp").values_list("timestamp", flat=True).first()
+        since = _stamp(first, None) or "start"
+    until = _stamp(cleaned.get("until"), params.get("until"))
+    if not until:
+        until = _stamp(timezone.now(), None)
+    return f"activities_{since}_{until}.{fmt}"
+
+
+class ExportView(TrackingAPIMixin, APIView):
+    required_permissions = (EXPORT_PERMISSION,)
+    # Errors (400/403/429) are JSON; the export itself bypasses renderers.
+    renderer_classes = (JSONRenderer,)
+
+    def perform_content_negotiation(self, request: Any, force: bool = False) -> Any:
+        # `?format=csv` is ours, not DRF's URL_FORMAT_OVERRIDE: never 404 for "no csv renderer".
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        summary="Export activities",
+        description="Streams every field of the matching activities as CSV (default), JSON or "
+        "NDJSON in constant memory; the list's filters apply. Needs tracking.export_activity. "
+        "CSV text cells starting with = + - @ tab, CR or ' are prefixed with '.",
+        parameters=export_parameters(),
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+        }
+        if HAVE_SPECTACULAR
+        else None,
+        tags=["activities"],
+    )
+    def get(self, request: Any) -> StreamingHttpResponse:
+        fmt = (request.query_params.get("format") or "csv").lower()
+        if fmt not in exporting.FORMATS:
+            raise ValidationError(
+                {"format": [f'"{fmt}" is not a valid choice ({", ".join(exporting.FORMATS)}).']}
+            )
+        queryset, filterset = self.filter_activities(request)
+        if not filterset.form.cleaned_data.get("ordering"):
+            queryset = queryset.order_by("timestamp", "id")
+        name = export_filename(queryset, request.query_params, filterset.form.cleaned_data, fmt)
+        response = StreamingHttpResponse(
+            exporting.stream_export(queryset, fmt), content_type=exporting.CONTENT_TYPES[fmt]
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "no-store"
+        return response

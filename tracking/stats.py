@@ -1,0 +1,327 @@
+"""Statistics for the API and the dashboard, in the seed README's shape.
+
+Two ways to the same numbers:
+
+* **rollups** (``Rollup``: counts per UTC hour, type and country, maintained by the writer)
+  when only an hour-aligned ``since``/``until`` window is asked for, so unfiltered
+  statistics never scan the activity table. The few figures rollups cannot hold are read
+  through narrow indexes: flagged rows (``flagged``), reviewed rows (``review_status``), and
+  ``Finding`` rows for the tag counts.
+* **query**: aggregates of any filtered queryset (the list's filters apply).
+
+``rebuild_rollups()`` recomputes the rollups from the activities (after an import that
+bypassed the writer, or in tests); both paths give identical results on the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Avg, Count, F, Max, Min, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncDate, TruncHour
+from django.utils import timezone
+
+from .activity_types import type_label
+from .models import Activity, Finding, ReviewStatus, Rollup
+
+TOP_N = 10
+RECENT_DAYS = 30
+
+
+def hour_floor(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hour_ceil(ts: datetime) -> datetime:
+    floor = hour_floor(ts)
+    return floor if floor == ts else floor + timedelta(hours=1)
+
+
+def is_hour_aligned(ts: datetime | None) -> bool:
+    return ts is None or hour_floor(ts) == ts
+
+
+# --- rollup maintenance -----------------------------------------------------------------
+
+
+def rebuild_rollups() -> int:
+    """Recompute every ``Rollup`` row from the activity table; returns the rows written."""
+    rows = (
+        Activity.objects.order_by()
+        .annotate(b=TruncHour("timestamp", tzinfo=UTC))
+        .values("b", "type", "country")
+        .annotate(
+            n=Count("id"),
+            nf=Count("id", filter=Q(flagged=True)),
+            dsum=Coalesce(Sum("duration"), 0.0),
+            dcount=Count("duration"),
+            dmin=Min("duration"),
+            dmax=Max("duration"),
+        )
+    )
+    with transaction.atomic():
+        Rollup.objects.all().delete()
+        created = Rollup.objects.bulk_create(
+            (
+                Rollup(
+                    bucket=r["b"],
+                    type=r["type"],
+                    country=r["country"],
+                    count=r["n"],
+                    flagged=r["nf"],
+                    duration_sum=r["dsum"],
+                    duration_count=r["dcount"],
+                    duration_min=r["dmin"],
+                    duration_max=r["dmax"],
+                )
+                for r in rows
+            ),
+            batch_size=1000,
+        )
+    return len(created)
+
+
+def forget_in_rollups(activities: Iterable[Activity]) -> None:
+    """Take deleted activities out of their rollup buckets (count, flagged, duration sums).
+
+    ``duration_min``/``duration_max`` cannot be un-merged; they stay as bounds of what was
+    recorded in that hour (``rebuild_rollups`` makes them exact again).
+    """
+    for a in activities:
+        has_duration = a.duration is not None
+        Rollup.objects.filter(bucket=hour_floor(a.timestamp), type=a.type, country=a.country).update(
+            count=F("count") - 1,
+            flagged=F("flagged") - (1 if a.flagged else 0),
+            duration_sum=F("duration_sum") - (a.duration if has_duration else 0.0),
+            duration_count=F("duration_count") - (1 if has_duration else 0),
+        )
+
+
+def rollups_cover(since: datetime | None = None, until: datetime | None = None) -> bool:
+    """Whether rollups are maintained for the window: the oldest and newest activity in it
+    each have their bucket. Two index lookups; catches rows stored around the writer."""
+    qs = Activity.objects.all()
+    if since is not None:
+        qs = qs.filter(timestamp__gte=since)
+    if until is not None:
+        qs = qs.filter(timestamp__lt=until)
+    ends = [
+        qs.order_by("timestamp").values("timestamp", "type", "country").first(),
+        qs.order_by("-timestamp").values("timestamp", "type", "country").first(),
+    ]
+    if ends[0] is None:
+        return True  # nothing in the window: both paths give zeros
+    for end in ends:
+        if not Rollup.objects.filter(
+            bucket=hour_floor(end["timestamp"]), type=end["type"], country=end["country"]
+        ).exists():
+            return False
+    return True
+
+
+# --- statistics -------------------------------------------------------------------------
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 2)
+
+
+def _window(qs: QuerySet, since: datetime | None, until: datetime | None, field: str) -> QuerySet:
+    if since is not None:
+        qs = qs.filter(**{f"{field}__gte": since})
+    if until is not None:
+        qs = qs.filter(**{f"{field}__lt": until})
+    return qs
+
+
+def _types(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"type": r["type"], "type_display": type_label(r["type"]), "count": r["count"]}
+        for r in rows
+    ]
+
+
+def _top_flagged_users(activities: QuerySet) -> list[dict[str, Any]]:
+    rows = (
+        activities.filter(flagged=True)
+        .exclude(username="")
+        .order_by()
+        .values("username")
+        .annotate(count=Count("id"))
+        .order_by("-count", "username")[:TOP_N]
+    )
+    return [{"username": r["username"], "count": r["count"]} for r in rows]
+
+
+def _finding_counts(findings: QuerySet) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    findings = findings.filter(suppressed=False).order_by()
+    tags = findings.values("tag").annotate(count=Count("id")).order_by("-count", "tag")
+    detectors = (
+        findings.values("detector").annotate(count=Count("id")).order_by("-count", "detector")
+    )
+    return (
+        [{"tag": r["tag"], "count": r["count"]} for r in tags],
+        [{"detector": r["detector"], "count": r["count"]} for r in detectors],
+    )
+
+
+def _review_counts(rows: dict[str, int], total: int) -> dict[str, int]:
+    counts = {status: rows.get(status, 0) for status in ReviewStatus.values}
+    counts[ReviewStatus.OPEN] = total - sum(
+        v for k, v in counts.items() if k != ReviewStatus.OPEN
+    )
+    return counts
+
+
+def query_stats(
+    queryset: QuerySet, *, now: datetime | None = None, top: int = TOP_N
+) -> dict[str, Any]:
+    """Statistics aggregated over ``queryset`` (any filters already applied)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=RECENT_DAYS)
+    qs = queryset.order_by()
+    agg = qs.aggregate(
+        total=Count("id"),
+        flagged=Count("id", filter=Q(flagged=True)),
+        recent=Count("id", filter=Q(timestamp__gte=cutoff)),
+        avg=Avg("duration"),
+        max=Max("duration"),
+        min=Min("duration"),
+    )
+    types = qs.values("type").annotate(count=Count("id")).order_by("-count", "type")
+    days = (
+        qs.annotate(date=TruncDate("timestamp", tzinfo=UTC))
+        .values("date")
+        .annotate(total=Count("id"), nflagged=Count("id", filter=Q(flagged=True)))
+        .order_by("date")
+    )
+    countries = (
+        qs.exclude(country="")
+        .values("country")
+        .annotate(count=Count("id"))
+        .order_by("-count", "country")[:top]
+    )
+    reviews = {
+        r["review_status"]: r["count"]
+        for r in qs.values("review_status").annotate(count=Count("id")).order_by()
+    }
+    tags, detectors = _finding_counts(Finding.objects.filter(activity_id__in=qs.values("id")))
+    return {
+        "counts": {"total": agg["total"], "flagged": agg["flagged"], "last_30_days": agg["recent"]},
+        "response_times": {
+            "avg": _round(agg["avg"]),
+            "max": agg["max"],
+            "min": agg["min"],
+        },
+        "types": _types(types),
+        "per_day": [
+            {"date": d["date"].isoformat(), "total": d["total"], "flagged": d["nflagged"]}
+            for d in days
+        ],
+        "top_countries": [{"country": c["country"], "count": c["count"]} for c in countries],
+        "top_flagged_users": _top_flagged_users(qs),
+        "tags": tags,
+        "detectors": detectors,
+        "review_status": _review_counts(reviews, agg["total"]),
+        "source": "query",
+    }
+
+
+def rollup_stats(
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    now: datetime | None = None,
+    top: int = TOP_N,
+) -> dict[str, Any]:
+    """Statistics for an hour-aligned window read from ``Rollup`` (no scan of activities)."""
+    if not (is_hour_aligned(since) and is_hour_aligned(until)):
+        raise ValueError("rollup statistics need an hour-aligned since/until")
+    now = now or timezone.now()
+    rollups = _window(Rollup.objects.order_by(), since, until, "bucket")
+    agg = rollups.aggregate(
+        total=Coalesce(Sum("count"), 0),
+        flagged=Coalesce(Sum("flagged"), 0),
+        dsum=Sum("duration_sum"),
+        dcount=Coalesce(Sum("duration_count"), 0),
+        max=Max("duration_max"),
+        min=Min("duration_min"),
+    )
+    # last 30 days inside the window: whole hours from rollups, the partial first hour exactly.
+    lower = now - timedelta(days=RECENT_DAYS)
+    if since is not None and since > lower:
+        lower = since
+    boundary = hour_ceil(lower)
+    if until is not None and boundary > until:
+        boundary = until
+    recent = rollups.filter(bucket__gte=boundary).aggregate(n=Coalesce(Sum("count"), 0))["n"]
+    if boundary > lower:
+        recent += Activity.objects.filter(timestamp__gte=lower, timestamp__lt=boundary).count()
+
+    types = rollups.values("type").annotate(count=Sum("count")).order_by("-count", "type")
+    days = (
+        rollups.annotate(date=TruncDate("bucket", tzinfo=UTC))
+        .values("date")
+        .annotate(total=Sum("count"), nflagged=Sum("flagged"))
+        .order_by("date")
+    )
+    countries = (
+        rollups.exclude(country="")
+        .values("country")
+        .annotate(count=Sum("count"))
+        .order_by("-count", "country")[:top]
+    )
+    activities = _window(Activity.objects.all(), since, until, "timestamp")
+    reviews = {
+        status: activities.filter(review_status=status).count()
+        for status in ReviewStatus.values
+        if status != ReviewStatus.OPEN
+    }
+    tags, detectors = _finding_counts(_window(Finding.objects.all(), since, until, "timestamp"))
+    avg = agg["dsum"] / agg["dcount"] if agg["dcount"] else None
+    return {
+        "counts": {"total": agg["total"], "flagged": agg["flagged"], "last_30_days": recent},
+        "response_times": {"avg": _round(avg), "max": agg["max"], "min": agg["min"]},
+        "types": _types(t for t in types if t["count"]),
+        "per_day": [
+            {"date": d["date"].isoformat(), "total": d["total"], "flagged": d["nflagged"]}
+            for d in days
+            if d["total"]
+        ],
+        "top_countries": [
+            {"country": c["country"], "count": c["count"]} for c in countries if c["count"]
+        ],
+        "top_flagged_users": _top_flagged_users(activities),
+        "tags": tags,
+        "detectors": detectors,
+        "review_status": _review_counts(reviews, agg["total"]),
+        "source": "rollup",
+    }
+
+
+def compute_stats(
+    queryset: QuerySet | None = None,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    filtered: bool = False,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Statistics for ``queryset`` (which already applies ``since``/``until``).
+
+    Rollups are used when no other filter is set (``filtered`` False), the window is
+    hour-aligned and rollups are maintained for it; otherwise the queryset is aggregated.
+    """
+    if (
+        not filtered
+        and is_hour_aligned(since)
+        and is_hour_aligned(until)
+        and rollups_cover(since, until)
+    ):
+        return rollup_stats(since, until, now=now)
+    if queryset is None:
+        queryset = _window(Activity.objects.all(), since, until, "timestamp")
+    return query_stats(queryset, now=now)
