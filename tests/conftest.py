@@ -29,3 +29,33 @@ def geoip_databases():
 
     build_databases(settings.GEOIP_PATH)
     return settings.GEOIP_PATH
+
+
+# --- review API (tests/test_api_*.py, test_admin.py) ------------------------------------
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    """An API client logged in (session) as ``staff_user`` (every tracking permission)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _clear_throttle_cache():
+    """Throttle counters live in the default cache; never leak them between tests."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
