@@ -140,6 +140,14 @@ def _lock(cur) -> None:
     cur.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
 
 
+def _allow_delete(cur) -> None:
+    """Moving rows between partitions and retention are the app's own deletion paths: tell
+    the optional no-delete trigger (``tracking postgres install-trigger``) for this transaction."""
+    from .sealing import ALLOW_DELETE_GUC
+
+    cur.execute("SELECT set_config(%s, 'on', true)", [ALLOW_DELETE_GUC])
+
+
 def _create_month(cur, start: datetime, *, has_default: bool) -> str:
     """Create the partition for the month at ``start``; rows of that month waiting in the
     default partition are moved into it first (attaching would fail otherwise)."""
@@ -154,6 +162,7 @@ def _create_month(cur, start: datetime, *, has_default: bool) -> str:
     # Writers must not route rows of this month into the default partition between the move
     # and the attach (the attach would fail); readers are not blocked.
     cur.execute(f"LOCK TABLE {_q(DEFAULT_PARTITION)} IN EXCLUSIVE MODE")
+    _allow_delete(cur)
     cur.execute(
         f"CREATE TABLE {_q(name)} (LIKE {_q(TABLE)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
     )
@@ -260,6 +269,7 @@ def drop_partitions_before(cutoff: datetime, *, using: str = DEFAULT_DB_ALIAS) -
         victims = partitions_before(cutoff, using=using)
         if victims:
             _flush_deferred_fks(cur)
+            _allow_delete(cur)
         for p in victims:
             result.rows += p.rows or 0
             if p.max_seq is not None:

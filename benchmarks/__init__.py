@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench`` → ``benchmarks/run.py``). Not part of the installed package."""

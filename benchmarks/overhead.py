@@ -1,0 +1,294 @@
+"""Request overhead: gunicorn (2 sync workers) under wrk on loopback, per variant and backend.
+
+Variants: the untracked baseline (measured first and last; the mean is the baseline),
+``@track`` (synchronous write), ``@track(async_log=True)`` (in-process writer), and the
+alternatives a user would install instead: django-easy-audit request logging and
+DRF-API-Logger with its background writer. Every figure is a ratio to the baseline of the same
+backend and view kind, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import dbs
+from .report import Figure, Report
+
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
+SETTINGS = "benchmarks.project.settings_{}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    settings: str
+    paths: dict[str, str]  # view kind -> URL path
+    table: str = ""  # where it logs (rows counted to prove it logged)
+
+
+VARIANTS = {
+    "untracked": Variant("untracked", "untracked", {"django": "/plain/", "drf": "/drf/"}),
+    "track-sync": Variant(
+        "track-sync", "tracking", {"django": "/plain-sync/", "drf": "/drf-sync/"}, "tracking_activity"
+    ),
+    "track-async": Variant(
+        "track-async",
+        "tracking",
+        {"django": "/plain-async/", "drf": "/drf-async/"},
+        "tracking_activity",
+    ),
+    "easy-audit": Variant(
+        "easy-audit", "easyaudit", {"django": "/plain/", "drf": "/drf/"}, "easyaudit_requestevent"
+    ),
+    "drf-api-logger": Variant(
+        "drf-api-logger", "drfapilogger", {"django": "/plain/", "drf": "/drf/"}, "drf_api_logs"
+    ),
+}
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def _lua_script() -> Path:
+    """wrk script: each request comes from another world address and browser, so enrichment
+    and detection do real work instead of hitting one cached entry."""
+    from tracking.testing.world import NETWORKS, host
+
+    ips = [host(n, i) for n in NETWORKS for i in (1, 7, 42)]
+    uas = [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    ]
+    path = dbs.VAR / "wrk.lua"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lua_ips = ",".join(f'"{ip}"' for ip in ips)
+    lua_uas = ",".join(f'"{ua}"' for ua in uas)
+    path.write_text(
+        f"local ips = {{{lua_ips}}}\nlocal uas = {{{lua_uas}}}\nlocal i = 0\n"
+        "request = function()\n  i = i + 1\n"
+        '  local h = {["X-Forwarded-For"] = ips[(i % #ips) + 1], '
+        '["User-Agent"] = uas[(i % #uas) + 1]}\n'
+        '  return wrk.format("GET", nil, h)\nend\n'
+    )
+    return path
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def wrk(path: str, *, connections: int, seconds: float, script: Path) -> Load:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{PORT}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    return Load(rps, p50, p99, requests, errors)
+
+
+class Server:
+    """gunicorn with 2 sync workers for one variant and database."""
+
+    def __init__(self, variant: Variant, backend: str, db: str) -> None:
+        self.variant, self.backend, self.db = variant, backend, db
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Server:
+        env = dbs.env_for(self.backend, self.db, SETTINGS.format(self.variant.settings))
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-w",
+                "2",
+                "-k",
+                "sync",
+                "-b",
+                f"127.0.0.1:{PORT}",
+                "--log-level",
+                "warning",
+                "benchmarks.project.wsgi:application",
+            ],
+            env=env,
+            cwd=dbs.ROOT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/plain/", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"gunicorn for {self.variant.name} did not start")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # graceful: workers flush their writers
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _port_free() -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", PORT)) != 0
+
+
+def _settle(backend: str, db: str, table: str, *, timeout: float = 20.0) -> int:
+    """Row count once it stops growing (the background writers have drained)."""
+    last, stable_since = -1, time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = dbs.count(backend, db, table)
+        if n != last:
+            last, stable_since = n, time.monotonic()
+        elif time.monotonic() - stable_since > 1.0:
+            break
+        time.sleep(0.25)
+    return last
+
+
+def run(report: Report, *, backends: list[str], seconds: float, quick: bool) -> None:
+    if not shutil.which("wrk"):
+        print("  wrk not installed (apt-get install wrk): request overhead skipped")
+        return
+    if not _port_free():
+        raise RuntimeError(f"port {PORT} is busy (set BENCH_PORT)")
+    from tracking.testing.geoip import build_databases
+
+    build_databases(dbs.VAR / "geoip")
+    script = _lua_script()
+    order = ["untracked", "track-sync", "track-async", "easy-audit", "drf-api-logger", "untracked"]
+    for backend in backends:
+        results: dict[tuple[str, str], list[tuple[Load, Load]]] = {}
+        stored: dict[str, tuple[int, int]] = {}
+        for name in order:
+            variant = VARIANTS[name]
+            db = f"overhead_{variant.settings}"
+            if name != "untracked" or (name, "django") not in results:
+                dbs.fresh(backend, db, SETTINGS.format(variant.settings))
+            print(f"-- {backend}: {name}", flush=True)
+            served = 0
+            with Server(variant, backend, db):
+                for kind, path in variant.paths.items():
+                    served += wrk(path, connections=2, seconds=1, script=script).requests  # warm-up
+                    moderate = wrk(path, connections=1, seconds=seconds, script=script)
+                    saturated = wrk(path, connections=8, seconds=seconds, script=script)
+                    served += moderate.requests + saturated.requests
+                    results.setdefault((name, kind), []).append((moderate, saturated))
+                if variant.table:
+                    _settle(backend, db, variant.table)
+            if variant.table:
+                rows = _settle(backend, db, variant.table)
+                stored[name] = (stored.get(name, (0, 0))[0] + rows, stored.get(name, (0, 0))[1] + served)
+        _report(report, backend, results, stored)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _report(report, backend, results, stored) -> None:
+    targets = {
+        ("track-async", "sat"): (0.75, "async >= 0.75 of untracked"),
+        ("track-sync", "sat"): (0.45, "sync >= 0.45 of untracked (PostgreSQL)"),
+    }
+    for kind in ("django", "drf"):
+        base = results[("untracked", kind)]
+        base_rps = _mean([s.rps for _, s in base])
+        base_p50 = _mean([m.p50_ms for m, _ in base])
+        base_p99 = _mean([m.p99_ms for m, _ in base])
+        if len(base) == 2:
+            drift = abs(base[0][1].rps - base[1][1].rps) / base_rps
+            report.add(
+                Figure(
+                    "requests", f"{backend} {kind} untracked (first/last drift {drift:.0%})",
+                    base_rps, "req/s", note="baseline: mean of first and last run",
+                )
+            )
+        for name in ("track-sync", "track-async", "easy-audit", "drf-api-logger"):
+            if (name, kind) not in results:
+                continue
+            moderate, saturated = results[(name, kind)][0]
+            target, text = targets.get((name, "sat"), (None, ""))
+            if name == "track-sync" and backend != "postgresql":
+                target, text = None, ""
+            errors = moderate.errors + saturated.errors
+            report.add(
+                Figure(
+                    "requests", f"{backend} {kind} {name} saturated (8 conn)", saturated.rps,
+                    "req/s", base_rps, "untracked", text,
+                    None if target is None else saturated.rps / base_rps >= target,
+                    note=f"{errors} errors" if errors else "",
+                )
+            )
+            ok = None
+            if name == "track-async":
+                ok = moderate.p50_ms - base_p50 <= 0.1
+            report.add(
+                Figure(
+                    "requests", f"{backend} {kind} {name} added p50 (1 conn)",
+                    moderate.p50_ms - base_p50, "ms", None, "",
+                    "async <= 0.1 ms" if name == "track-async" else "", ok,
+                    note=f"p50 {moderate.p50_ms:.3f} vs {base_p50:.3f} ms",
+                )
+            )
+            report.add(
+                Figure(
+                    "requests", f"{backend} {kind} {name} added p99 (1 conn)",
+                    moderate.p99_ms - base_p99, "ms",
+                    note=f"p99 {moderate.p99_ms:.3f} vs {base_p99:.3f} ms",
+                )
+            )
+    for name, (rows, served) in stored.items():
+        report.add(
+            Figure(
+                "requests", f"{backend} {name} rows stored / requests completed", rows, "rows",
+                served, "completed", note="wrk stops mid-request: stored may exceed completed",
+            )
+        )

@@ -1,0 +1,3 @@
+"""The baseline: the bare project, no audit logging at all."""
+
+from .settings_base import *  # noqa: F403
