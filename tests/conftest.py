@@ -59,3 +59,12 @@ def _clear_throttle_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_tracking_writer():
+    """Drain and stop the background writer before the test database goes away."""
+    yield
+    from tracking import writer
+
+    writer.shutdown(5.0)

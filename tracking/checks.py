@@ -167,3 +167,86 @@ def check_integrity_settings(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+@checks.register()
+def check_recording(app_configs=None, **kwargs):
+    """Recording and hand-off settings (ids tracking.E010–E029 / W010–W029)."""
+    from .clientip import parse_networks
+
+    errors = []
+    _, bad = parse_networks(tracking_settings.TRUSTED_PROXIES)
+    if bad:
+        errors.append(
+            checks.Error(
+                f"TRACKING_TRUSTED_PROXIES has invalid entries: {', '.join(map(repr, bad))}.",
+                hint="Use CIDRs such as '10.0.0.0/8' or single addresses such as '192.0.2.1'.",
+                id="tracking.E010",
+            )
+        )
+    mode = tracking_settings.ASYNC_HANDOFF
+    if mode not in ("thread", "celery", "sync"):
+        errors.append(
+            checks.Error(
+                f"TRACKING_ASYNC_HANDOFF is {mode!r}.",
+                hint='Use "thread" (default), "celery" or "sync".',
+                id="tracking.E011",
+            )
+        )
+    elif mode == "celery":
+        try:
+            import celery  # noqa: F401
+        except ImportError:
+            errors.append(
+                checks.Error(
+                    'TRACKING_ASYNC_HANDOFF is "celery" but Celery is not installed.',
+                    hint="pip install 'django-activity-tracking[celery]'.",
+                    id="tracking.E012",
+                )
+            )
+    for name in ("QUEUE_SIZE", "BATCH_SIZE", "MAX_BODY_BYTES", "MAX_JSON_DEPTH", "MAX_HEADER_LENGTH", "MAX_PARAMS_LENGTH"):
+        value = getattr(tracking_settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_{name} must be a positive integer (got {value!r}).",
+                    id="tracking.E013",
+                )
+            )
+    if not tracking_settings.SPOOL_DIR:
+        errors.append(
+            checks.Warning(
+                "TRACKING_SPOOL_DIR is not set: events that cannot be written (database or "
+                "broker down) have no durable place to wait.",
+                hint="Set it to a local directory writable by every web and worker process.",
+                id="tracking.W010",
+            )
+        )
+    elif tracking_settings.DURABLE_HANDOFF and mode == "sync":
+        errors.append(
+            checks.Warning(
+                "TRACKING_DURABLE_HANDOFF has no effect with TRACKING_ASYNC_HANDOFF = 'sync'.",
+                id="tracking.W011",
+            )
+        )
+    if not isinstance(tracking_settings.SENSITIVE_FIELDS, list | tuple):
+        errors.append(
+            checks.Error(
+                "SENSITIVE_FIELDS must be a list of key names.",
+                id="tracking.E014",
+            )
+        )
+    geo_path = tracking_settings.GEOIP_PATH
+    if geo_path and not tracking_settings.DISABLE_GEOLOCATION:
+        import os
+
+        missing = [n for n in ("GeoLite2-City.mmdb", "GeoLite2-ASN.mmdb") if not os.path.exists(os.path.join(str(geo_path), n))]
+        if missing:
+            errors.append(
+                checks.Warning(
+                    f"GEOIP_PATH ({geo_path}) lacks {', '.join(missing)}: activities get no geo/ASN.",
+                    hint="Download the GeoLite2 databases, or set DISABLE_GEOLOCATION = True.",
+                    id="tracking.W012",
+                )
+            )
+    return errors

@@ -131,6 +131,7 @@ class Writer:
                         self._write(batch)
                     finally:
                         self._done()
+                        close_old_connections()  # honours CONN_MAX_AGE between batches
                 self._maybe_replay()
                 if stop or self._stopping:
                     break
