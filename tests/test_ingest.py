@@ -1,0 +1,137 @@
+"""The batch step: idempotent, enriching, redacting, isolating bad events, maintaining rollups."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tracking import integrity
+from tracking.events import Event
+from tracking.ingest import ingest
+from tracking.models import Activity, Rollup
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+
+
+def ev(**kw) -> Event:
+    base = {"type": "AUTH", "timestamp": T0, "ip_address": "81.2.69.10", "endpoint": "/login/",
+            "method": "POST", "status": 200, "duration": 12.5}
+    base.update(kw)
+    return Event(**base)
+
+
+def test_stores_enriches_and_macs():
+    res = ingest([ev(user_agent="curl/8.0", params={"query": {"password": "p"}})])
+    assert res.stored == 1 and res.failed == 0
+    a = Activity.objects.get(id=res.ids[0])
+    assert (a.country, a.city, a.asn, a.accuracy_radius) == ("GB", "London", 64600, 10)
+    assert a.is_bot and a.browser.startswith("curl")
+    assert a.params == {"query": {"password": "[REDACTED]"}}
+    assert integrity.row_ok(a)
+
+
+def test_idempotent_on_ids():
+    e = ev()
+    assert ingest([e, e]).stored == 1
+    again = ingest([e])
+    assert (again.stored, again.duplicates) == (0, 1)
+    assert Activity.objects.count() == 1
+
+
+def test_user_resolved_by_id_or_username(plain_user):
+    res = ingest([ev(user_id=plain_user.pk, username="whatever"), ev(username="plain"), ev(username="ghost")])
+    rows = {str(a.id): a for a in Activity.objects.all()}
+    assert [rows[i].user_id for i in res.ids].count(plain_user.pk) == 2
+    ghost = Activity.objects.get(username="ghost")
+    assert ghost.user_id is None
+
+
+def test_country_only_record_kept_as_such():
+    res = ingest([ev(ip_address="2.16.1.5")])
+    a = Activity.objects.get(id=res.ids[0])
+    assert a.country == "GB" and a.city == "" and a.accuracy_radius == 200
+
+
+def test_private_addresses_not_looked_up():
+    res = ingest([ev(ip_address="10.1.2.3"), ev(ip_address="127.0.0.1")])
+    assert res.stored == 2
+    assert set(Activity.objects.values_list("country", flat=True)) == {""}
+
+
+def test_prefilled_enrichment_kept():
+    res = ingest([ev(enrichment={"country": "JP", "city": "Tokyo", "asn": 1, "device": "PC"})])
+    a = Activity.objects.get(id=res.ids[0])
+    assert (a.country, a.city, a.asn, a.device) == ("JP", "Tokyo", 1, "PC")
+
+
+def test_verdict_merged():
+    res = ingest([ev(verdict={"flagged": True, "tags": ["imported"], "risk_score": 0.9,
+                              "severity": "high", "review_status": "confirmed"})])
+    a = Activity.objects.get(id=res.ids[0])
+    assert a.flagged and "imported" in a.tags and a.risk_score == 0.9
+    assert a.severity == "high" and a.review_status == "confirmed"
+
+
+def test_bad_event_isolated_others_stored(settings, tmp_path):
+    settings.TRACKING_SPOOL_DIR = str(tmp_path)
+    good = [ev(), ev(timestamp=T0 + timedelta(seconds=1))]
+    bad = {"type": "AUTH", "timestamp": "not a time", "id": str(uuid.uuid4())}
+    res = ingest([good[0], bad, good[1], {"id": "nope", "type": "X"}])
+    assert res.stored == 2 and res.rejected == 2 and res.failed == 2
+    assert Activity.objects.count() == 2
+    dead = (tmp_path / "rejected.ndjson").read_text()
+    assert "not a time" in dead and "nope" in dead
+
+
+def test_insert_failure_falls_back_per_event(monkeypatch, settings, tmp_path):
+    settings.TRACKING_SPOOL_DIR = str(tmp_path)
+    from tracking import ingest as mod
+
+    real = mod._insert
+    poison = ev(endpoint="/poison/")
+
+    def fake(pairs):
+        if any(a.endpoint == "/poison/" for _, a in pairs):
+            raise ValueError("poisoned row")
+        return real(pairs)
+
+    monkeypatch.setattr(mod, "_insert", fake)
+    res = ingest([ev(), poison, ev()])
+    assert res.stored == 2 and res.rejected == 1
+    assert Activity.objects.count() == 2
+
+
+def test_rollups_maintained():
+    ingest([ev(duration=10.0), ev(duration=30.0, ip_address="90.80.1.4"), ev(duration=20.0)])
+    ingest([ev(duration=5.0)])
+    gb = Rollup.objects.get(country="GB", type="AUTH")
+    assert gb.bucket == T0.replace(minute=0)
+    assert (gb.count, gb.duration_count, gb.duration_sum) == (3, 3, 35.0)
+    assert (gb.duration_min, gb.duration_max) == (5.0, 20.0)
+    fr = Rollup.objects.get(country="FR")
+    assert (fr.count, fr.duration_min, fr.duration_max) == (1, 30.0, 30.0)
+
+
+def test_timestamps_normalised_to_utc_mac_verifies():
+    from datetime import timezone
+
+    ts = datetime(2026, 3, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    res = ingest([ev(timestamp=ts)])
+    a = Activity.objects.get(id=res.ids[0])
+    assert a.timestamp == ts and integrity.row_ok(a)
+
+
+def test_dict_events_accepted():
+    res = ingest([ev().to_dict()])
+    assert res.stored == 1
+
+
+def test_record_many_batches():
+    from tracking.services import ActivityTracker
+
+    res = ActivityTracker().record_many((ev() for _ in range(7)), batch_size=3)
+    assert res.stored == 7 and Activity.objects.count() == 7
