@@ -3,7 +3,7 @@
 ``purge(before, batch_size, dry_run)``:
 
 1. seals everything pending (old unsealed rows are sealed before they are purged);
-2. finds ``through_seq``, the last seal whose rows are all older than ``before``;
+2. finds ``through_seq``, the highest seq below every row at or after ``before``;
 3. writes one signed ``Checkpoint`` *before* deleting, so an interrupted purge still verifies
    (rows under a checkpoint are no longer expected; those still present are still checked)
    and a re-run finishes the job;
@@ -66,15 +66,16 @@ def cutoff_for_days(days: int) -> datetime:
 
 
 def purgeable_through(before: datetime) -> int:
-    """The last seq such that every row of every seal up to it is older than ``before``."""
+    """The highest seq such that every sealed row up to it is older than ``before``.
+
+    It need not end on a seal boundary: the checkpoint says which seqs are no longer expected,
+    and ``tracking verify`` still checks every seal's chain link and any row left in it.
+    """
     newer = Activity.objects.filter(seq__isnull=False, timestamp__gte=before).aggregate(
         m=Min("seq")
     )["m"]
-    seals = Seal.objects.all()
-    if newer is not None:
-        seals = seals.filter(last_seq__lt=newer)
-    last = seals.order_by("-last_seq").values_list("last_seq", flat=True).first()
-    return last or 0
+    last = Seal.objects.order_by("-last_seq").values_list("last_seq", flat=True).first() or 0
+    return last if newer is None else min(last, newer - 1)
 
 
 def _count_by_type(qs) -> dict[str, int]:

@@ -57,7 +57,7 @@ def handle(
         command.stdout.write(f"  {type_}: {n}")
     if not dry_run:
         command.stdout.write(
-            f"Purged whole seals through seq {report.through_seq} in {report.batches} batches"
+            f"Purged sealed rows through seq {report.through_seq} in {report.batches} batches"
             f" ({report.tombstoned} late rows deleted with tombstones); "
             f"checkpoint {report.checkpoint_id or '-'}."
         )

@@ -1,0 +1,46 @@
+"""Periodic Celery tasks for integrity and retention (schedule them with Celery beat).
+
+    CELERY_BEAT_SCHEDULE = {
+        "tracking-seal": {"task": "tracking.tasks_periodic.seal", "schedule": 60.0},
+        "tracking-purge": {"task": "tracking.tasks_periodic.purge", "schedule": 86400.0},
+    }
+
+Without Celery they are plain functions (cron can run ``manage.py tracking seal`` / ``purge``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conf import tracking_settings
+
+try:
+    from celery import shared_task
+except ImportError:  # Celery is optional
+
+    def shared_task(*args, **kwargs):  # type: ignore[no-redef]
+        def wrap(fn):
+            return fn
+
+        return wrap(args[0]) if args and callable(args[0]) else wrap
+
+
+@shared_task(name="tracking.tasks_periodic.seal", ignore_result=True)
+def seal() -> int:
+    """Seal pending activities (bounds the unsealed window when seal-on-write is off)."""
+    from .sealing import seal_pending
+
+    return seal_pending()
+
+
+@shared_task(name="tracking.tasks_periodic.purge")
+def purge() -> dict[str, Any] | None:
+    """Purge activities older than ``TRACKING_RETENTION_DAYS`` (does nothing when unset)."""
+    from .retention import DEFAULT_BATCH_SIZE, cutoff_for_days
+    from .retention import purge as run_purge
+
+    days = tracking_settings.RETENTION_DAYS
+    if not days:
+        return None
+    report = run_purge(cutoff_for_days(int(days)), DEFAULT_BATCH_SIZE, by="periodic task")
+    return report.to_dict()
