@@ -69,7 +69,9 @@ def poll(after: Cursor | None, filters: Filters) -> dict[str, Any]:
     else:
         lag = timedelta(seconds=float(tracking_settings.DASHBOARD_FEED_LAG))
         rows = list(
-            base.filter(timestamp__gt=after.timestamp - lag).order_by("-timestamp", "-id")[:limit]
+            base.filter(timestamp__gt=after.timestamp - lag)
+            .exclude(id=after.activity_id or None)
+            .order_by("-timestamp", "-id")[:limit]
         )
         new_reviews = list(
             Review.objects.filter(id__gt=after.review_id, action=Review.Action.FLAG).order_by("id")[
@@ -113,5 +115,7 @@ def poll(after: Cursor | None, filters: Filters) -> dict[str, Any]:
     elif after is not None:
         cursor = Cursor(after.timestamp, after.activity_id, review_top)
     else:
-        cursor = Cursor(datetime.now(UTC), "", review_top)
+        # Nothing stored yet: the next poll is a first poll again (whatever clock the first
+        # rows carry, they are shown).
+        return {"cursor": "", "activities": items}
     return {"cursor": str(cursor), "activities": items}

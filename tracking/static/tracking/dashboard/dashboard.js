@@ -1,7 +1,7 @@
 /* Security dashboard: review actions, keyboard shortcuts, live feed and SVG charts.
  *
  * Plain ES2017, no dependencies, loaded with `defer` under a CSP without 'unsafe-inline'.
- * Data is only ever put into the page with textContent / setAttribute, never innerHTML, so
+ * Data is only ever put into the page with textContent / setAttribute, never parsed as markup, so
  * audited values (user names, endpoints, reasons) stay inert whatever they contain.
  */
 (function () {
