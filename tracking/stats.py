@@ -126,7 +126,8 @@ def rollups_cover(since: datetime | None = None, until: datetime | None = None) 
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 2)
+    # Rounding to 6 places first absorbs summation-order noise, so both paths agree.
+    return None if value is None else round(round(float(value), 6), 2)
 
 
 def _window(qs: QuerySet, since: datetime | None, until: datetime | None, field: str) -> QuerySet:
