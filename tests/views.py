@@ -111,3 +111,16 @@ urlpatterns += [
     path("rec/api-outer/", rec_api_outer),
     path("rec/api-inner/", rec_api_inner),
 ]
+
+
+# --- hostile input test views (tests/test_hostile_input.py, test_redaction_properties.py) ---
+@track(activity_type="DATA")
+def hostile_echo(request):
+    # Answers with a fixed body: hostile input must never break or reach the response.
+    return HttpResponse("ok")
+
+
+urlpatterns += [
+    path("hostile/", hostile_echo),
+    path("hostile/<path:rest>", hostile_echo),
+]
