@@ -1,3 +1,45 @@
-"""The detection engine: detectors and declarative rules, independent of Django models."""
+"""The detection engine: detectors and declarative rules, independent of Django models.
 
-__all__: list[str] = []
+Detectors follow a scikit-learn style (``__init__`` stores parameters, ``fit`` returns self,
+learned state ends in ``_``) and judge one event with ``score(event, profile, context)`` without
+touching a database, the network or the clock.
+"""
+
+from .asn_change import AsnChange
+from .base import SEVERITY_RANK, Context, Detector, Finding, Observation, max_severity
+from .features import context_features
+from .impossible_travel import ImpossibleTravel
+from .outliers import FEATURE_NAMES, IsolationForestDetector, feature_row
+from .population import Population
+from .profile import UserProfile
+from .registry import BUILTIN_DETECTORS, ConfigError, build, build_all
+from .risk import FreemanRiskScore
+from .rules import Rule, RuleEngine, RuleError, load_rule_file, load_rules, parse_rule
+
+__all__ = [
+    "BUILTIN_DETECTORS",
+    "FEATURE_NAMES",
+    "SEVERITY_RANK",
+    "AsnChange",
+    "ConfigError",
+    "Context",
+    "Detector",
+    "Finding",
+    "FreemanRiskScore",
+    "ImpossibleTravel",
+    "IsolationForestDetector",
+    "Observation",
+    "Population",
+    "Rule",
+    "RuleEngine",
+    "RuleError",
+    "UserProfile",
+    "build",
+    "build_all",
+    "context_features",
+    "feature_row",
+    "load_rule_file",
+    "load_rules",
+    "max_severity",
+    "parse_rule",
+]

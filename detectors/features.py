@@ -1,0 +1,79 @@
+"""Context values derived from a user's profile *before* an event is learned.
+
+Rules read them as ``ctx.<name>`` fields and the outlier detector turns them into its feature
+vector. They are computed once per event by the glue and passed in ``Context.features``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Observation
+from .geo import haversine_km
+from .profile import UserProfile
+
+DAY = 86400.0
+# How long a value stays "known" for the ctx.new_* fields (rules); detectors have their own windows.
+NOVELTY_WINDOW_DAYS = 60
+
+
+def local_hour(obs: Observation, profile: UserProfile | None) -> int:
+    """Hour of day at the user's usual place (from its longitude), else at the event's place."""
+    lon = None
+    if profile is not None and profile.location:
+        lon = profile.location.get("lon")
+    if lon is None:
+        lon = obs.longitude
+    offset = round(lon / 15.0) if lon is not None else 0
+    return (obs.timestamp.hour + offset) % 24
+
+
+def hour_rarity(obs: Observation, profile: UserProfile | None) -> float:
+    """1 - how usual this UTC hour (and its neighbours) is for the user; 0.5 with no history."""
+    if profile is None or profile.events < 5:
+        return 0.5
+    hours = profile.hours
+    h = obs.timestamp.hour
+    near = hours[h] + 0.5 * (hours[(h - 1) % 24] + hours[(h + 1) % 24])
+    peak = max(hours) or 1
+    return max(0.0, 1.0 - near / peak)
+
+
+def context_features(obs: Observation, profile: UserProfile | None) -> dict[str, Any]:
+    now = obs.epoch
+    window = NOVELTY_WINDOW_DAYS * DAY
+    out: dict[str, Any] = {
+        "known_user": bool(profile is not None and profile.events > 0),
+        "user_events": profile.events if profile is not None else 0,
+        "local_hour": local_hour(obs, profile),
+        "hour_rarity": hour_rarity(obs, profile),
+        "new_asn": False,
+        "new_country": False,
+        "new_city": False,
+        "new_device": False,
+        "distance_km": 0.0,
+        "failures_1h": 0,
+        "requests_10m": 0,
+        "minutes_since_novel_login": None,
+    }
+    if profile is None:
+        return out
+    learned = profile.events > 0
+    if learned:
+        out["new_asn"] = obs.asn is not None and not profile.known("asn", str(obs.asn), now, window)
+        out["new_country"] = bool(obs.country) and not profile.known("country", obs.country, now, window)
+        out["new_city"] = bool(obs.city) and not profile.known(
+            "city", f"{obs.country}/{obs.city}", now, window
+        )
+        out["new_device"] = bool(obs.device_key) and not profile.known(
+            "device", obs.device_key, now, window
+        )
+    loc = profile.location
+    if loc and obs.has_position:
+        out["distance_km"] = haversine_km(loc["lat"], loc["lon"], obs.latitude, obs.longitude)
+    out["failures_1h"] = profile.recent("fail", now, 3600)
+    out["requests_10m"] = profile.recent("req", now, 600)
+    novel = profile.novel_login
+    if novel is not None and novel <= now:
+        out["minutes_since_novel_login"] = (now - novel) / 60.0
+    return out

@@ -1,0 +1,161 @@
+"""Impossible travel: the user moved faster than a plane could have taken them.
+
+The distance between the user's previous located event and this one is the haversine distance
+*minus both accuracy radii* (GeoIP places a mobile carrier's customers in the capital with a radius
+of hundreds of km: the user may be anywhere in that circle). Records without a city, or with a
+radius above ``max_accuracy_radius_km``, are country-level guesses and never treated as a position.
+Allow-listed networks (corporate VPN ranges, satellite and in-flight relays) are ignored entirely.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .base import Context, Detector, Finding, Observation, check_number
+from .geo import haversine_km, in_networks, parse_network
+from .profile import UserProfile
+
+
+def _fmt_duration(seconds: float) -> str:
+    minutes = abs(seconds) / 60.0
+    if minutes < 1:
+        return f"{abs(seconds):.0f} s"
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"
+
+
+def _place(city: str, country: str) -> str:
+    return city or country or "unknown place"
+
+
+class ImpossibleTravel(Detector):
+    name = "impossible_travel"
+    tag = "impossible_travel"
+
+    def __init__(
+        self,
+        max_speed_kmh: float = 1000.0,
+        min_distance_km: float = 500.0,
+        max_accuracy_radius_km: float = 500.0,
+        allow_networks: list[str] | tuple[str, ...] = (),
+        allow_asns: list[int] | tuple[int, ...] = (),
+        relay_keywords: list[str] | tuple[str, ...] = ("satellite", "in-flight", "inflight", "aero"),
+        severity: str = "high",
+        flag: bool = True,
+    ) -> None:
+        self.max_speed_kmh = max_speed_kmh
+        self.min_distance_km = min_distance_km
+        self.max_accuracy_radius_km = max_accuracy_radius_km
+        self.allow_networks = allow_networks
+        self.allow_asns = allow_asns
+        self.relay_keywords = relay_keywords
+        self.severity = severity
+        self.flag = flag
+
+    def validate(self) -> None:
+        check_number("max_speed_kmh", self.max_speed_kmh, low=1)
+        check_number("min_distance_km", self.min_distance_km, low=0)
+        check_number("max_accuracy_radius_km", self.max_accuracy_radius_km, low=0)
+        for cidr in self.allow_networks:
+            try:
+                parse_network(cidr)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"allow_networks: {cidr!r} is not a network ({exc})") from None
+        for asn in self.allow_asns:
+            if isinstance(asn, bool) or not isinstance(asn, int):
+                raise ValueError(f"allow_asns: {asn!r} is not an AS number")
+        if self.severity not in ("low", "medium", "high", "critical"):
+            raise ValueError(f"severity: unknown severity {self.severity!r}")
+
+    def fit(self, X: Any = None, y: Any = None) -> ImpossibleTravel:
+        self.networks_ = tuple(parse_network(c) for c in self.allow_networks)
+        self.asns_ = frozenset(int(a) for a in self.allow_asns)
+        self.keywords_ = tuple(k.lower() for k in self.relay_keywords)
+        return self
+
+    def _ready(self) -> None:
+        if not hasattr(self, "networks_"):
+            self.fit()
+
+    def allow_listed(self, obs: Observation) -> bool:
+        self._ready()
+        if obs.asn is not None and obs.asn in self.asns_:
+            return True
+        if self.keywords_ and obs.isp:
+            isp = obs.isp.lower()
+            if any(k in isp for k in self.keywords_):
+                return True
+        return in_networks(obs.ip_address, self.networks_)
+
+    def locatable(self, obs: Observation) -> bool:
+        """A city-level position we may reason about."""
+        if not obs.has_position or not obs.city:
+            return False
+        radius = obs.accuracy_radius or 0
+        return radius <= self.max_accuracy_radius_km and not self.allow_listed(obs)
+
+    def update(self, event: Observation, profile: UserProfile, context: Context) -> None:
+        """Remember this event as the user's last located event (called for teaching events)."""
+        if self.locatable(event):
+            profile.set_location(event)
+
+    def score(self, event: Observation, profile: UserProfile | None, context: Context) -> list[Finding]:
+        if profile is None or not self.locatable(event):
+            return []
+        prev = profile.location
+        if not prev:
+            return []  # first located event of this user
+        if (prev.get("r") or 0) > self.max_accuracy_radius_km:
+            return []
+        distance = haversine_km(prev["lat"], prev["lon"], event.latitude, event.longitude)
+        margin = (prev.get("r") or 0) + (event.accuracy_radius or 0)
+        effective = max(0.0, distance - margin)
+        if effective < self.min_distance_km:
+            return []
+        seconds = abs(context.now.timestamp() - prev["ts"])
+        speed = math.inf if seconds == 0 else effective / (seconds / 3600.0)
+        if speed <= self.max_speed_kmh:
+            return []
+        origin = _place(prev.get("city", ""), prev.get("country", ""))
+        target = _place(event.city, event.country)
+        speed_txt = "instantly" if math.isinf(speed) else f"= {speed:,.0f} km/h"
+        reason = f"{origin} → {target}, {distance:,.0f} km in {_fmt_duration(seconds)} {speed_txt}"
+        if margin:
+            reason += f" (≥ {effective:,.0f} km after ±{margin:,.0f} km accuracy)"
+        ratio = 1.0 if math.isinf(speed) else 1.0 - self.max_speed_kmh / speed
+        return [
+            Finding(
+                detector=self.name,
+                tag=self.tag,
+                score=0.75 + 0.25 * ratio,
+                severity=self.severity,
+                reason=reason,
+                evidence={
+                    "from": {
+                        "city": prev.get("city", ""),
+                        "country": prev.get("country", ""),
+                        "lat": prev["lat"],
+                        "lon": prev["lon"],
+                        "accuracy_radius": prev.get("r") or 0,
+                        "asn": prev.get("asn"),
+                        "ts": prev["ts"],
+                    },
+                    "to": {
+                        "city": event.city,
+                        "country": event.country,
+                        "lat": event.latitude,
+                        "lon": event.longitude,
+                        "accuracy_radius": event.accuracy_radius or 0,
+                        "asn": event.asn,
+                    },
+                    "distance_km": round(distance, 1),
+                    "effective_distance_km": round(effective, 1),
+                    "elapsed_s": round(seconds, 1),
+                    "speed_kmh": None if math.isinf(speed) else round(speed, 1),
+                    "max_speed_kmh": self.max_speed_kmh,
+                },
+                flag=self.flag,
+            )
+        ]

@@ -1,0 +1,92 @@
+"""The profile store: per-user detection state (``Profile``) and population counters
+(``Counter``), read in one query per batch and written back in bulk at the end of it.
+
+Writes are upserts with absolute values computed from what the batch read. Two workers
+updating the same user at the same instant may lose one's update of that row (the next event
+repairs it); population counters are statistics, where that is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils import timezone
+
+from detectors.profile import UserProfile
+
+from .models import Counter, Profile
+
+CHUNK = 500  # keeps IN lists under SQLite's parameter limit
+
+
+def profile_key(user_id: Any, username: str | None) -> str | None:
+    """``u:<pk>`` for known users, ``n:<username>`` for username-only events, else None."""
+    if user_id not in (None, ""):
+        return f"u:{user_id}"
+    if username:
+        return f"n:{username}"[:200]
+    return None
+
+
+def load_profiles(keys: Iterable[str]) -> dict[str, UserProfile]:
+    keys = sorted({k for k in keys if k})
+    out: dict[str, UserProfile] = {}
+    for i in range(0, len(keys), CHUNK):
+        for key, data in Profile.objects.filter(key__in=keys[i : i + CHUNK]).values_list("key", "data"):
+            out[key] = UserProfile(data if isinstance(data, dict) else {}, key=key)
+    return out
+
+
+def _dt(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def save_profiles(profiles: Iterable[UserProfile]) -> int:
+    """Upsert the changed profiles in one statement per chunk; returns how many."""
+    now = timezone.now()
+    rows = [
+        Profile(
+            key=p.key,
+            data=p.data,
+            events=p.events,
+            first_seen=_dt(p.first_seen),
+            last_seen=_dt(p.last_seen),
+            updated_at=now,
+        )
+        for p in profiles
+        if p.dirty and p.key
+    ]
+    for i in range(0, len(rows), CHUNK):
+        Profile.objects.bulk_create(
+            rows[i : i + CHUNK],
+            update_conflicts=True,
+            unique_fields=["key"],
+            update_fields=["data", "events", "first_seen", "last_seen", "updated_at"],
+        )
+    for p in profiles:
+        p.dirty = False
+    return len(rows)
+
+
+def load_counters(namespace: str, keys: Iterable[str]) -> dict[str, int]:
+    keys = sorted(set(keys))
+    out: dict[str, int] = {}
+    for i in range(0, len(keys), CHUNK):
+        out.update(
+            Counter.objects.filter(namespace=namespace, key__in=keys[i : i + CHUNK]).values_list("key", "count")
+        )
+    return out
+
+
+def save_counters(namespace: str, counts: dict[str, int]) -> int:
+    rows = [Counter(namespace=namespace, key=k, count=v) for k, v in sorted(counts.items())]
+    for i in range(0, len(rows), CHUNK):
+        Counter.objects.bulk_create(
+            rows[i : i + CHUNK],
+            update_conflicts=True,
+            unique_fields=["namespace", "key"],
+            update_fields=["count"],
+        )
+    return len(rows)
