@@ -71,6 +71,12 @@ DEFAULTS: dict[str, Any] = {
     "RULE_DIRS": [],
     "BUILTIN_RULES": True,
     "FLAG_THRESHOLD": 0.7,
+    # How findings' scores combine into Activity.risk_score: "max" or "noisy_or" (1 - Π(1 - s)).
+    "RISK_COMBINE": "max",
+    # Extra hosting/VPN and mobile-carrier AS numbers for the ASN-change detector (added to its
+    # own hosting_asns / mobile_asns parameters).
+    "HOSTING_ASNS": [],
+    "MOBILE_ASNS": [],
     # --- integrity and retention -----------------------------------------------------
     "SEAL_ON_WRITE": True,
     "SEAL_BATCH_SIZE": 5000,
