@@ -115,7 +115,7 @@ urlpatterns += [
 
 # --- hostile input test views (tests/test_hostile_input.py, test_redaction_properties.py) ---
 @track(activity_type="DATA")
-def hostile_echo(request):
+def hostile_echo(request, rest=""):
     # Answers with a fixed body: hostile input must never break or reach the response.
     return HttpResponse("ok")
 
