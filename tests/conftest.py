@@ -61,10 +61,24 @@ def _clear_throttle_cache():
     cache.clear()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _stop_tracking_writer():
-    """Drain and stop the background writer before the test database goes away."""
+@pytest.fixture(autouse=True)
+def _release_tracking_threads(request):
+    """After a transactional test, stop the background writer and close the connections of
+    asgiref's worker thread, so no thread holds the test database (PostgreSQL refuses to
+    drop a database with open sessions)."""
     yield
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or bool(
+        marker and marker.kwargs.get("transaction")
+    )
+    if not transactional:
+        return
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
     from tracking import writer
 
     writer.shutdown(5.0)
+    asyncio.run(sync_to_async(connections.close_all)())

@@ -96,6 +96,8 @@ def append(events: Iterable[Any]) -> int:
     with _lock:
         if _state["pid"] != os.getpid():  # forked: never share a segment with the parent
             _state.update(path=None, fd=None, n=0, pid=os.getpid())
+        if _state["path"] and os.path.dirname(_state["path"]) != str(folder):
+            _close_current()  # the spool directory setting changed
         for _attempt in range(5):
             if _state["fd"] is None:
                 _state["path"], _state["fd"] = _open_segment(folder)

@@ -1,0 +1,42 @@
+"""``tracking flush``: write everything that is waiting (writer queue, spool, owed geo)."""
+
+from __future__ import annotations
+
+import json
+
+help = (
+    "Write pending activities now: drain this process's writer queue, replay the durable "
+    "spool (after a database outage) and retry owed geolocation. Prints a JSON summary."
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the queue")
+    parser.add_argument("--no-geo", action="store_true", help="skip retrying owed geolocation")
+
+
+def handle(command, *, timeout: float = 30.0, no_geo: bool = False, **options) -> int:
+    from .. import spool, writer
+    from ..enrich.geo import retry_pending_geo
+
+    drained = writer.flush(timeout)
+    result = spool.replay()
+    geo_done = 0 if no_geo else retry_pending_geo()
+    summary = {
+        "queue_drained": drained,
+        "spool": {
+            "segments": result.segments,
+            "events": result.events,
+            "stored": result.stored,
+            "duplicates": result.duplicates,
+            "rejected": result.rejected,
+            "corrupt": result.corrupt,
+            "remaining": result.remaining,
+        },
+        "geo_enriched": geo_done,
+        "errors": result.errors[:20],
+    }
+    command.stdout.write(json.dumps(summary, indent=2))
+    for err in result.errors:
+        command.stderr.write(err)
+    return 1 if result.remaining or not drained else 0
