@@ -1,0 +1,100 @@
+"""tracking.exporting: the record, the three encodings, CSV safety, JSON validity, decoding."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from tracking.exporting import (
+    EXPORT_FIELDS,
+    activity_record,
+    csv_cells,
+    neutralise,
+    record_from_csv_row,
+    stream_export,
+)
+from tracking.models import Activity, Finding
+from tracking.testing.factories import make_activities, make_activity
+
+pytestmark = pytest.mark.django_db
+
+
+def test_record_has_every_field_in_order(staff_user):
+    a = make_activity(user=staff_user, timestamp=datetime(2024, 3, 1, 8, 30, tzinfo=UTC), tags=["b", "a"], headers={"H": "v"}, params={"p": [1, 2]})
+    Finding.objects.create(activity_id=a.pk, timestamp=a.timestamp, detector="geo", tag="new_country", score=0.4, severity="medium", reason="first time in GB")
+    Finding.objects.create(activity_id=a.pk, timestamp=a.timestamp, detector="geo", tag="x", score=0.9, reason="hidden", suppressed=True)
+    rec = activity_record(Activity.objects.get(pk=a.pk))
+    assert tuple(rec) == EXPORT_FIELDS
+    assert rec["id"] == str(a.pk)
+    assert rec["timestamp"] == "2024-03-01T08:30:00+00:00"
+    assert rec["type_display"] == a.type_display
+    assert rec["user"] == staff_user.pk and rec["username"] == "staff"
+    assert rec["tags"] == ["a", "b"]
+    assert rec["headers"] == {"H": "v"} and rec["params"] == {"p": [1, 2]}
+    assert rec["findings"] == [{"detector": "geo", "tag": "new_country", "score": 0.4, "severity": "medium", "reason": "first time in GB"}]
+    json.dumps(rec)  # JSON-safe
+
+
+@pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'quoted"])
+def test_neutralise_prefixes_triggers(value):
+    assert neutralise(value) == "'" + value
+
+
+def test_neutralise_leaves_plain_text():
+    assert neutralise("alice") == "alice" and neutralise("") == ""
+
+
+def test_csv_round_trips_through_record_from_csv_row():
+    make_activity(username="=cmd", user_agent="'already", tags=["t1", "t2"], headers={"X": "=1"}, params={}, longitude=-3.7, is_mobile=True, status=None, duration=None)
+    text = "".join(stream_export(Activity.objects.all(), "csv"))
+    (row,) = list(csv.DictReader(io.StringIO(text)))
+    decoded = record_from_csv_row(row)
+    expected = activity_record(Activity.objects.get())
+    assert decoded == expected
+
+
+def test_json_is_valid_for_any_content():
+    nasty = "ctl:\x00\x01\x1f quote:\" backslash:\\ line:\u2028 emoji:\U0001f600 </script>"
+    make_activity(username=nasty[:150], headers={"X": nasty}, params={nasty: nasty})
+    for fmt in ("json", "ndjson"):
+        text = "".join(stream_export(Activity.objects.all(), fmt))
+        assert "\x00" not in text and "\x01" not in text
+        if fmt == "json":
+            (rec,) = json.loads(text)
+        else:
+            (rec,) = [json.loads(line) for line in text.splitlines()]
+        assert rec["headers"]["X"] == nasty
+
+
+def test_json_empty_and_many():
+    assert json.loads("".join(stream_export(Activity.objects.none(), "json"))) == []
+    make_activities(3)
+    assert len(json.loads("".join(stream_export(Activity.objects.all(), "json")))) == 3
+
+
+def test_unknown_format_raises_before_reading():
+    with pytest.raises(ValueError, match="xml"):
+        stream_export(Activity.objects.all(), "xml")
+
+
+def test_csv_cells_encode_types():
+    rec = {name: None for name in EXPORT_FIELDS}
+    rec.update(tags=["a", "b"], flagged=False, headers={"k": "v"}, findings=[], latitude=-1.5)
+    cells = dict(zip(EXPORT_FIELDS, csv_cells(rec), strict=True))
+    assert cells["tags"] == "a;b" and cells["flagged"] == "false"
+    assert cells["headers"] == '{"k": "v"}' and cells["findings"] == "[]"
+    assert cells["latitude"] == "-1.5" and cells["city"] == ""
+
+
+def test_factory_rows_are_realistic():
+    from tracking.integrity import row_ok
+
+    rows = make_activities(5, type="AUTH")
+    assert len({r.pk for r in rows}) == 5
+    stored = list(Activity.objects.all())
+    assert all(a.type == "AUTH" and a.ip_address and a.user_agent and row_ok(a) for a in stored)
+    assert [a.timestamp for a in stored] == sorted((a.timestamp for a in stored), reverse=True)
