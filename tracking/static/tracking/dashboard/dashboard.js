@@ -432,7 +432,10 @@
   if (feedList && data.feedUrl) poll();
 
   // ---------------------------------------------------------------- charts (inline SVG)
-  var W = 640;
+  /* Drawn at the figure's own pixel width, so text keeps its size on any screen. */
+  function widthOf(figure) {
+    return Math.max(280, Math.round(figure.clientWidth - 24));
+  }
 
   function emptyChart(figure) {
     figure.appendChild(el("p", "empty", "No data for these filters yet."));
@@ -450,7 +453,8 @@
       return s + p.count;
     }, 0);
     if (!series.length || !total) return emptyChart(figure);
-    var H = 180, left = 40, bottom = 24, top = 10;
+    var W = widthOf(figure);
+    var H = 180, left = 40, bottom = 24, top = 16;
     var max = Math.max.apply(null, series.map(function (p) { return p.count; })) || 1;
     var slot = (W - left - 4) / series.length;
     var root = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg", role: "img" });
@@ -470,7 +474,7 @@
       g.appendChild(svg("rect", { x: x, y: H - bottom - h, width: w, height: h, class: "bar total" }));
       if (p.flagged) g.appendChild(svg("rect", { x: x, y: H - bottom - fh, width: w, height: Math.max(1, fh), class: "bar flagged" }));
       root.appendChild(g);
-      var step = Math.ceil(series.length / 6);
+      var step = Math.ceil(series.length / Math.max(2, Math.floor(W / 110)));
       if (i % step === 0) {
         root.appendChild(svg("text", { x: x, y: H - 8, class: "tick" }, hourly ? label.slice(5, 16) : label.slice(5)));
       }
@@ -489,7 +493,8 @@
       return d.value !== null && d.value !== undefined;
     });
     if (!items.length) return emptyChart(figure);
-    var row = 22, labelW = 200, H = items.length * row + 8;
+    var W = widthOf(figure);
+    var row = 22, labelW = Math.min(200, Math.round(W * 0.38)), H = items.length * row + 8;
     var max = Math.max.apply(null, items.map(function (d) { return d.value; })) || 1;
     var root = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg", role: "img" });
     root.appendChild(svg("title", {}, figure.querySelector("figcaption").textContent));
@@ -498,7 +503,8 @@
       var w = Math.max(1, (d.value / max) * (W - labelW - 90));
       var g = svg("g", { class: "item" });
       g.appendChild(svg("title", {}, d.label + ": " + fmtNumber(d.value) + (unit || "") + (d.extra ? " (" + d.extra + ")" : "")));
-      g.appendChild(svg("text", { x: labelW - 6, y: y + 14, class: "label end" }, d.label.length > 30 ? d.label.slice(0, 29) + "…" : d.label));
+      var room = Math.floor(labelW / 7.5);
+      g.appendChild(svg("text", { x: labelW - 6, y: y + 14, class: "label end" }, d.label.length > room ? d.label.slice(0, room - 1) + "…" : d.label));
       g.appendChild(svg("rect", { x: labelW, y: y + 2, width: w, height: row - 6, class: "bar total" }));
       if (d.flagged) {
         g.appendChild(svg("rect", { x: labelW, y: y + 2, width: Math.max(1, (d.flagged / max) * (W - labelW - 90)), height: row - 6, class: "bar flagged" }));
@@ -520,18 +526,40 @@
     if (!figures.per_hour) return;
     var windowLabel = document.getElementById("charts-window");
     if (windowLabel && chart.window) {
-      windowLabel.textContent = "(" + chart.window.start.slice(0, 10) + " → " + chart.window.latest.slice(0, 16).replace("T", " ") + " UTC)";
+      windowLabel.textContent = "(newest activity " + chart.window.latest.slice(0, 16).replace("T", " ") + " UTC)";
     }
     timeChart(figures.per_hour, chart.per_hour, true);
-    timeChart(figures.per_day, chart.per_day, false);
-    // By type comes from the stats API (the seed's shape) when it answers, else our own.
-    var types = stats && Array.isArray(stats.types) && stats.types.length ? stats.types : chart.types;
-    barChart(figures.types, types.map(function (t) { return { label: t.type_display || t.type, value: t.count }; }));
-    barChart(figures.countries, chart.countries.map(function (c) { return { label: c.country, value: c.count, flagged: c.flagged, extra: c.flagged + " flagged" }; }));
+    // The stats API is the source where it has the figure; the dashboard's own endpoint adds
+    // what it lacks (hourly series, networks, percentiles) and stands in if it is unreachable.
+    var api = stats || {};
+    timeChart(figures.per_day, Array.isArray(api.per_day) ? lastDays(api.per_day, 30) : chart.per_day, false);
+    var types = Array.isArray(api.types) ? api.types : chart.types;
+    barChart(figures.types, types.slice(0, 10).map(function (t) { return { label: t.type_display || t.type, value: t.count }; }));
+    var countries = Array.isArray(api.top_countries) ? api.top_countries : chart.countries;
+    barChart(figures.countries, countries.map(function (c) { return { label: c.country, value: c.count, flagged: c.flagged }; }));
     barChart(figures.networks, chart.networks.map(function (n) { return { label: n.label, value: n.count, flagged: n.flagged, extra: n.flagged + " flagged" }; }));
-    barChart(figures.detectors, chart.detectors.map(function (d) { return { label: d.detector, value: d.count }; }));
+    var detectors = Array.isArray(api.detectors) ? api.detectors : chart.detectors;
+    barChart(figures.detectors, detectors.slice(0, 10).map(function (d) { return { label: d.detector, value: d.count }; }));
     var rt = chart.response_times || {};
     barChart(figures.response_times, ["p50", "p95", "p99"].map(function (p) { return { label: p, value: rt[p] }; }), " ms");
+  }
+
+  /* The stats API lists only days that have activity; the chart wants the last `n` calendar
+   * days up to the newest one, gaps included. */
+  function lastDays(perDay, n) {
+    if (!perDay.length) return [];
+    var byDate = {};
+    perDay.forEach(function (d) {
+      byDate[d.date] = d;
+    });
+    var last = new Date(perDay[perDay.length - 1].date + "T00:00:00Z");
+    var out = [];
+    for (var i = n - 1; i >= 0; i--) {
+      var day = new Date(last.getTime() - i * 86400000).toISOString().slice(0, 10);
+      var hit = byDate[day];
+      out.push({ bucket: day, count: hit ? hit.total : 0, flagged: hit ? hit.flagged : 0 });
+    }
+    return out;
   }
 
   function fillTiles(chart, stats) {
