@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 DEMO_PORT ?= 8000
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install test test-postgres lint demo bench clean
+.PHONY: install chromium test test-postgres lint demo bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,16 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 install: $(VENV)/.installed
 
-test: install
+# The browser tests (tests/test_browser.py) drive Debian's chromium; install it when missing.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+test: install chromium
 	$(PY) -m pytest -q
 
-test-postgres: install
+test-postgres: install chromium
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
 
 lint: install
