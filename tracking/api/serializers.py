@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from ..exporting import decrypted_field
 from ..models import Activity, Finding, Review, ReviewStatus
+from .schema import OpenApiTypes, extend_schema_field
 
 LIST_FIELDS = (
     # the seed README's compact fields, in its order
@@ -67,6 +68,7 @@ class ReviewSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field(OpenApiTypes.OBJECT if OpenApiTypes else None)
 class DecryptedJSONField(serializers.Field):
     """``headers``/``params``: decrypted, redacted again on output; null when undecryptable."""
 
@@ -125,11 +127,13 @@ class ActivitySerializer(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
+    @extend_schema_field(FindingSerializer(many=True))
     def get_findings(self, activity: Activity) -> list[dict[str, Any]]:
         return FindingSerializer(
             activity.findings.order_by("-score", "detector", "tag"), many=True
         ).data
 
+    @extend_schema_field(ReviewSerializer(many=True))
     def get_reviews(self, activity: Activity) -> list[dict[str, Any]]:
         history = Review.objects.filter(activity_id=activity.pk).order_by("-created_at", "-id")
         return ReviewSerializer(history, many=True).data
