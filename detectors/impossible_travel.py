@@ -5,6 +5,8 @@ The distance between the user's previous located event and this one is the haver
 of hundreds of km: the user may be anywhere in that circle). Records without a city, or with a
 radius above ``max_accuracy_radius_km``, are country-level guesses and never treated as a position.
 Allow-listed networks (corporate VPN ranges, satellite and in-flight relays) are ignored entirely.
+A return to a place *and* network the user has established (``exempt_known_places``) is not
+judged either: the way out may simply not have been observed.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class ImpossibleTravel(Detector):
         relay_keywords: list[str] | tuple[str, ...] = ("satellite", "in-flight", "inflight", "aero"),
         severity: str = "high",
         flag: bool = True,
+        exempt_known_places: bool = True,
+        known_min_count: int = 3,
     ) -> None:
         self.max_speed_kmh = max_speed_kmh
         self.min_distance_km = min_distance_km
@@ -53,6 +57,8 @@ class ImpossibleTravel(Detector):
         self.relay_keywords = relay_keywords
         self.severity = severity
         self.flag = flag
+        self.exempt_known_places = exempt_known_places
+        self.known_min_count = known_min_count
 
     def validate(self) -> None:
         check_number("max_speed_kmh", self.max_speed_kmh, low=1)
@@ -66,6 +72,7 @@ class ImpossibleTravel(Detector):
         for asn in self.allow_asns:
             if isinstance(asn, bool) or not isinstance(asn, int):
                 raise ValueError(f"allow_asns: {asn!r} is not an AS number")
+        check_number("known_min_count", self.known_min_count, low=1)
         if self.severity not in ("low", "medium", "high", "critical"):
             raise ValueError(f"severity: unknown severity {self.severity!r}")
 
@@ -96,6 +103,16 @@ class ImpossibleTravel(Detector):
         radius = obs.accuracy_radius or 0
         return radius <= self.max_accuracy_radius_km and not self.allow_listed(obs)
 
+    def established(self, event: Observation, profile: UserProfile) -> bool:
+        """Whether the event is at one of the user's established places *on* an established
+        network (home broadband, the office): a return there is not evidence of travel, even if
+        the trip out was never seen. A VPN exit in the same city has another ASN and is judged."""
+        if event.asn is None or not event.city:
+            return False
+        city = profile.count("city", f"{event.country}/{event.city}")
+        asn = profile.count("asn", str(event.asn))
+        return city >= self.known_min_count and asn >= self.known_min_count
+
     def update(self, event: Observation, profile: UserProfile, context: Context) -> None:
         """Remember this event as the user's last located event (called for teaching events)."""
         if self.locatable(event):
@@ -112,11 +129,13 @@ class ImpossibleTravel(Detector):
         distance = haversine_km(prev["lat"], prev["lon"], event.latitude, event.longitude)
         margin = (prev.get("r") or 0) + (event.accuracy_radius or 0)
         effective = max(0.0, distance - margin)
-        if effective < self.min_distance_km:
+        if effective <= 0 or effective < self.min_distance_km:
             return []
         seconds = abs(context.now.timestamp() - prev["ts"])
         speed = math.inf if seconds == 0 else effective / (seconds / 3600.0)
         if speed <= self.max_speed_kmh:
+            return []
+        if self.exempt_known_places and self.established(event, profile):
             return []
         origin = _place(prev.get("city", ""), prev.get("country", ""))
         target = _place(event.city, event.country)

@@ -170,7 +170,7 @@ class IsolationForestDetector(Detector):
         for j, name in enumerate(FEATURE_NAMES):
             std = self.std_[j]
             dev = (row[j] - self.mean_[j]) / std if std > 1e-9 else (0.0 if row[j] == self.mean_[j] else 10.0)
-            z.append((abs(dev), name, float(row[j]), self.mean_[j], dev))
+            z.append((abs(float(dev)), name, float(row[j]), float(self.mean_[j]), float(dev)))
         z.sort(reverse=True)
         top = [t for t in z[: self.top_features] if t[0] > 0]
         score = self.max_score * min(1.0, -df / self.scale)

@@ -250,3 +250,83 @@ def check_recording(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+# --- detection (tracking.E050-E069 / W050-W069) -----------------------------------------
+@checks.register()
+def check_detection(app_configs=None, **kwargs):
+    """TRACKING_DETECTORS, rule folders and the detection numbers, named precisely."""
+    from detectors.registry import ConfigError
+    from detectors.rules import RuleError
+
+    from .detection import configured_detectors, rule_dirs
+
+    errors = []
+    detectors = []
+    try:
+        detectors = configured_detectors()
+    except ConfigError as exc:
+        errors.append(
+            checks.Error(
+                f"TRACKING_DETECTORS {exc}",
+                hint='Entries are ("dotted.path.DetectorClass", {params}) with the class\'s own '
+                "parameter names; None means the built-in set.",
+                id="tracking.E050",
+            )
+        )
+    except (TypeError, ValueError) as exc:
+        errors.append(checks.Error(f"TRACKING_DETECTORS is invalid: {exc}", id="tracking.E050"))
+    rule_dir_setting = tracking_settings.RULE_DIRS
+    rules = []
+    if not isinstance(rule_dir_setting, list | tuple):
+        errors.append(checks.Error("TRACKING_RULE_DIRS must be a list of folders.", id="tracking.E052"))
+    else:
+        try:
+            from detectors.rules import load_rules
+
+            rules = load_rules(rule_dirs())
+        except RuleError as exc:
+            errors.append(
+                checks.Error(
+                    f"Invalid detection rule: {exc}",
+                    hint="Fix or remove the rule file; see docs/readme/detection.md for the format.",
+                    id="tracking.E051",
+                )
+            )
+    threshold = tracking_settings.FLAG_THRESHOLD
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        errors.append(
+            checks.Error(
+                f"TRACKING_FLAG_THRESHOLD must be a number in [0, 1], got {threshold!r}.",
+                id="tracking.E053",
+            )
+        )
+    if tracking_settings.RISK_COMBINE not in ("max", "noisy_or"):
+        errors.append(
+            checks.Error(
+                f"TRACKING_RISK_COMBINE must be 'max' or 'noisy_or', got {tracking_settings.RISK_COMBINE!r}.",
+                id="tracking.E054",
+            )
+        )
+    for name in ("HOSTING_ASNS", "MOBILE_ASNS"):
+        value = getattr(tracking_settings, name)
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(a, int) and not isinstance(a, bool) for a in value
+        ):
+            errors.append(
+                checks.Error(f"TRACKING_{name} must be a list of AS numbers (integers).", id="tracking.E055")
+            )
+    if not isinstance(tracking_settings.BUILTIN_RULES, bool):
+        errors.append(checks.Error("TRACKING_BUILTIN_RULES must be True or False.", id="tracking.E056"))
+    if detectors and rules:
+        names = {d.name for d in detectors}
+        for rule in rules:
+            unknown = [s for s in rule.action.suppress if s not in names]
+            if unknown:
+                errors.append(
+                    checks.Warning(
+                        f"Rule {rule.id} ({rule.path}) suppresses unconfigured detector(s): {', '.join(unknown)}.",
+                        id="tracking.W050",
+                    )
+                )
+    return errors
