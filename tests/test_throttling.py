@@ -79,3 +79,19 @@ def test_trusted_proxy_forwarded_address_is_used(settings, monkeypatch):
     assert BurstRateThrottle().allow_request(_anon_request("198.51.100.7", remote="10.0.0.1"), None)
     assert not BurstRateThrottle().allow_request(_anon_request("198.51.100.7", remote="10.0.0.2"), None)
     assert BurstRateThrottle().allow_request(_anon_request("198.51.100.8", remote="10.0.0.1"), None)
+
+
+def test_system_checks_for_api_settings(settings):
+    from tracking.checks import check_api_settings
+
+    assert check_api_settings() == []
+    settings.TRACKING_THROTTLE_RATES = {"burst": "lots"}
+    assert [e.id for e in check_api_settings()] == ["tracking.E031"]
+    settings.TRACKING_THROTTLE_RATES = "60/min"
+    assert "tracking.E030" in [e.id for e in check_api_settings()]
+    settings.TRACKING_THROTTLE_RATES = {"burst": "60/min"}
+    settings.TRACKING_MAX_PAGE_SIZE = 0
+    assert "tracking.E032" in [e.id for e in check_api_settings()]
+    settings.TRACKING_MAX_PAGE_SIZE = 500
+    settings.TRACKING_COUNT_LIMIT = 100
+    assert [e.id for e in check_api_settings()] == ["tracking.W030"]

@@ -330,3 +330,70 @@ def check_detection(app_configs=None, **kwargs):
                     )
                 )
     return errors
+
+
+# --- review API (tracking.E030-E049 / W030-W049) -----------------------------------------
+
+
+@checks.register()
+def check_api_settings(app_configs=None, **kwargs):
+    from django.conf import settings
+
+    errors = []
+    rates = tracking_settings.THROTTLE_RATES
+    project_rates = (getattr(settings, "REST_FRAMEWORK", None) or {}).get(
+        "DEFAULT_THROTTLE_RATES"
+    ) or {}
+    if not isinstance(rates, dict):
+        errors.append(
+            checks.Error(
+                "TRACKING_THROTTLE_RATES must be a dict like "
+                "{'burst': '60/min', 'sustained': '1000/hour'}.",
+                id="tracking.E030",
+            )
+        )
+        rates = {}
+    for origin, mapping in (("TRACKING_THROTTLE_RATES", rates), ("DEFAULT_THROTTLE_RATES", project_rates)):
+        for scope in ("burst", "sustained"):
+            rate = mapping.get(scope) if isinstance(mapping, dict) else None
+            if rate is None:
+                continue
+            if not _valid_rate(rate):
+                errors.append(
+                    checks.Error(
+                        f"{origin}[{scope!r}] = {rate!r} is not a valid rate.",
+                        hint="Use '<number>/<s|sec|min|hour|day>', e.g. '60/min'.",
+                        id="tracking.E031",
+                    )
+                )
+    for name in ("MAX_PAGE_SIZE", "COUNT_LIMIT"):
+        value = getattr(tracking_settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_{name} must be a positive integer, got {value!r}.",
+                    id="tracking.E032",
+                )
+            )
+    count_limit = tracking_settings.COUNT_LIMIT
+    page_size = tracking_settings.MAX_PAGE_SIZE
+    if (
+        isinstance(count_limit, int)
+        and isinstance(page_size, int)
+        and 0 < count_limit < page_size
+    ):
+        errors.append(
+            checks.Warning(
+                f"TRACKING_COUNT_LIMIT ({count_limit}) is below TRACKING_MAX_PAGE_SIZE "
+                f"({page_size}): counts of a single page would already be estimates.",
+                id="tracking.W030",
+            )
+        )
+    return errors
+
+
+def _valid_rate(rate) -> bool:
+    if not isinstance(rate, str) or "/" not in rate:
+        return False
+    num, period = rate.split("/", 1)
+    return num.strip().isdigit() and period.strip()[:1] in ("s", "m", "h", "d")
