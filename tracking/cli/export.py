@@ -1,0 +1,158 @@
+"""``tracking export [--format ndjson|json|csv] [--flagged] [--since/--until] [-o PATH]``.
+
+Streams the same records as the API export (``tracking.exporting.stream_export``: every
+Activity field, ``tags``, ``flagged`` and ``findings`` included), oldest first, to standard
+output or a file. Rows are read in chunks, so memory stays flat for any number of rows.
+What it writes, ``tracking import`` reads back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import os
+import tempfile
+from datetime import UTC, datetime
+
+from django.utils.dateparse import parse_date, parse_datetime
+
+help = "Export activities as NDJSON, JSON or CSV (the API export's records) to stdout or a file."
+
+FORMATS = ("ndjson", "json", "csv")
+EXTENSIONS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv"}
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO date-time or date (naive = UTC)."""
+    value = parse_datetime(text)
+    if value is None:
+        day = parse_date(text) if len(text) == 10 else None
+        if day is None:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not an ISO date-time or date (YYYY-MM-DD)"
+            )
+        value = datetime(day.year, day.month, day.day)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--format", choices=FORMATS, default=None, help="default: from -o's extension, else ndjson"
+    )
+    parser.add_argument("--flagged", action="store_true", help="only flagged activities")
+    parser.add_argument(
+        "--since",
+        type=parse_when,
+        default=None,
+        help="at or after this ISO date/time (UTC if naive)",
+    )
+    parser.add_argument(
+        "--until", type=parse_when, default=None, help="before this ISO date/time (UTC if naive)"
+    )
+    parser.add_argument(
+        "--type",
+        dest="types",
+        action="append",
+        default=None,
+        help="only this activity type (repeatable)",
+    )
+    parser.add_argument("--username", default=None, help="only this username")
+    parser.add_argument(
+        "--tag",
+        dest="tags",
+        action="append",
+        default=None,
+        help="only activities with this tag (repeatable: any)",
+    )
+    parser.add_argument(
+        "-o", "--output", default=None, help="file to write (.gz compresses); default stdout"
+    )
+
+
+def queryset(
+    *, flagged: bool = False, since=None, until=None, types=None, username=None, tags=None
+):
+    from ..models import Activity
+
+    qs = Activity.objects.all()
+    if flagged:
+        qs = qs.filter(flagged=True)
+    if since is not None:
+        qs = qs.filter(timestamp__gte=since)
+    if until is not None:
+        qs = qs.filter(timestamp__lt=until)
+    if types:
+        qs = qs.filter(type__in=types)
+    if username:
+        qs = qs.filter(username=username)
+    if tags:
+        qs = qs.with_tags(tags)
+    return qs.order_by("timestamp", "id")
+
+
+def _format_for(output: str | None) -> str:
+    if not output or output == "-":
+        return "ndjson"
+    name = output.lower().removesuffix(".gz")
+    return EXTENSIONS.get(os.path.splitext(name)[1], "ndjson")
+
+
+def handle(
+    command,
+    *,
+    format: str | None = None,
+    flagged: bool = False,
+    since=None,
+    until=None,
+    types=None,
+    username=None,
+    tags=None,
+    output: str | None = None,
+    **options,
+) -> int:
+    from ..exporting import encode_records, iter_records
+
+    if since is not None and until is not None and since >= until:
+        command.stderr.write("--since must be before --until")
+        return 2
+    fmt = format or _format_for(output)
+    qs = queryset(
+        flagged=flagged, since=since, until=until, types=types, username=username, tags=tags
+    )
+    counted = [0]
+
+    def records():
+        for record in iter_records(qs):
+            counted[0] += 1
+            yield record
+
+    chunks = encode_records(records(), fmt)
+    if not output or output == "-":
+        for chunk in chunks:
+            command.stdout.write(chunk, ending="")
+        command.stdout.flush()
+        command.stderr.write(f"exported {counted[0]} activities")
+        return 0
+    # Write next to the target and rename, so a failed export never leaves half a file.
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".tmp", dir=folder)
+        os.close(fd)
+    except OSError as exc:
+        command.stderr.write(f"cannot write {output}: {exc.strerror or exc}")
+        return 2
+    opener = gzip.open if output.lower().endswith(".gz") else open
+    try:
+        with opener(tmp, "wt", encoding="utf-8", newline="") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(tmp, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    command.stderr.write(f"exported {counted[0]} activities to {output}")
+    return 0
