@@ -353,7 +353,10 @@ def check_api_settings(app_configs=None, **kwargs):
             )
         )
         rates = {}
-    for origin, mapping in (("TRACKING_THROTTLE_RATES", rates), ("DEFAULT_THROTTLE_RATES", project_rates)):
+    for origin, mapping in (
+        ("TRACKING_THROTTLE_RATES", rates),
+        ("DEFAULT_THROTTLE_RATES", project_rates),
+    ):
         for scope in ("burst", "sustained"):
             rate = mapping.get(scope) if isinstance(mapping, dict) else None
             if rate is None:
@@ -377,11 +380,7 @@ def check_api_settings(app_configs=None, **kwargs):
             )
     count_limit = tracking_settings.COUNT_LIMIT
     page_size = tracking_settings.MAX_PAGE_SIZE
-    if (
-        isinstance(count_limit, int)
-        and isinstance(page_size, int)
-        and 0 < count_limit < page_size
-    ):
+    if isinstance(count_limit, int) and isinstance(page_size, int) and 0 < count_limit < page_size:
         errors.append(
             checks.Warning(
                 f"TRACKING_COUNT_LIMIT ({count_limit}) is below TRACKING_MAX_PAGE_SIZE "
