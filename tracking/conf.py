@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_SIZE": 500,
     "FLUSH_INTERVAL": 0.25,
     "CELERY_QUEUE": "tracking",
+    # Dotted path to the project's Celery app (default: Celery's default app) (recording).
+    "CELERY_APP": None,
     # Durable local spool for events that could not be written (database down, broker down).
     "SPOOL_DIR": None,
     # Seconds between the writer's attempts to replay the spool (recording, tracking.writer).

@@ -49,12 +49,30 @@ def ingest_events(self, events: list[dict[str, Any]]) -> dict[str, int]:
     return {"stored": result.stored, "duplicates": result.duplicates, "failed": result.failed}
 
 
+def celery_app():
+    """``TRACKING_CELERY_APP`` (dotted path to the project's Celery app) or Celery's default
+    app. The writer publishes from its own thread, so a thread-local "current" app set in
+    another thread is not seen there: name the app when a project has several."""
+    from celery import current_app
+    from django.utils.module_loading import import_string
+
+    configured = tracking_settings.CELERY_APP
+    if configured:
+        return import_string(configured) if isinstance(configured, str) else configured
+    return current_app._get_current_object()
+
+
 def publish(events: Iterable[Event]) -> None:
     """Send one batch to the broker; raises if the broker is unreachable."""
     payload = [e.to_dict() if isinstance(e, Event) else e for e in events]
-    ingest_events.apply_async(
-        args=[payload],
-        queue=tracking_settings.CELERY_QUEUE or None,
-        serializer="json",
-        retry=False,
-    )
+    app = celery_app()
+    with app.connection_for_write() as conn:
+        # One attempt: kombu's default reconnect loop would stall the writer for seconds.
+        conn.ensure_connection(max_retries=0)
+        app.tasks[ingest_events.name].apply_async(
+            args=[payload],
+            queue=tracking_settings.CELERY_QUEUE or None,
+            serializer="json",
+            retry=False,
+            connection=conn,
+        )

@@ -36,6 +36,8 @@ from .events import Event
 logger = logging.getLogger("tracking.writer")
 
 _STOP = object()
+_FLUSH = object()  # wakes the thread to write what it has now
+BROKER_RETRY_AFTER = 5.0  # seconds on the local path after the broker failed
 
 
 class Writer:
@@ -65,6 +67,7 @@ class Writer:
         self._last_replay = 0.0
         self._stopping = False
         self._fresh = 0
+        self._broker_down_until = 0.0
 
     # -- producer side ---------------------------------------------------------
     def _count(self, name: str, n: int = 1) -> None:
@@ -108,9 +111,9 @@ class Writer:
                 item = self.queue.get(timeout=max(timeout, 0)) if timeout > 0 else self.queue.get_nowait()
             except queue.Empty:
                 break
-            if item is _STOP:
+            if item is _STOP or item is _FLUSH:
                 self.queue.task_done()
-                stop = True
+                stop = item is _STOP
                 break
             self._fresh += 1
             batch.append(item)
@@ -148,7 +151,11 @@ class Writer:
     def _write(self, batch: list[Event]) -> None:
         from .ingest import ingest
 
-        if tracking_settings.ASYNC_HANDOFF == "celery" and self._publish(batch):
+        if (
+            tracking_settings.ASYNC_HANDOFF == "celery"
+            and time.monotonic() >= self._broker_down_until
+            and self._publish(batch)
+        ):
             return
         try:
             result = ingest(batch, source="writer", spool_failures=True)
@@ -182,6 +189,8 @@ class Writer:
         except Exception as exc:  # noqa: BLE001 - broker down: local path
             logger.error("celery broker unavailable (%s): writing %d events locally", exc, len(batch))
             self._count("broker_fallbacks", len(batch))
+            # Don't pay a failed connection per batch: go local for a while, then try again.
+            self._broker_down_until = time.monotonic() + BROKER_RETRY_AFTER
             return False
         self._count("published", len(batch))
         return True
@@ -210,6 +219,11 @@ class Writer:
         replayed); True when done within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         q = self.queue
+        if self.thread is not None and self.thread.is_alive():
+            try:
+                q.put_nowait(_FLUSH)
+            except queue.Full:
+                pass  # a full queue keeps the thread busy without waiting anyway
         with q.all_tasks_done:
             while q.unfinished_tasks:
                 remaining = deadline - time.monotonic()
@@ -279,8 +293,8 @@ def shutdown(timeout: float = 10.0) -> None:
     writer = _writer
     if writer is None or writer.pid != os.getpid():
         return
+    writer.stop(timeout)  # the thread drains everything queued before the stop marker
     writer.flush(timeout)
-    writer.stop(timeout)
 
 
 def _settings_changed() -> None:
