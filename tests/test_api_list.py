@@ -86,6 +86,8 @@ def test_page_size_is_capped_and_validated(staff_client):
     resp = staff_client.get(URL, {"page": "two"})
     assert resp.status_code == 400 and "page" in resp.json()
     assert staff_client.get(URL, {"page": 99}).status_code == 404
+    assert staff_client.get(URL, {"page": 10**30}).status_code == 404
+    assert staff_client.get(URL, {"page": 0}).status_code == 400
 
 
 def test_count_is_bounded_above_the_limit(staff_client, django_assert_max_num_queries):

@@ -116,6 +116,7 @@ def test_search_over_user_ip_endpoint(staff_client):
         ("asn", "AS123"),
         ("asn", "1.5"),
         ("asn", "-3"),
+        ("asn", "99999999999999999999999"),
         ("flagged", "maybe"),
         ("status", "ok"),
         ("status", "999"),
@@ -133,6 +134,8 @@ def test_search_over_user_ip_endpoint(staff_client):
         ("type", "AUTH;DROP"),
         ("detector", "x y"),
         ("ordering", "user_agent"),
+        ("search", "nul\x00byte"),
+        ("username", "nul\x00byte"),
     ],
 )
 def test_wrong_values_are_400_naming_the_field(staff_client, param, value):

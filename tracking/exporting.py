@@ -86,7 +86,9 @@ _TYPED_FIELDS = BOOL_FIELDS | INT_FIELDS | FLOAT_FIELDS | {"id", "timestamp", "u
 
 # What an empty CSV cell means per column (text columns: the empty string).
 _EMPTY: dict[str, Any] = {
-    **dict.fromkeys(BOOL_FIELDS | INT_FIELDS | FLOAT_FIELDS | {"user", "ip_address", "remote_addr"}),
+    **dict.fromkeys(
+        BOOL_FIELDS | INT_FIELDS | FLOAT_FIELDS | {"user", "ip_address", "remote_addr"}
+    ),
     "headers": {},
     "params": {},
     "findings": [],
@@ -147,9 +149,7 @@ def activity_record(activity: Any) -> dict[str, Any]:
     """
     findings = [
         finding_record(f)
-        for f in sorted(
-            activity.findings.all(), key=lambda f: (-f.score, f.detector, f.tag)
-        )
+        for f in sorted(activity.findings.all(), key=lambda f: (-f.score, f.detector, f.tag))
         if not f.suppressed
     ]
     record: dict[str, Any] = {}

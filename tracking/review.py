@@ -79,9 +79,13 @@ def review(
 
     with transaction.atomic():
         # Lock the row so two reviewers toggling at once cannot both read the old value.
-        current = Activity.objects.select_for_update().only(
-            "id", "timestamp", "type", "country", "flagged", "review_status", "username", "user"
-        ).get(pk=activity.pk)
+        current = (
+            Activity.objects.select_for_update()
+            .only(
+                "id", "timestamp", "type", "country", "flagged", "review_status", "username", "user"
+            )
+            .get(pk=activity.pk)
+        )
         new_flagged = current.flagged
         if toggle:
             new_flagged = not current.flagged

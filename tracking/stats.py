@@ -92,7 +92,9 @@ def forget_in_rollups(activities: Iterable[Activity]) -> None:
     """
     for a in activities:
         has_duration = a.duration is not None
-        Rollup.objects.filter(bucket=hour_floor(a.timestamp), type=a.type, country=a.country).update(
+        Rollup.objects.filter(
+            bucket=hour_floor(a.timestamp), type=a.type, country=a.country
+        ).update(
             count=F("count") - 1,
             flagged=F("flagged") - (1 if a.flagged else 0),
             duration_sum=F("duration_sum") - (a.duration if has_duration else 0.0),
@@ -171,9 +173,7 @@ def _finding_counts(findings: QuerySet) -> tuple[list[dict[str, Any]], list[dict
 
 def _review_counts(rows: dict[str, int], total: int) -> dict[str, int]:
     counts = {status: rows.get(status, 0) for status in ReviewStatus.values}
-    counts[ReviewStatus.OPEN] = total - sum(
-        v for k, v in counts.items() if k != ReviewStatus.OPEN
-    )
+    counts[ReviewStatus.OPEN] = total - sum(v for k, v in counts.items() if k != ReviewStatus.OPEN)
     return counts
 
 

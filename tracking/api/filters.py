@@ -285,7 +285,13 @@ class ActivityFilter(django_filters.FilterSet):
     city = django_filters.CharFilter(
         field_name="city", lookup_expr="iexact", help_text="City (case-insensitive)."
     )
-    asn = _filter(forms.IntegerField, "filter_asn", "Autonomous system number.", min_value=0)
+    asn = _filter(
+        forms.IntegerField,
+        "filter_asn",
+        "Autonomous system number.",
+        min_value=0,
+        max_value=2**32 - 1,
+    )
     flagged = _filter(StrictBooleanField, "filter_flagged", "true or false.")
     tags = _filter(
         TokenListField, "filter_tags_any", "Activities with any of these tags (comma-separated)."

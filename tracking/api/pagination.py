@@ -22,6 +22,8 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from ..conf import tracking_settings
 
 DEFAULT_PAGE_SIZE = 50
+# Deeper than this is what cursor mode is for (and keeps OFFSET inside 64 bits).
+MAX_PAGE_NUMBER = 1_000_000
 
 
 def bounded_count(queryset: Any, limit: int) -> tuple[int, bool]:
@@ -86,6 +88,8 @@ class ActivityPagination(BasePagination):
 
         size = page_size_for(request)
         number = _positive_int(request, self.page_query_param) or 1
+        if number > MAX_PAGE_NUMBER:
+            raise NotFound("Invalid page.")
         offset = (number - 1) * size
         rows = list(queryset[offset : offset + size + 1])
         self.has_next = len(rows) > size
