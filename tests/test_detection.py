@@ -1,0 +1,317 @@
+"""The detection pipeline in the database: detect_batch, ingest (live, async, import), feedback
+from review, configuration (settings, rule folders, suppression) and its system checks."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+from tracking.events import Event
+from tracking.models import Activity, Counter, Finding, Profile
+from tracking.testing.world import NETWORKS, host
+
+T0 = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
+DESKTOP_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+ATTACKER_UA = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:109.0) Gecko/20100101 Firefox/115.0"
+
+
+def net(city: str, kind: str = "residential"):
+    return next(n for n in NETWORKS if n.city == city and n.kind == kind)
+
+
+def event(ts, *, city="london", kind="residential", username="alice", status=200, type="AUTH", ua=DESKTOP_UA, ip=None, **kw):
+    return Event(
+        type=type,
+        timestamp=ts,
+        username=username,
+        ip_address=ip or host(net(city, kind), 20),
+        user_agent=ua,
+        endpoint=kw.pop("endpoint", "/accounts/login/"),
+        method=kw.pop("method", "POST"),
+        status=status,
+        duration=120.0,
+        **kw,
+    )
+
+
+def history(username="alice", days=12, per_day=2):
+    """A settled user: London broadband, the same desktop, twice a day."""
+    return [
+        event(T0 + timedelta(days=d, hours=h * 5), username=username)
+        for d in range(days)
+        for h in range(per_day)
+    ]
+
+
+def scenario():
+    """History, then a login from Lagos minutes after a London one, then a stuffing burst."""
+    last = T0 + timedelta(days=12)
+    events = history()
+    events.append(event(last, username="alice"))
+    events.append(event(last + timedelta(minutes=20), city="lagos", kind="hosting", ua=ATTACKER_UA))
+    events.append(event(last + timedelta(minutes=25), type="PAYMENT", endpoint="/payments/", city="lagos", kind="hosting", ua=ATTACKER_UA))
+    stuffing_ip = host(net("amsterdam", "hosting"), 99)
+    for i in range(6):
+        events.append(event(last + timedelta(hours=2, seconds=5 * i), username=f"victim{i}", status=401, ip=stuffing_ip, ua="python-requests/2.31"))
+    return events
+
+
+def verdicts(events):
+    by_id = {str(a.id): a for a in Activity.objects.all()}
+    return [(by_id[e.id].flagged, tuple(sorted(by_id[e.id].tags))) for e in events]
+
+
+def ingest(events):
+    from tracking.ingest import ingest as run
+
+    return run(events, source="import")
+
+
+@pytest.mark.django_db
+def test_detect_batch_on_unsaved_activities_sets_verdicts_and_returns_findings():
+    from tracking.detection import detect_batch
+    from tracking.ingest import build_activity
+
+    ingest(history())
+    acts = [build_activity(e) for e in scenario()[-9:]]
+    findings = detect_batch(acts)
+    login = acts[0]
+    assert not login.flagged and login.tags == []
+    far = acts[1]
+    assert far.flagged and "impossible_travel" in far.tags and far.review_status == "open"
+    assert far.severity in ("high", "critical") and far.risk_score >= 0.7
+    rows = [f for f in findings if f.activity is far]
+    it = next(f for f in rows if f.detector == "impossible_travel")
+    assert it.pk is None and it.timestamp == far.timestamp and it.flag
+    assert it.reason.startswith("London → Lagos") and "km/h" in it.reason
+    assert it.evidence["to"]["city"] == "Lagos"
+    assert all(0 <= f.score <= 1 for f in findings)
+    # nothing was written except profiles and counters
+    assert not Activity.objects.filter(id__in=[a.id for a in acts]).exists()
+
+
+@pytest.mark.django_db
+def test_ingest_stores_findings_and_profiles_with_a_bounded_number_of_queries(django_assert_max_num_queries):
+    ingest(history())
+    events = scenario()[-9:]
+    from tracking.detection import detect_batch, pipeline
+    from tracking.ingest import build_activity
+
+    pipeline()  # configuration is loaded once, outside the measured batch
+    from django.db import transaction
+
+    acts = [build_activity(e) for e in events]
+    with pytest.raises(RuntimeError), transaction.atomic():  # measure, then roll back
+        with django_assert_max_num_queries(8):
+            detect_batch(acts)
+        raise RuntimeError
+
+    ingest(events)
+    far = Activity.objects.get(id=events[1].id)
+    assert far.flagged and Finding.objects.filter(activity=far, detector="impossible_travel").exists()
+    assert Finding.objects.filter(detector="rule:trk-credential-stuffing").count() == 4
+    assert Finding.objects.filter(detector="rule:trk-change-after-new-login", activity_id=events[2].id).exists()
+    profile = Profile.objects.get(key="n:alice")
+    assert profile.events == 25 and "64600" in profile.data["k"]["asn"]
+    # the attacker's network was not learned (flagged events do not teach)
+    assert "65120" not in profile.data["k"]["asn"]
+    assert profile.last_seen >= far.timestamp
+    # stuffing attempts on unknown names create no profiles
+    assert not Profile.objects.filter(key__startswith="n:victim").exists()
+    assert Counter.objects.filter(namespace="risk", key="asn:64600").get().count >= 24
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_async_and_imported_events_get_the_same_verdicts():
+    from tracking import writer
+    from tracking.services.tracker import ActivityTracker
+
+    def fresh():
+        import copy
+
+        return [copy.deepcopy(e) for e in scenario()]
+
+    def clear():
+        for model in (Finding, Activity, Profile, Counter):
+            model.objects.all().delete()
+
+    tracker = ActivityTracker()
+    events = fresh()
+    tracker.record_many(events, batch_size=500)  # import: one batch
+    imported = verdicts(events)
+    clear()
+    for e in events:  # live, synchronous: one event per batch
+        tracker.record(e, async_log=False)
+    live = verdicts(events)
+    clear()
+    for e in events:  # live, async: the background writer batches them
+        tracker.record(e, async_log=True)
+    assert writer.flush(20)
+    background = verdicts(events)
+    assert imported == live == background
+    flagged = [v for v in imported if v[0]]
+    assert len(flagged) >= 6  # takeover login + payment + 4 stuffing attempts
+
+
+@pytest.mark.django_db
+def test_verdicts_depend_on_event_time_not_the_wall_clock():
+    events = scenario()
+    ingest(events)
+    now_verdicts = verdicts(events)
+    Activity.objects.all().delete()
+    Finding.objects.all().delete()
+    Profile.objects.all().delete()
+    Counter.objects.all().delete()
+    shift = timedelta(days=365 * 20)
+    old = scenario()
+    for e in old:
+        e.timestamp -= shift
+    ingest(old)
+    assert verdicts(old) == now_verdicts
+
+
+@pytest.mark.django_db
+def test_dismissal_teaches_the_profile_and_stops_repeat_findings(staff_user):
+    from tracking.review import review
+
+    ingest(history())
+    vpn = dict(city="london", kind="vpn", ua=ATTACKER_UA)
+    first = event(T0 + timedelta(days=13), **vpn)
+    ingest([first])
+    a = Activity.objects.get(id=first.id)
+    assert a.flagged and "new_asn" in a.tags
+    again = event(T0 + timedelta(days=13, hours=1), **vpn)
+    ingest([again])
+    assert Activity.objects.get(id=again.id).flagged  # still unknown: not taught by a flag
+
+    review(a, by=staff_user, review_status="dismissed")
+    profile = Profile.objects.get(key="n:alice")
+    assert "65110" in profile.data["k"]["asn"] and first.id in profile.data["labels"]["dismissed"]
+    third = event(T0 + timedelta(days=13, hours=2), **vpn)
+    ingest([third])
+    b = Activity.objects.get(id=third.id)
+    assert not b.flagged and not Finding.objects.filter(activity=b, detector="asn_change").exists()
+
+
+@pytest.mark.django_db
+def test_confirmation_is_kept_as_a_label_and_forgets_what_the_event_taught(staff_user):
+    from tracking.review import review
+
+    ingest(history())
+    odd = event(T0 + timedelta(days=13), city="berlin", kind="residential")  # new ASN, unflagged
+    ingest([odd])
+    act = Activity.objects.get(id=odd.id)
+    assert "64620" in Profile.objects.get(key="n:alice").data["k"]["asn"]
+    review(act, by=staff_user, review_status="confirmed")
+    data = Profile.objects.get(key="n:alice").data
+    assert odd.id in data["labels"]["confirmed"]
+    assert "64620" not in data["k"]["asn"]
+
+
+RULE = """
+title: Corporate VPN exit
+id: corp-vpn
+detection:
+  sel:
+    ip_address|cidr: 62.30.12.0/24
+  condition: sel
+action:
+  suppress: [impossible_travel, asn_change]
+  tags: [corporate_vpn]
+"""
+
+
+@pytest.mark.django_db
+def test_project_rule_folder_and_suppression(tmp_path):
+    (tmp_path / "corp.yml").write_text(textwrap.dedent(RULE))
+    ingest(history() + [event(T0 + timedelta(days=12))])
+    office_ny = event(T0 + timedelta(days=12, minutes=1), city="new_york", kind="corporate")
+    with override_settings(TRACKING_RULE_DIRS=[str(tmp_path)]):
+        ingest([office_ny])
+    a = Activity.objects.get(id=office_ny.id)
+    assert not a.flagged and "corporate_vpn" in a.tags and "impossible_travel" not in a.tags
+    kept = Finding.objects.get(activity=a, detector="impossible_travel")
+    assert kept.suppressed and kept.flag
+    assert Finding.objects.get(activity=a, detector="asn_change").suppressed
+    assert not Finding.objects.get(activity=a, detector="rule:corp-vpn").suppressed
+
+
+@pytest.mark.django_db
+def test_builtin_rules_can_be_switched_off():
+    from tracking.detection import pipeline
+
+    with override_settings(TRACKING_BUILTIN_RULES=False):
+        assert pipeline().rules == []
+    assert any(r.id == "trk-brute-force" for r in pipeline().rules)
+
+
+@pytest.mark.django_db
+def test_configured_detectors_and_noisy_or():
+    from tracking.detection import combine, pipeline
+
+    with override_settings(
+        TRACKING_DETECTORS=[("detectors.impossible_travel.ImpossibleTravel", {"max_speed_kmh": 700})],
+        TRACKING_HOSTING_ASNS=[64999],
+    ):
+        (det,) = pipeline().detectors
+        assert det.max_speed_kmh == 700
+    with override_settings(TRACKING_DETECTORS=[{"class": "detectors.asn_change.AsnChange", "params": {}}], TRACKING_HOSTING_ASNS=[64999]):
+        (det,) = pipeline().detectors
+        assert 64999 in det.hosting_asns
+    assert combine([0.5, 0.5], "noisy_or") == pytest.approx(0.75)
+    assert combine([0.5, 0.6], "max") == 0.6
+
+
+def run_checks():
+    from tracking.checks import check_detection
+
+    return check_detection()
+
+
+@pytest.mark.parametrize(
+    "setting, needle",
+    [
+        ([("detectors.nowhere.Missing", {})], "cannot import module 'detectors.nowhere'"),
+        ([("detectors.impossible_travel.Nope", {})], "has no attribute 'Nope'"),
+        ([("tracking.models.Activity", {})], "is not a detectors.base.Detector subclass"),
+        ([("detectors.impossible_travel.ImpossibleTravel", {"speed": 1})], "unknown parameter(s) speed"),
+        ([("detectors.impossible_travel.ImpossibleTravel", {"max_speed_kmh": -5})], "max_speed_kmh"),
+        ([("detectors.asn_change.AsnChange", "not a dict")], "parameters must be a dict"),
+        ("detectors.asn_change.AsnChange", "must be a list"),
+    ],
+)
+def test_system_check_names_the_bad_detector_entry(setting, needle):
+    with override_settings(TRACKING_DETECTORS=setting):
+        errors = [e for e in run_checks() if e.id == "tracking.E050"]
+    assert len(errors) == 1 and isinstance(errors[0], checks.Error)
+    assert needle in errors[0].msg
+    if isinstance(setting, list):
+        assert "entry 0" in errors[0].msg
+
+
+def test_system_check_reports_an_invalid_rule_with_file_and_key(tmp_path, settings):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("title: t\nid: x\ndetection: {sel: {type|regex: x}, condition: sel}\n")
+    settings.TRACKING_RULE_DIRS = [str(tmp_path)]
+    (err,) = [e for e in run_checks() if e.id == "tracking.E051"]
+    assert str(bad) in err.msg and "detection.sel.type|regex" in err.msg
+
+
+def test_system_checks_for_numbers_and_clean_default(settings):
+    assert run_checks() == []
+    settings.TRACKING_FLAG_THRESHOLD = 2
+    settings.TRACKING_RISK_COMBINE = "mean"
+    settings.TRACKING_HOSTING_ASNS = ["AS1"]
+    ids = {e.id for e in run_checks()}
+    assert {"tracking.E053", "tracking.E054", "tracking.E055"} <= ids
+
+
+def test_system_check_warns_about_suppressing_an_unconfigured_detector(tmp_path, settings):
+    (tmp_path / "r.yml").write_text(textwrap.dedent(RULE).replace("asn_change", "made_up"))
+    settings.TRACKING_RULE_DIRS = [str(tmp_path)]
+    (w,) = [e for e in run_checks() if e.id == "tracking.W050"]
+    assert "made_up" in w.msg and isinstance(w, checks.Warning)
