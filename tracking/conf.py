@@ -101,8 +101,9 @@ DEFAULTS: dict[str, Any] = {
     # Most activities one poll returns, and rows per page of the flagged queue.
     "DASHBOARD_FEED_SIZE": 50,
     "DASHBOARD_PAGE_SIZE": 50,
-    # Seconds each poll looks back, for rows committed after newer ones were shown.
-    "DASHBOARD_FEED_LAG": 5.0,
+    # Seconds each live-feed poll looks back, for rows committed after newer ones were shown
+    # (batched writers, Celery); a quiet poll still costs one indexed count.
+    "DASHBOARD_FEED_LAG": 120.0,
     # Activities shown before and after the event on the detail page's timeline.
     "DASHBOARD_TIMELINE_SIZE": 10,
     # --- API -------------------------------------------------------------------------
