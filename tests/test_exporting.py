@@ -59,7 +59,8 @@ def test_csv_round_trips_through_record_from_csv_row():
 
 def test_json_is_valid_for_any_content():
     nasty = "ctl:\x00\x01\x1f quote:\" backslash:\\ line:\u2028 emoji:\U0001f600 </script>"
-    make_activity(username=nasty[:150], headers={"X": nasty}, params={nasty: nasty})
+    # PostgreSQL text cannot hold NUL: it goes in the (encrypted) headers/params only.
+    make_activity(username=nasty.replace("\x00", "")[:150], headers={"X": nasty}, params={nasty: nasty})
     for fmt in ("json", "ndjson"):
         text = "".join(stream_export(Activity.objects.all(), fmt))
         assert "\x00" not in text and "\x01" not in text
