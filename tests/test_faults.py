@@ -20,7 +20,6 @@ from django.db import OperationalError, connection
 
 from tracking import integrity, spool, writer
 from tracking.enrich import geo
-from tracking.events import Event
 from tracking.models import Activity
 
 

@@ -70,3 +70,49 @@ def test_build_is_idempotent(tmp_path):
     build_databases(tmp_path, force=True)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert geoip2.database.Reader(str(tmp_path / CITY_DB)).city("81.2.69.9").city.name == "London"
+
+
+# --- enrichment on top of the databases (tracking.enrich.geo) ---------------------------
+
+from django.test import override_settings  # noqa: E402
+
+from tracking.enrich import geo  # noqa: E402
+
+
+def test_lookup_city_network():
+    r = geo.lookup("81.2.69.10")
+    assert not r.pending
+    assert r.values == {
+        "country": "GB", "region": "England", "city": "London", "latitude": 51.5074,
+        "longitude": -0.1278, "accuracy_radius": 10, "asn": 64600, "isp": "Thames Broadband",
+    }
+
+
+def test_lookup_country_only_keeps_centroid_with_radius():
+    r = geo.lookup("2.16.2.4")
+    assert r.values["country"] == "FR" and r.values["city"] == ""
+    assert r.values["accuracy_radius"] == 200
+    assert (r.values["latitude"], r.values["longitude"]) == world.COUNTRY_CENTROIDS["FR"]
+
+
+@pytest.mark.parametrize("ip", ["10.0.0.1", "127.0.0.1", "192.168.1.1", "169.254.1.1", "::1",
+                                "fe80::1", "0.0.0.0", "224.0.0.1", "not-an-ip", None, ""])
+def test_non_public_not_looked_up(ip, monkeypatch):
+    monkeypatch.setattr(geo, "_local_lookup", lambda ip: pytest.fail("looked up"))
+    assert geo.lookup(ip).values == {}
+
+
+def test_disable_geolocation():
+    with override_settings(DISABLE_GEOLOCATION=True):
+        assert geo.lookup("81.2.69.10").values == {}
+    assert geo.lookup("81.2.69.10").values["city"] == "London"
+
+
+def test_readers_follow_setting_changes(tmp_path):
+    with override_settings(GEOIP_PATH=str(tmp_path / "empty")):
+        assert geo.lookup("81.2.69.10").values == {}
+    assert geo.lookup("81.2.69.10").values["city"] == "London"
+
+
+def test_unknown_public_address_empty():
+    assert geo.lookup("8.8.8.8").values == {}

@@ -1,0 +1,104 @@
+"""ActivityTracker.build_event: what a request becomes, with hostile and odd input."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import Http404, HttpResponse
+from django.test import RequestFactory, override_settings
+
+from tracking.services import ActivityTracker
+
+rf = RequestFactory()
+tracker = ActivityTracker()
+
+
+def build(request, response=None, **kw):
+    kw.setdefault("activity_type", "API")
+    return tracker.build_event(request, response or HttpResponse("x"), started=time.perf_counter(), **kw)
+
+
+def test_shape_and_no_query_in_endpoint():
+    e = build(rf.get("/a/b/?password=p&x=1&x=2", REMOTE_ADDR="81.2.69.1", HTTP_USER_AGENT="curl/8"))
+    assert e.endpoint == "/a/b/" and e.method == "GET" and e.status == 200
+    assert e.params == {"query": {"password": "[REDACTED]", "x": ["1", "2"]}}
+    assert e.user_agent == "curl/8" and e.ip_address == "81.2.69.1"
+    assert e.duration is not None and e.duration >= 0
+    assert e.session_id == "" and e.user_id is None
+    assert "device" not in e.enrichment  # no UA parsing on the request path
+
+
+def test_form_body():
+    e = build(rf.post("/f/", {"username": "u", "newPassword": "p", "cvv": "1"}))
+    assert e.params["body"] == {"username": "u", "newPassword": "[REDACTED]", "cvv": "[REDACTED]"}
+
+
+def test_multipart_files_recorded_by_name_and_size():
+    upload = SimpleUploadedFile("report.csv", b"a,b\n1,2\n")
+    e = build(rf.post("/u/", {"title": "t", "file": upload}))
+    assert e.params["body"]["title"] == "t"
+    assert e.params["body"]["_files"] == {"file": [{"name": "report.csv", "size": 8}]}
+
+
+def test_invalid_json_not_stored_raw():
+    req = rf.post("/j/", data=b'{"password": "oops', content_type="application/json")
+    e = build(req)
+    assert e.params["body"].startswith("[body not recorded: invalid JSON")
+    assert "oops" not in str(e.params)
+
+
+def test_invalid_utf8_json_decoded_with_replacement():
+    req = rf.post("/j/", data=b'{"name": "\xff\xfe"}', content_type="application/json")
+    assert build(req).params["body"] == {"name": "\ufffd\ufffd"}
+
+
+@override_settings(TRACKING_MAX_BODY_BYTES=100)
+def test_large_body_not_parsed():
+    req = rf.post("/j/", data=b'{"a": "' + b"x" * 500 + b'"}', content_type="application/json")
+    assert build(req).params["body"] == "[body not recorded: 509 bytes > MAX_BODY_BYTES]"
+
+
+def test_unknown_content_type_is_a_marker():
+    req = rf.post("/x/", data=b"<xml>secret</xml>", content_type="application/xml")
+    assert build(req).params["body"] == "[body not recorded: application/xml, 17 bytes]"
+
+
+def test_deep_json_gets_depth_marker():
+    doc = "[" * 5000 + "]" * 5000
+    req = rf.post("/j/", data=doc.encode(), content_type="application/json")
+    body = build(req).params["body"]
+    assert "[max depth exceeded]" in str(body) or str(body).startswith("[body not recorded")
+
+
+def test_control_characters_kept_as_data():
+    e = build(rf.get("/c/", {"q": "a\r\nb\x1b[31m"}, HTTP_X_NOTE="x\x1b[0m"))
+    assert e.params["query"]["q"] == "a\r\nb\x1b[31m"
+    assert e.headers["X-Note"] == "x\x1b[0m"
+
+
+@pytest.mark.parametrize(("exc", "status"), [(ValueError(), 500), (Http404(), 404), (PermissionDenied(), 403)])
+def test_exception_status(exc, status):
+    e = tracker.build_event(rf.get("/"), None, activity_type="API", started=time.perf_counter(), exception=exc)
+    assert e.status == status
+
+
+def test_headers_from_meta_redacted():
+    e = build(rf.get("/", HTTP_COOKIE="sessionid=abc", HTTP_X_API_KEY="k", HTTP_ACCEPT="text/html",
+                     HTTP_PROXY_AUTHORIZATION="Basic x"))
+    assert e.headers["Cookie"] == e.headers["X-Api-Key"] == e.headers["Proxy-Authorization"] == "[REDACTED]"
+    assert e.headers["Accept"] == "text/html"
+
+
+@pytest.mark.django_db
+def test_session_id_is_keyed_hash(client, plain_user):
+    from tracking import integrity
+    from tracking.models import Activity
+
+    client.force_login(plain_user)
+    client.get("/t/rec/login/")
+    key = client.session.session_key
+    a = Activity.objects.get()
+    assert a.session_id == integrity.hash_session_key(key) and key not in a.session_id
