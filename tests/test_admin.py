@@ -158,3 +158,14 @@ def test_related_admins_are_read_only(admin_client_staff, staff_user):
     review(a, by=staff_user, flagged=True)
     assert admin_client_staff.get("/admin/tracking/review/").status_code == 200
     assert admin_client_staff.get("/admin/tracking/review/add/").status_code == 403
+
+
+def test_tag_filter_lists_detector_tags_without_scanning_findings(admin_client_staff):
+    from tracking.admin import known_tags
+    from tracking.detection import pipeline
+
+    expected = {d.tag for d in pipeline().detectors if d.tag}
+    assert expected and expected <= known_tags()
+    html = admin_client_staff.get(LIST).content.decode()
+    tag = sorted(expected)[0]
+    assert f"?tag={tag}" in html
