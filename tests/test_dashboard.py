@@ -499,11 +499,40 @@ def test_feed_first_poll_then_only_new_activity(staff_client):
 def test_feed_looks_back_for_rows_committed_late(staff_client):
     newest = make_activity(timestamp=NOW, username="a")
     cursor = staff_client.get(FEED).json()["cursor"]
-    late = make_activity(timestamp=NOW - timedelta(seconds=2), username="late")
-    too_late = make_activity(timestamp=NOW - timedelta(seconds=30), username="ancient")
+    late = make_activity(timestamp=NOW - timedelta(seconds=50), username="late")
+    too_late = make_activity(timestamp=NOW - timedelta(seconds=300), username="ancient")
     ids = {a["id"] for a in staff_client.get(FEED, {"after": cursor}).json()["activities"]}
     assert ids == {str(late.pk)}  # not the cursor's own row, nor what is older than the lag
     assert str(newest.pk) not in ids and str(too_late.pk) not in ids
+
+
+def test_feed_quiet_poll_with_known_count_returns_nothing(staff_client):
+    for i in range(3):
+        make_activity(timestamp=NOW - timedelta(seconds=10 * i))
+    make_activity(timestamp=NOW - timedelta(hours=1))
+    first = staff_client.get(FEED).json()
+    start = first["window_start"]
+    assert start == (NOW - timedelta(seconds=120)).isoformat(timespec="microseconds")
+    held = [a for a in first["activities"] if a["timestamp"] > start]
+    assert len(held) == 3  # what the page counts as "known"
+    quiet = staff_client.get(FEED, {"after": first["cursor"], "known": 3}).json()
+    assert quiet["activities"] == [] and quiet["cursor"] == first["cursor"]
+
+    # A row committed late (stamped 40 s before the newest) changes the count: it is sent.
+    late = make_activity(timestamp=NOW - timedelta(seconds=40), username="late")
+    data = staff_client.get(FEED, {"after": first["cursor"], "known": 3}).json()
+    ids = [a["id"] for a in data["activities"]]
+    assert str(late.pk) in ids and len(ids) == 4  # the window again; the page drops the rest
+    assert data["cursor"] == first["cursor"]  # still the newest row
+    data = staff_client.get(FEED, {"after": data["cursor"], "known": 4}).json()
+    assert data["activities"] == []
+
+
+def test_feed_known_must_be_a_count(staff_client):
+    make_activity(timestamp=NOW)
+    cursor = staff_client.get(FEED).json()["cursor"]
+    response = staff_client.get(FEED, {"after": cursor, "known": "-1"})
+    assert response.status_code == 400 and "known" in response.json()["errors"]
 
 
 def test_feed_marks_queue_membership_by_the_page_filters(staff_client):

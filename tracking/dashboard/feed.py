@@ -1,10 +1,14 @@
 """The live feed: what arrived since the page's cursor, in one short query per poll.
 
 The page polls (no held connection, no server-sent events pinning a database connection).
-The cursor is ``<ISO timestamp>|<activity id>[|<review id>]``: the newest activity and the
-newest flag review the page has seen. Rows are written in batches after the request that
-produced them, so an activity can commit slightly after a newer one was already shown; each
-poll therefore looks back ``DASHBOARD_FEED_LAG`` seconds and the page drops ids it has seen.
+The cursor is ``<ISO timestamp>|<activity id>|<review id>``: the newest activity and the
+newest review the page has seen.
+
+Activities are not committed in timestamp order (batched writers, Celery, a test inserting a
+row stamped a minute ago), so "newer than the cursor" would miss some. Each poll therefore
+looks at a window reaching ``DASHBOARD_FEED_LAG`` seconds behind the cursor; the page says
+how many of that window's rows it already holds (``known``) and gets rows back only when the
+window holds a different number. A quiet poll is one indexed count.
 """
 
 from __future__ import annotations
@@ -57,22 +61,40 @@ def _limit() -> int:
     return int(tracking_settings.DASHBOARD_FEED_SIZE)
 
 
-def poll(after: Cursor | None, filters: Filters) -> dict[str, Any]:
+def window_start(cursor: Cursor) -> datetime:
+    """Start of the look-back window behind ``cursor``: rows newer than this may still be new."""
+    lag = timedelta(seconds=float(tracking_settings.DASHBOARD_FEED_LAG))
+    return cursor.timestamp.astimezone(UTC) - lag
+
+
+def stamp(moment: datetime) -> str:
+    """ISO text with fixed precision, so the page can compare timestamps as strings."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def poll(after: Cursor | None, filters: Filters, *, known: int | None = None) -> dict[str, Any]:
     """New activities (and flags raised by reviewers) since ``after``; the first poll gets
-    the latest few. Each activity says whether it belongs in the page's flagged queue."""
+    the latest few. Each activity says whether it belongs in the page's flagged queue.
+
+    ``known`` is how many activities of the look-back window the page already holds. When the
+    window still holds exactly that many rows nothing arrived, and the poll costs one indexed
+    count; otherwise the window's newest rows are sent again and the page drops the ones it
+    has. Without ``known`` the window (minus the cursor's own row) is always sent.
+    """
     base: QuerySet = Activity.objects.defer("headers", "params")
     limit = _limit()
+    new_reviews: list[Review] = []
     if after is None:
         rows = list(base.order_by("-timestamp", "-id")[:limit])
         review_top = Review.objects.aggregate(top=Max("id"))["top"] or 0
-        new_reviews: list[Review] = []
     else:
-        lag = timedelta(seconds=float(tracking_settings.DASHBOARD_FEED_LAG))
-        rows = list(
-            base.filter(timestamp__gt=after.timestamp - lag)
-            .exclude(id=after.activity_id or None)
-            .order_by("-timestamp", "-id")[:limit]
-        )
+        window = base.filter(timestamp__gt=window_start(after))
+        if known is not None and window.count() == known:
+            rows = []
+        else:
+            if known is None:
+                window = window.exclude(id=after.activity_id or None)
+            rows = list(window.order_by("-timestamp", "-id")[:limit])
         new_reviews = list(
             Review.objects.filter(id__gt=after.review_id, action=Review.Action.FLAG).order_by("id")[
                 :limit
@@ -88,8 +110,8 @@ def poll(after: Cursor | None, filters: Filters) -> dict[str, Any]:
     # The cursor follows the time window only: a reviewer flagging last week's activity
     # brings that row in once, without moving the cursor back.
     newest = max(rows, key=lambda a: (a.timestamp, str(a.pk)), default=None)
-    seen = {str(a.pk) for a in rows}
-    missing = [aid for aid in flagged_by_review if aid not in seen]
+    fetched = {str(a.pk) for a in rows}
+    missing = [aid for aid in flagged_by_review if aid not in fetched]
     if missing:
         rows += list(base.filter(id__in=missing))
     rows.sort(key=lambda a: (a.timestamp, str(a.pk)))
@@ -105,17 +127,20 @@ def poll(after: Cursor | None, filters: Filters) -> dict[str, Any]:
     items = []
     for act in rows:
         item = present.row(act, reasons.get(str(act.pk), []))
+        item["timestamp"] = stamp(act.timestamp)
         item["queue"] = str(act.pk) in in_queue
         review = flagged_by_review.get(str(act.pk))
         item["flagged_by"] = review.reviewer_username if review else ""
         items.append(item)
 
-    if newest is not None and (after is None or newest.timestamp >= after.timestamp):
-        cursor = Cursor(newest.timestamp, str(newest.pk), review_top)
-    elif after is not None:
+    if after is not None and (
+        newest is None or (newest.timestamp, str(newest.pk)) <= (after.timestamp, after.activity_id)
+    ):
         cursor = Cursor(after.timestamp, after.activity_id, review_top)
+    elif newest is not None:
+        cursor = Cursor(newest.timestamp, str(newest.pk), review_top)
     else:
         # Nothing stored yet: the next poll is a first poll again (whatever clock the first
         # rows carry, they are shown).
-        return {"cursor": "", "activities": items}
-    return {"cursor": str(cursor), "activities": items}
+        return {"cursor": "", "window_start": "", "activities": items}
+    return {"cursor": str(cursor), "window_start": stamp(window_start(cursor)), "activities": items}

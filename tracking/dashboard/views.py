@@ -174,7 +174,11 @@ def feed_view(request: HttpRequest) -> HttpResponse:
         after = feed.parse_cursor(request.GET.get("after", "").strip())
     except feed.CursorError as exc:
         return _bad_request({"after": str(exc)})
-    return JsonResponse(feed.poll(after, filters))
+    known_text = request.GET.get("known", "").strip()
+    if known_text and not (known_text.isdigit() and len(known_text) < 10):
+        return _bad_request({"known": "known is a count of activities (a whole number)."})
+    known = int(known_text) if known_text else None
+    return JsonResponse(feed.poll(after, filters, known=known))
 
 
 @staff_json

@@ -252,9 +252,18 @@
 
   function addToQueue(item) {
     if (!queueBody || queueBody.querySelector('tr[data-id="' + item.id + '"]')) return;
-    // Newest first: a live arrival goes on top; keep the reviewer's selection on its item.
+    // Newest first (a row committed late lands in its place); the selection stays on its item.
     var current = selectedRow();
-    queueBody.insertBefore(buildQueueRow(item), queueBody.firstChild);
+    var when = new Date(item.timestamp).getTime();
+    var before = queueRows().find(function (row) {
+      var time = row.querySelector("time");
+      return time && new Date(time.getAttribute("datetime")).getTime() < when;
+    });
+    // On a page of older items, newer arrivals belong to the first page; past the last row,
+    // to a later page.
+    if (before && before === queueRows()[0] && queueTable.getAttribute("data-paged") === "true") return;
+    if (!before && queueTable.getAttribute("data-older") === "true") return;
+    queueBody.insertBefore(buildQueueRow(item), before || null);
     refreshQueueCount();
     if (current) select(queueRows().indexOf(current));
   }
@@ -358,12 +367,29 @@
   var FEED_MAX = 100;
   var seen = new Set();
   var seenOrder = [];
+  var held = new Map(); // activity id -> timestamp (fixed-precision ISO text)
   var cursor = "";
+  var windowStart = "";
 
-  function remember(id) {
-    seen.add(id);
-    seenOrder.push(id);
-    if (seenOrder.length > 2000) seen.delete(seenOrder.shift());
+  function remember(key, item) {
+    seen.add(key);
+    seenOrder.push(key);
+    held.set(item.id, item.timestamp);
+    if (seenOrder.length > 2000) {
+      var old = seenOrder.shift();
+      seen.delete(old);
+      held.delete(old.split(":")[0]);
+    }
+  }
+
+  /* How many rows of the server's look-back window this page already holds: when the server
+   * counts the same, nothing new arrived and the poll returns nothing. */
+  function knownInWindow() {
+    var n = 0;
+    held.forEach(function (ts) {
+      if (ts > windowStart) n += 1;
+    });
+    return n;
   }
 
   function feedItem(item) {
@@ -400,8 +426,9 @@
     // Items come oldest first; each goes on top so the newest ends up first.
     items.forEach(function (item) {
       var key = item.id + (item.flagged_by ? ":flag" : "");
+      held.set(item.id, item.timestamp);
       if (seen.has(key)) return;
-      remember(key);
+      remember(key, item);
       var old = feedList.querySelector('li[data-id="' + item.id + '"]');
       if (old) old.remove();
       feedList.insertBefore(feedItem(item), feedList.firstChild);
@@ -412,10 +439,14 @@
 
   function poll() {
     var params = filterParams();
-    if (cursor) params.set("after", cursor);
+    if (cursor) {
+      params.set("after", cursor);
+      params.set("known", String(knownInWindow()));
+    }
     getJSON(withQuery(data.feedUrl, params))
       .then(function (payload) {
         cursor = payload.cursor;
+        windowStart = payload.window_start;
         showFeed(payload.activities);
         feedStatus.textContent = "Live · checked " + new Date().toLocaleTimeString();
         feedStatus.className = "feed-status live";
