@@ -1,0 +1,135 @@
+"""The shop's pages, each recorded by ``@track`` with the activity type a security team expects.
+
+Views answer HTML forms and JSON bodies alike (``Content-Type: application/json``), so the
+same endpoints serve browsers, scripts and the demo's curl examples.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from decimal import Decimal, InvalidOperation
+
+from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from tracking.services.decorators import track
+
+REPORTS = {"orders", "customers", "invoices", "inventory", "payouts", "usage"}
+CURRENCIES = {"EUR", "GBP", "USD", "JPY", "AUD", "BRL", "NGN", "RUB", "UAH", "IDR"}
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.content_type == "application/json" or "application/json" in request.headers.get(
+        "Accept", ""
+    )
+
+
+def _data(request: HttpRequest) -> dict:
+    """Form fields or a JSON object body (anything else is an empty dict)."""
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+    return request.POST.dict()
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "shop/home.html")
+
+
+@track(activity_type="AUTH")
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    """Username/password login; 401 on bad credentials (what detection counts as a failure)."""
+    if request.method == "GET":
+        return render(request, "shop/login.html", {"next": request.GET.get("next", "")})
+    data = _data(request)
+    user = authenticate(
+        request, username=str(data.get("username", "")), password=str(data.get("password", ""))
+    )
+    if user is None:
+        if _wants_json(request):
+            return JsonResponse({"detail": "invalid username or password"}, status=401)
+        return render(
+            request, "shop/login.html", {"error": True, "next": data.get("next", "")}, status=401
+        )
+    login(request, user)
+    if _wants_json(request):
+        return JsonResponse({"ok": True, "username": user.get_username()})
+    target = str(data.get("next") or "/")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        target = "/"
+    return redirect(target)
+
+
+@track(activity_type="AUTH")
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return JsonResponse({"ok": True}) if _wants_json(request) else redirect("/")
+
+
+@track(activity_type="PAYMENT", async_log=True)
+@login_required
+@require_http_methods(["GET", "POST"])
+def payment_view(request: HttpRequest) -> HttpResponse:
+    """A fake card payment. Recorded off the request path (``async_log=True``)."""
+    if request.method == "GET":
+        return render(request, "shop/payment.html")
+    data = _data(request)
+    try:
+        amount = Decimal(str(data.get("amount", "")))
+    except InvalidOperation:
+        amount = Decimal(0)
+    currency = str(data.get("currency", "EUR")).upper()
+    if not (Decimal("0.01") <= amount <= Decimal("100000")) or currency not in CURRENCIES:
+        return JsonResponse({"detail": "amount (0.01-100000) and currency required"}, status=400)
+    payment = {"id": str(uuid.uuid4()), "status": "paid", "amount": f"{amount:.2f}",
+               "currency": currency}  # fmt: skip
+    if _wants_json(request):
+        return JsonResponse(payment)
+    return render(request, "shop/payment.html", {"payment": payment})
+
+
+@track(activity_type="ACCOUNT")
+@login_required
+@require_http_methods(["GET", "POST"])
+def password_change_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "shop/password.html", {"form": PasswordChangeForm(request.user)})
+    form = PasswordChangeForm(request.user, _data(request))
+    if not form.is_valid():
+        if _wants_json(request):
+            return JsonResponse({"errors": form.errors}, status=400)
+        return render(request, "shop/password.html", {"form": form}, status=400)
+    form.save()
+    update_session_auth_hash(request, form.user)
+    if _wants_json(request):
+        return JsonResponse({"ok": True})
+    return render(request, "shop/password.html", {"form": None, "done": True})
+
+
+@track(activity_type="DATA")
+@login_required
+def report_export_view(request: HttpRequest, name: str) -> HttpResponse:
+    """A CSV report download: what a bulk-export detector watches."""
+    if name not in REPORTS:
+        return HttpResponse("unknown report", status=404, content_type="text/plain")
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["row", "report", "owner"])
+    for i in range(1, 101):
+        writer.writerow([i, name, request.user.get_username()])
+    response = HttpResponse(buf.getvalue(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    return response
