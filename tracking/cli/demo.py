@@ -1,0 +1,155 @@
+"""``tracking demo [--users 50] [--days 4] [--seed N]``: fill the database with demo traffic.
+
+The labelled simulator (``tracking.testing.traffic``) writes a few days of realistic life for
+``--users`` accounts, ending now, with account takeovers from far away and through VPN exits,
+a credential-stuffing burst, slow password spraying and a night-time bulk export. Every
+record is stored through the same recording path as live traffic
+(``ActivityTracker.record_many`` → ``tracking.ingest``: enrichment, redaction, encryption,
+detection, sealing). The simulated accounts are created as Django users (unusable
+passwords) so activities link to them.
+
+Running it again does not duplicate anything: when activities are already stored, only the
+time since the newest one is filled (quiet life, no new attacks) so the dashboard looks
+current; ``--force`` fills the full period again (with new ids).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from datetime import UTC, datetime, timedelta
+
+help = "Fill the database with a few days of simulated traffic (with attacks) ending now."
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--users", type=_positive, default=50, help="simulated accounts (default 50)"
+    )
+    parser.add_argument(
+        "--days", type=_positive, default=4, help="days of traffic ending now (default 4)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="how busy people are (default 1.0)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="fill the full period even if data exists"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def ensure_users(population) -> int:
+    """Create the simulated accounts that do not exist yet; returns how many were created."""
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    field = model.USERNAME_FIELD
+    existing = set(
+        model._default_manager.filter(
+            **{f"{field}__in": [u.username for u in population]}
+        ).values_list(field, flat=True)
+    )
+    created = 0
+    for sim in population:
+        if sim.username in existing:
+            continue
+        user = model(**{field: sim.username}, email=sim.email, is_staff=sim.staff)
+        user.set_unusable_password()
+        user.save()
+        created += 1
+    return created
+
+
+def fill(
+    *,
+    users: int = 50,
+    days: int = 4,
+    seed: int = 0,
+    scale: float = 1.0,
+    end: datetime | None = None,
+    force: bool = False,
+    progress=None,
+) -> dict[str, int]:
+    """Simulate and store traffic ending at ``end`` (default now); see the module docstring."""
+    from django.db.models import Max
+
+    from ..models import Activity
+    from ..services.tracker import get_tracker
+    from ..testing import traffic
+    from .import_ import event_from_record
+
+    end = (end or datetime.now(UTC)).astimezone(UTC)
+    start = end - timedelta(days=days)
+    attacks = True
+    latest = None if force else Activity.objects.aggregate(m=Max("timestamp"))["m"]
+    if latest is not None:
+        if end - latest < timedelta(minutes=5):
+            return {"stored": 0, "duplicates": 0, "created_users": 0, "skipped": 1}
+        # Top up: quiet life from the newest stored activity to now.
+        start, attacks = max(start, latest + timedelta(seconds=1)), False
+    span = max(1, math.ceil((end - start) / timedelta(days=1)))
+    created = ensure_users(traffic.population(users, span, seed))
+    tracker = get_tracker()
+    stored = duplicates = 0
+    batch = []
+
+    def flush() -> None:
+        nonlocal stored, duplicates, batch
+        if batch:
+            result = tracker.record_many(batch, batch_size=len(batch))
+            stored += result.stored
+            duplicates += result.duplicates
+            batch = []
+            if progress:
+                progress(stored)
+
+    for record in traffic.simulate(
+        users=users, days=span, start=start, seed=seed, attacks=attacks, scale=scale
+    ):
+        if datetime.fromisoformat(record["timestamp"]) >= end:
+            break
+        batch.append(event_from_record(record))
+        if len(batch) >= 500:
+            flush()
+    flush()
+    return {"stored": stored, "duplicates": duplicates, "created_users": created, "skipped": 0}
+
+
+def handle(
+    command,
+    *,
+    users: int = 50,
+    days: int = 4,
+    seed: int = 0,
+    scale: float = 1.0,
+    force: bool = False,
+    quiet: bool = False,
+    **options,
+) -> int:
+    from ..models import Activity
+
+    def progress(n: int) -> None:
+        if not quiet:
+            command.stderr.write(f"  {n} activities stored...")
+
+    result = fill(users=users, days=days, seed=seed, scale=scale, force=force, progress=progress)
+    if result["skipped"]:
+        command.stdout.write("demo traffic is up to date; nothing to add (use --force to refill)")
+        return 0
+    flagged = Activity.objects.filter(flagged=True).count()
+    command.stdout.write(
+        f"demo traffic: {result['stored']} activities stored ({result['duplicates']} already present), "
+        f"{result['created_users']} users created; {flagged} flagged activities in total"
+    )
+    return 0
