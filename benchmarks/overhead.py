@@ -39,7 +39,10 @@ class Variant:
 VARIANTS = {
     "untracked": Variant("untracked", "untracked", {"django": "/plain/", "drf": "/drf/"}),
     "track-sync": Variant(
-        "track-sync", "tracking", {"django": "/plain-sync/", "drf": "/drf-sync/"}, "tracking_activity"
+        "track-sync",
+        "tracking",
+        {"django": "/plain-sync/", "drf": "/drf-sync/"},
+        "tracking_activity",
     ),
     "track-async": Variant(
         "track-async",
@@ -225,7 +228,10 @@ def run(report: Report, *, backends: list[str], seconds: float, quick: bool) -> 
                     _settle(backend, db, variant.table)
             if variant.table:
                 rows = _settle(backend, db, variant.table)
-                stored[name] = (stored.get(name, (0, 0))[0] + rows, stored.get(name, (0, 0))[1] + served)
+                stored[name] = (
+                    stored.get(name, (0, 0))[0] + rows,
+                    stored.get(name, (0, 0))[1] + served,
+                )
         _report(report, backend, results, stored)
 
 
@@ -247,8 +253,11 @@ def _report(report, backend, results, stored) -> None:
             drift = abs(base[0][1].rps - base[1][1].rps) / base_rps
             report.add(
                 Figure(
-                    "requests", f"{backend} {kind} untracked (first/last drift {drift:.0%})",
-                    base_rps, "req/s", note="baseline: mean of first and last run",
+                    "requests",
+                    f"{backend} {kind} untracked (first/last drift {drift:.0%})",
+                    base_rps,
+                    "req/s",
+                    note="baseline: mean of first and last run",
                 )
             )
         for name in ("track-sync", "track-async", "easy-audit", "drf-api-logger"):
@@ -261,8 +270,13 @@ def _report(report, backend, results, stored) -> None:
             errors = moderate.errors + saturated.errors
             report.add(
                 Figure(
-                    "requests", f"{backend} {kind} {name} saturated (8 conn)", saturated.rps,
-                    "req/s", base_rps, "untracked", text,
+                    "requests",
+                    f"{backend} {kind} {name} saturated (8 conn)",
+                    saturated.rps,
+                    "req/s",
+                    base_rps,
+                    "untracked",
+                    text,
                     None if target is None else saturated.rps / base_rps >= target,
                     note=f"{errors} errors" if errors else "",
                 )
@@ -272,23 +286,35 @@ def _report(report, backend, results, stored) -> None:
                 ok = moderate.p50_ms - base_p50 <= 0.1
             report.add(
                 Figure(
-                    "requests", f"{backend} {kind} {name} added p50 (1 conn)",
-                    moderate.p50_ms - base_p50, "ms", None, "",
-                    "async <= 0.1 ms" if name == "track-async" else "", ok,
+                    "requests",
+                    f"{backend} {kind} {name} added p50 (1 conn)",
+                    moderate.p50_ms - base_p50,
+                    "ms",
+                    None,
+                    "",
+                    "async <= 0.1 ms" if name == "track-async" else "",
+                    ok,
                     note=f"p50 {moderate.p50_ms:.3f} vs {base_p50:.3f} ms",
                 )
             )
             report.add(
                 Figure(
-                    "requests", f"{backend} {kind} {name} added p99 (1 conn)",
-                    moderate.p99_ms - base_p99, "ms",
+                    "requests",
+                    f"{backend} {kind} {name} added p99 (1 conn)",
+                    moderate.p99_ms - base_p99,
+                    "ms",
                     note=f"p99 {moderate.p99_ms:.3f} vs {base_p99:.3f} ms",
                 )
             )
     for name, (rows, served) in stored.items():
         report.add(
             Figure(
-                "requests", f"{backend} {name} rows stored / requests completed", rows, "rows",
-                served, "completed", note="wrk stops mid-request: stored may exceed completed",
+                "requests",
+                f"{backend} {name} rows stored / requests completed",
+                rows,
+                "rows",
+                served,
+                "completed",
+                note="wrk stops mid-request: stored may exceed completed",
             )
         )

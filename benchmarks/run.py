@@ -8,7 +8,7 @@
 Sections: requests (gunicorn + wrk, SQLite WAL and PostgreSQL, against django-easy-audit and
 DRF-API-Logger), ingestion (async writer and Celery workers vs COPY and bulk_create),
 detection (events/s per core) and queries (list pages, paging, stats, admin, CSV export at
-scale). Figures go to stdout and ``var/bench/results.json``; benchmarks/README.md records them.
+scale). Figures go to stdout and ``var/bench/results-<sections>.json``; benchmarks/README.md records them.
 """
 
 from __future__ import annotations
@@ -29,13 +29,17 @@ SECTIONS = ("requests", "ingestion", "detection", "queries")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="short runs, 50,000 rows for queries")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections")
     parser.add_argument("--backends", default="sqlite,postgresql", help="for the request benchmark")
     parser.add_argument("--rows", type=int, default=None, help="activities for the query benchmark")
     parser.add_argument("--seconds", type=float, default=None, help="per wrk measurement")
-    parser.add_argument("--events", type=int, default=None, help="events for the ingestion benchmark")
+    parser.add_argument(
+        "--events", type=int, default=None, help="events for the ingestion benchmark"
+    )
     args = parser.parse_args(argv)
 
     from benchmarks import dbs
@@ -58,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import overhead
 
                 overhead.run(
-                    report, backends=backends, seconds=args.seconds or (2 if args.quick else 5),
+                    report,
+                    backends=backends,
+                    seconds=args.seconds or (2 if args.quick else 5),
                     quick=args.quick,
                 )
             elif section == "ingestion":
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   ({section}: {time.monotonic() - started:.0f} s)", flush=True)
     print()
     print(report.summary())
-    report.save(dbs.VAR / "results.json")
+    report.save(dbs.VAR / f"results-{'-'.join(sections)}{'-quick' if args.quick else ''}.json")
     if failed:
         print(f"\nFAILED sections: {', '.join(failed)}")
         return 1

@@ -187,7 +187,9 @@ def evaluate(exported, labels, test_ids, n_train, n_test, timings, workdir) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--train-weeks", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -206,9 +208,24 @@ def main(argv: list[str] | None = None) -> int:
             f"sessions {row['sessions']:3d}  session recall {row['session_recall']}"
         )
     checks = [
-        ("takeover sessions caught", result["takeover_session_recall"], ">=", TARGETS["takeover_sessions"]),
-        ("stuffing attempts flagged", result["stuffing_attempt_recall"], ">=", TARGETS["stuffing_attempts"]),
-        ("bulk export events flagged", result["bulk_export_event_recall"], ">=", TARGETS["bulk_export_events"]),
+        (
+            "takeover sessions caught",
+            result["takeover_session_recall"],
+            ">=",
+            TARGETS["takeover_sessions"],
+        ),
+        (
+            "stuffing attempts flagged",
+            result["stuffing_attempt_recall"],
+            ">=",
+            TARGETS["stuffing_attempts"],
+        ),
+        (
+            "bulk export events flagged",
+            result["bulk_export_event_recall"],
+            ">=",
+            TARGETS["bulk_export_events"],
+        ),
         ("benign false-positive rate", result["benign_fpr"], "<=", TARGETS["benign_fpr_max"]),
     ]
     ok = True
@@ -216,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         good = value is not None and (value >= target if op == ">=" else value <= target)
         ok &= good
         print(f"{name:28s} {value!s:8s} (target {op} {target})  {'OK' if good else 'MISSED'}")
-    print(f"benign flagged {result['benign_flagged']} of {result['benign_events']}; by case: {result['benign_fpr_by_case']}")
+    print(
+        f"benign flagged {result['benign_flagged']} of {result['benign_events']}; by case: {result['benign_fpr_by_case']}"
+    )
     print(f"precision {result['precision']}")
     it = result["impossible_travel_on_benign"]
     print(f"impossible-travel findings on benign events: {sum(it.values())} {it or ''}")

@@ -24,8 +24,10 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
     "rest_framework",
 ]
+STATIC_URL = "/static/"
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -42,7 +44,9 @@ TEMPLATES = [
     }
 ]
 
-_url = os.environ.get("BENCH_DATABASE_URL", "sqlite:///" + str(BASE_DIR / "var" / "bench" / "bench.sqlite3"))
+_url = os.environ.get(
+    "BENCH_DATABASE_URL", "sqlite:///" + str(BASE_DIR / "var" / "bench" / "bench.sqlite3")
+)
 DATABASES = {"default": dj_database_url.parse(_url, conn_max_age=600)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["OPTIONS"] = {
