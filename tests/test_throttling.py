@@ -95,3 +95,27 @@ def test_system_checks_for_api_settings(settings):
     settings.TRACKING_MAX_PAGE_SIZE = 500
     settings.TRACKING_COUNT_LIMIT = 100
     assert [e.id for e in check_api_settings()] == ["tracking.W030"]
+
+
+def test_anonymous_clients_are_throttled_by_trusted_ip_over_http(api_client, monkeypatch):
+    """Refusals are rate limited too, and rotating forged X-Forwarded-For buys nothing."""
+    monkeypatch.setattr(BurstRateThrottle, "THROTTLE_RATES", {"burst": "3/min"})
+    codes = [
+        api_client.get(URL, HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code for i in range(6)
+    ]
+    assert codes == [403, 403, 403, 429, 429, 429]
+    assert 200 not in codes
+
+
+def test_token_guessing_is_throttled(api_client, monkeypatch):
+    monkeypatch.setattr(BurstRateThrottle, "THROTTLE_RATES", {"burst": "2/min"})
+    codes = []
+    for i in range(4):
+        api_client.credentials(HTTP_AUTHORIZATION=f"Token guess{i}")
+        codes.append(api_client.get(URL).status_code)
+    assert codes[:2] == [403, 403] and codes[2:] == [429, 429]
+
+
+def test_authenticated_requests_are_counted_once(staff_client, monkeypatch):
+    monkeypatch.setattr(BurstRateThrottle, "THROTTLE_RATES", {"burst": "4/min"})
+    assert [staff_client.get(URL).status_code for _ in range(5)] == [200, 200, 200, 200, 429]

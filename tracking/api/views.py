@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -72,6 +72,26 @@ class TrackingAPIMixin:
     def get_authenticators(self) -> list:
         # Read at request time so override_settings and late configuration apply.
         return [auth() for auth in authentication_classes()]
+
+    def perform_authentication(self, request: Any) -> None:
+        # Clients without a valid identity (no credentials, or wrong ones: token guessing)
+        # are throttled by client IP *before* the permission check, so refusals are rate
+        # limited too; authenticated users are throttled per user after it, as DRF does.
+        try:
+            user = request.user
+        except APIException:
+            self._throttle_once(request)
+            raise
+        if not (user and user.is_authenticated):
+            self._throttle_once(request)
+
+    def _throttle_once(self, request: Any) -> None:
+        if not getattr(request, "_tracking_throttled", False):
+            request._tracking_throttled = True
+            super().check_throttles(request)
+
+    def check_throttles(self, request: Any) -> None:
+        self._throttle_once(request)
 
     def get_queryset(self) -> Any:
         return Activity.objects.all()
