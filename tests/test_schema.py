@@ -84,3 +84,12 @@ def test_docs_page_renders(staff_client):
     resp = staff_client.get("/api/tracking/docs/")
     assert resp.status_code == 200
     assert b"/api/tracking/schema/" in resp.content
+
+
+def test_error_responses_are_documented(schema):
+    paths = schema["paths"]
+    assert {"400", "403", "429"} <= set(paths["/api/tracking/activities/"]["get"]["responses"])
+    flag = [k for k in paths if k.endswith("/flag/")][0]
+    assert {"200", "400", "403", "404"} <= set(paths[flag]["patch"]["responses"])
+    export = paths["/api/tracking/activities/export/"]["get"]["responses"]
+    assert {"text/csv", "application/json", "application/x-ndjson"} <= set(export["200"]["content"])

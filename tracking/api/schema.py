@@ -103,3 +103,21 @@ def schema_view() -> Any:
             return super().get(request, *args, **kwargs)
 
     return TrackingSchemaView.as_view()
+
+
+def error_responses(*codes: int) -> dict:
+    """Documented error answers (DRF's ``{"detail": ...}`` or ``{"<field>": [...]}``)."""
+    if not HAVE_SPECTACULAR:
+        return {}
+    texts = {
+        400: "Invalid filter or body value; the response names the field, e.g. "
+        '{"since": ["Enter a valid date/time."]}.',
+        401: "Invalid token (when token authentication comes first).",
+        403: "Not authenticated, not staff, or missing the required permission.",
+        404: "No such activity.",
+        429: "Throttled (scopes burst and sustained); see the Retry-After header.",
+    }
+    return {
+        code: OpenApiResponse(response=OpenApiTypes.OBJECT, description=texts[code])
+        for code in codes
+    }

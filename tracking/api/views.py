@@ -37,6 +37,7 @@ from .schema import (
     HAVE_SPECTACULAR,
     OpenApiResponse,
     OpenApiTypes,
+    error_responses,
     export_parameters,
     extend_schema,
     filter_parameters,
@@ -111,6 +112,7 @@ class TrackingAPIMixin:
     description="Filterable, paginated list. `count` is exact below TRACKING_COUNT_LIMIT; "
     "above it `count` is the limit and `count_is_estimate` is true. Use `?cursor=` to page deep.",
     parameters=filter_parameters(),
+    responses={200: ActivityListSerializer(many=True), **error_responses(400, 403, 404, 429)},
     tags=["activities"],
 )
 class ActivityListView(TrackingAPIMixin, generics.ListAPIView):
@@ -127,7 +129,11 @@ class ActivityListView(TrackingAPIMixin, generics.ListAPIView):
         return self.filter_activities(self.request)[0]
 
 
-@extend_schema(summary="Activity detail", tags=["activities"])
+@extend_schema(
+    summary="Activity detail",
+    responses={200: ActivitySerializer, **error_responses(403, 404, 429)},
+    tags=["activities"],
+)
 class ActivityDetailView(TrackingAPIMixin, generics.RetrieveAPIView):
     serializer_class = ActivitySerializer
     lookup_field = "pk"
@@ -143,7 +149,9 @@ class ActivityDeleteView(TrackingAPIMixin, APIView):
         summary="Delete an activity",
         description="Needs tracking.delete_activity. Writes a signed tombstone and a review "
         "record of the deletion (who, when, which id).",
-        responses={204: OpenApiResponse(description="Deleted.")} if HAVE_SPECTACULAR else None,
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses(403, 404, 429)}
+        if HAVE_SPECTACULAR
+        else None,
         tags=["activities"],
     )
     def delete(self, request: Any, pk: Any) -> Response:
@@ -163,7 +171,7 @@ class ActivityFlagView(TrackingAPIMixin, APIView):
         '`{"review_status": "confirmed"|"dismissed"|"open", "note": "..."}` records a '
         "verdict. Records the reviewer and time; returns the updated detail.",
         request=ReviewRequestSerializer,
-        responses={200: ActivitySerializer},
+        responses={200: ActivitySerializer, **error_responses(400, 403, 404, 429)},
         tags=["activities"],
     )
     def patch(self, request: Any, pk: Any) -> Response:
@@ -262,7 +270,7 @@ class StatsView(TrackingAPIMixin, APIView):
         description="The list's filters apply. With no filter but an hour-aligned since/until "
         "the figures come from hourly rollups (no scan of the log).",
         parameters=filter_parameters(),
-        responses={200: StatsSerializer},
+        responses={200: StatsSerializer, **error_responses(400, 403, 429)},
         tags=["statistics"],
     )
     def get(self, request: Any) -> Response:
@@ -320,6 +328,7 @@ class ExportView(TrackingAPIMixin, APIView):
             (200, "text/csv"): OpenApiTypes.STR,
             (200, "application/json"): OpenApiTypes.OBJECT,
             (200, "application/x-ndjson"): OpenApiTypes.STR,
+            **error_responses(400, 403, 429),
         }
         if HAVE_SPECTACULAR
         else None,
