@@ -286,6 +286,8 @@ def test_queue_help_line_lists_the_keyboard_shortcuts(staff_client):
         ("type=PAYMENT", {"pay"}),
         ("country=gb", {"gb"}),
         ("username=asn", {"asn"}),
+        ("user=asn", {"asn"}),
+        ("tag=asn_change", {"asn"}),
         ("severity=critical&country=FR", set()),
     ],
 )
@@ -422,6 +424,40 @@ def test_detail_shows_findings_evidence_request_data_and_history(staff_client, s
     history = html[html.index('id="history"') :]
     assert "Flagged" in history and "staff" in history and "looks odd" in history
     assert f'data-flag-url="/api/tracking/activities/{act.pk}/flag/"' in html
+
+
+def test_detail_shows_which_features_drove_the_risk_score(staff_client):
+    act = make_activity(timestamp=NOW, username="gina", flagged=True, risk_score=0.95, **LAGOS)
+    Finding.objects.create(
+        activity=act,
+        timestamp=act.timestamp,
+        detector="risk",
+        tag="risky_login",
+        score=0.95,
+        severity="high",
+        reason="Login risk 0.95 (Freeman): unusual asn, unusual country",
+        evidence={
+            "log_risk": 6.1,
+            "drivers": ["asn", "country"],
+            "features": {
+                "browser": {"value": "Firefox", "user_count": 30, "log_ratio": -0.4},
+                "country": {"value": "NG", "user_count": 0, "log_ratio": 2.2},
+                "asn": {"value": 64680, "user_count": 0, "log_ratio": 3.1},
+            },
+        },
+    )
+    html = staff_client.get(reverse("tracking:dashboard:activity", args=[act.pk])).content.decode()
+    table = html[html.index('<table class="features">') :]
+    table = table[: table.index("</table>")]
+    assert "<th>value</th><th>user_count</th><th>log_ratio</th>" in table
+    rows = table.split('<tr class="')[1:]
+    assert [r.split('scope="row">')[1].split(" ")[0].split("<")[0] for r in rows] == [
+        "asn",
+        "country",
+        "browser",
+    ]
+    assert rows[0].startswith("driver") and rows[2].startswith('"')
+    assert "<td>3.1</td>" in rows[0] and "<td>Firefox</td>" in rows[2]
 
 
 def test_detail_of_unknown_activity_is_404(staff_client):
@@ -694,3 +730,14 @@ def test_checks_are_registered():
 
     with override_settings(TRACKING_DASHBOARD_POLL_INTERVAL=60):
         assert "tracking.E090" in _ids(run_checks())
+
+
+def test_viewer_without_review_permission_gets_disabled_buttons(client, django_user_model):
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_activity"))
+    client.force_login(viewer)
+    flagged(NOW)
+    html = client.get(INDEX).content.decode()
+    assert 'data-can-review="false"' in html
+    assert html.count('data-status="dismissed" disabled') == 1
+    assert html.count('data-status="confirmed" disabled') == 1

@@ -120,7 +120,8 @@ def parse(params: QueryDict | dict[str, str]) -> Filters:
     def get(name: str) -> str:
         return (params.get(name) or "").strip()
 
-    raw_tags = [t.strip() for t in get("tags").split(",") if t.strip()]
+    # "tag" is accepted too: one detector tag is what a reviewer usually types.
+    raw_tags = [t.strip() for t in f"{get('tags')},{get('tag')}".split(",") if t.strip()]
     bad = [t for t in raw_tags if not _TAG.match(t)]
     if bad:
         f.errors["tags"] = "Tags are letters, digits, '_', '.', ':' or '-' (up to 64 characters)."
@@ -163,8 +164,11 @@ def parse(params: QueryDict | dict[str, str]) -> Filters:
     if user:
         if user.isdigit() and len(user) < 19:
             f.user = int(user)
+        elif len(user) <= 150 and not f.username:
+            # A name where an id was expected: the reviewer means the username.
+            f.username = user
         else:
-            f.errors["user"] = "User is a numeric user id (use username for names)."
+            f.errors["user"] = "User is a numeric user id or a username (up to 150 characters)."
 
     for name in ("since", "until"):
         text = get(name)

@@ -74,3 +74,34 @@ def row(activity: Activity, reasons: list[dict[str, Any]]) -> dict[str, Any]:
         "reasons": [r["reason"] for r in reasons],
         "url": reverse("tracking:dashboard:activity", args=[activity.pk]),
     }
+
+
+def feature_table(evidence: Any) -> dict[str, Any] | None:
+    """Per-feature evidence (risk score, outlier detectors) as a table: which features drove it.
+
+    Detectors report ``{"features": {name: {column: value}}}`` and optionally ``"drivers"``
+    (names, strongest first); anything else is shown as raw JSON only.
+    """
+    if not isinstance(evidence, dict):
+        return None
+    features = evidence.get("features")
+    if not isinstance(features, dict) or not features:
+        return None
+    if not all(isinstance(v, dict) for v in features.values()):
+        return None
+    columns: list[str] = []
+    for values in features.values():
+        columns += [c for c in values if c not in columns]
+    drivers = evidence.get("drivers")
+    drivers = [d for d in drivers if isinstance(d, str)] if isinstance(drivers, list) else []
+    order = drivers + [name for name in features if name not in drivers]
+    rows = [
+        {
+            "name": name,
+            "driver": name in drivers,
+            "cells": [features[name].get(c, "") for c in columns],
+        }
+        for name in order
+        if name in features
+    ]
+    return {"columns": columns, "rows": rows}

@@ -136,6 +136,7 @@ def activity(request: HttpRequest, pk: str) -> HttpResponse:
     findings = [
         {
             "finding": f,
+            "features": present.feature_table(f.evidence),
             "evidence": json.dumps(
                 f.evidence, indent=2, ensure_ascii=False, sort_keys=True, default=str
             ),
