@@ -154,3 +154,27 @@ def test_ordering(staff_client):
     assert first["id"] == str(old.id)
     resp = staff_client.get(URL, {"ordering": "password"})
     assert resp.status_code == 400 and "ordering" in resp.json()
+
+
+def test_list_and_detail_query_counts_do_not_grow_with_rows(staff_client, staff_user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tracking.models import Finding
+
+    make_activities(5, user=staff_user)
+    with CaptureQueriesContext(connection) as small:
+        staff_client.get(URL)
+    make_activities(45, user=staff_user)
+    with CaptureQueriesContext(connection) as big:
+        assert len(staff_client.get(URL).json()["results"]) == 50
+    assert len(big) <= len(small) + 1  # +1: a full page needs the bounded count
+
+    a = make_activity(user=staff_user)
+    Finding.objects.bulk_create(
+        Finding(activity_id=a.pk, timestamp=a.timestamp, detector=f"d{i}", tag="t", score=0.1, reason="r")
+        for i in range(10)
+    )
+    with CaptureQueriesContext(connection) as ctx:
+        staff_client.get(f"{URL}{a.pk}/")
+    assert len(ctx) <= 8, [q["sql"] for q in ctx.captured_queries]
