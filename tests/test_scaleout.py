@@ -33,8 +33,8 @@ from tracking.models import Activity, Finding, Seal
 
 REDIS_URL = os.environ.get("TRACKING_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
-EVENTS = 240
-BATCH = 20
+EVENTS = 160
+BATCH = 16
 
 WORKER = textwrap.dedent(
     """
