@@ -128,8 +128,9 @@ def rollups_cover(since: datetime | None = None, until: datetime | None = None) 
 
 
 def _round(value: float | None) -> float | None:
-    # Rounding to 6 places first absorbs summation-order noise, so both paths agree.
-    return None if value is None else round(round(float(value), 6), 2)
+    # Six places absorb summation-order noise (rollup sums vs. the database's AVG), so both
+    # paths report the same number while keeping the mean's precision.
+    return None if value is None else round(float(value), 6)
 
 
 def _window(qs: QuerySet, since: datetime | None, until: datetime | None, field: str) -> QuerySet:
