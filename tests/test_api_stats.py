@@ -114,3 +114,41 @@ def test_stats_are_cheap_in_queries(staff_client, staff_user, django_assert_max_
     dataset(staff_user)
     with django_assert_max_num_queries(20):
         staff_client.get(URL)
+
+
+def test_rollups_written_by_ingest_agree_with_the_table(staff_client):
+    """Through the real write path: the writer's rollups and the table give the same stats."""
+    from tracking.events import Event
+    from tracking.ingest import ingest
+
+    base = NOW.replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    events = [
+        Event(
+            type=("AUTH", "PAYMENT", "API")[i % 3],
+            timestamp=base + timedelta(minutes=37 * i),
+            username=f"user{i % 4}",
+            ip_address=("81.2.69.10", "90.80.1.7", "185.220.1.9")[i % 3],
+            endpoint="/api/x/",
+            method="GET",
+            status=200 if i % 5 else 500,
+            duration=float(10 + i * 7) if i % 6 else None,
+        )
+        for i in range(30)
+    ]
+    result = ingest(events)
+    assert result.stored == 30
+    body = staff_client.get(URL).json()
+    assert body["source"] == "rollup"
+    slow = query_stats(Activity.objects.all())
+    body.pop("source"), slow.pop("source")
+    assert body["counts"] == slow["counts"] and body["counts"]["total"] == 30
+    assert body["response_times"] == slow["response_times"]
+    assert body["types"] == slow["types"]
+    assert body["per_day"] == slow["per_day"]
+    assert body["top_countries"] == slow["top_countries"]
+    # a review through the API keeps the rollup path exact
+    a = Activity.objects.order_by("timestamp").first()
+    staff_client.patch(f"/api/tracking/activities/{a.pk}/flag/")
+    fast = staff_client.get(URL).json()
+    assert fast["source"] == "rollup"
+    assert fast["counts"] == query_stats(Activity.objects.all())["counts"]
