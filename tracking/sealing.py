@@ -115,11 +115,12 @@ def allow_delete() -> None:
 def _row_leaf(activity: Activity) -> str | None:
     """The row's leaf hash when its MAC verifies, else None (never sealed)."""
     try:
-        if not integrity.row_ok(activity):
-            return None
-        return integrity.leaf_hash(activity)
+        content = integrity.canonical_bytes(activity)
     except DecryptionError:
         return None
+    if not integrity.check(content, "row", activity.mac or ""):
+        return None
+    return hashlib.sha256(content).hexdigest()
 
 
 def _seal_chunk(size: int, skip: set, geo_grace: float | None) -> tuple[int, int]:

@@ -19,6 +19,7 @@ nothing yet to compare with): that is the unsealed window described in SECURITY.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -126,12 +127,13 @@ class VerifyReport:
 
 
 def _row_state(row: Activity) -> tuple[str | None, bool, str]:
-    """(leaf hash or None, MAC valid, error text)."""
+    """(leaf hash or None, MAC valid, error text); canonical bytes are computed once."""
     try:
-        leaf = integrity.leaf_hash(row)
+        content = integrity.canonical_bytes(row)
     except DecryptionError as exc:
         return None, False, f"headers/params cannot be decrypted ({exc})"
-    return leaf, integrity.row_ok(row), ""
+    leaf = hashlib.sha256(content).hexdigest()
+    return leaf, integrity.check(content, "row", row.mac or ""), ""
 
 
 class _Verifier:
