@@ -211,3 +211,9 @@ def test_write_ndjson(tmp_path):
 def test_world_cities_used_exist():
     for dest in traffic.FLIGHT_DESTINATIONS:
         assert dest in CITIES
+
+
+def test_ids_differ_between_windows():
+    a = {r["id"] for r in traffic.simulate(users=5, days=1, start=START)}
+    b = {r["id"] for r in traffic.simulate(users=5, days=1, start=START + timedelta(days=1))}
+    assert a and b and not (a & b)

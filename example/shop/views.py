@@ -7,6 +7,7 @@ same endpoints serve browsers, scripts and the demo's curl examples.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import uuid
@@ -18,6 +19,7 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
 from tracking.services.decorators import track
@@ -43,11 +45,29 @@ def _data(request: HttpRequest) -> dict:
     return request.POST.dict()
 
 
+def json_or_csrf(view):
+    """CSRF-protect form posts; JSON bodies are exempt (scripts and the curl examples).
+
+    A cross-site page cannot send ``Content-Type: application/json`` without a CORS
+    preflight this site never grants, so JSON requests cannot be forged by a browser.
+    """
+    protected = csrf_protect(view)
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if request.content_type == "application/json":
+            return view(request, *args, **kwargs)
+        return protected(request, *args, **kwargs)
+
+    return csrf_exempt(wrapper)
+
+
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "shop/home.html")
 
 
 @track(activity_type="AUTH")
+@json_or_csrf
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest) -> HttpResponse:
     """Username/password login; 401 on bad credentials (what detection counts as a failure)."""
@@ -73,6 +93,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
 
 
 @track(activity_type="AUTH")
+@json_or_csrf
 @require_POST
 def logout_view(request: HttpRequest) -> HttpResponse:
     logout(request)
@@ -80,6 +101,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 
 
 @track(activity_type="PAYMENT", async_log=True)
+@json_or_csrf
 @login_required
 @require_http_methods(["GET", "POST"])
 def payment_view(request: HttpRequest) -> HttpResponse:
@@ -102,6 +124,7 @@ def payment_view(request: HttpRequest) -> HttpResponse:
 
 
 @track(activity_type="ACCOUNT")
+@json_or_csrf
 @login_required
 @require_http_methods(["GET", "POST"])
 def password_change_view(request: HttpRequest) -> HttpResponse:

@@ -92,12 +92,14 @@ def fill(
     end = (end or datetime.now(UTC)).astimezone(UTC)
     start = end - timedelta(days=days)
     attacks = True
-    latest = None if force else Activity.objects.aggregate(m=Max("timestamp"))["m"]
-    if latest is not None:
-        if end - latest < timedelta(minutes=5):
+    filled = None if force else _filled_until()
+    if filled is None and not force:
+        filled = Activity.objects.aggregate(m=Max("timestamp"))["m"]
+    if filled is not None:
+        if end - filled < timedelta(minutes=5):
             return {"stored": 0, "duplicates": 0, "created_users": 0, "skipped": 1}
-        # Top up: quiet life from the newest stored activity to now.
-        start, attacks = max(start, latest + timedelta(seconds=1)), False
+        # Top up: quiet life from where the last fill (or the newest activity) ended.
+        start, attacks = max(start, filled), False
     span = max(1, math.ceil((end - start) / timedelta(days=1)))
     created = ensure_users(traffic.population(users, span, seed))
     tracker = get_tracker()
@@ -123,7 +125,26 @@ def fill(
         if len(batch) >= 500:
             flush()
     flush()
+    _set_filled_until(end)
     return {"stored": stored, "duplicates": duplicates, "created_users": created, "skipped": 0}
+
+
+# Where the last fill ended, so a re-run never simulates the same period twice. Kept as a
+# Counter row of its own namespace (epoch microseconds): no schema of its own needed.
+_MARK = {"namespace": "demo", "key": "filled_until"}
+
+
+def _filled_until() -> datetime | None:
+    from ..models import Counter
+
+    row = Counter.objects.filter(**_MARK).first()
+    return None if row is None else datetime.fromtimestamp(row.count / 1e6, UTC)
+
+
+def _set_filled_until(end: datetime) -> None:
+    from ..models import Counter
+
+    Counter.objects.update_or_create(**_MARK, defaults={"count": int(end.timestamp() * 1e6)})
 
 
 def handle(

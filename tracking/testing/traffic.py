@@ -362,7 +362,7 @@ class _Recorder:
     def __init__(self, seed: int, window: tuple[datetime, datetime]) -> None:
         self.heap: list[tuple[datetime, int, dict]] = []
         self.counter = 0
-        self.rng = _rng(seed, "ids")
+        self.rng = _rng(seed, "ids", window[0].isoformat(), window[1].isoformat())
         self.window = window
 
     def add(self, ts: datetime, **record: Any) -> dict | None:
