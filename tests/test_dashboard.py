@@ -476,6 +476,47 @@ def test_legs_handle_zero_gap_and_same_place():
     assert first is None
     assert zero.speed_kmh is None and zero.speed_text == "instant"
     assert same.distance_km == 0 and same.speed_kmh == 0 and same.speed_text == "0 km/h"
+    assert zero.radius_km == 30 and not zero.within_accuracy  # London-Lagos is far beyond 30 km
+
+
+def test_legs_flag_moves_within_the_accuracy_radius():
+    # A phone whose carrier geolocates it to the capital (±400 km), then Wi-Fi nearby or far.
+    capital = Activity(timestamp=NOW, latitude=52.52, longitude=13.405, accuracy_radius=400)
+    munich = Activity(
+        timestamp=NOW + timedelta(minutes=5), latitude=48.1351, longitude=11.582, accuracy_radius=5
+    )
+    potsdam = Activity(
+        timestamp=NOW + timedelta(minutes=5), latitude=52.3906, longitude=13.0645, accuracy_radius=5
+    )
+    _, far = legs([capital, munich])
+    assert 500 < far.distance_km < 510 and far.radius_km == 405 and not far.within_accuracy
+    _, near = legs([capital, potsdam])
+    assert near.distance_km < 30 and near.within_accuracy
+
+
+def test_detail_says_when_a_move_is_within_the_accuracy_radius(staff_client):
+    make_activity(
+        timestamp=NOW - timedelta(minutes=5),
+        username="ivy",
+        city="Berlin",
+        country="DE",
+        latitude=52.52,
+        longitude=13.405,
+        accuracy_radius=400,
+    )
+    act = make_activity(
+        timestamp=NOW,
+        username="ivy",
+        city="Potsdam",
+        country="DE",
+        latitude=52.3906,
+        longitude=13.0645,
+        accuracy_radius=5,
+    )
+    html = staff_client.get(reverse("tracking:dashboard:activity", args=[act.pk])).content.decode()
+    current = html[html.index('<tr class="current') :]
+    current = current[: current.index("</tr>")]
+    assert "within ±405 km accuracy" in current and "Berlin, DE" in current
 
 
 # ----------------------------------------------------------------------------- escaping

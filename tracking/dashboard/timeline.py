@@ -27,6 +27,12 @@ class Leg:
     # None when no time passed: any distance at all would be instantaneous.
     speed_kmh: float | None
     from_place: str
+    # Sum of both positions' accuracy radii: a shorter distance may be no movement at all.
+    radius_km: float = 0.0
+
+    @property
+    def within_accuracy(self) -> bool:
+        return self.radius_km > 0 and self.distance_km <= self.radius_km
 
     @property
     def distance_text(self) -> str:
@@ -84,8 +90,15 @@ def legs(activities: list[Activity]) -> list[Leg | None]:
             km = haversine_km(previous.latitude, previous.longitude, act.latitude, act.longitude)
             seconds = (act.timestamp - previous.timestamp).total_seconds()
             speed = km / (seconds / 3600) if seconds > 0 else None
+            radius = float((previous.accuracy_radius or 0) + (act.accuracy_radius or 0))
             out.append(
-                Leg(distance_km=km, seconds=seconds, speed_kmh=speed, from_place=place(previous))
+                Leg(
+                    distance_km=km,
+                    seconds=seconds,
+                    speed_kmh=speed,
+                    from_place=place(previous),
+                    radius_km=radius,
+                )
             )
         previous = act
     return out

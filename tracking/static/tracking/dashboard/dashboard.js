@@ -208,10 +208,15 @@
     var why = el("td", "why");
     var list = el("ul", "reasons");
     var reasons = item.reasons.length ? item.reasons : item.tags.length ? item.tags : ["flagged"];
-    reasons.forEach(function (reason) {
+    reasons.slice(0, 3).forEach(function (reason) {
       list.appendChild(el("li", "", reason));
     });
     why.appendChild(list);
+    if (reasons.length > 3) {
+      var more = el("a", "more", "+" + (reasons.length - 3) + " more");
+      more.href = item.url + "#findings";
+      why.appendChild(more);
+    }
 
     var risk = el("td", "risk");
     risk.appendChild(el("span", "score", Number(item.risk_score).toFixed(2)));
@@ -414,7 +419,7 @@
     );
     if (item.flagged && item.reasons.length) {
       var reasons = el("ul", "reasons");
-      item.reasons.forEach(function (reason) {
+      item.reasons.slice(0, 2).forEach(function (reason) {
         reasons.appendChild(el("li", "", reason));
       });
       li.appendChild(reasons);
@@ -563,7 +568,8 @@
     // The stats API is the source where it has the figure; the dashboard's own endpoint adds
     // what it lacks (hourly series, networks, percentiles) and stands in if it is unreachable.
     var api = stats || {};
-    timeChart(figures.per_day, Array.isArray(api.per_day) ? lastDays(api.per_day, 30) : chart.per_day, false);
+    var days = Array.isArray(api.per_day) ? lastDays(api.per_day, 30) : chart.per_day;
+    timeChart(figures.per_day, trimLeadingEmpty(days, 7), false);
     var types = Array.isArray(api.types) ? api.types : chart.types;
     barChart(figures.types, types.slice(0, 10).map(function (t) { return { label: t.type_display || t.type, value: t.count }; }));
     var countries = Array.isArray(api.top_countries) ? api.top_countries : chart.countries;
@@ -573,6 +579,16 @@
     barChart(figures.detectors, detectors.slice(0, 10).map(function (d) { return { label: d.detector, value: d.count }; }));
     var rt = chart.response_times || {};
     barChart(figures.response_times, ["p50", "p95", "p99"].map(function (p) { return { label: p, value: rt[p] }; }), " ms");
+  }
+
+  /* A young installation has a few days of data: start at the first busy day (keeping at
+   * least `keep` buckets) instead of drawing weeks of nothing. */
+  function trimLeadingEmpty(series, keep) {
+    var first = series.findIndex(function (p) {
+      return p.count > 0;
+    });
+    if (first < 0) return series;
+    return series.slice(Math.min(first, Math.max(0, series.length - keep)));
   }
 
   /* The stats API lists only days that have activity; the chart wants the last `n` calendar
