@@ -18,6 +18,18 @@ import uuid
 
 import django
 
+SETTINGS = "benchmarks.project.settings_tracking"
+
+
+def run(report, *, events: int) -> None:
+    from . import child, dbs
+
+    url = dbs.fresh("postgresql", "ingest", SETTINGS)
+    child.run(
+        report, "benchmarks.ingestion", ["--events", str(events)], settings=SETTINGS, db_url=url
+    )
+
+
 WORKER = textwrap.dedent(
     """
     import os

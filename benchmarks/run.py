@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import ingestion
 
                 if pg:
-                    ingestion.run(report, events=args.events or (5_000 if args.quick else 30_000))
+                    ingestion.run(report, events=args.events or (3_000 if args.quick else 10_000))
             elif section == "detection":
                 from benchmarks import pipeline
 
-                pipeline.run(report, events=args.events or (3_000 if args.quick else 20_000))
+                pipeline.run(report, events=args.events or (2_000 if args.quick else 10_000))
             elif section == "queries":
                 from benchmarks import scale
 
