@@ -123,7 +123,9 @@ def test_csv_neutralises_formulas(staff_client):
     assert rows[0]["username"] == "'=HYPERLINK(\"http://evil\")"
     assert rows[0]["endpoint"] == "'+cmd"
     assert rows[0]["user_agent"] == "'-2+3"
-    assert rows[0]["longitude"] == "-0.1278"  # numbers stay numbers
+    assert rows[0]["longitude"] == "'-0.1278"  # every cell, numbers too
+    for row in rows:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row.values())
 
 
 def test_export_is_not_captured_by_the_detail_route(staff_client):

@@ -88,7 +88,7 @@ def test_csv_cells_encode_types():
     cells = dict(zip(EXPORT_FIELDS, csv_cells(rec), strict=True))
     assert cells["tags"] == "a;b" and cells["flagged"] == "false"
     assert cells["headers"] == '{"k": "v"}' and cells["findings"] == "[]"
-    assert cells["latitude"] == "-1.5" and cells["city"] == ""
+    assert cells["latitude"] == "'-1.5" and cells["city"] == ""
 
 
 def test_factory_rows_are_realistic():

@@ -11,9 +11,9 @@ JSON-safe. Encodings:
   control and non-ASCII character, so the output is valid JSON for any stored content.
 * ``csv``: a header row, then one row per activity. ``tags`` are ``;``-joined, ``headers``,
   ``params`` and ``findings`` are JSON text, booleans ``true``/``false``, null is empty.
-  Text cells starting with ``=``, ``+``, ``-``, ``@``, tab or CR (formula triggers in
-  spreadsheets) are prefixed with ``'``; so are cells that already start with ``'``, which
-  makes ``record_from_csv_row`` (strip one leading ``'``) lossless.
+  Cells starting with ``=``, ``+``, ``-``, ``@``, tab or CR (formula triggers in
+  spreadsheets; a negative longitude too) are prefixed with ``'``; so are cells that already
+  start with ``'``, which makes ``record_from_csv_row`` (strip one leading ``'``) lossless.
 """
 
 from __future__ import annotations
@@ -81,8 +81,6 @@ BOOL_FIELDS = frozenset({"flagged", "is_mobile", "is_bot"})
 INT_FIELDS = frozenset({"asn", "accuracy_radius", "status"})
 FLOAT_FIELDS = frozenset({"latitude", "longitude", "duration", "risk_score"})
 JSON_FIELDS = frozenset({"headers", "params", "findings"})
-# Cells never neutralised: typed values we wrote ourselves (a negative longitude stays a number).
-_TYPED_FIELDS = BOOL_FIELDS | INT_FIELDS | FLOAT_FIELDS | {"id", "timestamp", "user"}
 
 # What an empty CSV cell means per column (text columns: the empty string).
 _EMPTY: dict[str, Any] = {
@@ -197,7 +195,9 @@ def csv_cells(record: dict[str, Any]) -> list[str]:
             text = repr(value)
         else:
             text = str(value)
-        cells.append(text if name in _TYPED_FIELDS else neutralise(text))
+        # Every cell, numbers included: "-0.12" is harmless but the rule stays simple to audit
+        # (no cell of the file starts with a trigger) and to invert (strip one "'").
+        cells.append(neutralise(text))
     return cells
 
 
@@ -211,7 +211,7 @@ def record_from_csv_row(row: dict[str, str]) -> dict[str, Any]:
     for name, raw in row.items():
         if name is None or name not in EXPORT_FIELDS or raw is None:
             continue
-        text = raw[1:] if raw.startswith("'") and name not in _TYPED_FIELDS else raw
+        text = raw[1:] if raw.startswith("'") else raw
         try:
             if name == "tags":
                 value: Any = [t for t in text.split(";") if t]
