@@ -336,3 +336,11 @@ def test_partitioning_can_be_switched_off():
         assert partitioning.partition_table(connection) is False
         assert not partitioning.is_partitioned()
         assert partitioning.ensure_partitions(3) == []
+
+
+@pytest.mark.django_db
+def test_partitioning_migration_leaves_model_state_alone():
+    """Migration 0002 is SQL only: Django's autodetector sees no change to make."""
+    out = StringIO()
+    call_command("makemigrations", "tracking", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
