@@ -188,3 +188,14 @@ def test_health_endpoint_is_staff_only(client, django_user_model):
     assert client.get(f"{API}health/").status_code == 401
     client.force_login(django_user_model.objects.create_user("plainy", password="pw"))
     assert client.get(f"{API}health/").status_code == 403
+
+
+@pytest.mark.parametrize("code", [401, 403])
+def test_failed_access_decisions_of_tracked_views_are_recorded(client, code):
+    resp = client.get(f"/t/rec/status/{code}/", REMOTE_ADDR="81.2.69.10")
+    assert resp.status_code == code
+    row = Activity.objects.get(endpoint=f"/t/rec/status/{code}/")
+    assert (row.status, row.ip_address, row.method) == (code, "81.2.69.10", "GET")
+    assert row.timestamp.utcoffset().total_seconds() == 0
+    seal_pending()
+    assert verify().ok
