@@ -157,6 +157,6 @@ def test_async_view_async_log(plain_user):
 @pytest.mark.django_db(transaction=True)
 def test_async_log_function_view(client):
     client.get("/t/rec/pay/")
-    assert writer.flush(10)
+    assert writer.flush(10), writer.stats()
     a = one(endpoint="/t/rec/pay/")
     assert a.type == "PAYMENT" and a.status == 200

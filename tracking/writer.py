@@ -65,7 +65,6 @@ class Writer:
             "dropped": 0,
         }
         self._last_replay = 0.0
-        self._stopping = False
         self._fresh = 0
         self._broker_down_until = 0.0
 
@@ -79,7 +78,6 @@ class Writer:
             return
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
-                self._stopping = False
                 self.thread = threading.Thread(target=self._run, name="tracking-writer", daemon=True)
                 self.thread.start()
 
@@ -136,7 +134,7 @@ class Writer:
                         self._done()
                         close_old_connections()  # honours CONN_MAX_AGE between batches
                 self._maybe_replay()
-                if stop or self._stopping:
+                if stop:  # only the marker stops: it is consumed, never left for a successor
                     break
         finally:
             connection.close()
@@ -245,7 +243,6 @@ class Writer:
         thread = self.thread
         if thread is None or not thread.is_alive():
             return
-        self._stopping = True
         try:
             self.queue.put(_STOP, timeout=timeout)
         except queue.Full:
