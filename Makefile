@@ -32,8 +32,10 @@ test-postgres: install chromium
 lint: install
 	$(VENV)/bin/ruff check tracking detectors tests example benchmarks
 
+# Migrate SQLite, build demo GeoIP databases, fill ~4 days of traffic for 50 users (with
+# attacks), create `admin` (password: $DEMO_PASSWORD, or generated and printed), then serve.
 demo: install
-	$(PY) example/manage.py demo_setup
+	$(PY) example/manage.py demo_setup --port $(DEMO_PORT)
 	$(PY) example/manage.py runserver --insecure --noreload 127.0.0.1:$(DEMO_PORT)
 
 bench: install
