@@ -16,13 +16,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from python_ipware.modern.parsers import parse_ip, split_proxy_chain
+from python_ipware.modern.parsers import parse_ip as _parse_ip
+from python_ipware.modern.parsers import split_proxy_chain
 
 from .conf import on_reload, tracking_settings
 
 MAX_CHAIN_LENGTH = 512
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=4096)
+def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A validated address (IPv4-mapped unwrapped), cached: peers repeat a lot."""
+    return _parse_ip(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ replacement characters.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from django.http import HttpRequest, RawPostDataException
@@ -24,15 +25,21 @@ def django_request(request: Any) -> HttpRequest:
     return getattr(request, "_request", request)
 
 
+@lru_cache(maxsize=1024)
+def _header_name(key: str) -> str | None:
+    if key.startswith("HTTP_"):
+        return "-".join(p.capitalize() for p in key[5:].split("_"))
+    return _META_HEADERS.get(key)
+
+
 def headers_of(request: Any) -> dict[str, str]:
     meta = django_request(request).META
     raw: dict[str, str] = {}
     for key, value in meta.items():
-        if key.startswith("HTTP_"):
-            name = "-".join(p.capitalize() for p in key[5:].split("_"))
-        elif key in _META_HEADERS:
-            name = _META_HEADERS[key]
-        else:
+        if not isinstance(key, str):
+            continue
+        name = _header_name(key)
+        if name is None:
             continue
         if value in (None, ""):
             continue

@@ -168,9 +168,14 @@ def _wrap_class(cls, opts):
     return cls
 
 
-def track(activity_type: str = "OTHER", async_log: bool = False):
-    """Record every call of the decorated view as an activity of ``activity_type``."""
-    opts = {"activity_type": activity_type, "async_log": bool(async_log)}
+def track(activity_type: Any = "OTHER", async_log: bool = False):
+    """Record every call of the decorated view as an activity of ``activity_type``.
+
+    ``@track`` without arguments records type ``OTHER``.
+    """
+    if callable(activity_type):  # used bare: @track
+        return track()(activity_type)
+    opts = {"activity_type": str(activity_type), "async_log": bool(async_log)}
 
     def decorator(target):
         if inspect.isclass(target):
