@@ -368,3 +368,37 @@ def test_export_fields_are_all_understood():
         *import_.VERDICT_KEYS,
     }
     assert set(EXPORT_FIELDS) <= handled
+
+
+def test_stdin(tmp_path, monkeypatch):
+    data = "".join(json.dumps(minimal(i)) + "\n" for i in range(3)).encode()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, out, err = run("import", "-")
+    assert code == 0, err
+    assert "3 imported" in out
+
+
+def test_redetect_keeps_recorded_findings(tmp_path):
+    record = minimal(
+        0,
+        id="11111111-1111-4111-8111-111111111111",
+        flagged=True,
+        tags=["manual"],
+        risk_score=0.8,
+        severity="high",
+        findings=[
+            {
+                "detector": "manual",
+                "tag": "manual",
+                "score": 0.8,
+                "severity": "high",
+                "reason": "analyst",
+            }
+        ],
+    )
+    path = write_ndjson(tmp_path / "r.ndjson", [record])
+    code, out, err = run("import", path, "--redetect")
+    assert code == 0, err
+    act = Activity.objects.get()
+    assert act.flagged and "manual" in act.tags and act.risk_score >= 0.8
+    assert act.findings.filter(detector="manual", reason="analyst").exists()
