@@ -296,6 +296,7 @@ def test_a_new_flagged_event_arrives_in_the_live_feed_within_two_seconds(page, l
     # It also joined the flagged queue, on top.
     page.wait_for_selector(f'#queue-body tr[data-id="{intruder.pk}"]', timeout=2000)
     assert queue_ids(page)[0] == str(intruder.pk)
+    assert page.inner_text("#queue-count") == "4"  # 3 seeded + the intruder
     shot(page, "live-feed")
 
     # An ordinary activity shows up too, without the flag.
@@ -312,6 +313,9 @@ def test_a_new_flagged_event_arrives_in_the_live_feed_within_two_seconds(page, l
     page.wait_for_selector(f'#feed-list li.flagged[data-id="{late.pk}"]', timeout=2000)
     assert time.monotonic() - start < 2.0
     page.wait_for_selector(f'#queue-body tr[data-id="{late.pk}"]', timeout=2000)
+    assert page.inner_text("#queue-count") == "5"
+    # In time order: after the intruder (newer), before the seeded items (older).
+    assert queue_ids(page).index(str(late.pk)) == 1
     page.console.assert_clean()
 
 

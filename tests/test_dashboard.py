@@ -261,6 +261,20 @@ def test_queue_row_shows_who_where_device_reasons_and_risk(staff_client):
     assert "Confirm" in row and "Dismiss" in row
 
 
+def test_queue_badge_counts_the_whole_queue(staff_client):
+    with override_settings(TRACKING_DASHBOARD_PAGE_SIZE=2):
+        for i in range(5):
+            flagged(NOW - timedelta(minutes=i), username=f"u{i}")
+        flagged(NOW, username="closed", review_status="confirmed")
+        html = staff_client.get(INDEX).content.decode()
+    assert len(_queue_ids_html(html)) == 2
+    assert re.search(r'id="queue-count"[^>]*>5</span>', html)
+
+
+def _queue_ids_html(html: str) -> list[str]:
+    return re.findall(r'<tr class="queue-row[^"]*" data-id="([0-9a-f-]+)"', html)
+
+
 def test_queue_help_line_lists_the_keyboard_shortcuts(staff_client):
     html = staff_client.get(INDEX).content.decode()
     help_line = html[html.index('id="help"') :]

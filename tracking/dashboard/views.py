@@ -75,6 +75,16 @@ def _queue_rows(filters: Filters, before: str, size: int) -> tuple[list[Activity
     return rows, older
 
 
+# The badge counts the whole queue, but never scans more than this many rows to do it.
+QUEUE_COUNT_LIMIT = 10_000
+
+
+def _queue_total(filters: Filters) -> tuple[int, bool]:
+    qs = filters.apply(Activity.objects.filter(flagged=True), default_status="open")
+    n = qs.order_by()[: QUEUE_COUNT_LIMIT + 1].count()
+    return min(n, QUEUE_COUNT_LIMIT), n > QUEUE_COUNT_LIMIT
+
+
 @staff_page
 def index(request: HttpRequest) -> HttpResponse:
     """Flagged queue, live feed and charts on one page."""
@@ -97,6 +107,7 @@ def index(request: HttpRequest) -> HttpResponse:
             for a in rows
         ],
         "older_href": older_href,
+        "queue_total": _queue_total(filters),
         "paged": bool(before),
         "types": sorted(all_types().items()),
         "severities": [c for c in Severity.choices if c[0]],

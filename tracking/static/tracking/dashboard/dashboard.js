@@ -119,12 +119,15 @@
     return queueBody ? Array.prototype.slice.call(queueBody.querySelectorAll("tr.queue-row")) : [];
   }
 
-  function refreshQueueCount() {
-    var rows = queueRows();
+  /* The badge is the server's count of the whole queue; the page keeps it current as items
+   * leave (reviewed here) or arrive (live feed). A capped count ("10000+") is left alone. */
+  function refreshQueueCount(delta) {
     var count = document.getElementById("queue-count");
-    if (count) count.textContent = String(rows.length);
+    if (count && /^\d+$/.test(count.textContent)) {
+      count.textContent = String(Math.max(0, parseInt(count.textContent, 10) + delta));
+    }
     var empty = document.getElementById("queue-empty");
-    if (empty) empty.hidden = rows.length > 0;
+    if (empty) empty.hidden = queueRows().length > 0;
   }
 
   function select(index) {
@@ -167,7 +170,7 @@
           var rows = queueRows();
           var index = rows.indexOf(row);
           row.remove();
-          refreshQueueCount();
+          refreshQueueCount(-1);
           if (index === selected || selected >= queueRows().length) select(index);
         } else {
           row.classList.remove("busy");
@@ -255,8 +258,11 @@
     return tr;
   }
 
-  function addToQueue(item) {
+  /* `arrived`: new since the page was rendered (counted in the badge); the first poll only
+   * fills in what the server-rendered page already counted. */
+  function addToQueue(item, arrived) {
     if (!queueBody || queueBody.querySelector('tr[data-id="' + item.id + '"]')) return;
+    if (arrived) refreshQueueCount(1);
     // Newest first (a row committed late lands in its place); the selection stays on its item.
     var current = selectedRow();
     var when = new Date(item.timestamp).getTime();
@@ -269,7 +275,7 @@
     if (before && before === queueRows()[0] && queueTable.getAttribute("data-paged") === "true") return;
     if (!before && queueTable.getAttribute("data-older") === "true") return;
     queueBody.insertBefore(buildQueueRow(item), before || null);
-    refreshQueueCount();
+    refreshQueueCount(0);
     if (current) select(queueRows().indexOf(current));
   }
 
@@ -375,6 +381,7 @@
   var held = new Map(); // activity id -> timestamp (fixed-precision ISO text)
   var cursor = "";
   var windowStart = "";
+  var polled = false;
 
   function remember(key, item) {
     seen.add(key);
@@ -427,7 +434,7 @@
     return li;
   }
 
-  function showFeed(items) {
+  function showFeed(items, initial) {
     // Items come oldest first; each goes on top so the newest ends up first.
     items.forEach(function (item) {
       var key = item.id + (item.flagged_by ? ":flag" : "");
@@ -437,7 +444,7 @@
       var old = feedList.querySelector('li[data-id="' + item.id + '"]');
       if (old) old.remove();
       feedList.insertBefore(feedItem(item), feedList.firstChild);
-      if (item.queue) addToQueue(item);
+      if (item.queue) addToQueue(item, !initial);
     });
     while (feedList.children.length > FEED_MAX) feedList.removeChild(feedList.lastChild);
   }
@@ -450,9 +457,11 @@
     }
     getJSON(withQuery(data.feedUrl, params))
       .then(function (payload) {
+        var initial = !polled;
+        polled = true;
         cursor = payload.cursor;
         windowStart = payload.window_start;
-        showFeed(payload.activities);
+        showFeed(payload.activities, initial);
         feedStatus.textContent = "Live · checked " + new Date().toLocaleTimeString();
         feedStatus.className = "feed-status live";
       })
