@@ -268,3 +268,18 @@ def test_verify_without_seal_keys_exits_2(sealed_rows, settings):
     settings.TRACKING_SEAL_KEYS = []
     code, out = run_tracking("verify")
     assert code == 2 and "TRACKING_SEAL_KEYS" in out
+
+
+def test_since_checks_only_activities_at_or_after_that_time():
+    old = make_activities(3, now=datetime.now(UTC) - timedelta(days=10))
+    new = make_activities(3)
+    seal_pending()  # one seal holds both: the row timestamps decide the scope
+    sql("UPDATE tracking_activity SET city = 'X' WHERE id = %s", [db_id(old[0].pk)])
+    since = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    code, out = run_tracking("verify", "--since", since)
+    assert code == 0, out
+    assert "3 sealed" in out
+    assert run_tracking("verify")[0] == 1
+    sql("UPDATE tracking_activity SET city = 'X' WHERE id = %s", [db_id(new[1].pk)])
+    code, out = run_tracking("verify", "--since", since)
+    assert code == 1 and str(new[1].pk) in out and str(old[0].pk) not in out
