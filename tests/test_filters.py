@@ -159,3 +159,43 @@ def test_since_after_until_is_400(staff_client):
 def test_unknown_parameters_are_ignored(staff_client):
     make_activity()
     assert staff_client.get(URL, {"colour": "blue"}).json()["count"] == 1
+
+
+PARAMS = sorted(
+    {
+        "type", "user", "username", "ip_address", "country", "city", "asn", "flagged", "tags",
+        "tags_all", "status", "status_class", "method", "endpoint", "endpoint_prefix",
+        "review_status", "severity", "duration_min", "duration_max", "since", "until", "search",
+        "detector", "ordering", "page", "page_size", "cursor",
+    }
+)
+
+
+def test_random_query_strings_never_500(staff_client, monkeypatch):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tracking.api.throttling import BurstRateThrottle, SustainedRateThrottle
+
+    monkeypatch.setattr(BurstRateThrottle, "THROTTLE_RATES", {"burst": "100000/min"})
+    monkeypatch.setattr(SustainedRateThrottle, "THROTTLE_RATES", {"sustained": "100000/min"})
+    make_activity(tags=["a"], ip_address="10.0.0.1")
+    text = st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40
+    )
+    values = st.one_of(
+        text,
+        st.integers(min_value=-(10**20), max_value=10**20).map(str),
+        st.sampled_from(["2024-01-01", "1.5e308", "-1", "10.0.0.0/8", "::/0", "true", "4xx", "-timestamp"]),
+    )
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.dictionaries(st.sampled_from(PARAMS), values, max_size=4))
+    def run(params):
+        for url in (URL, "/api/tracking/stats/"):
+            resp = staff_client.get(url, params)
+            assert resp.status_code in (200, 400, 404), (url, params, resp.status_code)
+            if resp.status_code == 400:
+                assert set(resp.json()) <= set(PARAMS), resp.json()
+
+    run()
