@@ -41,3 +41,61 @@ def test_shutdown_flushes(settings):
         writer.submit(Event(type="API", endpoint=f"/s/{i}"))
     writer.shutdown(10)
     assert Activity.objects.count() == 10
+
+
+def test_fork_child_gets_its_own_writer():
+    import os
+
+    from django.db import connections
+
+    parent = writer.get_writer()
+    parent.ensure_started()
+    pid = os.fork()
+    if pid == 0:  # child: never touch the parent's database sockets
+        code = 1
+        try:
+            for conn in connections.all(initialized_only=True):
+                conn.connection = None
+            child = writer.get_writer()
+            ok = child is not parent and child.pid == os.getpid() and child.thread is None
+            writer.submit(Event(type="API", endpoint="/forked"))
+            ok = ok and child.thread.is_alive() and writer.flush(10)
+            code = 0 if ok else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert Activity.objects.filter(endpoint="/forked").count() == 1
+
+
+def test_durable_handoff_spools_before_acknowledging(settings, tmp_path):
+    from tracking import spool
+
+    settings.TRACKING_SPOOL_DIR = str(tmp_path)
+    settings.TRACKING_DURABLE_HANDOFF = True
+    settings.TRACKING_SPOOL_REPLAY_INTERVAL = 60  # only the wake-up after submit replays
+    appended = spool.stats()["appended_total"]
+    ActivityTracker().record(Event(type="API", endpoint="/durable"), async_log=True)
+    assert spool.stats()["appended_total"] == appended + 1  # on disk when record() returned
+    assert writer.flush(10)
+    assert Activity.objects.filter(endpoint="/durable").count() == 1
+    assert spool.stats()["events"] == 0
+
+
+def test_sync_handoff_writes_in_the_caller(settings):
+    settings.TRACKING_ASYNC_HANDOFF = "sync"
+    ActivityTracker().record(Event(type="API", endpoint="/sync"), async_log=True)
+    assert Activity.objects.filter(endpoint="/sync").count() == 1
+
+
+def test_record_errors_counted(client, monkeypatch):
+    from tracking.services import tracker
+
+    before = writer.stats()["record_errors"]
+
+    def broken(*a, **kw):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(tracker.ActivityTracker, "build_event", broken)
+    assert client.get("/t/rec/login/").status_code == 200
+    assert writer.stats()["record_errors"] == before + 1

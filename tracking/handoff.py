@@ -16,7 +16,13 @@ from .events import Event
 
 logger = logging.getLogger("tracking.recording")
 
-_counters = {"sync_errors": 0}
+# Failures outside the writer: building an event (record_errors) and synchronous writes that
+# had to fall back to the spool (sync_errors). Reported by ``tracking.writer.stats()``.
+_counters = {"sync_errors": 0, "record_errors": 0}
+
+
+def count(name: str, n: int = 1) -> None:
+    _counters[name] = _counters.get(name, 0) + n
 
 
 def write_now(events: Sequence[Event]) -> None:

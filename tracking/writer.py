@@ -251,8 +251,11 @@ class Writer:
         thread.join(timeout)
 
     def stats(self) -> dict[str, Any]:
+        from . import handoff
+
         with self.lock:
             out = dict(self.counters)
+        out.update(handoff.stats())
         out["queue_depth"] = self.queue.qsize()
         out["queue_size"] = self.queue.maxsize
         out["alive"] = bool(self.thread and self.thread.is_alive())

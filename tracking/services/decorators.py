@@ -23,9 +23,6 @@ from .tracker import _UNSET, get_tracker
 
 logger = logging.getLogger("tracking.recording")
 
-failures = {"count": 0}
-
-
 def _find_request(args: tuple) -> tuple[Any, Any]:
     """(request, view instance or None) from a view's positional arguments."""
     for i, arg in enumerate(args[:2]):
@@ -49,7 +46,9 @@ def _record(request, response, exc, started, opts, view, user=_UNSET) -> None:
         )
         tracker.record(event, async_log=opts["async_log"])
     except Exception:  # noqa: BLE001 - the view's response matters more than its log line
-        failures["count"] += 1
+        from .. import handoff
+
+        handoff.count("record_errors")
         logger.exception("tracking: could not record an activity")
 
 
