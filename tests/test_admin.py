@@ -26,14 +26,41 @@ def change_url(pk):
 
 
 def test_changelist_renders_with_columns_and_filters(admin_client_staff):
-    a = make_activity(username="alice", country="GB", city="London", endpoint="/api/auth/login/", tags=["new_device"], flagged=True)
-    Finding.objects.create(activity_id=a.pk, timestamp=a.timestamp, detector="device", tag="new_device", score=0.6, reason="first time on this device")
+    a = make_activity(
+        username="alice",
+        country="GB",
+        city="London",
+        endpoint="/api/auth/login/",
+        tags=["new_device"],
+        flagged=True,
+    )
+    Finding.objects.create(
+        activity_id=a.pk,
+        timestamp=a.timestamp,
+        detector="device",
+        tag="new_device",
+        score=0.6,
+        reason="first time on this device",
+    )
     resp = admin_client_staff.get(LIST)
     assert resp.status_code == 200
     html = resp.content.decode()
-    for text in ("alice", "GB / London", "/api/auth/login/", "new_device", "Flag selected activities", "Dismiss selected"):
+    for text in (
+        "alice",
+        "GB / London",
+        "/api/auth/login/",
+        "new_device",
+        "Flag selected activities",
+        "Dismiss selected",
+    ):
         assert text in html, text
-    for param in ("?type=AUTH", "?country=GB", "?flagged__exact=1", "?review_status__exact=open", "?tag=new_device"):
+    for param in (
+        "?type=AUTH",
+        "?country=GB",
+        "?flagged__exact=1",
+        "?review_status__exact=open",
+        "?tag=new_device",
+    ):
         assert param in html, param
     assert admin_client_staff.get(LIST, {"tag": "new_device"}).status_code == 200
     assert admin_client_staff.get(LIST, {"q": "alice"}).status_code == 200
@@ -73,7 +100,15 @@ def test_detail_is_read_only_and_escapes_payloads(admin_client_staff):
         params={"q": payload},
         username="<b>mallory</b>",
     )
-    Finding.objects.create(activity_id=a.pk, timestamp=a.timestamp, detector="rule", tag="sqli", score=0.8, reason=payload, evidence={"p": payload})
+    Finding.objects.create(
+        activity_id=a.pk,
+        timestamp=a.timestamp,
+        detector="rule",
+        tag="sqli",
+        score=0.8,
+        reason=payload,
+        evidence={"p": payload},
+    )
     resp = admin_client_staff.get(change_url(a.pk))
     assert resp.status_code == 200
     html = resp.content.decode()
@@ -87,7 +122,11 @@ def test_detail_is_read_only_and_escapes_payloads(admin_client_staff):
     resp = admin_client_staff.post(change_url(a.pk), {"username": "changed", "flagged": "on"})
     assert resp.status_code == 403
     after = Activity.objects.get(pk=a.pk)
-    assert (after.username, after.flagged, after.mac) == (before.username, before.flagged, before.mac)
+    assert (after.username, after.flagged, after.mac) == (
+        before.username,
+        before.flagged,
+        before.mac,
+    )
 
 
 def test_no_add_and_no_plain_delete(admin_client_staff):
@@ -108,13 +147,17 @@ def test_no_add_and_no_plain_delete(admin_client_staff):
 )
 def test_review_actions_go_through_the_review_path(admin_client_staff, staff_user, action, check):
     rows = make_activities(3, flagged=(action == "unflag"))
-    resp = admin_client_staff.post(LIST, {"action": action, "_selected_action": [str(r.pk) for r in rows[:2]]})
+    resp = admin_client_staff.post(
+        LIST, {"action": action, "_selected_action": [str(r.pk) for r in rows[:2]]}
+    )
     assert resp.status_code == 302
     changed = Activity.objects.filter(pk__in=[r.pk for r in rows[:2]])
     assert all(check(a) for a in changed)
     assert all(a.reviewed_by_id == staff_user.pk for a in changed)
     assert not check(Activity.objects.get(pk=rows[2].pk))
-    expected = {"flag": "flag", "unflag": "unflag", "confirm": "confirmed", "dismiss": "dismissed"}[action]
+    expected = {"flag": "flag", "unflag": "unflag", "confirm": "confirmed", "dismiss": "dismissed"}[
+        action
+    ]
     assert Review.objects.filter(action=expected, reviewer=staff_user).count() == 2
 
 
@@ -133,7 +176,9 @@ def test_actions_need_the_review_permission(django_user_model):
 
 def test_delete_action_writes_tombstones(admin_client_staff):
     rows = make_activities(2)
-    admin_client_staff.post(LIST, {"action": "delete_with_tombstone", "_selected_action": [str(rows[0].pk)]})
+    admin_client_staff.post(
+        LIST, {"action": "delete_with_tombstone", "_selected_action": [str(rows[0].pk)]}
+    )
     assert not Activity.objects.filter(pk=rows[0].pk).exists()
     assert Tombstone.objects.filter(activity_id=rows[0].pk, reason="admin").exists()
     assert Review.objects.filter(activity_id=rows[0].pk, action="delete").exists()
@@ -147,7 +192,11 @@ def test_changelist_never_counts_the_whole_table(admin_client_staff):
     with override_settings(TRACKING_COUNT_LIMIT=10), CaptureQueriesContext(connection) as ctx:
         resp = admin_client_staff.get(LIST)
     assert resp.status_code == 200
-    counts = [q["sql"] for q in ctx.captured_queries if "COUNT(" in q["sql"].upper() and "tracking_activity" in q["sql"]]
+    counts = [
+        q["sql"]
+        for q in ctx.captured_queries
+        if "COUNT(" in q["sql"].upper() and "tracking_activity" in q["sql"]
+    ]
     assert counts and all("LIMIT 11" in sql for sql in counts), counts
 
 

@@ -17,7 +17,9 @@ def url(pk):
 
 def test_delete_records_who_when_which(staff_client, staff_user):
     a = make_activity()
-    Finding.objects.create(activity_id=a.pk, timestamp=a.timestamp, detector="d", tag="t", score=0.5, reason="r")
+    Finding.objects.create(
+        activity_id=a.pk, timestamp=a.timestamp, detector="d", tag="t", score=0.5, reason="r"
+    )
     other = make_activity()
     resp = staff_client.delete(url(a.pk))
     assert resp.status_code == 204
@@ -37,7 +39,9 @@ def test_delete_needs_the_delete_permission(django_user_model, api_client):
 
     user = django_user_model.objects.create_user("rev", password="pw", is_staff=True)
     user.user_permissions.set(
-        Permission.objects.filter(codename__in=["view_activity", "review_activity", "export_activity"])
+        Permission.objects.filter(
+            codename__in=["view_activity", "review_activity", "export_activity"]
+        )
     )
     a = make_activity()
     api_client.force_login(user)

@@ -32,7 +32,10 @@ def test_default_is_csv_with_every_field(staff_client):
     assert len(rows) == 4
 
 
-@pytest.mark.parametrize("fmt, ctype", [("csv", "text/csv"), ("json", "application/json"), ("ndjson", "application/x-ndjson")])
+@pytest.mark.parametrize(
+    "fmt, ctype",
+    [("csv", "text/csv"), ("json", "application/json"), ("ndjson", "application/x-ndjson")],
+)
 def test_format_param_is_not_drf_format_override(staff_client, fmt, ctype):
     make_activity(tags=["a", "b"], flagged=True)
     resp = staff_client.get(URL, {"format": fmt})
@@ -71,10 +74,14 @@ def test_filters_apply_and_order_is_chronological(staff_client):
 def test_file_name_has_the_time_range(staff_client):
     make_activity(timestamp=datetime(2024, 1, 5, 10, 0, tzinfo=UTC))
     resp = staff_client.get(URL, {"since": "2024-01-01", "until": "2024-01-31"})
-    assert resp["Content-Disposition"] == 'attachment; filename="activities_2024-01-01_2024-01-31.csv"'
+    assert (
+        resp["Content-Disposition"] == 'attachment; filename="activities_2024-01-01_2024-01-31.csv"'
+    )
     resp = staff_client.get(URL, {"format": "json", "since": "2024-01-01T06:00:00Z"})
     name = resp["Content-Disposition"]
-    assert name.startswith('attachment; filename="activities_20240101T060000Z_') and name.endswith('.json"')
+    assert name.startswith('attachment; filename="activities_20240101T060000Z_') and name.endswith(
+        '.json"'
+    )
     resp = staff_client.get(URL)
     assert 'filename="activities_20240105T100000Z_' in resp["Content-Disposition"]
 
@@ -118,9 +125,11 @@ def test_export_needs_the_export_permission(django_user_model, api_client):
 
 
 def test_csv_neutralises_formulas(staff_client):
-    make_activity(username="=HYPERLINK(\"http://evil\")", endpoint="+cmd", user_agent="-2+3", longitude=-0.1278)
+    make_activity(
+        username='=HYPERLINK("http://evil")', endpoint="+cmd", user_agent="-2+3", longitude=-0.1278
+    )
     rows = list(csv.DictReader(io.StringIO(body(staff_client.get(URL)))))
-    assert rows[0]["username"] == "'=HYPERLINK(\"http://evil\")"
+    assert rows[0]["username"] == '\'=HYPERLINK("http://evil")'
     assert rows[0]["endpoint"] == "'+cmd"
     assert rows[0]["user_agent"] == "'-2+3"
     assert rows[0]["longitude"] == "'-0.1278"  # every cell, numbers too

@@ -12,7 +12,17 @@ from tracking.testing.factories import make_activities, make_activity
 pytestmark = pytest.mark.django_db
 URL = "/api/tracking/activities/"
 
-SEED_ITEM_KEYS = {"id", "timestamp", "type", "type_display", "user", "ip_address", "endpoint", "status", "duration"}
+SEED_ITEM_KEYS = {
+    "id",
+    "timestamp",
+    "type",
+    "type_display",
+    "user",
+    "ip_address",
+    "endpoint",
+    "status",
+    "duration",
+}
 EXTRA_ITEM_KEYS = {"username", "flagged", "tags", "country", "city", "risk_score"}
 
 
@@ -145,9 +155,14 @@ def test_ordering(staff_client):
     make_activity(duration=5.0, risk_score=0.9)
     make_activity(duration=500.0, risk_score=0.1)
     make_activity(duration=50.0, risk_score=0.5)
-    durations = [r["duration"] for r in staff_client.get(URL, {"ordering": "duration"}).json()["results"]]
+    durations = [
+        r["duration"] for r in staff_client.get(URL, {"ordering": "duration"}).json()["results"]
+    ]
     assert durations == [5.0, 50.0, 500.0]
-    risks = [r["risk_score"] for r in staff_client.get(URL, {"ordering": "-risk_score"}).json()["results"]]
+    risks = [
+        r["risk_score"]
+        for r in staff_client.get(URL, {"ordering": "-risk_score"}).json()["results"]
+    ]
     assert risks == [0.9, 0.5, 0.1]
     old = make_activity(timestamp=datetime.now(UTC) - timedelta(days=400))
     first = staff_client.get(URL, {"ordering": "timestamp"}).json()["results"][0]
@@ -172,7 +187,14 @@ def test_list_and_detail_query_counts_do_not_grow_with_rows(staff_client, staff_
 
     a = make_activity(user=staff_user)
     Finding.objects.bulk_create(
-        Finding(activity_id=a.pk, timestamp=a.timestamp, detector=f"d{i}", tag="t", score=0.1, reason="r")
+        Finding(
+            activity_id=a.pk,
+            timestamp=a.timestamp,
+            detector=f"d{i}",
+            tag="t",
+            score=0.1,
+            reason="r",
+        )
         for i in range(10)
     )
     with CaptureQueriesContext(connection) as ctx:

@@ -24,27 +24,45 @@ def test_empty_body_toggles_and_returns_detail(staff_client, staff_user):
     assert body["reviewed_by"] == staff_user.pk and body["reviewed_at"]
     assert "findings" in body and body["reviews"][0]["action"] == "flag"
     assert staff_client.patch(url(a.pk)).json()["flagged"] is False
-    assert list(Review.objects.filter(activity_id=a.pk).order_by("created_at", "id").values_list("action", flat=True)) == ["flag", "unflag"]
+    assert list(
+        Review.objects.filter(activity_id=a.pk)
+        .order_by("created_at", "id")
+        .values_list("action", flat=True)
+    ) == ["flag", "unflag"]
 
 
 def test_set_flag_explicitly_is_idempotent(staff_client):
     a = make_activity()
     for _ in range(2):
-        assert staff_client.patch(url(a.pk), {"flagged": True}, format="json").json()["flagged"] is True
+        assert (
+            staff_client.patch(url(a.pk), {"flagged": True}, format="json").json()["flagged"]
+            is True
+        )
     assert Review.objects.filter(activity_id=a.pk).count() == 1
-    assert staff_client.patch(url(a.pk), {"flagged": False}, format="json").json()["flagged"] is False
+    assert (
+        staff_client.patch(url(a.pk), {"flagged": False}, format="json").json()["flagged"] is False
+    )
 
 
 def test_verdict_with_note(staff_client, staff_user, monkeypatch):
     calls = []
-    monkeypatch.setattr("tracking.detection.on_review", lambda activity, status: calls.append((activity.pk, status)))
+    monkeypatch.setattr(
+        "tracking.detection.on_review", lambda activity, status: calls.append((activity.pk, status))
+    )
     a = make_activity(flagged=True)
-    resp = staff_client.patch(url(a.pk), {"review_status": "dismissed", "note": "user was travelling"}, format="json")
+    resp = staff_client.patch(
+        url(a.pk), {"review_status": "dismissed", "note": "user was travelling"}, format="json"
+    )
     assert resp.status_code == 200
     body = resp.json()
     assert body["review_status"] == "dismissed" and body["flagged"] is True
     r = Review.objects.get(activity_id=a.pk)
-    assert (r.action, r.note, r.reviewer_id, r.reviewer_username) == ("dismissed", "user was travelling", staff_user.pk, "staff")
+    assert (r.action, r.note, r.reviewer_id, r.reviewer_username) == (
+        "dismissed",
+        "user was travelling",
+        staff_user.pk,
+        "staff",
+    )
     assert calls == [(a.pk, "dismissed")]
     staff_client.patch(url(a.pk), {"review_status": "open"}, format="json")
     staff_client.patch(url(a.pk), {"review_status": "confirmed"}, format="json")

@@ -16,13 +16,58 @@ NOW = datetime.now(UTC)
 
 
 def dataset(staff_user):
-    make_activity(type="AUTH", country="GB", duration=50.2, timestamp=NOW - timedelta(hours=2), user=staff_user, flagged=True, tags=["impossible_travel"])
-    make_activity(type="AUTH", country="GB", duration=1250.0, timestamp=NOW - timedelta(days=1), username="alice", flagged=True)
-    make_activity(type="PAYMENT", country="FR", duration=210.5, timestamp=NOW - timedelta(days=40), username="alice", flagged=True, review_status="dismissed")
-    make_activity(type="API", country="", duration=None, timestamp=NOW - timedelta(days=2), username="bob", review_status="confirmed")
+    make_activity(
+        type="AUTH",
+        country="GB",
+        duration=50.2,
+        timestamp=NOW - timedelta(hours=2),
+        user=staff_user,
+        flagged=True,
+        tags=["impossible_travel"],
+    )
+    make_activity(
+        type="AUTH",
+        country="GB",
+        duration=1250.0,
+        timestamp=NOW - timedelta(days=1),
+        username="alice",
+        flagged=True,
+    )
+    make_activity(
+        type="PAYMENT",
+        country="FR",
+        duration=210.5,
+        timestamp=NOW - timedelta(days=40),
+        username="alice",
+        flagged=True,
+        review_status="dismissed",
+    )
+    make_activity(
+        type="API",
+        country="",
+        duration=None,
+        timestamp=NOW - timedelta(days=2),
+        username="bob",
+        review_status="confirmed",
+    )
     a = Activity.objects.get(username="staff")
-    Finding.objects.create(activity_id=a.pk, timestamp=a.timestamp, detector="geo", tag="impossible_travel", score=0.9, reason="r")
-    Finding.objects.create(activity_id=a.pk, timestamp=a.timestamp, detector="geo", tag="new_country", score=0.3, reason="r", suppressed=True)
+    Finding.objects.create(
+        activity_id=a.pk,
+        timestamp=a.timestamp,
+        detector="geo",
+        tag="impossible_travel",
+        score=0.9,
+        reason="r",
+    )
+    Finding.objects.create(
+        activity_id=a.pk,
+        timestamp=a.timestamp,
+        detector="geo",
+        tag="new_country",
+        score=0.3,
+        reason="r",
+        suppressed=True,
+    )
 
 
 def test_stats_match_the_seed_shape(staff_client, staff_user):
@@ -31,12 +76,19 @@ def test_stats_match_the_seed_shape(staff_client, staff_user):
     assert set(body["counts"]) == {"total", "flagged", "last_30_days"}
     assert set(body["response_times"]) == {"avg", "max", "min"}
     assert body["counts"] == {"total": 4, "flagged": 3, "last_30_days": 3}
-    assert body["response_times"] == {"avg": pytest.approx((50.2 + 1250.0 + 210.5) / 3), "max": 1250.0, "min": 50.2}
+    assert body["response_times"] == {
+        "avg": pytest.approx((50.2 + 1250.0 + 210.5) / 3),
+        "max": 1250.0,
+        "min": 50.2,
+    }
     assert body["types"][0] == {"type": "AUTH", "type_display": "Authentication", "count": 2}
     assert {t["type"] for t in body["types"]} == {"AUTH", "PAYMENT", "API"}
     assert all(set(t) == {"type", "type_display", "count"} for t in body["types"])
     assert body["top_countries"] == [{"country": "GB", "count": 2}, {"country": "FR", "count": 1}]
-    assert body["top_flagged_users"] == [{"username": "alice", "count": 2}, {"username": "staff", "count": 1}]
+    assert body["top_flagged_users"] == [
+        {"username": "alice", "count": 2},
+        {"username": "staff", "count": 1},
+    ]
     assert body["tags"] == [{"tag": "impossible_travel", "count": 1}]  # suppressed not counted
     assert body["review_status"] == {"open": 2, "confirmed": 1, "dismissed": 1}
     assert sum(d["total"] for d in body["per_day"]) == 4
@@ -90,7 +142,12 @@ def test_api_uses_rollups_when_maintained(staff_client, staff_user):
     assert body["counts"] == {"total": 4, "flagged": 3, "last_30_days": 3}
     aligned = (NOW - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
     assert staff_client.get(URL, {"since": aligned.isoformat()}).json()["source"] == "rollup"
-    assert staff_client.get(URL, {"since": (aligned + timedelta(minutes=5)).isoformat()}).json()["source"] == "query"
+    assert (
+        staff_client.get(URL, {"since": (aligned + timedelta(minutes=5)).isoformat()}).json()[
+            "source"
+        ]
+        == "query"
+    )
     assert staff_client.get(URL, {"type": "AUTH"}).json()["source"] == "query"
 
 

@@ -24,9 +24,31 @@ pytestmark = pytest.mark.django_db
 
 
 def test_record_has_every_field_in_order(staff_user):
-    a = make_activity(user=staff_user, timestamp=datetime(2024, 3, 1, 8, 30, tzinfo=UTC), tags=["b", "a"], headers={"H": "v"}, params={"p": [1, 2]})
-    Finding.objects.create(activity_id=a.pk, timestamp=a.timestamp, detector="geo", tag="new_country", score=0.4, severity="medium", reason="first time in GB")
-    Finding.objects.create(activity_id=a.pk, timestamp=a.timestamp, detector="geo", tag="x", score=0.9, reason="hidden", suppressed=True)
+    a = make_activity(
+        user=staff_user,
+        timestamp=datetime(2024, 3, 1, 8, 30, tzinfo=UTC),
+        tags=["b", "a"],
+        headers={"H": "v"},
+        params={"p": [1, 2]},
+    )
+    Finding.objects.create(
+        activity_id=a.pk,
+        timestamp=a.timestamp,
+        detector="geo",
+        tag="new_country",
+        score=0.4,
+        severity="medium",
+        reason="first time in GB",
+    )
+    Finding.objects.create(
+        activity_id=a.pk,
+        timestamp=a.timestamp,
+        detector="geo",
+        tag="x",
+        score=0.9,
+        reason="hidden",
+        suppressed=True,
+    )
     rec = activity_record(Activity.objects.get(pk=a.pk))
     assert tuple(rec) == EXPORT_FIELDS
     assert rec["id"] == str(a.pk)
@@ -35,7 +57,15 @@ def test_record_has_every_field_in_order(staff_user):
     assert rec["user"] == staff_user.pk and rec["username"] == "staff"
     assert rec["tags"] == ["a", "b"]
     assert rec["headers"] == {"H": "v"} and rec["params"] == {"p": [1, 2]}
-    assert rec["findings"] == [{"detector": "geo", "tag": "new_country", "score": 0.4, "severity": "medium", "reason": "first time in GB"}]
+    assert rec["findings"] == [
+        {
+            "detector": "geo",
+            "tag": "new_country",
+            "score": 0.4,
+            "severity": "medium",
+            "reason": "first time in GB",
+        }
+    ]
     json.dumps(rec)  # JSON-safe
 
 
@@ -49,7 +79,17 @@ def test_neutralise_leaves_plain_text():
 
 
 def test_csv_round_trips_through_record_from_csv_row():
-    make_activity(username="=cmd", user_agent="'already", tags=["t1", "t2"], headers={"X": "=1"}, params={}, longitude=-3.7, is_mobile=True, status=None, duration=None)
+    make_activity(
+        username="=cmd",
+        user_agent="'already",
+        tags=["t1", "t2"],
+        headers={"X": "=1"},
+        params={},
+        longitude=-3.7,
+        is_mobile=True,
+        status=None,
+        duration=None,
+    )
     text = "".join(stream_export(Activity.objects.all(), "csv"))
     (row,) = list(csv.DictReader(io.StringIO(text)))
     decoded = record_from_csv_row(row)
@@ -58,9 +98,11 @@ def test_csv_round_trips_through_record_from_csv_row():
 
 
 def test_json_is_valid_for_any_content():
-    nasty = "ctl:\x00\x01\x1f quote:\" backslash:\\ line:\u2028 emoji:\U0001f600 </script>"
+    nasty = 'ctl:\x00\x01\x1f quote:" backslash:\\ line:\u2028 emoji:\U0001f600 </script>'
     # PostgreSQL text cannot hold NUL: it goes in the (encrypted) headers/params only.
-    make_activity(username=nasty.replace("\x00", "")[:150], headers={"X": nasty}, params={nasty: nasty})
+    make_activity(
+        username=nasty.replace("\x00", "")[:150], headers={"X": nasty}, params={nasty: nasty}
+    )
     for fmt in ("json", "ndjson"):
         text = "".join(stream_export(Activity.objects.all(), fmt))
         assert "\x00" not in text and "\x01" not in text

@@ -20,8 +20,29 @@ def ids(client, **params):
 
 
 def test_simple_field_filters(staff_client, staff_user, plain_user):
-    a = make_activity(type="AUTH", user=staff_user, country="GB", city="London", asn=64600, status=200, method="POST", endpoint="/api/auth/login/", review_status="confirmed", severity="high")
-    b = make_activity(type="PAYMENT", user=plain_user, country="FR", city="Paris", asn=64610, status=403, method="GET", endpoint="/api/payments/42/", severity="low")
+    a = make_activity(
+        type="AUTH",
+        user=staff_user,
+        country="GB",
+        city="London",
+        asn=64600,
+        status=200,
+        method="POST",
+        endpoint="/api/auth/login/",
+        review_status="confirmed",
+        severity="high",
+    )
+    b = make_activity(
+        type="PAYMENT",
+        user=plain_user,
+        country="FR",
+        city="Paris",
+        asn=64610,
+        status=403,
+        method="GET",
+        endpoint="/api/payments/42/",
+        severity="low",
+    )
     A, B = {str(a.id)}, {str(b.id)}
     assert ids(staff_client, type="AUTH") == A
     assert ids(staff_client, type="AUTH,PAYMENT") == A | B
@@ -45,7 +66,14 @@ def test_flagged_tags_detector(staff_client):
     a = make_activity(flagged=True, tags=["impossible_travel", "new_country"])
     b = make_activity(flagged=False, tags=["new_country"])
     c = make_activity(tags=[])
-    Finding.objects.create(activity_id=b.pk, timestamp=b.timestamp, detector="geo", tag="new_country", score=0.3, reason="r")
+    Finding.objects.create(
+        activity_id=b.pk,
+        timestamp=b.timestamp,
+        detector="geo",
+        tag="new_country",
+        score=0.3,
+        reason="r",
+    )
     assert ids(staff_client, flagged="true") == {str(a.id)}
     assert ids(staff_client, flagged="false") == {str(b.id), str(c.id)}
     assert ids(staff_client, tags="impossible_travel,new_country") == {str(a.id), str(b.id)}
@@ -57,7 +85,15 @@ def test_flagged_tags_detector(staff_client):
 def test_ip_exact_and_cidr(staff_client):
     rows = {
         ip: make_activity(ip_address=ip)
-        for ip in ("10.1.2.3", "10.200.0.1", "11.0.0.1", "192.168.1.1", "192.168.17.9", "2001:db8::1", "2001:db9::1")
+        for ip in (
+            "10.1.2.3",
+            "10.200.0.1",
+            "11.0.0.1",
+            "192.168.1.1",
+            "192.168.17.9",
+            "2001:db8::1",
+            "2001:db9::1",
+        )
     }
 
     def got(**p):
@@ -69,7 +105,13 @@ def test_ip_exact_and_cidr(staff_client):
     assert got(ip_address="192.168.0.0/20") == {"192.168.1.1"}
     assert got(ip_address="192.168.16.0/20") == {"192.168.17.9"}
     assert got(ip_address="192.168.1.1/32") == {"192.168.1.1"}
-    assert got(ip_address="0.0.0.0/0") == {"10.1.2.3", "10.200.0.1", "11.0.0.1", "192.168.1.1", "192.168.17.9"}
+    assert got(ip_address="0.0.0.0/0") == {
+        "10.1.2.3",
+        "10.200.0.1",
+        "11.0.0.1",
+        "192.168.1.1",
+        "192.168.17.9",
+    }
     assert got(ip_address="2001:db8::/32") == {"2001:db8::1"}
     assert got(ip_address="2001:0db8:0000::1") == {"2001:db8::1"}
     assert got(ip_address="10.1.0.0/16") == {"10.1.2.3"}
@@ -86,11 +128,18 @@ def test_duration_and_time_range(staff_client):
     assert ids(staff_client, duration_min=50, duration_max=500) == {str(mid.id)}
     assert ids(staff_client, since="2024-02-01") == {str(mid.id), str(new.id)}
     assert ids(staff_client, until="2024-01-31") == {str(old.id)}  # a bare date includes the day
-    assert ids(staff_client, since="2024-01-31T23:00:00Z", until="2024-02-01T00:00:00Z") == {str(old.id)}
-    assert ids(staff_client, since="2024-02-01T01:00:00+01:00", until="2024-02-01T00:00:01Z") == {str(mid.id)}
+    assert ids(staff_client, since="2024-01-31T23:00:00Z", until="2024-02-01T00:00:00Z") == {
+        str(old.id)
+    }
+    assert ids(staff_client, since="2024-02-01T01:00:00+01:00", until="2024-02-01T00:00:01Z") == {
+        str(mid.id)
+    }
     # an unencoded "+" arrives as a space
     resp = staff_client.get(URL + "?since=2024-02-01T01:00:00+01:00")
-    assert resp.status_code == 200 and {r["id"] for r in resp.json()["results"]} == {str(mid.id), str(new.id)}
+    assert resp.status_code == 200 and {r["id"] for r in resp.json()["results"]} == {
+        str(mid.id),
+        str(new.id),
+    }
 
 
 def test_search_over_user_ip_endpoint(staff_client):
@@ -163,10 +212,33 @@ def test_unknown_parameters_are_ignored(staff_client):
 
 PARAMS = sorted(
     {
-        "type", "user", "username", "ip_address", "country", "city", "asn", "flagged", "tags",
-        "tags_all", "status", "status_class", "method", "endpoint", "endpoint_prefix",
-        "review_status", "severity", "duration_min", "duration_max", "since", "until", "search",
-        "detector", "ordering", "page", "page_size", "cursor",
+        "type",
+        "user",
+        "username",
+        "ip_address",
+        "country",
+        "city",
+        "asn",
+        "flagged",
+        "tags",
+        "tags_all",
+        "status",
+        "status_class",
+        "method",
+        "endpoint",
+        "endpoint_prefix",
+        "review_status",
+        "severity",
+        "duration_min",
+        "duration_max",
+        "since",
+        "until",
+        "search",
+        "detector",
+        "ordering",
+        "page",
+        "page_size",
+        "cursor",
     }
 )
 
@@ -181,12 +253,15 @@ def test_random_query_strings_never_500(staff_client, monkeypatch):
     monkeypatch.setattr(SustainedRateThrottle, "THROTTLE_RATES", {"sustained": "100000/min"})
     make_activity(tags=["a"], ip_address="10.0.0.1")
     text = st.text(
-        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        max_size=40,
     )
     values = st.one_of(
         text,
         st.integers(min_value=-(10**20), max_value=10**20).map(str),
-        st.sampled_from(["2024-01-01", "1.5e308", "-1", "10.0.0.0/8", "::/0", "true", "4xx", "-timestamp"]),
+        st.sampled_from(
+            ["2024-01-01", "1.5e308", "-1", "10.0.0.0/8", "::/0", "true", "4xx", "-timestamp"]
+        ),
     )
 
     @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))

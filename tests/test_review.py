@@ -34,7 +34,11 @@ def test_note_alone_is_recorded(staff_user):
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"review_status": "closed"}, "review_status"), ({"flagged": "yes"}, "flagged"), ({"note": 5}, "note")],
+    [
+        ({"review_status": "closed"}, "review_status"),
+        ({"flagged": "yes"}, "flagged"),
+        ({"note": 5}, "note"),
+    ],
 )
 def test_invalid_input_raises_and_writes_nothing(staff_user, kwargs, field):
     a = make_activity()
@@ -46,7 +50,10 @@ def test_invalid_input_raises_and_writes_nothing(staff_user, kwargs, field):
 
 def test_on_review_is_called_with_the_verdict(staff_user, monkeypatch):
     calls = []
-    monkeypatch.setattr("tracking.detection.on_review", lambda activity, status: calls.append((activity.pk, activity.review_status, status)))
+    monkeypatch.setattr(
+        "tracking.detection.on_review",
+        lambda activity, status: calls.append((activity.pk, activity.review_status, status)),
+    )
     a = make_activity(flagged=True)
     review(a, by=staff_user, flagged=False)
     assert calls == []  # unflagging is not a verdict
@@ -58,7 +65,9 @@ def test_review_many_and_rollups(staff_user):
     rows = make_activities(4, type="DATA", country="DE")
     rebuild_rollups()
     assert review_many(rows[:3], by=staff_user, flagged=True) == 3
-    assert sum(Rollup.objects.filter(type="DATA", country="DE").values_list("flagged", flat=True)) == 3
+    assert (
+        sum(Rollup.objects.filter(type="DATA", country="DE").values_list("flagged", flat=True)) == 3
+    )
     assert Activity.objects.filter(flagged=True).count() == 3
 
 

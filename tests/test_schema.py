@@ -15,10 +15,30 @@ ENDPOINTS = {
     "/api/tracking/activities/export/": {"get"},
 }
 FILTERS = {
-    "type", "user", "username", "ip_address", "country", "city", "asn", "flagged", "tags",
-    "tags_all", "status", "status_class", "method", "endpoint", "endpoint_prefix",
-    "review_status", "severity", "duration_min", "duration_max", "since", "until", "search",
-    "detector", "ordering",
+    "type",
+    "user",
+    "username",
+    "ip_address",
+    "country",
+    "city",
+    "asn",
+    "flagged",
+    "tags",
+    "tags_all",
+    "status",
+    "status_class",
+    "method",
+    "endpoint",
+    "endpoint_prefix",
+    "review_status",
+    "severity",
+    "duration_min",
+    "duration_max",
+    "since",
+    "until",
+    "search",
+    "detector",
+    "ordering",
 }
 
 
@@ -52,11 +72,23 @@ def test_every_filter_is_documented(schema):
 def test_responses_are_documented(schema):
     comps = schema["components"]["schemas"]
     list_op = schema["paths"]["/api/tracking/activities/"]["get"]
-    page_ref = list_op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+    page_ref = list_op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split(
+        "/"
+    )[-1]
     page = comps[page_ref]
     assert {"count", "next", "previous", "results"} <= set(page["properties"])
     item = comps["ActivityList"]["properties"]
-    assert {"id", "timestamp", "type", "type_display", "user", "ip_address", "endpoint", "status", "duration"} <= set(item)
+    assert {
+        "id",
+        "timestamp",
+        "type",
+        "type_display",
+        "user",
+        "ip_address",
+        "endpoint",
+        "status",
+        "duration",
+    } <= set(item)
     stats = comps["Stats"]["properties"]
     assert {"counts", "response_times", "types"} <= set(stats)
     assert "findings" in comps["Activity"]["properties"]
@@ -69,7 +101,15 @@ def test_schema_generates_without_warnings_or_errors():
 
     from tracking import urls
 
-    ours = {"activity-list", "activity-export", "activity-detail", "activity-delete", "activity-flag", "stats", "schema"}
+    ours = {
+        "activity-list",
+        "activity-export",
+        "activity-detail",
+        "activity-delete",
+        "activity-flag",
+        "stats",
+        "schema",
+    }
     patterns = [p for p in urls.urlpatterns if getattr(p, "name", None) in ours]
     assert len(patterns) == len(ours)
     GENERATOR_STATS.reset()

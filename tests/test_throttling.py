@@ -21,7 +21,10 @@ def test_scopes_and_default_rates():
 
 
 def test_project_rates_win_and_are_read_at_request_time(settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"burst": "5/min"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"burst": "5/min"},
+    }
     assert BurstRateThrottle().get_rate() == "5/min"
     assert SustainedRateThrottle().get_rate() == "1000/hour"
     with override_settings(TRACKING_THROTTLE_RATES={"sustained": "7/hour"}):
@@ -77,7 +80,9 @@ def test_trusted_proxy_forwarded_address_is_used(settings, monkeypatch):
     t = BurstRateThrottle()
     assert t.get_ident(_anon_request("198.51.100.7", remote="10.0.0.1")) == "198.51.100.7"
     assert BurstRateThrottle().allow_request(_anon_request("198.51.100.7", remote="10.0.0.1"), None)
-    assert not BurstRateThrottle().allow_request(_anon_request("198.51.100.7", remote="10.0.0.2"), None)
+    assert not BurstRateThrottle().allow_request(
+        _anon_request("198.51.100.7", remote="10.0.0.2"), None
+    )
     assert BurstRateThrottle().allow_request(_anon_request("198.51.100.8", remote="10.0.0.1"), None)
 
 
