@@ -344,8 +344,12 @@ def test_charts_render_non_empty_svg(page, live_server, staff):
 def test_charts_follow_the_page_filters(page, live_server, staff):
     seed()
     login(page, live_server.url, "analyst")
-    page.goto(f"{live_server.url}{DASHBOARD}?country=GB")
+    page.wait_for_selector("#queue-body tr.queue-row")
+    page.fill('#filters input[name="country"]', "gb")
+    page.press('#filters input[name="country"]', "Enter")
+    page.wait_for_url("**country=gb**")
     page.wait_for_selector('figure[data-chart="countries"][data-rendered]')
+    assert page.input_value('#filters input[name="country"]') == "GB"
     countries = page.inner_text('figure[data-chart="countries"]')
     assert "GB" in countries and "NG" not in countries
     assert page.inner_text("#queue-empty") == "No flagged activity matches these filters."

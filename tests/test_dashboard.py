@@ -796,3 +796,35 @@ def test_viewer_without_review_permission_gets_disabled_buttons(client, django_u
     assert 'data-can-review="false"' in html
     assert html.count('data-status="dismissed" disabled') == 1
     assert html.count('data-status="confirmed" disabled') == 1
+
+
+def test_detail_survives_values_it_cannot_decrypt(staff_client):
+    act = flagged(NOW, headers={"Accept": "text/html"}, params={"q": "x"})
+    other_key = "b3RoZXIta2V5LW5vdC10aGUtb25lLXVzZWQtMDAwMDA="
+    with override_settings(TRACKING_ENCRYPTION_KEYS=[other_key]):
+        response = staff_client.get(reverse("tracking:dashboard:activity", args=[act.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Cannot decrypt headers" in html and "Cannot decrypt params" in html
+    assert "impossible_travel reason for alice" in html  # the rest of the page is intact
+
+
+def test_timeline_of_an_anonymous_session(staff_client):
+    session = "a" * 64
+    first = make_activity(timestamp=NOW - timedelta(minutes=3), username="", session_id=session)
+    second = make_activity(timestamp=NOW, username="", session_id=session)
+    make_activity(timestamp=NOW - timedelta(minutes=1), username="", session_id="b" * 64)
+    html = staff_client.get(
+        reverse("tracking:dashboard:activity", args=[second.pk])
+    ).content.decode()
+    section = html[html.index('id="timeline"') : html.index('id="findings"')]
+    assert section.count("<tr") == 3  # header + the session's two activities
+    assert str(first.pk) in section
+
+
+def test_bad_queue_cursor_is_reported_and_the_first_page_shown(staff_client):
+    act = flagged(NOW)
+    response = staff_client.get(INDEX, {"before": "nonsense|x"})
+    assert response.status_code == 400
+    assert "<strong>before</strong>" in response.content.decode()
+    assert _queue_ids(response) == [str(act.pk)]
