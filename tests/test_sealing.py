@@ -139,3 +139,36 @@ def test_old_seals_verify_after_seal_key_rotation_while_the_old_key_is_listed():
         report = verify()
         assert not report.ok
         assert any("not in TRACKING_SEAL_KEYS" in p.message for p in report.problems)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_sealers_never_assign_a_seq_twice():
+    import threading
+
+    from django.db import connection as main_connection
+    from django.db import connections
+
+    make_activities(60)
+    errors = []
+
+    def run():
+        try:
+            seal_pending()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    with override_settings(TRACKING_SEAL_BATCH_SIZE=7):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors
+    main_connection.close()
+    seqs = sorted(Activity.objects.values_list("seq", flat=True))
+    assert seqs == list(range(1, 61))
+    report = verify()
+    assert report.ok, report.problems
+    assert report.seals == Seal.objects.count() >= 9
