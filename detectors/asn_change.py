@@ -35,7 +35,12 @@ DEFAULT_HOSTING_ASNS: tuple[int, ...] = (
 
 
 def network_kind(
-    asn: int | None, isp: str, hosting: frozenset, mobile: frozenset, hosting_kw: tuple, mobile_kw: tuple
+    asn: int | None,
+    isp: str,
+    hosting: frozenset,
+    mobile: frozenset,
+    hosting_kw: tuple,
+    mobile_kw: tuple,
 ) -> str:
     if asn is not None and asn in hosting:
         return "hosting"
@@ -75,7 +80,13 @@ class AsnChange(Detector):
             "colo",
             "proxy",
         ),
-        mobile_keywords: list[str] | tuple[str, ...] = ("mobile", "mobil", "wireless", "cellular", "lte"),
+        mobile_keywords: list[str] | tuple[str, ...] = (
+            "mobile",
+            "mobil",
+            "wireless",
+            "cellular",
+            "lte",
+        ),
         min_score: float = 0.0,
     ) -> None:
         self.baseline_days = baseline_days
@@ -96,7 +107,13 @@ class AsnChange(Detector):
         check_number("baseline_days", self.baseline_days, low=0)
         check_number("min_events", self.min_events, low=0)
         check_number("min_days", self.min_days, low=0)
-        for name in ("base_score", "new_country_weight", "new_device_weight", "hosting_weight", "min_score"):
+        for name in (
+            "base_score",
+            "new_country_weight",
+            "new_device_weight",
+            "hosting_weight",
+            "min_score",
+        ):
             check_number(name, getattr(self, name), low=0, high=1)
         check_number("mobile_weight", self.mobile_weight, low=-1, high=1)
         for name in ("hosting_asns", "mobile_asns"):
@@ -114,7 +131,9 @@ class AsnChange(Detector):
     def kind(self, obs: Observation) -> str:
         if not hasattr(self, "hosting_"):
             self.fit()
-        return network_kind(obs.asn, obs.isp, self.hosting_, self.mobile_, self.hosting_kw_, self.mobile_kw_)
+        return network_kind(
+            obs.asn, obs.isp, self.hosting_, self.mobile_, self.hosting_kw_, self.mobile_kw_
+        )
 
     def learning(self, profile: UserProfile, now: float) -> bool:
         if profile.events < self.min_events:
@@ -122,7 +141,9 @@ class AsnChange(Detector):
         first = profile.first_seen
         return first is None or now - first < self.min_days * DAY
 
-    def score(self, event: Observation, profile: UserProfile | None, context: Context) -> list[Finding]:
+    def score(
+        self, event: Observation, profile: UserProfile | None, context: Context
+    ) -> list[Finding]:
         if profile is None or event.asn is None:
             return []
         now = context.now.timestamp()
@@ -131,8 +152,12 @@ class AsnChange(Detector):
         window = self.baseline_days * DAY
         if profile.known("asn", str(event.asn), now, window):
             return []
-        new_country = bool(event.country) and not profile.known("country", event.country, now, window)
-        new_device = bool(event.device_key) and not profile.known("device", event.device_key, now, window)
+        new_country = bool(event.country) and not profile.known(
+            "country", event.country, now, window
+        )
+        new_device = bool(event.device_key) and not profile.known(
+            "device", event.device_key, now, window
+        )
         kind = self.kind(event)
         score = self.base_score
         parts = [f"AS{event.asn}" + (f" ({event.isp})" if event.isp else "")]

@@ -174,7 +174,9 @@ class Detector:
     def fit(self, X: Any = None, y: Any = None) -> Detector:
         return self
 
-    def score(self, event: Observation, profile: UserProfile | None, context: Context) -> list[Finding]:
+    def score(
+        self, event: Observation, profile: UserProfile | None, context: Context
+    ) -> list[Finding]:
         if self.batched:
             return self.score_prepared([(event, self.prepare(event, profile, context))])[0]
         raise NotImplementedError
@@ -193,7 +195,9 @@ class Detector:
         return f"{type(self).__name__}({args})"
 
 
-def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None) -> None:
+def check_number(
+    name: str, value: Any, *, low: float | None = None, high: float | None = None
+) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if low is not None and value < low:

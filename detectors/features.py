@@ -61,7 +61,9 @@ def context_features(obs: Observation, profile: UserProfile | None) -> dict[str,
     learned = profile.events > 0
     if learned:
         out["new_asn"] = obs.asn is not None and not profile.known("asn", str(obs.asn), now, window)
-        out["new_country"] = bool(obs.country) and not profile.known("country", obs.country, now, window)
+        out["new_country"] = bool(obs.country) and not profile.known(
+            "country", obs.country, now, window
+        )
         out["new_city"] = bool(obs.city) and not profile.known(
             "city", f"{obs.country}/{obs.city}", now, window
         )

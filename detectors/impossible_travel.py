@@ -43,7 +43,12 @@ class ImpossibleTravel(Detector):
         max_accuracy_radius_km: float = 500.0,
         allow_networks: list[str] | tuple[str, ...] = (),
         allow_asns: list[int] | tuple[int, ...] = (),
-        relay_keywords: list[str] | tuple[str, ...] = ("satellite", "in-flight", "inflight", "aero"),
+        relay_keywords: list[str] | tuple[str, ...] = (
+            "satellite",
+            "in-flight",
+            "inflight",
+            "aero",
+        ),
         severity: str = "high",
         flag: bool = True,
         exempt_known_places: bool = True,
@@ -80,6 +85,7 @@ class ImpossibleTravel(Detector):
         self.networks_ = tuple(parse_network(c) for c in self.allow_networks)
         self.asns_ = frozenset(int(a) for a in self.allow_asns)
         self.keywords_ = tuple(k.lower() for k in self.relay_keywords)
+        self.relay_isps_: dict[str, bool] = {}
         return self
 
     def _ready(self) -> None:
@@ -91,10 +97,15 @@ class ImpossibleTravel(Detector):
         if obs.asn is not None and obs.asn in self.asns_:
             return True
         if self.keywords_ and obs.isp:
-            isp = obs.isp.lower()
-            if any(k in isp for k in self.keywords_):
+            verdict = self.relay_isps_.get(obs.isp)
+            if verdict is None:
+                if len(self.relay_isps_) > 4096:
+                    self.relay_isps_.clear()
+                isp = obs.isp.lower()
+                verdict = self.relay_isps_[obs.isp] = any(k in isp for k in self.keywords_)
+            if verdict:
                 return True
-        return in_networks(obs.ip_address, self.networks_)
+        return bool(self.networks_) and in_networks(obs.ip_address, self.networks_)
 
     def locatable(self, obs: Observation) -> bool:
         """A city-level position we may reason about."""
@@ -118,7 +129,9 @@ class ImpossibleTravel(Detector):
         if self.locatable(event):
             profile.set_location(event)
 
-    def score(self, event: Observation, profile: UserProfile | None, context: Context) -> list[Finding]:
+    def score(
+        self, event: Observation, profile: UserProfile | None, context: Context
+    ) -> list[Finding]:
         if profile is None or not self.locatable(event):
             return []
         prev = profile.location

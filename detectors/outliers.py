@@ -70,8 +70,8 @@ class IsolationForestDetector(Detector):
         contamination: float | str = "auto",
         max_samples: int | str = "auto",
         random_state: int = 0,
-        threshold: float = 0.05,
-        scale: float = 0.25,
+        threshold: float = 0.1,
+        scale: float = 0.15,
         max_score: float = 0.65,
         top_features: int = 3,
         model_name: str = "isolation_forest",
@@ -132,7 +132,9 @@ class IsolationForestDetector(Detector):
     def set_state(self, model: Any, meta: dict[str, Any]) -> IsolationForestDetector:
         """Install a stored model; refused if it was trained on another feature set."""
         if list(meta.get("features", [])) != list(FEATURE_NAMES):
-            raise ValueError("stored model was trained on a different feature set; run `tracking train`")
+            raise ValueError(
+                "stored model was trained on a different feature set; run `tracking train`"
+            )
         self.model_ = model
         self.mean_ = list(meta["mean"])
         self.std_ = list(meta["std"])
@@ -148,7 +150,9 @@ class IsolationForestDetector(Detector):
         return getattr(self, "model_", None) is not None
 
     # --- scoring -------------------------------------------------------------------
-    def prepare(self, event: Observation, profile: UserProfile | None, context: Context) -> list[float]:
+    def prepare(
+        self, event: Observation, profile: UserProfile | None, context: Context
+    ) -> list[float]:
         return feature_row(event, context.features)
 
     def score_prepared(self, items: list[tuple[Observation, Any]]) -> list[list[Finding]]:
@@ -169,7 +173,11 @@ class IsolationForestDetector(Detector):
         z = []
         for j, name in enumerate(FEATURE_NAMES):
             std = self.std_[j]
-            dev = (row[j] - self.mean_[j]) / std if std > 1e-9 else (0.0 if row[j] == self.mean_[j] else 10.0)
+            dev = (
+                (row[j] - self.mean_[j]) / std
+                if std > 1e-9
+                else (0.0 if row[j] == self.mean_[j] else 10.0)
+            )
             z.append((abs(float(dev)), name, float(row[j]), float(self.mean_[j]), float(dev)))
         z.sort(reverse=True)
         top = [t for t in z[: self.top_features] if t[0] > 0]
@@ -181,7 +189,9 @@ class IsolationForestDetector(Detector):
             tag=self.tag,
             score=score,
             severity=severity,
-            reason=f"Unusual activity (anomaly {-df:.2f}): {desc}" if desc else f"Unusual activity (anomaly {-df:.2f})",
+            reason=f"Unusual activity (anomaly {-df:.2f}): {desc}"
+            if desc
+            else f"Unusual activity (anomaly {-df:.2f})",
             evidence={
                 "decision": round(df, 4),
                 "features": {

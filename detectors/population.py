@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from functools import lru_cache
 
 NAMESPACE = "risk"
 TOTAL = "*"  # per-feature total of counted events
 DISTINCT = "#"  # per-feature number of distinct values seen
 
 
+@lru_cache(maxsize=65536)
 def counter_key(feature: str, value: str) -> str:
     """Counter row key; long values (user agents) are hashed to stay within the column."""
     if len(value) > 120:

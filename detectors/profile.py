@@ -13,6 +13,8 @@ confirmation forgets what the attack introduced (``forget``).
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left, bisect_right, insort
+from functools import lru_cache
 from typing import Any
 
 from .base import Observation
@@ -25,6 +27,7 @@ MAX_TIMES = 64  # recent request / failure timestamps kept
 MAX_LABELS = 200
 
 
+@lru_cache(maxsize=16384)
 def ua_key(user_agent: str) -> str:
     return hashlib.blake2b(user_agent.encode(), digest_size=8).hexdigest() if user_agent else ""
 
@@ -109,8 +112,9 @@ class UserProfile:
         return self.data.get("h") or [0] * 24
 
     def recent(self, which: str, now: float, span: float) -> int:
-        """Events ("req") or failures ("fail") in ``[now - span, now]``."""
-        return sum(1 for t in self.data.get(which, ()) if now - span <= t <= now)
+        """Events ("req") or failures ("fail") in ``[now - span, now]`` (lists are sorted)."""
+        times = self.data.get(which) or ()
+        return bisect_right(times, now) - bisect_left(times, now - span)
 
     @property
     def novel_login(self) -> float | None:
@@ -119,7 +123,7 @@ class UserProfile:
     # --- updating ------------------------------------------------------------------
     def note(self, obs: Observation) -> None:
         """Record that an event happened (rates and failures), whether or not it teaches."""
-        t = obs.epoch
+        t = _seconds(obs)
         self._push("req", t)
         if obs.failed:
             self._push("fail", t)
@@ -130,7 +134,7 @@ class UserProfile:
 
     def learn(self, obs: Observation) -> None:
         """Make this event's network, place and device known."""
-        t = obs.epoch
+        t = _seconds(obs)
         known = self.data["k"]
         totals = self.data.setdefault("t", {})
         for kind, value in values_of(obs).items():
@@ -177,15 +181,15 @@ class UserProfile:
 
     def forget(self, obs: Observation) -> None:
         """Undo what a confirmed attack taught: values first seen at this event are dropped."""
-        t = obs.epoch
+        t = _seconds(obs)
         totals = self.data.setdefault("t", {})
         for kind, value in values_of(obs).items():
             bucket = self.data["k"].get(kind, {})
             e = bucket.get(value)
-            if e is not None and abs(e[0] - t) < 1e-3:
+            if e is not None and abs(e[0] - t) <= 1:
                 totals[kind] = max(0, totals.get(kind, 0) - bucket.pop(value)[2])
         loc = self.data.get("loc")
-        if loc and abs(loc.get("ts", 0) - t) < 1e-3:
+        if loc and abs(loc.get("ts", 0) - t) <= 1:
             self.data.pop("loc")
         self.dirty = True
 
@@ -198,7 +202,11 @@ class UserProfile:
 
     def _push(self, which: str, t: float) -> None:
         times = self.data.setdefault(which, [])
-        times.append(t)
+        insort(times, t)
         if len(times) > MAX_TIMES:
-            times.sort()
             del times[:-MAX_TIMES]
+
+
+def _seconds(obs: Observation) -> int:
+    # Whole seconds keep the stored document small; detection never needs finer.
+    return round(obs.epoch)

@@ -35,13 +35,15 @@ def normalise(entry: Any, index: int) -> tuple[str, dict[str, Any]]:
     if isinstance(entry, dict):
         unknown = set(entry) - {"class", "params"}
         if unknown or "class" not in entry:
-            raise ConfigError(index, str(entry.get("class", "")), 'use {"class": "dotted.path", "params": {...}}')
+            raise ConfigError(
+                index, str(entry.get("class", "")), 'use {"class": "dotted.path", "params": {...}}'
+            )
         path, params = entry["class"], entry.get("params") or {}
     elif isinstance(entry, list | tuple) and len(entry) in (1, 2):
         path = entry[0]
         params = entry[1] if len(entry) == 2 and entry[1] is not None else {}
     else:
-        raise ConfigError(index, "", f"expected (\"dotted.path\", {{params}}), got {entry!r}")
+        raise ConfigError(index, "", f'expected ("dotted.path", {{params}}), got {entry!r}')
     if not isinstance(path, str) or "." not in path:
         raise ConfigError(index, str(path), "the detector must be a dotted path to a class")
     if not isinstance(params, dict):
@@ -58,7 +60,9 @@ def import_class(path: str, index: int = 0) -> type:
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise ConfigError(index, path, f"module {module_name!r} has no attribute {attr!r}") from None
+        raise ConfigError(
+            index, path, f"module {module_name!r} has no attribute {attr!r}"
+        ) from None
 
 
 def build(entry: Any, index: int = 0) -> Detector:
@@ -70,7 +74,9 @@ def build(entry: Any, index: int = 0) -> Detector:
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ConfigError(
-            index, path, f"unknown parameter(s) {', '.join(unknown)} (valid: {', '.join(valid) or 'none'})"
+            index,
+            path,
+            f"unknown parameter(s) {', '.join(unknown)} (valid: {', '.join(valid) or 'none'})",
         )
     try:
         detector = cls(**params)
@@ -92,7 +98,11 @@ def build_all(entries: Iterable[Any] | None) -> list[Detector]:
     names: dict[str, int] = {}
     for i, d in enumerate(detectors):
         if d.name in names:
-            raise ConfigError(i, type(d).__name__, f"duplicate detector name {d.name!r} (also entry {names[d.name]})")
+            raise ConfigError(
+                i,
+                type(d).__name__,
+                f"duplicate detector name {d.name!r} (also entry {names[d.name]})",
+            )
         names[d.name] = i
         if not d.batched:
             d.fit()  # derive the learned lookup state (parsed networks, sets) once

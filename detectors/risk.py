@@ -66,7 +66,9 @@ class FreemanRiskScore(Detector):
     def validate(self) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown:
-            raise ValueError(f"features: unknown feature(s) {unknown}; choose from {list(FEATURES)}")
+            raise ValueError(
+                f"features: unknown feature(s) {unknown}; choose from {list(FEATURES)}"
+            )
         check_number("smoothing", self.smoothing, low=1e-9)
         check_number("scale", self.scale, low=1e-9)
         check_number("center", self.center)
@@ -84,7 +86,9 @@ class FreemanRiskScore(Detector):
         values = feature_values(event)
         return [(f, values[f]) for f in self.features]
 
-    def contributions(self, event: Observation, profile: UserProfile, context: Context) -> dict[str, Any]:
+    def contributions(
+        self, event: Observation, profile: UserProfile, context: Context
+    ) -> dict[str, Any]:
         pop = context.population
         values = feature_values(event)
         lam = self.smoothing
@@ -111,7 +115,9 @@ class FreemanRiskScore(Detector):
             }
         return out
 
-    def score(self, event: Observation, profile: UserProfile | None, context: Context) -> list[Finding]:
+    def score(
+        self, event: Observation, profile: UserProfile | None, context: Context
+    ) -> list[Finding]:
         if profile is None or not self.applies(event) or profile.events < self.min_history:
             return []
         parts = self.contributions(event, profile, context)

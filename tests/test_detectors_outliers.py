@@ -15,7 +15,11 @@ def normal_rows(n: int = 400, seed: int = 1) -> list[list[float]]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        o = obs("london", type=rng.choice(["AUTH", "API", "API", "OTHER"]), duration=rng.uniform(30, 200))
+        o = obs(
+            "london",
+            type=rng.choice(["AUTH", "API", "API", "OTHER"]),
+            duration=rng.uniform(30, 200),
+        )
         rows.append(
             feature_row(
                 o,
@@ -58,7 +62,7 @@ def test_untrained_detector_is_silent():
 
 
 def test_trained_detector_flags_the_outlier_and_names_its_features():
-    det = IsolationForestDetector(n_estimators=50).fit(normal_rows())
+    det = IsolationForestDetector(n_estimators=50, threshold=0.05).fit(normal_rows())
     assert det.fitted and det.n_samples_ == 400 and len(det.mean_) == len(FEATURE_NAMES)
     o, features = odd_event()
     (f,) = det.score(o, None, Context(now=o.timestamp, features=features))
@@ -74,7 +78,7 @@ def test_trained_detector_flags_the_outlier_and_names_its_features():
 
 
 def test_scoring_is_one_decision_function_call_per_batch():
-    det = IsolationForestDetector(n_estimators=20).fit(normal_rows())
+    det = IsolationForestDetector(n_estimators=20, threshold=0.05).fit(normal_rows())
     calls = []
     real = det.model_.decision_function
 
@@ -84,7 +88,9 @@ def test_scoring_is_one_decision_function_call_per_batch():
 
     det.model_.decision_function = counting
     o, features = odd_event()
-    items = [(o, feature_row(o, features))] + [(obs("london"), row) for row in normal_rows(50, seed=2)]
+    items = [(o, feature_row(o, features))] + [
+        (obs("london"), row) for row in normal_rows(50, seed=2)
+    ]
     results = det.score_prepared(items)
     assert calls == [51]
     assert len(results) == 51 and results[0]

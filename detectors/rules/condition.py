@@ -112,3 +112,66 @@ def compile_condition(text: str, names: list[str]) -> tuple[Evaluator, set[str]]
     if pos != len(tokens):
         raise ConditionError(f"unexpected {tokens[pos]!r}")
     return result, used
+
+
+Gate = frozenset[str] | None  # activity types a (sub)condition can match; None = any
+
+
+def _and(gates: list[Gate]) -> Gate:
+    known = [g for g in gates if g is not None]
+    return frozenset.intersection(*known) if known else None
+
+
+def _or(gates: list[Gate]) -> Gate:
+    return None if any(g is None for g in gates) else frozenset().union(*gates)
+
+
+def condition_gate(text: str, names: list[str], gates: dict[str, Gate]) -> Gate:
+    """The activity types for which an (already validated) condition can be true, so the
+    engine skips rules that cannot match an event's type without evaluating them."""
+    tokens = _tokenize(text)
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos].lower() if pos < len(tokens) else None
+
+    def take() -> str:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def expr() -> Gate:
+        parts = [term()]
+        while peek() == "or":
+            take()
+            parts.append(term())
+        return _or(parts)
+
+    def term() -> Gate:
+        parts = [factor()]
+        while peek() == "and":
+            take()
+            parts.append(factor())
+        return _and(parts)
+
+    def factor() -> Gate:
+        tok = peek()
+        if tok == "not":
+            take()
+            factor()
+            return None
+        if tok == "(":
+            take()
+            inner = expr()
+            take()
+            return inner
+        if tok in ("1", "any", "all") and pos + 1 < len(tokens) and tokens[pos + 1].lower() == "of":
+            quant = take().lower()
+            take()
+            pattern = take()
+            group = list(names) if pattern.lower() == "them" else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+            parts = [gates.get(n) for n in group]
+            return _and(parts) if quant == "all" else _or(parts)
+        return gates.get(take())
+
+    return expr()

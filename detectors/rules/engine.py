@@ -8,7 +8,7 @@ got: windows are judged by event timestamps only.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +77,18 @@ class RuleEngine:
         self.plain = [r for r in self.rules if r.threshold is None]
         self.thresholded = [r for r in self.rules if r.threshold is not None]
         self.windows: dict[str, ThresholdWindow] = {}
+        self._by_type: dict[str, tuple[list[Rule], list[Rule]]] = {}
+        # Every field any rule reads: resolved once per event into a plain dict.
+        self.fields = tuple(sorted({f for r in self.rules for f in r.fields} | {
+            f for r in self.thresholded for f in r.threshold.fields
+        }))
+
+    def _rules_for(self, type_: str) -> tuple[list[Rule], list[Rule]]:
+        key = (type_ or "").upper()
+        found = self._by_type.get(key)
+        if found is None:
+            found = self._by_type[key] = (_gated(self.plain, key), _gated(self.thresholded, key))
+        return found
 
     def start_batch(self, history: dict[str, list[dict[str, Any]]] | None = None) -> None:
         """Reset windows and feed each threshold rule its look-back rows (dicts of columns,
@@ -94,15 +106,19 @@ class RuleEngine:
                     window.add(ts, str(row.get("id", "")), get)
 
     def evaluate(self, obs: Observation, features: dict[str, Any]) -> list[Finding]:
-        get = observation_getter(obs, features)
+        plain, thresholded = self._rules_for(obs.type)
         out: list[Finding] = []
-        for rule in self.plain:
+        if not plain and not thresholded:
+            return out
+        resolve = observation_getter(obs, features)
+        get = {f: resolve(f) for f in self.fields}.get
+        for rule in plain:
             if rule.matches(get):
                 out.append(rule.finding({}, rule.title))
-        if not self.thresholded:
+        if not thresholded:
             return out
         ts = obs.epoch
-        for rule in self.thresholded:
+        for rule in thresholded:
             if not rule.matches(get):
                 continue
             window = self.windows.get(rule.id)
@@ -126,12 +142,18 @@ class RuleEngine:
                         "threshold": spec.count,
                         "timespan_s": spec.timespan,
                         "group": dict(zip(spec.group_by, [_jsonable(v) for v in key], strict=True)),
-                        "window_start": datetime.fromtimestamp(first, UTC).isoformat() if first else None,
+                        "window_start": datetime.fromtimestamp(first, UTC).isoformat()
+                        if first
+                        else None,
                     },
                     reason,
                 )
             )
         return out
+
+
+def _gated(rules: list[Rule], type_: str) -> list[Rule]:
+    return [r for r in rules if r.types is None or type_ in r.types]
 
 
 def _jsonable(value: Any) -> Any:

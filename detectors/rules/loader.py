@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ..features import context_features
-from .condition import ConditionError, compile_condition
+from .condition import ConditionError, compile_condition, condition_gate
 from .rule import (
     DEFAULT_SCORES,
     FLAG_SCORE,
@@ -77,7 +77,9 @@ def context_field_names() -> frozenset[str]:
 
     from ..base import Observation
 
-    return frozenset(context_features(Observation(timestamp=datetime(2000, 1, 1, tzinfo=UTC)), None))
+    return frozenset(
+        context_features(Observation(timestamp=datetime(2000, 1, 1, tzinfo=UTC)), None)
+    )
 
 
 _CTX_FIELDS = context_field_names()
@@ -102,11 +104,27 @@ def parse_timespan(value: Any) -> float:
     return float(int(m.group(1)) * _UNITS[m.group(2)])
 
 
+def _type_gate(body: Any) -> frozenset[str] | None:
+    """Types a selection can match: known when it is one mapping with a plain ``type`` test."""
+    if not isinstance(body, dict):
+        return None
+    for key in ("type", "type|in", "type|equals"):
+        value = body.get(key)
+        values = value if isinstance(value, list) else [value]
+        if value is not None and all(isinstance(v, str) for v in values):
+            return frozenset(v.upper() for v in values)
+    return None
+
+
 def _selection(path: str, sel_name: str, body: Any, fields: set[str], prefilters: list) -> Any:
     key = f"detection.{sel_name}"
     maps = body if isinstance(body, list) else [body]
     if not maps or not all(isinstance(m, dict) and m for m in maps):
-        raise RuleError(path, key, "a selection is a non-empty mapping of field[|modifier]: value (or a list of them)")
+        raise RuleError(
+            path,
+            key,
+            "a selection is a non-empty mapping of field[|modifier]: value (or a list of them)",
+        )
     compiled = []
     for mapping in maps:
         matchers = []
@@ -118,7 +136,9 @@ def _selection(path: str, sel_name: str, body: Any, fields: set[str], prefilters
             modifier = modifier or "equals"
             if modifier not in MODIFIERS:
                 raise RuleError(
-                    path, fkey, f"unknown modifier {modifier!r} (allowed: {', '.join(sorted(MODIFIERS))})"
+                    path,
+                    fkey,
+                    f"unknown modifier {modifier!r} (allowed: {', '.join(sorted(MODIFIERS))})",
                 )
             if not known_field(fname):
                 raise RuleError(path, fkey, f"unknown field {fname!r}")
@@ -157,12 +177,20 @@ def _add_prefilter(out: list, sel: str, fname: str, modifier: str, values: list)
     # Only exact, case-stable comparisons become SQL filters; everything is re-checked in Python.
     if modifier in ("gt", "gte", "lt", "lte") and fname in NUMERIC_FIELDS:
         out.append((sel, fname, modifier, tuple(values)))
-    elif modifier in ("equals", "in") and fname in NUMERIC_FIELDS and all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    elif (
+        modifier in ("equals", "in")
+        and fname in NUMERIC_FIELDS
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
     ):
         out.append((sel, fname, "in", tuple(values)))
-    elif modifier in ("equals", "in") and fname in ("type", "method") and all(isinstance(v, str) for v in values):
-        out.append((sel, fname, "in", tuple({v for x in values for v in (x, x.upper(), x.lower())})))
+    elif (
+        modifier in ("equals", "in")
+        and fname in ("type", "method")
+        and all(isinstance(v, str) for v in values)
+    ):
+        out.append(
+            (sel, fname, "in", tuple({v for x in values for v in (x, x.upper(), x.lower())}))
+        )
 
 
 def parse_rule(doc: Any, path: str = "<rule>") -> Rule:
@@ -179,7 +207,9 @@ def parse_rule(doc: Any, path: str = "<rule>") -> Rule:
         raise RuleError(path, "title", "must be a non-empty string")
     rule_id = str(doc["id"])
     if not _ID.match(rule_id):
-        raise RuleError(path, "id", f"{rule_id!r}: use letters, digits, '-', '_', '.', ':' (max 56)")
+        raise RuleError(
+            path, "id", f"{rule_id!r}: use letters, digits, '-', '_', '.', ':' (max 56)"
+        )
     status = doc.get("status", "experimental")
     if status not in STATUSES:
         raise RuleError(path, "status", f"unknown status {status!r}")
@@ -213,6 +243,8 @@ def parse_rule(doc: Any, path: str = "<rule>") -> Rule:
         condition, used = compile_condition(detection["condition"], list(selections))
     except ConditionError as exc:
         raise RuleError(path, "detection.condition", str(exc)) from None
+    gates = {name: _type_gate(body) for name, body in detection.items() if name != "condition"}
+    type_gate = condition_gate(detection["condition"], list(selections), gates)
 
     threshold = None
     if doc.get("threshold") is not None:
@@ -224,7 +256,12 @@ def parse_rule(doc: Any, path: str = "<rule>") -> Rule:
     usable = None
     if len(cond) == 1 and cond[0] in selections:
         usable = cond[0]
-    elif len(cond) >= 3 and cond[0] in selections and cond[1].lower() == "and" and cond[2].lower() == "not":
+    elif (
+        len(cond) >= 3
+        and cond[0] in selections
+        and cond[1].lower() == "and"
+        and cond[2].lower() == "not"
+    ):
         if "or" not in [c.lower() for c in cond]:
             usable = cond[0]
     pre = tuple((f, op, vals) for sel, f, op, vals in prefilters if sel == usable)
@@ -242,15 +279,22 @@ def parse_rule(doc: Any, path: str = "<rule>") -> Rule:
         status=status,
         sigma_tags=tuple(sigma_tags),
         prefilters=pre,
+        types=type_gate,
     )
 
 
 def _threshold(path: str, body: Any, fields: set[str]) -> Threshold:
     if not isinstance(body, dict):
-        raise RuleError(path, "threshold", "must be a mapping with count, timespan, group_by, distinct")
+        raise RuleError(
+            path, "threshold", "must be a mapping with count, timespan, group_by, distinct"
+        )
     for key in body:
         if key not in THRESHOLD_KEYS:
-            raise RuleError(path, f"threshold.{key}", f"unknown key (allowed: {', '.join(sorted(THRESHOLD_KEYS))})")
+            raise RuleError(
+                path,
+                f"threshold.{key}",
+                f"unknown key (allowed: {', '.join(sorted(THRESHOLD_KEYS))})",
+            )
     count = body.get("count")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise RuleError(path, "threshold.count", f"must be a positive integer, got {count!r}")
@@ -274,7 +318,9 @@ def _threshold(path: str, body: Any, fields: set[str]) -> Threshold:
     for f in fields:
         if f not in STORED_FIELDS:
             # The look-back window is re-read from the database, where only columns exist.
-            raise RuleError(path, "threshold", f"threshold rules may only use stored fields, not {f!r}")
+            raise RuleError(
+                path, "threshold", f"threshold rules may only use stored fields, not {f!r}"
+            )
     return Threshold(count=count, timespan=span, group_by=tuple(group_by), distinct=distinct)
 
 
@@ -283,13 +329,17 @@ def _action(path: str, body: Any, default_severity: str) -> Action:
         raise RuleError(path, "action", "must be a mapping")
     for key in body:
         if key not in ACTION_KEYS:
-            raise RuleError(path, f"action.{key}", f"unknown key (allowed: {', '.join(sorted(ACTION_KEYS))})")
+            raise RuleError(
+                path, f"action.{key}", f"unknown key (allowed: {', '.join(sorted(ACTION_KEYS))})"
+            )
     flag = body.get("flag", False)
     if not isinstance(flag, bool):
         raise RuleError(path, "action.flag", "must be true or false")
     tags = body.get("tags", []) or []
     if not isinstance(tags, list) or not all(isinstance(t, str) and _TAG.match(t) for t in tags):
-        raise RuleError(path, "action.tags", "must be a list of tags (letters, digits, '-', '_', '.', ':')")
+        raise RuleError(
+            path, "action.tags", "must be a list of tags (letters, digits, '-', '_', '.', ':')"
+        )
     severity = body.get("severity", default_severity)
     if severity not in SEVERITIES:
         raise RuleError(path, "action.severity", f"unknown severity {severity!r}")
@@ -300,7 +350,9 @@ def _action(path: str, body: Any, default_severity: str) -> Action:
     score = body.get("score", default_score)
     if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
         raise RuleError(path, "action.score", f"must be a number in [0, 1], got {score!r}")
-    return Action(flag=flag, tags=tuple(tags), severity=severity, score=float(score), suppress=tuple(suppress))
+    return Action(
+        flag=flag, tags=tuple(tags), severity=severity, score=float(score), suppress=tuple(suppress)
+    )
 
 
 def load_rule_file(path: str | Path) -> Rule:
@@ -331,7 +383,9 @@ def load_rules(directories: Iterable[str | Path]) -> list[Rule]:
         for f in rule_files(directory):
             rule = load_rule_file(f)
             if rule.id in seen:
-                raise RuleError(str(f), "id", f"duplicate rule id {rule.id!r} (also in {seen[rule.id]})")
+                raise RuleError(
+                    str(f), "id", f"duplicate rule id {rule.id!r} (also in {seen[rule.id]})"
+                )
             seen[rule.id] = str(f)
             rules.append(rule)
     return rules

@@ -88,6 +88,17 @@ def _equals(actual: Any, expected: Any) -> bool:
 def build_matcher(name: str, modifier: str, values: list[Any]) -> Matcher:
     """A predicate on one field; several values mean "any of them" (Sigma's list semantics)."""
     if modifier in ("equals", "in"):
+        if values and all(isinstance(v, str) for v in values):
+            # the common case, as one set lookup
+            wanted = frozenset(v.lower() for v in values)
+
+            def text_equals(get: Getter) -> bool:
+                actual = get(name)
+                if actual is None or isinstance(actual, bool):
+                    return False
+                return (actual.lower() if isinstance(actual, str) else str(actual).lower()) in wanted
+
+            return text_equals
         vals = tuple(values)
         return lambda get: any(_equals(get(name), v) for v in vals)
     if modifier in ("startswith", "endswith", "contains"):
@@ -129,6 +140,19 @@ def build_matcher(name: str, modifier: str, values: list[Any]) -> Matcher:
     return numeric_match
 
 
+class _LazySelections(dict):
+    __slots__ = ("selections", "get")
+
+    def __init__(self, selections: dict[str, Matcher], get: Getter) -> None:
+        super().__init__()
+        self.selections = selections
+        self.get = get
+
+    def __missing__(self, name: str) -> bool:
+        value = self[name] = self.selections[name](self.get)
+        return value
+
+
 @dataclass(slots=True)
 class Threshold:
     count: int
@@ -167,6 +191,8 @@ class Rule:
     # Simple conditions usable as database pre-filters for the threshold look-back:
     # (field, op, values) with op in exact|in|gt|gte|lt|lte.
     prefilters: tuple[tuple[str, str, tuple], ...] = field(default_factory=tuple)
+    # Upper-cased activity types the rule can match (None: any); lets the engine skip it.
+    types: frozenset[str] | None = None
 
     @property
     def detector(self) -> str:
@@ -177,8 +203,8 @@ class Rule:
         return self.action.tags[0] if self.action.tags else self.id
 
     def matches(self, get: Getter) -> bool:
-        state = {name: m(get) for name, m in self.selections.items()}
-        return self.condition(state)
+        # Selections are evaluated on demand, so "sel and ..." stops at the first miss.
+        return self.condition(_LazySelections(self.selections, get))
 
     def finding(self, evidence: dict[str, Any], reason: str | None = None) -> Finding:
         return Finding(
