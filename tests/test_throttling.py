@@ -124,3 +124,10 @@ def test_token_guessing_is_throttled(api_client, monkeypatch):
 def test_authenticated_requests_are_counted_once(staff_client, monkeypatch):
     monkeypatch.setattr(BurstRateThrottle, "THROTTLE_RATES", {"burst": "4/min"})
     assert [staff_client.get(URL).status_code for _ in range(5)] == [200, 200, 200, 200, 429]
+
+
+def test_warning_without_token_app(settings):
+    from tracking.checks import check_api_settings
+
+    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "rest_framework.authtoken"]
+    assert [e.id for e in check_api_settings()] == ["tracking.W031"]

@@ -388,6 +388,18 @@ def check_api_settings(app_configs=None, **kwargs):
                 id="tracking.W030",
             )
         )
+    from django.apps import apps
+
+    if not apps.is_installed("rest_framework.authtoken"):
+        errors.append(
+            checks.Warning(
+                "rest_framework.authtoken is not in INSTALLED_APPS: the tracking API accepts "
+                "session authentication only.",
+                hint="Add 'rest_framework.authtoken' to INSTALLED_APPS (and migrate) to let "
+                "API clients use DRF tokens.",
+                id="tracking.W031",
+            )
+        )
     return errors
 
 
