@@ -86,30 +86,35 @@ def test_file_name_has_the_time_range(staff_client):
     assert 'filename="activities_20240105T100000Z_' in resp["Content-Disposition"]
 
 
-def test_export_streams_lazily(staff_client, monkeypatch):
-    """The response is a generator over QuerySet.iterator: nothing is read up front."""
-    make_activities(25)
+def test_export_streams_a_large_queryset_lazily(staff_client, monkeypatch):
+    """The response is a generator over QuerySet.iterator: nothing is read up front, and
+    rows are pulled one chunk at a time as the client reads."""
+    make_activities(2000)
     pulled = []
     from django.db.models.query import QuerySet
 
     real_iterator = QuerySet.iterator
 
     def spy(self, chunk_size=None):
+        assert chunk_size, "iterator() must be chunked"
         for obj in real_iterator(self, chunk_size=chunk_size):
             pulled.append(obj.pk)
             yield obj
 
     monkeypatch.setattr(QuerySet, "iterator", spy)
-    monkeypatch.setattr("tracking.exporting.CHUNK_SIZE", 10)
+    monkeypatch.setattr("tracking.exporting.CHUNK_SIZE", 250)
     resp = staff_client.get(URL, {"format": "ndjson"})
     assert resp.streaming
     assert pulled == []  # the view returned without loading rows
     stream = iter(resp.streaming_content)
     first = next(stream)
     assert json.loads(first)["id"]
-    assert 1 <= len(pulled) <= 10  # one chunk, not the table
+    assert 1 <= len(pulled) <= 250  # one chunk, not the table
+    for _ in range(500):
+        next(stream)
+    assert len(pulled) <= 751  # still bounded by what was read plus one chunk
     rest = list(stream)
-    assert len(rest) == 24 and len(pulled) == 25
+    assert len(rest) == 1499 and len(pulled) == 2000
 
 
 def test_export_needs_the_export_permission(django_user_model, api_client):
