@@ -283,3 +283,31 @@ def test_since_checks_only_activities_at_or_after_that_time():
     sql("UPDATE tracking_activity SET city = 'X' WHERE id = %s", [db_id(new[1].pk)])
     code, out = run_tracking("verify", "--since", since)
     assert code == 1 and str(new[1].pk) in out and str(old[0].pk) not in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recorded_through_track_sealed_on_write_then_tampered(client):
+    """The real path end to end: @track views (sync and async hand-off) commit, the writer
+    seals after its commit, verify passes; then each kind of raw tampering is reported."""
+    from tracking import writer
+
+    for i in range(3):
+        assert (
+            client.post("/t/rec/login/", {"username": f"u{i}", "password": "pw"}).status_code == 200
+        )
+        assert client.post("/t/rec/pay/", {"amount": i}).status_code == 200
+    assert writer.flush(10)
+    rows = list(Activity.objects.order_by("seq"))
+    assert len(rows) == 6
+    assert all(r.seq is not None for r in rows), "sealed on write"
+    assert run_tracking("verify")[0] == 0
+    changed, removed = rows[1], rows[4]
+    sql("UPDATE tracking_activity SET status = 201 WHERE id = %s", [db_id(changed.pk)])
+    sql("DELETE FROM tracking_activity WHERE id = %s", [db_id(removed.pk)])
+    new_id = uuid.uuid4()
+    insert_copy(rows[0], new_id)
+    code, out = run_tracking("verify")
+    assert code == 1
+    assert f"CHANGED    activity {changed.pk}" in out
+    assert f"REMOVED    activity {removed.pk}" in out
+    assert f"INSERTED   activity {new_id}" in out
