@@ -53,7 +53,9 @@ def test_garbage_entries_ignored():
 @override_settings(TRACKING_TRUSTED_PROXIES=["10.0.0.0/8"])
 def test_x_real_ip_when_no_xff():
     assert client_ip(req("10.0.0.2", real="81.2.69.11")) == "81.2.69.11"
-    assert client_address(req("10.0.0.2", real="81.2.69.11")).forwarded_for == "X-Real-IP: 81.2.69.11"
+    assert (
+        client_address(req("10.0.0.2", real="81.2.69.11")).forwarded_for == "X-Real-IP: 81.2.69.11"
+    )
 
 
 @override_settings(TRACKING_TRUSTED_PROXIES=["10.0.0.0/8"])

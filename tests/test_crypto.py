@@ -18,13 +18,21 @@ NEW_KEY = "bmV3LWVuY3J5cHRpb24ta2V5LTAwMDAwMDAwMDAwMDA="
 
 
 def store(n=1, **kw):
-    res = ingest([Event(type="API", headers={"Accept": f"text/{i}"}, params={"query": {"q": i}}, **kw) for i in range(n)])
+    res = ingest(
+        [
+            Event(type="API", headers={"Accept": f"text/{i}"}, params={"query": {"q": i}}, **kw)
+            for i in range(n)
+        ]
+    )
     return [Activity.objects.get(id=i) for i in res.ids]
 
 
 def raw(pk, column):
     with connection.cursor() as cur:
-        cur.execute(f"SELECT {column} FROM tracking_activity WHERE id = %s", [pk.hex if connection.vendor == "sqlite" else pk])
+        cur.execute(
+            f"SELECT {column} FROM tracking_activity WHERE id = %s",
+            [pk.hex if connection.vendor == "sqlite" else pk],
+        )
         return cur.fetchone()[0]
 
 
@@ -50,12 +58,16 @@ def test_ciphertext_swapped_between_rows_or_fields_fails():
     a, b = store(2)
     with connection.cursor() as cur:
         ident = b.pk.hex if connection.vendor == "sqlite" else b.pk
-        cur.execute("UPDATE tracking_activity SET headers = %s WHERE id = %s", [raw(a.pk, "headers"), ident])
+        cur.execute(
+            "UPDATE tracking_activity SET headers = %s WHERE id = %s", [raw(a.pk, "headers"), ident]
+        )
     with pytest.raises(crypto.DecryptionError):
         Activity.objects.get(pk=b.pk).headers  # noqa: B018
     with connection.cursor() as cur:
         ident = a.pk.hex if connection.vendor == "sqlite" else a.pk
-        cur.execute("UPDATE tracking_activity SET params = %s WHERE id = %s", [raw(a.pk, "headers"), ident])
+        cur.execute(
+            "UPDATE tracking_activity SET params = %s WHERE id = %s", [raw(a.pk, "headers"), ident]
+        )
     with pytest.raises(crypto.DecryptionError):
         Activity.objects.get(pk=a.pk).params  # noqa: B018
 

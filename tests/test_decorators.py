@@ -24,7 +24,9 @@ def test_function_view_records_everything(client, plain_user):
     client.force_login(plain_user)
     resp = client.post(
         "/t/rec/login/?next=/home&token=abc123",
-        data=json.dumps({"username": "plain", "password": "hunter2", "nested": {"newPassword": "x1"}}),
+        data=json.dumps(
+            {"username": "plain", "password": "hunter2", "nested": {"newPassword": "x1"}}
+        ),
         content_type="application/json",
         HTTP_USER_AGENT="Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
         HTTP_AUTHORIZATION="Bearer supersecret",
@@ -121,8 +123,6 @@ def test_drf_bad_token_is_anonymous_401(client):
     assert resp.status_code in (401, 403)
     a = one(endpoint="/t/rec/apiview/")
     assert a.status == resp.status_code and a.user_id is None
-
-
 
 
 @pytest.mark.django_db(transaction=True)

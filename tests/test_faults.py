@@ -55,7 +55,9 @@ def test_database_down_during_tracked_view(client, spool_dir, monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_database_down_async_log_spools_then_writer_replays(client, spool_dir, monkeypatch, settings):
+def test_database_down_async_log_spools_then_writer_replays(
+    client, spool_dir, monkeypatch, settings
+):
     settings.TRACKING_SPOOL_REPLAY_INTERVAL = 0.05
     _db_down(monkeypatch)
     assert client.get("/t/rec/pay/").status_code == 200
@@ -105,8 +107,16 @@ def test_slow_geo_provider_does_not_slow_request(client, http_geo_only, spool_di
 
 class _GeoHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
-        body = json.dumps({"country_code": "GB", "city": "London", "lat": 51.5, "lon": -0.12,
-                           "asn": "AS64600", "isp": "Thames Broadband"}).encode()
+        body = json.dumps(
+            {
+                "country_code": "GB",
+                "city": "London",
+                "lat": 51.5,
+                "lon": -0.12,
+                "asn": "AS64600",
+                "isp": "Thames Broadband",
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -192,7 +202,9 @@ def _db_url() -> str:
 def test_process_killed_mid_batch_loses_no_acknowledged_event(tmp_path, settings):
     spool_path = tmp_path / "kill-spool"
     settings.TRACKING_SPOOL_DIR = str(spool_path)
-    env = dict(os.environ, DATABASE_URL=_db_url(), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(
+        os.environ, DATABASE_URL=_db_url(), PYTHONPATH=str(Path(__file__).resolve().parents[1])
+    )
     env.pop("TEST_DB_SUFFIX", None)
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(spool_path)],

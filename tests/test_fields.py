@@ -13,7 +13,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_lazy_decrypt_and_round_trip():
-    a = Activity.objects.create(type="API", headers={"Accept": "é/ü"}, params={"n": [1, {"x": None}]})
+    a = Activity.objects.create(
+        type="API", headers={"Accept": "é/ü"}, params={"n": [1, {"x": None}]}
+    )
     b = Activity.objects.get(pk=a.pk)
     assert isinstance(b.__dict__["headers"], Ciphertext)  # not decrypted until read
     assert b.headers == {"Accept": "é/ü"} and b.params == {"n": [1, {"x": None}]}
@@ -22,7 +24,10 @@ def test_lazy_decrypt_and_round_trip():
 def test_plaintext_never_reaches_the_database():
     a = Activity.objects.create(type="API", headers={"X-Thing": "plain-value-123"})
     with connection.cursor() as cur:
-        cur.execute("SELECT headers FROM tracking_activity WHERE id = %s", [a.id.hex if connection.vendor == "sqlite" else a.id])
+        cur.execute(
+            "SELECT headers FROM tracking_activity WHERE id = %s",
+            [a.id.hex if connection.vendor == "sqlite" else a.id],
+        )
         (stored,) = cur.fetchone()
     assert stored.startswith("v1:") and "plain-value-123" not in stored
 

@@ -83,8 +83,14 @@ def test_lookup_city_network():
     r = geo.lookup("81.2.69.10")
     assert not r.pending
     assert r.values == {
-        "country": "GB", "region": "England", "city": "London", "latitude": 51.5074,
-        "longitude": -0.1278, "accuracy_radius": 10, "asn": 64600, "isp": "Thames Broadband",
+        "country": "GB",
+        "region": "England",
+        "city": "London",
+        "latitude": 51.5074,
+        "longitude": -0.1278,
+        "accuracy_radius": 10,
+        "asn": 64600,
+        "isp": "Thames Broadband",
     }
 
 
@@ -95,8 +101,22 @@ def test_lookup_country_only_keeps_centroid_with_radius():
     assert (r.values["latitude"], r.values["longitude"]) == world.COUNTRY_CENTROIDS["FR"]
 
 
-@pytest.mark.parametrize("ip", ["10.0.0.1", "127.0.0.1", "192.168.1.1", "169.254.1.1", "::1",
-                                "fe80::1", "0.0.0.0", "224.0.0.1", "not-an-ip", None, ""])
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "10.0.0.1",
+        "127.0.0.1",
+        "192.168.1.1",
+        "169.254.1.1",
+        "::1",
+        "fe80::1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "not-an-ip",
+        None,
+        "",
+    ],
+)
 def test_non_public_not_looked_up(ip, monkeypatch):
     monkeypatch.setattr(geo, "_local_lookup", lambda ip: pytest.fail("looked up"))
     assert geo.lookup(ip).values == {}

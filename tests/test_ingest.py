@@ -18,8 +18,15 @@ T0 = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
 
 
 def ev(**kw) -> Event:
-    base = {"type": "AUTH", "timestamp": T0, "ip_address": "81.2.69.10", "endpoint": "/login/",
-            "method": "POST", "status": 200, "duration": 12.5}
+    base = {
+        "type": "AUTH",
+        "timestamp": T0,
+        "ip_address": "81.2.69.10",
+        "endpoint": "/login/",
+        "method": "POST",
+        "status": 200,
+        "duration": 12.5,
+    }
     base.update(kw)
     return Event(**base)
 
@@ -43,7 +50,9 @@ def test_idempotent_on_ids():
 
 
 def test_user_resolved_by_id_or_username(plain_user):
-    res = ingest([ev(user_id=plain_user.pk, username="whatever"), ev(username="plain"), ev(username="ghost")])
+    res = ingest(
+        [ev(user_id=plain_user.pk, username="whatever"), ev(username="plain"), ev(username="ghost")]
+    )
     rows = {str(a.id): a for a in Activity.objects.all()}
     assert [rows[i].user_id for i in res.ids].count(plain_user.pk) == 2
     ghost = Activity.objects.get(username="ghost")
@@ -69,8 +78,19 @@ def test_prefilled_enrichment_kept():
 
 
 def test_verdict_merged():
-    res = ingest([ev(verdict={"flagged": True, "tags": ["imported"], "risk_score": 0.9,
-                              "severity": "high", "review_status": "confirmed"})])
+    res = ingest(
+        [
+            ev(
+                verdict={
+                    "flagged": True,
+                    "tags": ["imported"],
+                    "risk_score": 0.9,
+                    "severity": "high",
+                    "review_status": "confirmed",
+                }
+            )
+        ]
+    )
     a = Activity.objects.get(id=res.ids[0])
     assert a.flagged and "imported" in a.tags and a.risk_score == 0.9
     assert a.severity == "high" and a.review_status == "confirmed"

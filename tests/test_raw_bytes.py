@@ -17,8 +17,13 @@ HEADER_VALUES = ["Mozilla-plaintext-agent-XYZ", "Bearer abcdef.jwt.value", "csrf
 def _record(client):
     resp = client.post(
         "/t/rec/login/?api_token=tok-4f8a9c1e55",
-        data=json.dumps({"password": "hunter2-very-secret", "card_number": "4111111111111111",
-                         "profile": {"client_secret": "sk_live_abcdef123456"}}),
+        data=json.dumps(
+            {
+                "password": "hunter2-very-secret",
+                "card_number": "4111111111111111",
+                "profile": {"client_secret": "sk_live_abcdef123456"},
+            }
+        ),
         content_type="application/json",
         HTTP_X_CUSTOM_HEADER="Mozilla-plaintext-agent-XYZ",
         HTTP_AUTHORIZATION="Bearer abcdef.jwt.value",

@@ -16,9 +16,25 @@ from tracking.redaction import (
 
 
 def test_default_and_builtin_keys():
-    for key in ["password", "newPassword", "X-Auth-Token", "client_secret", "PASSWORD",
-                "Authorization", "Cookie", "Set-Cookie", "X-Api-Key", "Proxy-Authorization",
-                "card_number", "cardNumber", "cc", "cvv", "cvc", "pan", "api_key"]:
+    for key in [
+        "password",
+        "newPassword",
+        "X-Auth-Token",
+        "client_secret",
+        "PASSWORD",
+        "Authorization",
+        "Cookie",
+        "Set-Cookie",
+        "X-Api-Key",
+        "Proxy-Authorization",
+        "card_number",
+        "cardNumber",
+        "cc",
+        "cvv",
+        "cvc",
+        "pan",
+        "api_key",
+    ]:
         assert is_sensitive(key), key
     for key in ["username", "access", "company", "expand", "account", "amount", "next"]:
         assert not is_sensitive(key), key

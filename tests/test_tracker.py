@@ -18,7 +18,9 @@ tracker = ActivityTracker()
 
 def build(request, response=None, **kw):
     kw.setdefault("activity_type", "API")
-    return tracker.build_event(request, response or HttpResponse("x"), started=time.perf_counter(), **kw)
+    return tracker.build_event(
+        request, response or HttpResponse("x"), started=time.perf_counter(), **kw
+    )
 
 
 def test_shape_and_no_query_in_endpoint():
@@ -79,16 +81,32 @@ def test_control_characters_kept_as_data():
     assert e.headers["X-Note"] == "x\x1b[0m"
 
 
-@pytest.mark.parametrize(("exc", "status"), [(ValueError(), 500), (Http404(), 404), (PermissionDenied(), 403)])
+@pytest.mark.parametrize(
+    ("exc", "status"), [(ValueError(), 500), (Http404(), 404), (PermissionDenied(), 403)]
+)
 def test_exception_status(exc, status):
-    e = tracker.build_event(rf.get("/"), None, activity_type="API", started=time.perf_counter(), exception=exc)
+    e = tracker.build_event(
+        rf.get("/"), None, activity_type="API", started=time.perf_counter(), exception=exc
+    )
     assert e.status == status
 
 
 def test_headers_from_meta_redacted():
-    e = build(rf.get("/", HTTP_COOKIE="sessionid=abc", HTTP_X_API_KEY="k", HTTP_ACCEPT="text/html",
-                     HTTP_PROXY_AUTHORIZATION="Basic x"))
-    assert e.headers["Cookie"] == e.headers["X-Api-Key"] == e.headers["Proxy-Authorization"] == "[REDACTED]"
+    e = build(
+        rf.get(
+            "/",
+            HTTP_COOKIE="sessionid=abc",
+            HTTP_X_API_KEY="k",
+            HTTP_ACCEPT="text/html",
+            HTTP_PROXY_AUTHORIZATION="Basic x",
+        )
+    )
+    assert (
+        e.headers["Cookie"]
+        == e.headers["X-Api-Key"]
+        == e.headers["Proxy-Authorization"]
+        == "[REDACTED]"
+    )
     assert e.headers["Accept"] == "text/html"
 
 

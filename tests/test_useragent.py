@@ -10,11 +10,23 @@ from tracking.enrich.useragent import parse_user_agent, truncate_user_agent
 CASES = [
     (
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
-        {"device": "PC", "os": "Windows 10", "browser": "Chrome 120.0.0", "is_mobile": False, "is_bot": False},
+        {
+            "device": "PC",
+            "os": "Windows 10",
+            "browser": "Chrome 120.0.0",
+            "is_mobile": False,
+            "is_bot": False,
+        },
     ),
     (
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
-        {"device": "iPhone", "os": "iOS 17.1", "browser": "Mobile Safari 17.1", "is_mobile": True, "is_bot": False},
+        {
+            "device": "iPhone",
+            "os": "iOS 17.1",
+            "browser": "Mobile Safari 17.1",
+            "is_mobile": True,
+            "is_bot": False,
+        },
     ),
     (
         "Mozilla/5.0 (iPad; CPU OS 16_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.0 Mobile/15E148 Safari/604.1",
@@ -42,7 +54,13 @@ def test_known_agents(ua, expected):
 
 @pytest.mark.parametrize("ua", ["", None])
 def test_empty(ua):
-    assert parse_user_agent(ua) == {"device": "", "os": "", "browser": "", "is_mobile": False, "is_bot": False}
+    assert parse_user_agent(ua) == {
+        "device": "",
+        "os": "",
+        "browser": "",
+        "is_mobile": False,
+        "is_bot": False,
+    }
 
 
 def test_garbage_and_huge_never_raise():

@@ -30,7 +30,15 @@ def test_burst_larger_than_queue_loses_nothing(settings):
 
 def test_stats_shape():
     st = writer.stats()
-    for key in ("queue_depth", "enqueued", "written", "failed", "spooled", "sync_fallbacks", "dropped"):
+    for key in (
+        "queue_depth",
+        "enqueued",
+        "written",
+        "failed",
+        "spooled",
+        "sync_fallbacks",
+        "dropped",
+    ):
         assert key in st
 
 

@@ -224,7 +224,11 @@ class _Users:
                     continue
         names = {e.username for e in events if e.username}
         field = model.USERNAME_FIELD
-        self.ids = set(model._default_manager.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+        self.ids = (
+            set(model._default_manager.filter(pk__in=ids).values_list("pk", flat=True))
+            if ids
+            else set()
+        )
         self.by_name = (
             dict(model._default_manager.filter(**{f"{field}__in": names}).values_list(field, "pk"))
             if names
@@ -285,7 +289,9 @@ def _rollups(acts: list[Activity]) -> None:
     groups: dict[tuple, dict[str, Any]] = {}
     for a in acts:
         key = (_hour(a.timestamp), a.type, a.country or "")
-        g = groups.setdefault(key, {"count": 0, "flagged": 0, "sum": 0.0, "n": 0, "min": None, "max": None})
+        g = groups.setdefault(
+            key, {"count": 0, "flagged": 0, "sum": 0.0, "n": 0, "min": None, "max": None}
+        )
         g["count"] += 1
         g["flagged"] += 1 if a.flagged else 0
         if a.duration is not None:
@@ -301,8 +307,12 @@ def _rollups(acts: list[Activity]) -> None:
             "duration_count": F("duration_count") + g["n"],
         }
         if g["n"]:
-            changes["duration_min"] = Least(Coalesce(F("duration_min"), Value(g["min"])), Value(g["min"]))
-            changes["duration_max"] = Greatest(Coalesce(F("duration_max"), Value(g["max"])), Value(g["max"]))
+            changes["duration_min"] = Least(
+                Coalesce(F("duration_min"), Value(g["min"])), Value(g["min"])
+            )
+            changes["duration_max"] = Greatest(
+                Coalesce(F("duration_max"), Value(g["max"])), Value(g["max"])
+            )
         dims = {"bucket": bucket, "type": type_, "country": country}
         if Rollup.objects.filter(**dims).update(**changes):
             continue
@@ -400,7 +410,11 @@ def ingest(
                 _reject(result, item.to_dict() if isinstance(item, Event) else item, str(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - one odd event never loses the batch
-                _reject(result, item.to_dict() if isinstance(item, Event) else item, f"{type(exc).__name__}: {exc}")
+                _reject(
+                    result,
+                    item.to_dict() if isinstance(item, Event) else item,
+                    f"{type(exc).__name__}: {exc}",
+                )
                 continue
             if act.id in seen:
                 result.duplicates += 1
@@ -446,7 +460,9 @@ def ingest(
 
 
 def _item_id(item: Any) -> str | None:
-    ident = item.id if isinstance(item, Event) else (item.get("id") if isinstance(item, dict) else None)
+    ident = (
+        item.id if isinstance(item, Event) else (item.get("id") if isinstance(item, dict) else None)
+    )
     return None if ident is None else str(ident)
 
 

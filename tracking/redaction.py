@@ -161,7 +161,9 @@ def limit_params(params: dict[str, Any]) -> dict[str, Any]:
     share = max(limit // max(len(params), 1), 64)
     out: dict[str, Any] = {}
     for key, value in params.items():
-        part = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        part = (
+            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        )
         out[key] = value if len(part) <= share else truncate(part, share)
     return out
 

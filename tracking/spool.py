@@ -50,7 +50,9 @@ class SpoolError(Exception):
 def directory() -> Path:
     folder = tracking_settings.SPOOL_DIR
     if not folder:
-        raise SpoolError("TRACKING_SPOOL_DIR is not set: events that cannot be written have nowhere to go")
+        raise SpoolError(
+            "TRACKING_SPOOL_DIR is not set: events that cannot be written have nowhere to go"
+        )
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -58,7 +60,9 @@ def directory() -> Path:
 
 def _encode(item: Any) -> bytes:
     data = item.to_dict() if hasattr(item, "to_dict") else item
-    return (json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode()
+    return (
+        json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+    ).encode()
 
 
 def _open_segment(folder: Path) -> tuple[str, int]:

@@ -78,7 +78,9 @@ class Writer:
             return
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name="tracking-writer", daemon=True)
+                self.thread = threading.Thread(
+                    target=self._run, name="tracking-writer", daemon=True
+                )
                 self.thread.start()
 
     def submit(self, event: Event) -> None:
@@ -106,7 +108,11 @@ class Writer:
         while len(batch) < self.batch_size:
             timeout = deadline - time.monotonic()
             try:
-                item = self.queue.get(timeout=max(timeout, 0)) if timeout > 0 else self.queue.get_nowait()
+                item = (
+                    self.queue.get(timeout=max(timeout, 0))
+                    if timeout > 0
+                    else self.queue.get_nowait()
+                )
             except queue.Empty:
                 break
             if item is _STOP or item is _FLUSH:
@@ -176,7 +182,9 @@ class Writer:
             spool.append(batch)
             self._count("spooled", len(batch))
         except Exception:  # noqa: BLE001
-            logger.exception("spool unavailable too: %d events kept in memory for retry", len(batch))
+            logger.exception(
+                "spool unavailable too: %d events kept in memory for retry", len(batch)
+            )
             self.retry.extend(batch)
 
     def _publish(self, batch: list[Event]) -> bool:
@@ -185,7 +193,9 @@ class Writer:
         try:
             publish(batch)
         except Exception as exc:  # noqa: BLE001 - broker down: local path
-            logger.error("celery broker unavailable (%s): writing %d events locally", exc, len(batch))
+            logger.error(
+                "celery broker unavailable (%s): writing %d events locally", exc, len(batch)
+            )
             self._count("broker_fallbacks", len(batch))
             # Don't pay a failed connection per batch: go local for a while, then try again.
             self._broker_down_until = time.monotonic() + BROKER_RETRY_AFTER

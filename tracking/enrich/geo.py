@@ -211,7 +211,7 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
             elif key == "country":
                 out[key] = str(value).upper()[:2]
             else:
-                out[key] = str(value)[:255 if key == "isp" else 128]
+                out[key] = str(value)[: 255 if key == "isp" else 128]
         except (TypeError, ValueError, IndexError):
             continue
     return out

@@ -32,10 +32,27 @@ EMPTY: dict[str, Any] = {"device": "", "os": "", "browser": "", "is_mobile": Fal
 
 _MOBILE_OS = {"iOS", "Android", "Windows Phone", "BlackBerry OS", "Symbian OS", "Firefox OS"}
 _TABLET = re.compile(r"iPad|Tablet|Kindle|Silk|SM-T\d|Nexus (7|9|10)\b|Tab\b", re.I)
-_MOBILE_BROWSERS = {"Mobile Safari", "Chrome Mobile", "Chrome Mobile iOS", "Firefox Mobile",
-                    "Opera Mobile", "Samsung Internet", "UC Browser", "Mobile Safari UI/WKWebView"}
-_DESKTOP_OS = {"Windows", "Mac OS X", "Linux", "Ubuntu", "Chrome OS", "Fedora", "FreeBSD",
-               "Debian", "macOS"}
+_MOBILE_BROWSERS = {
+    "Mobile Safari",
+    "Chrome Mobile",
+    "Chrome Mobile iOS",
+    "Firefox Mobile",
+    "Opera Mobile",
+    "Samsung Internet",
+    "UC Browser",
+    "Mobile Safari UI/WKWebView",
+}
+_DESKTOP_OS = {
+    "Windows",
+    "Mac OS X",
+    "Linux",
+    "Ubuntu",
+    "Chrome OS",
+    "Fedora",
+    "FreeBSD",
+    "Debian",
+    "macOS",
+}
 _BOT = re.compile(
     r"bot\b|bot/|crawl|spider|slurp|scrape|curl/|wget/|python-requests|python-urllib|"
     r"aiohttp|httpx|go-http-client|java/|okhttp|libwww|headlesschrome|phantomjs|"
@@ -71,9 +88,14 @@ def _parse(ua: str) -> dict[str, Any]:
     os_family = os_.family if os_ else "Other"
     bot = bool(_BOT.search(ua)) or dev_family == "Spider"
     tablet = bool(_TABLET.search(ua)) or dev_family in ("iPad", "Kindle")
-    mobile = not tablet and not bot and (
-        os_family in _MOBILE_OS or (agent is not None and agent.family in _MOBILE_BROWSERS)
-        or "Mobile" in ua
+    mobile = (
+        not tablet
+        and not bot
+        and (
+            os_family in _MOBILE_OS
+            or (agent is not None and agent.family in _MOBILE_BROWSERS)
+            or "Mobile" in ua
+        )
     )
     if dev_family == "Other" and not mobile and not tablet and not bot and os_family in _DESKTOP_OS:
         dev_family = "PC"

@@ -23,6 +23,7 @@ from .tracker import _UNSET, get_tracker
 
 logger = logging.getLogger("tracking.recording")
 
+
 def _find_request(args: tuple) -> tuple[Any, Any]:
     """(request, view instance or None) from a view's positional arguments."""
     for i, arg in enumerate(args[:2]):
