@@ -133,3 +133,13 @@ def test_error_responses_are_documented(schema):
     assert {"200", "400", "403", "404"} <= set(paths[flag]["patch"]["responses"])
     export = paths["/api/tracking/activities/export/"]["get"]["responses"]
     assert {"text/csv", "application/json", "application/x-ndjson"} <= set(export["200"]["content"])
+
+
+def test_schema_is_json_by_default_and_yaml_on_request(staff_client, api_client):
+    import yaml
+
+    resp = api_client.get("/api/tracking/schema/")
+    assert resp.status_code == 200
+    assert resp.json()["openapi"].startswith("3.")
+    resp = staff_client.get("/api/tracking/schema/", {"format": "yaml"})
+    assert yaml.safe_load(resp.content)["paths"]

@@ -90,9 +90,23 @@ def schema_view() -> Any:
     """The schema view for ``schema/``: documents this app's endpoints under the prefix the
     project mounted them at (found from the request path at request time)."""
     from django.urls import include, path
+    from drf_spectacular.renderers import (
+        OpenApiJsonRenderer,
+        OpenApiJsonRenderer2,
+        OpenApiYamlRenderer,
+        OpenApiYamlRenderer2,
+    )
     from drf_spectacular.views import SpectacularAPIView
 
     class TrackingSchemaView(SpectacularAPIView):
+        # JSON unless YAML is asked for (Accept or ?format=yaml): JSON is valid YAML too.
+        renderer_classes = [
+            OpenApiJsonRenderer,
+            OpenApiJsonRenderer2,
+            OpenApiYamlRenderer,
+            OpenApiYamlRenderer2,
+        ]
+
         @extend_schema(exclude=True)
         def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
             from .. import urls
