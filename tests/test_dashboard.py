@@ -828,3 +828,17 @@ def test_bad_queue_cursor_is_reported_and_the_first_page_shown(staff_client):
     assert response.status_code == 400
     assert "<strong>before</strong>" in response.content.decode()
     assert _queue_ids(response) == [str(act.pk)]
+
+
+def test_feed_accepts_a_bare_timestamp_cursor(staff_client, staff_user):
+    old = make_activity(timestamp=NOW - timedelta(minutes=10), username="old")
+    new = make_activity(timestamp=NOW, username="new")
+    reviewed = make_activity(timestamp=NOW - timedelta(days=2), username="reviewed")
+    Review.objects.create(activity_id=reviewed.pk, action="flag", reviewer_username="staff")
+    since = (NOW - timedelta(minutes=5)).isoformat()  # "+00:00" arrives as " 00:00" unquoted
+    data = staff_client.get(FEED + "?after=" + since).json()
+    ids = {a["id"] for a in data["activities"]}
+    assert str(new.pk) in ids and str(reviewed.pk) in ids and str(old.pk) not in ids
+    assert parse_cursor(data["cursor"]).activity_id == str(new.pk)
+    assert staff_client.get(FEED, {"after": "a|b|c|d"}).status_code == 400
+    assert staff_client.get(FEED, {"after": f"{since}||-3"}).status_code == 400

@@ -30,31 +30,39 @@ class CursorError(ValueError):
     """The ``after`` parameter is not a cursor this endpoint issued."""
 
 
+CURSOR_FORMAT = "after must be '<ISO timestamp>[|<activity id>[|<review id>]]'"
+
+
 @dataclass(frozen=True)
 class Cursor:
     timestamp: datetime
     activity_id: str
-    review_id: int
+    review_id: int | None
 
     def __str__(self) -> str:
-        return f"{self.timestamp.isoformat()}|{self.activity_id}|{self.review_id}"
+        return f"{self.timestamp.isoformat()}|{self.activity_id}|{self.review_id or 0}"
 
 
 def parse_cursor(text: str) -> Cursor | None:
+    """``<ISO timestamp>[|<activity id>[|<review id>]]``; without a review id, flags raised
+    after the timestamp count as new."""
     if not text:
         return None
     parts = text.split("|")
-    if len(parts) not in (2, 3):
-        raise CursorError("after must be '<ISO timestamp>|<activity id>[|<review id>]'")
+    if len(parts) > 3:
+        raise CursorError(CURSOR_FORMAT)
+    parts += [""] * (3 - len(parts))
     try:
         moment = datetime.fromisoformat(parts[0].replace(" ", "+").replace("Z", "+00:00"))
         activity_id = str(uuid.UUID(parts[1])) if parts[1] else ""
-        review_id = int(parts[2]) if len(parts) == 3 and parts[2] else 0
+        review_id = int(parts[2]) if parts[2] else None
     except ValueError as exc:
-        raise CursorError("after must be '<ISO timestamp>|<activity id>[|<review id>]'") from exc
+        raise CursorError(CURSOR_FORMAT) from exc
+    if review_id is not None and review_id < 0:
+        raise CursorError(CURSOR_FORMAT)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return Cursor(moment, activity_id, max(0, review_id))
+    return Cursor(moment, activity_id, review_id)
 
 
 def _limit() -> int:
@@ -95,16 +103,14 @@ def poll(after: Cursor | None, filters: Filters, *, known: int | None = None) ->
             if known is None:
                 window = window.exclude(id=after.activity_id or None)
             rows = list(window.order_by("-timestamp", "-id")[:limit])
-        new_reviews = list(
-            Review.objects.filter(id__gt=after.review_id, action=Review.Action.FLAG).order_by("id")[
-                :limit
-            ]
+        reviews = (
+            Review.objects.filter(id__gt=after.review_id)
+            if after.review_id is not None
+            else Review.objects.filter(created_at__gt=after.timestamp)
         )
+        new_reviews = list(reviews.filter(action=Review.Action.FLAG).order_by("id")[:limit])
         # Reviews of other kinds still advance the cursor, so they are not re-read.
-        review_top = (
-            Review.objects.filter(id__gt=after.review_id).aggregate(top=Max("id"))["top"]
-            or after.review_id
-        )
+        review_top = reviews.aggregate(top=Max("id"))["top"] or after.review_id or 0
 
     flagged_by_review = {str(r.activity_id): r for r in new_reviews}
     # The cursor follows the time window only: a reviewer flagging last week's activity

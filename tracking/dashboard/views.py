@@ -62,6 +62,8 @@ def _queue_rows(filters: Filters, before: str, size: int) -> tuple[list[Activity
                 Q(timestamp__lt=cursor.timestamp)
                 | Q(timestamp=cursor.timestamp, id__lt=cursor.activity_id)
             )
+        elif cursor is not None:
+            qs = qs.filter(timestamp__lt=cursor.timestamp)
     rows = list(
         qs.defer("headers", "params")
         .prefetch_related(present.open_findings())
