@@ -53,6 +53,14 @@ def test_staff_gets_the_full_report(client, staff_user, spool_dir):
         data["sealing"]["newest_seal_age"] is not None and data["sealing"]["newest_seal_age"] < 60
     )
     assert data["spool"]["events"] == 0
+    assert (data["spool_size"], data["unsealed"], data["dropped"], data["keys_configured"]) == (
+        0,
+        0,
+        0,
+        True,
+    )
+    assert data["queue_depth"] == data["writer"]["queue_depth"]
+    assert data["newest_seal_age"] == data["sealing"]["newest_seal_age"]
     assert {"queue_depth", "failed", "dropped"} <= set(data["writer"])
     assert data["keys"]["encryption_keys"] == 1 and data["keys"]["seal_keys"] == 1
     assert data["keys"]["seal_key_id"] and data["keys"]["encryption_key_id"]
@@ -111,6 +119,7 @@ def test_events_stuck_in_the_spool_make_it_unhealthy(spool_dir):
         data = health.collect()
     assert data["spool"]["events"] == 6 and data["spool"]["oldest_age"] >= 3600 - 5
     assert not data["healthy"] and any("spool" in p for p in data["problems"])
+    assert data["spool_size"] == 6 and data["spool_oldest_age"] >= 3600 - 5
 
 
 def test_dropped_events_are_unhealthy_and_failures_a_warning(monkeypatch):

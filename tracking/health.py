@@ -145,6 +145,7 @@ def collect(now: datetime | None = None) -> dict[str, Any]:
         logger.warning("health: database unavailable: %s", exc)
         sealing, database = None, f"unavailable: {type(exc).__name__}"
         problems.append("the database is unavailable (events go to the spool)")
+    spool, writer = pipeline["spool"] or {}, pipeline["writer"] or {}
     return {
         "status": "unhealthy" if problems else "ok",
         "healthy": not problems,
@@ -152,6 +153,16 @@ def collect(now: datetime | None = None) -> dict[str, Any]:
         "problems": problems,
         "warnings": warnings,
         "database": database,
+        # The headline numbers, flat, for monitoring systems that read one level only.
+        "spool_size": spool.get("events"),
+        "spool_oldest_age": spool.get("oldest_age"),
+        "queue_depth": writer.get("queue_depth"),
+        "failed": writer.get("failed"),
+        "dropped": writer.get("dropped"),
+        "unsealed": sealing["unsealed"] if sealing else None,
+        "oldest_unsealed_age": sealing["oldest_unsealed_age"] if sealing else None,
+        "newest_seal_age": sealing["newest_seal_age"] if sealing else None,
+        "keys_configured": not key_problems,
         **pipeline,
         "sealing": sealing,
         "keys": keys,
