@@ -218,3 +218,46 @@ def test_tag_filter_lists_detector_tags_without_scanning_findings(admin_client_s
     html = admin_client_staff.get(LIST).content.decode()
     tag = sorted(expected)[0]
     assert f"?tag={tag}" in html
+
+
+def test_date_hierarchy_reads_rollups_not_the_log(admin_client_staff):
+    import re
+    from datetime import UTC, datetime
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tracking.stats import rebuild_rollups
+
+    make_activity(timestamp=datetime(2023, 5, 3, 10, tzinfo=UTC))
+    make_activity(timestamp=datetime(2024, 2, 7, 10, tzinfo=UTC))
+    make_activity(timestamp=datetime(2024, 3, 9, 10, tzinfo=UTC))
+
+    def links(params):
+        html = admin_client_staff.get(LIST, params).content.decode()
+        return sorted(set(re.findall(r"\?(timestamp__[^\"]+)\"", html)))
+
+    plain = [
+        links({}),
+        links({"timestamp__year": "2024"}),
+        links({"timestamp__year": "2024", "timestamp__month": "2"}),
+    ]
+    rebuild_rollups()
+    with CaptureQueriesContext(connection) as ctx:
+        fast = [
+            links({}),
+            links({"timestamp__year": "2024"}),
+            links({"timestamp__year": "2024", "timestamp__month": "2"}),
+        ]
+    assert fast == plain
+    assert "timestamp__year=2023" in plain[0] and "timestamp__year=2024" in plain[0]
+    assert any("timestamp__month=3" in link for link in plain[1])
+    distinct = [q["sql"] for q in ctx.captured_queries if "DISTINCT" in q["sql"].upper()]
+    assert distinct and not any('FROM "tracking_activity"' in sql for sql in distinct), distinct
+    # any other filter: the exact (table) path
+    with CaptureQueriesContext(connection) as ctx:
+        admin_client_staff.get(LIST, {"flagged__exact": "1"})
+    assert any(
+        '"tracking_activity"' in q["sql"] and "DISTINCT" in q["sql"].upper()
+        for q in ctx.captured_queries
+    )
