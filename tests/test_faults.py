@@ -20,6 +20,7 @@ from django.db import OperationalError, connection
 
 from tracking import integrity, spool, writer
 from tracking.enrich import geo
+from tracking.events import Event
 from tracking.models import Activity
 
 
@@ -255,3 +256,27 @@ def test_broker_down_falls_back_to_local_path(client, settings, spool_dir):
     assert Activity.objects.get().endpoint == "/t/rec/pay/"
     assert writer.stats()["broker_fallbacks"] == before + 1
     assert writer.stats()["dropped"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writer_completes_owed_geo_when_provider_returns(
+    client, http_geo_only, spool_dir, settings, monkeypatch
+):
+    monkeypatch.setattr(writer, "GEO_RETRY_INTERVAL", 0.0)
+    with _Blackhole() as url:
+        settings.TRACKING_GEO_HTTP_URL = url
+        client.get("/t/rec/login/", REMOTE_ADDR="81.2.69.22")
+    assert Activity.objects.get().geo_pending and geo.owed()
+    server = http.server.HTTPServer(("127.0.0.1", 0), _GeoHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings.TRACKING_GEO_HTTP_URL = f"http://127.0.0.1:{server.server_port}/{{ip}}"
+        writer.submit(Event(type="API", endpoint="/tick"))
+        deadline = time.monotonic() + 10
+        while Activity.objects.filter(geo_pending=True).exists() and time.monotonic() < deadline:
+            writer.flush(1)
+            time.sleep(0.05)
+    finally:
+        server.shutdown()
+    a = Activity.objects.get(endpoint="/t/rec/login/")
+    assert not a.geo_pending and a.city == "London"

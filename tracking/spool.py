@@ -271,6 +271,15 @@ def replay(limit: int | None = None, batch_size: int | None = None) -> ReplayRes
     return result
 
 
+def pending() -> bool:
+    """Cheap: is any segment waiting (without reading them)?"""
+    try:
+        folder = directory()
+    except SpoolError:
+        return False
+    return any(p.name.startswith(SEGMENT_PREFIX) and p.stat().st_size > 0 for p in folder.iterdir())
+
+
 def stats() -> dict[str, Any]:
     """files, events, bytes and oldest (epoch seconds of the oldest pending segment, or None)."""
     try:

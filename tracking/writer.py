@@ -38,6 +38,7 @@ logger = logging.getLogger("tracking.writer")
 _STOP = object()
 _FLUSH = object()  # wakes the thread to write what it has now
 BROKER_RETRY_AFTER = 5.0  # seconds on the local path after the broker failed
+GEO_RETRY_INTERVAL = 60.0  # seconds between attempts to complete rows stored without geo
 
 
 class Writer:
@@ -67,6 +68,7 @@ class Writer:
         self._last_replay = 0.0
         self._fresh = 0
         self._broker_down_until = 0.0
+        self._last_geo_retry = 0.0
 
     # -- producer side ---------------------------------------------------------
     def _count(self, name: str, n: int = 1) -> None:
@@ -215,11 +217,25 @@ class Writer:
         self.wakeup.clear()
         self._last_replay = now
         try:
-            if spool.stats()["events"]:
+            if spool.pending():
                 res = spool.replay()
                 self._count("replayed", res.stored)
         except Exception:  # noqa: BLE001 - the next round tries again
             logger.exception("spool replay failed")
+        self._maybe_retry_geo(now)
+
+    def _maybe_retry_geo(self, now: float) -> None:
+        """Complete rows stored without geo once the provider answers again (only when this
+        process stored such rows, so idle processes never scan for them)."""
+        from .enrich import geo
+
+        if not geo.owed() or now - self._last_geo_retry < GEO_RETRY_INTERVAL:
+            return
+        self._last_geo_retry = now
+        try:
+            geo.retry_pending_geo()
+        except Exception:  # noqa: BLE001
+            logger.exception("retrying owed geolocation failed")
 
     # -- control ---------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:
@@ -243,7 +259,7 @@ class Writer:
             from . import spool
 
             while time.monotonic() < deadline:
-                if not spool.stats()["events"] and not self.retry:
+                if not spool.pending() and not self.retry:
                     return True
                 time.sleep(0.02)
             return False

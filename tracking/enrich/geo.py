@@ -136,6 +136,13 @@ class _Breaker:
 
 breaker = _Breaker()
 
+# Set when this process stored a row with geo owed; cleared when a retry found none left.
+_owed = threading.Event()
+
+
+def owed() -> bool:
+    return _owed.is_set() and breaker.allow()
+
 
 def _local_lookup(ip: str) -> dict[str, Any]:
     city_reader, asn_reader = _readers.get()
@@ -227,6 +234,7 @@ def _make_cache():
 
 _cache = None
 _http_cache: dict[str, dict[str, Any]] = {}
+_http_lock = threading.Lock()
 
 
 def _reset() -> None:
@@ -253,14 +261,15 @@ def lookup(ip: str | None) -> GeoResult:
         return GeoResult(values)
     if ip in _http_cache:
         return GeoResult(dict(_http_cache[ip]))
-    if not breaker.allow():
-        return GeoResult(pending=bool(tracking_settings.GEO_RETRY_LATER))
-    answer = _http_lookup(ip)
-    if answer is None:
-        return GeoResult(pending=bool(tracking_settings.GEO_RETRY_LATER))
-    if len(_http_cache) >= int(tracking_settings.GEO_CACHE_SIZE or 1):
-        _http_cache.pop(next(iter(_http_cache)))
-    _http_cache[ip] = answer
+    if not breaker.allow() or (answer := _http_lookup(ip)) is None:
+        later = bool(tracking_settings.GEO_RETRY_LATER)
+        if later:
+            _owed.set()
+        return GeoResult(pending=later)
+    with _http_lock:
+        if len(_http_cache) >= int(tracking_settings.GEO_CACHE_SIZE or 1):
+            _http_cache.pop(next(iter(_http_cache)), None)  # oldest first
+        _http_cache[ip] = answer
     return GeoResult(dict(answer))
 
 
@@ -277,6 +286,8 @@ def retry_pending_geo(limit: int = 1000) -> int:
 
     done = 0
     rows = list(Activity.objects.filter(geo_pending=True).order_by("timestamp")[:limit])
+    if not rows:
+        _owed.clear()
     for row in rows:
         result = lookup(row.ip_address)
         if result.pending:
