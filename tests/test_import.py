@@ -402,3 +402,33 @@ def test_redetect_keeps_recorded_findings(tmp_path):
     act = Activity.objects.get()
     assert act.flagged and "manual" in act.tags and act.risk_score >= 0.8
     assert act.findings.filter(detector="manual", reason="analyst").exists()
+
+
+def test_invalid_utf8_line_is_a_bad_line(tmp_path):
+    path = tmp_path / "u.ndjson"
+    path.write_bytes(
+        json.dumps(minimal(0)).encode()
+        + b"\n"
+        + json.dumps(minimal(1, username="x")).encode().replace(b'"x"', b'"\xff\xfe"')
+        + b"\n"
+        + json.dumps(minimal(2)).encode()
+        + b"\n"
+    )
+    code, out, err = run("import", str(path))
+    assert code == 0
+    assert "2 imported, 0 already present, 1 bad lines" in out
+    assert "line 2: invalid UTF-8" in err
+
+
+def test_truncated_gzip_keeps_what_was_read(tmp_path):
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb") as fh:
+        for i in range(200):
+            fh.write((json.dumps(minimal(i, params={"pad": "y" * 300})) + "\n").encode())
+    data = raw.getvalue()
+    path = tmp_path / "cut.ndjson.gz"
+    path.write_bytes(data[: len(data) - 40])  # lose the end of the stream
+    code, out, err = run("import", str(path))
+    assert code == 2 and "cannot read" in err
+    imported = int(out.split(" imported")[0])
+    assert imported > 100 and Activity.objects.count() == imported

@@ -174,7 +174,16 @@ def open_text(path: str) -> tuple[IO[str], _CountingReader, int | None]:
     binary: IO[bytes] = io.BufferedReader(counter, buffer_size=JSON_CHUNK)
     if path.lower().endswith(".gz"):
         binary = gzip.GzipFile(fileobj=binary)  # type: ignore[assignment]
-    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""), counter, size
+    # surrogateescape: a line with invalid UTF-8 is reported as a bad line, not fatal.
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    return text, counter, size
+
+
+def _check_utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRecord("invalid UTF-8") from None
 
 
 def read_ndjson(stream: IO[str]) -> Iterator[tuple[int, Any]]:
@@ -183,7 +192,10 @@ def read_ndjson(stream: IO[str]) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
+            _check_utf8(line)
             yield number, json.loads(line)
+        except BadRecord as exc:
+            yield number, exc
         except json.JSONDecodeError as exc:
             yield number, BadRecord(f"invalid JSON ({exc.msg} at column {exc.colno})")
 
@@ -259,6 +271,10 @@ def read_json_array(stream: IO[str]) -> Iterator[tuple[int, Any]]:
                 nl = buf.find("\n", pos)
             pos = len(buf) if nl < 0 else nl + 1
             continue
+        try:
+            _check_utf8(buf[pos:end])
+        except BadRecord as exc:
+            value = exc
         pos = end
         yield number, value
 
@@ -279,7 +295,12 @@ def read_csv(stream: IO[str]) -> Iterator[tuple[int, Any]]:
             yield number, BadRecord("more cells than header columns")
             continue
         try:
+            for cell in row.values():
+                if cell:
+                    _check_utf8(cell)
             yield number, record_from_csv_row(row)
+        except BadRecord as exc:
+            yield number, exc
         except ValueError as exc:
             yield number, BadRecord(str(exc))
 
@@ -569,13 +590,17 @@ def run_import(
     quiet: bool,
     progress=None,
     redetect: bool = False,
+    summary: Summary | None = None,
 ) -> Summary:
-    """Import everything ``stream`` holds; see the module docstring."""
-    summary = Summary()
+    """Import everything ``stream`` holds; see the module docstring.
+
+    ``summary`` (optional) is filled in place, so a caller still has the counts when the
+    input breaks off with an exception.
+    """
+    summary = summary if summary is not None else Summary()
     importer = _Importer(command, summary, batch_size, quiet, redetect)
     window: list[tuple[datetime, int, int, Any, list[dict]]] = []
     last_out: datetime | None = None
-    seq = 0
 
     def emit(item) -> None:
         nonlocal last_out
@@ -586,7 +611,30 @@ def run_import(
             last_out = ts
         importer.add(number, event, findings)
 
-    reader = READERS[fmt](stream)
+    try:
+        _read_all(
+            READERS[fmt](stream),
+            summary,
+            importer,
+            window,
+            emit,
+            sort_window,
+            progress_every,
+            quiet,
+            progress,
+        )
+    finally:
+        # Even when the input breaks off (truncated gzip, I/O error), what was read is kept.
+        while window:
+            emit(heapq.heappop(window))
+        importer.flush()
+    return summary
+
+
+def _read_all(
+    reader, summary, importer, window, emit, sort_window, progress_every, quiet, progress
+):
+    seq = 0
     for number, record in reader:
         summary.lines += 1
         if isinstance(record, BadRecord):
@@ -603,10 +651,6 @@ def run_import(
                     emit(heapq.heappop(window))
         if not quiet and progress and summary.lines % progress_every == 0:
             progress(summary)
-    while window:
-        emit(heapq.heappop(window))
-    importer.flush()
-    return summary
 
 
 def handle(
@@ -642,9 +686,11 @@ def handle(
             f"{summary.bad} bad, {rate:.0f}/s"
         )
 
+    summary = Summary()
+    failure = ""
     try:
         with stream:
-            summary = run_import(
+            run_import(
                 command,
                 stream,
                 fmt,
@@ -654,19 +700,22 @@ def handle(
                 quiet=quiet,
                 progress=progress,
                 redetect=redetect,
+                summary=summary,
             )
     except BadRecord as exc:  # the file as a whole is unreadable (no array, bad CSV header)
-        command.stderr.write(str(exc))
-        return 2
-    except (UnicodeDecodeError, OSError, EOFError, gzip.BadGzipFile, csv.Error) as exc:
-        command.stderr.write(f"cannot read {path}: {exc}")
-        return 2
+        failure = str(exc)
+    except (OSError, EOFError, csv.Error, UnicodeDecodeError) as exc:  # truncated gzip, I/O
+        failure = f"cannot read {path}: {exc}"
+    if failure:
+        command.stderr.write(failure)
     message = (
         f"{summary.imported} imported, {summary.present} already present, {summary.bad} bad lines"
     )
     if summary.late:
         message += f" ({summary.late} record(s) were more than --sort-window out of order)"
     command.stdout.write(message)
+    if failure:
+        return 2
     if summary.bad and not (summary.imported or summary.present):
         return 1
     return 0
