@@ -120,3 +120,25 @@ def test_session_id_is_keyed_hash(client, plain_user):
     key = client.session.session_key
     a = Activity.objects.get()
     assert a.session_id == integrity.hash_session_key(key) and key not in a.session_id
+
+
+def test_too_many_fields_recorded_as_marker():
+    qs = "&".join(f"k{i}=v" for i in range(1500))  # over DATA_UPLOAD_MAX_NUMBER_FIELDS
+    e = build(rf.get(f"/q/?{qs}"))
+    assert e.params["query"] == "[query not recorded: TooManyFieldsSent]"
+    body = "&".join(f"f{i}=v" for i in range(1500))
+    e = build(rf.post("/f/", data=body, content_type="application/x-www-form-urlencoded"))
+    assert e.params["body"] == "[body not recorded: TooManyFieldsSent]"
+
+
+def test_huge_keys_and_many_headers_never_raise():
+    e = build(
+        rf.post(
+            "/j/",
+            data='{"' + "k" * 20000 + '": 1}',
+            content_type="application/json",
+            **{f"HTTP_X_H{i}": "v" * 100 for i in range(300)},
+        )
+    )
+    assert len(e.headers) >= 300
+    assert isinstance(e.params["body"], dict | str)

@@ -118,8 +118,8 @@ def body_of(request: Any) -> Any:
     if ctype == "application/x-www-form-urlencoded":
         try:
             return _querydict(req.POST)
-        except Exception:  # noqa: BLE001
-            return "[body not recorded: unreadable form]"
+        except Exception as exc:  # noqa: BLE001 - TooManyFieldsSent, RequestDataTooBig...
+            return f"[body not recorded: {type(exc).__name__}]"
     if ctype.endswith("json") or ctype.endswith("+json"):
         try:
             return json.loads(raw.decode("utf-8", "replace"))
@@ -131,8 +131,15 @@ def body_of(request: Any) -> Any:
 def params_of(request: Any) -> dict[str, Any]:
     """``{"query": {...}, "body": ...}`` (``body`` omitted when there is none), redacted."""
     req = django_request(request)
-    params: dict[str, Any] = {"query": _querydict(req.GET)}
-    body = body_of(request)
+    try:
+        query: Any = _querydict(req.GET)
+    except Exception as exc:  # noqa: BLE001 - e.g. TooManyFieldsSent: record that, not the data
+        query = f"[query not recorded: {type(exc).__name__}]"
+    params: dict[str, Any] = {"query": query}
+    try:
+        body = body_of(request)
+    except Exception as exc:  # noqa: BLE001
+        body = f"[body not recorded: {type(exc).__name__}]"
     if body is not None:
         params["body"] = body
     return redact_params(params)
