@@ -59,10 +59,15 @@ def _export(path: Path, budget: float) -> tuple[float, float, int, bool]:
     """Full CSV export in a subprocess: (seconds, peak RSS MiB, rows written, finished).
     A run longer than ``budget`` seconds is stopped; its rate is what it wrote by then."""
     started = time.perf_counter()
+    # To stdout (not -o, which writes a temporary file renamed at the end), so a run stopped
+    # at the budget still shows how many rows it wrote.
+    sink = path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "django", "tracking", "export", "--format", "csv", "-o", str(path)],
+        [sys.executable, "-m", "django", "tracking", "export", "--format", "csv"],
         env=dict(os.environ),
         cwd=dbs.ROOT,
+        stdout=sink,
+        stderr=subprocess.DEVNULL,
     )
     finished = True
     while True:
@@ -76,6 +81,7 @@ def _export(path: Path, budget: float) -> tuple[float, float, int, bool]:
             break
         time.sleep(0.2)
     seconds = time.perf_counter() - started
+    sink.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if finished and proc.returncode != 0:
         raise RuntimeError(f"export exited {proc.returncode}")
@@ -89,10 +95,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--export-budget", type=float, default=300.0, help="seconds")
+    parser.add_argument("--export-only", action="store_true", help="only the CSV export")
     args = parser.parse_args()
     django.setup()
-    from django.contrib.auth import get_user_model
-    from django.test import Client
 
     from benchmarks.child import emit
     from tracking import partitioning
@@ -127,6 +132,18 @@ def main() -> None:
             note=f"{len(partitioning.list_partitions())} partitions",
         )
     )
+
+    if not args.export_only:
+        _pages(args, n)
+    _export_figures(args)
+
+
+def _pages(args, n: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from benchmarks.child import emit
+    from tracking.models import Activity
 
     User = get_user_model()
     admin, _ = User.objects.get_or_create(
@@ -223,6 +240,10 @@ def main() -> None:
             note="what the cursor mode avoids",
         )
     )
+
+
+def _export_figures(args) -> None:
+    from benchmarks.child import emit
 
     out = dbs.VAR / "export.csv"
     seconds, rss, lines, finished = _export(out, args.export_budget)
