@@ -96,3 +96,21 @@ def test_invalid_trusted_proxy_is_a_system_check():
         errors = check_recording()
     assert [e.id for e in errors] == ["tracking.E010"]
     assert "nonsense" in errors[0].msg
+
+
+@pytest.mark.parametrize(
+    ("overrides", "ids"),
+    [
+        ({"TRACKING_ASYNC_HANDOFF": "kafka"}, ["tracking.E011"]),
+        ({"TRACKING_QUEUE_SIZE": 0}, ["tracking.E013"]),
+        ({"TRACKING_GEO_HTTP_URL": "https://geo.example/json"}, ["tracking.E015"]),
+        ({"TRACKING_SPOOL_DIR": None}, ["tracking.W010"]),
+        ({"GEOIP_PATH": "/nonexistent-geoip"}, ["tracking.W012"]),
+        ({}, []),
+    ],
+)
+def test_recording_checks(overrides, ids):
+    from tracking.checks import check_recording
+
+    with override_settings(**overrides):
+        assert [e.id for e in check_recording()] == ids

@@ -236,6 +236,14 @@ def check_recording(app_configs=None, **kwargs):
                 id="tracking.E014",
             )
         )
+    url = tracking_settings.GEO_HTTP_URL
+    if url and (not isinstance(url, str) or "{ip}" not in url or not url.startswith(("http://", "https://"))):
+        errors.append(
+            checks.Error(
+                f"TRACKING_GEO_HTTP_URL must be an http(s) URL template containing {{ip}} (got {url!r}).",
+                id="tracking.E015",
+            )
+        )
     geo_path = tracking_settings.GEOIP_PATH
     if geo_path and not tracking_settings.DISABLE_GEOLOCATION:
         import os
