@@ -28,6 +28,42 @@ def run(report, *, events: int) -> None:
     child.run(
         report, "benchmarks.pipeline", ["--events", str(events)], settings=SETTINGS, db_url=url
     )
+    _detection_engineers_benchmark(report, quick=events < 5000)
+
+
+def _detection_engineers_benchmark(report, *, quick: bool) -> None:
+    """``benchmarks/detection/throughput.py`` (the detection work's own, with a trained
+    IsolationForest and a week of history), reported here as one more figure."""
+    import re
+    import subprocess
+    import sys
+
+    from .report import Figure
+
+    script = dbs.ROOT / "benchmarks" / "detection" / "throughput.py"
+    if not script.exists():
+        return
+    args = ["--users", "60" if quick else "150", "--days", "1" if quick else "2"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, cwd=dbs.ROOT
+    ).stdout
+    m = re.search(r"([\d,]+) events/s per core; (\d+) findings", out)
+    if not m:
+        print("    benchmarks/detection/throughput.py gave no figure:\n" + out[-1500:])
+        return
+    rate = float(m.group(1).replace(",", ""))
+    detail = re.search(r"(\d+) events in ([\d.]+) s CPU", out)
+    report.add(
+        Figure(
+            "detection",
+            "detect_batch, trained model + history (detection/throughput.py)",
+            rate,
+            "events/s",
+            target=">= 5,000 events/s per core",
+            ok=rate >= 5000,
+            note=f"CPU time; {detail.group(1) if detail else '?'} events, {m.group(2)} findings",
+        )
+    )
 
 
 def main() -> None:
@@ -56,21 +92,22 @@ def main() -> None:
         detect_batch([build_activity(e) for e in batches[0][:50]])
         transaction.set_rollback(True)
 
-    started = time.perf_counter()
+    # CPU time of this single-threaded process: the per-core cost whatever else runs on the box.
+    started = time.process_time()
     built = [sorted((build_activity(e) for e in b), key=lambda a: a.timestamp) for b in batches]
-    build_s = time.perf_counter() - started
+    build_s = time.process_time() - started
     emit(
         Figure(
-            "detection", "build + enrich only (baseline)", n / build_s, "events/s", note="1 core"
+            "detection", "build + enrich only (baseline)", n / build_s, "events/s", note="CPU time"
         )
     )
 
     findings = 0
     with transaction.atomic():
-        started = time.perf_counter()
+        started = time.process_time()
         for acts in built:
             findings += len(detect_batch(acts))
-        detect_s = time.perf_counter() - started
+        detect_s = time.process_time() - started
         transaction.set_rollback(True)
     rate = n / detect_s
     flagged = sum(1 for b in built for a in b if a.flagged)
@@ -84,14 +121,15 @@ def main() -> None:
             "build+enrich",
             ">= 5,000 events/s per core",
             rate >= 5000,
-            note=f"{findings} findings, {flagged} flagged of {n}",
+            note=f"CPU time; {findings} findings, {flagged} flagged of {n}",
         )
     )
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), time.process_time()
     stored = 0
     for b in batches:
         stored += ingest(b).stored
     ingest_s = time.perf_counter() - started
+    ingest_cpu = time.process_time() - cpu0
     emit(
         Figure(
             "detection",
@@ -100,7 +138,8 @@ def main() -> None:
             "events/s",
             n / build_s,
             "build+enrich",
-            note=f"offered {n}, stored {stored}, table {Activity.objects.count()}",
+            note=f"wall time; {stored / ingest_cpu:,.0f}/s by this process's CPU time; "
+            f"offered {n}, stored {stored}, table {Activity.objects.count()}",
         )
     )
 
