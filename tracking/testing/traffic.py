@@ -426,7 +426,9 @@ class _Simulation:
         user_days = len(self.users) * self.days
         first = min(1, self.days - 1)
         if self.attacks_from > self.start:
-            first = max(first, math.ceil((self.attacks_from - self.start) / timedelta(days=1)))
+            # One more day: a local day starts up to 14 h before its UTC midnight, and an
+            # attack must never leak into the clean period before ``attacks_from``.
+            first = max(first, math.ceil((self.attacks_from - self.start) / timedelta(days=1)) + 1)
         days = list(range(first, self.days)) or [self.days - 1]
         counts = {
             "takeover": max(2, round(user_days / 70)),
