@@ -175,9 +175,10 @@ def _http_lookup(ip: str) -> dict[str, Any] | None:
     import requests
 
     url = str(tracking_settings.GEO_HTTP_URL).replace("{ip}", ip)
-    timeout = float(tracking_settings.GEO_HTTP_TIMEOUT)
+    # The whole budget is GEO_HTTP_TIMEOUT: half to connect, half to wait for the answer.
+    half = float(tracking_settings.GEO_HTTP_TIMEOUT) / 2
     try:
-        resp = requests.get(url, timeout=(timeout, timeout))
+        resp = requests.get(url, timeout=(half, half))
         resp.raise_for_status()
         data = resp.json()
     except Exception as exc:  # noqa: BLE001 - any provider failure means "later"
