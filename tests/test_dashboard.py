@@ -463,7 +463,7 @@ def test_detail_shows_which_features_drove_the_risk_score(staff_client):
     html = staff_client.get(reverse("tracking:dashboard:activity", args=[act.pk])).content.decode()
     table = html[html.index('<table class="features">') :]
     table = table[: table.index("</table>")]
-    assert "<th>value</th><th>user_count</th><th>log_ratio</th>" in table
+    assert "<th>value</th><th>log_ratio</th><th>user_count</th>" in table
     rows = table.split('<tr class="')[1:]
     assert [r.split('scope="row">')[1].split(" ")[0].split("<")[0] for r in rows] == [
         "asn",
@@ -471,7 +471,8 @@ def test_detail_shows_which_features_drove_the_risk_score(staff_client):
         "browser",
     ]
     assert rows[0].startswith("driver") and rows[2].startswith('"')
-    assert "<td>3.1</td>" in rows[0] and "<td>Firefox</td>" in rows[2]
+    assert "<td>64680</td><td>3.1</td><td>0</td>" in rows[0]
+    assert "<td>Firefox</td><td>-0.4</td><td>30</td>" in rows[2]
 
 
 def test_detail_of_unknown_activity_is_404(staff_client):

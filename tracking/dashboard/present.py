@@ -89,9 +89,9 @@ def feature_table(evidence: Any) -> dict[str, Any] | None:
         return None
     if not all(isinstance(v, dict) for v in features.values()):
         return None
-    columns: list[str] = []
-    for values in features.values():
-        columns += [c for c in values if c not in columns]
+    # A stable order on every database (PostgreSQL's jsonb does not keep key order).
+    names = {str(c) for values in features.values() for c in values}
+    columns = [c for c in ("value",) if c in names] + sorted(names - {"value"})
     drivers = evidence.get("drivers")
     drivers = [d for d in drivers if isinstance(d, str)] if isinstance(drivers, list) else []
     order = drivers + [name for name in features if name not in drivers]
