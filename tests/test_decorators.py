@@ -160,3 +160,32 @@ def test_async_log_function_view(client):
     assert writer.flush(10), writer.stats()
     a = one(endpoint="/t/rec/pay/")
     assert a.type == "PAYMENT" and a.status == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_class_based_view(plain_user):
+    import asyncio
+
+    async def run():
+        ac = AsyncClient()
+        await ac.aforce_login(plain_user)
+        return await ac.get("/t/rec/async-class/")
+
+    resp = asyncio.run(run())
+    assert resp.status_code == 202 and resp.content == b"async-class"
+    a = one(endpoint="/t/rec/async-class/")
+    assert a.status == 202 and a.username == "plain" and a.type == "ACCOUNT"
+
+
+def test_bare_track_decorator(rf):
+    from django.http import HttpResponse
+
+    from tracking.services.decorators import track
+
+    @track
+    def view(request):
+        return HttpResponse("bare")
+
+    resp = view(rf.get("/bare/", REMOTE_ADDR="10.0.0.1"))
+    assert resp.content == b"bare"
+    assert one(endpoint="/bare/").type == "OTHER"

@@ -124,3 +124,12 @@ urlpatterns += [
     path("hostile/", hostile_echo),
     path("hostile/<path:rest>", hostile_echo),
 ]
+
+
+@track(activity_type="ACCOUNT")
+class RecAsyncClassView(View):
+    async def get(self, request):
+        return HttpResponse("async-class", status=202)
+
+
+urlpatterns += [path("rec/async-class/", RecAsyncClassView.as_view())]
