@@ -173,3 +173,13 @@ def test_concurrent_sealers_never_assign_a_seq_twice():
     report = verify()
     assert report.ok, report.problems
     assert report.seals == Seal.objects.count() >= 9
+
+
+def test_each_seal_logs_its_chain_head_as_an_external_anchor(caplog):
+    import logging
+
+    make_activities(2)
+    with caplog.at_level(logging.INFO, logger="tracking.sealing"):
+        seal_pending()
+    head = Seal.objects.get().chain_hash
+    assert any(f"chain head {head}" in r.getMessage() for r in caplog.records)
