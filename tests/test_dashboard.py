@@ -843,3 +843,23 @@ def test_feed_accepts_a_bare_timestamp_cursor(staff_client, staff_user):
     assert parse_cursor(data["cursor"]).activity_id == str(new.pk)
     assert staff_client.get(FEED, {"after": "a|b|c|d"}).status_code == 400
     assert staff_client.get(FEED, {"after": f"{since}||-3"}).status_code == 400
+
+
+def test_export_link_carries_the_filters_for_exporters(staff_client, client, django_user_model):
+    html = staff_client.get(
+        INDEX, {"country": "GB", "severity": "high", "review_status": "any"}
+    ).content.decode()
+    href = re.search(r'id="export-link" href="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert href.startswith("/api/tracking/activities/export/?format=csv&")
+    assert "country=GB" in href and "severity=high" in href and "review_status" not in href
+    gb = flagged(NOW, username="gb", **LONDON)
+    flagged(NOW, username="ng", **LAGOS)
+    response = staff_client.get(href)  # the API accepts the page's filters as they are
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content).decode()
+    rows = [line for line in body.splitlines() if line]
+    assert len(rows) == 2 and str(gb.pk) in rows[1]  # header + the one GB activity
+    viewer = django_user_model.objects.create_user("viewer2", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_activity"))
+    client.force_login(viewer)
+    assert 'id="export-link"' not in client.get(INDEX).content.decode()

@@ -22,6 +22,7 @@ from .access import staff_json, staff_page
 from .filters import ANY, Filters, parse
 
 REVIEW_PERMISSION = "tracking.review_activity"
+EXPORT_PERMISSION = "tracking.export_activity"
 
 
 def _api_base() -> str:
@@ -44,7 +45,16 @@ def _page_context(request: HttpRequest, filters: Filters) -> dict[str, Any]:
             "filter_query": urlencode(filters.query()),
         },
         "can_review": request.user.has_perm(REVIEW_PERMISSION),
+        "export_url": _export_url(request, api, filters),
     }
+
+
+def _export_url(request: HttpRequest, api: str, filters: Filters) -> str:
+    """The API's export of what the filters select (CSV), for users allowed to export."""
+    if not request.user.has_perm(EXPORT_PERMISSION):
+        return ""
+    query = {k: v for k, v in filters.query().items() if not (k == "review_status" and v == ANY)}
+    return f"{api}activities/export/?" + urlencode({"format": "csv", **query})
 
 
 def _recent_tags() -> list[str]:
