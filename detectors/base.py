@@ -90,10 +90,11 @@ class Observation:
     status: int | None = None
     duration: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # POSIX seconds of ``timestamp``, computed once (read on every comparison).
+    epoch: float = field(init=False, default=0.0)
 
-    @property
-    def epoch(self) -> float:
-        return self.timestamp.timestamp()
+    def __post_init__(self) -> None:
+        self.epoch = self.timestamp.timestamp()
 
     @property
     def failed(self) -> bool:

@@ -166,7 +166,7 @@ class IsolationForestDetector(Detector):
         for i, df in enumerate(decision):
             if df >= -self.threshold:
                 continue
-            out[i].append(self._finding(X[i], float(df)))
+            out[i].append(self._finding(X[i].tolist(), float(df)))
         return out
 
     def _finding(self, row: Any, df: float) -> Finding:

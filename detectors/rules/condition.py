@@ -169,7 +169,11 @@ def condition_gate(text: str, names: list[str], gates: dict[str, Gate]) -> Gate:
             quant = take().lower()
             take()
             pattern = take()
-            group = list(names) if pattern.lower() == "them" else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+            group = (
+                list(names)
+                if pattern.lower() == "them"
+                else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+            )
             parts = [gates.get(n) for n in group]
             return _and(parts) if quant == "all" else _or(parts)
         return gates.get(take())

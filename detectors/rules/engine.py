@@ -79,9 +79,12 @@ class RuleEngine:
         self.windows: dict[str, ThresholdWindow] = {}
         self._by_type: dict[str, tuple[list[Rule], list[Rule]]] = {}
         # Every field any rule reads: resolved once per event into a plain dict.
-        self.fields = tuple(sorted({f for r in self.rules for f in r.fields} | {
-            f for r in self.thresholded for f in r.threshold.fields
-        }))
+        self.fields = tuple(
+            sorted(
+                {f for r in self.rules for f in r.fields}
+                | {f for r in self.thresholded for f in r.threshold.fields}
+            )
+        )
 
     def _rules_for(self, type_: str) -> tuple[list[Rule], list[Rule]]:
         key = (type_ or "").upper()

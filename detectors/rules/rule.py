@@ -96,7 +96,9 @@ def build_matcher(name: str, modifier: str, values: list[Any]) -> Matcher:
                 actual = get(name)
                 if actual is None or isinstance(actual, bool):
                     return False
-                return (actual.lower() if isinstance(actual, str) else str(actual).lower()) in wanted
+                return (
+                    actual.lower() if isinstance(actual, str) else str(actual).lower()
+                ) in wanted
 
             return text_equals
         vals = tuple(values)
