@@ -25,7 +25,13 @@ from pathlib import Path
 from . import dbs
 from .report import Figure, Report
 
-PORT = int(os.environ.get("BENCH_PORT", "8765"))
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PORT = int(os.environ.get("BENCH_PORT") or _free_port())
 SETTINGS = "benchmarks.project.settings_{}"
 
 
