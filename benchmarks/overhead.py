@@ -25,6 +25,7 @@ from pathlib import Path
 from . import dbs
 from .report import Figure, Report
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
