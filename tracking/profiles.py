@@ -54,10 +54,10 @@ def _upsert_sql(connection) -> str:
     marks = ", ".join(["%s"] * len(_COLUMNS))
     updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in _COLUMNS[1:])
     # INSERT ... ON CONFLICT DO UPDATE: the same statement on SQLite (>= 3.24) and PostgreSQL.
-    return (
-        f"INSERT INTO {q(Profile._meta.db_table)} ({cols}) VALUES ({marks}) "
-        f"ON CONFLICT ({q('key')}) DO UPDATE SET {updates}"
-    )
+    # Only quoted model identifiers are interpolated; every value is a bound parameter.
+    table = q(Profile._meta.db_table)
+    insert = f"INSERT INTO {table} ({cols}) VALUES ({marks}) "  # noqa: S608
+    return insert + f"ON CONFLICT ({q('key')}) DO UPDATE SET {updates}"
 
 
 def save_profiles(profiles: Iterable[UserProfile]) -> int:
