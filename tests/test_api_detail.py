@@ -94,3 +94,15 @@ def test_detail_survives_an_undecryptable_row(staff_client, settings):
     resp = staff_client.get(url(a.pk))
     assert resp.status_code == 200
     assert resp.json()["headers"] is None and resp.json()["id"] == str(a.pk)
+
+
+def test_serializers_work_without_a_request(staff_user):
+    from tracking.api.serializers import ActivityListSerializer, ActivitySerializer
+
+    a = make_activity(user=staff_user, type="AUTH", duration=150.2)
+    compact = ActivityListSerializer(a).data
+    assert compact["type_display"] == "Authentication" and compact["user"] == staff_user.pk
+    assert compact["duration"] == 150.2
+    full = ActivitySerializer(a).data
+    assert set(compact) < set(full)
+    assert full["headers"] == a.headers and full["findings"] == [] and full["reviews"] == []
