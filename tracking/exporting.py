@@ -158,6 +158,8 @@ def activity_record(activity: Any) -> dict[str, Any]:
             value = str(activity.id)
         elif name == "user":
             value = activity.user_id
+            if value is not None and not isinstance(value, int | str):
+                value = str(value)  # e.g. a UUID primary key of a custom user model
         elif name == "tags":
             value = sorted(activity.tags or [])
         elif name in ("headers", "params"):
