@@ -863,3 +863,17 @@ def test_export_link_carries_the_filters_for_exporters(staff_client, client, dja
     viewer.user_permissions.add(Permission.objects.get(codename="view_activity"))
     client.force_login(viewer)
     assert 'id="export-link"' not in client.get(INDEX).content.decode()
+
+
+def test_dashboard_endpoints_are_read_only(staff_client):
+    for url in (
+        INDEX,
+        FEED,
+        CHARTS,
+        reverse("tracking:dashboard:activity", args=[NOW.isoformat()]),
+    ):
+        for method in (staff_client.post, staff_client.put, staff_client.delete):
+            response = method(url)
+            assert response.status_code == 405, (url, method)
+            assert response["Content-Security-Policy"] == POLICY
+    assert staff_client.head(INDEX).status_code == 200

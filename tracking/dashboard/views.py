@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.http import require_safe
 
 from ..activity_types import all_types
 from ..conf import tracking_settings
@@ -98,6 +99,7 @@ def _queue_total(filters: Filters) -> tuple[int, bool]:
 
 
 @staff_page
+@require_safe
 def index(request: HttpRequest) -> HttpResponse:
     """Flagged queue, live feed and charts on one page."""
     filters = parse(request.GET)
@@ -145,6 +147,7 @@ def _decrypted(activity: Activity, name: str) -> tuple[str, str]:
 
 
 @staff_page
+@require_safe
 def activity(request: HttpRequest, pk: str) -> HttpResponse:
     """One activity: the user's timeline around it, findings, request data, review history."""
     try:
@@ -189,6 +192,7 @@ def _bad_request(errors: dict[str, str]) -> JsonResponse:
 
 
 @staff_json
+@require_safe
 def feed_view(request: HttpRequest) -> HttpResponse:
     """``?after=<cursor>`` plus the page's filters → new activities and the next cursor."""
     filters = parse(request.GET)
@@ -206,6 +210,7 @@ def feed_view(request: HttpRequest) -> HttpResponse:
 
 
 @staff_json
+@require_safe
 def charts_view(request: HttpRequest) -> HttpResponse:
     filters = parse(request.GET)
     if filters.errors:
