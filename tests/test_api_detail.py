@@ -106,3 +106,13 @@ def test_serializers_work_without_a_request(staff_user):
     full = ActivitySerializer(a).data
     assert set(compact) < set(full)
     assert full["headers"] == a.headers and full["findings"] == [] and full["reviews"] == []
+
+
+def test_non_finite_numbers_never_break_the_json(staff_client):
+    a = make_activity(duration=float("nan"), latitude=float("inf"))
+    body = staff_client.get(f"/api/tracking/activities/{a.pk}/").json()
+    assert body["duration"] is None and body["latitude"] is None
+    listed = staff_client.get("/api/tracking/activities/").json()["results"][0]
+    assert listed["duration"] is None
+    stats = staff_client.get("/api/tracking/stats/")
+    assert stats.status_code == 200

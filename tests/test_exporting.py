@@ -141,3 +141,11 @@ def test_factory_rows_are_realistic():
     stored = list(Activity.objects.all())
     assert all(a.type == "AUTH" and a.ip_address and a.user_agent and row_ok(a) for a in stored)
     assert [a.timestamp for a in stored] == sorted((a.timestamp for a in stored), reverse=True)
+
+
+def test_non_finite_numbers_export_as_null():
+    make_activity(duration=float("nan"), risk_score=float("inf"))
+    text = "".join(stream_export(Activity.objects.all(), "json"))
+    (rec,) = json.loads(text)  # strict parsers reject NaN/Infinity
+    assert rec["duration"] is None and rec["risk_score"] is None
+    assert "NaN" not in text and "Infinity" not in text

@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -168,6 +169,8 @@ def activity_record(activity: Any) -> dict[str, Any]:
             value = findings
         else:
             value = getattr(activity, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None  # NaN/Infinity are not JSON; such a value carries no measurement
         record[name] = value
     return record
 

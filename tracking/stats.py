@@ -15,6 +15,7 @@ bypassed the writer, or in tests); both paths give identical results on the same
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,7 +131,16 @@ def rollups_cover(since: datetime | None = None, until: datetime | None = None) 
 def _round(value: float | None) -> float | None:
     # Six places absorb summation-order noise (rollup sums vs. the database's AVG), so both
     # paths report the same number while keeping the mean's precision.
-    return None if value is None else round(float(value), 6)
+    value = _finite(value)
+    return None if value is None else round(value, 6)
+
+
+def _finite(value: float | None) -> float | None:
+    """None for NaN/Infinity (an imported oddity must not break the JSON answer)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _window(qs: QuerySet, since: datetime | None, until: datetime | None, field: str) -> QuerySet:
@@ -215,8 +225,8 @@ def query_stats(
         "counts": {"total": agg["total"], "flagged": agg["flagged"], "last_30_days": agg["recent"]},
         "response_times": {
             "avg": _round(agg["avg"]),
-            "max": agg["max"],
-            "min": agg["min"],
+            "max": _finite(agg["max"]),
+            "min": _finite(agg["min"]),
         },
         "types": _types(types),
         "per_day": [
@@ -286,7 +296,11 @@ def rollup_stats(
     avg = agg["dsum"] / agg["dcount"] if agg["dcount"] else None
     return {
         "counts": {"total": agg["total"], "flagged": agg["flagged"], "last_30_days": recent},
-        "response_times": {"avg": _round(avg), "max": agg["max"], "min": agg["min"]},
+        "response_times": {
+            "avg": _round(avg),
+            "max": _finite(agg["max"]),
+            "min": _finite(agg["min"]),
+        },
         "types": _types(t for t in types if t["count"]),
         "per_day": [
             {"date": d["date"].isoformat(), "total": d["total"], "flagged": d["nflagged"]}

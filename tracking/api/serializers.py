@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from django.db import models
 from rest_framework import serializers
 
 from ..exporting import decrypted_field
@@ -31,8 +33,24 @@ LIST_FIELDS = (
 )
 
 
+class FiniteFloatField(serializers.FloatField):
+    """NaN/Infinity (e.g. from an import) become null: strict JSON cannot carry them."""
+
+    def to_representation(self, value: Any) -> float | None:
+        number = super().to_representation(value)
+        return number if math.isfinite(number) else None
+
+
+FLOAT_MAPPING = {
+    **serializers.ModelSerializer.serializer_field_mapping,
+    models.FloatField: FiniteFloatField,
+}
+
+
 class ActivityListSerializer(serializers.ModelSerializer):
     """The compact list item."""
+
+    serializer_field_mapping = FLOAT_MAPPING
 
     type_display = serializers.CharField(read_only=True)
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
@@ -44,6 +62,8 @@ class ActivityListSerializer(serializers.ModelSerializer):
 
 
 class FindingSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = FLOAT_MAPPING
+
     class Meta:
         model = Finding
         fields = (
@@ -83,6 +103,8 @@ class DecryptedJSONField(serializers.Field):
 
 class ActivitySerializer(serializers.ModelSerializer):
     """Every field of an activity, its findings with their explanations, and review history."""
+
+    serializer_field_mapping = FLOAT_MAPPING
 
     type_display = serializers.CharField(read_only=True)
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
