@@ -23,7 +23,18 @@ def net(city: str, kind: str = "residential"):
     return next(n for n in NETWORKS if n.city == city and n.kind == kind)
 
 
-def event(ts, *, city="london", kind="residential", username="alice", status=200, type="AUTH", ua=DESKTOP_UA, ip=None, **kw):
+def event(
+    ts,
+    *,
+    city="london",
+    kind="residential",
+    username="alice",
+    status=200,
+    type="AUTH",
+    ua=DESKTOP_UA,
+    ip=None,
+    **kw,
+):
     return Event(
         type=type,
         timestamp=ts,
@@ -53,10 +64,27 @@ def scenario():
     events = history()
     events.append(event(last, username="alice"))
     events.append(event(last + timedelta(minutes=20), city="lagos", kind="hosting", ua=ATTACKER_UA))
-    events.append(event(last + timedelta(minutes=25), type="PAYMENT", endpoint="/payments/", city="lagos", kind="hosting", ua=ATTACKER_UA))
+    events.append(
+        event(
+            last + timedelta(minutes=25),
+            type="PAYMENT",
+            endpoint="/payments/",
+            city="lagos",
+            kind="hosting",
+            ua=ATTACKER_UA,
+        )
+    )
     stuffing_ip = host(net("amsterdam", "hosting"), 99)
     for i in range(6):
-        events.append(event(last + timedelta(hours=2, seconds=5 * i), username=f"victim{i}", status=401, ip=stuffing_ip, ua="python-requests/2.31"))
+        events.append(
+            event(
+                last + timedelta(hours=2, seconds=5 * i),
+                username=f"victim{i}",
+                status=401,
+                ip=stuffing_ip,
+                ua="python-requests/2.31",
+            )
+        )
     return events
 
 
@@ -95,7 +123,9 @@ def test_detect_batch_on_unsaved_activities_sets_verdicts_and_returns_findings()
 
 
 @pytest.mark.django_db
-def test_ingest_stores_findings_and_profiles_with_a_bounded_number_of_queries(django_assert_max_num_queries):
+def test_ingest_stores_findings_and_profiles_with_a_bounded_number_of_queries(
+    django_assert_max_num_queries,
+):
     ingest(history())
     events = scenario()[-9:]
     from tracking.detection import detect_batch, pipeline
@@ -112,9 +142,13 @@ def test_ingest_stores_findings_and_profiles_with_a_bounded_number_of_queries(dj
 
     ingest(events)
     far = Activity.objects.get(id=events[1].id)
-    assert far.flagged and Finding.objects.filter(activity=far, detector="impossible_travel").exists()
+    assert (
+        far.flagged and Finding.objects.filter(activity=far, detector="impossible_travel").exists()
+    )
     assert Finding.objects.filter(detector="rule:trk-credential-stuffing").count() == 4
-    assert Finding.objects.filter(detector="rule:trk-change-after-new-login", activity_id=events[2].id).exists()
+    assert Finding.objects.filter(
+        detector="rule:trk-change-after-new-login", activity_id=events[2].id
+    ).exists()
     profile = Profile.objects.get(key="n:alice")
     assert profile.events == 25 and "64600" in profile.data["k"]["asn"]
     # the attacker's network was not learned (flagged events do not teach)
@@ -254,12 +288,17 @@ def test_configured_detectors_and_noisy_or():
     from tracking.detection import combine, pipeline
 
     with override_settings(
-        TRACKING_DETECTORS=[("detectors.impossible_travel.ImpossibleTravel", {"max_speed_kmh": 700})],
+        TRACKING_DETECTORS=[
+            ("detectors.impossible_travel.ImpossibleTravel", {"max_speed_kmh": 700})
+        ],
         TRACKING_HOSTING_ASNS=[64999],
     ):
         (det,) = pipeline().detectors
         assert det.max_speed_kmh == 700
-    with override_settings(TRACKING_DETECTORS=[{"class": "detectors.asn_change.AsnChange", "params": {}}], TRACKING_HOSTING_ASNS=[64999]):
+    with override_settings(
+        TRACKING_DETECTORS=[{"class": "detectors.asn_change.AsnChange", "params": {}}],
+        TRACKING_HOSTING_ASNS=[64999],
+    ):
         (det,) = pipeline().detectors
         assert 64999 in det.hosting_asns
     assert combine([0.5, 0.5], "noisy_or") == pytest.approx(0.75)
@@ -278,8 +317,14 @@ def run_checks():
         ([("detectors.nowhere.Missing", {})], "cannot import module 'detectors.nowhere'"),
         ([("detectors.impossible_travel.Nope", {})], "has no attribute 'Nope'"),
         ([("tracking.models.Activity", {})], "is not a detectors.base.Detector subclass"),
-        ([("detectors.impossible_travel.ImpossibleTravel", {"speed": 1})], "unknown parameter(s) speed"),
-        ([("detectors.impossible_travel.ImpossibleTravel", {"max_speed_kmh": -5})], "max_speed_kmh"),
+        (
+            [("detectors.impossible_travel.ImpossibleTravel", {"speed": 1})],
+            "unknown parameter(s) speed",
+        ),
+        (
+            [("detectors.impossible_travel.ImpossibleTravel", {"max_speed_kmh": -5})],
+            "max_speed_kmh",
+        ),
         ([("detectors.asn_change.AsnChange", "not a dict")], "parameters must be a dict"),
         ("detectors.asn_change.AsnChange", "must be a list"),
     ],

@@ -58,7 +58,10 @@ def test_hosting_scores_higher_than_mobile_carrier():
     mobile = score(obs("london", asn=64800, isp="Albion Mobile"), profile)[0]
     plain = score(obs("london", asn=64999, isp="Other Broadband"), profile)[0]
     assert mobile.score < plain.score < hosting.score
-    assert hosting.evidence["network_kind"] == "hosting" and mobile.evidence["network_kind"] == "mobile"
+    assert (
+        hosting.evidence["network_kind"] == "hosting"
+        and mobile.evidence["network_kind"] == "mobile"
+    )
     # a takeover through a VPN exit in the owner's own country, on the attacker's device
     takeover = score(obs("london", asn=65110, isp="FastVPN Exit", device=PHONE), profile)[0]
     assert takeover.score >= 0.85 and takeover.severity == "high"
@@ -68,7 +71,9 @@ def test_hosting_and_mobile_asn_lists_override_names():
     profile = trained_profile()
     f = score(obs("london", asn=64999, isp="Plain Name"), profile, hosting_asns=[64999])[0]
     assert f.evidence["network_kind"] == "hosting"
-    f = score(obs("london", asn=64999, isp="Plain Name"), profile, mobile_asns=[64999], hosting_asns=[])[0]
+    f = score(
+        obs("london", asn=64999, isp="Plain Name"), profile, mobile_asns=[64999], hosting_asns=[]
+    )[0]
     assert f.evidence["network_kind"] == "mobile"
 
 

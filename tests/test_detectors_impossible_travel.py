@@ -94,7 +94,10 @@ def test_radius_over_the_limit_is_ignored():
 
 def test_accuracy_radius_larger_than_the_distance_never_fires():
     # London -> Paris (344 km) instantly, but each position is only known within 200 km.
-    assert judge(obs("london", radius=200), obs("paris", radius=200, minutes=0), min_distance_km=0) == []
+    assert (
+        judge(obs("london", radius=200), obs("paris", radius=200, minutes=0), min_distance_km=0)
+        == []
+    )
     # With city-accurate positions the same jump is impossible.
     (f,) = judge(obs("london", radius=10), obs("paris", radius=10, minutes=0), min_distance_km=0)
     assert f.evidence["effective_distance_km"] == pytest.approx(344 - 20, abs=2)

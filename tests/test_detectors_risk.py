@@ -23,7 +23,10 @@ def population_of(observations) -> Population:
 def world():
     """A population of 20 London users on Thames Broadband/desktop and 5 Berliners."""
     crowd = [obs("london", username=f"u{i}") for i in range(200)]
-    crowd += [obs("berlin", asn=64620, isp="Spree Kabel", ip="91.60.1.9", username=f"b{i}") for i in range(50)]
+    crowd += [
+        obs("berlin", asn=64620, isp="Spree Kabel", ip="91.60.1.9", username=f"b{i}")
+        for i in range(50)
+    ]
     return population_of(crowd)
 
 
@@ -86,7 +89,9 @@ def test_laplace_smoothing_for_values_never_seen_in_the_population(world):
     g_total, g_distinct = world.total("asn"), world.distinct("asn")
     p_global = 1 / (g_total + g_distinct + 1)
     p_user = det.smoothing * p_global / (profile.total("asn") + det.smoothing)
-    assert parts["asn"]["log_ratio"] == pytest.approx(max(-6, min(6, math.log(p_global / p_user))), abs=1e-3)
+    assert parts["asn"]["log_ratio"] == pytest.approx(
+        max(-6, min(6, math.log(p_global / p_user))), abs=1e-3
+    )
 
 
 def test_update_counts_population_for_scored_types_only():

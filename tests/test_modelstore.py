@@ -50,7 +50,9 @@ def test_tampered_model_is_refused(what):
         data[len(data) // 2] ^= 0xFF
         DetectorModel.objects.filter(pk=row.pk).update(data=bytes(data))
     elif what == "meta":
-        DetectorModel.objects.filter(pk=row.pk).update(meta={**row.meta, "mean": [0.0] * len(FEATURE_NAMES)})
+        DetectorModel.objects.filter(pk=row.pk).update(
+            meta={**row.meta, "mean": [0.0] * len(FEATURE_NAMES)}
+        )
     elif what == "mac":
         DetectorModel.objects.filter(pk=row.pk).update(mac=row.key_id + ":" + "0" * 64)
     else:
@@ -69,7 +71,9 @@ def test_a_replaced_file_with_a_recomputed_digest_is_still_refused():
     det = fitted()
     row = modelstore.save_model("isolation_forest", det.model_, det.state_meta())
     other = sio.dumps(LinearRegression())
-    DetectorModel.objects.filter(pk=row.pk).update(data=other, digest=hashlib.sha256(other).hexdigest())
+    DetectorModel.objects.filter(pk=row.pk).update(
+        data=other, digest=hashlib.sha256(other).hexdigest()
+    )
     with pytest.raises(modelstore.ModelRefused, match="signature"):
         modelstore.load_model("isolation_forest")
 

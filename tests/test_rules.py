@@ -34,26 +34,98 @@ detection:
 @pytest.mark.parametrize(
     "text, key, message",
     [
-        ("title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\nsevrity: high\n", "sevrity", "unknown key"),
+        (
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\nsevrity: high\n",
+            "sevrity",
+            "unknown key",
+        ),
         ("title: t\nid: x\n", "detection", "missing"),
-        ("title: t\nid: x\ndetection: {sel: {type|regex: 'A.*'}, condition: sel}\n", "detection.sel.type|regex", "unknown modifier"),
-        ("title: t\nid: x\ndetection: {sel: {colour: red}, condition: sel}\n", "detection.sel.colour", "unknown field"),
-        ("title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel and other}\n", "detection.condition", "unknown selection"),
+        (
+            "title: t\nid: x\ndetection: {sel: {type|regex: 'A.*'}, condition: sel}\n",
+            "detection.sel.type|regex",
+            "unknown modifier",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {colour: red}, condition: sel}\n",
+            "detection.sel.colour",
+            "unknown field",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel and other}\n",
+            "detection.condition",
+            "unknown selection",
+        ),
         ("title: t\nid: x\ndetection: {sel: {type: AUTH}}\n", "detection.condition", "missing"),
-        ("title: t\nid: x\ndetection: {sel: {status|gt: many}, condition: sel}\n", "detection.sel.status|gt", "needs a number"),
-        ("title: t\nid: x\ndetection: {sel: {ip_address|cidr: 10.0.0.0/99}, condition: sel}\n", "detection.sel.ip_address|cidr", "not a network"),
-        ("title: t\nid: x\ndetection: {sel: {type|in: AUTH}, condition: sel}\n", "detection.sel.type|in", "needs a list"),
-        ("title: t\nid: x\nlevel: severe\ndetection: {sel: {type: AUTH}, condition: sel}\n", "level", "unknown level"),
-        ("title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\nthreshold: {count: 3, timespan: 10 minutes}\n", "threshold.timespan", "timespan"),
-        ("title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\nthreshold: {count: 0, timespan: 10m}\n", "threshold.count", "positive"),
-        ("title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\nthreshold: {count: 3, timespan: 10m, window: 5}\n", "threshold.window", "unknown key"),
-        ("title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\nthreshold: {count: 3, timespan: 10m, group_by: [ctx.new_asn]}\n", "threshold.group_by", "not a stored field"),
-        ("title: t\nid: x\ndetection: {sel: {ctx.new_asn: true}, condition: sel}\nthreshold: {count: 3, timespan: 10m}\n", "threshold", "stored fields"),
-        ("title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {flag: yes please}\n", "action.flag", "true or false"),
-        ("title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {block: true}\n", "action.block", "unknown key"),
-        ("title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {severity: urgent}\n", "action.severity", "unknown severity"),
-        ("title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {score: 3}\n", "action.score", "[0, 1]"),
-        ("title: t\nid: 'bad id!'\ndetection: {sel: {type: AUTH}, condition: sel}\n", "id", "use letters"),
+        (
+            "title: t\nid: x\ndetection: {sel: {status|gt: many}, condition: sel}\n",
+            "detection.sel.status|gt",
+            "needs a number",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {ip_address|cidr: 10.0.0.0/99}, condition: sel}\n",
+            "detection.sel.ip_address|cidr",
+            "not a network",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {type|in: AUTH}, condition: sel}\n",
+            "detection.sel.type|in",
+            "needs a list",
+        ),
+        (
+            "title: t\nid: x\nlevel: severe\ndetection: {sel: {type: AUTH}, condition: sel}\n",
+            "level",
+            "unknown level",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\nthreshold: {count: 3, timespan: 10 minutes}\n",
+            "threshold.timespan",
+            "timespan",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\nthreshold: {count: 0, timespan: 10m}\n",
+            "threshold.count",
+            "positive",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\nthreshold: {count: 3, timespan: 10m, window: 5}\n",
+            "threshold.window",
+            "unknown key",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\nthreshold: {count: 3, timespan: 10m, group_by: [ctx.new_asn]}\n",
+            "threshold.group_by",
+            "not a stored field",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {ctx.new_asn: true}, condition: sel}\nthreshold: {count: 3, timespan: 10m}\n",
+            "threshold",
+            "stored fields",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {flag: yes please}\n",
+            "action.flag",
+            "true or false",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {block: true}\n",
+            "action.block",
+            "unknown key",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {severity: urgent}\n",
+            "action.severity",
+            "unknown severity",
+        ),
+        (
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {score: 3}\n",
+            "action.score",
+            "[0, 1]",
+        ),
+        (
+            "title: t\nid: 'bad id!'\ndetection: {sel: {type: AUTH}, condition: sel}\n",
+            "id",
+            "use letters",
+        ),
     ],
 )
 def test_invalid_rules_name_file_and_key(tmp_path, text, key, message):
@@ -100,7 +172,9 @@ def matches(detection: dict, event, features=None, condition="sel") -> bool:
 
 
 def test_modifiers():
-    e = obs("london", endpoint="/Reports/orders/export/", status=401, ip="81.2.69.10", duration=12.5)
+    e = obs(
+        "london", endpoint="/Reports/orders/export/", status=401, ip="81.2.69.10", duration=12.5
+    )
     assert matches({"sel": {"type": "auth"}}, e)  # equals is case-insensitive
     assert not matches({"sel": {"type": "DATA"}}, e)
     assert matches({"sel": {"type": ["DATA", "AUTH"]}}, e)  # a list means any
@@ -140,7 +214,12 @@ def test_threshold_counts_distinct_values_by_event_time_with_history():
             "title": "t",
             "id": "th",
             "detection": {"sel": {"type": "AUTH", "status|gte": 400}, "condition": "sel"},
-            "threshold": {"count": 3, "distinct": "username", "group_by": ["ip_address"], "timespan": "10m"},
+            "threshold": {
+                "count": 3,
+                "distinct": "username",
+                "group_by": ["ip_address"],
+                "timespan": "10m",
+            },
             "action": {"flag": True, "tags": ["x"]},
         }
     )
@@ -148,18 +227,46 @@ def test_threshold_counts_distinct_values_by_event_time_with_history():
     engine = RuleEngine([rule])
     e0 = obs("london", status=401, username="a", ip="1.2.3.4")
     history = [
-        {"id": "h1", "timestamp": e0.timestamp - timedelta(minutes=8), "type": "AUTH", "status": 401, "username": "b", "ip_address": "1.2.3.4"},
-        {"id": "h2", "timestamp": e0.timestamp - timedelta(minutes=20), "type": "AUTH", "status": 401, "username": "c", "ip_address": "1.2.3.4"},
-        {"id": "h3", "timestamp": e0.timestamp - timedelta(minutes=1), "type": "AUTH", "status": 200, "username": "d", "ip_address": "1.2.3.4"},
+        {
+            "id": "h1",
+            "timestamp": e0.timestamp - timedelta(minutes=8),
+            "type": "AUTH",
+            "status": 401,
+            "username": "b",
+            "ip_address": "1.2.3.4",
+        },
+        {
+            "id": "h2",
+            "timestamp": e0.timestamp - timedelta(minutes=20),
+            "type": "AUTH",
+            "status": 401,
+            "username": "c",
+            "ip_address": "1.2.3.4",
+        },
+        {
+            "id": "h3",
+            "timestamp": e0.timestamp - timedelta(minutes=1),
+            "type": "AUTH",
+            "status": 200,
+            "username": "d",
+            "ip_address": "1.2.3.4",
+        },
     ]
     engine.start_batch({"th": history})
     assert engine.evaluate(e0, {}) == []  # a, b: two accounts (c is too old, d succeeded)
     e1 = obs("london", status=401, username="e", ip="1.2.3.4", minutes=1, id="e1")
     (f,) = engine.evaluate(e1, {})
-    assert f.flag and f.evidence["distinct"] == 3 and f.evidence["group"] == {"ip_address": "1.2.3.4"}
+    assert (
+        f.flag and f.evidence["distinct"] == 3 and f.evidence["group"] == {"ip_address": "1.2.3.4"}
+    )
     assert "3 distinct username in 10 min" in f.reason
     # another address is another group
-    assert engine.evaluate(obs("london", status=401, username="z", ip="9.9.9.9", minutes=2, id="z"), {}) == []
+    assert (
+        engine.evaluate(
+            obs("london", status=401, username="z", ip="9.9.9.9", minutes=2, id="z"), {}
+        )
+        == []
+    )
 
 
 # --- the shipped pack, pattern vs near-miss -----------------------------------------------
@@ -180,7 +287,9 @@ def failed_login(i, *, username, ip, minutes):
 
 def test_credential_stuffing(pack):
     rule = pack["trk-credential-stuffing"]
-    attack = [failed_login(i, username=f"victim{i}", ip="185.220.1.9", minutes=i * 0.1) for i in range(10)]
+    attack = [
+        failed_login(i, username=f"victim{i}", ip="185.220.1.9", minutes=i * 0.1) for i in range(10)
+    ]
     assert fired(rule, attack) == [False, False] + [True] * 8
     # near miss: the same three people mistyping from one office address, an hour apart
     office = [failed_login(i, username=f"u{i}", ip="62.30.10.5", minutes=i * 30) for i in range(3)]
@@ -208,7 +317,15 @@ def test_password_spraying(pack):
 
 
 def export(i, minutes, username="alice"):
-    return obs("london", type="DATA", method="GET", endpoint=f"/reports/orders/export/?p={i}", minutes=minutes, username=username, id=f"x{i}")
+    return obs(
+        "london",
+        type="DATA",
+        method="GET",
+        endpoint=f"/reports/orders/export/?p={i}",
+        minutes=minutes,
+        username=username,
+        id=f"x{i}",
+    )
 
 
 def test_bulk_export_burst(pack):

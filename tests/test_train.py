@@ -59,7 +59,10 @@ def test_since_and_until_limit_the_history(stored_history):
     expected = Activity.objects.filter(timestamp__gte=cut).count()
     assert DetectorModel.objects.get().meta["n_samples"] == expected
     assert run("--until", cut.isoformat(), "--min-events", "2")[0] == 0
-    assert DetectorModel.objects.get(version=2).meta["n_samples"] == Activity.objects.count() - expected
+    assert (
+        DetectorModel.objects.get(version=2).meta["n_samples"]
+        == Activity.objects.count() - expected
+    )
 
 
 @pytest.mark.django_db

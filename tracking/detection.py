@@ -162,7 +162,9 @@ def refresh_models(pipe: Pipeline) -> None:
 
 
 # --- threshold look-back ---------------------------------------------------------------
-def _apply_prefilter(qs: dj_models.QuerySet, field: str, op: str, values: tuple) -> dj_models.QuerySet:
+def _apply_prefilter(
+    qs: dj_models.QuerySet, field: str, op: str, values: tuple
+) -> dj_models.QuerySet:
     if op == "in":
         return qs.filter(**{f"{field}__in": list(values)})
     # numeric comparison: a row matches if it passes any of the bounds
@@ -230,7 +232,9 @@ def decide(findings: list[DetectorFinding], threshold: float, method: str) -> tu
     return risk, any(f.flag for f in active) or (bool(active) and risk >= threshold)
 
 
-def _apply_verdict(act: Activity, findings: list[DetectorFinding], threshold: float, method: str) -> None:
+def _apply_verdict(
+    act: Activity, findings: list[DetectorFinding], threshold: float, method: str
+) -> None:
     active = [f for f in findings if not f.suppressed]
     risk, flagged = decide(findings, threshold, method)
     tags = {t for f in active for t in f.tags}
@@ -275,7 +279,9 @@ def _population_keys(pipe: Pipeline, observations: list[Observation]) -> set[str
     return Population.keys_for(pairs)
 
 
-def teach(obs: Observation, profile: UserProfile, context: Context, detectors: list[Detector]) -> None:
+def teach(
+    obs: Observation, profile: UserProfile, context: Context, detectors: list[Detector]
+) -> None:
     profile.learn(obs)
     for det in detectors:
         det.update(obs, profile, context)
@@ -319,7 +325,11 @@ def detect_batch(activities: list[Activity]) -> list[Finding]:
         if profile is None:
             continue
         profile.note(obs)
-        if obs.type == "AUTH" and not obs.failed and (features["new_asn"] or features["new_country"]):
+        if (
+            obs.type == "AUTH"
+            and not obs.failed
+            and (features["new_asn"] or features["new_country"])
+        ):
             profile.mark_novel_login(obs)
         _, flagged = decide(findings, threshold, method)
         if not obs.failed and not flagged:
@@ -368,7 +378,9 @@ def on_review(activity: Activity, status: str) -> None:
     profile = store.load_profiles([obs.user_key]).get(obs.user_key) or UserProfile(key=obs.user_key)
     if status == ReviewStatus.DISMISSED:
         population = Population(store.load_counters(NAMESPACE, _population_keys(pipe, [obs])))
-        ctx = Context(now=obs.timestamp, population=population, features=context_features(obs, profile))
+        ctx = Context(
+            now=obs.timestamp, population=population, features=context_features(obs, profile)
+        )
         teach(obs, profile, ctx, pipe.plain)
         profile.label("dismissed", obs.id)
         changed = population.changed()

@@ -43,7 +43,9 @@ def save_model(name: str, estimator: Any, meta: dict[str, Any] | None = None) ->
     data = sio.dumps(estimator)
     digest = hashlib.sha256(data).hexdigest()
     for _ in range(3):
-        version = (DetectorModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0) + 1
+        version = (
+            DetectorModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0
+        ) + 1
         mac = integrity.sign(_message(name, version, digest, meta), PURPOSE)
         try:
             with transaction.atomic():
@@ -71,7 +73,9 @@ def verify(row: DetectorModel) -> bytes:
     digest = hashlib.sha256(data).hexdigest()
     if digest != row.digest:
         raise ModelRefused(f"model {row.name} v{row.version}: content does not match its digest")
-    if not integrity.check(_message(row.name, row.version, row.digest, row.meta or {}), PURPOSE, row.mac):
+    if not integrity.check(
+        _message(row.name, row.version, row.digest, row.meta or {}), PURPOSE, row.mac
+    ):
         raise ModelRefused(f"model {row.name} v{row.version}: signature does not verify")
     return data
 

@@ -67,11 +67,17 @@ def _contamination(text: str) -> float | str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--since", help="train on activity from this time (ISO date/time or e.g. 30d)")
+    parser.add_argument(
+        "--since", help="train on activity from this time (ISO date/time or e.g. 30d)"
+    )
     parser.add_argument("--until", help="train on activity before this time")
-    parser.add_argument("--contamination", help="expected share of outliers: 'auto' or 0 < x <= 0.5")
+    parser.add_argument(
+        "--contamination", help="expected share of outliers: 'auto' or 0 < x <= 0.5"
+    )
     parser.add_argument("--n-estimators", type=int, default=None, help="number of trees")
-    parser.add_argument("--min-events", type=int, default=50, help="refuse to train on fewer events")
+    parser.add_argument(
+        "--min-events", type=int, default=50, help="refuse to train on fewer events"
+    )
 
 
 def replay_rows(rows, detectors) -> list[list[float]]:
@@ -93,7 +99,16 @@ def replay_rows(rows, detectors) -> list[list[float]]:
             user_key=profile_key(row["user_id"], row["username"]),
             **{
                 k: (row[k] if row[k] is not None else "")
-                for k in ("username", "session_id", "isp", "country", "region", "city", "device", "os")
+                for k in (
+                    "username",
+                    "session_id",
+                    "isp",
+                    "country",
+                    "region",
+                    "city",
+                    "device",
+                    "os",
+                )
             },
             browser=row["browser"] or "",
             ip_address=row["ip_address"],
@@ -117,7 +132,11 @@ def replay_rows(rows, detectors) -> list[list[float]]:
         if profile is None:
             continue
         profile.note(obs)
-        if obs.type == "AUTH" and not obs.failed and (features["new_asn"] or features["new_country"]):
+        if (
+            obs.type == "AUTH"
+            and not obs.failed
+            and (features["new_asn"] or features["new_country"])
+        ):
             profile.mark_novel_login(obs)
         if not obs.failed and not row["flagged"]:
             ctx = Context(now=obs.timestamp, population=None, features=features)
@@ -161,7 +180,9 @@ def handle(
     forest = next((d for d in detectors if isinstance(d, IsolationForestDetector)), None)
     if forest is None:
         forest = IsolationForestDetector()
-        command.stdout.write("note: IsolationForestDetector is not in TRACKING_DETECTORS; training its defaults")
+        command.stdout.write(
+            "note: IsolationForestDetector is not in TRACKING_DETECTORS; training its defaults"
+        )
     if contam is not None:
         forest.set_params(contamination=contam)
     if n_estimators is not None:
@@ -175,12 +196,16 @@ def handle(
     plain = [d for d in detectors if not d.batched]
     X = replay_rows(qs.values(*COLUMNS).iterator(chunk_size=2000), plain)
     if len(X) < max(2, min_events):
-        command.stderr.write(f"not enough activity to train: {len(X)} events (need {max(2, min_events)})")
+        command.stderr.write(
+            f"not enough activity to train: {len(X)} events (need {max(2, min_events)})"
+        )
         return 1
     forest.fit(X)
     meta = {
         **forest.state_meta(),
-        "params": {k: v for k, v in forest.get_params().items() if isinstance(v, int | float | str)},
+        "params": {
+            k: v for k, v in forest.get_params().items() if isinstance(v, int | float | str)
+        },
         "since": start.isoformat() if start else None,
         "until": end.isoformat() if end else None,
     }
