@@ -154,6 +154,15 @@ def login(page, base: str, username: str, password: str = "pw") -> None:
     page.click("input[type=submit]")
 
 
+def sign_in(page, base: str, user) -> None:
+    """A session made server-side and handed to the browser (the login form has its own test)."""
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": base}])
+    page.goto(f"{base}{DASHBOARD}")
+
+
 @pytest.fixture
 def staff(django_user_model):
     user = django_user_model.objects.create_user("analyst", "a@example.com", "pw", is_staff=True)
@@ -252,7 +261,7 @@ def test_staff_logs_in_sees_the_queue_and_dismisses_one(page, live_server, staff
 
 def test_keyboard_shortcuts_work_down_the_queue(page, live_server, staff):
     acts = seed()
-    login(page, live_server.url, "analyst")
+    sign_in(page, live_server.url, staff)
     page.wait_for_selector("#queue-body tr.queue-row.selected")
     assert page.get_attribute("#queue-body tr.selected", "data-id") == str(acts["carol"].pk)
     page.keyboard.press("j")
@@ -279,7 +288,7 @@ def test_keyboard_shortcuts_work_down_the_queue(page, live_server, staff):
 
 def test_a_new_flagged_event_arrives_in_the_live_feed_within_two_seconds(page, live_server, staff):
     seed()
-    login(page, live_server.url, "analyst")
+    sign_in(page, live_server.url, staff)
     page.wait_for_selector("#feed-status.live")
     page.wait_for_selector("#feed-list li")
 
@@ -321,7 +330,7 @@ def test_a_new_flagged_event_arrives_in_the_live_feed_within_two_seconds(page, l
 
 def test_charts_render_non_empty_svg(page, live_server, staff):
     seed()
-    login(page, live_server.url, "analyst")
+    sign_in(page, live_server.url, staff)
     names = ["per_hour", "per_day", "types", "countries", "networks", "detectors", "response_times"]
     for name in names:
         figure = page.wait_for_selector(f'figure[data-chart="{name}"][data-rendered]')
@@ -343,7 +352,7 @@ def test_charts_render_non_empty_svg(page, live_server, staff):
 
 def test_charts_follow_the_page_filters(page, live_server, staff):
     seed()
-    login(page, live_server.url, "analyst")
+    sign_in(page, live_server.url, staff)
     page.wait_for_selector("#queue-body tr.queue-row")
     page.fill('#filters input[name="country"]', "gb")
     page.press('#filters input[name="country"]', "Enter")
@@ -359,7 +368,7 @@ def test_charts_follow_the_page_filters(page, live_server, staff):
 def test_detail_page_shows_timeline_findings_and_review(page, live_server, staff):
     acts = seed()
     make_activity(timestamp=acts["bob"].timestamp - timedelta(minutes=42), username="bob", **LONDON)
-    login(page, live_server.url, "analyst")
+    sign_in(page, live_server.url, staff)
     page.wait_for_selector("#queue-body tr.queue-row")
     page.locator(f'tr[data-id="{acts["bob"].pk}"] a.open').click()
     page.wait_for_selector("#timeline")
