@@ -30,7 +30,7 @@ class CursorError(ValueError):
     """The ``after`` parameter is not a cursor this endpoint issued."""
 
 
-CURSOR_FORMAT = "after must be '<ISO timestamp>[|<activity id>[|<review id>]]'"
+CURSOR_FORMAT = "a cursor is '<ISO timestamp>[|<activity id>[|<review id>]]'"
 
 
 @dataclass(frozen=True)
