@@ -302,9 +302,12 @@ def detect_batch(activities: list[Activity]) -> list[Finding]:
     engine.start_batch(threshold_history(pipe.rules, activities))
 
     plain, batched = pipe.plain, pipe.batched
-    per_event: list[list[DetectorFinding]] = []
+    per_event: list[list[DetectorFinding]] = [[] for _ in observations]
     prepared: dict[str, list[tuple[int, Observation, Any]]] = {d.name: [] for d in batched}
-    for i, obs in enumerate(observations):
+    # The writer hands batches in timestamp order; a caller that does not is not misjudged.
+    order = sorted(range(len(observations)), key=lambda k: observations[k].epoch)
+    for i in order:
+        obs = observations[i]
         profile = profiles.get(obs.user_key) if obs.user_key else None
         if profile is None and obs.user_key and not obs.failed:
             # Failed attempts on unknown names (stuffing lists) create no profile rows.
@@ -321,7 +324,7 @@ def detect_batch(activities: list[Activity]) -> list[Finding]:
             prepared[det.name].append((i, obs, det.prepare(obs, profile, ctx)))
         findings.extend(engine.evaluate(obs, features))
         apply_suppression(findings)
-        per_event.append(findings)
+        per_event[i] = findings
         if profile is None:
             continue
         profile.note(obs)
