@@ -143,3 +143,12 @@ def test_schema_is_json_by_default_and_yaml_on_request(staff_client, api_client)
     assert resp.json()["openapi"].startswith("3.")
     resp = staff_client.get("/api/tracking/schema/", {"format": "yaml"})
     assert yaml.safe_load(resp.content)["paths"]
+
+
+def test_schema_works_with_drfs_default_schema_class(staff_client, settings):
+    settings.REST_FRAMEWORK = {
+        k: v for k, v in settings.REST_FRAMEWORK.items() if k != "DEFAULT_SCHEMA_CLASS"
+    }
+    resp = staff_client.get("/api/tracking/schema/", {"format": "json"})
+    assert resp.status_code == 200
+    assert "/api/tracking/activities/" in resp.json()["paths"]

@@ -29,10 +29,13 @@ try:  # the OpenAPI schema and its docs page, when drf-spectacular is installed
 except ImportError:  # optional extra "docs"
     pass
 else:
+    from django.apps import apps
+
     from .api.schema import schema_view
 
-    urlpatterns += [
-        path("schema/", schema_view(), name="schema"),
-        path("docs/", SpectacularSwaggerView.as_view(url_name="tracking:schema"), name="docs"),
-        path("redoc/", SpectacularRedocView.as_view(url_name="tracking:schema"), name="redoc"),
-    ]
+    urlpatterns += [path("schema/", schema_view(), name="schema")]
+    if apps.is_installed("drf_spectacular"):  # the pages' templates come with the app
+        urlpatterns += [
+            path("docs/", SpectacularSwaggerView.as_view(url_name="tracking:schema"), name="docs"),
+            path("redoc/", SpectacularRedocView.as_view(url_name="tracking:schema"), name="redoc"),
+        ]

@@ -135,3 +135,11 @@ def error_responses(*codes: int) -> dict:
         code: OpenApiResponse(response=OpenApiTypes.OBJECT, description=texts[code])
         for code in codes
     }
+
+
+def view_schema() -> Any:
+    """drf-spectacular's inspector for our views, so the schema works even when the project
+    keeps DRF's default ``DEFAULT_SCHEMA_CLASS``."""
+    from drf_spectacular.openapi import AutoSchema
+
+    return AutoSchema()

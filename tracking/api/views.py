@@ -41,6 +41,7 @@ from .schema import (
     export_parameters,
     extend_schema,
     filter_parameters,
+    view_schema,
 )
 from .serializers import (
     ActivityListSerializer,
@@ -66,6 +67,8 @@ def authentication_classes() -> list[type]:
 class TrackingAPIMixin:
     """Authentication, permission and throttling shared by every endpoint."""
 
+    if HAVE_SPECTACULAR:
+        schema = view_schema()
     permission_classes = (IsTrackingStaff,)
     throttle_classes = (BurstRateThrottle, SustainedRateThrottle)
     required_permissions: tuple[str, ...] = ()
