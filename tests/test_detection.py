@@ -360,3 +360,26 @@ def test_system_check_warns_about_suppressing_an_unconfigured_detector(tmp_path,
     settings.TRACKING_RULE_DIRS = [str(tmp_path)]
     (w,) = [e for e in run_checks() if e.id == "tracking.W050"]
     assert "made_up" in w.msg and isinstance(w, checks.Warning)
+
+
+@pytest.mark.django_db
+def test_input_order_does_not_change_verdicts_and_anonymous_events_have_no_profile():
+    from tracking.detection import detect_batch
+    from tracking.ingest import build_activity
+
+    ingest(history())
+    events = scenario()[-9:]
+    anonymous = event(T0 + timedelta(days=12, hours=3), username="", type="OTHER", endpoint="/")
+    events.append(anonymous)
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        acts = [build_activity(e) for e in events]
+        detect_batch(acts)
+        in_order = [(a.flagged, sorted(a.tags)) for a in acts]
+        raise RuntimeError
+    acts = [build_activity(e) for e in reversed(events)]
+    detect_batch(acts)
+    assert [(a.flagged, sorted(a.tags)) for a in reversed(acts)] == in_order
+    assert not Profile.objects.filter(key__in=["n:", "u:"]).exists()
+    assert set(Profile.objects.values_list("key", flat=True)) == {"n:alice"}
