@@ -88,3 +88,15 @@ def test_non_json_values_never_raise():
     out = redact_mapping({"b": b"\xff\xfe", "o": object(), "t": (1, 2), "n": None})
     assert out["b"] == "\ufffd\ufffd" and out["t"] == [1, 2] and out["n"] is None
     assert isinstance(out["o"], str)
+
+
+@override_settings(TRACKING_MAX_PARAMS_LENGTH=1000)
+def test_params_limit_counts_json_escaping():
+    import json
+
+    # 200 control characters are 1200 characters of JSON: over the limit although short.
+    out = redact_params({"query": {}, "body": {"c": "\x01" * 200}})
+    assert isinstance(out["body"], str) and "…[truncated" in out["body"]
+    small = redact_params({"query": {}, "body": {"c": "\x01" * 100}})
+    assert small["body"] == {"c": "\x01" * 100}
+    assert len(json.dumps(small, ensure_ascii=False)) <= 1000
