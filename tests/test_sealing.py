@@ -183,3 +183,42 @@ def test_each_seal_logs_its_chain_head_as_an_external_anchor(caplog):
         seal_pending()
     head = Seal.objects.get().chain_hash
     assert any(f"chain head {head}" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seal_on_write_does_not_wait_for_another_sealer():
+    """PostgreSQL: while another process holds the chain lock, the writer's seal call returns
+    at once (the holder or the next write seals the rows); operators' calls wait. SQLite
+    serialises writers by itself, so there both calls simply seal."""
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    from tracking.sealing import lock_chain
+
+    make_activities(3)
+    if connection.vendor != "postgresql":
+        assert seal_pending() == 3
+        return
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        try:
+            with transaction.atomic():
+                lock_chain()
+                held.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(10)
+    try:
+        assert seal_pending() == 0  # did not block behind the holder
+        assert Activity.objects.filter(seq__isnull=True).count() == 3
+    finally:
+        release.set()
+        t.join(10)
+    assert seal_pending(wait=True) == 3
+    assert verify().ok

@@ -99,7 +99,7 @@ def purge(
         raise ValueError("batch_size must be at least 1")
     report = PurgeReport(before=before, dry_run=dry_run)
     if not dry_run:
-        report.sealed_first = seal_pending(include_geo_pending=True)
+        report.sealed_first = seal_pending(include_geo_pending=True, wait=True)
     through = purgeable_through(before)
     report.through_seq = through
     ranged = Activity.objects.filter(seq__isnull=False, seq__lte=through)

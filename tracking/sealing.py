@@ -88,18 +88,23 @@ def _now() -> datetime:
 # --- locking ------------------------------------------------------------------------------
 
 
-def lock_chain() -> None:
+def lock_chain(*, wait: bool = True) -> bool:
     """Serialise writers of the chain (sealer, deletion, purge) for the current transaction.
 
     PostgreSQL: a transaction-scoped advisory lock, so web requests (which never take it) are
-    not blocked. SQLite: a write statement takes the database's RESERVED lock at once (needed
-    when the project did not configure ``transaction_mode=IMMEDIATE``).
+    not blocked; with ``wait=False`` it is only tried and False means another sealer holds it.
+    SQLite: a write statement takes the database's RESERVED lock at once (needed when the
+    project did not configure ``transaction_mode=IMMEDIATE``); SQLite writers queue anyway.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
+            if not wait:
+                cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+                return bool(cur.fetchone()[0])
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
-    else:
-        Seal.objects.filter(pk=-1).update(count=0)
+        return True
+    Seal.objects.filter(pk=-1).update(count=0)
+    return True
 
 
 def allow_delete() -> None:
@@ -123,10 +128,14 @@ def _row_leaf(activity: Activity) -> str | None:
     return hashlib.sha256(content).hexdigest()
 
 
-def _seal_chunk(size: int, skip: set, geo_grace: float | None) -> tuple[int, int]:
-    """Seal up to ``size`` rows in one short transaction: (sealed, refused)."""
+def _seal_chunk(
+    size: int, skip: set, geo_grace: float | None, wait: bool
+) -> tuple[int, int] | None:
+    """Seal up to ``size`` rows in one short transaction: (sealed, refused), or None when
+    another sealer holds the chain (``wait=False``)."""
     with transaction.atomic():
-        lock_chain()
+        if not lock_chain(wait=wait):
+            return None
         last = Seal.objects.order_by("-last_seq").first()
         prev = last.chain_hash if last else GENESIS
         next_seq = (last.last_seq + 1) if last else 1
@@ -185,12 +194,17 @@ def _seal_chunk(size: int, skip: set, geo_grace: float | None) -> tuple[int, int
     return count, refused
 
 
-def seal_pending(limit: int | None = None, *, include_geo_pending: bool = False) -> int:
+def seal_pending(
+    limit: int | None = None, *, include_geo_pending: bool = False, wait: bool = False
+) -> int:
     """Seal unsealed activities in (timestamp, id) order, in chunks; returns how many.
 
-    Each chunk is its own short transaction holding the chain lock, so web requests never
-    wait on sealing. Rows whose MAC does not verify are left unsealed (and counted in the
-    log); ``tracking verify`` reports them.
+    Each chunk is its own short transaction holding the chain lock. By default the lock is
+    only *tried* (PostgreSQL): when another process is sealing, this call returns at once and
+    that sealer (or the next write, ``tracking seal`` or the periodic task) seals these rows —
+    so the writer's seal-after-commit never makes requests queue behind each other. Operator
+    paths (``tracking seal``, purge, the periodic task) pass ``wait=True``. Rows whose MAC does
+    not verify are left unsealed (and logged); ``tracking verify`` reports them.
     """
     batch = max(1, int(tracking_settings.SEAL_BATCH_SIZE or 5000))
     grace = None if include_geo_pending else tracking_settings.SEAL_GEO_PENDING_GRACE
@@ -198,7 +212,10 @@ def seal_pending(limit: int | None = None, *, include_geo_pending: bool = False)
     total = 0
     while limit is None or total < limit:
         size = batch if limit is None else min(batch, limit - total)
-        sealed, refused = _seal_chunk(size, skip, grace)
+        outcome = _seal_chunk(size, skip, grace, wait)
+        if outcome is None:
+            break
+        sealed, refused = outcome
         total += sealed
         if not sealed and not refused:
             break

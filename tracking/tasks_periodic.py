@@ -30,7 +30,7 @@ def seal() -> int:
     """Seal pending activities (bounds the unsealed window when seal-on-write is off)."""
     from .sealing import seal_pending
 
-    return seal_pending()
+    return seal_pending(wait=True)
 
 
 @shared_task(name="tracking.tasks_periodic.purge")

@@ -24,7 +24,7 @@ def handle(command, *, limit=None, include_geo_pending: bool = False, **options)
         command.stderr.write("--limit must be a positive number")
         return 2
     try:
-        n = seal_pending(limit, include_geo_pending=include_geo_pending)
+        n = seal_pending(limit, include_geo_pending=include_geo_pending, wait=True)
     except ImproperlyConfigured as exc:
         command.stderr.write(f"cannot seal: {exc}")
         return 2
