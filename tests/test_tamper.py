@@ -311,3 +311,10 @@ def test_recorded_through_track_sealed_on_write_then_tampered(client):
     assert f"CHANGED    activity {changed.pk}" in out
     assert f"REMOVED    activity {removed.pk}" in out
     assert f"INSERTED   activity {new_id}" in out
+
+
+def test_garbage_in_a_seal_is_reported_not_a_crash(sealed_rows):
+    seal = Seal.objects.get()
+    sql("UPDATE tracking_seal SET leaves = %s WHERE id = %s", ["not-a-uuid:abc\n\n:", seal.pk])
+    code, out = run_tracking("verify")
+    assert code == 1 and "seal edited" in out and "not 'id:hash'" in out

@@ -20,6 +20,7 @@ nothing yet to compare with): that is the unsealed window described in SECURITY.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -262,6 +263,12 @@ class _Verifier:
             for offset, line in enumerate(lines):
                 aid, _, leaf = line.partition(":")
                 seq = seal.first_seq + offset
+                try:
+                    aid = str(uuid.UUID(aid))
+                except ValueError:
+                    # Only an edited seal has this (its digest/MAC check reported it).
+                    r.add(SEAL, f"leaf {offset + 1} is not 'id:hash'", seq=seq, seal_id=seal.pk)
+                    continue
                 expected[seq] = (aid, leaf, seal)
                 by_id[aid] = seq
         lo, hi = group[0][0].first_seq, group[-1][0].last_seq
