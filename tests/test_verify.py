@@ -121,3 +121,19 @@ def test_json_output_of_the_command_is_machine_readable():
     data = json.loads(out)
     assert data["ok"] is True and data["seals"] == 1 and data["sealed_rows_checked"] == 2
     assert len(data["head"]) == 64
+
+
+def test_sealed_log_still_verifies_after_encryption_key_rotation(settings):
+    from tracking.crypto import generate_key
+
+    make_activities(5)
+    seal_pending()
+    old_key = settings.TRACKING_ENCRYPTION_KEYS[0]
+    settings.TRACKING_ENCRYPTION_KEYS = [generate_key(), old_key]
+    code, out = run_tracking("reencrypt")
+    assert code == 0, out
+    settings.TRACKING_ENCRYPTION_KEYS = settings.TRACKING_ENCRYPTION_KEYS[:1]  # old key removed
+    assert run_tracking("verify")[0] == 0
+    settings.TRACKING_ENCRYPTION_KEYS = [generate_key()]  # a wrong key: rows cannot be proven
+    code, out = run_tracking("verify")
+    assert code == 1 and "cannot be decrypted" in out
