@@ -209,3 +209,25 @@ def test_rollups_written_by_ingest_agree_with_the_table(staff_client):
     fast = staff_client.get(URL).json()
     assert fast["source"] == "rollup"
     assert fast["counts"] == query_stats(Activity.objects.all())["counts"]
+
+
+def test_per_hour_series_for_short_windows(staff_client, staff_user):
+    base = NOW.replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    make_activity(timestamp=base + timedelta(minutes=5), flagged=True)
+    make_activity(timestamp=base + timedelta(minutes=50))
+    make_activity(timestamp=base + timedelta(hours=2, minutes=1))
+    since = (base - timedelta(hours=1)).isoformat()
+    slow = staff_client.get(URL, {"since": since}).json()
+    rebuild_rollups()
+    fast = staff_client.get(URL, {"since": since}).json()
+    assert (slow["source"], fast["source"]) == ("query", "rollup")
+    assert slow["per_hour"] == fast["per_hour"]
+    stamp = base.strftime("%Y-%m-%dT%H:00:00Z")
+    assert slow["per_hour"][0] == {"hour": stamp, "total": 2, "flagged": 1}
+    assert [h["total"] for h in slow["per_hour"]] == [2, 1]
+    # long or open windows: no hourly series
+    assert "per_hour" not in staff_client.get(URL).json()
+    assert (
+        "per_hour"
+        not in staff_client.get(URL, {"since": (NOW - timedelta(days=30)).isoformat()}).json()
+    )

@@ -30,6 +30,7 @@ from .models import Activity, Finding, ReviewStatus, Rollup
 
 TOP_N = 10
 RECENT_DAYS = 30
+HOURLY_WINDOW = timedelta(days=7)
 
 
 def hour_floor(ts: datetime) -> datetime:
@@ -182,6 +183,13 @@ def _finding_counts(findings: QuerySet) -> tuple[list[dict[str, Any]], list[dict
     )
 
 
+def _hours(rows: Iterable[tuple[datetime, int, int]]) -> list[dict[str, Any]]:
+    return [
+        {"hour": hour.astimezone(UTC).isoformat().replace("+00:00", "Z"), "total": t, "flagged": f}
+        for hour, t, f in rows
+    ]
+
+
 def _review_counts(rows: dict[str, int], total: int) -> dict[str, int]:
     counts = {status: rows.get(status, 0) for status in ReviewStatus.values}
     counts[ReviewStatus.OPEN] = total - sum(v for k, v in counts.items() if k != ReviewStatus.OPEN)
@@ -189,7 +197,7 @@ def _review_counts(rows: dict[str, int], total: int) -> dict[str, int]:
 
 
 def query_stats(
-    queryset: QuerySet, *, now: datetime | None = None, top: int = TOP_N
+    queryset: QuerySet, *, now: datetime | None = None, top: int = TOP_N, hourly: bool = False
 ) -> dict[str, Any]:
     """Statistics aggregated over ``queryset`` (any filters already applied)."""
     now = now or timezone.now()
@@ -221,7 +229,7 @@ def query_stats(
         for r in qs.values("review_status").annotate(count=Count("id")).order_by()
     }
     tags, detectors = _finding_counts(Finding.objects.filter(activity_id__in=qs.values("id")))
-    return {
+    result = {
         "counts": {"total": agg["total"], "flagged": agg["flagged"], "last_30_days": agg["recent"]},
         "response_times": {
             "avg": _round(agg["avg"]),
@@ -240,6 +248,15 @@ def query_stats(
         "review_status": _review_counts(reviews, agg["total"]),
         "source": "query",
     }
+    if hourly:
+        hours = (
+            qs.annotate(h=TruncHour("timestamp", tzinfo=UTC))
+            .values("h")
+            .annotate(total=Count("id"), nflagged=Count("id", filter=Q(flagged=True)))
+            .order_by("h")
+        )
+        result["per_hour"] = _hours((h["h"], h["total"], h["nflagged"]) for h in hours)
+    return result
 
 
 def rollup_stats(
@@ -248,6 +265,7 @@ def rollup_stats(
     *,
     now: datetime | None = None,
     top: int = TOP_N,
+    hourly: bool = False,
 ) -> dict[str, Any]:
     """Statistics for an hour-aligned window read from ``Rollup`` (no scan of activities)."""
     if not (is_hour_aligned(since) and is_hour_aligned(until)):
@@ -294,7 +312,7 @@ def rollup_stats(
     }
     tags, detectors = _finding_counts(_window(Finding.objects.all(), since, until, "timestamp"))
     avg = agg["dsum"] / agg["dcount"] if agg["dcount"] else None
-    return {
+    result = {
         "counts": {"total": agg["total"], "flagged": agg["flagged"], "last_30_days": recent},
         "response_times": {
             "avg": _round(avg),
@@ -316,6 +334,16 @@ def rollup_stats(
         "review_status": _review_counts(reviews, agg["total"]),
         "source": "rollup",
     }
+    if hourly:
+        hours = (
+            rollups.values("bucket")
+            .annotate(total=Sum("count"), nflagged=Sum("flagged"))
+            .order_by("bucket")
+        )
+        result["per_hour"] = _hours(
+            (h["bucket"], h["total"], h["nflagged"]) for h in hours if h["total"]
+        )
+    return result
 
 
 def compute_stats(
@@ -330,14 +358,18 @@ def compute_stats(
 
     Rollups are used when no other filter is set (``filtered`` False), the window is
     hour-aligned and rollups are maintained for it; otherwise the queryset is aggregated.
+    Windows of at most seven days (``since`` given) also get a ``per_hour`` series.
     """
+    now = now or timezone.now()
+    # An hourly series for short windows only (a year of hours is not a useful answer).
+    hourly = since is not None and (until or now) - since <= HOURLY_WINDOW
     if (
         not filtered
         and is_hour_aligned(since)
         and is_hour_aligned(until)
         and rollups_cover(since, until)
     ):
-        return rollup_stats(since, until, now=now)
+        return rollup_stats(since, until, now=now, hourly=hourly)
     if queryset is None:
         queryset = _window(Activity.objects.all(), since, until, "timestamp")
-    return query_stats(queryset, now=now)
+    return query_stats(queryset, now=now, hourly=hourly)

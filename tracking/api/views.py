@@ -226,6 +226,12 @@ class _DaySerializer(serializers.Serializer):
     flagged = serializers.IntegerField()
 
 
+class _HourSerializer(serializers.Serializer):
+    hour = serializers.DateTimeField()
+    total = serializers.IntegerField()
+    flagged = serializers.IntegerField()
+
+
 class _CountryCountSerializer(serializers.Serializer):
     country = serializers.CharField()
     count = serializers.IntegerField()
@@ -259,6 +265,9 @@ class StatsSerializer(serializers.Serializer):
     response_times = _ResponseTimesSerializer()
     types = _TypeCountSerializer(many=True)
     per_day = _DaySerializer(many=True)
+    per_hour = _HourSerializer(
+        many=True, required=False, help_text="Only for windows of at most 7 days (since given)."
+    )
     top_countries = _CountryCountSerializer(many=True)
     top_flagged_users = _UserCountSerializer(many=True)
     tags = _TagCountSerializer(many=True, help_text="Findings per detector tag.")
