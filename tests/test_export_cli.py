@@ -118,6 +118,10 @@ def test_round_trip_is_equal(tmp_path, seeded, fmt):
     assert f"{len(before)} imported, 0 already present, 0 bad lines" in out
     second = _export(tmp_path, fmt)
     assert second.read_text() == first.read_text()
+    # detection is switched back on after a restore
+    from tracking.conf import tracking_settings
+
+    assert tracking_settings.BUILTIN_RULES is True and tracking_settings.DETECTORS is None
     # and a re-import of the same export adds nothing
     assert f"0 imported, {len(before)} already present" in run("import", str(first))[1]
 

@@ -490,6 +490,12 @@ class _Importer:
         self.batch: list[tuple[int, Any, list[dict]]] = []
         self.redetect = redetect
         self.restoring = False
+        self._learning: contextlib.ExitStack | None = None
+
+    def close(self) -> None:
+        if self._learning is not None:
+            self._learning.close()
+            self._learning = None
 
     def bad(self, number: int, reason: str) -> None:
         self.summary.bad += 1
@@ -514,11 +520,14 @@ class _Importer:
             return
         batch, self.batch = self.batch, []
         events = [e for _, e, _ in batch]
-        if self.restoring:
-            with learn_only():
-                result = self.tracker.record_many(events, batch_size=len(batch))
-        else:
-            result = self.tracker.record_many(events, batch_size=len(batch))
+        # Restored batches run with detection switched off; the switch stays on across
+        # consecutive restored batches (settings churn reloads the detection pipeline).
+        if self.restoring and self._learning is None:
+            self._learning = contextlib.ExitStack()
+            self._learning.enter_context(learn_only())
+        elif not self.restoring:
+            self.close()
+        result = self.tracker.record_many(events, batch_size=len(batch))
         self.summary.imported += result.stored
         self.summary.present += result.duplicates
         if result.rejected_ids or result.spooled:
@@ -625,9 +634,12 @@ def run_import(
         )
     finally:
         # Even when the input breaks off (truncated gzip, I/O error), what was read is kept.
-        while window:
-            emit(heapq.heappop(window))
-        importer.flush()
+        try:
+            while window:
+                emit(heapq.heappop(window))
+            importer.flush()
+        finally:
+            importer.close()
     return summary
 
 
