@@ -383,3 +383,46 @@ def test_input_order_does_not_change_verdicts_and_anonymous_events_have_no_profi
     assert [(a.flagged, sorted(a.tags)) for a in reversed(acts)] == in_order
     assert not Profile.objects.filter(key__in=["n:", "u:"]).exists()
     assert set(Profile.objects.values_list("key", flat=True)) == {"n:alice"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_labelled_scenario_through_import_train_import_export(tmp_path):
+    """A small run of benchmarks/detection: labels never reach detection, only the scoring."""
+    import json
+
+    from django.core.management import call_command
+
+    from tracking.testing.traffic import DEFAULT_START, simulate, strip_labels
+
+    split = DEFAULT_START + timedelta(days=7)
+    labels, train, test = {}, [], []
+    for r in simulate(users=10, days=9, seed=3, attacks_from=split):
+        labels[r["id"]] = (r["label"], r["label_detail"])
+        (train if r["timestamp"] < split.isoformat() else test).append(strip_labels(r))
+    for name, records in (("train", train), ("test", test)):
+        with open(tmp_path / f"{name}.ndjson", "w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in records)
+    call_command("tracking", "import", str(tmp_path / "train.ndjson"), "--quiet")
+    call_command("tracking", "train", "--min-events", "10")
+    call_command("tracking", "import", str(tmp_path / "test.ndjson"), "--quiet")
+    call_command("tracking", "export", "--format", "ndjson", "-o", str(tmp_path / "out.ndjson"))
+    exported = [json.loads(line) for line in open(tmp_path / "out.ndjson")]
+    assert len(exported) == len(train) + len(test)
+
+    sessions: dict[str, bool] = {}
+    stuffing = [0, 0]
+    benign = [0, 0]
+    for rec in exported:
+        label, detail = labels[rec["id"]]
+        if label == "benign":
+            assert "impossible_travel" not in rec["tags"], (detail, rec)
+            benign[0] += rec["flagged"]
+            benign[1] += 1
+        elif label.startswith("takeover"):
+            sessions[detail] = sessions.get(detail, False) or rec["flagged"]
+        elif label == "stuffing":
+            stuffing[0] += rec["flagged"]
+            stuffing[1] += 1
+    assert sessions and all(sessions.values())
+    assert stuffing[1] and stuffing[0] / stuffing[1] >= 0.9
+    assert benign[0] / benign[1] <= 0.005
