@@ -15,6 +15,7 @@ import os
 import tempfile
 from datetime import UTC, datetime
 
+from django.db.models import QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 
 help = "Export activities as NDJSON, JSON or CSV (the API export's records) to stdout or a file."
@@ -73,8 +74,14 @@ def add_arguments(parser) -> None:
 
 
 def queryset(
-    *, flagged: bool = False, since=None, until=None, types=None, username=None, tags=None
-):
+    *,
+    flagged: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    types: list[str] | None = None,
+    username: str | None = None,
+    tags: list[str] | None = None,
+) -> QuerySet:
     from ..models import Activity
 
     qs = Activity.objects.all()

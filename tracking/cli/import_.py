@@ -56,7 +56,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..events import Event
 
 help = "Import activities from an NDJSON, JSON or CSV file (what `tracking export` writes)."
 
@@ -375,7 +378,7 @@ def _content_id(record: dict) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, doc))
 
 
-def event_from_record(record: Any):
+def event_from_record(record: Any) -> Event:
     """An ``Event`` for one import record; raises ``BadRecord`` with the reason."""
     from .. import integrity
     from ..events import Event
