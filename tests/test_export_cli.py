@@ -161,6 +161,12 @@ def test_filters_flagged_since_until_type(tmp_path, seeded):
     assert len(day) == Activity.objects.count()
     auth = _records(_export(tmp_path, "csv", "--type", "AUTH"), "csv")
     assert auth and {r["type"] for r in auth} == {"AUTH"}
+    tagged = _records(_export(tmp_path, "ndjson", "--tag", "new_country"), "ndjson")
+    assert tagged and all("new_country" in r["tags"] for r in tagged)
+    name = seeded[0]["username"]
+    mine = _records(_export(tmp_path, "ndjson", "--username", name), "ndjson")
+    assert mine and {r["username"] for r in mine} == {name}
+    assert len(mine) == Activity.objects.filter(username=name).count()
 
 
 def test_stdout_and_format_from_extension(tmp_path, seeded):
