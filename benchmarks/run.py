@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Every benchmark of the project in one command; each figure next to its same-run baseline.
 
-    make bench                      # full run (about 15 minutes; loads 1,000,000 rows once)
-    .venv/bin/python benchmarks/run.py --quick          # a short run (about 3 minutes)
+    make bench                      # full run (~30 min on 2 cores; the 1M-row load, ~10 min, is kept)
+    .venv/bin/python benchmarks/run.py --quick          # a short run (about 8 minutes)
     .venv/bin/python benchmarks/run.py --only queries --rows 1000000
 
 Sections: requests (gunicorn + wrk, SQLite WAL and PostgreSQL, against django-easy-audit and
