@@ -432,3 +432,15 @@ def test_truncated_gzip_keeps_what_was_read(tmp_path):
     assert code == 2 and "cannot read" in err
     imported = int(out.split(" imported")[0])
     assert imported > 100 and Activity.objects.count() == imported
+
+
+def test_unix_timestamps_and_type_case(tmp_path):
+    path = write_ndjson(
+        tmp_path / "e.ndjson",
+        [minimal(0, timestamp=1767225600, type="auth"), minimal(1, timestamp=1e30)],
+    )
+    code, out, err = run("import", path)
+    assert "1 imported, 0 already present, 1 bad lines" in out
+    assert "line 2: timestamp" in err
+    act = Activity.objects.get()
+    assert act.type == "AUTH" and act.timestamp == datetime(2026, 1, 1, tzinfo=UTC)

@@ -315,6 +315,12 @@ READERS = {"ndjson": read_ndjson, "json": read_json_array, "csv": read_csv}
 
 
 def _parse_timestamp(value: Any) -> datetime:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # Unix time (seconds), as many log shippers write it.
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise BadRecord(f"timestamp {value!r} is out of range") from None
     if not isinstance(value, str) or not value:
         raise BadRecord(
             "missing timestamp" if value in (None, "") else f"timestamp {value!r} is not text"
@@ -373,6 +379,17 @@ def _ip(record: dict, key: str) -> str | None:
         raise BadRecord(f"{key} {value!r} is not an IP address") from None
 
 
+def _type_code(kind: str) -> str:
+    """A known type in any letter case becomes its code ("auth" -> "AUTH")."""
+    from ..activity_types import all_types
+
+    known = all_types()
+    if kind in known:
+        return kind
+    upper = kind.upper()
+    return upper if upper in known else kind
+
+
 def _content_id(record: dict) -> str:
     doc = json.dumps(record, sort_keys=True, default=str, separators=(",", ":"))
     return str(uuid.uuid5(ID_NAMESPACE, doc))
@@ -390,6 +407,7 @@ def event_from_record(record: Any) -> Event:
         raise BadRecord("missing type")
     if len(kind) > 32:
         raise BadRecord(f"type {kind[:40]!r}... is longer than 32 characters")
+    kind = _type_code(kind.strip())
     timestamp = _parse_timestamp(record.get("timestamp"))
     if record.get("id") in (None, ""):
         ident = _content_id({k: v for k, v in record.items() if k not in ("label", "label_detail")})
@@ -432,7 +450,7 @@ def event_from_record(record: Any) -> Event:
     if "risk_score" in verdict:
         verdict["risk_score"] = _optional_number(record, "risk_score")
     return Event(
-        type=kind.strip(),
+        type=kind,
         timestamp=timestamp,
         id=ident,
         username=texts["username"],
