@@ -437,10 +437,17 @@ def test_truncated_gzip_keeps_what_was_read(tmp_path):
 def test_unix_timestamps_and_type_case(tmp_path):
     path = write_ndjson(
         tmp_path / "e.ndjson",
-        [minimal(0, timestamp=1767225600, type="auth"), minimal(1, timestamp=1e30)],
+        [
+            minimal(0, timestamp=1767225600, type="auth"),
+            minimal(1, timestamp=1e30),
+            minimal(2, timestamp="1767225660.5", type="Payment"),
+        ],
     )
     code, out, err = run("import", path)
-    assert "1 imported, 0 already present, 1 bad lines" in out
+    assert "2 imported, 0 already present, 1 bad lines" in out
     assert "line 2: timestamp" in err
-    act = Activity.objects.get()
-    assert act.type == "AUTH" and act.timestamp == datetime(2026, 1, 1, tzinfo=UTC)
+    act = Activity.objects.get(type="AUTH")
+    assert act.timestamp == datetime(2026, 1, 1, tzinfo=UTC)
+    assert Activity.objects.get(type="PAYMENT").timestamp == datetime(
+        2026, 1, 1, 0, 1, 0, 500000, tzinfo=UTC
+    )

@@ -68,6 +68,7 @@ EXTENSIONS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": 
 # Namespace of the content-derived ids of records that come without one.
 ID_NAMESPACE = uuid.UUID("7d7f9d2e-3c55-4c1b-9f40-4b7e8d7b1a10")
 SESSION_HASH = re.compile(r"[0-9a-f]{64}")
+UNIX_TIME = re.compile(r"\d{9,11}(\.\d+)?")
 ENRICHMENT_KEYS = (
     "isp", "asn", "country", "region", "city", "latitude", "longitude", "accuracy_radius",
     "device", "os", "browser", "is_mobile", "is_bot",
@@ -315,6 +316,8 @@ READERS = {"ndjson": read_ndjson, "json": read_json_array, "csv": read_csv}
 
 
 def _parse_timestamp(value: Any) -> datetime:
+    if isinstance(value, str) and UNIX_TIME.fullmatch(value.strip()):
+        value = float(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         # Unix time (seconds), as many log shippers write it.
         try:
