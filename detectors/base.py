@@ -133,6 +133,9 @@ class Context:
     now: datetime
     population: Population | None = None
     features: dict[str, Any] = field(default_factory=dict)
+    # Set by the glue when an event teaches although some finding scored it as suspicious
+    # (below the flag threshold): detectors may then learn less from it (no new position).
+    suspicious: bool = False
 
 
 class Detector:

@@ -28,6 +28,13 @@ def local_hour(obs: Observation, profile: UserProfile | None) -> int:
     return (obs.timestamp.hour + offset) % 24
 
 
+def event_local_hour(obs: Observation, profile: UserProfile | None) -> int:
+    """Hour of day where the event happened (its own longitude), else at the user's place."""
+    if obs.longitude is not None and obs.city:
+        return (obs.timestamp.hour + round(obs.longitude / 15.0)) % 24
+    return local_hour(obs, profile)
+
+
 def hour_rarity(obs: Observation, profile: UserProfile | None) -> float:
     """1 - how usual this UTC hour (and its neighbours) is for the user; 0.5 with no history."""
     if profile is None or profile.events < 5:
@@ -46,6 +53,7 @@ def context_features(obs: Observation, profile: UserProfile | None) -> dict[str,
         "known_user": bool(profile is not None and profile.events > 0),
         "user_events": profile.events if profile is not None else 0,
         "local_hour": local_hour(obs, profile),
+        "event_local_hour": event_local_hour(obs, profile),
         "hour_rarity": hour_rarity(obs, profile),
         "new_asn": False,
         "new_country": False,

@@ -125,8 +125,9 @@ class ImpossibleTravel(Detector):
         return city >= self.known_min_count and asn >= self.known_min_count
 
     def update(self, event: Observation, profile: UserProfile, context: Context) -> None:
-        """Remember this event as the user's last located event (called for teaching events)."""
-        if self.locatable(event):
+        """Remember this event as the user's last located event (called for teaching events).
+        A position is trusted only from an event no detector or rule found suspicious."""
+        if not context.suspicious and self.locatable(event):
             profile.set_location(event)
 
     def score(

@@ -193,3 +193,16 @@ def test_sklearn_style_parameters():
     with pytest.raises(ValueError, match="no parameter"):
         det.set_params(speed=1)
     assert T0.tzinfo is not None
+
+
+def test_a_suspicious_event_does_not_move_the_last_position():
+    det = ImpossibleTravel().fit()
+    p = located_profile(obs("munich", asn=64620))
+    stranger = obs("berlin", asn=64620, minutes=60)
+    c = ctx(stranger, p)
+    c.suspicious = True
+    det.update(stranger, p, c)
+    assert p.location["city"] == "Munich"
+    c.suspicious = False
+    det.update(stranger, p, c)
+    assert p.location["city"] == "Berlin"

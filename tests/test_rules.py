@@ -381,3 +381,16 @@ def test_suppress_action_is_carried_on_the_finding():
     (f,) = RuleEngine([rule]).evaluate(obs("new_york", ip="62.30.12.9"), {})
     assert f.suppresses == ("impossible_travel",)
     assert f.tags == ("corporate_vpn", "allow") and f.detector == "rule:vpn"
+
+
+def test_unusual_hour_login(pack):
+    rule = pack["trk-unusual-hour-login"]
+    night = {"event_local_hour": 3, "hour_rarity": 1.0, "user_events": 120}
+    login = obs("munich", asn=64620)
+    (f,) = RuleEngine([rule]).evaluate(login, night)
+    assert f.tag == "unusual_hour" and not f.flag and f.score == 0.5
+    # near misses: a night owl, a failed attempt, an afternoon login, a new user
+    assert not any(fired(rule, [login], {**night, "hour_rarity": 0.2}))
+    assert not any(fired(rule, [obs("munich", status=401)], night))
+    assert not any(fired(rule, [login], {**night, "event_local_hour": 15}))
+    assert not any(fired(rule, [login], {**night, "user_events": 4}))

@@ -47,6 +47,9 @@ from .models import Activity, Finding, ReviewStatus
 
 logger = logging.getLogger("tracking.detection")
 
+# Risk from which an unflagged event still teaches networks and devices but not its position.
+SUSPICIOUS = 0.5
+
 
 def builtin_rule_dir() -> Path:
     import detectors.rulepack as rulepack
@@ -334,8 +337,9 @@ def detect_batch(activities: list[Activity]) -> list[Finding]:
             and (features["new_asn"] or features["new_country"])
         ):
             profile.mark_novel_login(obs)
-        _, flagged = decide(findings, threshold, method)
+        risk, flagged = decide(findings, threshold, method)
         if not obs.failed and not flagged:
+            ctx.suspicious = risk >= SUSPICIOUS
             teach(obs, profile, ctx, plain)
 
     for det in batched:
