@@ -208,10 +208,11 @@ def test_process_killed_mid_batch_loses_no_acknowledged_event(tmp_path, settings
         os.environ, DATABASE_URL=_db_url(), PYTHONPATH=str(Path(__file__).resolve().parents[1])
     )
     env.pop("TEST_DB_SUFFIX", None)
+    errors = open(tmp_path / "child-stderr.txt", "w+")  # noqa: SIM115 - read back on failure
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(spool_path)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=errors,
         env=env,
         text=True,
     )
@@ -232,7 +233,8 @@ def test_process_killed_mid_batch_loses_no_acknowledged_event(tmp_path, settings
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    assert len(acked) == 40 and batches >= 1
+    errors.seek(0)
+    assert len(acked) == 40 and batches >= 1, errors.read()[-3000:]
     # "Restart": the next process (here: this one) replays what the dead one left behind,
     # including the segment it had claimed when it was killed.
     call_command("tracking", "flush", "--no-geo")

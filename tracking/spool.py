@@ -230,8 +230,21 @@ def _read(claimed: Path, result: ReplayResult) -> list[dict]:
     return events
 
 
+_replay_lock = threading.Lock()
+
+
 def replay(limit: int | None = None, batch_size: int | None = None) -> ReplayResult:
-    """Ingest spooled events; see the module docstring. Stops early if the database is down."""
+    """Ingest spooled events; see the module docstring. Stops early if the database is down.
+
+    One replay at a time per process (claims are per process id, so two threads of one
+    process must not work on the same claimed segment); other processes are excluded by the
+    claim itself.
+    """
+    with _replay_lock:
+        return _replay(limit, batch_size)
+
+
+def _replay(limit: int | None, batch_size: int | None) -> ReplayResult:
     from .ingest import DatabaseUnavailable, ingest
 
     result = ReplayResult()
@@ -319,5 +332,9 @@ def stats() -> dict[str, Any]:
 
 
 def reset_after_fork() -> None:
-    with _lock:
-        _state.update(path=None, fd=None, n=0, pid=os.getpid())
+    """In a forked child: fresh locks (a parent thread may have held one at fork time) and
+    no inherited segment."""
+    global _lock, _replay_lock
+    _lock = threading.Lock()
+    _replay_lock = threading.Lock()
+    _state.update(path=None, fd=None, n=0, pid=os.getpid())

@@ -334,8 +334,9 @@ def _settings_changed() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _writer
+    global _writer, _writer_lock
     _writer = None  # the parent's queue and thread belong to the parent
+    _writer_lock = threading.Lock()  # a parent thread may have held it at fork time
     from . import spool
 
     spool.reset_after_fork()
