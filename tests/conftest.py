@@ -67,6 +67,11 @@ def _release_tracking_threads(request):
     asgiref's worker thread, so no thread holds the test database (PostgreSQL refuses to
     drop a database with open sessions)."""
     yield
+    from tracking import writer
+
+    current = writer._writer
+    if current is not None and current.thread is not None and current.thread.is_alive():
+        writer.shutdown(5.0)  # never let a writer thread outlive the test that started it
     marker = request.node.get_closest_marker("django_db")
     transactional = "transactional_db" in request.fixturenames or bool(
         marker and marker.kwargs.get("transaction")
@@ -78,7 +83,4 @@ def _release_tracking_threads(request):
     from asgiref.sync import sync_to_async
     from django.db import connections
 
-    from tracking import writer
-
-    writer.shutdown(5.0)
     asyncio.run(sync_to_async(connections.close_all)())
