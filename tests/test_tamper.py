@@ -318,3 +318,29 @@ def test_garbage_in_a_seal_is_reported_not_a_crash(sealed_rows):
     sql("UPDATE tracking_seal SET leaves = %s WHERE id = %s", ["not-a-uuid:abc\n\n:", seal.pk])
     code, out = run_tracking("verify")
     assert code == 1 and "seal edited" in out and "not 'id:hash'" in out
+
+
+@pytest.mark.parametrize(
+    "column,value",
+    [
+        ("key_id", "'deadbeef'"),
+        ("count", "count + 1"),
+        ("first_seq", "first_seq + 1"),
+        ("last_seq", "last_seq + 100"),
+        ("digest", "'" + "a" * 64 + "'"),
+        ("chain_hash", "'" + "b" * 64 + "'"),
+        ("prev_hash", "'" + "c" * 64 + "'"),
+    ],
+)
+def test_every_seal_column_edit_is_reported(sealed_rows, column, value):
+    seal = Seal.objects.get()
+    sql(f"UPDATE tracking_seal SET {column} = {value} WHERE id = %s", [seal.pk])
+    code, out = run_tracking("verify")
+    assert code == 1 and "SEAL" in out, out
+
+
+def test_seal_time_edit_is_reported(sealed_rows):
+    seal = Seal.objects.get()
+    Seal.objects.filter(pk=seal.pk).update(created_at=seal.created_at - timedelta(days=1))
+    code, out = run_tracking("verify")
+    assert code == 1 and "seal signature invalid" in out

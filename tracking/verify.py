@@ -149,7 +149,9 @@ class _Verifier:
     def load_tombstones(self) -> None:
         for t in Tombstone.objects.order_by("id").iterator(chunk_size=2000):
             self.report.tombstones += 1
-            if integrity.check(tombstone_message(t), "tombstone", t.mac):
+            if t.key_id == t.mac.partition(":")[0] and integrity.check(
+                tombstone_message(t), "tombstone", t.mac
+            ):
                 self.tombstones[str(t.activity_id)] = t
             else:
                 self.report.add(
@@ -162,7 +164,9 @@ class _Verifier:
     def load_checkpoints(self) -> None:
         for c in Checkpoint.objects.order_by("through_seq", "id"):
             self.report.checkpoints += 1
-            if integrity.check(checkpoint_message(c), "checkpoint", c.mac):
+            if c.key_id == c.mac.partition(":")[0] and integrity.check(
+                checkpoint_message(c), "checkpoint", c.mac
+            ):
                 self.report.purged_through = max(self.report.purged_through, c.through_seq)
             else:
                 self.report.add(
@@ -203,6 +207,8 @@ class _Verifier:
             r.add(
                 SEAL, "chain hash does not match the seal's content (seal edited)", seal_id=seal.pk
             )
+        if seal.key_id != seal.mac.partition(":")[0]:
+            r.add(SEAL, "key id does not match the seal's signature (seal edited)", seal_id=seal.pk)
         if not integrity.check(seal_message(seal), "seal", seal.mac):
             known = integrity.key_by_id(seal.key_id) is not None
             r.add(
