@@ -344,3 +344,22 @@ def test_seal_time_edit_is_reported(sealed_rows):
     Seal.objects.filter(pk=seal.pk).update(created_at=seal.created_at - timedelta(days=1))
     code, out = run_tracking("verify")
     assert code == 1 and "seal signature invalid" in out
+
+
+@pytest.mark.parametrize(
+    "column,value",
+    [
+        ("reason", "'gdpr'"),
+        ("deleted_by", "'someone-else'"),
+        ("leaf", "'" + "d" * 64 + "'"),
+        ("seq", "seq + 1"),
+        ("key_id", "'deadbeef'"),
+    ],
+)
+def test_every_tombstone_column_edit_voids_the_deletion(sealed_rows, column, value):
+    victim = sealed_rows[2]
+    delete_activities([victim.pk], reason="api", by="staff")
+    assert run_tracking("verify")[0] == 0
+    sql(f"UPDATE tracking_tombstone SET {column} = {value}")
+    code, out = run_tracking("verify")
+    assert code == 1 and "TOMBSTONE" in out and str(victim.pk) in out
