@@ -179,7 +179,7 @@ KILL_SCRIPT = textwrap.dedent(
     from tracking.events import Event
     from tracking.services import ActivityTracker
     tracker = ActivityTracker()
-    for i in range(40):
+    for i in range(25):
         e = Event(type="API", endpoint=f"/kill/{i}")
         tracker.record(e, async_log=True)
         print("ACK", e.id, flush=True)
@@ -218,7 +218,7 @@ def test_process_killed_mid_batch_loses_no_acknowledged_event(tmp_path, settings
     )
     acked: list[str] = []
     batches = 0
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # a loaded machine makes fsync slow
     try:
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
@@ -228,13 +228,13 @@ def test_process_killed_mid_batch_loses_no_acknowledged_event(tmp_path, settings
                 acked.append(line.split()[1])
             elif line.startswith("BATCH"):
                 batches += 1
-            if len(acked) == 40 and batches >= 1:
+            if len(acked) == 25 and batches >= 1:
                 break
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     errors.seek(0)
-    assert len(acked) == 40 and batches >= 1, errors.read()[-3000:]
+    assert len(acked) == 25 and batches >= 1, errors.read()[-3000:]
     # "Restart": the next process (here: this one) replays what the dead one left behind,
     # including the segment it had claimed when it was killed.
     call_command("tracking", "flush", "--no-geo")
