@@ -152,6 +152,10 @@ def test_purge_without_arguments_uses_retention_days_setting():
 def test_purge_rejects_bad_arguments():
     assert run_tracking("purge", "--days", "0")[0] == 2
     assert run_tracking("purge", "--days", "5", "--batch-size", "0")[0] == 2
+    make_activities(2)
+    code, out = run_tracking("purge", "--before", "2999-01-01")
+    assert code == 2 and "future" in out
+    assert Activity.objects.count() == 2 and not Checkpoint.objects.exists()
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="not allowed with"):

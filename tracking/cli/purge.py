@@ -8,6 +8,7 @@ from __future__ import annotations
 import json as jsonlib
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 
 from .verify import parse_when
 
@@ -43,6 +44,12 @@ def handle(
         command.stderr.write("--batch-size must be a positive number")
         return 2
     cutoff = before if before is not None else cutoff_for_days(days)
+    if cutoff > timezone.now():
+        command.stderr.write(
+            f"--before {cutoff.isoformat()} is in the future: that would delete activities "
+            "being recorded now; nothing was deleted"
+        )
+        return 2
     try:
         report = purge(cutoff, batch_size or DEFAULT_BATCH_SIZE, dry_run, by="tracking purge")
     except ImproperlyConfigured as exc:
