@@ -129,6 +129,7 @@ def evaluate(exported, labels, test_ids, n_train, n_test, timings, workdir) -> d
     export_events = [0, 0]
     benign = [0, 0]
     train_benign = [0, 0]
+    benign_tagged = 0  # informational tags on unflagged events are not alerts, but are shown
     benign_detail = defaultdict(lambda: [0, 0])
     travel_it = defaultdict(int)  # benign impossible-travel findings by hard case (all weeks)
     flagged_attack = flagged_total = 0
@@ -148,6 +149,7 @@ def evaluate(exported, labels, test_ids, n_train, n_test, timings, workdir) -> d
         if label == "benign":
             benign[0] += flagged
             benign[1] += 1
+            benign_tagged += bool(tags)
             key = detail.split(":")[0] or "ordinary"
             benign_detail[key][0] += flagged
             benign_detail[key][1] += 1
@@ -182,6 +184,7 @@ def evaluate(exported, labels, test_ids, n_train, n_test, timings, workdir) -> d
         "benign_flagged": benign[0],
         "benign_events": benign[1],
         "train_weeks_fpr": ratio(*train_benign),
+        "benign_with_any_tag": ratio(benign_tagged, benign[1]),
         "benign_fpr_by_case": {k: ratio(*v) for k, v in sorted(benign_detail.items())},
         "precision": ratio(flagged_attack, flagged_total),
         "impossible_travel_on_benign": dict(travel_it),
