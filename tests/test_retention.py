@@ -150,7 +150,7 @@ def test_purge_without_arguments_uses_retention_days_setting():
 
 
 def test_purge_rejects_bad_arguments():
-    assert run_tracking("purge", "--days", "0")[0] == 2
+    assert run_tracking("purge", "--days", "-1")[0] == 2
     assert run_tracking("purge", "--days", "5", "--batch-size", "0")[0] == 2
     make_activities(2)
     code, out = run_tracking("purge", "--before", "2999-01-01")
@@ -202,4 +202,12 @@ def test_partitions_are_dropped_under_the_checkpoint_on_postgres():
         assert report.partitions == []
     assert report.removed == 6
     assert set(Activity.objects.values_list("id", flat=True)) == {r.pk for r in new}
+    assert verify().ok
+
+
+def test_days_zero_purges_everything_recorded_before_now():
+    _old_and_new()
+    code, out = run_tracking("purge", "--days", "0")
+    assert code == 0 and "Removed 10" in out
+    assert not Activity.objects.exists()
     assert verify().ok

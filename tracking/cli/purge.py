@@ -37,8 +37,8 @@ def handle(
         if days is None:
             command.stderr.write("give --days N or --before DATE (or set TRACKING_RETENTION_DAYS)")
             return 2
-    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
-        command.stderr.write(f"--days must be a positive whole number of days, got {days!r}")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 0):
+        command.stderr.write(f"--days must be a whole number of days >= 0, got {days!r}")
         return 2
     if batch_size is not None and batch_size < 1:
         command.stderr.write("--batch-size must be a positive number")
