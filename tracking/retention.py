@@ -161,6 +161,10 @@ def _drop_partitions(report: PurgeReport, before: datetime) -> None:
     if not partitioning.is_partitioned():
         return
     victims = partitioning.partitions_before(before)
+    if any(p.unsealed for p in victims):
+        # Rows the sealer refused (invalid MAC) are evidence: delete row by row instead,
+        # which keeps them for `tracking verify`.
+        return
     for p in victims:
         counts = _count_by_type(
             Activity.objects.filter(timestamp__gte=p.start, timestamp__lt=p.end)
