@@ -102,9 +102,9 @@ def test_old_rows_sealed_after_newer_ones_get_tombstones():
 
 def test_purge_keeps_rows_with_invalid_mac_as_evidence():
     old, _ = _old_and_new()
-    from .integrity_helpers import db_id
-
     from tracking import partitioning
+
+    from .integrity_helpers import db_id
 
     partitioning.ensure_partitions(refresh=True)  # PostgreSQL: old months get partitions
     sql("UPDATE tracking_activity SET city = 'forged' WHERE id = %s", [db_id(old[0].pk)])
