@@ -163,6 +163,7 @@ def test_shipped_pack_loads():
         "trk-night-export",
         "trk-change-after-new-login",
         "trk-admin-new-network",
+        "trk-unusual-hour-login",
     } <= set(rules)
 
 
