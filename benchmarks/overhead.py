@@ -1,6 +1,6 @@
 """Request overhead: gunicorn (2 sync workers) under wrk on loopback, per variant and backend.
 
-Variants: the untracked baseline (measured first and last; the mean is the baseline),
+Variants: the untracked baseline (its own server, measured right before each variant),
 ``@track`` (synchronous write), ``@track(async_log=True)`` (in-process writer), and the
 alternatives a user would install instead: django-easy-audit request logging and
 DRF-API-Logger with its background writer. Every figure is a ratio to the baseline of the same
@@ -114,7 +114,7 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
-def wrk(path: str, *, connections: int, seconds: float, script: Path) -> Load:
+def wrk(path: str, *, connections: int, seconds: float, script: Path, port: int = 0) -> Load:
     out = subprocess.run(
         [
             "wrk",
@@ -124,7 +124,7 @@ def wrk(path: str, *, connections: int, seconds: float, script: Path) -> Load:
             "--latency",
             "-s",
             str(script),
-            f"http://127.0.0.1:{PORT}{path}",
+            f"http://127.0.0.1:{port or PORT}{path}",
         ],
         capture_output=True,
         text=True,
@@ -147,8 +147,9 @@ def wrk(path: str, *, connections: int, seconds: float, script: Path) -> Load:
 class Server:
     """gunicorn with 2 sync workers for one variant and database."""
 
-    def __init__(self, variant: Variant, backend: str, db: str) -> None:
+    def __init__(self, variant: Variant, backend: str, db: str, port: int = 0) -> None:
         self.variant, self.backend, self.db = variant, backend, db
+        self.port = port or PORT
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
@@ -161,7 +162,7 @@ class Server:
                 "-k",
                 "sync",
                 "-b",
-                f"127.0.0.1:{PORT}",
+                f"127.0.0.1:{self.port}",
                 "--log-level",
                 "warning",
                 "benchmarks.project.wsgi:application",
@@ -173,7 +174,7 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/plain/", timeout=2):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/plain/", timeout=2):
                     return self
             except OSError:
                 time.sleep(0.2)
@@ -188,11 +189,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-def _port_free() -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", PORT)) != 0
 
 
 def _settle(
@@ -212,78 +208,82 @@ def _settle(
 
 
 def run(report: Report, *, backends: list[str], seconds: float, quick: bool) -> None:
+    """The untracked baseline server runs the whole time on its own port; each measurement of
+    a variant is taken right after the same measurement of the baseline (A/B, adjacent in
+    time), so a busy machine's drift hits both sides of every ratio alike."""
     if not shutil.which("wrk"):
         print("  wrk not installed (apt-get install wrk): request overhead skipped")
         return
-    if not _port_free():
-        raise RuntimeError(f"port {PORT} is busy (set BENCH_PORT)")
     from tracking.testing.geoip import build_databases
 
     build_databases(dbs.VAR / "geoip")
     script = _lua_script()
-    order = ["untracked", "track-sync", "track-async", "easy-audit", "drf-api-logger", "untracked"]
+    order = ["track-sync", "track-async", "easy-audit", "drf-api-logger"]
     for name, module in (("easy-audit", "easyaudit"), ("drf-api-logger", "drf_api_logger")):
         if importlib.util.find_spec(module) is None:
             print(f"  {module} not installed (pip install -e '.[bench]'): {name} skipped")
             order.remove(name)
+    base_variant = VARIANTS["untracked"]
     for backend in backends:
-        results: dict[tuple[str, str], list[tuple[Load, Load]]] = {}
+        results: dict[tuple[str, str], tuple[Load, Load, Load, Load]] = {}
         stored: dict[str, tuple[int, int]] = {}
-        for name in order:
-            variant = VARIANTS[name]
-            db = f"overhead_{variant.settings}"
-            if name != "untracked" or (name, "django") not in results:
+        base_db = "overhead_untracked"
+        dbs.fresh(backend, base_db, SETTINGS.format(base_variant.settings))
+        with Server(base_variant, backend, base_db, _free_port()) as base:
+            for name in order:
+                variant = VARIANTS[name]
+                db = f"overhead_{variant.settings}"
                 dbs.fresh(backend, db, SETTINGS.format(variant.settings))
-            print(f"-- {backend}: {name}", flush=True)
-            served = 0
-            with Server(variant, backend, db):
-                for kind, path in variant.paths.items():
-                    served += wrk(path, connections=2, seconds=1, script=script).requests  # warm-up
-                    moderate = wrk(path, connections=1, seconds=seconds, script=script)
-                    saturated = wrk(path, connections=8, seconds=seconds, script=script)
-                    served += moderate.requests + saturated.requests
-                    results.setdefault((name, kind), []).append((moderate, saturated))
+                print(f"-- {backend}: {name} (A/B against untracked)", flush=True)
+                served = 0
+
+                def drain(variant=variant, db=db, backend=backend) -> None:
+                    if variant.table:
+                        _settle(backend, db, variant.table, stable=variant.settle)
+
+                with Server(variant, backend, db, _free_port()) as srv:
+                    for kind, path in variant.paths.items():
+                        bpath = base_variant.paths[kind]
+                        wrk(bpath, connections=2, seconds=1, script=script, port=base.port)
+                        served += wrk(
+                            path, connections=2, seconds=1, script=script, port=srv.port
+                        ).requests  # warm-up
+                        drain()
+                        b_mod = wrk(
+                            bpath, connections=1, seconds=seconds, script=script, port=base.port
+                        )
+                        v_mod = wrk(
+                            path, connections=1, seconds=seconds, script=script, port=srv.port
+                        )
+                        drain()
+                        b_sat = wrk(
+                            bpath, connections=8, seconds=seconds, script=script, port=base.port
+                        )
+                        v_sat = wrk(
+                            path, connections=8, seconds=seconds, script=script, port=srv.port
+                        )
+                        drain()
+                        served += v_mod.requests + v_sat.requests
+                        results[(name, kind)] = (v_mod, v_sat, b_mod, b_sat)
                 if variant.table:
-                    _settle(backend, db, variant.table, stable=variant.settle)
-            if variant.table:
-                rows = _settle(backend, db, variant.table, stable=variant.settle)
-                stored[name] = (
-                    stored.get(name, (0, 0))[0] + rows,
-                    stored.get(name, (0, 0))[1] + served,
-                )
+                    stored[name] = (
+                        _settle(backend, db, variant.table, stable=variant.settle),
+                        served,
+                    )
         _report(report, backend, results, stored)
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 def _report(report, backend, results, stored) -> None:
     targets = {
-        ("track-async", "sat"): (0.75, "async >= 0.75 of untracked"),
-        ("track-sync", "sat"): (0.45, "sync >= 0.45 of untracked (PostgreSQL)"),
+        "track-async": (0.75, "async >= 0.75 of untracked"),
+        "track-sync": (0.45, "sync >= 0.45 of untracked (PostgreSQL)"),
     }
     for kind in ("django", "drf"):
-        base = results[("untracked", kind)]
-        base_rps = _mean([s.rps for _, s in base])
-        base_p50 = _mean([m.p50_ms for m, _ in base])
-        base_p99 = _mean([m.p99_ms for m, _ in base])
-        if len(base) == 2:
-            drift = abs(base[0][1].rps - base[1][1].rps) / base_rps
-            report.add(
-                Figure(
-                    "requests",
-                    f"{backend} {kind} untracked (first/last drift {drift:.0%})",
-                    base_rps,
-                    "req/s",
-                    note="baseline: mean of first and last run",
-                )
-            )
         for name in ("track-sync", "track-async", "easy-audit", "drf-api-logger"):
             if (name, kind) not in results:
                 continue
-            moderate, saturated = results[(name, kind)][0]
-            target, text = targets.get((name, "sat"), (None, ""))
+            moderate, saturated, b_mod, b_sat = results[(name, kind)]
+            target, text = targets.get(name, (None, ""))
             if name == "track-sync" and backend != "postgresql":
                 target, text = None, ""
             errors = moderate.errors + saturated.errors
@@ -293,36 +293,36 @@ def _report(report, backend, results, stored) -> None:
                     f"{backend} {kind} {name} saturated (8 conn)",
                     saturated.rps,
                     "req/s",
-                    base_rps,
+                    b_sat.rps,
                     "untracked",
                     text,
-                    None if target is None else saturated.rps / base_rps >= target,
+                    None if target is None else saturated.rps / b_sat.rps >= target,
                     note=f"{errors} errors" if errors else "",
                 )
             )
             ok = None
             if name == "track-async":
-                ok = moderate.p50_ms - base_p50 <= 0.1
+                ok = moderate.p50_ms - b_mod.p50_ms <= 0.1
             report.add(
                 Figure(
                     "requests",
                     f"{backend} {kind} {name} added p50 (1 conn)",
-                    moderate.p50_ms - base_p50,
+                    moderate.p50_ms - b_mod.p50_ms,
                     "ms",
                     None,
                     "",
                     "async <= 0.1 ms" if name == "track-async" else "",
                     ok,
-                    note=f"p50 {moderate.p50_ms:.3f} vs {base_p50:.3f} ms",
+                    note=f"p50 {moderate.p50_ms:.3f} vs {b_mod.p50_ms:.3f} ms",
                 )
             )
             report.add(
                 Figure(
                     "requests",
                     f"{backend} {kind} {name} added p99 (1 conn)",
-                    moderate.p99_ms - base_p99,
+                    moderate.p99_ms - b_mod.p99_ms,
                     "ms",
-                    note=f"p99 {moderate.p99_ms:.3f} vs {base_p99:.3f} ms",
+                    note=f"p99 {moderate.p99_ms:.3f} vs {b_mod.p99_ms:.3f} ms",
                 )
             )
     for name, (rows, served) in stored.items():
