@@ -36,9 +36,20 @@ TARGETS = {
 }
 
 
-def configure(workdir: Path) -> None:
+def configure(workdir: Path, database_url: str | None = None) -> None:
+    """Settings for a throw-away project; ``database_url`` (PostgreSQL) names an empty database."""
     import django
     from django.conf import settings
+
+    database = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(workdir / "bench.sqlite3"),
+        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"},
+    }
+    if database_url:
+        import dj_database_url
+
+        database = dj_database_url.parse(database_url)
 
     settings.configure(
         DEBUG=False,
@@ -54,13 +65,7 @@ def configure(workdir: Path) -> None:
             "rest_framework",
             "tracking",
         ],
-        DATABASES={
-            "default": {
-                "ENGINE": "django.db.backends.sqlite3",
-                "NAME": str(workdir / "bench.sqlite3"),
-                "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"},
-            }
-        },
+        DATABASES={"default": database},
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         GEOIP_PATH=str(workdir / "geoip"),
         TRACKING_ENCRYPTION_KEYS=["YmVuY2htYXJrLWVuY3J5cHRpb24ta2V5LTAwMDAwMDA="],

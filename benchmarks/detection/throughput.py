@@ -34,10 +34,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--target", type=float, default=5000.0)
     parser.add_argument("--profile", action="store_true", help="print the hottest functions")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="server URL (e.g. postgres://postgres@127.0.0.1:5432/postgres): a temporary database "
+        "is created there and dropped afterwards; default SQLite",
+    )
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="trk-detect-tput-"))
-    configure(workdir)
+    database_url = None
+    if args.postgres:
+        database_url = _create_database(args.postgres)
+    configure(workdir, database_url)
+    try:
+        return _run(args, workdir)
+    finally:
+        if database_url:
+            from django.db import connections
+
+            connections.close_all()
+            _drop_database(args.postgres, database_url)
+
+
+def _admin(server_url: str):
+    import psycopg
+
+    return psycopg.connect(server_url, autocommit=True)
+
+
+def _create_database(server_url: str) -> str:
+    import os
+
+    name = f"trk_detect_tput_{os.getpid()}"
+    with _admin(server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_database(server_url: str, database_url: str) -> None:
+    name = database_url.rsplit("/", 1)[1]
+    with _admin(server_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def _run(args, workdir: Path) -> int:
     from django.core.management import call_command
     from django.db import transaction
 
