@@ -426,3 +426,14 @@ def test_labelled_scenario_through_import_train_import_export(tmp_path):
     assert sessions and all(sessions.values())
     assert stuffing[1] and stuffing[0] / stuffing[1] >= 0.9
     assert benign[0] / benign[1] <= 0.005
+
+
+@pytest.mark.django_db
+def test_profiles_keep_learning_places_with_detection_switched_off():
+    with override_settings(TRACKING_DETECTORS=[], TRACKING_BUILTIN_RULES=False):
+        ingest(history())
+    loc = Profile.objects.get(key="n:alice").data["loc"]
+    assert loc["city"] == "London"
+    far = event(T0 + timedelta(days=11, hours=6), city="lagos", kind="hosting", ua=ATTACKER_UA)
+    ingest([far])
+    assert "impossible_travel" in Activity.objects.get(id=far.id).tags

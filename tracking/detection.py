@@ -282,12 +282,21 @@ def _population_keys(pipe: Pipeline, observations: list[Observation]) -> set[str
     return Population.keys_for(pairs)
 
 
+# City-level positions a profile keeps when no configured detector decides (restores run with
+# detection off but must still leave the user's last place for the next live event).
+DEFAULT_MAX_RADIUS_KM = 500
+
+
 def teach(
     obs: Observation, profile: UserProfile, context: Context, detectors: list[Detector]
 ) -> None:
     profile.learn(obs)
     for det in detectors:
         det.update(obs, profile, context)
+    if not any(hasattr(d, "locatable") for d in detectors):
+        radius_ok = (obs.accuracy_radius or 0) <= DEFAULT_MAX_RADIUS_KM
+        if obs.city and radius_ok and not context.suspicious:
+            profile.set_location(obs)
 
 
 def detect_batch(activities: list[Activity]) -> list[Finding]:
