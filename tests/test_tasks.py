@@ -99,3 +99,119 @@ def test_task_database_down_retries_then_spools(monkeypatch, settings, tmp_path)
     assert len(calls) == MAX_RETRIES + 1
     assert result.get() == {"stored": 0, "spooled": 1}
     assert spool.stats()["events"] == 1
+
+
+WORKER_APP = """
+import os, time
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+import django
+django.setup()
+from celery import Celery
+app = Celery("killapp", broker=os.environ["KILL_BROKER"])
+app.conf.task_default_queue = os.environ["KILL_QUEUE"]
+app.conf.broker_transport_options = {"visibility_timeout": 2, "unacked_restore_interval": 0.2}
+app.conf.worker_prefetch_multiplier = 1
+import tracking.tasks  # noqa
+if os.environ.get("KILL_SLOW"):
+    from tracking import ingest as mod
+    real = mod._insert
+    def slow(pairs):
+        print("BATCH", flush=True)
+        time.sleep(60)
+        return real(pairs)
+    mod._insert = slow
+"""
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_worker_killed_mid_batch_message_is_redelivered(tmp_path, settings):
+    """acks_late: a worker SIGKILLed inside the task leaves the message unacknowledged; the
+    broker hands it to the next worker, and the batch is stored once."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from celery import Celery
+    from celery.contrib.testing.worker import start_worker
+
+    from tests.test_faults import _db_url
+
+    queue = f"tracking-kill-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "killapp.py").write_text(WORKER_APP)
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(
+        os.environ,
+        DATABASE_URL=_db_url(),
+        PYTHONPATH=f"{tmp_path}:{root}",
+        KILL_BROKER=REDIS_URL,
+        KILL_QUEUE=queue,
+        KILL_SLOW="1",
+    )
+    env.pop("TEST_DB_SUFFIX", None)
+    app = Celery("kill-publisher", broker=REDIS_URL, set_as_current=True)
+    app.conf.task_default_queue = queue
+    app.conf.broker_transport_options = {"visibility_timeout": 2, "unacked_restore_interval": 0.2}
+    settings.TRACKING_CELERY_APP = app
+    settings.TRACKING_CELERY_QUEUE = queue
+    from tracking.tasks import publish
+
+    events = [Event(type="API", endpoint=f"/k/{i}") for i in range(5)]
+    publish(events)
+    errors = open(tmp_path / "worker-stderr.txt", "w+")  # noqa: SIM115
+    # The worker redirects print() to its log (stderr): watch that file for the marker.
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "killapp",
+            "worker",
+            "-P",
+            "solo",
+            "-Q",
+            queue,
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "WARNING",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+        env=env,
+        cwd=str(tmp_path),
+    )
+    started = False
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "BATCH" in (tmp_path / "worker-stderr.txt").read_text():
+                started = True
+                break
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    errors.seek(0)
+    assert started, errors.read()[-3000:]
+    assert Activity.objects.count() == 0  # killed inside the batch: nothing committed
+    try:
+        with start_worker(
+            app, pool="solo", perform_ping_check=False, queues=[queue], loglevel="WARNING"
+        ):
+            deadline = time.monotonic() + 30
+            while Activity.objects.count() < 5 and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).delete(queue)
+    assert sorted(Activity.objects.values_list("endpoint", flat=True)) == [
+        f"/k/{i}" for i in range(5)
+    ]
+    from django.db import connections
+
+    connections.close_all()
