@@ -297,7 +297,7 @@ def check_detection(app_configs=None, **kwargs):
             errors.append(
                 checks.Error(
                     f"Invalid detection rule: {exc}",
-                    hint="Fix or remove the rule file; see the README, "Rules", for the format.",
+                    hint="Fix or remove the rule file; see the README section 'Rules' for the format.",
                     id="tracking.E051",
                 )
             )
