@@ -142,3 +142,39 @@ def test_huge_keys_and_many_headers_never_raise():
     )
     assert len(e.headers) >= 300
     assert isinstance(e.params["body"], dict | str)
+
+
+def test_failed_login_names_the_account_it_tried():
+    # Stuffing, brute force and spraying rules count failures per targeted account.
+    e = build(
+        rf.post("/login/", {"username": "alice", "password": "guess"}), HttpResponse(status=401)
+    )
+    assert e.user_id is None and e.username == "alice"
+    assert e.params["body"]["password"] == "[REDACTED]"
+    json_req = rf.post(
+        "/api/token/",
+        data=b'{"Email": "bob@example.com", "password": "x"}',
+        content_type="application/json",
+    )
+    assert build(json_req).username == "bob@example.com"
+    assert build(rf.get("/x/?login=carol")).username == "carol"
+
+
+def test_claimed_username_ignores_markers_and_odd_values():
+    from tracking.services.tracker import claimed_username
+
+    assert claimed_username({"body": {"username": "[REDACTED]"}}) == ""
+    assert claimed_username({"body": {"username": {"nested": 1}}, "query": {}}) == ""
+    assert claimed_username({"body": "[body not recorded: x]"}) == ""
+    assert claimed_username({"body": {"username": True}}) == ""
+    assert claimed_username({"query": {"user": ["dave", "eve"]}}) == "dave"
+    assert claimed_username({"body": {"username": "x" * 500}}) == "x" * 150
+
+
+@pytest.mark.django_db
+def test_authenticated_user_wins_over_a_claimed_name(django_user_model):
+    user = django_user_model.objects.create_user("real", password="pw")
+    request = rf.post("/login/", {"username": "someone-else"})
+    request.user = user
+    e = build(request)
+    assert e.user_id == user.pk and e.username == "real"

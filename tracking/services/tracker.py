@@ -69,6 +69,30 @@ def user_of(request: Any, response: Any = None, view: Any = None) -> Any:
     return None
 
 
+# Keys under which login forms and token endpoints carry the account being tried.
+_CLAIMED_USERNAME_KEYS = ("username", "login", "email", "user", "user_name", "user_id")
+
+
+def claimed_username(params: dict[str, Any]) -> str:
+    """The username an unauthenticated request claims (a login form's ``username``), so failed
+    logins name the account they targeted: credential stuffing, brute force and password
+    spraying are counted per account. ``user`` stays empty: the claim is not an identity."""
+    for part in ("body", "query"):
+        data = params.get(part)
+        if not isinstance(data, dict):
+            continue
+        lowered = {str(k).lower(): v for k, v in data.items()}
+        for key in _CLAIMED_USERNAME_KEYS:
+            value = lowered.get(key)
+            if isinstance(value, list) and value:
+                value = value[0]
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                text = str(value).strip()
+                if text and not text.startswith("["):  # not a redaction/truncation marker
+                    return text[:150]
+    return ""
+
+
 def _session_hash(request: Any) -> str:
     session = getattr(django_request(request), "session", None)
     key = getattr(session, "session_key", None) if session is not None else None
@@ -107,6 +131,9 @@ class ActivityTracker:
                 username = user.get_username()
             except AttributeError:
                 username = str(getattr(user, "username", ""))
+        params = params_of(request)
+        if user is None:
+            username = claimed_username(params)
         return Event(
             type=str(activity_type),
             timestamp=datetime.now(UTC) - timedelta(milliseconds=duration),
@@ -122,7 +149,7 @@ class ActivityTracker:
             status=status,
             duration=round(duration, 3),
             headers=headers_of(req),
-            params=params_of(request),
+            params=params,
         )
 
     def record(self, event: Event, *, async_log: bool = False) -> None:
