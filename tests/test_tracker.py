@@ -156,8 +156,10 @@ def test_failed_login_names_the_account_it_tried():
         data=b'{"Email": "bob@example.com", "password": "x"}',
         content_type="application/json",
     )
-    assert build(json_req).username == "bob@example.com"
-    assert build(rf.get("/x/?login=carol")).username == "carol"
+    assert build(json_req, activity_type="AUTH").username == "bob@example.com"
+    assert build(rf.get("/x/?login=carol"), activity_type="AUTH").username == "carol"
+    # Other types: a body's "user" may be a recipient or a search term, not the actor.
+    assert build(rf.post("/pay/", {"user": "carol"}), activity_type="PAYMENT").username == ""
 
 
 def test_claimed_username_ignores_markers_and_odd_values():

@@ -132,7 +132,8 @@ class ActivityTracker:
             except AttributeError:
                 username = str(getattr(user, "username", ""))
         params = params_of(request)
-        if user is None:
+        if user is None and str(activity_type) == "AUTH":
+            # Only login-type views: elsewhere a body's "user"/"email" may name someone else.
             username = claimed_username(params)
         return Event(
             type=str(activity_type),
