@@ -147,7 +147,9 @@ def test_huge_keys_and_many_headers_never_raise():
 def test_failed_login_names_the_account_it_tried():
     # Stuffing, brute force and spraying rules count failures per targeted account.
     e = build(
-        rf.post("/login/", {"username": "alice", "password": "guess"}), HttpResponse(status=401)
+        rf.post("/login/", {"username": "alice", "password": "guess"}),
+        HttpResponse(status=401),
+        activity_type="AUTH",
     )
     assert e.user_id is None and e.username == "alice"
     assert e.params["body"]["password"] == "[REDACTED]"
