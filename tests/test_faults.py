@@ -148,6 +148,42 @@ def test_pending_geo_enriched_later(client, http_geo_only, spool_dir, settings):
 
 
 @pytest.mark.django_db
+def test_pending_geo_never_rewrites_a_row_sealed_meanwhile(
+    client, http_geo_only, spool_dir, settings, monkeypatch
+):
+    """The sealer may seal a row between the retry reading it and writing its geo: the sealed
+    content must stay as sealed (only the pending mark is cleared) and the chain verifies."""
+    from tracking import sealing
+    from tracking.verify import verify
+
+    settings.TRACKING_SEAL_ON_WRITE = False
+    with _Blackhole() as url:
+        settings.TRACKING_GEO_HTTP_URL = url
+        client.get("/t/rec/login/", REMOTE_ADDR="81.2.69.21")
+    assert Activity.objects.get().geo_pending
+    real_lookup = geo.lookup
+
+    def lookup_then_seal(ip):  # the race: sealing lands while the provider answers
+        result = real_lookup(ip)
+        sealing.seal_pending(include_geo_pending=True)  # as after the grace period
+        return result
+
+    monkeypatch.setattr(geo, "lookup", lookup_then_seal)
+    server = http.server.HTTPServer(("127.0.0.1", 0), _GeoHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings.TRACKING_GEO_HTTP_URL = f"http://127.0.0.1:{server.server_port}/{{ip}}"
+        assert geo.retry_pending_geo() == 1
+    finally:
+        server.shutdown()
+    a = Activity.objects.get()
+    assert a.seq is not None and not a.geo_pending
+    assert a.city == ""  # recorded without geo, sealed that way, kept that way
+    assert integrity.row_ok(a)
+    assert verify().ok
+
+
+@pytest.mark.django_db
 def test_geo_breaker_opens_after_failures(http_geo_only, settings):
     with _Blackhole() as url:
         settings.TRACKING_GEO_HTTP_URL = url

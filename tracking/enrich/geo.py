@@ -294,13 +294,18 @@ def retry_pending_geo(limit: int = 1000) -> int:
         if result.pending:
             continue
         with transaction.atomic():
+            updated = 0
             if row.seq is None:
                 for key, value in result.values.items():
                     setattr(row, key, value)
                 row.geo_pending = False
                 row.mac = integrity.row_mac(row)
-                row.save(update_fields=[*result.values.keys(), "geo_pending", "mac"])
-            else:
+                # Conditional on still being unsealed: a sealer may have sealed the row since
+                # it was read, and changing sealed content would break the chain.
+                updated = Activity.objects.filter(pk=row.pk, seq__isnull=True).update(
+                    **result.values, geo_pending=False, mac=row.mac
+                )
+            if not updated:
                 Activity.objects.filter(pk=row.pk).update(geo_pending=False)
         done += 1
     return done
