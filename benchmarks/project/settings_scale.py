@@ -23,5 +23,6 @@ REST_FRAMEWORK = {
 }
 # Rows are loaded by COPY; nothing to seal or hand off while measuring.
 TRACKING_SEAL_ON_WRITE = False
+SILENCED_SYSTEM_CHECKS = ["tracking.W072"]  # deliberate here: the loader seals nothing
 # The benchmark's client makes hundreds of requests a minute.
 TRACKING_THROTTLE_RATES = {"burst": "1000000/min", "sustained": "100000000/hour"}
