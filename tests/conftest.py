@@ -62,6 +62,17 @@ def _clear_throttle_cache():
 
 
 @pytest.fixture(autouse=True)
+def _forget_process_caches():
+    """Per-process caches that trust the database for a few seconds (latest model version)
+    would otherwise carry one test's rows into the next test's rolled-back database."""
+    from tracking.detection import forget_model_versions
+
+    forget_model_versions()
+    yield
+    forget_model_versions()
+
+
+@pytest.fixture(autouse=True)
 def _release_tracking_threads(request):
     """After a transactional test, stop the background writer and close the connections of
     asgiref's worker thread, so no thread holds the test database (PostgreSQL refuses to

@@ -437,3 +437,46 @@ def test_profiles_keep_learning_places_with_detection_switched_off():
     far = event(T0 + timedelta(days=11, hours=6), city="lagos", kind="hosting", ua=ATTACKER_UA)
     ingest([far])
     assert "impossible_travel" in Activity.objects.get(id=far.id).tags
+
+
+@pytest.mark.django_db
+def test_a_batch_no_threshold_rule_can_reach_reads_no_look_back(django_assert_num_queries):
+    """Threshold rules are gated by type and pre-filters: an API call cannot feed the failed-
+    login or export windows, so its batch reads none of their look-backs."""
+    from tracking.detection import pipeline, rule_dirs, threshold_history
+    from tracking.ingest import build_activity
+
+    rules = pipeline().rules
+    assert rule_dirs() and any(r.threshold is not None for r in rules)
+    api = [build_activity(event(T0, type="API", endpoint="/api/items/", method="GET"))]
+    with django_assert_num_queries(0):
+        assert threshold_history(rules, api) == {}
+    failed = [build_activity(event(T0, status=401, username="victim1"))]
+    with django_assert_num_queries(1, exact=False):
+        found = threshold_history(rules, failed)
+    assert found and all(r.threshold is not None for r in rules if r.id in found)
+
+
+@pytest.mark.django_db
+def test_latest_model_version_is_read_once_per_interval_and_after_training(
+    django_assert_num_queries, monkeypatch
+):
+    from tracking import detection, modelstore
+
+    monkeypatch.setattr(detection, "MODEL_CHECK_INTERVAL", 3600.0)
+    pipe = detection.pipeline()
+    detection.refresh_models(pipe)  # reads the (absent) latest version once
+    with django_assert_num_queries(0):
+        detection.refresh_models(pipe)
+    forest = next(d for d in pipe.detectors if hasattr(d, "set_state"))
+    import random
+
+    rng = random.Random(1)
+    from detectors.outliers import FEATURE_NAMES
+
+    rows = [[rng.random() for _ in FEATURE_NAMES] for _ in range(60)]
+    trained = type(forest)(n_estimators=5).fit(rows)
+    row = modelstore.save_model(forest.model_name, trained.model_, trained.state_meta())
+    # Training in this process is seen by the next batch, not after the interval.
+    detection.refresh_models(pipe)
+    assert pipe.versions[forest.name] == row.version and forest.fitted

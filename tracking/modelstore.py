@@ -49,7 +49,7 @@ def save_model(name: str, estimator: Any, meta: dict[str, Any] | None = None) ->
         mac = integrity.sign(_message(name, version, digest, meta), PURPOSE)
         try:
             with transaction.atomic():
-                return DetectorModel.objects.create(
+                row = DetectorModel.objects.create(
                     name=name,
                     version=version,
                     data=data,
@@ -60,6 +60,10 @@ def save_model(name: str, estimator: Any, meta: dict[str, Any] | None = None) ->
                 )
         except IntegrityError:  # another trainer took this version number
             continue
+        from .detection import forget_model_versions
+
+        forget_model_versions()  # this process uses the new model from its next batch
+        return row
     raise RuntimeError(f"could not allocate a version for model {name!r}")
 
 
