@@ -63,7 +63,9 @@ if os.environ.get("TEST_DB_SUFFIX"):
     DATABASES["default"].setdefault("TEST", {})["NAME"] = "test_" + os.environ["TEST_DB_SUFFIX"]
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # One file per run, so parallel runs never share a test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"tests-db-{os.getpid()}.sqlite3")}
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(BASE_DIR / "var" / f"tests-db-{os.getpid()}.sqlite3")
+    }
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "timeout": 30,

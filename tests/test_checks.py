@@ -10,7 +10,9 @@ def ids(messages):
 
 
 def test_configured_keys_pass():
-    assert not [m for m in check_keys() if m.id in {"tracking.E001", "tracking.E002", "tracking.E003"}]
+    assert not [
+        m for m in check_keys() if m.id in {"tracking.E001", "tracking.E002", "tracking.E003"}
+    ]
 
 
 def test_missing_encryption_key_is_an_error(settings):

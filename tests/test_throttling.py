@@ -129,5 +129,7 @@ def test_authenticated_requests_are_counted_once(staff_client, monkeypatch):
 def test_warning_without_token_app(settings):
     from tracking.checks import check_api_settings
 
-    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "rest_framework.authtoken"]
+    settings.INSTALLED_APPS = [
+        a for a in settings.INSTALLED_APPS if a != "rest_framework.authtoken"
+    ]
     assert [e.id for e in check_api_settings()] == ["tracking.W031"]

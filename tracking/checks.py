@@ -204,7 +204,14 @@ def check_recording(app_configs=None, **kwargs):
                     id="tracking.E012",
                 )
             )
-    for name in ("QUEUE_SIZE", "BATCH_SIZE", "MAX_BODY_BYTES", "MAX_JSON_DEPTH", "MAX_HEADER_LENGTH", "MAX_PARAMS_LENGTH"):
+    for name in (
+        "QUEUE_SIZE",
+        "BATCH_SIZE",
+        "MAX_BODY_BYTES",
+        "MAX_JSON_DEPTH",
+        "MAX_HEADER_LENGTH",
+        "MAX_PARAMS_LENGTH",
+    ):
         value = getattr(tracking_settings, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             errors.append(
@@ -237,7 +244,9 @@ def check_recording(app_configs=None, **kwargs):
             )
         )
     url = tracking_settings.GEO_HTTP_URL
-    if url and (not isinstance(url, str) or "{ip}" not in url or not url.startswith(("http://", "https://"))):
+    if url and (
+        not isinstance(url, str) or "{ip}" not in url or not url.startswith(("http://", "https://"))
+    ):
         errors.append(
             checks.Error(
                 f"TRACKING_GEO_HTTP_URL must be an http(s) URL template containing {{ip}} (got {url!r}).",
@@ -248,7 +257,11 @@ def check_recording(app_configs=None, **kwargs):
     if geo_path and not tracking_settings.DISABLE_GEOLOCATION:
         import os
 
-        missing = [n for n in ("GeoLite2-City.mmdb", "GeoLite2-ASN.mmdb") if not os.path.exists(os.path.join(str(geo_path), n))]
+        missing = [
+            n
+            for n in ("GeoLite2-City.mmdb", "GeoLite2-ASN.mmdb")
+            if not os.path.exists(os.path.join(str(geo_path), n))
+        ]
         if missing:
             errors.append(
                 checks.Warning(
@@ -287,7 +300,9 @@ def check_detection(app_configs=None, **kwargs):
     rule_dir_setting = tracking_settings.RULE_DIRS
     rules = []
     if not isinstance(rule_dir_setting, list | tuple):
-        errors.append(checks.Error("TRACKING_RULE_DIRS must be a list of folders.", id="tracking.E052"))
+        errors.append(
+            checks.Error("TRACKING_RULE_DIRS must be a list of folders.", id="tracking.E052")
+        )
     else:
         try:
             from detectors.rules import load_rules
@@ -302,7 +317,11 @@ def check_detection(app_configs=None, **kwargs):
                 )
             )
     threshold = tracking_settings.FLAG_THRESHOLD
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not 0 <= threshold <= 1
+    ):
         errors.append(
             checks.Error(
                 f"TRACKING_FLAG_THRESHOLD must be a number in [0, 1], got {threshold!r}.",
@@ -322,10 +341,14 @@ def check_detection(app_configs=None, **kwargs):
             isinstance(a, int) and not isinstance(a, bool) for a in value
         ):
             errors.append(
-                checks.Error(f"TRACKING_{name} must be a list of AS numbers (integers).", id="tracking.E055")
+                checks.Error(
+                    f"TRACKING_{name} must be a list of AS numbers (integers).", id="tracking.E055"
+                )
             )
     if not isinstance(tracking_settings.BUILTIN_RULES, bool):
-        errors.append(checks.Error("TRACKING_BUILTIN_RULES must be True or False.", id="tracking.E056"))
+        errors.append(
+            checks.Error("TRACKING_BUILTIN_RULES must be True or False.", id="tracking.E056")
+        )
     if detectors and rules:
         names = {d.name for d in detectors}
         for rule in rules:

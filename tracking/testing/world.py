@@ -43,7 +43,9 @@ CITIES: dict[str, City] = {
     "madrid": City("Madrid", "ES", "Madrid", 40.4168, -3.7038, "Europe/Madrid"),
     "new_york": City("New York", "US", "New York", 40.7128, -74.0060, "America/New_York"),
     "newark": City("Newark", "US", "New Jersey", 40.7357, -74.1724, "America/New_York"),
-    "san_francisco": City("San Francisco", "US", "California", 37.7749, -122.4194, "America/Los_Angeles"),
+    "san_francisco": City(
+        "San Francisco", "US", "California", 37.7749, -122.4194, "America/Los_Angeles"
+    ),
     "chicago": City("Chicago", "US", "Illinois", 41.8781, -87.6298, "America/Chicago"),
     "lagos": City("Lagos", "NG", "Lagos", 6.5244, 3.3792, "Africa/Lagos"),
     "moscow": City("Moscow", "RU", "Moscow", 55.7558, 37.6173, "Europe/Moscow"),
@@ -121,16 +123,16 @@ NETWORKS: tuple[Network, ...] = (
     Network("100.200.1.0/24", 65200, "SkyLink Satellite", "satellite", None, "US", 1000),
 )
 
-HOSTING_ASNS: tuple[int, ...] = tuple(sorted({n.asn for n in NETWORKS if n.kind in ("hosting", "vpn")}))
+HOSTING_ASNS: tuple[int, ...] = tuple(
+    sorted({n.asn for n in NETWORKS if n.kind in ("hosting", "vpn")})
+)
 MOBILE_ASNS: tuple[int, ...] = tuple(sorted({n.asn for n in NETWORKS if n.kind == "mobile"}))
 SATELLITE_ASNS: tuple[int, ...] = tuple(sorted({n.asn for n in NETWORKS if n.kind == "satellite"}))
 
 
 def networks_of(kind: str | None = None, city: str | None = None) -> list[Network]:
     return [
-        n
-        for n in NETWORKS
-        if (kind is None or n.kind == kind) and (city is None or n.city == city)
+        n for n in NETWORKS if (kind is None or n.kind == kind) and (city is None or n.city == city)
     ]
 
 

@@ -47,7 +47,9 @@ class Command(BaseCommand):
             module = _load(name)
             if module is None:
                 continue
-            p = sub.add_parser(name, help=getattr(module, "help", ""), description=getattr(module, "help", ""))
+            p = sub.add_parser(
+                name, help=getattr(module, "help", ""), description=getattr(module, "help", "")
+            )
             module.add_arguments(p)
 
     def handle(self, *args, subcommand: str, **options):
