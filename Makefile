@@ -38,7 +38,10 @@ demo: install
 	$(PY) example/manage.py demo_setup --port $(DEMO_PORT)
 	$(PY) example/manage.py runserver --insecure --noreload 127.0.0.1:$(DEMO_PORT)
 
+# Benchmarks need the alternatives they compare against (extra `bench`) and wrk.
 bench: install
+	$(PIP) install -q -e '.[bench]' 2>&1 | grep -v '^WARNING: Location' || true
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	$(PY) benchmarks/run.py
 
 clean:
