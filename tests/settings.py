@@ -23,8 +23,14 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "tracking",
 ]
+SPECTACULAR_SETTINGS = {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -86,6 +92,10 @@ REST_FRAMEWORK = {
 TRACKING_ENCRYPTION_KEYS = ["dGVzdC1lbmNyeXB0aW9uLWtleS0wMDAwMDAwMDAwMDA="]
 TRACKING_SEAL_KEYS = ["test-seal-key-not-secret"]
 TRACKING_ASYNC_HANDOFF = "thread"
+# Seal right after each write's commit so tests can assert on sealed
+# rows without waiting for the writer thread; tests/test_seal_interval.py covers the default
+# deferred sealing (TRACKING_SEAL_INTERVAL > 0).
+TRACKING_SEAL_INTERVAL = 0
 TRACKING_SPOOL_DIR = str(BASE_DIR / "var" / "test-spool")
 GEOIP_PATH = str(BASE_DIR / "var" / "test-geoip")
 SENSITIVE_FIELDS = ["password", "token", "secret"]

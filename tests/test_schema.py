@@ -124,6 +124,15 @@ def test_docs_page_renders(staff_client):
     resp = staff_client.get("/api/tracking/docs/")
     assert resp.status_code == 200
     assert b"/api/tracking/schema/" in resp.content
+    # Served from the package (drf-spectacular-sidecar), never a CDN: works offline.
+    assert b"drf_spectacular_sidecar/swagger-ui-dist" in resp.content
+    assert b"cdn." not in resp.content and b"jsdelivr" not in resp.content
+
+
+def test_redoc_page_is_served_locally(staff_client):
+    resp = staff_client.get("/api/tracking/redoc/")
+    assert resp.status_code == 200
+    assert b"drf_spectacular_sidecar/redoc" in resp.content and b"cdn." not in resp.content
 
 
 def test_error_responses_are_documented(schema):

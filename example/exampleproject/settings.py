@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc served locally: the demo works offline
     "tracking",
     "shop",
 ]
@@ -119,7 +120,13 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"burst": "60/min", "sustained": "1000/hour"},
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Example shop + activity tracking API", "VERSION": "0.1.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Example shop + activity tracking API",
+    "VERSION": "0.1.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 # --- activity tracking ------------------------------------------------------------------
 SENSITIVE_FIELDS = ["password", "token", "secret"]
