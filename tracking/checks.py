@@ -122,6 +122,7 @@ def check_integrity_settings(app_configs=None, **kwargs):
         "HEALTH_MAX_UNSEALED_ROWS",
         "HEALTH_MAX_SPOOL_AGE",
         "SEAL_GEO_PENDING_GRACE",
+        "SEAL_INTERVAL",
     ):
         value = getattr(tracking_settings, name)
         if value is not None and (

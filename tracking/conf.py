@@ -81,6 +81,10 @@ DEFAULTS: dict[str, Any] = {
     "MOBILE_ASNS": [],
     # --- integrity and retention -----------------------------------------------------
     "SEAL_ON_WRITE": True,
+    # With SEAL_ON_WRITE: seconds between seals. > 0: the writing process's background writer
+    # thread seals at most this often (sooner once SEAL_BATCH_SIZE rows wait), never the
+    # request; 0: seal right after every write's commit, in the writing thread.
+    "SEAL_INTERVAL": 5.0,
     "SEAL_BATCH_SIZE": 5000,
     "RETENTION_DAYS": None,
     # Rows still waiting for geolocation are left unsealed this many seconds (enrichment may

@@ -124,6 +124,8 @@ def _pipeline(now: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
             problems.append(f"the writer dropped {writer['dropped']} events")
         if writer.get("failed"):
             warnings.append(f"the writer failed to write {writer['failed']} events (spooled)")
+        if writer.get("seal_failures"):
+            warnings.append(f"sealing failed {writer['seal_failures']} times (retried)")
     elif writer is not None:
         problems.append(f"writer: {writer['error']}")
     return {"spool": spool, "writer": writer}, problems, warnings

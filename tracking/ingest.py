@@ -355,13 +355,21 @@ def _existing(ids: list[uuid.UUID]) -> set[uuid.UUID]:
     return found
 
 
-def _seal_after_commit() -> None:
+def _seal_after_commit(rows: int) -> None:
     if not tracking_settings.SEAL_ON_WRITE:
         return
 
     def run() -> None:
         from .sealing import seal_pending
 
+        if float(tracking_settings.SEAL_INTERVAL or 0) > 0:
+            # Sealing re-reads and re-hashes every new row and takes the chain lock: done per
+            # request it was +12 queries and ~40 ms. The writer thread seals at most every
+            # SEAL_INTERVAL seconds instead (SECURITY.md, "the unsealed window").
+            from .writer import seal_soon
+
+            seal_soon(rows)
+            return
         try:
             seal_pending()
         except Exception:  # noqa: BLE001 - sealing catches up on the next write or `tracking seal`
@@ -442,7 +450,7 @@ def ingest(
             result.stored += len(pairs)
             result.ids.extend(str(a.id) for _, a in pairs)
         if result.stored:
-            _seal_after_commit()
+            _seal_after_commit(result.stored)
     except DatabaseError as exc:
         if not _unavailable(exc):
             raise

@@ -10,6 +10,7 @@ Without Celery they are plain functions (cron can run ``manage.py tracking seal`
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .conf import tracking_settings
@@ -27,9 +28,16 @@ except ImportError:  # Celery is optional
 
 @shared_task(name="tracking.tasks_periodic.seal", ignore_result=True)
 def seal() -> int:
-    """Seal pending activities (bounds the unsealed window when seal-on-write is off)."""
+    """Seal pending activities (bounds the unsealed window when seal-on-write is off) and,
+    on PostgreSQL with partitioning, make sure the coming months' partitions exist (cached per
+    process per month: one catalogue query a month unless a partition is missing)."""
+    from . import partitioning
     from .sealing import seal_pending
 
+    try:
+        partitioning.ensure_partitions()
+    except Exception:  # noqa: BLE001 - sealing matters more; rows go to the default partition
+        logging.getLogger("tracking.partitioning").exception("ensuring partitions failed")
     return seal_pending(wait=True)
 
 

@@ -39,6 +39,9 @@ _STOP = object()
 _FLUSH = object()  # wakes the thread to write what it has now
 BROKER_RETRY_AFTER = 5.0  # seconds on the local path after the broker failed
 GEO_RETRY_INTERVAL = 60.0  # seconds between attempts to complete rows stored without geo
+# Seconds between checks that next months' partitions exist (PostgreSQL, partitioned table):
+# one catalogue query per hour per process, DDL only when a month is missing.
+PARTITION_CHECK_INTERVAL = 3600.0
 
 
 class Writer:
@@ -64,11 +67,19 @@ class Writer:
             "published": 0,
             "replayed": 0,
             "dropped": 0,
+            "sealed": 0,
+            "seal_failures": 0,
+            "partition_failures": 0,
         }
         self._last_replay = 0.0
         self._fresh = 0
         self._broker_down_until = 0.0
         self._last_geo_retry = 0.0
+        # Deferred sealing (TRACKING_SEAL_INTERVAL > 0): rows committed since the last seal.
+        self._seal_rows = 0
+        self._seal_wanted = False
+        self._last_seal: float | None = None
+        self._last_partition_check: float | None = None
 
     # -- producer side ---------------------------------------------------------
     def _count(self, name: str, n: int = 1) -> None:
@@ -96,6 +107,14 @@ class Writer:
             self._write([event])
             return
         self._count("enqueued")
+
+    def seal_soon(self, rows: int) -> None:
+        """Rows were committed: have this process's writer thread seal them (at most every
+        ``TRACKING_SEAL_INTERVAL`` seconds, sooner once ``SEAL_BATCH_SIZE`` rows wait)."""
+        with self.lock:
+            self._seal_rows += rows
+            self._seal_wanted = True
+        self.ensure_started()
 
     def wake(self) -> None:
         self.ensure_started()
@@ -142,6 +161,8 @@ class Writer:
                         self._done()
                         close_old_connections()  # honours CONN_MAX_AGE between batches
                 self._maybe_replay()
+                self._maybe_seal(force=stop)
+                self._maybe_check_partitions()
                 if stop:  # only the marker stops: it is consumed, never left for a successor
                     break
         finally:
@@ -224,6 +245,57 @@ class Writer:
             logger.exception("spool replay failed")
         self._maybe_retry_geo(now)
 
+    def _maybe_seal(self, *, force: bool = False) -> None:
+        """Seal what this process committed when the interval has passed (or many rows wait,
+        or the writer stops). Waits for the chain lock: nothing queues behind this thread."""
+        now = time.monotonic()
+        interval = float(tracking_settings.SEAL_INTERVAL or 0)
+        limit = max(1, int(tracking_settings.SEAL_BATCH_SIZE or 5000))
+        with self.lock:
+            if not self._seal_wanted:
+                return
+            due = (
+                force
+                or self._last_seal is None
+                or self._seal_rows >= limit
+                or now - self._last_seal >= interval
+            )
+            if not due:
+                return
+            self._seal_wanted = False
+            self._seal_rows = 0
+        self._last_seal = now
+        from .sealing import seal_pending
+
+        try:
+            sealed = seal_pending(wait=True)
+        except Exception:  # noqa: BLE001 - counted and retried after the interval
+            logger.exception("sealing committed activities failed; retrying later")
+            with self.lock:
+                self.counters["seal_failures"] += 1
+                self._seal_wanted = True
+            return
+        self._count("sealed", sealed)
+
+    def _maybe_check_partitions(self) -> None:
+        """Keep next months' partitions in place (PostgreSQL with partitioning installed;
+        a no-op elsewhere): at start, then at most once per ``PARTITION_CHECK_INTERVAL``."""
+        now = time.monotonic()
+        last = self._last_partition_check
+        if last is not None and now - last < PARTITION_CHECK_INTERVAL:
+            return
+        self._last_partition_check = now
+        from .partitioning import ensure_partitions
+
+        try:
+            created = ensure_partitions(refresh=True)
+        except Exception:  # noqa: BLE001 - rows land in the default partition meanwhile
+            logger.exception("ensuring monthly partitions failed; retrying in an hour")
+            self._count("partition_failures")
+            return
+        if created:
+            logger.info("created partitions %s", ", ".join(created))
+
     def _maybe_retry_geo(self, now: float) -> None:
         """Complete rows stored without geo once the provider answers again (only when this
         process stored such rows, so idle processes never scan for them)."""
@@ -304,6 +376,10 @@ def get_writer() -> Writer:
 
 def submit(event: Event) -> None:
     get_writer().submit(event)
+
+
+def seal_soon(rows: int) -> None:
+    get_writer().seal_soon(rows)
 
 
 def flush(timeout: float = 10.0) -> bool:

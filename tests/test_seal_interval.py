@@ -1,0 +1,147 @@
+"""Deferred sealing (TRACKING_SEAL_INTERVAL > 0, the default) and the writer thread's
+partition upkeep: the writing thread never seals; the process's writer thread seals in order
+at most every interval (and when it stops), and `tracking verify` passes."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tracking import partitioning, writer
+from tracking.events import Event
+from tracking.ingest import ingest
+from tracking.models import Activity, Seal
+from tracking.verify import verify
+
+PG = connection.vendor == "postgresql"
+
+
+def _events(n: int, tag: str) -> list[Event]:
+    now = datetime.now(UTC)
+    return [
+        Event(
+            type="API",
+            endpoint=f"/{tag}/{i}",
+            username=f"{tag}{i}",
+            ip_address="81.2.69.142",
+            timestamp=now - timedelta(seconds=n - i),
+            params={"query": {"password": "hunter2"}},
+        )
+        for i in range(n)
+    ]
+
+
+def _wait(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_writes_leave_sealing_to_the_writer_thread_within_the_interval(settings):
+    settings.TRACKING_SEAL_INTERVAL = 3600.0
+    with CaptureQueriesContext(connection) as queries:
+        assert ingest(_events(3, "a")).stored == 3
+    sql = " ".join(q["sql"] for q in queries.captured_queries)
+    # The caller's connection took no chain lock and wrote no seal.
+    assert "tracking_seal" not in sql and "advisory" not in sql
+    # The first seal of a process is not delayed; later ones wait for the interval.
+    assert _wait(lambda: not Activity.objects.filter(seq__isnull=True).exists())
+    assert ingest(_events(2, "b")).stored == 2
+    time.sleep(0.6)  # a few writer rounds: still inside the interval
+    assert Activity.objects.filter(seq__isnull=True).count() == 2
+    writer.shutdown(10)  # stopping the writer seals what this process wrote
+    assert not Activity.objects.filter(seq__isnull=True).exists()
+    assert list(Seal.objects.order_by("first_seq").values_list("count", flat=True)) == [3, 2]
+    report = verify()
+    assert report.ok, report.problems
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_waiting_rows_are_sealed_before_the_interval(settings):
+    settings.TRACKING_SEAL_INTERVAL = 3600.0
+    settings.TRACKING_SEAL_BATCH_SIZE = 4
+    assert ingest(_events(1, "c")).stored == 1
+    assert _wait(lambda: not Activity.objects.filter(seq__isnull=True).exists())
+    assert ingest(_events(5, "d")).stored == 5  # >= SEAL_BATCH_SIZE rows: due now
+    assert _wait(lambda: not Activity.objects.filter(seq__isnull=True).exists())
+    # counted after the seal's commit: give the thread a moment
+    assert _wait(lambda: writer.stats()["sealed"] == 6)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_events_are_sealed_by_the_writer_that_stored_them(settings):
+    settings.TRACKING_SEAL_INTERVAL = 3600.0
+    for e in _events(4, "e"):
+        writer.submit(e)
+    assert writer.flush(10)
+    assert _wait(lambda: Activity.objects.filter(seq__isnull=False).count() == 4)
+    assert verify().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failed_seal_is_counted_logged_and_retried(settings, monkeypatch, caplog):
+    from tracking import sealing
+
+    settings.TRACKING_SEAL_INTERVAL = 0.2
+    real = sealing.seal_pending
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database hiccup")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sealing, "seal_pending", flaky)
+    assert ingest(_events(2, "f")).stored == 2
+    assert _wait(lambda: not Activity.objects.filter(seq__isnull=True).exists())
+    assert writer.stats()["seal_failures"] == 1  # counted before the retry that sealed
+    assert "sealing committed activities failed" in caplog.text
+
+
+@pytest.mark.django_db
+def test_writer_checks_partitions_at_start_then_at_most_hourly(monkeypatch):
+    calls = []
+    monkeypatch.setattr(partitioning, "ensure_partitions", lambda **kw: calls.append(kw) or [])
+    w = writer.Writer()
+    w._maybe_check_partitions()
+    w._maybe_check_partitions()
+    assert calls == [{"refresh": True}]
+    w._last_partition_check -= writer.PARTITION_CHECK_INTERVAL
+    w._maybe_check_partitions()
+    assert len(calls) == 2
+
+
+@pytest.mark.django_db
+def test_writer_creates_next_months_partition_when_it_is_missing():
+    w = writer.Writer()
+    next_month = partitioning.partition_name(
+        partitioning.add_months(partitioning.month_start(datetime.now(UTC)), 1)
+    )
+    if PG:
+        assert partitioning.is_partitioned()
+        with connection.cursor() as cur:
+            cur.execute(f'ALTER TABLE tracking_activity DETACH PARTITION "{next_month}"')
+            cur.execute(f'DROP TABLE "{next_month}"')
+    w._maybe_check_partitions()
+    names = {p.name for p in partitioning.list_partitions()}
+    assert (next_month in names) is PG  # SQLite: nothing to do, nothing created
+    assert w.counters["partition_failures"] == 0
+
+
+def test_periodic_seal_task_also_keeps_partitions(monkeypatch):
+    from tracking import sealing, tasks_periodic
+
+    calls = []
+    monkeypatch.setattr(partitioning, "ensure_partitions", lambda **kw: calls.append("p") or [])
+    monkeypatch.setattr(sealing, "seal_pending", lambda **kw: calls.append("s") or 0)
+    assert tasks_periodic.seal() == 0
+    assert calls == ["p", "s"]
