@@ -31,14 +31,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce, Greatest, Least
 
-from . import integrity
+from . import integrity, rollups
 from .conf import tracking_settings
 from .enrich import geo, useragent
 from .events import ENRICHMENT_FIELDS, Event
-from .models import Activity, Rollup, Severity
+from .models import Activity, Severity
 from .redaction import redact_headers, redact_params
 
 logger = logging.getLogger("tracking.ingest")
@@ -281,56 +279,6 @@ def _detect(acts: list[Activity]) -> list:
     return []
 
 
-def _hour(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _rollups(acts: list[Activity]) -> None:
-    groups: dict[tuple, dict[str, Any]] = {}
-    for a in acts:
-        key = (_hour(a.timestamp), a.type, a.country or "")
-        g = groups.setdefault(
-            key, {"count": 0, "flagged": 0, "sum": 0.0, "n": 0, "min": None, "max": None}
-        )
-        g["count"] += 1
-        g["flagged"] += 1 if a.flagged else 0
-        if a.duration is not None:
-            g["sum"] += a.duration
-            g["n"] += 1
-            g["min"] = a.duration if g["min"] is None else min(g["min"], a.duration)
-            g["max"] = a.duration if g["max"] is None else max(g["max"], a.duration)
-    for (bucket, type_, country), g in sorted(groups.items(), key=lambda kv: kv[0]):
-        changes: dict[str, Any] = {
-            "count": F("count") + g["count"],
-            "flagged": F("flagged") + g["flagged"],
-            "duration_sum": F("duration_sum") + g["sum"],
-            "duration_count": F("duration_count") + g["n"],
-        }
-        if g["n"]:
-            changes["duration_min"] = Least(
-                Coalesce(F("duration_min"), Value(g["min"])), Value(g["min"])
-            )
-            changes["duration_max"] = Greatest(
-                Coalesce(F("duration_max"), Value(g["max"])), Value(g["max"])
-            )
-        dims = {"bucket": bucket, "type": type_, "country": country}
-        if Rollup.objects.filter(**dims).update(**changes):
-            continue
-        try:
-            with transaction.atomic():
-                Rollup.objects.create(
-                    **dims,
-                    count=g["count"],
-                    flagged=g["flagged"],
-                    duration_sum=g["sum"],
-                    duration_count=g["n"],
-                    duration_min=g["min"],
-                    duration_max=g["max"],
-                )
-        except IntegrityError:  # created concurrently: add to it
-            Rollup.objects.filter(**dims).update(**changes)
-
-
 def _insert(pairs: list[tuple[Event, Activity]]) -> None:
     from .models import Finding
 
@@ -345,7 +293,7 @@ def _insert(pairs: list[tuple[Event, Activity]]) -> None:
         Activity.objects.bulk_create(acts)
         if findings:
             Finding.objects.bulk_create(findings)
-        _rollups(acts)
+        rollups.apply(acts)
 
 
 def _existing(ids: list[uuid.UUID]) -> set[uuid.UUID]:

@@ -145,6 +145,11 @@ class Activity(models.Model):
             models.Index(fields=["ip_address", "-timestamp"], name="trk_ip_time"),
             models.Index(fields=["type", "-timestamp"], name="trk_type_time"),
             models.Index(fields=["review_status", "-timestamp"], name="trk_review_time"),
+            # "Top flagged users" (statistics) groups flagged rows by username: a small
+            # partial index makes that an index-only scan instead of a heap visit per row.
+            models.Index(
+                fields=["username"], condition=models.Q(flagged=True), name="trk_flagged_username"
+            ),
         ]
         permissions = [
             ("export_activity", "Can export activities"),
@@ -325,4 +330,29 @@ class Rollup(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["bucket", "type", "country"], name="trk_rollup_dims")
+        ]
+
+
+class DailyRollup(models.Model):
+    """``Rollup`` summed per UTC day: long statistics windows read ~24x fewer rows.
+
+    Maintained alongside the hourly rows by ``tracking.rollups`` (same columns; ``bucket`` is
+    midnight UTC). Hourly rows still serve the partial-day edges of a window.
+    """
+
+    bucket = models.DateTimeField()  # start of the UTC day
+    type = models.CharField(max_length=32)
+    country = models.CharField(max_length=2, blank=True, default="")
+    count = models.BigIntegerField(default=0)
+    flagged = models.BigIntegerField(default=0)
+    duration_sum = models.FloatField(default=0.0)
+    duration_count = models.BigIntegerField(default=0)
+    duration_min = models.FloatField(null=True, blank=True)
+    duration_max = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bucket", "type", "country"], name="trk_daily_rollup_dims"
+            )
         ]

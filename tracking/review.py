@@ -14,10 +14,10 @@ from datetime import UTC
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from .models import Activity, Review, ReviewStatus, Rollup
+from . import rollups
+from .models import Activity, Review, ReviewStatus
 
 VERDICTS = tuple(ReviewStatus.values)
 
@@ -47,9 +47,8 @@ def rollup_bucket(activity: Activity):
 
 
 def _adjust_rollup_flagged(activity: Activity, delta: int) -> None:
-    Rollup.objects.filter(
-        bucket=rollup_bucket(activity), type=activity.type, country=activity.country
-    ).update(flagged=F("flagged") + delta)
+    # Hourly and daily rollups both hold the flagged count (see tracking.rollups).
+    rollups.adjust_flagged(activity, delta)
 
 
 def review(

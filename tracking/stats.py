@@ -20,13 +20,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Avg, Count, F, Max, Min, Q, QuerySet, Sum
+from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate, TruncHour
 from django.utils import timezone
 
+from . import rollups
 from .activity_types import type_label
-from .models import Activity, Finding, ReviewStatus, Rollup
+from .models import Activity, DailyRollup, Finding, ReviewStatus, Rollup
+from .rollups import day_floor
 
 TOP_N = 10
 RECENT_DAYS = 30
@@ -50,58 +51,14 @@ def is_hour_aligned(ts: datetime | None) -> bool:
 
 
 def rebuild_rollups() -> int:
-    """Recompute every ``Rollup`` row from the activity table; returns the rows written."""
-    rows = (
-        Activity.objects.order_by()
-        .annotate(b=TruncHour("timestamp", tzinfo=UTC))
-        .values("b", "type", "country")
-        .annotate(
-            n=Count("id"),
-            nf=Count("id", filter=Q(flagged=True)),
-            dsum=Coalesce(Sum("duration"), 0.0),
-            dcount=Count("duration"),
-            dmin=Min("duration"),
-            dmax=Max("duration"),
-        )
-    )
-    with transaction.atomic():
-        Rollup.objects.all().delete()
-        created = Rollup.objects.bulk_create(
-            (
-                Rollup(
-                    bucket=r["b"],
-                    type=r["type"],
-                    country=r["country"],
-                    count=r["n"],
-                    flagged=r["nf"],
-                    duration_sum=r["dsum"],
-                    duration_count=r["dcount"],
-                    duration_min=r["dmin"],
-                    duration_max=r["dmax"],
-                )
-                for r in rows
-            ),
-            batch_size=1000,
-        )
-    return len(created)
+    """Recompute every ``Rollup`` (and ``DailyRollup``) row from the activity table; returns
+    the hourly rows written."""
+    return rollups.rebuild()
 
 
 def forget_in_rollups(activities: Iterable[Activity]) -> None:
-    """Take deleted activities out of their rollup buckets (count, flagged, duration sums).
-
-    ``duration_min``/``duration_max`` cannot be un-merged; they stay as bounds of what was
-    recorded in that hour (``rebuild_rollups`` makes them exact again).
-    """
-    for a in activities:
-        has_duration = a.duration is not None
-        Rollup.objects.filter(
-            bucket=hour_floor(a.timestamp), type=a.type, country=a.country
-        ).update(
-            count=F("count") - 1,
-            flagged=F("flagged") - (1 if a.flagged else 0),
-            duration_sum=F("duration_sum") - (a.duration if has_duration else 0.0),
-            duration_count=F("duration_count") - (1 if has_duration else 0),
-        )
+    """Take deleted activities out of their rollup buckets (see ``rollups.forget``)."""
+    rollups.forget(activities)
 
 
 def rollups_cover(since: datetime | None = None, until: datetime | None = None) -> bool:
@@ -119,9 +76,10 @@ def rollups_cover(since: datetime | None = None, until: datetime | None = None) 
     if ends[0] is None:
         return True  # nothing in the window: both paths give zeros
     for end in ends:
-        if not Rollup.objects.filter(
-            bucket=hour_floor(end["timestamp"]), type=end["type"], country=end["country"]
-        ).exists():
+        dims = {"type": end["type"], "country": end["country"]}
+        if not Rollup.objects.filter(bucket=hour_floor(end["timestamp"]), **dims).exists():
+            return False
+        if not DailyRollup.objects.filter(bucket=day_floor(end["timestamp"]), **dims).exists():
             return False
     return True
 
@@ -160,12 +118,14 @@ def _types(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _top_flagged_users(activities: QuerySet) -> list[dict[str, Any]]:
+    # COUNT(*) (= COUNT(id): id is never NULL) lets PostgreSQL answer from the partial index
+    # ``trk_flagged_username`` alone (index-only scan) instead of visiting every flagged row.
     rows = (
         activities.filter(flagged=True)
         .exclude(username="")
         .order_by()
         .values("username")
-        .annotate(count=Count("id"))
+        .annotate(count=Count("*"))
         .order_by("-count", "username")[:TOP_N]
     )
     return [{"username": r["username"], "count": r["count"]} for r in rows]
@@ -259,6 +219,37 @@ def query_stats(
     return result
 
 
+def _day_ceil(ts: datetime) -> datetime:
+    floor = day_floor(ts)
+    return floor if floor == ts else floor + timedelta(days=1)
+
+
+def _rollup_parts(since: datetime | None, until: datetime | None) -> list[QuerySet]:
+    """Rollup rows covering the hour-aligned window [since, until): ``DailyRollup`` for the
+    whole UTC days inside it, hourly ``Rollup`` for the partial days at its edges (or for all
+    of it when it holds no whole day). Each row of the result is counted exactly once."""
+    first = None if since is None else _day_ceil(since)
+    last = None if until is None else day_floor(until)
+    if first is not None and last is not None and first >= last:
+        return [_window(Rollup.objects.order_by(), since, until, "bucket")]
+    parts = [_window(DailyRollup.objects.order_by(), first, last, "bucket")]
+    if since is not None and since < first:
+        parts.append(_window(Rollup.objects.order_by(), since, first, "bucket"))
+    if until is not None and last < until:
+        parts.append(_window(Rollup.objects.order_by(), last, until, "bucket"))
+    return parts
+
+
+def _sorted_counts(counts: dict[str, int], key: str) -> list[dict[str, Any]]:
+    # Same order as the query path (count descending, then the name), zero counts left out
+    # (buckets emptied by deletions).
+    return [
+        {key: name, "count": n}
+        for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if n
+    ]
+
+
 def rollup_stats(
     since: datetime | None = None,
     until: datetime | None = None,
@@ -267,19 +258,52 @@ def rollup_stats(
     top: int = TOP_N,
     hourly: bool = False,
 ) -> dict[str, Any]:
-    """Statistics for an hour-aligned window read from ``Rollup`` (no scan of activities)."""
+    """Statistics for an hour-aligned window read from the rollups (no scan of activities).
+
+    Whole UTC days come from ``DailyRollup`` (all time: ~24x fewer rows than hourly), the
+    partial days at the window's edges from ``Rollup``; the parts are merged here.
+    """
     if not (is_hour_aligned(since) and is_hour_aligned(until)):
         raise ValueError("rollup statistics need an hour-aligned since/until")
     now = now or timezone.now()
-    rollups = _window(Rollup.objects.order_by(), since, until, "bucket")
-    agg = rollups.aggregate(
-        total=Coalesce(Sum("count"), 0),
-        flagged=Coalesce(Sum("flagged"), 0),
-        dsum=Sum("duration_sum"),
-        dcount=Coalesce(Sum("duration_count"), 0),
-        max=Max("duration_max"),
-        min=Min("duration_min"),
-    )
+    total = flagged = dcount = 0
+    dsum = 0.0
+    dmax: float | None = None
+    dmin: float | None = None
+    types: dict[str, int] = {}
+    countries: dict[str, int] = {}
+    days: dict[Any, list[int]] = {}
+    for part in _rollup_parts(since, until):
+        agg = part.aggregate(
+            total=Coalesce(Sum("count"), 0),
+            flagged=Coalesce(Sum("flagged"), 0),
+            dsum=Sum("duration_sum"),
+            dcount=Coalesce(Sum("duration_count"), 0),
+            max=Max("duration_max"),
+            min=Min("duration_min"),
+        )
+        total += agg["total"]
+        flagged += agg["flagged"]
+        dsum += agg["dsum"] or 0.0
+        dcount += agg["dcount"]
+        if agg["max"] is not None and (dmax is None or agg["max"] > dmax):
+            dmax = agg["max"]
+        if agg["min"] is not None and (dmin is None or agg["min"] < dmin):
+            dmin = agg["min"]
+        for r in part.values("type").annotate(n=Sum("count")):
+            types[r["type"]] = types.get(r["type"], 0) + r["n"]
+        for r in part.exclude(country="").values("country").annotate(n=Sum("count")):
+            countries[r["country"]] = countries.get(r["country"], 0) + r["n"]
+        per_day = (
+            part.annotate(date=TruncDate("bucket", tzinfo=UTC))
+            .values("date")
+            .annotate(total=Sum("count"), nflagged=Sum("flagged"))
+        )
+        for r in per_day:
+            day = days.setdefault(r["date"], [0, 0])
+            day[0] += r["total"]
+            day[1] += r["nflagged"]
+
     # last 30 days inside the window: whole hours from rollups, the partial first hour exactly.
     lower = now - timedelta(days=RECENT_DAYS)
     if since is not None and since > lower:
@@ -287,23 +311,12 @@ def rollup_stats(
     boundary = hour_ceil(lower)
     if until is not None and boundary > until:
         boundary = until
-    recent = rollups.filter(bucket__gte=boundary).aggregate(n=Coalesce(Sum("count"), 0))["n"]
+    recent = sum(
+        part.aggregate(n=Coalesce(Sum("count"), 0))["n"] for part in _rollup_parts(boundary, until)
+    )
     if boundary > lower:
         recent += Activity.objects.filter(timestamp__gte=lower, timestamp__lt=boundary).count()
 
-    types = rollups.values("type").annotate(count=Sum("count")).order_by("-count", "type")
-    days = (
-        rollups.annotate(date=TruncDate("bucket", tzinfo=UTC))
-        .values("date")
-        .annotate(total=Sum("count"), nflagged=Sum("flagged"))
-        .order_by("date")
-    )
-    countries = (
-        rollups.exclude(country="")
-        .values("country")
-        .annotate(count=Sum("count"))
-        .order_by("-count", "country")[:top]
-    )
     activities = _window(Activity.objects.all(), since, until, "timestamp")
     reviews = {
         status: activities.filter(review_status=status).count()
@@ -311,32 +324,31 @@ def rollup_stats(
         if status != ReviewStatus.OPEN
     }
     tags, detectors = _finding_counts(_window(Finding.objects.all(), since, until, "timestamp"))
-    avg = agg["dsum"] / agg["dcount"] if agg["dcount"] else None
+    avg = dsum / dcount if dcount else None
     result = {
-        "counts": {"total": agg["total"], "flagged": agg["flagged"], "last_30_days": recent},
+        "counts": {"total": total, "flagged": flagged, "last_30_days": recent},
         "response_times": {
             "avg": _round(avg),
-            "max": _finite(agg["max"]),
-            "min": _finite(agg["min"]),
+            "max": _finite(dmax),
+            "min": _finite(dmin),
         },
-        "types": _types(t for t in types if t["count"]),
+        "types": _types(_sorted_counts(types, "type")),
         "per_day": [
-            {"date": d["date"].isoformat(), "total": d["total"], "flagged": d["nflagged"]}
-            for d in days
-            if d["total"]
+            {"date": date.isoformat(), "total": t, "flagged": f}
+            for date, (t, f) in sorted(days.items())
+            if t
         ],
-        "top_countries": [
-            {"country": c["country"], "count": c["count"]} for c in countries if c["count"]
-        ],
+        "top_countries": _sorted_counts(countries, "country")[:top],
         "top_flagged_users": _top_flagged_users(activities),
         "tags": tags,
         "detectors": detectors,
-        "review_status": _review_counts(reviews, agg["total"]),
+        "review_status": _review_counts(reviews, total),
         "source": "rollup",
     }
     if hourly:
         hours = (
-            rollups.values("bucket")
+            _window(Rollup.objects.order_by(), since, until, "bucket")
+            .values("bucket")
             .annotate(total=Sum("count"), nflagged=Sum("flagged"))
             .order_by("bucket")
         )
