@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models import F
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from .activity_types import all_types
 from .conf import tracking_settings
 from .exporting import decrypted_field
-from .models import Activity, Finding, Review, ReviewStatus, Rollup, Seal, Tombstone
+from .models import (
+    Activity,
+    DailyRollup,
+    Finding,
+    Review,
+    ReviewStatus,
+    Rollup,
+    Seal,
+    Tombstone,
+)
 from .review import delete_activity, review
 from .stats import rollups_cover
 
@@ -74,14 +85,16 @@ class TypeFilter(admin.SimpleListFilter):
 
 
 class CountryFilter(admin.SimpleListFilter):
-    """Countries seen, from the hourly rollups (small) rather than a DISTINCT over the log."""
+    """Countries seen, from the daily rollups (small) rather than a DISTINCT over the log."""
 
     title = "country"
     parameter_name = "country"
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
-        codes = set(Rollup.objects.exclude(country="").values_list("country", flat=True).distinct())
-        if not codes and not Rollup.objects.exists():
+        # Daily rows: ~24x fewer than hourly for the same set of countries.
+        daily = DailyRollup.objects.exclude(country="").values_list("country", flat=True)
+        codes = set(daily.distinct())
+        if not codes and not DailyRollup.objects.exists():
             # No rollups (rows stored around the writer): a bounded look at recent rows.
             recent = Activity.objects.order_by("-timestamp").values_list("country", flat=True)[
                 :5000
@@ -140,14 +153,37 @@ HIERARCHY_PARAMS = ("year", "month", "day")
 _NEUTRAL_PARAMS = frozenset({"o", "p"})
 
 
-def _hierarchy_lookups(request: Any) -> dict[str, int] | None:
-    """``bucket__year``/``__month``/``__day`` lookups when the changelist is narrowed by the
-    date hierarchy alone, else None."""
-    keys = set(request.GET)
-    allowed = {f"timestamp__{part}" for part in HIERARCHY_PARAMS} | _NEUTRAL_PARAMS
-    if not keys <= allowed:
+def _dimension_lookups(request: Any) -> dict[str, Any] | None:
+    """Rollup lookups equivalent to the changelist's type / country / flagged filters (a
+    rollup bucket with ``count``/``flagged`` > 0 holds at least one such row), or None when
+    a filter cannot be expressed on rollups (tags, review status, search...)."""
+    lookups: dict[str, Any] = {}
+    hierarchy = {f"timestamp__{part}" for part in HIERARCHY_PARAMS}
+    for key, raw in request.GET.items():
+        if key in _NEUTRAL_PARAMS or key in hierarchy:
+            continue
+        if len(request.GET.getlist(key)) > 1:
+            return None
+        if key == "type":
+            lookups["type"] = raw
+        elif key == "country":
+            lookups["country"] = raw.upper()
+        elif key == "flagged__exact" and raw == "1":
+            lookups["flagged__gt"] = 0
+        elif key == "flagged__exact" and raw == "0":
+            lookups["count__gt"] = F("flagged")
+        else:
+            return None
+    return lookups
+
+
+def _hierarchy_lookups(request: Any) -> dict[str, Any] | None:
+    """Rollup lookups (``bucket__year``/``__month``/``__day`` and the dimension filters)
+    when the changelist is narrowed only by the date hierarchy and filters rollups can
+    answer, else None."""
+    lookups = _dimension_lookups(request)
+    if lookups is None:
         return None
-    lookups = {}
     for part in HIERARCHY_PARAMS:
         raw = request.GET.get(f"timestamp__{part}")
         if raw is None:
@@ -159,17 +195,27 @@ def _hierarchy_lookups(request: Any) -> dict[str, int] | None:
     return lookups
 
 
-def with_rollup_dates(queryset: Any, lookups: dict[str, int]) -> Any:
+def _rollup_model(tzinfo: Any) -> type:
+    # Daily rows are UTC days: they answer year/month/day links only when the admin works
+    # in UTC; any other time zone reads the hourly rows (exact for whole-hour offsets).
+    if tzinfo is None or all(
+        tzinfo.utcoffset(datetime(2000, month, 1)) == timedelta(0) for month in (1, 7)
+    ):
+        return DailyRollup
+    return Rollup
+
+
+def with_rollup_dates(queryset: Any, lookups: dict[str, Any]) -> Any:
     """``queryset`` whose ``datetimes("timestamp", ...)`` (the admin's date hierarchy) reads
-    the hourly rollups instead of a DISTINCT over the whole log."""
+    the rollups (daily rows in UTC) instead of a DISTINCT over the whole log."""
     base = type(queryset)
 
     class RollupDatesQuerySet(base):
         def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
             if field_name == "timestamp" and kind in HIERARCHY_PARAMS:
-                return Rollup.objects.filter(count__gt=0, **lookups).datetimes(
-                    "bucket", kind, order, tzinfo
-                )
+                model = _rollup_model(tzinfo)
+                filters = {"count__gt": 0, **lookups}
+                return model.objects.filter(**filters).datetimes("bucket", kind, order, tzinfo)
             return super().datetimes(field_name, kind, order, tzinfo)
 
     queryset.__class__ = RollupDatesQuerySet
