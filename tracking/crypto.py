@@ -80,6 +80,12 @@ def token_key_id(token: str) -> str | None:
 
 
 def decrypt(token: str, aad: str) -> Any:
+    return json.loads(decrypt_bytes(token, aad).decode("utf-8"))
+
+
+def decrypt_bytes(token: str, aad: str) -> bytes:
+    """The authenticated plaintext (JSON bytes) of ``token``: ``decrypt`` without parsing,
+    for callers that memoise work per distinct plaintext (the export)."""
     parts = token.split(":", 2)
     if len(parts) != 3 or parts[0] != PREFIX:
         raise DecryptionError("stored value is not a tracking ciphertext")
@@ -97,4 +103,4 @@ def decrypt(token: str, aad: str) -> Any:
         raise DecryptionError(
             "ciphertext failed authentication (wrong key, or moved from another row/field)"
         ) from exc
-    return json.loads(plain.decode("utf-8"))
+    return plain

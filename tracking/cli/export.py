@@ -120,7 +120,7 @@ def handle(
     output: str | None = None,
     **options,
 ) -> int:
-    from ..exporting import encode_records, iter_records
+    from ..exporting import encode_values, iter_values
 
     if since is not None and until is not None and since >= until:
         command.stderr.write("--since must be before --until")
@@ -131,12 +131,13 @@ def handle(
     )
     counted = [0]
 
-    def records():
-        for record in iter_records(qs):
+    def rows():
+        # Value lists, not dicts: the CSV path never builds a record per row.
+        for values in iter_values(qs):
             counted[0] += 1
-            yield record
+            yield values
 
-    chunks = encode_records(records(), fmt)
+    chunks = encode_values(rows(), fmt)
     if not output or output == "-":
         for chunk in chunks:
             command.stdout.write(chunk, ending="")
