@@ -25,11 +25,12 @@ def count(name: str, n: int = 1) -> None:
     _counters[name] = _counters.get(name, 0) + n
 
 
-def write_now(events: Sequence[Event]) -> None:
+def write_now(events: Sequence[Event], *, assume_new: bool = False) -> None:
+    """``assume_new``: the events were just built (fresh ids), see ``ingest``."""
     from .ingest import ingest
 
     try:
-        ingest(events, source="sync", spool_failures=True)
+        ingest(events, source="sync", spool_failures=True, assume_new=assume_new)
     except Exception:  # noqa: BLE001 - the user's request must succeed
         _counters["sync_errors"] += len(events)
         logger.exception("tracking: synchronous write failed; keeping %d events", len(events))
@@ -53,7 +54,7 @@ def submit(event: Event) -> None:
 
     mode = tracking_settings.ASYNC_HANDOFF
     if mode == "sync":
-        write_now([event])
+        write_now([event], assume_new=True)
         return
     if tracking_settings.DURABLE_HANDOFF:
         # Acknowledged = on disk: appended and fsynced before the request goes on.

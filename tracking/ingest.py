@@ -220,28 +220,35 @@ class _Users:
                     ids.add(pk.to_python(e.user_id))
                 except Exception:  # noqa: BLE001, S112 - an unknown id is just "no user"
                     continue
-        names = {e.username for e in events if e.username}
         field = model.USERNAME_FIELD
+        self.pk = pk
         self.ids = (
             set(model._default_manager.filter(pk__in=ids).values_list("pk", flat=True))
             if ids
             else set()
         )
+        # Names are only looked up for events whose user id did not resolve: a request by a
+        # logged-in user costs one query, not two.
+        names = {e.username for e in events if e.username and self._by_id(e) is None}
         self.by_name = (
             dict(model._default_manager.filter(**{f"{field}__in": names}).values_list(field, "pk"))
             if names
             else {}
         )
-        self.pk = pk
+
+    def _by_id(self, event: Event) -> Any:
+        if event.user_id in (None, ""):
+            return None
+        try:
+            value = self.pk.to_python(event.user_id)
+        except Exception:  # noqa: BLE001
+            return None
+        return value if value in self.ids else None
 
     def resolve(self, event: Event) -> Any:
-        if event.user_id not in (None, ""):
-            try:
-                value = self.pk.to_python(event.user_id)
-            except Exception:  # noqa: BLE001
-                value = None
-            if value in self.ids:
-                return value
+        value = self._by_id(event)
+        if value is not None:
+            return value
         return self.by_name.get(event.username) if event.username else None
 
 
@@ -296,6 +303,16 @@ def _insert(pairs: list[tuple[Event, Activity]]) -> None:
         rollups.apply(acts)
 
 
+def _drop_existing(
+    pairs: list[tuple[Event, Activity]], result: IngestResult
+) -> list[tuple[Event, Activity]]:
+    existing = _existing([a.id for _, a in pairs])
+    if not existing:
+        return pairs
+    result.duplicates += sum(1 for _, a in pairs if a.id in existing)
+    return [(e, a) for e, a in pairs if a.id not in existing]
+
+
 def _existing(ids: list[uuid.UUID]) -> set[uuid.UUID]:
     found: set[uuid.UUID] = set()
     for i in range(0, len(ids), 500):
@@ -347,8 +364,23 @@ def ingest(
     *,
     source: str = "live",
     spool_failures: bool = True,
+    assume_new: bool = False,
 ) -> IngestResult:
-    """Store a batch of events; see the module docstring. Idempotent on event ids."""
+    """Store a batch of events; see the module docstring. Idempotent on event ids.
+
+    ``assume_new=True`` (live capture: the request path and the writer's queue) skips the
+    lookup of already stored ids; a duplicate then costs a failed insert and the lookup."""
+    from .detection import gc_paused
+
+    # Enrichment, detection and row building allocate many short-lived containers; cyclic
+    # collections they would trigger walk the whole heap (see ``gc_paused``).
+    with gc_paused():
+        return _ingest(events, source=source, spool_failures=spool_failures, assume_new=assume_new)
+
+
+def _ingest(
+    events: Iterable[Event | dict], *, source: str, spool_failures: bool, assume_new: bool
+) -> IngestResult:
     from . import spool
 
     result = IngestResult()
@@ -379,10 +411,11 @@ def ingest(
             pairs.append((event, act))
         if not pairs:
             return result
-        existing = _existing([a.id for _, a in pairs])
-        if existing:
-            result.duplicates += sum(1 for _, a in pairs if a.id in existing)
-            pairs = [(e, a) for e, a in pairs if a.id not in existing]
+        # Live events carry ids made for them (uuid4) that were never offered before: the
+        # lookup is skipped (one query per batch). Should an id exist after all, the insert
+        # fails as a whole and the batch takes the idempotent path below.
+        if not assume_new:
+            pairs = _drop_existing(pairs, result)
         pairs.sort(key=lambda p: p[1].timestamp)
         users = _Users([e for e, _ in pairs])
         for event, act in pairs:
@@ -392,6 +425,8 @@ def ingest(
         except Exception as exc:  # noqa: BLE001 - isolate the bad event below
             if _unavailable(exc):
                 raise
+            if assume_new and isinstance(exc, IntegrityError):
+                pairs = _drop_existing(pairs, result)
             logger.warning("batch insert failed (%s); retrying events one by one", exc)
             _one_by_one(pairs, result)
         else:

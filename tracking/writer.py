@@ -104,7 +104,7 @@ class Writer:
             # Never drop: the caller pays for one synchronous write instead.
             self._count("sync_fallbacks")
             logger.warning("tracking queue full: writing synchronously")
-            self._write([event])
+            self._write([event], assume_new=True)
             return
         self._count("enqueued")
 
@@ -150,13 +150,16 @@ class Writer:
         try:
             while True:
                 batch, stop = self._take()
+                # Queued events were built by submit's callers (fresh ids); events kept for a
+                # retry may have reached the database before, so they take the lookup.
+                fresh = not self.retry
                 if self.retry:
                     batch = self.retry + batch
                     self.retry = []
                 if batch:
                     close_old_connections()
                     try:
-                        self._write(batch)
+                        self._write(batch, assume_new=fresh)
                     finally:
                         self._done()
                         close_old_connections()  # honours CONN_MAX_AGE between batches
@@ -175,7 +178,7 @@ class Writer:
             self.queue.task_done()
         self._fresh = 0
 
-    def _write(self, batch: list[Event]) -> None:
+    def _write(self, batch: list[Event], *, assume_new: bool = False) -> None:
         from .ingest import ingest
 
         if (
@@ -185,7 +188,7 @@ class Writer:
         ):
             return
         try:
-            result = ingest(batch, source="writer", spool_failures=True)
+            result = ingest(batch, source="writer", spool_failures=True, assume_new=assume_new)
         except Exception:  # noqa: BLE001 - counted and kept, never dropped
             logger.exception("tracking writer failed to write %d events", len(batch))
             self._count("failed", len(batch))

@@ -160,7 +160,8 @@ class ActivityTracker:
         if async_log:
             handoff.submit(event)
         else:
-            handoff.write_now([event])
+            # A live event's id was made for it: no lookup of stored ids (see ``ingest``).
+            handoff.write_now([event], assume_new=True)
 
     def record_many(self, events: Iterable[Event], *, batch_size: int | None = None):
         """Synchronously store many events (imports), in batches; returns the summed result."""
