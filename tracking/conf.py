@@ -67,6 +67,10 @@ DEFAULTS: dict[str, Any] = {
     # True: async_log events are appended+fsynced to the spool before the request goes on,
     # so a killed process loses nothing acknowledged (recording, tracking.writer).
     "DURABLE_HANDOFF": False,
+    # sys.setswitchinterval() for processes that start the writer thread (seconds; None leaves
+    # Python's 5 ms): a request thread waiting for the GIL while the writer ingests a batch
+    # gets it back within this time instead of up to 5 ms (recording, tracking.writer).
+    "WRITER_SWITCH_INTERVAL": 0.0005,
     # --- detection -------------------------------------------------------------------
     # [("dotted.path.Detector", {params}), ...]; None means the built-in set.
     "DETECTORS": None,

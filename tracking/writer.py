@@ -26,6 +26,7 @@ import atexit
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from typing import Any
@@ -91,6 +92,7 @@ class Writer:
             return
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
+                _shorten_switch_interval()
                 self.thread = threading.Thread(
                     target=self._run, name="tracking-writer", daemon=True
                 )
@@ -362,6 +364,22 @@ class Writer:
         out["alive"] = bool(self.thread and self.thread.is_alive())
         out["retry"] = len(self.retry)
         return out
+
+
+def _shorten_switch_interval() -> None:
+    """The writer thread runs CPU-bound batches (enrichment, detection, crypto) in the same
+    interpreter as request threads; with the default 5 ms switch interval a request thread
+    that released the GIL for socket I/O may wait that long to get it back, per wait. A
+    shorter interval bounds that wait (process-wide; never lengthened here)."""
+    wanted = tracking_settings.WRITER_SWITCH_INTERVAL
+    if wanted is None:
+        return
+    try:
+        wanted = float(wanted)
+        if 0 < wanted < sys.getswitchinterval():
+            sys.setswitchinterval(wanted)
+    except (TypeError, ValueError):
+        logger.warning("TRACKING_WRITER_SWITCH_INTERVAL %r ignored", wanted)
 
 
 _writer: Writer | None = None
