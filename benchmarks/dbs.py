@@ -73,6 +73,17 @@ def fresh(backend: str, name: str, settings: str) -> str:
     return url(backend, name)
 
 
+def migrate(backend: str, name: str, settings: str) -> None:
+    """Apply pending migrations to an existing bench database (a reused load picks up new
+    tables and indexes without reloading its rows)."""
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "-v", "0", "--no-input"],
+        env=env_for(backend, name, settings),
+        check=True,
+        cwd=ROOT,
+    )
+
+
 def count(backend: str, name: str, table: str, where: str = "", params: tuple = ()) -> int:
     """Rows in ``table`` of the bench database (0 when the table does not exist)."""
     sql = f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else "")
