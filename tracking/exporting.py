@@ -262,6 +262,21 @@ assert EXPORT_FIELDS[_TYPE_AT - 1] == "type" and EXPORT_FIELDS[-1] == "findings"
 _I = {name: i for i, name in enumerate(_ROW_FIELDS)}
 
 
+def _raw_columns() -> list[Any]:
+    """``_COLUMNS`` for ``values_list``, with tags/headers/params read as plain text.
+
+    Their field converters (tag list, ``Ciphertext`` wrapper) would run once per row for
+    nothing: the export splits the tag text and decrypts the ciphertext itself.
+    """
+    from django.db.models import F, TextField
+    from django.db.models.functions import Cast
+
+    return [
+        Cast(F(c), output_field=TextField()) if c in ("tags", "headers", "params") else c
+        for c in _COLUMNS
+    ]
+
+
 def _field_kinds() -> dict[str, str]:
     """Internal type of each exported model column (decides the CSV cell encoding)."""
     from .models import Activity
@@ -389,7 +404,7 @@ def iter_values(
     payload = payloads.value
     isfinite = math.isfinite
     utc = UTC
-    rows = queryset.values_list(*_COLUMNS).iterator(chunk_size=chunk_size)
+    rows = queryset.values_list(*_raw_columns()).iterator(chunk_size=chunk_size)
     while True:
         chunk = list(islice(rows, chunk_size))
         if not chunk:
@@ -405,8 +420,8 @@ def iter_values(
             user = row[i_user]
             if user is not None and not isinstance(user, int | str):
                 values[i_user] = str(user)  # e.g. a UUID primary key of a custom user model
-            tags = row[i_tags]
-            values[i_tags] = sorted(tags) if tags else []
+            tags = row[i_tags]  # stored text ",a,b,": TagListField.to_python, then sorted
+            values[i_tags] = sorted([t for t in tags.split(",") if t]) if tags else []
             values[i_headers] = payload("headers", row[i_headers], headers_aad + spk, pk)
             values[i_params] = payload("params", row[i_params], params_aad + spk, pk)
             for i in floats:

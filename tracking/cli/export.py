@@ -120,7 +120,7 @@ def handle(
     output: str | None = None,
     **options,
 ) -> int:
-    from ..exporting import encode_values, iter_values
+    from ..exporting import PayloadCache, encode_values, iter_values
 
     if since is not None and until is not None and since >= until:
         command.stderr.write("--since must be before --until")
@@ -131,13 +131,16 @@ def handle(
     )
     counted = [0]
 
+    # One cache for reading and encoding: CSV reuses the JSON text of repeated payloads.
+    payloads = PayloadCache()
+
     def rows():
         # Value lists, not dicts: the CSV path never builds a record per row.
-        for values in iter_values(qs):
+        for values in iter_values(qs, payloads=payloads):
             counted[0] += 1
             yield values
 
-    chunks = encode_values(rows(), fmt)
+    chunks = encode_values(rows(), fmt, payloads=payloads)
     if not output or output == "-":
         for chunk in chunks:
             command.stdout.write(chunk, ending="")
