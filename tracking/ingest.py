@@ -32,7 +32,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 
-from . import integrity, rollups
+from . import copyinsert, integrity, rollups
 from .conf import tracking_settings
 from .enrich import geo, useragent
 from .events import ENRICHMENT_FIELDS, Event
@@ -297,9 +297,9 @@ def _insert(pairs: list[tuple[Event, Activity]]) -> None:
             if act.severity not in _SEVERITIES:
                 act.severity = ""
             act.mac = integrity.row_mac(act)
-        Activity.objects.bulk_create(acts)
-        if findings:
-            Finding.objects.bulk_create(findings)
+        # COPY on PostgreSQL for writer-sized batches (see tracking.copyinsert).
+        copyinsert.insert(Activity, acts)
+        copyinsert.insert(Finding, findings)
         rollups.apply(acts)
 
 

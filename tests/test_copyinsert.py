@@ -1,0 +1,114 @@
+"""COPY inserts (PostgreSQL, writer-sized batches) store exactly what bulk_create stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from tracking import copyinsert
+from tracking.events import Event
+from tracking.ingest import ingest
+from tracking.models import Activity, Finding
+from tracking.sealing import seal_pending
+from tracking.verify import verify
+
+PG = connection.vendor == "postgresql"
+N = copyinsert.MIN_ROWS + 10
+
+
+def _events(n: int) -> list[Event]:
+    now = datetime.now(UTC)
+    return [
+        Event(
+            type="AUTH" if i % 3 else "API",
+            timestamp=now - timedelta(seconds=n - i),
+            username=f"user{i % 7}",
+            ip_address=f"81.2.69.{i % 250 + 1}",
+            user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0 Safari/537.36",
+            endpoint="/accounts/login/",
+            method="POST",
+            status=401 if i % 5 == 0 else 200,
+            duration=10.0 + i,
+            headers={"Accept": "*/*", "Authorization": "Bearer secret"},
+            params={"query": {"page": str(i)}, "body": {"password": "hunter2", "n": i}},
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.django_db
+def test_copy_path_rows_decrypt_verify_and_carry_their_findings(monkeypatch):
+    used = []
+    real = copyinsert._use_copy
+    monkeypatch.setattr(
+        copyinsert, "_use_copy", lambda c, objs: used.append(real(c, objs)) or used[-1]
+    )
+    events = _events(N)
+    result = ingest(events, assume_new=True)
+    assert result.stored == N and result.rejected == 0
+    assert used[0] is PG  # the activities of a big batch went through COPY on PostgreSQL
+    row = Activity.objects.get(id=events[3].id)
+    assert row.params["body"] == {"password": "[REDACTED]", "n": 3}
+    assert row.headers["Authorization"] == "[REDACTED]"
+    assert row.duration == 13.0 and row.status == 200 and row.username == "user3"
+    assert row.timestamp == events[3].timestamp
+    assert seal_pending(wait=True) == N
+    report = verify()
+    assert report.ok, report.problems  # every row MAC matches its stored content
+
+
+@pytest.mark.django_db
+def test_findings_by_copy_get_database_keys_and_keep_their_activity():
+    events = _events(3)
+    assert ingest(events, assume_new=True).stored == 3
+    acts = list(Activity.objects.filter(id__in=[e.id for e in events]))
+    findings = [
+        Finding(
+            activity=acts[i % 3],
+            timestamp=acts[i % 3].timestamp,
+            detector="test",
+            tag="t",
+            score=0.25,
+            reason=f"r{i}",
+            evidence={"i": i, "nested": {"x": [1, 2]}},
+        )
+        for i in range(N)
+    ]
+    copyinsert.insert(Finding, findings)
+    stored = list(Finding.objects.filter(detector="test").order_by("id"))
+    assert len(stored) == N and len({f.pk for f in stored}) == N
+    assert {f.activity_id for f in stored} == {a.id for a in acts}
+    assert sorted(f.evidence["i"] for f in stored) == list(range(N))
+    assert stored[0].evidence["nested"] == {"x": [1, 2]} and stored[0].severity == "low"
+
+
+@pytest.mark.django_db
+def test_copy_reports_duplicates_as_integrity_errors_and_ingest_counts_them():
+    events = _events(N)
+    assert ingest(events, assume_new=True).stored == N
+    rows = list(Activity.objects.filter(id__in=[e.id for e in events]))
+    for r in rows:
+        r._state.adding = True
+    with pytest.raises(IntegrityError), transaction.atomic():
+        copyinsert.insert(Activity, rows)
+    again = ingest(events[:5] + _events(N)[5:], assume_new=True)
+    assert (again.stored, again.duplicates, again.rejected) == (N - 5, 5, 0)
+
+
+@pytest.mark.django_db
+def test_small_batches_use_bulk_create(monkeypatch):
+    calls = []
+    from django.db.models.query import QuerySet
+
+    monkeypatch.setattr(
+        QuerySet,
+        "bulk_create",
+        lambda self, objs, **kw: calls.append(len(objs)) or list(objs),
+    )
+    acts = [Activity(type="API", timestamp=datetime.now(UTC)) for _ in range(3)]
+    copyinsert.insert(Activity, acts)
+    assert calls == [3]
+    copyinsert.insert(Activity, [])
+    assert calls == [3]
