@@ -229,3 +229,9 @@ def test_fast_path_is_identical_to_the_record_path(fmt, staff_user, settings):
     # small chunks: findings fetched per chunk still land on their rows
     got = "".join(stream_export(Activity.objects.order_by("timestamp", "id"), fmt, chunk_size=7))
     assert got == expected
+
+
+def test_fast_path_accepts_a_prefetching_queryset():
+    make_activities(3)
+    qs = Activity.objects.order_by("timestamp", "id").prefetch_related("findings")
+    assert "".join(stream_export(qs, "csv")) == _reference("csv")

@@ -404,7 +404,11 @@ def iter_values(
     payload = payloads.value
     isfinite = math.isfinite
     utc = UTC
-    rows = queryset.values_list(*_raw_columns()).iterator(chunk_size=chunk_size)
+    # prefetch_related(None): a caller's prefetch would run on value tuples (findings are
+    # fetched per chunk below anyway).
+    rows = (
+        queryset.prefetch_related(None).values_list(*_raw_columns()).iterator(chunk_size=chunk_size)
+    )
     while True:
         chunk = list(islice(rows, chunk_size))
         if not chunk:
