@@ -54,7 +54,7 @@ def _truncate() -> None:
     with connection.cursor() as cur:
         cur.execute(
             "TRUNCATE tracking_activity, tracking_finding, tracking_seal, tracking_rollup, "
-            "tracking_profile, tracking_counter"
+            "tracking_dailyrollup, tracking_profile, tracking_counter"
         )
 
 
