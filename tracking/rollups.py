@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import Count, F, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 
@@ -196,24 +196,30 @@ def rebuild_daily() -> int:
         )
     )
     with transaction.atomic():
-        DailyRollup.objects.all().delete()
-        created = DailyRollup.objects.bulk_create(
-            (
-                DailyRollup(
-                    bucket=r["d"],
-                    type=r["type"],
-                    country=r["country"],
-                    count=r["n"],
-                    flagged=r["nf"],
-                    duration_sum=r["dsum"],
-                    duration_count=r["dcount"],
-                    duration_min=r["dmin"],
-                    duration_max=r["dmax"],
-                )
-                for r in rows
-            ),
-            batch_size=1000,
-        )
+        return _replace_all(DailyRollup, rows, "d")
+
+
+def _replace_all(model: type[models.Model], rows: Iterable[dict[str, Any]], bucket: str) -> int:
+    """Replace every row of a rollup table with aggregated ``rows`` (keys ``bucket``, ``type``,
+    ``country``, ``n``, ``nf``, ``dsum``, ``dcount``, ``dmin``, ``dmax``); returns the count."""
+    model.objects.all().delete()
+    created = model.objects.bulk_create(
+        (
+            model(
+                bucket=r[bucket],
+                type=r["type"],
+                country=r["country"],
+                count=r["n"],
+                flagged=r["nf"],
+                duration_sum=r["dsum"],
+                duration_count=r["dcount"],
+                duration_min=r["dmin"],
+                duration_max=r["dmax"],
+            )
+            for r in rows
+        ),
+        batch_size=1000,
+    )
     return len(created)
 
 
@@ -234,23 +240,6 @@ def rebuild() -> int:
         )
     )
     with transaction.atomic():
-        Rollup.objects.all().delete()
-        created = Rollup.objects.bulk_create(
-            (
-                Rollup(
-                    bucket=r["b"],
-                    type=r["type"],
-                    country=r["country"],
-                    count=r["n"],
-                    flagged=r["nf"],
-                    duration_sum=r["dsum"],
-                    duration_count=r["dcount"],
-                    duration_min=r["dmin"],
-                    duration_max=r["dmax"],
-                )
-                for r in rows
-            ),
-            batch_size=1000,
-        )
+        created = _replace_all(Rollup, rows, "b")
         rebuild_daily()
-    return len(created)
+    return created
