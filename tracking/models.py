@@ -314,10 +314,10 @@ class Checkpoint(models.Model):
         ordering = ["through_seq"]
 
 
-class Rollup(models.Model):
-    """Pre-aggregated counts per hour, type and country, so statistics never scan the log."""
+class RollupCounts(models.Model):
+    """The counters an hourly or daily rollup row keeps per (bucket, type, country)."""
 
-    bucket = models.DateTimeField()  # start of the hour, UTC
+    bucket = models.DateTimeField()
     type = models.CharField(max_length=32)
     country = models.CharField(max_length=2, blank=True, default="")
     count = models.BigIntegerField(default=0)
@@ -328,27 +328,25 @@ class Rollup(models.Model):
     duration_max = models.FloatField(null=True, blank=True)
 
     class Meta:
+        abstract = True
+
+
+class Rollup(RollupCounts):
+    """Pre-aggregated counts per hour, type and country, so statistics never scan the log.
+    ``bucket`` is the start of the hour, UTC."""
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(fields=["bucket", "type", "country"], name="trk_rollup_dims")
         ]
 
 
-class DailyRollup(models.Model):
+class DailyRollup(RollupCounts):
     """``Rollup`` summed per UTC day: long statistics windows read ~24x fewer rows.
 
     Maintained alongside the hourly rows by ``tracking.rollups`` (same columns; ``bucket`` is
     midnight UTC). Hourly rows still serve the partial-day edges of a window.
     """
-
-    bucket = models.DateTimeField()  # start of the UTC day
-    type = models.CharField(max_length=32)
-    country = models.CharField(max_length=2, blank=True, default="")
-    count = models.BigIntegerField(default=0)
-    flagged = models.BigIntegerField(default=0)
-    duration_sum = models.FloatField(default=0.0)
-    duration_count = models.BigIntegerField(default=0)
-    duration_min = models.FloatField(null=True, blank=True)
-    duration_max = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [
