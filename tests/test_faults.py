@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -129,19 +130,26 @@ class _GeoHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def _geo_server():
+    """A provider that answers every lookup with London; yields its URL template."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _GeoHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/{{ip}}"
+    finally:
+        server.shutdown()
+
+
 @pytest.mark.django_db
 def test_pending_geo_enriched_later(client, http_geo_only, spool_dir, settings):
     with _Blackhole() as url:
         settings.TRACKING_GEO_HTTP_URL = url
         client.get("/t/rec/login/", REMOTE_ADDR="81.2.69.21")
     assert Activity.objects.get().geo_pending
-    server = http.server.HTTPServer(("127.0.0.1", 0), _GeoHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        settings.TRACKING_GEO_HTTP_URL = f"http://127.0.0.1:{server.server_port}/{{ip}}"
+    with _geo_server() as url:
+        settings.TRACKING_GEO_HTTP_URL = url
         assert geo.retry_pending_geo() == 1
-    finally:
-        server.shutdown()
     a = Activity.objects.get()
     assert not a.geo_pending and (a.country, a.city, a.asn) == ("GB", "London", 64600)
     assert integrity.row_ok(a)
@@ -169,13 +177,9 @@ def test_pending_geo_never_rewrites_a_row_sealed_meanwhile(
         return result
 
     monkeypatch.setattr(geo, "lookup", lookup_then_seal)
-    server = http.server.HTTPServer(("127.0.0.1", 0), _GeoHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        settings.TRACKING_GEO_HTTP_URL = f"http://127.0.0.1:{server.server_port}/{{ip}}"
+    with _geo_server() as url:
+        settings.TRACKING_GEO_HTTP_URL = url
         assert geo.retry_pending_geo() == 1
-    finally:
-        server.shutdown()
     a = Activity.objects.get()
     assert a.seq is not None and not a.geo_pending
     assert a.city == ""  # recorded without geo, sealed that way, kept that way
