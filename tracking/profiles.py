@@ -48,16 +48,18 @@ def _dt(epoch: float | None) -> datetime | None:
 _COLUMNS = ("key", "data", "events", "first_seen", "last_seen", "updated_at")
 
 
-def _upsert_sql(connection) -> str:
+def _upsert_sql(connection, model, columns: tuple[str, ...], unique: tuple[str, ...]) -> str:
+    """``INSERT … ON CONFLICT (unique) DO UPDATE`` setting every other column to the new
+    value: the same statement on SQLite (>= 3.24) and PostgreSQL."""
     q = connection.ops.quote_name
-    cols = ", ".join(q(c) for c in _COLUMNS)
-    marks = ", ".join(["%s"] * len(_COLUMNS))
-    updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in _COLUMNS[1:])
-    # INSERT ... ON CONFLICT DO UPDATE: the same statement on SQLite (>= 3.24) and PostgreSQL.
+    cols = ", ".join(q(c) for c in columns)
+    marks = ", ".join(["%s"] * len(columns))
+    updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in columns if c not in unique)
+    conflict = ", ".join(q(c) for c in unique)
     # Only quoted model identifiers are interpolated; every value is a bound parameter.
-    table = q(Profile._meta.db_table)
+    table = q(model._meta.db_table)
     insert = f"INSERT INTO {table} ({cols}) VALUES ({marks}) "  # noqa: S608
-    return insert + f"ON CONFLICT ({q('key')}) DO UPDATE SET {updates}"
+    return insert + f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
 
 
 def save_profiles(profiles: Iterable[UserProfile]) -> int:
@@ -92,7 +94,7 @@ def save_profiles(profiles: Iterable[UserProfile]) -> int:
         for p in profiles
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(_upsert_sql(connection), rows)
+        cursor.executemany(_upsert_sql(connection, Profile, _COLUMNS, ("key",)), rows)
     for p in profiles:
         p.dirty = False
     return len(rows)
@@ -110,15 +112,6 @@ def load_counters(namespace: str, keys: Iterable[str]) -> dict[str, int]:
     return out
 
 
-def _counter_upsert_sql(connection) -> str:
-    q = connection.ops.quote_name
-    table = q(Counter._meta.db_table)
-    ns, key, count = q("namespace"), q("key"), q("count")
-    # Only quoted model identifiers are interpolated; every value is a bound parameter.
-    insert = f"INSERT INTO {table} ({ns}, {key}, {count}) VALUES (%s, %s, %s) "  # noqa: S608
-    return insert + f"ON CONFLICT ({ns}, {key}) DO UPDATE SET {count} = excluded.{count}"
-
-
 def save_counters(namespace: str, counts: dict[str, int]) -> int:
     """Upsert absolute counts with one prepared statement (sorted keys: concurrent writers
     lock rows in the same order). ``executemany`` for the same reason as ``save_profiles``:
@@ -130,5 +123,6 @@ def save_counters(namespace: str, counts: dict[str, int]) -> int:
         return 0
     connection = connections[router.db_for_write(Counter)]
     with connection.cursor() as cursor:
-        cursor.executemany(_counter_upsert_sql(connection), rows)
+        sql = _upsert_sql(connection, Counter, ("namespace", "key", "count"), ("namespace", "key"))
+        cursor.executemany(sql, rows)
     return len(rows)
