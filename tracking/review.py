@@ -10,7 +10,6 @@ the flag so statistics read from rollups stay exact.
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 from django.db import transaction
@@ -39,16 +38,6 @@ def _username(user: Any) -> str:
 
 def _reviewer(user: Any) -> Any:
     return user if user is not None and getattr(user, "is_authenticated", False) else None
-
-
-def rollup_bucket(activity: Activity):
-    """Start of the UTC hour holding ``activity`` (the ``Rollup.bucket`` it counts in)."""
-    return activity.timestamp.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _adjust_rollup_flagged(activity: Activity, delta: int) -> None:
-    # Hourly and daily rollups both hold the flagged count (see tracking.rollups).
-    rollups.adjust_flagged(activity, delta)
 
 
 def review(
@@ -119,7 +108,7 @@ def review(
                 for action in actions
             )
             if new_flagged != current.flagged:
-                _adjust_rollup_flagged(current, 1 if new_flagged else -1)
+                rollups.adjust_flagged(current, 1 if new_flagged else -1)
             if review_status is not None:
                 current.flagged = new_flagged
                 current.review_status = review_status
@@ -139,7 +128,6 @@ def review_many(activities, *, by: Any, **kwargs: Any) -> int:
 def delete_activity(activity: Activity, *, by: Any, reason: str = "api", note: str = "") -> None:
     """Delete one activity through the integrity path, recording who deleted it and when."""
     from .sealing import delete_activities
-    from .stats import forget_in_rollups
 
     with transaction.atomic():
         Review.objects.create(
@@ -151,4 +139,4 @@ def delete_activity(activity: Activity, *, by: Any, reason: str = "api", note: s
         )
         deleted = delete_activities([activity.pk], reason=reason, by=_username(by))
         if deleted:
-            forget_in_rollups([activity])
+            rollups.forget([activity])

@@ -27,15 +27,11 @@ from django.utils import timezone
 from . import rollups
 from .activity_types import type_label
 from .models import Activity, DailyRollup, Finding, ReviewStatus, Rollup
-from .rollups import day_floor
+from .rollups import day_floor, hour_floor
 
 TOP_N = 10
 RECENT_DAYS = 30
 HOURLY_WINDOW = timedelta(days=7)
-
-
-def hour_floor(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def hour_ceil(ts: datetime) -> datetime:
@@ -54,11 +50,6 @@ def rebuild_rollups() -> int:
     """Recompute every ``Rollup`` (and ``DailyRollup``) row from the activity table; returns
     the hourly rows written."""
     return rollups.rebuild()
-
-
-def forget_in_rollups(activities: Iterable[Activity]) -> None:
-    """Take deleted activities out of their rollup buckets (see ``rollups.forget``)."""
-    rollups.forget(activities)
 
 
 def rollups_cover(since: datetime | None = None, until: datetime | None = None) -> bool:
