@@ -441,12 +441,6 @@ def iter_values(
             yield values
 
 
-def iter_records(queryset: Any, chunk_size: int | None = None) -> Iterator[dict[str, Any]]:
-    """Records of ``queryset`` (``activity_record``'s dicts) read lazily in chunks."""
-    for values in iter_values(queryset, chunk_size):
-        yield dict(zip(EXPORT_FIELDS, values, strict=True))
-
-
 # CSV cell encoders per column, in EXPORT_FIELDS order (see csv_cells for the rules).
 _TEXT, _BOOL, _NUMBER, _FLOAT, _TAGS, _PAYLOAD, _FINDINGS, _ANY = range(8)
 _TRIGGERS = "".join(CSV_TRIGGERS)
