@@ -76,7 +76,8 @@ _CLAIMED_USERNAME_KEYS = ("username", "login", "email", "user", "user_name", "us
 def claimed_username(params: dict[str, Any]) -> str:
     """The username an unauthenticated request claims (a login form's ``username``), so failed
     logins name the account they targeted: credential stuffing, brute force and password
-    spraying are counted per account. ``user`` stays empty: the claim is not an identity."""
+    spraying are counted per account. Ingest then attaches the event to that account when it
+    exists, exactly as it does for an imported record carrying the same username."""
     for part in ("body", "query"):
         data = params.get(part)
         if not isinstance(data, dict):
