@@ -136,3 +136,57 @@ def test_readers_follow_setting_changes(tmp_path):
 
 def test_unknown_public_address_empty():
     assert geo.lookup("8.8.8.8").values == {}
+
+
+def _geoip2_reference(city_reader, asn_reader, ip: str) -> dict:
+    """What the lookup gave when it went through geoip2's City/ASN models."""
+    import geoip2.errors
+
+    values: dict = {}
+    try:
+        rec = city_reader.city(ip)
+    except geoip2.errors.AddressNotFoundError:
+        rec = None
+    if rec is not None:
+        values.update(
+            country=rec.country.iso_code or "",
+            region=rec.subdivisions.most_specific.name or "",
+            city=rec.city.name or "",
+            latitude=rec.location.latitude,
+            longitude=rec.location.longitude,
+            accuracy_radius=rec.location.accuracy_radius,
+        )
+    try:
+        arec = asn_reader.asn(ip)
+    except geoip2.errors.AddressNotFoundError:
+        arec = None
+    if arec is not None:
+        values.update(
+            asn=arec.autonomous_system_number, isp=arec.autonomous_system_organization or ""
+        )
+    return values
+
+
+def test_raw_records_give_what_geoip2_models_give(readers):
+    city_reader, asn_reader = readers
+    addresses = ["8.8.8.8", "2001:4860:4860::8888", "1.1.1.1"]
+    for network in world.NETWORKS:
+        addresses += [world.host(network, 1), world.host(network, 200)]
+    for ip in addresses:
+        assert geo._local_lookup(ip) == _geoip2_reference(city_reader, asn_reader, ip), ip
+
+
+def test_database_of_the_wrong_type_is_not_used(tmp_path):
+    build_databases(tmp_path)
+    (tmp_path / CITY_DB).unlink()
+    (tmp_path / CITY_DB).write_bytes((tmp_path / ASN_DB).read_bytes())
+    with override_settings(GEOIP_PATH=str(tmp_path)):
+        values = geo.lookup("81.2.69.10").values
+    assert "city" not in values and values["asn"] == 64600
+
+
+def test_is_public_caches_by_text():
+    geo._is_public.cache_clear()
+    assert geo.is_public("81.2.69.10") and geo.is_public("81.2.69.10")
+    assert not geo.is_public("10.0.0.1") and not geo.is_public("garbage")
+    assert geo._is_public.cache_info().hits == 1
