@@ -155,3 +155,37 @@ def test_record_many_batches():
 
     res = ActivityTracker().record_many((ev() for _ in range(7)), batch_size=3)
     assert res.stored == 7 and Activity.objects.count() == 7
+
+
+def test_built_row_equals_the_one_the_model_constructor_builds():
+    """build_activity's constructor shortcut leaves the same instance state as
+    ``Activity(**values)``: every field, the fresh containers and a new ModelState."""
+    from tracking.ingest import _new_activity
+
+    values = {"id": uuid.uuid4(), "timestamp": datetime.now(UTC), "type": "API", "username": "x"}
+    fast, slow = _new_activity(**values), Activity(**values)
+    for f in Activity._meta.concrete_fields:
+        assert getattr(fast, f.attname) == getattr(slow, f.attname), f.attname
+    assert fast._state.adding and fast._state.db is None
+    other = _new_activity(**{**values, "id": uuid.uuid4()})
+    assert other.tags is not fast.tags and other.headers is not fast.headers
+
+
+def test_constructor_shortcut_defers_to_init_signal_listeners():
+    from django.db.models.signals import post_init
+
+    from tracking.ingest import _new_activity
+
+    seen = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(instance)
+
+    post_init.connect(listener, sender=Activity)
+    try:
+        act = _new_activity(id=uuid.uuid4(), timestamp=datetime.now(UTC), type="API")
+    finally:
+        post_init.disconnect(listener, sender=Activity)
+    assert seen == [act]
+    # A computed default (the id) not given: the model computes it, as it always did.
+    assert _new_activity(timestamp=datetime.now(UTC), type="API").id is not None
