@@ -32,15 +32,70 @@ _PLAIN: dict[type, type] = {
     models.SmallIntegerField: int,
     models.PositiveIntegerField: int,
     models.PositiveSmallIntegerField: int,
+    models.PositiveBigIntegerField: int,
     models.FloatField: float,
 }
 
+# Django's own field classes prepare None as None; a nullable one's None skips the call.
+_NONE_IS_NULL = (
+    models.DateTimeField,
+    models.DateField,
+    models.UUIDField,
+    models.GenericIPAddressField,
+    models.ForeignKey,
+    models.IntegerField,
+    models.FloatField,
+    models.CharField,
+    models.TextField,
+)
 
-def _value(field: models.Field, kind: type | None, obj: models.Model, connection) -> object:
-    value = field.pre_save(obj, True)
-    if kind is not None and (value is None or type(value) is kind):
-        return value
-    return field.get_db_prep_save(value, connection)
+
+def _plain_kind(field: models.Field) -> type | None:
+    from .fields import Ciphertext, EncryptedJSONField
+
+    if type(field) is EncryptedJSONField:
+        return Ciphertext  # encrypted in pre_save; get_prep_value passes Ciphertext through
+    return _PLAIN.get(type(field))
+
+
+def _none_is_null(field: models.Field) -> bool:
+    return field.null and type(field) in _NONE_IS_NULL
+
+
+def _plain_pre_save(field: models.Field) -> bool:
+    """``field.pre_save(obj, add=True)`` is just ``getattr(obj, field.attname)``."""
+    if type(field).pre_save is models.Field.pre_save:
+        return True
+    if type(field).pre_save is models.DateTimeField.pre_save:
+        return not (field.auto_now or field.auto_now_add)
+    return False
+
+
+def _plan(fields: list[models.Field]) -> list[tuple]:
+    """Per field: (field, plain value type, attname when pre_save is a getattr, None is NULL)."""
+    return [
+        (
+            f,
+            _plain_kind(f),
+            f.attname if _plain_pre_save(f) else None,
+            _none_is_null(f) or _plain_kind(f) is not None,
+        )
+        for f in fields
+    ]
+
+
+def _row(plan: list[tuple], obj: models.Model, connection) -> list[object]:
+    row = []
+    append = row.append
+    for field, kind, attname, none_is_null in plan:
+        value = getattr(obj, attname) if attname else field.pre_save(obj, True)
+        if value is None:
+            append(None if none_is_null else field.get_db_prep_save(value, connection))
+        elif type(value) is kind:
+            append(value)
+        else:
+            append(field.get_db_prep_save(value, connection))
+    return row
 
 
 def _copy_fields(model: type[models.Model], objs: Sequence[models.Model]) -> list[models.Field]:
@@ -75,9 +130,8 @@ def insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
             obj.pk = model._meta.pk.get_pk_value_on_save(obj)
         obj._prepare_related_fields_for_save(operation_name="bulk_create")
     fields = _copy_fields(model, objs)
-    plain = [_PLAIN.get(type(f)) for f in fields]
-    pairs = list(zip(fields, plain, strict=True))
-    rows = [[_value(f, kind, obj, connection) for f, kind in pairs] for obj in objs]
+    plan = _plan(fields)
+    rows = [_row(plan, obj, connection) for obj in objs]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     columns = ", ".join(quote(f.column) for f in fields)
