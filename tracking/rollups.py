@@ -89,11 +89,10 @@ def _merge_days(hours: dict[tuple[datetime, str, str], list]) -> dict[tuple, lis
     return days
 
 
-def _upsert(model: type, groups: dict[tuple, list], using: str) -> None:
-    """Add ``groups`` to ``model``'s rows in one statement (per parameter-limit chunk)."""
+def _upserts(model: type, groups: dict[tuple, list], connection) -> list[tuple[str, list]]:
+    """Statements adding ``groups`` to ``model``'s rows: one per parameter-limit chunk."""
     if not groups:
-        return
-    connection = connections[using]
+        return []
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     bucket_field = model._meta.get_field("bucket")
@@ -121,31 +120,45 @@ def _upsert(model: type, groups: dict[tuple, list], using: str) -> None:
     # Sorted keys: concurrent writers touch buckets in the same order (no lock-order deadlock).
     rows = sorted(groups.items(), key=lambda kv: kv[0])
     max_params = connection.features.max_query_params or 65535
+    if connection.vendor == "postgresql":
+        max_params //= 2  # apply() may send the hourly and the daily statement as one
     per_statement = max(1, max_params // len(_COLUMNS))
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            params: list[Any] = []
-            for (bucket, type_, country), g in chunk:
-                params += [bucket_field.get_db_prep_value(bucket, connection), type_, country, *g]
-            cursor.execute(
+    statements = []
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params: list[Any] = []
+        for (bucket, type_, country), g in chunk:
+            params += [bucket_field.get_db_prep_value(bucket, connection), type_, country, *g]
+        statements.append(
+            (
                 f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608 (identifiers quoted)
                 + ", ".join([row_sql] * len(chunk))
                 + f" ON CONFLICT ({qn('bucket')}, {qn('type')}, {qn('country')})"
                 + f" DO UPDATE SET {updates}",
                 params,
             )
+        )
+    return statements
 
 
 def apply(acts: Iterable[Any]) -> None:
     """Add stored activities (``timestamp``, ``type``, ``country``, ``flagged``,
-    ``duration``) to the hourly and daily rollups: one upsert statement per table."""
+    ``duration``) to the hourly and daily rollups: one upsert statement per table, sent as
+    one statement on PostgreSQL (a round trip less for every synchronous request)."""
     hours = _groups(acts)
     if not hours:
         return
-    using = router.db_for_write(Rollup)
-    _upsert(Rollup, hours, using)
-    _upsert(DailyRollup, _merge_days(hours), using)
+    connection = connections[router.db_for_write(Rollup)]
+    hourly = _upserts(Rollup, hours, connection)
+    daily = _upserts(DailyRollup, _merge_days(hours), connection)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(hourly) == 1 and len(daily) == 1:
+            (h_sql, h_params), (d_sql, d_params) = hourly[0], daily[0]
+            # A data-modifying CTE: both upserts in one statement and one round trip.
+            cursor.execute(f"WITH hourly AS ({h_sql}) {d_sql}", h_params + d_params)
+            return
+        for sql, params in hourly + daily:
+            cursor.execute(sql, params)
 
 
 def adjust_flagged(activity: Any, delta: int) -> None:
