@@ -107,3 +107,69 @@ def test_record_errors_counted(client, monkeypatch):
     monkeypatch.setattr(tracker.ActivityTracker, "build_event", broken)
     assert client.get("/t/rec/login/").status_code == 200
     assert writer.stats()["record_errors"] == before + 1
+
+
+def test_a_full_batch_is_written_before_the_flush_interval(settings):
+    settings.TRACKING_FLUSH_INTERVAL = 30.0
+    settings.TRACKING_BATCH_SIZE = 5
+    import time
+
+    w = writer.get_writer()
+    started = time.monotonic()
+    for i in range(5):
+        w.submit(Event(type="API", endpoint=f"/full/{i}"))
+    deadline = started + 10
+    while Activity.objects.count() < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert Activity.objects.count() == 5
+    assert time.monotonic() - started < 10  # not the 30 s interval
+
+
+def test_a_partial_batch_is_written_after_the_flush_interval(settings):
+    settings.TRACKING_FLUSH_INTERVAL = 0.2
+    settings.TRACKING_BATCH_SIZE = 500
+    import time
+
+    w = writer.get_writer()
+    for i in range(3):
+        w.submit(Event(type="API", endpoint=f"/partial/{i}"))
+    deadline = time.monotonic() + 10
+    while Activity.objects.count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert Activity.objects.count() == 3
+    assert w.stats()["written"] == 3
+
+
+def test_a_filling_batch_does_not_wake_the_writer_per_event(settings, monkeypatch):
+    """Events arriving while a batch fills are taken without a blocking ``queue.get`` each
+    (every such get is a thread wake-up per request)."""
+    settings.TRACKING_FLUSH_INTERVAL = 0.3
+    settings.TRACKING_BATCH_SIZE = 500
+    import queue as queue_module
+    import threading
+    import time
+
+    w = writer.Writer()
+    blocking_gets = []
+    original = queue_module.Queue.get
+
+    def counting_get(self, block=True, timeout=None):
+        if block and self is w.queue:
+            blocking_gets.append(timeout)
+        return original(self, block, timeout)
+
+    monkeypatch.setattr(queue_module.Queue, "get", counting_get)
+    result = {}
+
+    def take():
+        result["batch"] = w._take()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    for i in range(20):
+        w.queue.put_nowait(Event(type="API", endpoint=f"/e/{i}"))
+        time.sleep(0.005)
+    thread.join(5)
+    batch, stop = result["batch"]
+    assert len(batch) == 20 and not stop
+    assert len(blocking_gets) == 1  # only while the queue was empty

@@ -53,6 +53,9 @@ class Writer:
         self.replay_interval = float(tracking_settings.SPOOL_REPLAY_INTERVAL)
         self.lock = threading.Lock()
         self.wakeup = threading.Event()
+        # Set when a batch is full or a marker waits: the only times a filling batch wakes the
+        # thread before its flush interval (see ``_take``).
+        self.ready = threading.Event()
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
         self.retry: list[Event] = []
@@ -109,6 +112,8 @@ class Writer:
             self._write([event], assume_new=True)
             return
         self._count("enqueued")
+        if self.queue.qsize() >= self.batch_size:
+            self.ready.set()
 
     def seal_soon(self, rows: int) -> None:
         """Rows were committed: have this process's writer thread seal them (at most every
@@ -125,26 +130,41 @@ class Writer:
 
     # -- consumer side ---------------------------------------------------------
     def _take(self) -> tuple[list[Event], bool]:
+        """The next batch: up to ``batch_size`` events, taken at most ``interval`` seconds
+        after the first one arrived (sooner when the batch is full or a marker waits).
+
+        The thread blocks on the queue only while it is empty. While a batch fills it sleeps
+        on ``ready`` instead of ``queue.get``: a blocked ``get`` is woken by every ``put``,
+        i.e. once per request, and each wake-up made the request thread wait for the GIL."""
         batch: list[Event] = []
-        stop = False
+        try:
+            first = self.queue.get(timeout=self.interval)
+        except queue.Empty:
+            return batch, False
         deadline = time.monotonic() + self.interval
-        while len(batch) < self.batch_size:
-            timeout = deadline - time.monotonic()
-            try:
-                item = (
-                    self.queue.get(timeout=max(timeout, 0))
-                    if timeout > 0
-                    else self.queue.get_nowait()
-                )
-            except queue.Empty:
-                break
+        item = first
+        while True:
             if item is _STOP or item is _FLUSH:
                 self.queue.task_done()
-                stop = item is _STOP
-                break
+                return batch, item is _STOP
             self._fresh += 1
             batch.append(item)
-        return batch, stop
+            if len(batch) >= self.batch_size:
+                return batch, False
+            try:
+                item = self.queue.get_nowait()
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return batch, False
+            self.ready.wait(remaining)
+            self.ready.clear()
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return batch, False
 
     def _run(self) -> None:
         from django.db import close_old_connections, connection
@@ -325,6 +345,7 @@ class Writer:
                 q.put_nowait(_FLUSH)
             except queue.Full:
                 pass  # a full queue keeps the thread busy without waiting anyway
+            self.ready.set()
         with q.all_tasks_done:
             while q.unfinished_tasks:
                 remaining = deadline - time.monotonic()
@@ -351,6 +372,7 @@ class Writer:
         except queue.Full:
             logger.error("tracking writer did not stop: queue full")
             return
+        self.ready.set()
         thread.join(timeout)
 
     def stats(self) -> dict[str, Any]:
