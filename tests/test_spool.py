@@ -79,3 +79,25 @@ def test_claim_prevents_appends_into_claimed_segment(spool_dir):
     spool.append([Event(type="AUTH")])  # must go to a fresh segment
     assert len(claimed.read_text().splitlines()) == 1
     assert len(list(spool_dir.glob("seg-*.ndjson"))) == 1
+
+
+def test_stats_count_a_segment_renamed_while_scanning(settings, tmp_path, monkeypatch):
+    """A replayer claiming or releasing a segment renames it; stats must not see it vanish."""
+    from pathlib import Path
+
+    from tracking import spool as spool_mod
+    from tracking.events import Event
+
+    settings.TRACKING_SPOOL_DIR = str(tmp_path / "spool")
+    spool_mod.append([Event(type="API", endpoint="/x")])
+    real_open = open
+    calls = {"n": 0}
+
+    def racing_open(path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1 and Path(path).name.startswith(spool_mod.SEGMENT_PREFIX):
+            raise FileNotFoundError(path)  # renamed by a replayer between listing and reading
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", racing_open)
+    assert spool_mod.stats()["events"] == 1

@@ -293,14 +293,10 @@ def pending() -> bool:
     return any(p.name.startswith(SEGMENT_PREFIX) and p.stat().st_size > 0 for p in folder.iterdir())
 
 
-def stats() -> dict[str, Any]:
-    """files, events, bytes and oldest (epoch seconds of the oldest pending segment, or None)."""
-    try:
-        folder = directory()
-    except SpoolError:
-        return {"files": 0, "events": 0, "bytes": 0, "oldest": None, "rejected": 0, **_counters}
+def _scan(folder: Path) -> tuple[int, int, int, float | None, bool]:
     files = events = size = 0
     oldest = None
+    moved = False
     for p in folder.iterdir():
         if not p.name.startswith(SEGMENT_PREFIX):
             continue
@@ -308,6 +304,9 @@ def stats() -> dict[str, Any]:
             st = p.stat()
             with open(p, "rb") as fh:
                 count = sum(1 for line in fh if line.strip())
+        except FileNotFoundError:
+            moved = True
+            continue
         except OSError:
             continue
         files += 1
@@ -316,6 +315,21 @@ def stats() -> dict[str, Any]:
         oldest = st.st_mtime if oldest is None else min(oldest, st.st_mtime)
         if count == 0:
             files -= 1
+    return files, events, size, oldest, moved
+
+
+def stats() -> dict[str, Any]:
+    """files, events, bytes and oldest (epoch seconds of the oldest pending segment, or None)."""
+    try:
+        folder = directory()
+    except SpoolError:
+        return {"files": 0, "events": 0, "bytes": 0, "oldest": None, "rejected": 0, **_counters}
+    for _ in range(5):
+        files, events, size, oldest, moved = _scan(folder)
+        # A replayer renames a segment when it claims or releases it: a file that vanished
+        # between listing and reading was moved, not emptied; look again.
+        if not moved:
+            break
     rejected = 0
     rpath = folder / REJECTED
     if rpath.exists():
