@@ -12,6 +12,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, RawPostDataException
 
 from ..conf import tracking_settings
@@ -100,6 +101,10 @@ def body_of(request: Any) -> Any:
             data["_files"] = files
         return data
     raw = getattr(req, "_body", None)
+    if raw is None and length == 0 and isinstance(req, WSGIRequest):
+        # WSGI bodies are read up to Content-Length only: none declared, none there. (ASGI
+        # bodies may come chunked without one, so they are read.)
+        return None
     if raw is None:
         try:
             raw = req.body
@@ -132,7 +137,9 @@ def params_of(request: Any) -> dict[str, Any]:
     """``{"query": {...}, "body": ...}`` (``body`` omitted when there is none), redacted."""
     req = django_request(request)
     try:
-        query: Any = _querydict(req.GET)
+        # An empty query string needs no QueryDict (building one is a tenth of this call).
+        has_query = "GET" in req.__dict__ or req.META.get("QUERY_STRING")
+        query: Any = _querydict(req.GET) if has_query else {}
     except Exception as exc:  # noqa: BLE001 - e.g. TooManyFieldsSent: record that, not the data
         query = f"[query not recorded: {type(exc).__name__}]"
     params: dict[str, Any] = {"query": query}
