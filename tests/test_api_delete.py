@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from tracking.models import Activity, Finding, Review, Rollup, Tombstone
 from tracking.stats import query_stats, rebuild_rollups, rollup_stats
@@ -59,7 +62,10 @@ def test_other_methods_are_not_allowed(staff_client):
 
 
 def test_delete_keeps_rollup_statistics_consistent(staff_client):
-    rows = make_activities(6, type="AUTH", country="FR")
+    # One hour bucket whatever the clock says (the default spreads rows over 6 minutes,
+    # which crosses an hour boundary in the first minutes of every hour).
+    when = timezone.now().replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
+    rows = make_activities(6, type="AUTH", country="FR", timestamp=when)
     staff_client.patch(f"/api/tracking/activities/{rows[0].pk}/flag/")
     rebuild_rollups()
     staff_client.delete(url(rows[0].pk))

@@ -134,10 +134,11 @@ def test_a_partial_batch_is_written_after_the_flush_interval(settings):
     for i in range(3):
         w.submit(Event(type="API", endpoint=f"/partial/{i}"))
     deadline = time.monotonic() + 10
-    while Activity.objects.count() < 3 and time.monotonic() < deadline:
+    # The counter moves after the commit that makes the rows visible: wait for both.
+    while w.stats()["written"] < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert Activity.objects.count() == 3
     assert w.stats()["written"] == 3
+    assert Activity.objects.count() == 3
 
 
 def test_a_filling_batch_does_not_wake_the_writer_per_event(settings, monkeypatch):
