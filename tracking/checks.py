@@ -205,6 +205,8 @@ def check_recording(app_configs=None, **kwargs):
                     id="tracking.E012",
                 )
             )
+        else:
+            errors.extend(_celery_broker_warnings())
     for name in (
         "QUEUE_SIZE",
         "BATCH_SIZE",
@@ -272,6 +274,30 @@ def check_recording(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+def _celery_broker_warnings() -> list[checks.CheckMessage]:
+    """Without a named or configured Celery app, batches would go to Celery's built-in
+    default broker (amqp://guest@localhost//): silently to a queue nobody reads when some
+    RabbitMQ answers there, to the local fallback when none does."""
+    import os
+
+    if tracking_settings.CELERY_APP or os.environ.get("CELERY_BROKER_URL"):
+        return []
+    from celery import current_app
+
+    if current_app._get_current_object().conf.broker_url:
+        return []
+    return [
+        checks.Warning(
+            'TRACKING_ASYNC_HANDOFF is "celery" but no Celery app with a broker is configured '
+            "in this process: batches would be published to Celery's default broker "
+            "(amqp://guest@localhost//), where your workers may not be listening.",
+            hint="Set TRACKING_CELERY_APP to your app's dotted path (e.g. 'proj.celery.app'), "
+            "or import your Celery app in your project's __init__.py.",
+            id="tracking.W013",
+        )
+    ]
 
 
 # --- detection (tracking.E050-E069 / W050-W069) -----------------------------------------
