@@ -43,6 +43,8 @@ class Variant:
     paths: dict[str, str]  # view kind -> URL path
     table: str = ""  # where it logs (rows counted to prove it logged)
     settle: float = 1.0  # seconds without new rows before its background writer counts as drained
+    env: tuple[tuple[str, str], ...] = ()  # extra environment of its server (and worker)
+    celery_worker: bool = False  # run one Celery worker process beside the server
 
 
 VARIANTS = {
@@ -58,6 +60,17 @@ VARIANTS = {
         "tracking",
         {"django": "/plain-async/", "drf": "/drf-async/"},
         "tracking_activity",
+    ),
+    # async_log=True with TRACKING_ASYNC_HANDOFF = "celery": the web process's writer thread
+    # only publishes batches; one Celery worker process on this machine ingests them.
+    "track-celery": Variant(
+        "track-celery",
+        "tracking",
+        {"django": "/plain-async/", "drf": "/drf-async/"},
+        "tracking_activity",
+        settle=3.0,
+        env=(("BENCH_HANDOFF", "celery"),),
+        celery_worker=True,
     ),
     "easy-audit": Variant(
         "easy-audit", "easyaudit", {"django": "/plain/", "drf": "/drf/"}, "easyaudit_requestevent"
@@ -161,9 +174,29 @@ class Server:
         self.variant, self.backend, self.db = variant, backend, db
         self.port = port or PORT
         self.proc: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
+        self.queue = f"bench-overhead-{os.getpid()}"
+
+    def env(self) -> dict[str, str]:
+        env = dbs.env_for(self.backend, self.db, SETTINGS.format(self.variant.settings))
+        env.update(dict(self.variant.env), BENCH_CELERY_QUEUE=self.queue)
+        return env
+
+    def stop_worker(self) -> None:
+        """After the rows settled: the worker has drained the queue."""
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+        self.worker = None
 
     def __enter__(self) -> Server:
-        env = dbs.env_for(self.backend, self.db, SETTINGS.format(self.variant.settings))
+        env = self.env()
+        if self.variant.celery_worker:
+            self.worker = _start_celery_worker(env)
         self.proc = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "gunicorn"),
@@ -199,6 +232,44 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # A Celery worker keeps running: the caller stops it (stop_worker) once every batch
+        # the web processes published is stored.
+
+
+def _broker_reachable() -> bool:
+    import redis
+
+    try:
+        url = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except Exception:  # noqa: BLE001 - any failure means "no broker"
+        return False
+
+
+def _start_celery_worker(env: dict[str, str]) -> subprocess.Popen:
+    """One Celery worker process (solo pool) on the server's database and queue."""
+    from celery import Celery
+
+    from .ingestion import WORKER
+
+    name = f"bench-overhead-{os.getpid()}@localhost"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        env=env | {"BENCH_QUEUE": env["BENCH_CELERY_QUEUE"], "BENCH_NAME": name},
+        cwd=dbs.ROOT,
+        start_new_session=True,
+    )
+    app = Celery("bench-overhead-client")
+    app.conf.update(
+        broker_url=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14"),
+        broker_connection_retry_on_startup=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if app.control.ping(destination=[name], timeout=0.5):
+            return worker
+    worker.terminate()
+    raise RuntimeError("celery worker did not start")
 
 
 def _settle(
@@ -229,7 +300,13 @@ def run(report: Report, *, backends: list[str], seconds: float, quick: bool) -> 
     build_databases(dbs.VAR / "geoip")
     script = _lua_script()
     paced = _lua_script(PACED_DELAY_MS)
-    order = ["track-sync", "track-async", "easy-audit", "drf-api-logger"]
+    order = ["track-sync", "track-async", "track-celery", "easy-audit", "drf-api-logger"]
+    if os.environ.get("BENCH_VARIANTS"):  # e.g. "track-async,track-celery" for a quick look
+        wanted = os.environ["BENCH_VARIANTS"].split(",")
+        order = [name for name in order if name in wanted]
+    if "track-celery" in order and not _broker_reachable():
+        print("  no Celery broker at BENCH_BROKER_URL: track-celery skipped")
+        order.remove("track-celery")
     for name, module in (("easy-audit", "easyaudit"), ("drf-api-logger", "drf_api_logger")):
         if importlib.util.find_spec(module) is None:
             print(f"  {module} not installed (pip install -e '.[bench]'): {name} skipped")
@@ -291,21 +368,25 @@ def run(report: Report, *, backends: list[str], seconds: float, quick: bool) -> 
                         drain()
                         served += v_paced.requests + v_mod.requests + v_sat.requests
                         results[(name, kind)] = (v_mod, v_sat, b_mod, b_sat, v_paced, b_paced)
-                if variant.table:
-                    stored[name] = (
-                        _settle(backend, db, variant.table, stable=variant.settle),
-                        served,
-                    )
+                try:
+                    if variant.table:
+                        stored[name] = (
+                            _settle(backend, db, variant.table, stable=variant.settle),
+                            served,
+                        )
+                finally:
+                    srv.stop_worker()
         _report(report, backend, results, stored)
 
 
 def _report(report, backend, results, stored) -> None:
     targets = {
         "track-async": (0.75, "async >= 0.75 of untracked"),
+        "track-celery": (0.75, "async >= 0.75 of untracked"),
         "track-sync": (0.45, "sync >= 0.45 of untracked (PostgreSQL)"),
     }
     for kind in ("django", "drf"):
-        for name in ("track-sync", "track-async", "easy-audit", "drf-api-logger"):
+        for name in ("track-sync", "track-async", "track-celery", "easy-audit", "drf-api-logger"):
             if (name, kind) not in results:
                 continue
             moderate, saturated, b_mod, b_sat, v_paced, b_paced = results[(name, kind)]
@@ -327,7 +408,7 @@ def _report(report, backend, results, stored) -> None:
                 )
             )
             ok = None
-            if name == "track-async":
+            if name in ("track-async", "track-celery"):
                 ok = v_paced.p50_ms - b_paced.p50_ms <= 0.1
             report.add(
                 Figure(
@@ -337,7 +418,7 @@ def _report(report, backend, results, stored) -> None:
                     "ms",
                     None,
                     "",
-                    "async <= 0.1 ms" if name == "track-async" else "",
+                    "async <= 0.1 ms" if name in ("track-async", "track-celery") else "",
                     ok,
                     note=f"p50 {v_paced.p50_ms:.3f} vs {b_paced.p50_ms:.3f} ms, p99 "
                     f"{v_paced.p99_ms:.3f} vs {b_paced.p99_ms:.3f} ms at {v_paced.rps:,.0f} vs "

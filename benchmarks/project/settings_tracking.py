@@ -18,3 +18,6 @@ TRACKING_SPOOL_DIR = str(BASE_DIR / "var" / "bench" / "spool")
 TRACKING_TRUSTED_PROXIES = ["127.0.0.1/32"]
 GEOIP_PATH = str(BASE_DIR / "var" / "bench" / "geoip")
 CELERY_BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
+# The request benchmark's "track-celery" variant publishes to a queue of its own.
+TRACKING_CELERY_QUEUE = os.environ.get("BENCH_CELERY_QUEUE", "tracking")
+TRACKING_CELERY_APP = "benchmarks.project.celery.app"
