@@ -56,6 +56,9 @@ class Writer:
         # Set when a batch is full or a marker waits: the only times a filling batch wakes the
         # thread before its flush interval (see ``_take``).
         self.ready = threading.Event()
+        # Events still missing from the batch being filled (read by submit without a lock: a
+        # stale value only delays the wake-up to the end of the flush interval).
+        self.wanted = self.batch_size
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
         self.retry: list[Event] = []
@@ -112,7 +115,7 @@ class Writer:
             self._write([event], assume_new=True)
             return
         self._count("enqueued")
-        if self.queue.qsize() >= self.batch_size:
+        if self.queue.qsize() >= self.wanted:
             self.ready.set()
 
     def seal_soon(self, rows: int) -> None:
@@ -159,8 +162,11 @@ class Writer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return batch, False
-            self.ready.wait(remaining)
+            self.wanted = self.batch_size - len(batch)
+            if self.queue.qsize() < self.wanted:
+                self.ready.wait(remaining)
             self.ready.clear()
+            self.wanted = self.batch_size
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
