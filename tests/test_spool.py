@@ -101,3 +101,25 @@ def test_stats_count_a_segment_renamed_while_scanning(settings, tmp_path, monkey
 
     monkeypatch.setattr("builtins.open", racing_open)
     assert spool_mod.stats()["events"] == 1
+
+
+def test_pending_survives_a_segment_renamed_while_listing(settings, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from tracking import spool as spool_mod
+    from tracking.events import Event
+
+    settings.TRACKING_SPOOL_DIR = str(tmp_path / "spool")
+    spool_mod.append([Event(type="API", endpoint="/x")])
+    real_stat = Path.stat
+    calls = {"n": 0}
+
+    def racing_stat(self, *args, **kwargs):
+        if self.name.startswith(spool_mod.SEGMENT_PREFIX):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise FileNotFoundError(str(self))  # claimed by a replayer meanwhile
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", racing_stat)
+    assert spool_mod.pending() is True

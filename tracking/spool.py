@@ -290,7 +290,14 @@ def pending() -> bool:
         folder = directory()
     except SpoolError:
         return False
-    return any(p.name.startswith(SEGMENT_PREFIX) and p.stat().st_size > 0 for p in folder.iterdir())
+    for _ in range(5):
+        try:
+            return any(
+                p.name.startswith(SEGMENT_PREFIX) and p.stat().st_size > 0 for p in folder.iterdir()
+            )
+        except FileNotFoundError:
+            continue  # renamed by a replayer (claim/release) between listing and stat
+    return True  # still moving after five looks: something is being replayed
 
 
 def _scan(folder: Path) -> tuple[int, int, int, float | None, bool]:
