@@ -214,3 +214,206 @@ def test_bad_arguments(tmp_path):
 def test_empty_database_exports_valid_documents(tmp_path):
     assert _records(_export(tmp_path, "json"), "json") == []
     assert _export(tmp_path, "csv").read_text().strip() == ",".join(EXPORT_FIELDS)
+
+
+# --- parallel export (--workers): PostgreSQL splits the export over worker processes -----
+
+
+def _odd_records():
+    """NULLs, negative floats, formula triggers, quotes, commas, line breaks, unicode."""
+    return [
+        {
+            "timestamp": (T0 + timedelta(hours=5, microseconds=7)).isoformat(),
+            "type": "AUTH",
+            "ip_address": "2001:db8::5",
+            "endpoint": "-1+2",
+            "method": "POST",
+            "status": None,
+            "duration": -0.0,
+            "latitude": -33.9,
+            "longitude": -70.6,
+            "username": '@bob, "the" ünïcode',
+            "user_agent": 'curl/8 (x, y) "q"\r\nnext',
+            "tags": ["=sum", "new_country"],
+            "headers": {"X-Note": "=1+1", "Q": '"'},
+            "params": {"n": -5, "text": "a\r\nb", "ü": "\u2028"},
+            "findings": [
+                {"detector": "d", "tag": "=t", "score": 0.5, "severity": "low", "reason": "-r"}
+            ],
+        },
+        {
+            "timestamp": (T0 + timedelta(hours=5)).isoformat(),
+            "type": "AUTH",
+            "endpoint": "/",
+            "method": "GET",
+            "ip_address": None,
+            "status": None,
+            "duration": None,
+            "latitude": None,
+            "longitude": None,
+            "headers": {},
+            "params": {},
+        },
+    ]
+
+
+@pytest.fixture
+def odd(tmp_path, seeded):
+    """``seeded`` plus odd records and a row whose payloads cannot be decrypted."""
+    from tracking import crypto
+    from tracking.fields import Ciphertext
+
+    _load(tmp_path, _odd_records(), name="odd.ndjson")
+    first, second = Activity.objects.order_by("timestamp", "id")[:2]
+    Activity.objects.filter(pk=second.pk).update(
+        headers=Ciphertext(crypto.encrypt({"a": 1}, f"tracking_activity.headers.{first.pk}")),
+        params=Ciphertext("v1:deadbeef:AAAA"),
+    )
+
+
+FORMATS3 = ("csv", "ndjson", "json")
+FILTERS = [
+    [],
+    ["--flagged"],
+    ["--since", (T0 + timedelta(hours=2)).isoformat(), "--until", "2026-02-03"],
+    ["--type", "AUTH", "--tag", "new_country"],
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+@pytest.mark.parametrize("args", FILTERS, ids=["all", "flagged", "window", "type-tag"])
+def test_parallel_export_is_identical_to_serial(tmp_path, odd, monkeypatch, fmt, args):
+    from django.db import connection
+
+    from tracking import export_parallel
+    from tracking.cli.export import queryset
+    from tracking.exporting import stream_export
+
+    assert export_parallel.applies(queryset(), 3) is (connection.vendor == "postgresql")
+    serial = _export(tmp_path, fmt, "--workers", "1", *args).read_bytes()
+    assert serial  # and the API's reader (Django's values_list) writes the same text
+    api_qs = Activity.objects.order_by("timestamp", "id").filter(
+        pk__in=[r["id"] for r in _records(_export(tmp_path, "ndjson", *args), "ndjson")]
+    )
+    assert "".join(stream_export(api_qs, fmt)).encode() == serial
+    # many small ranges (7 rows), more workers than cores
+    monkeypatch.setattr(export_parallel, "STEP", 7)
+    assert _export(tmp_path, fmt, "--workers", "3", *args).read_bytes() == serial
+    code, out, err = run("export", "--format", fmt, "--workers", "2", *args)
+    assert code == 0, err
+    assert out.encode() == serial
+    assert f"exported {api_qs.count()} activities" in err
+
+
+@pytest.mark.parametrize("step", [1, 2, 1000])
+def test_parallel_ranges_of_any_size(tmp_path, odd, monkeypatch, step):
+    """One row per range, a last range that is empty (the count is a multiple of the step)
+    or a single range: the JSON commas and the CSV header come out right."""
+    from tracking import export_parallel
+
+    serial = {fmt: _export(tmp_path, fmt, "--workers", "1").read_bytes() for fmt in FORMATS3}
+    monkeypatch.setattr(export_parallel, "STEP", step)
+    for fmt in FORMATS3:
+        assert _export(tmp_path, fmt, "--workers", "2").read_bytes() == serial[fmt]
+    assert json.loads(serial["json"])
+
+
+def test_parallel_empty_selection(tmp_path, seeded):
+    for fmt, text in (
+        ("csv", ",".join(EXPORT_FIELDS) + "\r\n"),
+        ("json", "[\n]\n"),
+        ("ndjson", ""),
+    ):
+        path = _export(tmp_path, fmt, "--workers", "2", "--since", "2030-01-01")
+        assert path.read_bytes() == text.encode()
+
+
+def test_parallel_worker_failure_stops_the_export(tmp_path, seeded, monkeypatch):
+    from django.db import connection
+
+    from tracking import export_parallel
+
+    def broken(*args, **kwargs):
+        raise ValueError("disk on fire")
+
+    monkeypatch.setattr(export_parallel, "_encode_range", broken)
+    path = tmp_path / "out.csv"
+    if connection.vendor == "postgresql":
+        with pytest.raises(Exception, match="disk on fire"):  # from a worker or the parent
+            run("export", "--workers", "2", "-o", str(path))
+        assert list(tmp_path.iterdir()) == [tmp_path / "in.ndjson"]  # no partial file
+    else:  # serial there: the workers never run
+        assert run("export", "--workers", "2", "-o", str(path))[0] == 0
+
+
+def test_workers_must_be_positive():
+    for bad in ("0", "-1", "x"):
+        with pytest.raises(Exception, match="workers"):
+            call_command("tracking", "export", "--workers", bad, stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("step", [1, 3, 10_000])
+def test_ranges_partition_the_ordered_rows(seeded, step):
+    from tracking.cli.export import queryset
+    from tracking.export_parallel import boundaries, within
+
+    qs = queryset(types=["AUTH", "API"])
+    ordered = list(qs.values_list("id", flat=True))
+    bounds = boundaries(qs, step)
+    assert len(bounds) == len(ordered) // step
+    ranges = zip([None, *bounds], [*bounds, None], strict=True)
+    pieces = [list(within(qs, low, high).values_list("id", flat=True)) for low, high in ranges]
+    assert [pk for piece in pieces for pk in piece] == ordered
+    assert all(len(piece) == step for piece in pieces[:-1])
+    assert boundaries(Activity.objects.none().order_by("timestamp", "id"), step) == []
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return [int(p) for p in fh.read().split()]
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_exit_when_the_command_is_killed(seeded):
+    """A worker must not outlive a killed command (waiting on its pipe for ever)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        url = f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    else:
+        url = f"sqlite:///{db['NAME']}"
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    env.pop("TEST_DB_SUFFIX", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "django", "tracking", "export", "--workers", "3"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    # The export is under way (on PostgreSQL with its workers); more than a pipe buffer of
+    # output, so it then waits on this unread pipe until killed.
+    assert proc.stdout.read(1) == b"{"
+    workers = _children(proc.pid)
+    assert len(workers) == (2 if connection.vendor == "postgresql" else 0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    deadline = time.monotonic() + 15
+    while any(_running(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(p) for p in workers)

@@ -235,3 +235,191 @@ def test_fast_path_accepts_a_prefetching_queryset():
     make_activities(3)
     qs = Activity.objects.order_by("timestamp", "id").prefetch_related("findings")
     assert "".join(stream_export(qs, "csv")) == _reference("csv")
+
+
+# --- the raw PostgreSQL reader, the CSV line builder and export pieces --------------------
+
+
+def _odd_rows(staff_user):
+    """Rows that exercise every conversion: NULLs, IPv6, negative and non-finite floats,
+    -0.0, whole-second and microsecond timestamps, formula triggers, quotes, commas and
+    line breaks in cells, unicode, a ciphertext moved from another row, findings."""
+    from tracking import crypto
+    from tracking.fields import Ciphertext
+    from tracking.testing.factories import build_activity
+
+    rows = make_activities(12)
+    make_activity(
+        user=staff_user,
+        timestamp=datetime(2024, 3, 1, 8, 30, tzinfo=UTC),
+        username='=cmd("x"), é',
+        user_agent='Mozilla/5.0 (KHTML, like Gecko) "q"\r\nnext',
+        forwarded_for="203.0.113.9, 10.0.0.1",
+        endpoint="-1+2",
+        city="@home\u2028Zürich",
+        region="'quoted",
+        tags=["=x", "b,c", 'q"', "a"],
+        headers={"Authorization": "secret", "X": "=1", "nl": "a\r\nb", "q": '"'},
+        params={"password": "p", "n": -5, "nested": {"token": "t", "ok": [1, -0.0]}, "é": "ü"},
+        ip_address="2001:db8::1",
+        remote_addr="::ffff:192.0.2.1",
+        longitude=-3.7,
+        latitude=-0.0,
+        asn=0,
+        status=None,
+        duration=float("nan"),
+        risk_score=float("-inf"),
+        is_mobile=True,
+    )
+    make_activity(
+        timestamp=datetime(2024, 3, 1, 8, 30, 0, 1, tzinfo=UTC),
+        headers={},
+        params={},
+        tags=[],
+        duration=-12.5,
+        country="",
+        ip_address=None,
+        remote_addr=None,
+        latitude=None,
+        longitude=None,
+        accuracy_radius=None,
+        asn=None,
+        user_agent="",
+        forwarded_for="",
+    )
+    Finding.objects.create(
+        activity_id=rows[3].pk,
+        timestamp=rows[3].timestamp,
+        detector="geo",
+        tag="=t",
+        score=0.4,
+        reason='-reason, "quoted"',
+    )
+    Finding.objects.create(
+        activity_id=rows[4].pk,
+        timestamp=rows[4].timestamp,
+        detector="x",
+        tag="hidden",
+        score=1.0,
+        reason="suppressed",
+        suppressed=True,
+    )
+    moved = build_activity(0)
+    Activity.objects.bulk_create([moved])
+    Activity.objects.filter(pk=moved.pk).update(
+        headers=Ciphertext(crypto.encrypt({"a": 1}, f"tracking_activity.headers.{rows[0].pk}")),
+        params=Ciphertext("not a ciphertext"),
+    )
+    return rows
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_raw_reader_is_identical_to_the_record_path(fmt, staff_user, caplog):
+    from django.db import connection
+
+    from tracking.exporting import PayloadCache, encode_values, iter_values, raw_reader_applies
+
+    _odd_rows(staff_user)
+    qs = Activity.objects.order_by("timestamp", "id")
+    assert raw_reader_applies(qs) is (connection.vendor == "postgresql")
+    expected = _reference(fmt)
+    for chunk_size in (None, 5):
+        payloads = PayloadCache()
+        rows = iter_values(qs, chunk_size, payloads=payloads, raw=True)
+        assert "".join(encode_values(rows, fmt, payloads=payloads)) == expected
+    # the undecryptable row is exported without its payloads, with a warning
+    assert "could not decrypt headers" in caplog.text
+    assert "could not decrypt params" in caplog.text
+
+
+def test_raw_reader_reads_nothing_for_an_empty_queryset():
+    from tracking.exporting import iter_values
+
+    make_activities(2)
+    assert list(iter_values(Activity.objects.none(), raw=True)) == []
+    assert list(iter_values(Activity.objects.filter(pk__in=[]), raw=True)) == []
+
+
+def test_raw_reader_applies_the_querysets_filters(staff_user):
+    from tracking.exporting import PayloadCache, encode_values, iter_values
+
+    _odd_rows(staff_user)
+    qs = (
+        Activity.objects.filter(timestamp__gte=datetime(2024, 1, 1, tzinfo=UTC))
+        .with_tags(["a"])
+        .order_by("timestamp", "id")
+    )
+    assert qs.count() == 1
+    payloads = PayloadCache()
+    got = "".join(encode_values(iter_values(qs, payloads=payloads, raw=True), "ndjson"))
+    assert got == "".join(stream_export(qs, "ndjson"))
+    assert json.loads(got)["username"] == '=cmd("x"), é'
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+@pytest.mark.parametrize("cuts", [(), (0,), (3, 3, 9), (1, 15)])
+def test_pieces_concatenate_to_the_whole_export(fmt, cuts, staff_user):
+    """How the parallel export assembles pieces (tracking/cli/export.py) gives the serial
+    text for any split, empty pieces included."""
+    from tracking.exporting import PayloadCache, csv_header, encode_piece, iter_values
+
+    _odd_rows(staff_user)
+    payloads = PayloadCache()
+    rows = list(iter_values(Activity.objects.order_by("timestamp", "id"), payloads=payloads))
+    bounds = [0, *cuts, len(rows)]
+    parts = [encode_piece(rows[a:b], fmt, payloads=payloads) for a, b in zip(bounds, bounds[1:])]
+    assert sum(n for _, n in parts) == len(rows)
+    texts = [text for text, _ in parts if text]
+    if fmt == "csv":
+        got = csv_header() + "".join(texts)
+    elif fmt == "ndjson":
+        got = "".join(texts)
+    else:
+        got = "[" + "".join(("\n" if i == 0 else ",\n") + t for i, t in enumerate(texts))
+        got += "\n]\n"
+    assert got == _reference(fmt)
+
+
+def test_csv_fields_are_quoted_as_csv_writer_quotes_them():
+    import itertools
+
+    from tracking.exporting import _csv_field
+
+    alphabet = ["a", ",", '"', "\r", "\n", " ", "'", "=", "\t", "é", "\u2028", ";", "\x00"]
+    for size in range(4):
+        for chars in itertools.product(alphabet, repeat=size):
+            cells = ["".join(chars), "x"]
+            buf = io.StringIO()
+            csv.writer(buf).writerow(cells)
+            assert ",".join(_csv_field(c) for c in cells) + "\r\n" == buf.getvalue()
+
+
+def test_export_decryptor_agrees_with_crypto(settings):
+    from tracking import crypto
+    from tracking.exporting import _Decryptor
+
+    good = crypto.encrypt({"a": [1, "é"]}, "t.headers.1")
+    kid = crypto.current_key_id()
+    body = good.split(":", 2)[2]
+    tokens = [
+        good,
+        good + "=",  # padding noise, ignored by the non-strict decoder
+        good[:-4],  # truncated
+        good.replace(body, body[:4]),  # shorter than a nonce
+        f"v1:{kid}:!!!!",
+        f"v1:{kid}:é",  # not ASCII
+        f"v1:00000000:{body}",  # unknown key id
+        f"v2:{kid}:{body}",
+        "v1:nope",
+        "",
+    ]
+    decrypt = _Decryptor()
+    for token in tokens:
+        for aad in ("t.headers.1", "t.headers.2"):
+            try:
+                expected = crypto.decrypt_bytes(token, aad)
+            except crypto.DecryptionError:
+                with pytest.raises(crypto.DecryptionError):
+                    decrypt(token, aad)
+            else:
+                assert decrypt(token, aad) == expected
