@@ -63,8 +63,31 @@ def _p50(client, path: str, repeat: int) -> tuple[float, int]:
     return statistics.median(times), len(response.content)
 
 
-def _export(path: Path, budget: float) -> tuple[float, float, int, bool]:
-    """Full CSV export in a subprocess: (seconds, peak RSS MiB, rows written, finished).
+def _tree_rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants now (MiB), from /proc."""
+    total_kib, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total_kib += int(line.split()[1])
+                        break
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                todo.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return total_kib / 1024
+
+
+def _export(path: Path, budget: float) -> tuple[float, float, int, bool, float]:
+    """Full CSV export in a subprocess: (seconds, peak RSS MiB of its largest process,
+    rows written, finished, peak RSS MiB of the whole process tree, sampled every 50 ms:
+    ``--workers`` forks encoders, and the target is for the export, not one process).
     A run longer than ``budget`` seconds is stopped; its rate is what it wrote by then."""
     started = time.perf_counter()
     # To stdout (not -o, which writes a temporary file renamed at the end), so a run stopped
@@ -78,7 +101,9 @@ def _export(path: Path, budget: float) -> tuple[float, float, int, bool]:
         stderr=subprocess.DEVNULL,
     )
     finished = True
+    tree_peak = 0.0
     while True:
+        tree_peak = max(tree_peak, _tree_rss_mib(proc.pid))
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
@@ -87,7 +112,7 @@ def _export(path: Path, budget: float) -> tuple[float, float, int, bool]:
             finished = False
             _, status, usage = os.wait4(proc.pid, 0)
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     seconds = time.perf_counter() - started
     sink.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -95,7 +120,7 @@ def _export(path: Path, budget: float) -> tuple[float, float, int, bool]:
         raise RuntimeError(f"export exited {proc.returncode}")
     with path.open("rb") as fh:
         lines = max(0, sum(1 for _ in fh) - 1)  # minus the header
-    return seconds, usage.ru_maxrss / 1024, lines, finished
+    return seconds, usage.ru_maxrss / 1024, lines, finished, tree_peak
 
 
 def main() -> None:
@@ -287,7 +312,7 @@ def _export_figures(args) -> None:
 
     out = dbs.VAR / "export.csv"
     out.parent.mkdir(parents=True, exist_ok=True)  # a reused database skipped dbs.fresh
-    seconds, rss, lines, finished = _export(out, args.export_budget)
+    seconds, rss, lines, finished, tree = _export(out, args.export_budget)
     out.unlink(missing_ok=True)
     emit(
         Figure(
@@ -302,7 +327,15 @@ def _export_figures(args) -> None:
         )
     )
     emit(
-        Figure("queries", "full CSV export peak RSS", rss, "MiB", target="<= 200 MB", ok=rss <= 200)
+        Figure(
+            "queries",
+            "full CSV export peak RSS, all its processes",
+            tree,
+            "MiB",
+            target="<= 200 MB",
+            ok=tree * 1.048576 <= 200,
+            note=f"largest single process {rss:.0f} MiB (wait4); sampled every 50 ms",
+        )
     )
 
 
