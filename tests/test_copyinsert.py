@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -98,20 +99,66 @@ def test_copy_reports_duplicates_as_integrity_errors_and_ingest_counts_them():
 
 
 @pytest.mark.django_db
-def test_small_batches_use_bulk_create(monkeypatch):
-    calls = []
+@pytest.mark.django_db
+def test_small_batches_use_one_prepared_insert_and_store_what_bulk_create_stores(monkeypatch):
     from django.db.models.query import QuerySet
+    from django.test.utils import CaptureQueriesContext
 
+    from tracking.ingest import build_activity
+
+    calls = []
+    real = QuerySet.bulk_create
     monkeypatch.setattr(
         QuerySet,
         "bulk_create",
-        lambda self, objs, **kw: calls.append(len(objs)) or list(objs),
+        lambda self, objs, **kw: calls.append(len(objs)) or real(self, objs),
     )
-    acts = [Activity(type="API", timestamp=datetime.now(UTC)) for _ in range(3)]
-    copyinsert.insert(Activity, acts)
-    assert calls == [3]
+    events = _events(3)
+    fast = [build_activity(e) for e in events]
+    with CaptureQueriesContext(connection) as ctx:
+        copyinsert.insert(Activity, fast)
+    assert calls == []  # no ORM statement compiled
+    inserts = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1 or all("tracking_activity" in q for q in inserts)
+    assert all(not a._state.adding for a in fast)
+    # The same events through bulk_create (new ids) store the same values.
+    slow = [build_activity(e) for e in events]
+    for a in slow:
+        a.id = uuid.uuid4()
+    Activity.objects.bulk_create(slow)
+    skip = {"id", "headers", "params"}  # new ids; ciphertexts differ by nonce (and id as AAD)
+    names = [f.attname for f in Activity._meta.concrete_fields if f.attname not in skip]
+    for a, b in zip(fast, slow, strict=True):
+        ra, rb = (Activity.objects.values(*names).get(pk=x.pk) for x in (a, b))
+        assert ra == rb
+        assert Activity.objects.get(pk=a.pk).params == Activity.objects.get(pk=b.pk).params
     copyinsert.insert(Activity, [])
-    assert calls == [3]
+
+
+@pytest.mark.django_db
+def test_small_finding_batches_keep_bulk_create_for_their_keys():
+    from tracking.ingest import build_activity
+
+    act = build_activity(_events(1)[0])
+    copyinsert.insert(Activity, [act])
+    finding = Finding(
+        activity=act, timestamp=act.timestamp, detector="d", tag="t", score=0.5, reason="r"
+    )
+    copyinsert.insert(Finding, [finding])
+    assert finding.pk is not None and Finding.objects.get(pk=finding.pk).tag == "t"
+
+
+@pytest.mark.django_db
+def test_small_batch_duplicate_is_an_integrity_error():
+    from tracking.ingest import build_activity
+
+    act = build_activity(_events(1)[0])
+    copyinsert.insert(Activity, [act])
+    again = build_activity(_events(1)[0])
+    # The same row again (on PostgreSQL the key is (id, timestamp): the partition key is in it).
+    again.id, again.timestamp = act.id, act.timestamp
+    with pytest.raises(IntegrityError), transaction.atomic():
+        copyinsert.insert(Activity, [again])
 
 
 @pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""Bulk inserts of new rows by PostgreSQL ``COPY`` where it pays off, ``bulk_create`` elsewhere.
+"""Bulk inserts of new rows: PostgreSQL ``COPY`` where it pays off, else a prepared ``INSERT``
+(``bulk_create`` for models with auto-increment keys, which need them read back).
 
 ``bulk_create`` of a 500-row writer batch spent about a third of ``ingest()`` building the
 statement (compiling one placeholder per field and row, Django 5.2's ``UNNEST`` arrays) and
@@ -116,6 +117,32 @@ def _use_copy(connection, objs: Sequence[models.Model]) -> bool:
     return True
 
 
+def _insert_rows(model: type[models.Model], objs: Sequence[models.Model], connection, using):
+    """A small batch, or any batch on SQLite: one prepared ``INSERT`` run per row
+    (``executemany``) with the values ``_row`` prepares. ``bulk_create`` compiled the
+    statement for every call, which cost more than a synchronous request's insert itself."""
+    for obj in objs:
+        if not obj._is_pk_set():
+            obj.pk = model._meta.pk.get_pk_value_on_save(obj)
+        obj._prepare_related_fields_for_save(operation_name="bulk_create")
+    fields = _copy_fields(model, objs)
+    plan = _plan(fields)
+    rows = [_row(plan, obj, connection) for obj in objs]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    # Only quoted model identifiers are interpolated; every value is a bound parameter.
+    statement = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
+    with connection.cursor() as cursor:
+        if len(rows) == 1:
+            cursor.execute(statement, rows[0])
+        else:
+            cursor.executemany(statement, rows)
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = using
+
+
 def insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
     """Insert new ``objs`` of ``model`` (like ``bulk_create(objs)``, see the module docstring)."""
     if not objs:
@@ -123,7 +150,11 @@ def insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
     using = router.db_for_write(model)
     connection = connections[using]
     if not _use_copy(connection, objs):
-        model._default_manager.using(using).bulk_create(objs)
+        if isinstance(model._meta.pk, models.AutoField):
+            # bulk_create reads the new keys back (RETURNING); a plain INSERT would not.
+            model._default_manager.using(using).bulk_create(objs)
+        else:
+            _insert_rows(model, objs, connection, using)
         return
     for obj in objs:
         if not obj._is_pk_set() and not isinstance(model._meta.pk, models.AutoField):
