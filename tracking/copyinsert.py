@@ -15,6 +15,7 @@ database defaults. Failures raise Django's exceptions (``IntegrityError``,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from django.db import connections, models, router
 
@@ -74,6 +75,13 @@ def _plain_pre_save(field: models.Field) -> bool:
 
 def _plan(fields: list[models.Field]) -> list[tuple]:
     """Per field: (field, plain value type, attname when pre_save is a getattr, None is NULL)."""
+    return _cached_plan(tuple(fields))
+
+
+@lru_cache(maxsize=64)
+def _cached_plan(fields: tuple[models.Field, ...]) -> list[tuple]:
+    # Model fields do not change at run time; a synchronous request inserts one row, for
+    # which working this out again cost as much as preparing the row.
     return [
         (
             f,
