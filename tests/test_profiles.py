@@ -81,3 +81,16 @@ def test_counters_upsert_absolute_values():
     store.save_counters("risk", {"asn:1": 5})
     assert store.load_counters("risk", ["asn:1", "asn:*", "asn:2"]) == {"asn:1": 5, "asn:*": 3}
     assert Counter.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_load_profiles_reads_every_chunk():
+    many = [UserProfile(key=f"n:user{i}") for i in range(store.CHUNK + 3)]
+    for p in many:
+        o = obs("london")
+        p.note(o)
+        p.learn(o)
+    assert store.save_profiles(many) == len(many)
+    loaded = store.load_profiles([p.key for p in many] + ["n:nobody", "", None])
+    assert set(loaded) == {p.key for p in many}
+    assert all(loaded[p.key].data == p.data for p in many)
