@@ -125,17 +125,30 @@ def _use_copy(connection, objs: Sequence[models.Model]) -> bool:
     return True
 
 
-def _insert_rows(model: type[models.Model], objs: Sequence[models.Model], connection, using):
-    """A small batch, or any batch on SQLite: one prepared ``INSERT`` run per row
-    (``executemany``) with the values ``_row`` prepares. ``bulk_create`` compiled the
-    statement for every call, which cost more than a synchronous request's insert itself."""
+def _prepared(
+    model: type[models.Model], objs: Sequence[models.Model], connection
+) -> tuple[list[models.Field], list[list[object]]]:
+    """The columns and the rows to insert, each value as ``bulk_create`` would bind it."""
     for obj in objs:
-        if not obj._is_pk_set():
+        if not obj._is_pk_set() and not isinstance(model._meta.pk, models.AutoField):
             obj.pk = model._meta.pk.get_pk_value_on_save(obj)
         obj._prepare_related_fields_for_save(operation_name="bulk_create")
     fields = _copy_fields(model, objs)
     plan = _plan(fields)
-    rows = [_row(plan, obj, connection) for obj in objs]
+    return fields, [_row(plan, obj, connection) for obj in objs]
+
+
+def _saved(objs: Sequence[models.Model], using: str) -> None:
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = using
+
+
+def _insert_rows(model: type[models.Model], objs: Sequence[models.Model], connection, using):
+    """A small batch, or any batch on SQLite: one prepared ``INSERT`` run per row
+    (``executemany``) with the values ``_row`` prepares. ``bulk_create`` compiled the
+    statement for every call, which cost more than a synchronous request's insert itself."""
+    fields, rows = _prepared(model, objs, connection)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     marks = ", ".join(["%s"] * len(fields))
@@ -146,9 +159,7 @@ def _insert_rows(model: type[models.Model], objs: Sequence[models.Model], connec
             cursor.execute(statement, rows[0])
         else:
             cursor.executemany(statement, rows)
-    for obj in objs:
-        obj._state.adding = False
-        obj._state.db = using
+    _saved(objs, using)
 
 
 def insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
@@ -164,13 +175,7 @@ def insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
         else:
             _insert_rows(model, objs, connection, using)
         return
-    for obj in objs:
-        if not obj._is_pk_set() and not isinstance(model._meta.pk, models.AutoField):
-            obj.pk = model._meta.pk.get_pk_value_on_save(obj)
-        obj._prepare_related_fields_for_save(operation_name="bulk_create")
-    fields = _copy_fields(model, objs)
-    plan = _plan(fields)
-    rows = [_row(plan, obj, connection) for obj in objs]
+    fields, rows = _prepared(model, objs, connection)
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     columns = ", ".join(quote(f.column) for f in fields)
@@ -184,6 +189,4 @@ def insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
         with raw.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
-    for obj in objs:
-        obj._state.adding = False
-        obj._state.db = using
+    _saved(objs, using)
