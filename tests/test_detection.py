@@ -458,6 +458,47 @@ def test_a_batch_no_threshold_rule_can_reach_reads_no_look_back(django_assert_nu
 
 
 @pytest.mark.django_db
+def test_look_back_reads_only_the_groups_of_the_batch():
+    """A threshold window is measured per group: the look-back holds the stored rows of the
+    batch's users/addresses only, so its size does not grow with everybody's traffic, and a
+    burst split over batches is still caught."""
+    from tracking.detection import pipeline, threshold_history
+    from tracking.ingest import build_activity
+
+    rules = pipeline().rules
+    others = [
+        event(T0 + timedelta(seconds=i), status=401, username=f"other{i}", ip=f"198.51.100.{i}")
+        for i in range(1, 40)
+    ]
+    first = [
+        event(T0 + timedelta(minutes=1, seconds=i), status=401, username="victim") for i in range(4)
+    ]
+    ingest(others + first)
+    later = [build_activity(event(T0 + timedelta(minutes=2), status=401, username="victim"))]
+    found = threshold_history(rules, later)
+    brute = found["trk-brute-force"]
+    assert {r["username"] for r in brute} == {"victim"} and len(brute) == 4
+    # Grouped by address: the victim's address, nobody else's.
+    stuffing = found["trk-credential-stuffing"]
+    assert {r["ip_address"] for r in stuffing} == {later[0].ip_address}
+    # Two more failures in a later batch make six in 15 minutes: the rule fires.
+    burst = [
+        event(T0 + timedelta(minutes=3, seconds=i), status=401, username="victim") for i in range(2)
+    ]
+    ingest(burst)
+    assert "brute_force" in Activity.objects.get(id=burst[-1].id).tags
+
+
+def test_look_back_groups_with_no_address_match_stored_nulls():
+    from tracking.detection import _in_groups, pipeline
+
+    stuffing = [r for r in pipeline().rules if r.id == "trk-credential-stuffing"]
+    act = Activity(type="AUTH", status=401, ip_address=None, username="x")
+    sql = str(Activity.objects.filter(_in_groups(stuffing, [act])).query)
+    assert "IS NULL" in sql
+
+
+@pytest.mark.django_db
 def test_latest_model_version_is_read_once_per_interval_and_after_training(
     django_assert_num_queries, monkeypatch
 ):

@@ -1,4 +1,5 @@
 import hashlib
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -222,3 +223,96 @@ def test_seal_on_write_does_not_wait_for_another_sealer():
         t.join(10)
     assert seal_pending(wait=True) == 3
     assert verify().ok
+
+
+def _written_events(n: int, **kw):
+    from tracking.events import Event
+    from tracking.ingest import ingest
+
+    now = datetime.now(UTC) - timedelta(hours=1)
+    events = [
+        Event(
+            type="API",
+            timestamp=now + timedelta(seconds=i),
+            username=f"u{i}",
+            ip_address="203.0.113.9",
+            endpoint="/api/items/",
+            method="GET",
+            status=200,
+            headers={"Accept": "text/html"},
+            params={"page": i},
+            **kw,
+        )
+        for i in range(n)
+    ]
+    with override_settings(TRACKING_SEAL_ON_WRITE=False):
+        assert ingest(events).stored == n
+    return events
+
+
+def test_rows_this_process_wrote_are_sealed_without_reading_them_back(monkeypatch):
+    from tracking import sealing
+
+    events = _written_events(5)
+
+    def read_back(ids, skip):
+        raise AssertionError(f"read back {len(ids)} rows")
+
+    monkeypatch.setattr(sealing, "_read_leaves", read_back)
+    assert seal_pending() == 5
+    assert not {uuid.UUID(e.id) for e in events} & set(sealing.written.leaves)  # sealed: forgotten
+    assert verify().ok
+
+
+def test_content_altered_before_sealing_is_sealed_as_written_and_reported():
+    events = _written_events(3)
+    sql(
+        "UPDATE tracking_activity SET city = %s WHERE id = %s",
+        ["Elsewhere", db_id(uuid.UUID(events[1].id))],
+    )
+    assert seal_pending() == 3
+    assert verify().ids() == {events[1].id}
+
+
+def test_rows_the_cache_cannot_vouch_for_are_read_back(monkeypatch):
+    from tracking import sealing
+
+    events = _written_events(4)
+    # Another process's rows (not in this process's cache) and a row re-MACed after new
+    # content (as re-enrichment does) are read back and hashed as stored.
+    sealing.written.forget([uuid.UUID(events[0].id)])
+    row = Activity.objects.get(pk=events[1].id)
+    row.city = "Lyon"
+    row.mac = integrity.row_mac(row)
+    sql(
+        "UPDATE tracking_activity SET city = %s, mac = %s WHERE id = %s",
+        [row.city, row.mac, db_id(row.pk)],
+    )
+    read = []
+    real = sealing._read_leaves
+    monkeypatch.setattr(
+        sealing, "_read_leaves", lambda ids, skip: read.extend(ids) or real(ids, skip)
+    )
+    assert seal_pending() == 4
+    assert sorted(map(str, read)) == sorted([events[0].id, events[1].id])
+    assert verify().ok
+
+
+def test_written_leaves_are_bounded():
+    from tracking.sealing import _WrittenLeaves
+
+    cache = _WrittenLeaves(limit=3)
+    ids = [uuid.uuid4() for _ in range(5)]
+    cache.add((i, "k:mac", "leaf") for i in ids)
+    assert list(cache.leaves) == ids[2:]
+    assert cache.take([(ids[4], None, "k:mac"), (ids[3], None, "k:other")]) == {ids[4]: "leaf"}
+
+
+def test_numbering_a_row_that_went_away_seals_nothing():
+    from django.db import DatabaseError
+
+    from tracking.sealing import _set_seq
+
+    row = make_activity()
+    with pytest.raises(DatabaseError):
+        _set_seq([(row.pk, row.timestamp, 1), (uuid.uuid4(), row.timestamp, 2)])
