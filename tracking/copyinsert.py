@@ -132,7 +132,10 @@ def _prepared(
     for obj in objs:
         if not obj._is_pk_set() and not isinstance(model._meta.pk, models.AutoField):
             obj.pk = model._meta.pk.get_pk_value_on_save(obj)
-        obj._prepare_related_fields_for_save(operation_name="bulk_create")
+        if obj._state.fields_cache:
+            # Only a cached related object needs preparing (its key copied, unsaved ones
+            # refused); with none cached Django's walk over every field does nothing.
+            obj._prepare_related_fields_for_save(operation_name="bulk_create")
     fields = _copy_fields(model, objs)
     plan = _plan(fields)
     return fields, [_row(plan, obj, connection) for obj in objs]

@@ -66,10 +66,15 @@ def current_key_id() -> str:
     return _keyring()[0][0]
 
 
+# ``json.dumps(value, ensure_ascii=False, separators=...)`` builds an encoder per call; the
+# same encoder, made once, gives the same text (two encryptions per stored activity).
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encrypt(value: Any, aad: str) -> str:
     kid, aead = _keyring()[0]
     nonce = os.urandom(12)
-    data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    data = _COMPACT.encode(value).encode("utf-8")
     ct = aead.encrypt(nonce, data, aad.encode("utf-8"))
     return f"{PREFIX}:{kid}:{base64.urlsafe_b64encode(nonce + ct).decode('ascii')}"
 
