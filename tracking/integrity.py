@@ -77,9 +77,7 @@ def canonical_bytes(activity: Any) -> bytes:
     """Deterministic bytes for an Activity (or any object with the canonical attributes)."""
     # ``_norm`` per field, unrolled: one C call reads every attribute (decrypting headers and
     # params through their descriptor), then the three special fields and any float.
-    doc = [
-        repr(round(v, 6)) if isinstance(v, float) else v for v in _read_canonical(activity)
-    ]
+    doc = [repr(round(v, 6)) if isinstance(v, float) else v for v in _read_canonical(activity)]
     doc[_ID] = str(activity.id)
     doc[_TIMESTAMP] = activity.timestamp.isoformat(timespec="microseconds")
     doc[_TAGS] = sorted(activity.tags or [])
