@@ -189,3 +189,80 @@ def test_constructor_shortcut_defers_to_init_signal_listeners():
     assert seen == [act]
     # A computed default (the id) not given: the model computes it, as it always did.
     assert _new_activity(timestamp=datetime.now(UTC), type="API").id is not None
+
+
+@pytest.mark.parametrize("error", ["database", "bug"])
+def test_a_failing_detection_stores_the_batch_without_its_verdicts(monkeypatch, caplog, error):
+    """Detection shares the batch's transaction (no savepoint of its own): when it fails,
+    after a query or after setting verdicts, the batch is written again without it."""
+    from django.db import connection
+
+    from tracking import detection
+    from tracking.models import Finding, Profile
+
+    real = detection._detect_batch
+
+    def failing(acts):
+        real(acts)  # profiles saved, verdicts applied...
+        for a in acts:
+            a.flagged, a.tags, a.risk_score = True, ["boom"], 0.99
+        if error == "database":
+            # A real database error (a NOT NULL violation): on PostgreSQL the transaction
+            # can take no further statement.
+            with connection.cursor() as cur:
+                cur.execute(
+                    "INSERT INTO tracking_counter (namespace, key, count) VALUES (NULL, NULL, NULL)"
+                )
+        raise RuntimeError("detector bug")
+
+    monkeypatch.setattr(detection, "_detect_batch", failing)
+    res = ingest([ev(username="alice"), ev(username="bob", status=401)])
+    assert res.stored == 2 and res.rejected == 0
+    rows = list(Activity.objects.all())
+    assert len(rows) == 2
+    assert all(not a.flagged and a.tags == [] and a.risk_score == 0 for a in rows)
+    assert all(integrity.row_ok(a) for a in rows)
+    assert not Finding.objects.exists() and not Profile.objects.exists()  # rolled back
+    assert "detection failed for a batch; stored without findings" in caplog.text
+    assert Rollup.objects.get(type="AUTH").count == 2
+
+
+def test_imported_verdicts_survive_a_failing_detection(monkeypatch):
+    from tracking import detection
+
+    def failing(acts):
+        raise RuntimeError("detector bug")
+
+    monkeypatch.setattr(detection, "_detect_batch", failing)
+    ingest([ev(verdict={"flagged": True, "tags": ["imported"], "risk_score": 0.7})])
+    a = Activity.objects.get()
+    assert a.flagged and a.tags == ["imported"] and a.risk_score == 0.7
+
+
+def test_a_small_batch_writes_in_one_round_trip_on_postgresql(monkeypatch):
+    """INSERT and rollup upserts of a synchronous request go out together (psycopg's pipeline
+    mode on PostgreSQL); an error among them still surfaces as Django's exception at once, so
+    a duplicate id takes the idempotent path and loses nothing else."""
+    from contextlib import contextmanager
+
+    from django.db import connection
+
+    from tracking import ingest as mod
+
+    used = []
+    real = mod._pipelined
+
+    @contextmanager
+    def spy(rows):
+        with real(rows):
+            used.append(getattr(connection.connection, "_pipeline", None) is not None)
+            yield
+
+    monkeypatch.setattr(mod, "_pipelined", spy)
+    first = ev()
+    assert ingest([first], assume_new=True).stored == 1
+    assert used == [connection.vendor == "postgresql"]
+    again = ingest([ev(), Event(**{**first.to_dict(), "timestamp": T0}), ev()], assume_new=True)
+    assert (again.stored, again.duplicates) == (2, 1)
+    assert Activity.objects.count() == 3
+    assert Rollup.objects.get(type="AUTH").count == 3

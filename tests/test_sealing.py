@@ -316,3 +316,28 @@ def test_numbering_a_row_that_went_away_seals_nothing():
     row = make_activity()
     with pytest.raises(DatabaseError):
         _set_seq([(row.pk, row.timestamp, 1), (uuid.uuid4(), row.timestamp, 2)])
+
+
+def test_sealing_does_not_chase_rows_committed_while_it_runs(monkeypatch):
+    """A steady stream of writes must not keep the sealer sealing one new row per chunk:
+    rows committed during a round wait for the next one."""
+    from tracking import sealing
+
+    make_activities(3)
+    real = sealing._seal_chunk
+    chunks = []
+
+    def chunk_then_write(*args, **kwargs):
+        outcome = real(*args, **kwargs)
+        chunks.append(outcome)
+        make_activity()  # committed by another request meanwhile
+        return outcome
+
+    monkeypatch.setattr(sealing, "_seal_chunk", chunk_then_write)
+    with override_settings(TRACKING_SEAL_BATCH_SIZE=2):
+        # Full chunks go on (the backlog), the first short one ends the round; before, every
+        # chunk found the row written meanwhile and the round never ended.
+        assert seal_pending() == 5
+    assert chunks == [(2, 0), (2, 0), (1, 0)]
+    assert Activity.objects.filter(seq__isnull=True).count() == 1
+    assert verify().ok
