@@ -385,8 +385,10 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool) -> None:
             copyinsert.insert(Activity, acts)
             copyinsert.insert(Finding, findings)
             rollups.apply(acts)
-        # The sealer uses these instead of reading the rows back (see sealing._WrittenLeaves).
-        sealing.written.add(leaves)
+        if tracking_settings.SEAL_ON_WRITE:
+            # This process seals what it wrote: its sealer uses these leaves instead of
+            # reading the rows back (see sealing._WrittenLeaves).
+            sealing.written.add(leaves)
 
 
 @contextmanager

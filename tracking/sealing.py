@@ -142,10 +142,12 @@ class _WrittenLeaves:
     the table before sealing no longer matches its sealed leaf and ``tracking verify`` reports
     it (where before it was refused at sealing and reported as an unsealed bad MAC). A row
     whose MAC changed (re-enrichment), or written by another process, is read in full.
-    Bounded: beyond ``limit`` the oldest entries are dropped and those rows are read back.
+    Bounded (~7 MB at the default ``limit``): beyond it the oldest entries are dropped and
+    those rows are read back. Only filled where the writing process seals
+    (``TRACKING_SEAL_ON_WRITE``).
     """
 
-    def __init__(self, limit: int = 50_000) -> None:
+    def __init__(self, limit: int = 20_000) -> None:
         self.limit = limit
         self.lock = threading.Lock()
         self.leaves: OrderedDict[uuid.UUID, tuple[str, str]] = OrderedDict()
