@@ -175,7 +175,7 @@ def test_copy_rows_are_what_each_field_prepares():
         if model is Finding:
             objs = [Finding(activity=full, detector="d", tag="t", score=0.5, reason="r")]
         fields = copyinsert._copy_fields(model, objs)
-        plan = copyinsert._plan(fields)
+        plan = copyinsert._plan(fields, connection)
         for obj in objs:
             for f in fields:  # encrypt once: each encryption draws a new nonce
                 if f.attname in ("headers", "params"):
@@ -186,3 +186,32 @@ def test_copy_rows_are_what_each_field_prepares():
             for a, b in zip(fast, slow, strict=True):
                 # PostgreSQL's integer wrappers (Int4, Int8) are ints written the same way.
                 assert isinstance(b, type(a)) or isinstance(a, type(b)), (a, b)
+
+
+def test_shortcuts_leave_naive_datetimes_and_odd_values_to_django():
+    """An aware datetime and a known address take the shortcut; a naive datetime still
+    goes through Django (which warns and makes it aware), on every backend."""
+    import warnings
+    from datetime import datetime
+
+    from tracking.ingest import build_activity
+
+    act = build_activity(_events(1)[0])
+    fields = copyinsert._copy_fields(Activity, [act])
+    plan = copyinsert._plan(fields, connection)
+    ts = next(i for i, f in enumerate(fields) if f.name == "timestamp")
+    ip = next(i for i, f in enumerate(fields) if f.name == "ip_address")
+    for f in fields:
+        if f.attname in ("headers", "params"):
+            act.__dict__[f.attname] = f.pre_save(act, True)
+    first = copyinsert._row(plan, act, connection)
+    again = copyinsert._row(plan, act, connection)
+    assert first[ip] == again[ip] == fields[ip].get_db_prep_save(act.ip_address, connection)
+    act.timestamp = datetime(2026, 1, 2, 3, 4, 5)  # naive
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        row = copyinsert._row(plan, act, connection)
+    assert any("naive datetime" in str(w.message) for w in caught)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert str(row[ts]) == str(fields[ts].get_db_prep_save(act.timestamp, connection))

@@ -14,7 +14,9 @@ database defaults. Failures raise Django's exceptions (``IntegrityError``,
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from functools import lru_cache
 
 from django.db import connections, models, router
@@ -73,24 +75,61 @@ def _plain_pre_save(field: models.Field) -> bool:
     return False
 
 
-def _plan(fields: list[models.Field]) -> list[tuple]:
-    """Per field: (field, plain value type, attname when pre_save is a getattr, None is NULL)."""
-    return _cached_plan(tuple(fields))
+# Markers for values prepared another way than "unchanged when of the plain type":
+# an aware datetime passes unchanged where the backend adapts datetimes as themselves
+# (PostgreSQL; a naive one takes Django's path, which warns and makes it aware), and an
+# address is prepared once per distinct text (PostgreSQL parses each into an address object).
+_AWARE = object()
+_MEMO = object()
+_memo: dict[tuple[models.Field, str, str], object] = {}
+MEMO_SIZE = 10_000
+
+
+def _kind(field: models.Field, vendor: str) -> object:
+    plain = _plain_kind(field)
+    if plain is not None:
+        return plain
+    if vendor == "postgresql":
+        if type(field) is models.UUIDField:
+            return uuid.UUID  # native uuid column: get_db_prep_value returns a UUID as is
+        if type(field) is models.DateTimeField:
+            return _AWARE
+    if type(field) is models.GenericIPAddressField:
+        return _MEMO
+    return None
+
+
+def _plan(fields: list[models.Field], connection) -> list[tuple]:
+    """Per field: (field, how its value is prepared, attname when pre_save is a getattr,
+    None is NULL)."""
+    return _cached_plan(tuple(fields), connection.vendor)
 
 
 @lru_cache(maxsize=64)
-def _cached_plan(fields: tuple[models.Field, ...]) -> list[tuple]:
+def _cached_plan(fields: tuple[models.Field, ...], vendor: str) -> list[tuple]:
     # Model fields do not change at run time; a synchronous request inserts one row, for
     # which working this out again cost as much as preparing the row.
     return [
         (
             f,
-            _plain_kind(f),
+            _kind(f, vendor),
             f.attname if _plain_pre_save(f) else None,
             _none_is_null(f) or _plain_kind(f) is not None,
         )
         for f in fields
     ]
+
+
+def _memoised(field: models.Field, value: object, connection) -> object:
+    if type(value) is not str:
+        return field.get_db_prep_save(value, connection)
+    key = (field, connection.vendor, value)
+    found = _memo.get(key)
+    if found is None:
+        if len(_memo) >= MEMO_SIZE:
+            _memo.clear()
+        found = _memo[key] = field.get_db_prep_save(value, connection)
+    return found
 
 
 def _row(plan: list[tuple], obj: models.Model, connection) -> list[object]:
@@ -102,6 +141,10 @@ def _row(plan: list[tuple], obj: models.Model, connection) -> list[object]:
             append(None if none_is_null else field.get_db_prep_save(value, connection))
         elif type(value) is kind:
             append(value)
+        elif kind is _AWARE and type(value) is datetime and value.tzinfo is not None:
+            append(value)
+        elif kind is _MEMO:
+            append(_memoised(field, value, connection))
         else:
             append(field.get_db_prep_save(value, connection))
     return row
@@ -137,7 +180,7 @@ def _prepared(
             # refused); with none cached Django's walk over every field does nothing.
             obj._prepare_related_fields_for_save(operation_name="bulk_create")
     fields = _copy_fields(model, objs)
-    plan = _plan(fields)
+    plan = _plan(fields, connection)
     return fields, [_row(plan, obj, connection) for obj in objs]
 
 
