@@ -20,7 +20,6 @@ itself is unavailable, events are appended to the durable spool (``spool_failure
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import math
@@ -377,9 +376,8 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool) -> None:
             _merge_verdict(act, event.verdict or {})
             if act.severity not in _SEVERITIES:
                 act.severity = ""
-            content = integrity.canonical_bytes(act)
-            act.mac = integrity.sign(content, "row")
-            leaves.append((act.id, act.mac, hashlib.sha256(content).hexdigest()))
+            act.mac, leaf = integrity.mac_and_leaf(act)
+            leaves.append((act.id, act.mac, leaf))
         with _pipelined(len(acts)):
             # COPY on PostgreSQL for writer-sized batches (see tracking.copyinsert).
             copyinsert.insert(Activity, acts)

@@ -61,22 +61,13 @@ CANONICAL_FIELDS = (
 _CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-def _norm(name: str, value: Any) -> Any:
-    if name == "timestamp":
-        return value.isoformat(timespec="microseconds")
-    if name == "id":
-        return str(value)
-    if name == "tags":
-        return sorted(value or [])
-    if isinstance(value, float):
-        return repr(round(value, 6))
-    return value
-
-
 def canonical_bytes(activity: Any) -> bytes:
-    """Deterministic bytes for an Activity (or any object with the canonical attributes)."""
-    # ``_norm`` per field, unrolled: one C call reads every attribute (decrypting headers and
-    # params through their descriptor), then the three special fields and any float.
+    """Deterministic bytes for an Activity (or any object with the canonical attributes):
+    the JSON list of ``CANONICAL_FIELDS`` values, the id as text, the timestamp in ISO form
+    with microseconds, tags sorted, floats as the ``repr`` of the value rounded to 6 places
+    (``tests/test_integrity.py`` pins this form: stored MACs depend on it)."""
+    # One C call reads every attribute (decrypting headers and params through their
+    # descriptor); then the three special fields and any float.
     doc = [repr(round(v, 6)) if isinstance(v, float) else v for v in _read_canonical(activity)]
     doc[_ID] = str(activity.id)
     doc[_TIMESTAMP] = activity.timestamp.isoformat(timespec="microseconds")
@@ -86,6 +77,12 @@ def canonical_bytes(activity: Any) -> bytes:
 
 _read_canonical = operator.attrgetter(*CANONICAL_FIELDS)
 _ID, _TIMESTAMP, _TAGS = (CANONICAL_FIELDS.index(n) for n in ("id", "timestamp", "tags"))
+
+
+def mac_and_leaf(activity: Any) -> tuple[str, str]:
+    """The row MAC and the seal leaf hash of ``activity``, from one canonical form."""
+    content = canonical_bytes(activity)
+    return sign(content, "row"), hashlib.sha256(content).hexdigest()
 
 
 def leaf_hash(activity: Any) -> str:
