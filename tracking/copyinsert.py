@@ -184,6 +184,31 @@ def _prepared(
     return fields, [_row(plan, obj, connection) for obj in objs]
 
 
+_statements: dict[tuple, str] = {}
+
+
+def _statement(
+    kind: str, model: type[models.Model], fields: tuple[models.Field, ...], connection
+) -> str:
+    """The ``INSERT`` or ``COPY`` statement for these columns, built once per backend:
+    quoting 36 column names again for every synchronous request's one-row insert showed up
+    in its profile. Only quoted model identifiers are interpolated; values are bound
+    parameters (INSERT) or streamed as data (COPY)."""
+    key = (kind, model, fields, connection.vendor)
+    found = _statements.get(key)
+    if found is None:
+        quote = connection.ops.quote_name
+        table = quote(model._meta.db_table)
+        columns = ", ".join(quote(f.column) for f in fields)
+        if kind == "COPY":
+            found = f"COPY {table} ({columns}) FROM STDIN"
+        else:
+            marks = ", ".join(["%s"] * len(fields))
+            found = f"INSERT INTO {table} ({columns}) VALUES ({marks})"  # noqa: S608
+        _statements[key] = found
+    return found
+
+
 def _saved(objs: Sequence[models.Model], using: str) -> None:
     for obj in objs:
         obj._state.adding = False
@@ -195,11 +220,7 @@ def _insert_rows(model: type[models.Model], objs: Sequence[models.Model], connec
     (``executemany``) with the values ``_row`` prepares. ``bulk_create`` compiled the
     statement for every call, which cost more than a synchronous request's insert itself."""
     fields, rows = _prepared(model, objs, connection)
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    # Only quoted model identifiers are interpolated; every value is a bound parameter.
-    statement = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
+    statement = _statement("INSERT", model, tuple(fields), connection)
     with connection.cursor() as cursor:
         if len(rows) == 1:
             cursor.execute(statement, rows[0])
@@ -222,11 +243,7 @@ def insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
             _insert_rows(model, objs, connection, using)
         return
     fields, rows = _prepared(model, objs, connection)
-    quote = connection.ops.quote_name
-    table = quote(model._meta.db_table)
-    columns = ", ".join(quote(f.column) for f in fields)
-    # Only quoted model identifiers are interpolated; every value is streamed as data.
-    statement = f"COPY {table} ({columns}) FROM STDIN"
+    statement = _statement("COPY", model, tuple(fields), connection)
     with connection.cursor() as cursor, connection.wrap_database_errors:
         raw = cursor.cursor  # psycopg's own cursor: COPY is not part of Django's cursor API
         if not hasattr(raw, "copy"):  # psycopg2: keep the portable path

@@ -93,9 +93,37 @@ def _upserts(model: type, groups: dict[tuple, list], connection) -> list[tuple[s
     """Statements adding ``groups`` to ``model``'s rows: one per parameter-limit chunk."""
     if not groups:
         return []
+    bucket_field = model._meta.get_field("bucket")
+    head, tail = _statement_parts(model, connection)
+    row_sql = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    # Sorted keys: concurrent writers touch buckets in the same order (no lock-order deadlock).
+    rows = sorted(groups.items(), key=lambda kv: kv[0])
+    max_params = connection.features.max_query_params or 65535
+    if connection.vendor == "postgresql":
+        max_params //= 2  # apply() may send the hourly and the daily statement as one
+    per_statement = max(1, max_params // len(_COLUMNS))
+    statements = []
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params: list[Any] = []
+        for (bucket, type_, country), g in chunk:
+            params += [bucket_field.get_db_prep_value(bucket, connection), type_, country, *g]
+        statements.append((head + ", ".join([row_sql] * len(chunk)) + tail, params))
+    return statements
+
+
+_parts: dict[tuple[type, str], tuple[str, str]] = {}
+
+
+def _statement_parts(model: type, connection) -> tuple[str, str]:
+    """The upsert around its VALUES rows, built once per model and backend (a synchronous
+    request runs it for two rows)."""
+    key = (model, connection.vendor)
+    found = _parts.get(key)
+    if found is not None:
+        return found
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
-    bucket_field = model._meta.get_field("bucket")
     if connection.vendor == "postgresql":
         least, greatest = "LEAST({0}, {1})", "GREATEST({0}, {1})"
     else:
@@ -116,29 +144,11 @@ def _upserts(model: type, groups: dict[tuple, list], connection) -> list[tuple[s
         ]
     )
     columns = ", ".join(qn(c) for c in _COLUMNS)
-    row_sql = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-    # Sorted keys: concurrent writers touch buckets in the same order (no lock-order deadlock).
-    rows = sorted(groups.items(), key=lambda kv: kv[0])
-    max_params = connection.features.max_query_params or 65535
-    if connection.vendor == "postgresql":
-        max_params //= 2  # apply() may send the hourly and the daily statement as one
-    per_statement = max(1, max_params // len(_COLUMNS))
-    statements = []
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        params: list[Any] = []
-        for (bucket, type_, country), g in chunk:
-            params += [bucket_field.get_db_prep_value(bucket, connection), type_, country, *g]
-        statements.append(
-            (
-                f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608 (identifiers quoted)
-                + ", ".join([row_sql] * len(chunk))
-                + f" ON CONFLICT ({qn('bucket')}, {qn('type')}, {qn('country')})"
-                + f" DO UPDATE SET {updates}",
-                params,
-            )
-        )
-    return statements
+    found = _parts[key] = (
+        f"INSERT INTO {table} ({columns}) VALUES ",  # noqa: S608 (identifiers quoted)
+        f" ON CONFLICT ({qn('bucket')}, {qn('type')}, {qn('country')}) DO UPDATE SET {updates}",
+    )
+    return found
 
 
 def apply(acts: Iterable[Any]) -> None:
