@@ -339,11 +339,9 @@ def _detect(acts: list[Activity]) -> list:
 
     try:
         return list(detect_batch(acts) or [])
-    except DatabaseError as exc:
-        if _unavailable(exc):
-            raise
-        raise _DetectionFailed from exc
     except Exception as exc:  # noqa: BLE001 - a detector bug must not lose the audit log
+        if isinstance(exc, DatabaseError) and _unavailable(exc):
+            raise  # the database is down: the caller spools the batch
         raise _DetectionFailed from exc
 
 
