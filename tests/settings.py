@@ -65,6 +65,12 @@ DATABASES = {
         conn_max_age=0,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and os.environ.get(
+    "TRACKING_TEST_PREPARED"
+):
+    # Django's opt-in server-side binding with psycopg's prepared statements (every statement
+    # prepared on first use): CI runs the PostgreSQL suite once more this way.
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 0}
 if os.environ.get("TEST_DB_SUFFIX"):
     DATABASES["default"].setdefault("TEST", {})["NAME"] = "test_" + os.environ["TEST_DB_SUFFIX"]
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

@@ -417,3 +417,13 @@ def test_workers_exit_when_the_command_is_killed(seeded):
     while any(_running(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_running(p) for p in workers)
+
+
+def test_snapshot_id_is_checked_before_it_is_written_into_sql():
+    # SET TRANSACTION SNAPSHOT takes no bound parameter under server-side binding.
+    from tracking.export_parallel import _set_snapshot
+
+    assert _set_snapshot("00000003-0000001B-1") == "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'"
+    for bad in ("x'; DROP TABLE tracking_activity; --", "", "00000003", None):
+        with pytest.raises(ValueError, match="not a snapshot id"):
+            _set_snapshot(bad)

@@ -77,6 +77,20 @@ def test_month_arithmetic():
     )
 
 
+def test_partition_bounds_are_written_as_checked_literals():
+    # DDL takes no bound parameters under Django's server-side binding: the bounds are
+    # inlined, and only aware datetimes are accepted.
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    end = partitioning.add_months(start, 1)
+    assert partitioning._bound(start, end) == (
+        "FROM ('2026-11-01T00:00:00+00:00') TO ('2026-12-01T00:00:00+00:00')"
+    )
+    with pytest.raises(ValueError, match="timezone-aware"):
+        partitioning._bound(datetime(2026, 11, 1), end)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        partitioning._bound(start, "2026-12-01') TO ('2027-01-01")
+
+
 def test_partition_settings_checks():
     assert check_partitioning() == []
     with override_settings(TRACKING_PARTITION_MONTHS_AHEAD=-1):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import re
 import signal
 import sys
 import traceback
@@ -186,6 +187,19 @@ def _in_order(
         yield done.pop(index)
 
 
+# What pg_export_snapshot() returns, e.g. "00000003-0000001B-1".
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+(-[0-9A-F]+)+")
+
+
+def _set_snapshot(snapshot: str) -> str:
+    """``SET TRANSACTION SNAPSHOT`` with the id as a literal: a utility statement takes no
+    parameters when Django binds them server-side (``OPTIONS["server_side_binding"]``). The
+    id is checked against the form PostgreSQL exports before it is written into the SQL."""
+    if not isinstance(snapshot, str) or not _SNAPSHOT_ID.fullmatch(snapshot):
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    return f"SET TRANSACTION SNAPSHOT '{snapshot}'"
+
+
 def _work(queryset: Any, fmt: str, link: Any, inherited: list[Any]) -> None:
     """A worker: encode ranges until told to stop, each in the parent's snapshot.
 
@@ -211,7 +225,7 @@ def _work(queryset: Any, fmt: str, link: Any, inherited: list[Any]) -> None:
                     if not snapshot_taken:
                         with connections[queryset.db].cursor() as cursor:
                             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                            cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+                            cursor.execute(_set_snapshot(snapshot))
                         snapshot_taken = True
                     outcome: Any = _encode_range(within(queryset, low, high), fmt, payloads)
                 except Exception as exc:  # reported to the parent, which stops the export

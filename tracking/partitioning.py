@@ -95,6 +95,17 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _bound(start: datetime, end: datetime) -> str:
+    """``FROM (…) TO (…)`` of a partition, with the bounds written as literals: utility
+    statements (CREATE/ATTACH PARTITION) take no parameters when Django binds them
+    server-side (``OPTIONS["server_side_binding"]``). Only our own aware datetimes get here,
+    and their ISO form holds digits and ``-:T+.`` alone."""
+    for value in (start, end):
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("partition bounds must be timezone-aware datetimes")
+    return f"FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+
+
 def _supported(using: str) -> bool:
     return connections[using].vendor == "postgresql"
 
@@ -155,8 +166,7 @@ def _create_month(cur, start: datetime, *, has_default: bool) -> str:
     end = add_months(start, 1)
     if not has_default:
         cur.execute(
-            f"CREATE TABLE {_q(name)} PARTITION OF {_q(TABLE)} FOR VALUES FROM (%s) TO (%s)",
-            [start, end],
+            f"CREATE TABLE {_q(name)} PARTITION OF {_q(TABLE)} FOR VALUES {_bound(start, end)}"
         )
         return name
     # Writers must not route rows of this month into the default partition between the move
@@ -173,8 +183,7 @@ def _create_month(cur, start: datetime, *, has_default: bool) -> str:
         [start, end],
     )
     cur.execute(
-        f"ALTER TABLE {_q(TABLE)} ATTACH PARTITION {_q(name)} FOR VALUES FROM (%s) TO (%s)",
-        [start, end],
+        f"ALTER TABLE {_q(TABLE)} ATTACH PARTITION {_q(name)} FOR VALUES {_bound(start, end)}"
     )
     return name
 
@@ -356,8 +365,7 @@ def _rebuild(cur, *, partitioned: bool, months_ahead: int) -> None:
             end = add_months(start, 1)
             cur.execute(
                 f"CREATE TABLE {_q(partition_name(start))} PARTITION OF {_q(TABLE)} "
-                f"FOR VALUES FROM (%s) TO (%s)",
-                [start, end],
+                f"FOR VALUES {_bound(start, end)}"
             )
     before = _fetchall(cur, f"SELECT count(*) FROM {_q(LEGACY_TABLE)}")[0][0]  # noqa: S608
     cur.execute(f"INSERT INTO {_q(TABLE)} SELECT * FROM {_q(LEGACY_TABLE)}")  # noqa: S608
