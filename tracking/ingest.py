@@ -262,9 +262,15 @@ def build_activity(event: Event) -> Activity:
 
 
 class _Users:
-    """Resolve ``user_id``/``username`` of a batch with two queries."""
+    """Resolve ``user_id``/``username`` of a batch with at most two queries.
 
-    def __init__(self, events: list[Event]) -> None:
+    ``trust_ids``: live capture, where the id is the request's authenticated user, read from
+    the user table during that request. The id is not looked up again; should the user be gone
+    by the time the row is written, the foreign key refuses the batch and ``_ingest`` resolves
+    its users against the table before writing it again (the row is then kept without a user).
+    """
+
+    def __init__(self, events: list[Event], *, trust_ids: bool = False) -> None:
         model = get_user_model()
         pk = model._meta.pk
         ids = set()
@@ -276,11 +282,11 @@ class _Users:
                     continue
         field = model.USERNAME_FIELD
         self.pk = pk
-        self.ids = (
-            set(model._default_manager.filter(pk__in=ids).values_list("pk", flat=True))
-            if ids
-            else set()
-        )
+        self.trusted = trust_ids and bool(ids)
+        if trust_ids or not ids:
+            self.ids = ids
+        else:
+            self.ids = set(model._default_manager.filter(pk__in=ids).values_list("pk", flat=True))
         # Names are only looked up for events whose user id did not resolve: a request by a
         # logged-in user costs one query, not two.
         names = {e.username for e in events if e.username and self._by_id(e) is None}
@@ -352,15 +358,25 @@ def _insert(pairs: list[tuple[Event, Activity]]) -> None:
     acts = [a for _, a in pairs]
     before = [tuple(getattr(a, f) for f in _VERDICT_FIELDS) for a in acts]
     try:
-        _write(pairs, detect=True)
-    except _DetectionFailed as exc:
-        logger.error(
-            "detection failed for a batch; stored without findings", exc_info=exc.__cause__
-        )
-        for act, values in zip(acts, before, strict=True):
-            for name, value in zip(_VERDICT_FIELDS, values, strict=True):
-                setattr(act, name, list(value) if isinstance(value, list) else value)
-        _write(pairs, detect=False)
+        try:
+            _write(pairs, detect=True)
+        except _DetectionFailed as exc:
+            logger.error(
+                "detection failed for a batch; stored without findings", exc_info=exc.__cause__
+            )
+            _restore_verdicts(acts, before)
+            _write(pairs, detect=False)
+    except BaseException:
+        # Nothing was stored: a batch written again (one by one, or after its users were
+        # resolved) is judged afresh, not on top of the verdicts of the rolled-back attempt.
+        _restore_verdicts(acts, before)
+        raise
+
+
+def _restore_verdicts(acts: list[Activity], before: list[tuple]) -> None:
+    for act, values in zip(acts, before, strict=True):
+        for name, value in zip(_VERDICT_FIELDS, values, strict=True):
+            setattr(act, name, list(value) if isinstance(value, list) else value)
 
 
 def _write(pairs: list[tuple[Event, Activity]], *, detect: bool) -> None:
@@ -520,7 +536,7 @@ def _ingest(
         if not assume_new:
             pairs = _drop_existing(pairs, result)
         pairs.sort(key=lambda p: p[1].timestamp)
-        users = _Users([e for e, _ in pairs])
+        users = _Users([e for e, _ in pairs], trust_ids=assume_new)
         for event, act in pairs:
             act.user_id = users.resolve(event)
         try:
@@ -528,10 +544,7 @@ def _ingest(
         except Exception as exc:  # noqa: BLE001 - isolate the bad event below
             if _unavailable(exc):
                 raise
-            if assume_new and isinstance(exc, IntegrityError):
-                pairs = _drop_existing(pairs, result)
-            logger.warning("batch insert failed (%s); retrying events one by one", exc)
-            _one_by_one(pairs, result)
+            _after_failed_batch(pairs, users, exc, result, assume_new=assume_new)
         else:
             result.stored += len(pairs)
             result.ids.extend(str(a.id) for _, a in pairs)
@@ -551,6 +564,39 @@ def _ingest(
         _close_connection()
     logger.debug("ingest(%s): %s", source, result)
     return result
+
+
+def _after_failed_batch(
+    pairs: list[tuple[Event, Activity]],
+    users: _Users,
+    exc: Exception,
+    result: IngestResult,
+    *,
+    assume_new: bool,
+) -> None:
+    """A batch's write failed and nothing of it was stored. A live batch may hold an id that
+    was stored already or a trusted user id whose user is gone (both refused by a constraint):
+    drop the one, resolve the other against the table and write the batch once more. What
+    still fails is written event by event, so one bad event only loses itself."""
+    if assume_new and isinstance(exc, IntegrityError):
+        pairs = _drop_existing(pairs, result)
+    if users.trusted:
+        users = _Users([e for e, _ in pairs])
+        for event, act in pairs:
+            act.user_id = users.resolve(event)
+        if isinstance(exc, IntegrityError):
+            try:
+                _insert(pairs)
+            except Exception as again:  # noqa: BLE001
+                if _unavailable(again):
+                    raise
+                exc = again
+            else:
+                result.stored += len(pairs)
+                result.ids.extend(str(a.id) for _, a in pairs)
+                return
+    logger.warning("batch insert failed (%s); retrying events one by one", exc)
+    _one_by_one(pairs, result)
 
 
 def _item_id(item: Any) -> str | None:
