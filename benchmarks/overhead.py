@@ -45,6 +45,7 @@ class Variant:
     settle: float = 1.0  # seconds without new rows before its background writer counts as drained
     env: tuple[tuple[str, str], ...] = ()  # extra environment of its server (and worker)
     celery_worker: bool = False  # run one Celery worker process beside the server
+    backends: tuple[str, ...] = ("sqlite", "postgresql")
 
 
 VARIANTS = {
@@ -71,6 +72,26 @@ VARIANTS = {
         settle=3.0,
         env=(("BENCH_HANDOFF", "celery"),),
         celery_worker=True,
+    ),
+    # The same views with the database settings README "Performance" recommends on
+    # PostgreSQL without a transaction-mode pooler: Django's server-side binding and psycopg's
+    # prepared statements (BENCH_PG_PREPARED, read by settings_base). The untracked baseline
+    # runs no SQL, so its settings do not matter.
+    "track-sync-prepared": Variant(
+        "track-sync-prepared",
+        "tracking",
+        {"django": "/plain-sync/", "drf": "/drf-sync/"},
+        "tracking_activity",
+        env=(("BENCH_PG_PREPARED", "1"),),
+        backends=("postgresql",),
+    ),
+    "track-async-prepared": Variant(
+        "track-async-prepared",
+        "tracking",
+        {"django": "/plain-async/", "drf": "/drf-async/"},
+        "tracking_activity",
+        env=(("BENCH_PG_PREPARED", "1"),),
+        backends=("postgresql",),
     ),
     "easy-audit": Variant(
         "easy-audit", "easyaudit", {"django": "/plain/", "drf": "/drf/"}, "easyaudit_requestevent"
@@ -129,11 +150,12 @@ def _lua_script(delay_ms: int = 0) -> Path:
     return path
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
 def _ms(text: str) -> float:
-    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    """wrk's time (``812.00us``, ``1.20ms``, ``2.01s``, ``1.05m``) in milliseconds."""
+    m = re.match(r"([\d.]+)(us|ms|s|m|h)$", text)
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
@@ -300,7 +322,15 @@ def run(report: Report, *, backends: list[str], seconds: float, quick: bool) -> 
     build_databases(dbs.VAR / "geoip")
     script = _lua_script()
     paced = _lua_script(PACED_DELAY_MS)
-    order = ["track-sync", "track-async", "track-celery", "easy-audit", "drf-api-logger"]
+    order = [
+        "track-sync",
+        "track-sync-prepared",
+        "track-async",
+        "track-async-prepared",
+        "track-celery",
+        "easy-audit",
+        "drf-api-logger",
+    ]
     if os.environ.get("BENCH_VARIANTS"):  # e.g. "track-async,track-celery" for a quick look
         wanted = os.environ["BENCH_VARIANTS"].split(",")
         order = [name for name in order if name in wanted]
@@ -320,6 +350,8 @@ def run(report: Report, *, backends: list[str], seconds: float, quick: bool) -> 
         with Server(base_variant, backend, base_db, _free_port()) as base:
             for name in order:
                 variant = VARIANTS[name]
+                if backend not in variant.backends:
+                    continue
                 db = f"overhead_{variant.settings}"
                 dbs.fresh(backend, db, SETTINGS.format(variant.settings))
                 print(f"-- {backend}: {name} (A/B against untracked)", flush=True)
@@ -384,9 +416,11 @@ def _report(report, backend, results, stored) -> None:
         "track-async": (0.75, "async >= 0.75 of untracked"),
         "track-celery": (0.75, "async >= 0.75 of untracked"),
         "track-sync": (0.45, "sync >= 0.45 of untracked (PostgreSQL)"),
+        "track-sync-prepared": (0.45, "sync >= 0.45 of untracked (PostgreSQL)"),
+        "track-async-prepared": (0.75, "async >= 0.75 of untracked"),
     }
     for kind in ("django", "drf"):
-        for name in ("track-sync", "track-async", "track-celery", "easy-audit", "drf-api-logger"):
+        for name in VARIANTS:
             if (name, kind) not in results:
                 continue
             moderate, saturated, b_mod, b_sat, v_paced, b_paced = results[(name, kind)]
@@ -408,7 +442,8 @@ def _report(report, backend, results, stored) -> None:
                 )
             )
             ok = None
-            if name in ("track-async", "track-celery"):
+            is_async = name in ("track-async", "track-async-prepared", "track-celery")
+            if is_async:
                 ok = v_paced.p50_ms - b_paced.p50_ms <= 0.1
             report.add(
                 Figure(
@@ -418,7 +453,7 @@ def _report(report, backend, results, stored) -> None:
                     "ms",
                     None,
                     "",
-                    "async <= 0.1 ms" if name in ("track-async", "track-celery") else "",
+                    "async <= 0.1 ms" if is_async else "",
                     ok,
                     note=f"p50 {v_paced.p50_ms:.3f} vs {b_paced.p50_ms:.3f} ms, p99 "
                     f"{v_paced.p99_ms:.3f} vs {b_paced.p99_ms:.3f} ms at {v_paced.rps:,.0f} vs "

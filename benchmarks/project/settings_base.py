@@ -55,6 +55,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "transaction_mode": "IMMEDIATE",
     }
 
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and os.environ.get("BENCH_PG_PREPARED"):
+    # README "Performance": server-side binding with psycopg's prepared statements (not behind
+    # a transaction-mode pooler).
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
