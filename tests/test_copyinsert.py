@@ -215,3 +215,30 @@ def test_shortcuts_leave_naive_datetimes_and_odd_values_to_django():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert str(row[ts]) == str(fields[ts].get_db_prep_save(act.timestamp, connection))
+
+
+@pytest.mark.django_db
+def test_many_findings_of_a_small_batch_are_inserted_inside_its_pipeline():
+    """A small batch is written in psycopg's pipeline mode, where COPY is not allowed: its
+    findings go by INSERT even when there are more than ``MIN_ROWS`` of them (an attack in a
+    quiet minute: a few events, many findings each)."""
+    from tracking import ingest as ingest_module
+
+    events = _events(3)
+    assert ingest(events, assume_new=True).stored == 3
+    acts = list(Activity.objects.filter(id__in=[e.id for e in events]))
+    findings = [
+        Finding(
+            activity=acts[i % 3],
+            timestamp=acts[i % 3].timestamp,
+            detector="burst",
+            tag="t",
+            score=0.5,
+            reason=f"r{i}",
+            evidence={"i": i},
+        )
+        for i in range(copyinsert.MIN_ROWS + 10)
+    ]
+    with transaction.atomic(), ingest_module._pipelined(3):
+        copyinsert.insert(Finding, findings)
+    assert Finding.objects.filter(detector="burst").count() == copyinsert.MIN_ROWS + 10

@@ -165,7 +165,15 @@ def _use_copy(connection, objs: Sequence[models.Model]) -> bool:
         import psycopg  # noqa: F401 - COPY through psycopg 3's cursor.copy()
     except ImportError:
         return False
-    return True
+    return not _in_pipeline(connection)
+
+
+def _in_pipeline(connection) -> bool:
+    """psycopg's pipeline mode (a small batch's writes, see ``ingest._pipelined``) refuses
+    COPY: the rows go by INSERT there."""
+    raw = connection.connection
+    pgconn = getattr(raw, "pgconn", None)
+    return pgconn is not None and bool(pgconn.pipeline_status)
 
 
 def _prepared(
