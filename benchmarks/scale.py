@@ -63,9 +63,10 @@ def _p50(client, path: str, repeat: int) -> tuple[float, int]:
     return statistics.median(times), len(response.content)
 
 
-def _tree_rss_mib(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants now (MiB), from /proc."""
-    total_kib, todo, seen = 0, [pid], set()
+def _tree_rss_mib(pid: int) -> tuple[float, float]:
+    """Resident memory of ``pid`` and all its descendants now, and the largest high-water
+    mark (VmHWM: the peak since its exec) of any one of them (MiB), from /proc."""
+    total_kib, hwm_kib, todo, seen = 0, 0, [pid], set()
     while todo:
         p = todo.pop()
         if p in seen:
@@ -74,21 +75,28 @@ def _tree_rss_mib(pid: int) -> float:
         try:
             with open(f"/proc/{p}/status") as fh:
                 for line in fh:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("VmHWM:"):
+                        hwm_kib = max(hwm_kib, int(line.split()[1]))
+                    elif line.startswith("VmRSS:"):
                         total_kib += int(line.split()[1])
                         break
             with open(f"/proc/{p}/task/{p}/children") as fh:
                 todo.extend(int(c) for c in fh.read().split())
         except (OSError, ValueError):
             continue  # exited meanwhile
-    return total_kib / 1024
+    return total_kib / 1024, hwm_kib / 1024
 
 
 def _export(path: Path, budget: float) -> tuple[float, float, int, bool, float]:
     """Full CSV export in a subprocess: (seconds, peak RSS MiB of its largest process,
     rows written, finished, peak RSS MiB of the whole process tree, sampled every 50 ms:
     ``--workers`` forks encoders, and the target is for the export, not one process).
-    A run longer than ``budget`` seconds is stopped; its rate is what it wrote by then."""
+    A run longer than ``budget`` seconds is stopped; its rate is what it wrote by then.
+
+    The largest process's peak is its VmHWM, read while it runs: ``wait4``'s ``ru_maxrss``
+    also counts the benchmark process itself, whose memory the child shares until its exec
+    (after loading 1M rows in this process it reported 250 MiB for an export that peaked
+    at 96)."""
     started = time.perf_counter()
     # To stdout (not -o, which writes a temporary file renamed at the end), so a run stopped
     # at the budget still shows how many rows it wrote.
@@ -101,16 +109,17 @@ def _export(path: Path, budget: float) -> tuple[float, float, int, bool, float]:
         stderr=subprocess.DEVNULL,
     )
     finished = True
-    tree_peak = 0.0
+    tree_peak = largest = 0.0
     while True:
-        tree_peak = max(tree_peak, _tree_rss_mib(proc.pid))
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        tree, hwm = _tree_rss_mib(proc.pid)
+        tree_peak, largest = max(tree_peak, tree), max(largest, hwm)
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         if time.perf_counter() - started > budget:
             proc.kill()
             finished = False
-            _, status, usage = os.wait4(proc.pid, 0)
+            _, status, _ = os.wait4(proc.pid, 0)
             break
         time.sleep(0.05)
     seconds = time.perf_counter() - started
@@ -120,7 +129,7 @@ def _export(path: Path, budget: float) -> tuple[float, float, int, bool, float]:
         raise RuntimeError(f"export exited {proc.returncode}")
     with path.open("rb") as fh:
         lines = max(0, sum(1 for _ in fh) - 1)  # minus the header
-    return seconds, usage.ru_maxrss / 1024, lines, finished, tree_peak
+    return seconds, largest, lines, finished, tree_peak
 
 
 def main() -> None:
@@ -334,7 +343,7 @@ def _export_figures(args) -> None:
             "MiB",
             target="<= 200 MB",
             ok=tree * 1.048576 <= 200,
-            note=f"largest single process {rss:.0f} MiB (wait4); sampled every 50 ms",
+            note=f"largest single process {rss:.0f} MiB (VmHWM); sampled every 50 ms",
         )
     )
 
