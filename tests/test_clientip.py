@@ -84,6 +84,27 @@ def test_chain_truncated_for_forensics():
     assert len(addr.forwarded_for) == 512
 
 
+def test_remembered_answers_follow_the_trusted_proxies_setting():
+    # The same peer and chain, answered from the cache, until the setting changes.
+    r = req("10.0.0.2", xff="6.6.6.6, 81.2.69.10")
+    assert client_ip(r) == client_ip(r) == "10.0.0.2"
+    with override_settings(TRACKING_TRUSTED_PROXIES=["10.0.0.0/8"]):
+        assert client_ip(r) == client_ip(r) == "81.2.69.10"
+    assert client_ip(r) == "10.0.0.2"
+
+
+@override_settings(TRACKING_TRUSTED_PROXIES=["10.0.0.0/8"])
+def test_long_chains_are_resolved_alike_without_the_cache():
+    from tracking import clientip
+
+    hops = ", ".join(f"10.1.{i // 250}.{i % 250 + 1}" for i in range(40))
+    chain = f"6.6.6.6, 81.2.69.10, {hops}"
+    assert len(chain) > clientip.MEMO_HEADER_LENGTH
+    before = clientip._memo_address.cache_info().currsize
+    assert client_ip(req("10.0.0.2", xff=chain)) == "81.2.69.10"
+    assert clientip._memo_address.cache_info().currsize == before
+
+
 def test_drf_request_supported():
     assert client_ip(Request(req("81.2.69.10", xff="1.2.3.4"))) == "81.2.69.10"
 
