@@ -60,23 +60,31 @@ def test_copy_path_rows_decrypt_verify_and_carry_their_findings(monkeypatch):
     assert report.ok, report.problems  # every row MAC matches its stored content
 
 
-@pytest.mark.django_db
-def test_findings_by_copy_get_database_keys_and_keep_their_activity():
+def _three_stored_activities() -> list[Activity]:
     events = _events(3)
     assert ingest(events, assume_new=True).stored == 3
-    acts = list(Activity.objects.filter(id__in=[e.id for e in events]))
-    findings = [
+    return list(Activity.objects.filter(id__in=[e.id for e in events]))
+
+
+def _findings(acts: list[Activity], n: int, detector: str, **evidence) -> list[Finding]:
+    return [
         Finding(
-            activity=acts[i % 3],
-            timestamp=acts[i % 3].timestamp,
-            detector="test",
+            activity=acts[i % len(acts)],
+            timestamp=acts[i % len(acts)].timestamp,
+            detector=detector,
             tag="t",
             score=0.25,
             reason=f"r{i}",
-            evidence={"i": i, "nested": {"x": [1, 2]}},
+            evidence={"i": i, **evidence},
         )
-        for i in range(N)
+        for i in range(n)
     ]
+
+
+@pytest.mark.django_db
+def test_findings_by_copy_get_database_keys_and_keep_their_activity():
+    acts = _three_stored_activities()
+    findings = _findings(acts, N, "test", nested={"x": [1, 2]})
     copyinsert.insert(Finding, findings)
     stored = list(Finding.objects.filter(detector="test").order_by("id"))
     assert len(stored) == N and len({f.pk for f in stored}) == N
@@ -224,21 +232,7 @@ def test_many_findings_of_a_small_batch_are_inserted_inside_its_pipeline():
     quiet minute: a few events, many findings each)."""
     from tracking import ingest as ingest_module
 
-    events = _events(3)
-    assert ingest(events, assume_new=True).stored == 3
-    acts = list(Activity.objects.filter(id__in=[e.id for e in events]))
-    findings = [
-        Finding(
-            activity=acts[i % 3],
-            timestamp=acts[i % 3].timestamp,
-            detector="burst",
-            tag="t",
-            score=0.5,
-            reason=f"r{i}",
-            evidence={"i": i},
-        )
-        for i in range(copyinsert.MIN_ROWS + 10)
-    ]
+    findings = _findings(_three_stored_activities(), copyinsert.MIN_ROWS + 10, "burst")
     with transaction.atomic(), ingest_module._pipelined(3):
         copyinsert.insert(Finding, findings)
     assert Finding.objects.filter(detector="burst").count() == copyinsert.MIN_ROWS + 10
