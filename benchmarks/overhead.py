@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import dbs
@@ -73,26 +73,6 @@ VARIANTS = {
         env=(("BENCH_HANDOFF", "celery"),),
         celery_worker=True,
     ),
-    # The same views with the database settings README "Performance" recommends on
-    # PostgreSQL without a transaction-mode pooler: Django's server-side binding and psycopg's
-    # prepared statements (BENCH_PG_PREPARED, read by settings_base). The untracked baseline
-    # runs no SQL, so its settings do not matter.
-    "track-sync-prepared": Variant(
-        "track-sync-prepared",
-        "tracking",
-        {"django": "/plain-sync/", "drf": "/drf-sync/"},
-        "tracking_activity",
-        env=(("BENCH_PG_PREPARED", "1"),),
-        backends=("postgresql",),
-    ),
-    "track-async-prepared": Variant(
-        "track-async-prepared",
-        "tracking",
-        {"django": "/plain-async/", "drf": "/drf-async/"},
-        "tracking_activity",
-        env=(("BENCH_PG_PREPARED", "1"),),
-        backends=("postgresql",),
-    ),
     "easy-audit": Variant(
         "easy-audit", "easyaudit", {"django": "/plain/", "drf": "/drf/"}, "easyaudit_requestevent"
     ),
@@ -104,6 +84,23 @@ VARIANTS = {
         settle=12.0,  # its writer flushes every DRF_LOGGER_INTERVAL (10 s by default)
     ),
 }
+
+
+def _prepared(base: Variant) -> Variant:
+    """``base`` with the database settings README "PostgreSQL: prepared statements"
+    recommends without a transaction-mode pooler: Django's server-side binding and psycopg's
+    prepared statements (``BENCH_PG_PREPARED``, read by settings_base). The untracked
+    baseline runs no SQL, so its settings do not matter."""
+    return replace(
+        base,
+        name=f"{base.name}-prepared",
+        env=(*base.env, ("BENCH_PG_PREPARED", "1")),
+        backends=("postgresql",),
+    )
+
+
+for _name in ("track-sync", "track-async"):
+    VARIANTS[f"{_name}-prepared"] = _prepared(VARIANTS[_name])
 
 
 @dataclass
