@@ -5,7 +5,8 @@
 1. drops ids already stored (imports re-run, at-least-once delivery) and repeats in the batch;
 2. enriches: IP → geo/ASN, User-Agent → device (pre-filled ``enrichment`` of imports is kept);
 3. redacts headers/params again (idempotent) and clamps every field to its column;
-4. sorts by timestamp and builds unsaved ``Activity`` objects, resolving users;
+4. sorts by timestamp and builds unsaved ``Activity`` objects, resolving users (live events
+   trust the request's user id; see ``_Users``);
 5. runs detection, merges imported verdicts;
 6. computes each row MAC, bulk-inserts activities and findings and updates ``Rollup`` rows in
    one transaction;
