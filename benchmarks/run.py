@@ -7,7 +7,7 @@
 
 Sections: requests (gunicorn + wrk, SQLite WAL and PostgreSQL, against django-easy-audit and
 DRF-API-Logger), ingestion (async writer and Celery workers vs COPY and bulk_create),
-detection (events/s per core) and queries (list pages, paging, stats, admin, CSV export at
+detection (events/s per core), costs (CPU per event of each part of the write path) and queries (list pages, paging, stats, admin, CSV export at
 scale). Figures go to stdout and ``var/bench/results-<sections>.json``; benchmarks/README.md records them.
 """
 
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 os.environ.setdefault("PYTHONPATH", str(ROOT))
 
-SECTIONS = ("requests", "ingestion", "detection", "queries")
+SECTIONS = ("requests", "ingestion", "detection", "costs", "queries")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import pipeline
 
                 pipeline.run(report, events=args.events or (2_000 if args.quick else 10_000))
+            elif section == "costs":
+                from benchmarks import costs
+
+                if pg:
+                    costs.run(report, events=args.events or (3_000 if args.quick else 10_000))
             elif section == "queries":
                 from benchmarks import scale
 
