@@ -289,7 +289,7 @@ class _Users:
         else:
             self.ids = set(model._default_manager.filter(pk__in=ids).values_list("pk", flat=True))
         # Names are only looked up for events whose user id did not resolve: a request by a
-        # logged-in user costs one query, not two.
+        # logged-in user costs no user query when live, one when imported, never two.
         names = {e.username for e in events if e.username and self._by_id(e) is None}
         self.by_name = (
             dict(model._default_manager.filter(**{f"{field}__in": names}).values_list(field, "pk"))

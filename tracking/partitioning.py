@@ -91,7 +91,8 @@ def partition_name(start: datetime) -> str:
 
 def _q(name: str) -> str:
     # Identifiers in this module's SQL are our own constants or names read back from the
-    # catalog, always quoted here; values always go as parameters (hence the S608 noqas).
+    # catalog, always quoted here; values go as parameters (hence the S608 noqas), except
+    # partition bounds, which DDL cannot take as parameters (see _bound).
     return '"' + name.replace('"', '""') + '"'
 
 
