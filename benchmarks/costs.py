@@ -83,24 +83,23 @@ def main() -> None:
     from benchmarks.child import emit
     from benchmarks.project import views
     from benchmarks.report import Figure
+    from benchmarks.workload import BROWSERS, client_addresses
     from benchmarks.workload import events as make_events
     from tracking import writer
     from tracking.ingest import ingest
     from tracking.sealing import seal_pending
     from tracking.testing.geoip import build_databases
-    from tracking.testing.world import NETWORKS, host
 
     build_databases(dbs.VAR / "geoip")
     n, batch = args.events, 400
     tracked = views.tracked_views()
     factory = RequestFactory()
-    ips = [host(net, i) for net in NETWORKS for i in (1, 7, 42)]
-    agent = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+    ips = client_addresses()
     requests = [
         factory.get(
             "/",
             HTTP_X_FORWARDED_FOR=ips[i % len(ips)],
-            HTTP_USER_AGENT=agent,
+            HTTP_USER_AGENT=BROWSERS[i % len(BROWSERS)],
             REMOTE_ADDR="127.0.0.1",
         )
         for i in range(n)
@@ -111,8 +110,9 @@ def main() -> None:
     real_submit = writer.submit
     writer.submit = queued.append
     try:
-        for r in requests[:500]:
-            views.plain(r), tracked["plain-async"](r)
+        for r in requests[:500]:  # warm
+            views.plain(r)
+            tracked["plain-async"](r)
         plain, _ = _measure(lambda i: views.plain(requests[i]), n)
         async_view, _ = _measure(lambda i: tracked["plain-async"](requests[i]), n)
     finally:
@@ -144,7 +144,8 @@ def main() -> None:
         ("logged-in users (the ingestion workload)", list(make_events(n + 2 * batch, seed=12))),
     ):
         chunks, step = batches(evs)
-        step(0), step(1)  # warm: profiles, model version, statements
+        step(0)  # warm: profiles, model version, statements
+        step(1)
         cpu, pg = _measure(lambda k, step=step: step(k + 2), len(chunks) - 2)
         per = len(chunks[2])
         emit(

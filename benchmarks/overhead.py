@@ -124,14 +124,9 @@ def _lua_script(delay_ms: int = 0) -> Path:
     """wrk script: each request comes from another world address and browser, so enrichment
     and detection do real work instead of hitting one cached entry. ``delay_ms`` paces each
     connection (see ``PACED_DELAY_MS``)."""
-    from tracking.testing.world import NETWORKS, host
+    from .workload import BROWSERS, client_addresses
 
-    ips = [host(n, i) for n in NETWORKS for i in (1, 7, 42)]
-    uas = [
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
-        "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
-    ]
+    ips, uas = client_addresses(), BROWSERS
     path = dbs.VAR / (f"wrk-paced-{delay_ms}ms.lua" if delay_ms else "wrk.lua")
     path.parent.mkdir(parents=True, exist_ok=True)
     lua_ips = ",".join(f'"{ip}"' for ip in ips)

@@ -17,6 +17,15 @@ AGENTS = (
     "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
     "python-requests/2.31.0",
 )
+# What the request benchmarks send (wrk's script, costs.py): three addresses of every world
+# network behind the trusted proxy, and these browsers in turn.
+BROWSERS = AGENTS[:3]  # the three browsers of AGENTS
+
+
+def client_addresses() -> list[str]:
+    return [host(n, i) for n in NETWORKS for i in (1, 7, 42)]
+
+
 ENDPOINTS = (
     ("AUTH", "POST", "/api/auth/login/"),
     ("PAYMENT", "POST", "/api/payments/"),
