@@ -30,6 +30,14 @@ def _event(**kw) -> Event:
     return Event(**base)
 
 
+def _deleted_user_pk(model, username: str):
+    """The id a request carried for a user deleted before its event was written."""
+    user = model.objects.create(username=username)
+    pk = user.pk
+    user.delete()
+    return pk
+
+
 @pytest.mark.django_db
 def test_a_repeated_live_event_is_a_duplicate_not_a_rejection():
     e = _event()
@@ -64,9 +72,7 @@ def test_a_live_event_of_a_user_deleted_since_is_kept_without_the_user(django_us
     """The trusted id fails the foreign key at commit: the batch is resolved against the user
     table and written again, nothing is rejected and the other events keep their users."""
     alive = django_user_model.objects.create(username="alive")
-    gone = django_user_model.objects.create(username="gone")
-    gone_pk = gone.pk
-    gone.delete()
+    gone_pk = _deleted_user_pk(django_user_model, "gone")
     events = [
         _event(user_id=alive.pk, username="alive"),
         _event(user_id=gone_pk, username="gone", endpoint="/x/"),
@@ -90,9 +96,7 @@ def test_a_retried_batch_is_judged_afresh(django_user_model, monkeypatch):
     """Verdicts of a rolled-back attempt do not stick to the events written again."""
     import tracking.ingest as ingest_module
 
-    gone = django_user_model.objects.create(username="gone2")
-    gone_pk = gone.pk
-    gone.delete()
+    gone_pk = _deleted_user_pk(django_user_model, "gone2")
     seen = []
     real = ingest_module._write
 
