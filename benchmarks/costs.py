@@ -85,10 +85,10 @@ def main() -> None:
     from benchmarks.report import Figure
     from benchmarks.workload import BROWSERS, client_addresses
     from benchmarks.workload import events as make_events
-    from tracking import writer
-    from tracking.ingest import ingest
-    from tracking.sealing import seal_pending
-    from tracking.testing.geoip import build_databases
+    from tracking.integrity.sealing import seal_pending
+    from tracking.pipeline import writer
+    from tracking.pipeline.ingest import ingest
+    from tracking.simulator.geoip import build_databases
 
     build_databases(dbs.VAR / "geoip")
     n, batch = args.events, 400
@@ -195,9 +195,10 @@ def _one_row_writes(n: int) -> float | None:
     from django.db import transaction
 
     from benchmarks.workload import events as make_events
-    from tracking import copyinsert, integrity
-    from tracking.ingest import build_activity
+    from tracking.integrity import macs as integrity
     from tracking.models import Activity
+    from tracking.pipeline.ingest import build_activity
+    from tracking.storage import copyinsert
 
     rows = []
     for e in make_events(n, seed=13):

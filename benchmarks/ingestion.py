@@ -41,7 +41,7 @@ WORKER = textwrap.dedent(
     app.conf.update(broker_url=settings.CELERY_BROKER_URL, worker_prefetch_multiplier=1,
                     broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
     app.set_default(); app.set_current()
-    import tracking.tasks  # noqa: F401
+    import tracking.pipeline.tasks  # noqa: F401
     app.worker_main(["worker", "--pool=solo", "--loglevel=WARNING", "-Q", os.environ["BENCH_QUEUE"],
                      "-n", os.environ["BENCH_NAME"], "--without-gossip", "--without-mingle"])
     """
@@ -67,7 +67,7 @@ def _count() -> int:
 def _rows(events):
     """Activity objects as the writer would store them (encrypted, MAC'd), built up front so
     the baselines time the database write alone."""
-    from tracking.integrity import row_mac
+    from tracking.integrity.macs import row_mac
     from tracking.models import Activity
 
     rows = []
@@ -140,7 +140,7 @@ def _wait(n: int, timeout: float) -> bool:
 
 
 def _writer(events) -> float:
-    from tracking import writer
+    from tracking.pipeline import writer
 
     events = list(events)
     started = time.perf_counter()
@@ -155,7 +155,7 @@ def _celery(events, batch: int) -> float:
     from celery import Celery
     from django.conf import settings as dj
 
-    from tracking import tasks
+    from tracking.pipeline import tasks
 
     broker = dj.CELERY_BROKER_URL
     app = Celery("bench-client")

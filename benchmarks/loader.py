@@ -30,11 +30,11 @@ def load(n: int, *, days: int = 90, users: int = 2000, seed: int = 11, progress=
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from tracking import crypto
-    from tracking.integrity import row_mac
+    from tracking.integrity import crypto
+    from tracking.integrity.macs import row_mac
     from tracking.models import Activity
-    from tracking.stats import rebuild_rollups
-    from tracking.testing.world import CITIES, NETWORKS, host
+    from tracking.simulator.world import CITIES, NETWORKS, host
+    from tracking.storage.stats import rebuild_rollups
 
     started = time.perf_counter()
     rng = random.Random(seed)

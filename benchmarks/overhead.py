@@ -310,7 +310,7 @@ def run(report: Report, *, backends: list[str], seconds: float, quick: bool) -> 
     if not shutil.which("wrk"):
         print("  wrk not installed (apt-get install wrk): request overhead skipped")
         return
-    from tracking.testing.geoip import build_databases
+    from tracking.simulator.geoip import build_databases
 
     build_databases(dbs.VAR / "geoip")
     script = _lua_script()

@@ -77,10 +77,10 @@ def main() -> None:
     from benchmarks.child import emit
     from benchmarks.report import Figure
     from benchmarks.workload import events as make_events
-    from tracking.detection import detect_batch
-    from tracking.ingest import build_activity, ingest
+    from tracking.detection.runner import detect_batch
     from tracking.models import Activity
-    from tracking.testing.geoip import build_databases
+    from tracking.pipeline.ingest import build_activity, ingest
+    from tracking.simulator.geoip import build_databases
 
     build_databases(dbs.VAR / "geoip")
     n, size = args.events, args.batch

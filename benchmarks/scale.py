@@ -142,8 +142,8 @@ def main() -> None:
     django.setup()
 
     from benchmarks.child import emit
-    from tracking import partitioning
     from tracking.models import Activity
+    from tracking.storage import partitioning
 
     n = args.rows
     have = Activity.objects.count()

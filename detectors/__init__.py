@@ -5,16 +5,16 @@ learned state ends in ``_``) and judge one event with ``score(event, profile, co
 touching a database, the network or the clock.
 """
 
-from .asn_change import AsnChange
-from .base import SEVERITY_RANK, Context, Detector, Finding, Observation, max_severity
-from .features import context_features
-from .impossible_travel import ImpossibleTravel
-from .outliers import FEATURE_NAMES, IsolationForestDetector, feature_row
-from .population import Population
-from .profile import UserProfile
-from .registry import BUILTIN_DETECTORS, ConfigError, build, build_all
-from .risk import FreemanRiskScore
-from .rules import Rule, RuleEngine, RuleError, load_rule_file, load_rules, parse_rule
+from detectors.asn_change import AsnChange
+from detectors.base import SEVERITY_RANK, Context, Detector, Finding, Observation, max_severity
+from detectors.features import context_features
+from detectors.impossible_travel import ImpossibleTravel
+from detectors.outliers import FEATURE_NAMES, IsolationForestDetector, feature_row
+from detectors.population import Population
+from detectors.profile import UserProfile
+from detectors.registry import BUILTIN_DETECTORS, ConfigError, build, build_all
+from detectors.risk import FreemanRiskScore
+from detectors.rules import Rule, RuleEngine, RuleError, load_rule_file, load_rules, parse_rule
 
 __all__ = [
     "BUILTIN_DETECTORS",

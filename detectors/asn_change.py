@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Context, Detector, Finding, Observation, check_number
-from .profile import UserProfile
+from detectors.base import Context, Detector, Finding, Observation, check_number
+from detectors.profile import UserProfile
 
 DAY = 86400.0
 

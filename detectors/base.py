@@ -1,6 +1,6 @@
 """The Detector interface, the plain event detectors see, and the findings they return.
 
-Nothing here touches a database, the network or the wall clock: ``tracking.detection`` builds an
+Nothing here touches a database, the network or the wall clock: ``tracking.detection.runner`` builds an
 :class:`Observation` from each activity, hands in the user's :class:`~detectors.profile.UserProfile`
 and a :class:`Context` (the event's own timestamp, population statistics, derived novelty), and
 stores what comes back.
@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from .population import Population
-    from .profile import UserProfile
+    from detectors.population import Population
+    from detectors.profile import UserProfile
 
 SEVERITIES: tuple[str, ...] = ("", "low", "medium", "high", "critical")
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Observation
-from .geo import haversine_km
-from .profile import UserProfile
+from detectors.base import Observation
+from detectors.geo import haversine_km
+from detectors.profile import UserProfile
 
 DAY = 86400.0
 # How long a value stays "known" for the ctx.new_* fields (rules); detectors have their own windows.

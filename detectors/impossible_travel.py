@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import Context, Detector, Finding, Observation, check_number
-from .geo import haversine_km, in_networks, parse_network
-from .profile import UserProfile
+from detectors.base import Context, Detector, Finding, Observation, check_number
+from detectors.geo import haversine_km, in_networks, parse_network
+from detectors.profile import UserProfile
 
 
 def _fmt_duration(seconds: float) -> str:

@@ -1,7 +1,7 @@
 """IsolationForest outliers over the activity and the user's context (scikit-learn).
 
 ``tracking train`` replays stored history to build one feature row per event
-(:func:`feature_row`), fits the forest and stores it signed (``tracking.modelstore``). Scoring is
+(:func:`feature_row`), fits the forest and stores it signed (``tracking.detection.modelstore``). Scoring is
 batched: one ``decision_function`` call per batch. Each finding names the features that made the
 event unusual, as their deviation (z-score) from the training distribution.
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import Context, Detector, Finding, Observation, check_number
-from .profile import UserProfile
+from detectors.base import Context, Detector, Finding, Observation, check_number
+from detectors.profile import UserProfile
 
 FEATURE_NAMES: tuple[str, ...] = (
     "hour_rarity",

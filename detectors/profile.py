@@ -1,4 +1,4 @@
-"""Per-user detection state as a plain JSON document (stored by ``tracking.profiles``).
+"""Per-user detection state as a plain JSON document (stored by ``tracking.detection.profiles``).
 
 The document keeps, per kind of value (ASN, country, city, device, user agent, browser, OS,
 address block), ``[first_seen, last_seen, count]`` for the most recently used values, the last located
@@ -17,7 +17,7 @@ from bisect import bisect_left, bisect_right, insort
 from functools import lru_cache
 from typing import Any
 
-from .base import Observation
+from detectors.base import Observation
 
 VERSION = 1
 # Kinds of values remembered per user and what they are read from.

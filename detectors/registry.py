@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Iterable
 from typing import Any
 
-from .base import Detector
+from detectors.base import Detector
 
 BUILTIN_DETECTORS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("detectors.impossible_travel.ImpossibleTravel", {}),

@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import Context, Detector, Finding, Observation, check_number
-from .profile import UserProfile, ip_prefix, ua_key
+from detectors.base import Context, Detector, Finding, Observation, check_number
+from detectors.profile import UserProfile, ip_prefix, ua_key
 
 FEATURES: tuple[str, ...] = ("ip", "asn", "country", "ua", "browser", "os", "device")
 

@@ -25,7 +25,7 @@ def geoip_databases():
     """The synthetic GeoLite2 databases in ``settings.GEOIP_PATH`` (built once, atomically)."""
     from django.conf import settings
 
-    from tracking.testing.geoip import build_databases
+    from tracking.simulator.geoip import build_databases
 
     build_databases(settings.GEOIP_PATH)
     return settings.GEOIP_PATH
@@ -65,7 +65,7 @@ def _clear_throttle_cache():
 def _forget_process_caches():
     """Per-process caches that trust the database for a few seconds (latest model version)
     would otherwise carry one test's rows into the next test's rolled-back database."""
-    from tracking.detection import forget_model_versions
+    from tracking.detection.runner import forget_model_versions
 
     forget_model_versions()
     yield
@@ -78,7 +78,7 @@ def _release_tracking_threads(request):
     asgiref's worker thread, so no thread holds the test database (PostgreSQL refuses to
     drop a database with open sessions)."""
     yield
-    from tracking import writer
+    from tracking.pipeline import writer
 
     current = writer._writer
     if current is not None and current.thread is not None and current.thread.is_alive():

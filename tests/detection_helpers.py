@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from detectors.base import Context, Observation
 from detectors.features import context_features
 from detectors.profile import UserProfile
-from tracking.testing.world import CITIES
+from tracking.simulator.world import CITIES
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DESKTOP = ("Other", "Windows", "Chrome")

@@ -8,10 +8,10 @@ from django.contrib.auth.models import Permission
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from tracking.integrity.sealing import seal_pending
+from tracking.integrity.verify import verify
 from tracking.models import Activity, Tombstone
-from tracking.sealing import seal_pending
 from tracking.testing.factories import make_activity
-from tracking.verify import verify
 
 pytestmark = pytest.mark.django_db
 

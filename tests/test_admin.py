@@ -202,7 +202,7 @@ def test_changelist_never_counts_the_whole_table(admin_client_staff):
 
 def test_related_admins_are_read_only(admin_client_staff, staff_user):
     a = make_activity()
-    from tracking.review import review
+    from tracking.detection.review import review
 
     review(a, by=staff_user, flagged=True)
     assert admin_client_staff.get("/admin/tracking/review/").status_code == 200
@@ -210,8 +210,8 @@ def test_related_admins_are_read_only(admin_client_staff, staff_user):
 
 
 def test_tag_filter_lists_detector_tags_without_scanning_findings(admin_client_staff):
-    from tracking.admin import known_tags
-    from tracking.detection import pipeline
+    from tracking.admin.activity import known_tags
+    from tracking.detection.runner import pipeline
 
     expected = {d.tag for d in pipeline().detectors if d.tag}
     assert expected and expected <= known_tags()
@@ -227,7 +227,7 @@ def test_date_hierarchy_reads_rollups_not_the_log(admin_client_staff):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from tracking.stats import rebuild_rollups
+    from tracking.storage.stats import rebuild_rollups
 
     make_activity(timestamp=datetime(2023, 5, 3, 10, tzinfo=UTC))
     make_activity(timestamp=datetime(2024, 2, 7, 10, tzinfo=UTC))
@@ -282,7 +282,7 @@ def test_date_hierarchy_with_rollup_filters_matches_the_log(admin_client_staff, 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from tracking.stats import rebuild_rollups
+    from tracking.storage.stats import rebuild_rollups
 
     make_activity(timestamp=datetime(2023, 5, 3, 10, tzinfo=UTC), type="AUTH", country="FR")
     make_activity(timestamp=datetime(2024, 2, 7, 10, tzinfo=UTC), type="DATA", flagged=True)

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from tracking.models import Activity, Finding, Review, Rollup, Tombstone
-from tracking.stats import query_stats, rebuild_rollups, rollup_stats
+from tracking.storage.stats import query_stats, rebuild_rollups, rollup_stats
 from tracking.testing.factories import make_activities, make_activity
 
 pytestmark = pytest.mark.django_db

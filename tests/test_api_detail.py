@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tracking.exporting import EXPORT_FIELDS
+from tracking.detection.review import review
+from tracking.export.records import EXPORT_FIELDS
 from tracking.models import Activity, Finding
-from tracking.review import review
 from tracking.testing.factories import make_activity
 
 pytestmark = pytest.mark.django_db
@@ -87,7 +87,7 @@ def test_detail_includes_review_history(staff_client, staff_user):
 
 
 def test_detail_survives_an_undecryptable_row(staff_client, settings):
-    from tracking.crypto import generate_key
+    from tracking.integrity.crypto import generate_key
 
     a = make_activity(headers={"A": "b"})
     settings.TRACKING_ENCRYPTION_KEYS = [generate_key()]  # the old key is gone

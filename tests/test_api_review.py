@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tracking.models import Activity, Review, Rollup
-from tracking.stats import rebuild_rollups
+from tracking.storage.stats import rebuild_rollups
 from tracking.testing.factories import make_activity
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +47,8 @@ def test_set_flag_explicitly_is_idempotent(staff_client):
 def test_verdict_with_note(staff_client, staff_user, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "tracking.detection.on_review", lambda activity, status: calls.append((activity.pk, status))
+        "tracking.detection.runner.on_review",
+        lambda activity, status: calls.append((activity.pk, status)),
     )
     a = make_activity(flagged=True)
     resp = staff_client.patch(
@@ -100,7 +101,7 @@ def test_non_object_body_is_400(staff_client):
 
 
 def test_review_keeps_the_row_mac_valid(staff_client):
-    from tracking.integrity import row_ok
+    from tracking.integrity.macs import row_ok
 
     a = make_activity()
     staff_client.patch(url(a.pk), {"review_status": "confirmed", "flagged": True}, format="json")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tracking.models import Activity, Finding
-from tracking.stats import compute_stats, query_stats, rebuild_rollups, rollup_stats
+from tracking.storage.stats import compute_stats, query_stats, rebuild_rollups, rollup_stats
 from tracking.testing.factories import make_activities, make_activity
 
 pytestmark = pytest.mark.django_db
@@ -176,7 +176,7 @@ def test_stats_are_cheap_in_queries(staff_client, staff_user, django_assert_max_
 def test_rollups_written_by_ingest_agree_with_the_table(staff_client):
     """Through the real write path: the writer's rollups and the table give the same stats."""
     from tracking.events import Event
-    from tracking.ingest import ingest
+    from tracking.pipeline.ingest import ingest
 
     base = NOW.replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
     events = [

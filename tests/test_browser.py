@@ -95,7 +95,7 @@ def _release_tracking_threads():
     from asgiref.sync import sync_to_async
     from django.db import connections
 
-    from tracking import writer
+    from tracking.pipeline import writer
 
     writer.shutdown(5.0)
     helper = threading.Thread(target=lambda: asyncio.run(sync_to_async(connections.close_all)()))

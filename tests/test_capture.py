@@ -1,4 +1,4 @@
-"""What a request carries (tracking.services.capture): the shortcuts for requests without a
+"""What a request carries (tracking.capture.request): the shortcuts for requests without a
 query string or a declared body give the same record as reading them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from io import BytesIO
 from django.core.handlers.asgi import ASGIRequest
 from django.test import RequestFactory
 
-from tracking.services.capture import body_of, params_of
+from tracking.capture.request import body_of, params_of
 
 
 def test_get_without_query_or_body():

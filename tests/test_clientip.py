@@ -6,7 +6,7 @@ import pytest
 from django.test import RequestFactory, override_settings
 from rest_framework.request import Request
 
-from tracking.clientip import client_address, client_ip
+from tracking.capture.clientip import client_address, client_ip
 
 rf = RequestFactory()
 
@@ -95,7 +95,7 @@ def test_remembered_answers_follow_the_trusted_proxies_setting():
 
 @override_settings(TRACKING_TRUSTED_PROXIES=["10.0.0.0/8"])
 def test_long_chains_are_resolved_alike_without_the_cache():
-    from tracking import clientip
+    from tracking.capture import clientip
 
     hops = ", ".join(f"10.1.{i // 250}.{i % 250 + 1}" for i in range(40))
     chain = f"6.6.6.6, 81.2.69.10, {hops}"

@@ -49,7 +49,7 @@ def test_redaction_cache_follows_settings():
 def test_trusted_proxies_cache_follows_settings():
     from django.test import RequestFactory
 
-    from tracking.clientip import client_ip
+    from tracking.capture.clientip import client_ip
 
     r = RequestFactory().get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="81.2.69.1")
     assert client_ip(r) == "10.0.0.1"

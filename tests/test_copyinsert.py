@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from tracking import copyinsert
 from tracking.events import Event
-from tracking.ingest import ingest
+from tracking.integrity.sealing import seal_pending
+from tracking.integrity.verify import verify
 from tracking.models import Activity, Finding
-from tracking.sealing import seal_pending
-from tracking.verify import verify
+from tracking.pipeline.ingest import ingest
+from tracking.storage import copyinsert
 
 PG = connection.vendor == "postgresql"
 N = copyinsert.MIN_ROWS + 10
@@ -112,7 +112,7 @@ def test_small_batches_use_one_prepared_insert_and_store_what_bulk_create_stores
     from django.db.models.query import QuerySet
     from django.test.utils import CaptureQueriesContext
 
-    from tracking.ingest import build_activity
+    from tracking.pipeline.ingest import build_activity
 
     calls = []
     real = QuerySet.bulk_create
@@ -145,7 +145,7 @@ def test_small_batches_use_one_prepared_insert_and_store_what_bulk_create_stores
 
 @pytest.mark.django_db
 def test_small_finding_batches_keep_bulk_create_for_their_keys():
-    from tracking.ingest import build_activity
+    from tracking.pipeline.ingest import build_activity
 
     act = build_activity(_events(1)[0])
     copyinsert.insert(Activity, [act])
@@ -158,7 +158,7 @@ def test_small_finding_batches_keep_bulk_create_for_their_keys():
 
 @pytest.mark.django_db
 def test_small_batch_duplicate_is_an_integrity_error():
-    from tracking.ingest import build_activity
+    from tracking.pipeline.ingest import build_activity
 
     act = build_activity(_events(1)[0])
     copyinsert.insert(Activity, [act])
@@ -174,7 +174,7 @@ def test_copy_rows_are_what_each_field_prepares():
     """The shortcuts of ``_row`` (plain values, NULLs, ciphertext) give exactly what
     ``pre_save`` + ``get_db_prep_save`` give, for every field of activities and findings,
     with and without optional values."""
-    from tracking.ingest import build_activity
+    from tracking.pipeline.ingest import build_activity
 
     full = build_activity(_events(1)[0])
     bare = build_activity(Event(type="API"))
@@ -202,7 +202,7 @@ def test_shortcuts_leave_naive_datetimes_and_odd_values_to_django():
     import warnings
     from datetime import datetime
 
-    from tracking.ingest import build_activity
+    from tracking.pipeline.ingest import build_activity
 
     act = build_activity(_events(1)[0])
     fields = copyinsert._copy_fields(Activity, [act])
@@ -230,7 +230,7 @@ def test_many_findings_of_a_small_batch_are_inserted_inside_its_pipeline():
     """A small batch is written in psycopg's pipeline mode, where COPY is not allowed: its
     findings go by INSERT even when there are more than ``MIN_ROWS`` of them (an attack in a
     quiet minute: a few events, many findings each)."""
-    from tracking import ingest as ingest_module
+    from tracking.pipeline import ingest as ingest_module
 
     findings = _findings(_three_stored_activities(), copyinsert.MIN_ROWS + 10, "burst")
     with transaction.atomic(), ingest_module._pipelined(3):

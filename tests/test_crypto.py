@@ -7,10 +7,11 @@ from django.core.exceptions import FieldError
 from django.core.management import call_command
 from django.db import connection
 
-from tracking import crypto, integrity
 from tracking.events import Event
-from tracking.ingest import ingest
+from tracking.integrity import crypto
+from tracking.integrity import macs as integrity
 from tracking.models import Activity
+from tracking.pipeline.ingest import ingest
 
 pytestmark = pytest.mark.django_db
 

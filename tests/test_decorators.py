@@ -8,8 +8,9 @@ import pytest
 from django.test import AsyncClient
 from rest_framework.authtoken.models import Token
 
-from tracking import integrity, writer
+from tracking.integrity import macs as integrity
 from tracking.models import Activity
+from tracking.pipeline import writer
 
 pytestmark = pytest.mark.django_db
 
@@ -180,7 +181,7 @@ def test_async_class_based_view(plain_user):
 def test_bare_track_decorator(rf):
     from django.http import HttpResponse
 
-    from tracking.services.decorators import track
+    from tracking.capture.decorators import track
 
     @track
     def view(request):

@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from tracking.cli import demo
 from tracking.models import Activity, Finding
-from tracking.testing import traffic
+from tracking.simulator import traffic
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)

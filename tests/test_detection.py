@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from tracking.events import Event
 from tracking.models import Activity, Counter, Finding, Profile
-from tracking.testing.world import NETWORKS, host
+from tracking.simulator.world import NETWORKS, host
 
 T0 = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
 DESKTOP_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
@@ -94,15 +94,15 @@ def verdicts(events):
 
 
 def ingest(events):
-    from tracking.ingest import ingest as run
+    from tracking.pipeline.ingest import ingest as run
 
     return run(events, source="import")
 
 
 @pytest.mark.django_db
 def test_detect_batch_on_unsaved_activities_sets_verdicts_and_returns_findings():
-    from tracking.detection import detect_batch
-    from tracking.ingest import build_activity
+    from tracking.detection.runner import detect_batch
+    from tracking.pipeline.ingest import build_activity
 
     ingest(history())
     acts = [build_activity(e) for e in scenario()[-9:]]
@@ -128,8 +128,8 @@ def test_ingest_stores_findings_and_profiles_with_a_bounded_number_of_queries(
 ):
     ingest(history())
     events = scenario()[-9:]
-    from tracking.detection import detect_batch, pipeline
-    from tracking.ingest import build_activity
+    from tracking.detection.runner import detect_batch, pipeline
+    from tracking.pipeline.ingest import build_activity
 
     pipeline()  # configuration is loaded once, outside the measured batch
     from django.db import transaction
@@ -161,8 +161,8 @@ def test_ingest_stores_findings_and_profiles_with_a_bounded_number_of_queries(
 
 @pytest.mark.django_db(transaction=True)
 def test_live_async_and_imported_events_get_the_same_verdicts():
-    from tracking import writer
-    from tracking.services.tracker import ActivityTracker
+    from tracking.capture.tracker import ActivityTracker
+    from tracking.pipeline import writer
 
     def fresh():
         import copy
@@ -210,7 +210,7 @@ def test_verdicts_depend_on_event_time_not_the_wall_clock():
 
 @pytest.mark.django_db
 def test_dismissal_teaches_the_profile_and_stops_repeat_findings(staff_user):
-    from tracking.review import review
+    from tracking.detection.review import review
 
     ingest(history())
     vpn = dict(city="london", kind="vpn", ua=ATTACKER_UA)
@@ -233,7 +233,7 @@ def test_dismissal_teaches_the_profile_and_stops_repeat_findings(staff_user):
 
 @pytest.mark.django_db
 def test_confirmation_is_kept_as_a_label_and_forgets_what_the_event_taught(staff_user):
-    from tracking.review import review
+    from tracking.detection.review import review
 
     ingest(history())
     odd = event(T0 + timedelta(days=13), city="berlin", kind="residential")  # new ASN, unflagged
@@ -276,7 +276,7 @@ def test_project_rule_folder_and_suppression(tmp_path):
 
 @pytest.mark.django_db
 def test_builtin_rules_can_be_switched_off():
-    from tracking.detection import pipeline
+    from tracking.detection.runner import pipeline
 
     with override_settings(TRACKING_BUILTIN_RULES=False):
         assert pipeline().rules == []
@@ -285,7 +285,7 @@ def test_builtin_rules_can_be_switched_off():
 
 @pytest.mark.django_db
 def test_configured_detectors_and_noisy_or():
-    from tracking.detection import combine, pipeline
+    from tracking.detection.runner import combine, pipeline
 
     with override_settings(
         TRACKING_DETECTORS=[
@@ -364,8 +364,8 @@ def test_system_check_warns_about_suppressing_an_unconfigured_detector(tmp_path,
 
 @pytest.mark.django_db
 def test_input_order_does_not_change_verdicts_and_anonymous_events_have_no_profile():
-    from tracking.detection import detect_batch
-    from tracking.ingest import build_activity
+    from tracking.detection.runner import detect_batch
+    from tracking.pipeline.ingest import build_activity
 
     ingest(history())
     events = scenario()[-9:]
@@ -392,7 +392,7 @@ def test_labelled_scenario_through_import_train_import_export(tmp_path):
 
     from django.core.management import call_command
 
-    from tracking.testing.traffic import DEFAULT_START, simulate, strip_labels
+    from tracking.simulator.traffic import DEFAULT_START, simulate, strip_labels
 
     split = DEFAULT_START + timedelta(days=7)
     labels, train, test = {}, [], []
@@ -443,8 +443,8 @@ def test_profiles_keep_learning_places_with_detection_switched_off():
 def test_a_batch_no_threshold_rule_can_reach_reads_no_look_back(django_assert_num_queries):
     """Threshold rules are gated by type and pre-filters: an API call cannot feed the failed-
     login or export windows, so its batch reads none of their look-backs."""
-    from tracking.detection import pipeline, rule_dirs, threshold_history
-    from tracking.ingest import build_activity
+    from tracking.detection.runner import pipeline, rule_dirs, threshold_history
+    from tracking.pipeline.ingest import build_activity
 
     rules = pipeline().rules
     assert rule_dirs() and any(r.threshold is not None for r in rules)
@@ -462,8 +462,8 @@ def test_look_back_reads_only_the_groups_of_the_batch():
     """A threshold window is measured per group: the look-back holds the stored rows of the
     batch's users/addresses only, so its size does not grow with everybody's traffic, and a
     burst split over batches is still caught."""
-    from tracking.detection import pipeline, threshold_history
-    from tracking.ingest import build_activity
+    from tracking.detection.runner import pipeline, threshold_history
+    from tracking.pipeline.ingest import build_activity
 
     rules = pipeline().rules
     others = [
@@ -490,7 +490,7 @@ def test_look_back_reads_only_the_groups_of_the_batch():
 
 
 def test_look_back_groups_with_no_address_match_stored_nulls():
-    from tracking.detection import _in_groups, pipeline
+    from tracking.detection.runner import _in_groups, pipeline
 
     stuffing = [r for r in pipeline().rules if r.id == "trk-credential-stuffing"]
     act = Activity(type="AUTH", status=401, ip_address=None, username="x")
@@ -502,7 +502,8 @@ def test_look_back_groups_with_no_address_match_stored_nulls():
 def test_latest_model_version_is_read_once_per_interval_and_after_training(
     django_assert_num_queries, monkeypatch
 ):
-    from tracking import detection, modelstore
+    from tracking.detection import modelstore
+    from tracking.detection import runner as detection
 
     monkeypatch.setattr(detection, "MODEL_CHECK_INTERVAL", 3600.0)
     pipe = detection.pipeline()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import override_settings
 
-from tracking.sealing import seal_pending
+from tracking.integrity.sealing import seal_pending
 from tracking.testing.factories import make_activities
 
 from .integrity_helpers import run_tracking

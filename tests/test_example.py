@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from tracking import writer
 from tracking.models import Activity
+from tracking.pipeline import writer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example"

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from tracking.exporting import EXPORT_FIELDS
+from tracking.export.records import EXPORT_FIELDS
 from tracking.models import Activity, Finding
-from tracking.testing import traffic
+from tracking.simulator import traffic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -260,8 +260,8 @@ def _odd_records():
 @pytest.fixture
 def odd(tmp_path, seeded):
     """``seeded`` plus odd records and a row whose payloads cannot be decrypted."""
-    from tracking import crypto
     from tracking.fields import Ciphertext
+    from tracking.integrity import crypto
 
     _load(tmp_path, _odd_records(), name="odd.ndjson")
     first, second = Activity.objects.order_by("timestamp", "id")[:2]
@@ -285,9 +285,9 @@ FILTERS = [
 def test_parallel_export_is_identical_to_serial(tmp_path, odd, monkeypatch, fmt, args):
     from django.db import connection
 
-    from tracking import export_parallel
     from tracking.cli.export import queryset
-    from tracking.exporting import stream_export
+    from tracking.export import parallel as export_parallel
+    from tracking.export.records import stream_export
 
     assert export_parallel.applies(queryset(), 3) is (connection.vendor == "postgresql")
     serial = _export(tmp_path, fmt, "--workers", "1", *args).read_bytes()
@@ -309,7 +309,7 @@ def test_parallel_export_is_identical_to_serial(tmp_path, odd, monkeypatch, fmt,
 def test_parallel_ranges_of_any_size(tmp_path, odd, monkeypatch, step):
     """One row per range, a last range that is empty (the count is a multiple of the step)
     or a single range: the JSON commas and the CSV header come out right."""
-    from tracking import export_parallel
+    from tracking.export import parallel as export_parallel
 
     serial = {fmt: _export(tmp_path, fmt, "--workers", "1").read_bytes() for fmt in FORMATS3}
     monkeypatch.setattr(export_parallel, "STEP", step)
@@ -331,7 +331,7 @@ def test_parallel_empty_selection(tmp_path, seeded):
 def test_parallel_worker_failure_stops_the_export(tmp_path, seeded, monkeypatch):
     from django.db import connection
 
-    from tracking import export_parallel
+    from tracking.export import parallel as export_parallel
 
     def broken(*args, **kwargs):
         raise ValueError("disk on fire")
@@ -355,7 +355,7 @@ def test_workers_must_be_positive():
 @pytest.mark.parametrize("step", [1, 3, 10_000])
 def test_ranges_partition_the_ordered_rows(seeded, step):
     from tracking.cli.export import queryset
-    from tracking.export_parallel import boundaries, within
+    from tracking.export.parallel import boundaries, within
 
     qs = queryset(types=["AUTH", "API"])
     ordered = list(qs.values_list("id", flat=True))
@@ -421,7 +421,7 @@ def test_workers_exit_when_the_command_is_killed(seeded):
 
 def test_snapshot_id_is_checked_before_it_is_written_into_sql():
     # SET TRANSACTION SNAPSHOT takes no bound parameter under server-side binding.
-    from tracking.export_parallel import _set_snapshot
+    from tracking.export.parallel import _set_snapshot
 
     assert _set_snapshot("00000003-0000001B-1") == "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'"
     for bad in ("x'; DROP TABLE tracking_activity; --", "", "00000003", None):

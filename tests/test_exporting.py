@@ -1,4 +1,4 @@
-"""tracking.exporting: the record, the three encodings, CSV safety, JSON validity, decoding."""
+"""tracking.export.records: the record, the three encodings, CSV safety, JSON validity, decoding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tracking.exporting import (
+from tracking.export.records import (
     EXPORT_FIELDS,
     activity_record,
     csv_cells,
@@ -134,7 +134,7 @@ def test_csv_cells_encode_types():
 
 
 def test_factory_rows_are_realistic():
-    from tracking.integrity import row_ok
+    from tracking.integrity.macs import row_ok
 
     rows = make_activities(5, type="AUTH")
     assert len({r.pk for r in rows}) == 5
@@ -154,7 +154,7 @@ def test_non_finite_numbers_export_as_null():
 def _reference(fmt: str) -> str:
     """The export as the model-instance path writes it (activity_record per row, one CSV
     line per record): the fast path must produce the same text."""
-    from tracking.exporting import _csv_line
+    from tracking.export.records import _csv_line
 
     records = [
         activity_record(a)
@@ -170,7 +170,7 @@ def _reference(fmt: str) -> str:
 
 @pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
 def test_fast_path_is_identical_to_the_record_path(fmt, staff_user, settings):
-    from tracking import crypto
+    from tracking.integrity import crypto
     from tracking.testing.factories import build_activity
 
     rows = make_activities(30)  # realistic rows, repeated payloads (exercises the cache)
@@ -244,8 +244,8 @@ def _odd_rows(staff_user):
     """Rows that exercise every conversion: NULLs, IPv6, negative and non-finite floats,
     -0.0, whole-second and microsecond timestamps, formula triggers, quotes, commas and
     line breaks in cells, unicode, a ciphertext moved from another row, findings."""
-    from tracking import crypto
     from tracking.fields import Ciphertext
+    from tracking.integrity import crypto
     from tracking.testing.factories import build_activity
 
     rows = make_activities(12)
@@ -317,7 +317,7 @@ def _odd_rows(staff_user):
 def test_raw_reader_is_identical_to_the_record_path(fmt, staff_user, caplog):
     from django.db import connection
 
-    from tracking.exporting import PayloadCache, encode_values, iter_values, raw_reader_applies
+    from tracking.export.records import PayloadCache, encode_values, iter_values, raw_reader_applies
 
     _odd_rows(staff_user)
     qs = Activity.objects.order_by("timestamp", "id")
@@ -333,7 +333,7 @@ def test_raw_reader_is_identical_to_the_record_path(fmt, staff_user, caplog):
 
 
 def test_raw_reader_reads_nothing_for_an_empty_queryset():
-    from tracking.exporting import iter_values
+    from tracking.export.records import iter_values
 
     make_activities(2)
     assert list(iter_values(Activity.objects.none(), raw=True)) == []
@@ -341,7 +341,7 @@ def test_raw_reader_reads_nothing_for_an_empty_queryset():
 
 
 def test_raw_reader_applies_the_querysets_filters(staff_user):
-    from tracking.exporting import PayloadCache, encode_values, iter_values
+    from tracking.export.records import PayloadCache, encode_values, iter_values
 
     _odd_rows(staff_user)
     qs = (
@@ -361,7 +361,7 @@ def test_raw_reader_applies_the_querysets_filters(staff_user):
 def test_pieces_concatenate_to_the_whole_export(fmt, cuts, staff_user):
     """How the parallel export assembles pieces (tracking/cli/export.py) gives the serial
     text for any split, empty pieces included."""
-    from tracking.exporting import PayloadCache, csv_header, encode_piece, iter_values
+    from tracking.export.records import PayloadCache, csv_header, encode_piece, iter_values
 
     _odd_rows(staff_user)
     payloads = PayloadCache()
@@ -383,7 +383,7 @@ def test_pieces_concatenate_to_the_whole_export(fmt, cuts, staff_user):
 def test_csv_fields_are_quoted_as_csv_writer_quotes_them():
     import itertools
 
-    from tracking.exporting import _csv_field
+    from tracking.export.records import _csv_field
 
     alphabet = ["a", ",", '"', "\r", "\n", " ", "'", "=", "\t", "é", "\u2028", ";", "\x00"]
     for size in range(4):
@@ -395,8 +395,8 @@ def test_csv_fields_are_quoted_as_csv_writer_quotes_them():
 
 
 def test_export_decryptor_agrees_with_crypto(settings):
-    from tracking import crypto
-    from tracking.exporting import _Decryptor
+    from tracking.export.records import _Decryptor
+    from tracking.integrity import crypto
 
     good = crypto.encrypt({"a": [1, "é"]}, "t.headers.1")
     kid = crypto.current_key_id()

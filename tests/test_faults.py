@@ -19,10 +19,11 @@ import pytest
 from django.core.management import call_command
 from django.db import OperationalError, connection
 
-from tracking import integrity, spool, writer
 from tracking.enrich import geo
 from tracking.events import Event
+from tracking.integrity import macs as integrity
 from tracking.models import Activity
+from tracking.pipeline import spool, writer
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def spool_dir(settings, tmp_path):
 
 
 def _db_down(monkeypatch):
-    from tracking import ingest as mod
+    from tracking.pipeline import ingest as mod
 
     def down(pairs):
         raise OperationalError("could not connect to server: Connection refused")
@@ -161,8 +162,8 @@ def test_pending_geo_never_rewrites_a_row_sealed_meanwhile(
 ):
     """The sealer may seal a row between the retry reading it and writing its geo: the sealed
     content must stay as sealed (only the pending mark is cleared) and the chain verifies."""
-    from tracking import sealing
-    from tracking.verify import verify
+    from tracking.integrity import sealing
+    from tracking.integrity.verify import verify
 
     settings.TRACKING_SEAL_ON_WRITE = False
     with _Blackhole() as url:
@@ -209,7 +210,7 @@ KILL_SCRIPT = textwrap.dedent(
     settings.TRACKING_DURABLE_HANDOFF = True
     settings.TRACKING_SPOOL_REPLAY_INTERVAL = 0.01
     settings.TRACKING_SEAL_ON_WRITE = False
-    from tracking import ingest as mod
+    from tracking.pipeline import ingest as mod
     real = mod._insert
     def slow(pairs):  # a slow batch: the kill lands in the middle of it
         print("BATCH", len(pairs), flush=True)

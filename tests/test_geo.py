@@ -5,8 +5,8 @@ from __future__ import annotations
 import geoip2.database
 import pytest
 
-from tracking.testing import world
-from tracking.testing.geoip import ASN_DB, CITY_DB, build_databases
+from tracking.simulator import world
+from tracking.simulator.geoip import ASN_DB, CITY_DB, build_databases
 
 
 @pytest.fixture(scope="module")

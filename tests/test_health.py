@@ -10,7 +10,7 @@ from django.db import DatabaseError
 from django.test import override_settings
 
 from tracking import health
-from tracking.sealing import seal_pending
+from tracking.integrity.sealing import seal_pending
 from tracking.testing.factories import make_activities
 
 pytestmark = pytest.mark.django_db
@@ -123,7 +123,7 @@ def test_events_stuck_in_the_spool_make_it_unhealthy(spool_dir):
 
 
 def test_dropped_events_are_unhealthy_and_failures_a_warning(monkeypatch):
-    from tracking import writer
+    from tracking.pipeline import writer
 
     monkeypatch.setattr(
         writer, "stats", lambda: {"queue_depth": 7, "failed": 2, "dropped": 1, "queue_size": 10}
@@ -156,7 +156,7 @@ def test_missing_spool_or_writer_module_is_tolerated(monkeypatch):
     real = health.importlib.import_module
 
     def fake(name):
-        if name in ("tracking.spool", "tracking.writer"):
+        if name in ("tracking.pipeline.spool", "tracking.pipeline.writer"):
             raise ImportError(name)
         return real(name)
 

@@ -13,11 +13,11 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from tracking.exporting import CSV_TRIGGERS, EXPORT_FIELDS, stream_export
+from tracking.export.records import CSV_TRIGGERS, EXPORT_FIELDS, stream_export
+from tracking.integrity.sealing import seal_pending
+from tracking.integrity.verify import verify
 from tracking.models import Activity
-from tracking.sealing import seal_pending
 from tracking.testing.factories import make_activity
-from tracking.verify import verify
 
 pytestmark = pytest.mark.django_db
 

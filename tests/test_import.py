@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from tracking import integrity
-from tracking.exporting import EXPORT_FIELDS
+from tracking.export.records import EXPORT_FIELDS
+from tracking.integrity import macs as integrity
 from tracking.models import Activity
-from tracking.testing import traffic
+from tracking.simulator import traffic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -298,13 +298,13 @@ def _peak_memory(tmp_path, lines: int) -> int:
 
     class FakeTracker:  # measure the reader and the sorting window, not the database
         def record_many(self, events, batch_size=None):
-            from tracking.ingest import IngestResult
+            from tracking.pipeline.ingest import IngestResult
 
             events = list(events)
             stored.append(len(events))
             return IngestResult(stored=len(events), ids=[e.id for e in events])
 
-    import tracking.services.tracker as tracker_mod
+    import tracking.capture.tracker as tracker_mod
 
     original = tracker_mod.get_tracker
     tracker_mod.get_tracker = lambda: FakeTracker()

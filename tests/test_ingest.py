@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracking import integrity
 from tracking.events import Event
-from tracking.ingest import ingest
+from tracking.integrity import macs as integrity
 from tracking.models import Activity, Rollup
+from tracking.pipeline.ingest import ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -109,7 +109,7 @@ def test_bad_event_isolated_others_stored(settings, tmp_path):
 
 def test_insert_failure_falls_back_per_event(monkeypatch, settings, tmp_path):
     settings.TRACKING_SPOOL_DIR = str(tmp_path)
-    from tracking import ingest as mod
+    from tracking.pipeline import ingest as mod
 
     real = mod._insert
     poison = ev(endpoint="/poison/")
@@ -160,7 +160,7 @@ def test_record_many_batches():
 def test_built_row_equals_the_one_the_model_constructor_builds():
     """build_activity's constructor shortcut leaves the same instance state as
     ``Activity(**values)``: every field, the fresh containers and a new ModelState."""
-    from tracking.ingest import _new_activity
+    from tracking.pipeline.ingest import _new_activity
 
     values = {"id": uuid.uuid4(), "timestamp": datetime.now(UTC), "type": "API", "username": "x"}
     fast, slow = _new_activity(**values), Activity(**values)
@@ -174,7 +174,7 @@ def test_built_row_equals_the_one_the_model_constructor_builds():
 def test_constructor_shortcut_defers_to_init_signal_listeners():
     from django.db.models.signals import post_init
 
-    from tracking.ingest import _new_activity
+    from tracking.pipeline.ingest import _new_activity
 
     seen = []
 
@@ -197,7 +197,7 @@ def test_a_failing_detection_stores_the_batch_without_its_verdicts(monkeypatch, 
     after a query or after setting verdicts, the batch is written again without it."""
     from django.db import connection
 
-    from tracking import detection
+    from tracking.detection import runner as detection
     from tracking.models import Finding, Profile
 
     real = detection._detect_batch
@@ -228,7 +228,7 @@ def test_a_failing_detection_stores_the_batch_without_its_verdicts(monkeypatch, 
 
 
 def test_imported_verdicts_survive_a_failing_detection(monkeypatch):
-    from tracking import detection
+    from tracking.detection import runner as detection
 
     def failing(acts):
         raise RuntimeError("detector bug")
@@ -247,7 +247,7 @@ def test_a_small_batch_writes_in_one_round_trip_on_postgresql(monkeypatch):
 
     from django.db import connection
 
-    from tracking import ingest as mod
+    from tracking.pipeline import ingest as mod
 
     used = []
     real = mod._pipelined

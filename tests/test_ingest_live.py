@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tracking.events import Event
-from tracking.ingest import ingest
 from tracking.models import Activity
+from tracking.pipeline.ingest import ingest
 
 
 def _event(**kw) -> Event:
@@ -84,8 +84,8 @@ def test_a_live_event_of_a_user_deleted_since_is_kept_without_the_user(django_us
     assert rows["/api/items/"].user_id == alive.pk
     assert rows["/x/"].user_id is None and rows["/x/"].username == "gone"
     assert rows["/y/"].user_id == alive.pk  # resolved by name: it has no id
-    from tracking.sealing import seal_pending
-    from tracking.verify import verify
+    from tracking.integrity.sealing import seal_pending
+    from tracking.integrity.verify import verify
 
     seal_pending()
     assert verify().ok  # the MAC covers the user as written
@@ -94,7 +94,7 @@ def test_a_live_event_of_a_user_deleted_since_is_kept_without_the_user(django_us
 @pytest.mark.django_db(transaction=True)
 def test_a_retried_batch_is_judged_afresh(django_user_model, monkeypatch):
     """Verdicts of a rolled-back attempt do not stick to the events written again."""
-    import tracking.ingest as ingest_module
+    import tracking.pipeline.ingest as ingest_module
 
     gone_pk = _deleted_user_pk(django_user_model, "gone2")
     seen = []

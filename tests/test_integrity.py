@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-from tracking import integrity
-from tracking.integrity import CANONICAL_FIELDS
+from tracking.integrity import macs as integrity
+from tracking.integrity.macs import CANONICAL_FIELDS
 
 
 def reference(activity) -> bytes:

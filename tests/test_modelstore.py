@@ -7,7 +7,7 @@ import random
 import pytest
 
 from detectors.outliers import FEATURE_NAMES, IsolationForestDetector
-from tracking import modelstore
+from tracking.detection import modelstore
 from tracking.models import DetectorModel
 
 
@@ -80,7 +80,7 @@ def test_a_replaced_file_with_a_recomputed_digest_is_still_refused():
 
 @pytest.mark.django_db
 def test_detection_ignores_a_tampered_model(caplog):
-    from tracking.detection import pipeline, refresh_models
+    from tracking.detection.runner import pipeline, refresh_models
 
     det = fitted()
     row = modelstore.save_model("isolation_forest", det.model_, det.state_meta())

@@ -11,9 +11,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 
-from tracking import partitioning
 from tracking.checks import check_partitioning
 from tracking.models import Activity, Finding
+from tracking.storage import partitioning
 from tracking.testing.factories import make_activities, make_activity
 
 # Every test runs on both backends and asserts what that backend must do: PostgreSQL

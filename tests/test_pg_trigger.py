@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import DatabaseError, connection, transaction
 
+from tracking.integrity.sealing import delete_activities, seal_pending
+from tracking.integrity.verify import verify
 from tracking.models import Activity
-from tracking.sealing import delete_activities, seal_pending
 from tracking.testing.factories import make_activities, make_activity
-from tracking.verify import verify
 
 from .integrity_helpers import db_id, run_tracking, sql
 

@@ -8,7 +8,7 @@ import pytest
 
 from detectors.profile import MAX_VALUES, UserProfile, ip_prefix
 from tests.detection_helpers import PHONE, obs
-from tracking import profiles as store
+from tracking.detection import profiles as store
 from tracking.models import Counter, Profile
 
 

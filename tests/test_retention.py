@@ -8,11 +8,11 @@ from django.core import checks
 from django.db import connection
 from django.test import override_settings
 
+from tracking.integrity.retention import purge
+from tracking.integrity.sealing import seal_pending
+from tracking.integrity.verify import verify
 from tracking.models import Activity, Checkpoint, Finding, Seal, Tombstone
-from tracking.retention import purge
-from tracking.sealing import seal_pending
 from tracking.testing.factories import make_activities
-from tracking.verify import verify
 
 from .integrity_helpers import run_tracking, sql
 
@@ -102,7 +102,7 @@ def test_old_rows_sealed_after_newer_ones_get_tombstones():
 
 def test_purge_keeps_rows_with_invalid_mac_as_evidence():
     old, _ = _old_and_new()
-    from tracking import partitioning
+    from tracking.storage import partitioning
 
     from .integrity_helpers import db_id
 
@@ -117,7 +117,7 @@ def test_purge_keeps_rows_with_invalid_mac_as_evidence():
 
 def test_interrupted_purge_still_verifies_and_a_rerun_finishes(monkeypatch):
     _old_and_new()
-    from tracking import retention
+    from tracking.integrity import retention
 
     def boom(*args, **kwargs):
         raise RuntimeError("killed")
@@ -183,7 +183,7 @@ def test_system_check_accepts_valid_retention_days():
 
 
 def test_periodic_tasks_seal_and_purge_by_retention_days():
-    from tracking import tasks_periodic
+    from tracking.integrity import tasks as tasks_periodic
 
     _old_and_new()
     assert tasks_periodic.seal() == 10
@@ -195,7 +195,7 @@ def test_periodic_tasks_seal_and_purge_by_retention_days():
 
 
 def test_partitions_are_dropped_under_the_checkpoint_on_postgres():
-    from tracking import partitioning
+    from tracking.storage import partitioning
 
     old, new = _old_and_new()
     partitioning.ensure_partitions(refresh=True)

@@ -1,12 +1,12 @@
-"""tracking.review: the one review path (API, admin and dashboard)."""
+"""tracking.detection.review: the one review path (API, admin and dashboard)."""
 
 from __future__ import annotations
 
 import pytest
 
+from tracking.detection.review import ReviewError, delete_activity, review, review_many
 from tracking.models import Activity, Review, Rollup, Tombstone
-from tracking.review import ReviewError, delete_activity, review, review_many
-from tracking.stats import rebuild_rollups
+from tracking.storage.stats import rebuild_rollups
 from tracking.testing.factories import make_activities, make_activity
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +51,7 @@ def test_invalid_input_raises_and_writes_nothing(staff_user, kwargs, field):
 def test_on_review_is_called_with_the_verdict(staff_user, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "tracking.detection.on_review",
+        "tracking.detection.runner.on_review",
         lambda activity, status: calls.append((activity.pk, activity.review_status, status)),
     )
     a = make_activity(flagged=True)

@@ -1,4 +1,4 @@
-"""tracking.rollups (hourly + daily upserts) and the daily/hourly split of rollup statistics:
+"""tracking.storage.rollups (hourly + daily upserts) and the daily/hourly split of rollup statistics:
 every path must agree with a scan of the activity table."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from tracking import rollups
+from tracking.detection.review import delete_activity, review
 from tracking.models import Activity, DailyRollup, Rollup
-from tracking.review import delete_activity, review
-from tracking.stats import query_stats, rollup_stats
+from tracking.storage import rollups
+from tracking.storage.stats import query_stats, rollup_stats
 from tracking.testing.factories import build_activity
 
 pytestmark = pytest.mark.django_db
@@ -177,7 +177,7 @@ def test_review_and_delete_keep_both_tables_exact(staff_user):
 
 def test_purge_keeps_history_in_both_tables(settings):
     """Retention keeps rollups (history): hourly and daily rows still agree after a purge."""
-    from tracking.retention import purge
+    from tracking.integrity.retention import purge
 
     _spread(150)
     rollups.rebuild()

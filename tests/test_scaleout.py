@@ -52,7 +52,7 @@ WORKER = textwrap.dedent(
     )
     app.set_default()
     app.set_current()
-    import tracking.tasks  # noqa: F401  registers tracking.tasks.ingest_events on this app
+    import tracking.pipeline.tasks  # noqa: F401  registers tracking.tasks.ingest_events on this app
     app.worker_main([
         "worker", "--pool=solo", "--loglevel=INFO", "-Q", os.environ["SCALEOUT_QUEUE"],
         "-n", os.environ["SCALEOUT_NAME"], "--without-gossip", "--without-mingle",
@@ -155,7 +155,7 @@ def workers(tmp_path, celery_app):
 def _events() -> list[Event]:
     """Realistic traffic: a few users on their usual networks, one account jumping countries
     (so detectors produce findings whose duplication the test can see)."""
-    from tracking.testing.world import NETWORKS, host
+    from tracking.simulator.world import NETWORKS, host
 
     start = datetime.now(UTC) - timedelta(hours=2)
     events = []
@@ -198,8 +198,8 @@ def _wait_for_rows(expected: int, timeout: float = 25.0) -> int:
 @pytest.mark.celery
 @pytest.mark.django_db(transaction=True)
 def test_two_celery_workers_store_detect_and_seal_every_event_once(workers):
-    from tracking import tasks, writer
-    from tracking.services.tracker import get_tracker
+    from tracking.capture.tracker import get_tracker
+    from tracking.pipeline import tasks, writer
 
     queue, logs = workers
     events = _events()

@@ -13,7 +13,7 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 
-from tracking.sealing import seal_pending
+from tracking.integrity.sealing import seal_pending
 from tracking.testing.factories import make_activities
 
 EXAMPLES = 15

@@ -11,11 +11,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tracking import partitioning, writer
 from tracking.events import Event
-from tracking.ingest import ingest
+from tracking.integrity.verify import verify
 from tracking.models import Activity, Seal
-from tracking.verify import verify
+from tracking.pipeline import writer
+from tracking.pipeline.ingest import ingest
+from tracking.storage import partitioning
 
 PG = connection.vendor == "postgresql"
 
@@ -88,7 +89,7 @@ def test_async_events_are_sealed_by_the_writer_that_stored_them(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_failed_seal_is_counted_logged_and_retried(settings, monkeypatch, caplog):
-    from tracking import sealing
+    from tracking.integrity import sealing
 
     settings.TRACKING_SEAL_INTERVAL = 0.2
     real = sealing.seal_pending
@@ -138,7 +139,8 @@ def test_writer_creates_next_months_partition_when_it_is_missing():
 
 
 def test_periodic_seal_task_also_keeps_partitions(monkeypatch):
-    from tracking import sealing, tasks_periodic
+    from tracking.integrity import sealing
+    from tracking.integrity import tasks as tasks_periodic
 
     calls = []
     monkeypatch.setattr(partitioning, "ensure_partitions", lambda **kw: calls.append("p") or [])

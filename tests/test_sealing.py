@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import override_settings
 
-from tracking import integrity
+from tracking.integrity import macs as integrity
+from tracking.integrity.sealing import GENESIS, chain_hash, delete_activities, seal_pending
+from tracking.integrity.verify import verify
 from tracking.models import Activity, Finding, Seal, Tombstone
-from tracking.sealing import GENESIS, chain_hash, delete_activities, seal_pending
 from tracking.testing.factories import make_activities, make_activity
-from tracking.verify import verify
 
 from .integrity_helpers import db_id, sql
 
@@ -195,7 +195,7 @@ def test_seal_on_write_does_not_wait_for_another_sealer():
 
     from django.db import connection, connections, transaction
 
-    from tracking.sealing import lock_chain
+    from tracking.integrity.sealing import lock_chain
 
     make_activities(3)
     if connection.vendor != "postgresql":
@@ -227,7 +227,7 @@ def test_seal_on_write_does_not_wait_for_another_sealer():
 
 def _written_events(n: int, **kw):
     from tracking.events import Event
-    from tracking.ingest import ingest
+    from tracking.pipeline.ingest import ingest
 
     now = datetime.now(UTC) - timedelta(hours=1)
     events = [
@@ -252,7 +252,7 @@ def _written_events(n: int, **kw):
 
 
 def test_rows_this_process_wrote_are_sealed_without_reading_them_back(monkeypatch):
-    from tracking import sealing
+    from tracking.integrity import sealing
 
     events = _written_events(5)
 
@@ -276,7 +276,7 @@ def test_content_altered_before_sealing_is_sealed_as_written_and_reported():
 
 
 def test_rows_the_cache_cannot_vouch_for_are_read_back(monkeypatch):
-    from tracking import sealing
+    from tracking.integrity import sealing
 
     events = _written_events(4)
     # Another process's rows (not in this process's cache) and a row re-MACed after new
@@ -300,7 +300,7 @@ def test_rows_the_cache_cannot_vouch_for_are_read_back(monkeypatch):
 
 
 def test_a_process_that_does_not_seal_keeps_no_leaves():
-    from tracking import sealing
+    from tracking.integrity import sealing
 
     with override_settings(TRACKING_SEAL_ON_WRITE=False):
         events = _written_events(2)
@@ -308,7 +308,7 @@ def test_a_process_that_does_not_seal_keeps_no_leaves():
 
 
 def test_written_leaves_are_bounded():
-    from tracking.sealing import _WrittenLeaves
+    from tracking.integrity.sealing import _WrittenLeaves
 
     cache = _WrittenLeaves(limit=3)
     ids = [uuid.uuid4() for _ in range(5)]
@@ -320,7 +320,7 @@ def test_written_leaves_are_bounded():
 def test_numbering_a_row_that_went_away_seals_nothing():
     from django.db import DatabaseError
 
-    from tracking.sealing import _set_seq
+    from tracking.integrity.sealing import _set_seq
 
     row = make_activity()
     with pytest.raises(DatabaseError):
@@ -330,7 +330,7 @@ def test_numbering_a_row_that_went_away_seals_nothing():
 def test_sealing_does_not_chase_rows_committed_while_it_runs(monkeypatch):
     """A steady stream of writes must not keep the sealer sealing one new row per chunk:
     rows committed during a round wait for the next one."""
-    from tracking import sealing
+    from tracking.integrity import sealing
 
     make_activities(3)
     real = sealing._seal_chunk

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tracking import spool
 from tracking.events import Event
 from tracking.models import Activity
+from tracking.pipeline import spool
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_corrupt_line_skipped_and_reported(spool_dir):
 def test_database_down_keeps_segment(spool_dir, monkeypatch):
     from django.db import OperationalError
 
-    from tracking import ingest as mod
+    from tracking.pipeline import ingest as mod
 
     spool.append([Event(type="API")])
 
@@ -85,8 +85,8 @@ def test_stats_count_a_segment_renamed_while_scanning(settings, tmp_path, monkey
     """A replayer claiming or releasing a segment renames it; stats must not see it vanish."""
     from pathlib import Path
 
-    from tracking import spool as spool_mod
     from tracking.events import Event
+    from tracking.pipeline import spool as spool_mod
 
     settings.TRACKING_SPOOL_DIR = str(tmp_path / "spool")
     spool_mod.append([Event(type="API", endpoint="/x")])
@@ -106,8 +106,8 @@ def test_stats_count_a_segment_renamed_while_scanning(settings, tmp_path, monkey
 def test_pending_survives_a_segment_renamed_while_listing(settings, tmp_path, monkeypatch):
     from pathlib import Path
 
-    from tracking import spool as spool_mod
     from tracking.events import Event
+    from tracking.pipeline import spool as spool_mod
 
     settings.TRACKING_SPOOL_DIR = str(tmp_path / "spool")
     spool_mod.append([Event(type="API", endpoint="/x")])

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tracking.integrity.sealing import delete_activities, seal_pending
 from tracking.models import Activity, Seal
-from tracking.sealing import delete_activities, seal_pending
 from tracking.testing.factories import make_activities, make_activity
 
 from .integrity_helpers import db_id, insert_copy, run_tracking, sql
@@ -289,7 +289,7 @@ def test_since_checks_only_activities_at_or_after_that_time():
 def test_recorded_through_track_sealed_on_write_then_tampered(client):
     """The real path end to end: @track views (sync and async hand-off) commit, the writer
     seals after its commit, verify passes; then each kind of raw tampering is reported."""
-    from tracking import writer
+    from tracking.pipeline import writer
 
     for i in range(3):
         assert (

@@ -9,9 +9,9 @@ import uuid
 import pytest
 from django.db import OperationalError
 
-from tracking import spool, writer
 from tracking.events import Event
 from tracking.models import Activity
+from tracking.pipeline import spool, writer
 
 REDIS_URL = os.environ.get("TRACKING_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -20,7 +20,7 @@ REDIS_URL = os.environ.get("TRACKING_TEST_REDIS_URL", "redis://127.0.0.1:6379/15
 def celery_app(settings):
     from celery import Celery
 
-    import tracking.tasks  # noqa: F401 - registers the shared task on the new app
+    import tracking.pipeline.tasks  # noqa: F401 - registers the shared task on the new app
 
     queue = f"tracking-rec-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     app = Celery("tracking-tests", broker=REDIS_URL, set_as_current=True)
@@ -64,7 +64,7 @@ def test_celery_path_with_real_worker(celery_app, client):
 
 @pytest.mark.django_db
 def test_task_is_idempotent():
-    from tracking.tasks import ingest_events
+    from tracking.pipeline.tasks import ingest_events
 
     payload = [Event(type="API", endpoint="/x").to_dict()]
     first = ingest_events.apply(args=[payload]).get()
@@ -74,7 +74,7 @@ def test_task_is_idempotent():
 
 
 def test_task_options():
-    from tracking.tasks import ingest_events
+    from tracking.pipeline.tasks import ingest_events
 
     assert ingest_events.acks_late is True
     assert ingest_events.reject_on_worker_lost is True
@@ -84,8 +84,8 @@ def test_task_options():
 
 @pytest.mark.django_db
 def test_task_database_down_retries_then_spools(monkeypatch, settings, tmp_path):
-    from tracking import ingest as mod
-    from tracking.tasks import MAX_RETRIES, ingest_events
+    from tracking.pipeline import ingest as mod
+    from tracking.pipeline.tasks import MAX_RETRIES, ingest_events
 
     settings.TRACKING_SPOOL_DIR = str(tmp_path)
     calls = []
@@ -111,9 +111,9 @@ app = Celery("killapp", broker=os.environ["KILL_BROKER"])
 app.conf.task_default_queue = os.environ["KILL_QUEUE"]
 app.conf.broker_transport_options = {"visibility_timeout": 2, "unacked_restore_interval": 0.2}
 app.conf.worker_prefetch_multiplier = 1
-import tracking.tasks  # noqa
+import tracking.pipeline.tasks  # noqa
 if os.environ.get("KILL_SLOW"):
-    from tracking import ingest as mod
+    from tracking.pipeline import ingest as mod
     real = mod._insert
     def slow(pairs):
         print("BATCH", flush=True)
@@ -155,7 +155,7 @@ def test_worker_killed_mid_batch_message_is_redelivered(tmp_path, settings):
     app.conf.broker_transport_options = {"visibility_timeout": 2, "unacked_restore_interval": 0.2}
     settings.TRACKING_CELERY_APP = app
     settings.TRACKING_CELERY_QUEUE = queue
-    from tracking.tasks import publish
+    from tracking.pipeline.tasks import publish
 
     events = [Event(type="API", endpoint=f"/k/{i}") for i in range(5)]
     publish(events)

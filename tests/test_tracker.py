@@ -112,7 +112,7 @@ def test_headers_from_meta_redacted():
 
 @pytest.mark.django_db
 def test_session_id_is_keyed_hash(client, plain_user):
-    from tracking import integrity
+    from tracking.integrity import macs as integrity
     from tracking.models import Activity
 
     client.force_login(plain_user)
@@ -165,7 +165,7 @@ def test_failed_login_names_the_account_it_tried():
 
 
 def test_claimed_username_ignores_markers_and_odd_values():
-    from tracking.services.tracker import claimed_username
+    from tracking.capture.tracker import claimed_username
 
     assert claimed_username({"body": {"username": "[REDACTED]"}}) == ""
     assert claimed_username({"body": {"username": {"nested": 1}}, "query": {}}) == ""

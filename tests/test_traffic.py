@@ -6,8 +6,8 @@ import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from tracking.testing import traffic
-from tracking.testing.world import CITIES, NETWORKS
+from tracking.simulator import traffic
+from tracking.simulator.world import CITIES, NETWORKS
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 IMPORT_KEYS = {

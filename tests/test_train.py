@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from tracking.models import Activity, DetectorModel
-from tracking.testing.traffic import simulate
+from tracking.simulator.traffic import simulate
 
 
 def run(*args) -> tuple[int, str, str]:
@@ -24,7 +24,7 @@ def run(*args) -> tuple[int, str, str]:
 
 @pytest.fixture
 def stored_history(db):
-    from tracking.ingest import ingest
+    from tracking.pipeline.ingest import ingest
 
     records = list(simulate(users=8, days=3, seed=5, attacks=False))
     ingest(records, source="import")
@@ -37,7 +37,7 @@ def test_train_stores_a_signed_model_and_detection_uses_it(stored_history):
     row = DetectorModel.objects.get(name="isolation_forest")
     assert row.meta["n_samples"] == Activity.objects.count()
     assert row.meta["params"]["contamination"] == 0.05 and row.meta["params"]["n_estimators"] == 20
-    from tracking import modelstore
+    from tracking.detection import modelstore
 
     model, meta, version = modelstore.load_model("isolation_forest")
     assert version == 1 and hasattr(model, "decision_function")

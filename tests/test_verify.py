@@ -1,4 +1,4 @@
-"""The verifier as a library (tracking.verify.verify) and end to end through the real writer."""
+"""The verifier as a library (tracking.integrity.verify.verify) and end to end through the real writer."""
 
 import json
 import time
@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import override_settings
 
-from tracking import verify as verify_module
 from tracking.events import Event
-from tracking.ingest import ingest
+from tracking.integrity import verify as verify_module
+from tracking.integrity.sealing import delete_activities, seal_pending
+from tracking.integrity.verify import CHANGED, INSERTED, REMOVED, verify
 from tracking.models import Activity, Seal
-from tracking.sealing import delete_activities, seal_pending
+from tracking.pipeline.ingest import ingest
 from tracking.testing.factories import make_activities
-from tracking.verify import CHANGED, INSERTED, REMOVED, verify
 
 from .integrity_helpers import db_id, insert_copy, run_tracking, sql
 
@@ -100,7 +100,7 @@ def test_end_to_end_through_the_writer_seal_on_write(django_capture_on_commit_ca
 
 
 def test_review_and_legitimate_deletion_keep_the_log_verifiable(staff_user):
-    from tracking.review import delete_activity
+    from tracking.detection.review import delete_activity
 
     make_activities(4)
     seal_pending()
@@ -124,7 +124,7 @@ def test_json_output_of_the_command_is_machine_readable():
 
 
 def test_sealed_log_still_verifies_after_encryption_key_rotation(settings):
-    from tracking.crypto import generate_key
+    from tracking.integrity.crypto import generate_key
 
     make_activities(5)
     seal_pending()

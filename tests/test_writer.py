@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tracking import writer
 from tracking.events import Event
 from tracking.models import Activity
+from tracking.pipeline import writer
 from tracking.services import ActivityTracker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,7 +77,7 @@ def test_fork_child_gets_its_own_writer():
 
 
 def test_durable_handoff_spools_before_acknowledging(settings, tmp_path):
-    from tracking import spool
+    from tracking.pipeline import spool
 
     settings.TRACKING_SPOOL_DIR = str(tmp_path)
     settings.TRACKING_DURABLE_HANDOFF = True
@@ -97,7 +97,7 @@ def test_sync_handoff_writes_in_the_caller(settings):
 
 
 def test_record_errors_counted(client, monkeypatch):
-    from tracking.services import tracker
+    from tracking.capture import tracker
 
     before = writer.stats()["record_errors"]
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tracking import writer
+from tracking.pipeline import writer
 
 
 @pytest.fixture

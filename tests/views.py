@@ -22,7 +22,7 @@ from rest_framework.decorators import api_view  # noqa: E402
 from rest_framework.response import Response  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
 
-from tracking.services.decorators import track  # noqa: E402
+from tracking.capture.decorators import track  # noqa: E402
 
 
 @track(activity_type="AUTH")

@@ -12,15 +12,15 @@ __all__ = ["ActivityTracker", "Event", "track", "__version__"]
 
 def __getattr__(name: str):
     if name == "track":
-        from .services.decorators import track
+        from tracking.capture.decorators import track
 
         return track
     if name == "ActivityTracker":
-        from .services.tracker import ActivityTracker
+        from tracking.capture.tracker import ActivityTracker
 
         return ActivityTracker
     if name == "Event":
-        from .events import Event
+        from tracking.events import Event
 
         return Event
     raise AttributeError(name)

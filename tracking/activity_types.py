@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conf import tracking_settings
+from tracking.conf import tracking_settings
 
 BUILTIN_TYPES: dict[str, str] = {
     "AUTH": "Authentication",

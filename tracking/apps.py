@@ -8,7 +8,7 @@ class TrackingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers system checks)
-        from .dashboard.admin_link import install_admin_link
+        from tracking import checks  # noqa: F401  (registers system checks)
+        from tracking.dashboard.admin_link import install_admin_link
 
         install_admin_link()

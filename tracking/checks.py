@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from django.core import checks
 
-from .conf import tracking_settings
+from tracking.conf import tracking_settings
 
 
 @checks.register(checks.Tags.security)
 def check_keys(app_configs=None, **kwargs):
     from django.core.exceptions import ImproperlyConfigured
 
-    from . import crypto
+    from tracking.integrity import crypto
 
     errors = []
     keys = tracking_settings.ENCRYPTION_KEYS
@@ -81,7 +81,7 @@ def check_partitioning(app_configs=None, **kwargs):
 @checks.register()
 def check_dashboard(app_configs=None, **kwargs):
     """Settings of the security dashboard (tracking.E090-E099, W090-W099)."""
-    from .dashboard.checks import dashboard_messages
+    from tracking.dashboard.checks import dashboard_messages
 
     return dashboard_messages()
 
@@ -173,7 +173,7 @@ def check_integrity_settings(app_configs=None, **kwargs):
 @checks.register()
 def check_recording(app_configs=None, **kwargs):
     """Recording and hand-off settings (ids tracking.E010–E029 / W010–W029)."""
-    from .clientip import parse_networks
+    from tracking.capture.clientip import parse_networks
 
     errors = []
     _, bad = parse_networks(tracking_settings.TRUSTED_PROXIES)
@@ -306,8 +306,7 @@ def check_detection(app_configs=None, **kwargs):
     """TRACKING_DETECTORS, rule folders and the detection numbers, named precisely."""
     from detectors.registry import ConfigError
     from detectors.rules import RuleError
-
-    from .detection import configured_detectors, rule_dirs
+    from tracking.detection.runner import configured_detectors, rule_dirs
 
     errors = []
     detectors = []

@@ -62,14 +62,14 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_APP": None,
     # Durable local spool for events that could not be written (database down, broker down).
     "SPOOL_DIR": None,
-    # Seconds between the writer's attempts to replay the spool (recording, tracking.writer).
+    # Seconds between the writer's attempts to replay the spool (recording, tracking.pipeline.writer).
     "SPOOL_REPLAY_INTERVAL": 5.0,
     # True: async_log events are appended+fsynced to the spool before the request goes on,
-    # so a killed process loses nothing acknowledged (recording, tracking.writer).
+    # so a killed process loses nothing acknowledged (recording, tracking.pipeline.writer).
     "DURABLE_HANDOFF": False,
     # sys.setswitchinterval() for processes that start the writer thread (seconds; None leaves
     # Python's 5 ms): a request thread waiting for the GIL while the writer ingests a batch
-    # gets it back within this time instead of up to 5 ms (recording, tracking.writer).
+    # gets it back within this time instead of up to 5 ms (recording, tracking.pipeline.writer).
     "WRITER_SWITCH_INTERVAL": 0.0005,
     # --- detection -------------------------------------------------------------------
     # [("dotted.path.Detector", {params}), ...]; None means the built-in set.

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import FieldError
 from django.db import models
 
-from . import crypto
+from tracking.integrity import crypto
 
 
 class Ciphertext(str):

@@ -1,8 +1,8 @@
 """Health of the recording pipeline: what ``tracking doctor`` prints and ``api/tracking/health/``
 serves.
 
-Reports the durable spool (``tracking.spool.stats()``), the in-process writer
-(``tracking.writer.stats()``), the unsealed window (rows waiting for a seal, age of the oldest,
+Reports the durable spool (``tracking.pipeline.spool.stats()``), the in-process writer
+(``tracking.pipeline.writer.stats()``), the unsealed window (rows waiting for a seal, age of the oldest,
 age of the newest seal) and the key configuration. It is *unhealthy* (HTTP 503, exit code 1)
 when events may be getting lost or the tamper-evidence promise is not being kept: keys
 missing, database unreachable, events stuck in the spool, events dropped, or the unsealed
@@ -22,7 +22,7 @@ from django.db.models import Min
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
-from .conf import tracking_settings
+from tracking.conf import tracking_settings
 
 logger = logging.getLogger("tracking.health")
 
@@ -45,7 +45,8 @@ def _optional_stats(module: str) -> dict[str, Any] | None:
 def _keys() -> tuple[dict[str, Any], list[str]]:
     from django.core.exceptions import ImproperlyConfigured
 
-    from . import crypto, integrity
+    from tracking.integrity import crypto
+    from tracking.integrity import macs as integrity
 
     problems: list[str] = []
     info: dict[str, Any] = {
@@ -71,7 +72,7 @@ def _age(now: datetime, then: datetime | None) -> float | None:
 
 
 def _sealing(now: datetime) -> tuple[dict[str, Any], list[str]]:
-    from .models import Activity, Seal
+    from tracking.models import Activity, Seal
 
     problems: list[str] = []
     unsealed = Activity.objects.filter(seq__isnull=True)
@@ -102,8 +103,8 @@ def _sealing(now: datetime) -> tuple[dict[str, Any], list[str]]:
 def _pipeline(now: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
     problems: list[str] = []
     warnings: list[str] = []
-    spool = _optional_stats("tracking.spool")
-    writer = _optional_stats("tracking.writer")
+    spool = _optional_stats("tracking.pipeline.spool")
+    writer = _optional_stats("tracking.pipeline.writer")
     if spool is not None and "error" not in spool:
         events = int(spool.get("events") or 0)
         oldest = spool.get("oldest")

@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from .activity_types import type_label
-from .fields import EncryptedJSONField, TagListField
+from tracking.activity_types import type_label
+from tracking.fields import EncryptedJSONField, TagListField
 
 
 class Severity(models.TextChoices):
@@ -344,7 +344,7 @@ class Rollup(RollupCounts):
 class DailyRollup(RollupCounts):
     """``Rollup`` summed per UTC day: long statistics windows read ~24x fewer rows.
 
-    Maintained alongside the hourly rows by ``tracking.rollups`` (same columns; ``bucket`` is
+    Maintained alongside the hourly rows by ``tracking.storage.rollups`` (same columns; ``bucket`` is
     midnight UTC). Hourly rows still serve the partial-day edges of a window.
     """
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from .conf import on_reload, tracking_settings
+from tracking.conf import on_reload, tracking_settings
 
 REDACTED = "[REDACTED]"
 DEPTH_MARKER = "[max depth exceeded]"

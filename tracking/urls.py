@@ -6,8 +6,8 @@ the ``<uuid:pk>`` routes (the converter would not match it anyway, but order doc
 
 from django.urls import include, path
 
-from .api import views
-from .health import health_view
+from tracking.api import views
+from tracking.health import health_view
 
 app_name = "tracking"
 
@@ -31,7 +31,7 @@ except ImportError:  # optional extra "docs"
 else:
     from django.apps import apps
 
-    from .api.schema import schema_view
+    from tracking.api.schema import schema_view
 
     urlpatterns += [path("schema/", schema_view(), name="schema")]
     if apps.is_installed("drf_spectacular"):  # the pages' templates come with the app

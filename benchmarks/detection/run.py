@@ -4,7 +4,7 @@
 
 1. builds a temporary project (SQLite database, GeoIP databases from the synthetic world);
 2. simulates ``--train-weeks`` clean weeks and one test week with attacks
-   (``tracking.testing.traffic.simulate``), writes them as NDJSON *without* labels;
+   (``tracking.simulator.traffic.simulate``), writes them as NDJSON *without* labels;
 3. runs ``tracking import`` (training weeks), ``tracking train``, ``tracking import`` (test week)
    and ``tracking export``;
 4. joins the exported ``flagged``/``tags`` with the labels kept aside and prints per-attack
@@ -79,7 +79,7 @@ def configure(workdir: Path, database_url: str | None = None) -> None:
 
 
 def write(records, path: Path) -> int:
-    from tracking.testing.traffic import strip_labels
+    from tracking.simulator.traffic import strip_labels
 
     n = 0
     with open(path, "w", encoding="utf-8") as fh:
@@ -95,8 +95,8 @@ def run(users: int, train_weeks: int, seed: int, keep: Path | None) -> dict:
     configure(workdir)
     from django.core.management import call_command
 
-    from tracking.testing.geoip import build_databases
-    from tracking.testing.traffic import DEFAULT_START, simulate
+    from tracking.simulator.geoip import build_databases
+    from tracking.simulator.traffic import DEFAULT_START, simulate
 
     build_databases(workdir / "geoip")
     call_command("migrate", verbosity=0)

@@ -82,13 +82,13 @@ def _run(args, workdir: Path) -> int:
     from django.core.management import call_command
     from django.db import transaction
 
-    from tracking import integrity
-    from tracking.detection import detect_batch, pipeline, refresh_models
+    from tracking.detection.runner import detect_batch, pipeline, refresh_models
     from tracking.events import Event
-    from tracking.ingest import build_activity
+    from tracking.integrity import macs as integrity
     from tracking.models import Activity, Finding
-    from tracking.testing.geoip import build_databases
-    from tracking.testing.traffic import DEFAULT_START, simulate, strip_labels
+    from tracking.pipeline.ingest import build_activity
+    from tracking.simulator.geoip import build_databases
+    from tracking.simulator.traffic import DEFAULT_START, simulate, strip_labels
 
     build_databases(workdir / "geoip")
     call_command("migrate", verbosity=0)

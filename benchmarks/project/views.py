@@ -17,7 +17,7 @@ def drf(request):
 
 def tracked_views():
     """The tracked variants, only when the tracking app is installed in this variant."""
-    from tracking.services.decorators import track
+    from tracking.capture.decorators import track
 
     return {
         "plain-sync": track(activity_type="API")(plain),

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..base import Finding, Observation
-from .rule import Getter, Rule
+from detectors.base import Finding, Observation
+from detectors.rules.rule import Getter, Rule
 
 
 def observation_getter(obs: Observation, features: dict[str, Any]) -> Getter:

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from ..features import context_features
-from .condition import ConditionError, compile_condition, condition_gate
-from .rule import (
+from detectors.features import context_features
+from detectors.rules.condition import ConditionError, compile_condition, condition_gate
+from detectors.rules.rule import (
     DEFAULT_SCORES,
     FLAG_SCORE,
     LEVELS,
@@ -75,7 +75,7 @@ class RuleError(ValueError):
 def context_field_names() -> frozenset[str]:
     from datetime import UTC, datetime
 
-    from ..base import Observation
+    from detectors.base import Observation
 
     return frozenset(
         context_features(Observation(timestamp=datetime(2000, 1, 1, tzinfo=UTC)), None)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..base import Finding
-from ..geo import parse_address
+from detectors.base import Finding
+from detectors.geo import parse_address
 
 Getter = Callable[[str], Any]
 Matcher = Callable[[Getter], bool]

@@ -8,7 +8,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tracking.services.decorators import track
+from tracking.capture.decorators import track
 
 
 class OrderSerializer(serializers.Serializer):

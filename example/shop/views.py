@@ -22,7 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
-from tracking.services.decorators import track
+from tracking.capture.decorators import track
 
 REPORTS = {"orders", "customers", "invoices", "inventory", "payouts", "usage"}
 CURRENCIES = {"EUR", "GBP", "USD", "JPY", "AUD", "BRL", "NGN", "RUB", "UAH", "IDR"}

@@ -19,7 +19,7 @@ from django.db.models import Exists, Lookup, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from ..models import Activity, Finding, ReviewStatus, Severity
+from tracking.models import Activity, Finding, ReviewStatus, Severity
 
 TOKEN_RE = re.compile(r"^[\w.:\-]{1,64}$")
 TYPE_RE = re.compile(r"^[\w\-]{1,32}$")

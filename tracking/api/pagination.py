@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
-from ..conf import tracking_settings
+from tracking.conf import tracking_settings
 
 DEFAULT_PAGE_SIZE = 50
 # Deeper than this is what cursor mode is for (and keeps OFFSET inside 64 bits).

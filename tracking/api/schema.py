@@ -42,7 +42,7 @@ def filter_parameters() -> list:
     """One documented query parameter per filter of ``ActivityFilter``."""
     if not HAVE_SPECTACULAR:
         return []
-    from .filters import ActivityFilter
+    from tracking.api.filters import ActivityFilter
 
     types = {
         "int": OpenApiTypes.INT,
@@ -109,7 +109,7 @@ def schema_view() -> Any:
 
         @extend_schema(exclude=True)
         def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-            from .. import urls
+            from tracking import urls
 
             prefix = request.path.rsplit("schema/", 1)[0].lstrip("/")
             self.patterns = [path(prefix, include((urls.urlpatterns, "tracking")))]

@@ -8,9 +8,9 @@ from typing import Any
 from django.db import models
 from rest_framework import serializers
 
-from ..exporting import decrypted_field
-from ..models import Activity, Finding, Review, ReviewStatus
-from .schema import OpenApiTypes, extend_schema_field
+from tracking.api.schema import OpenApiTypes, extend_schema_field
+from tracking.export.records import decrypted_field
+from tracking.models import Activity, Finding, Review, ReviewStatus
 
 LIST_FIELDS = (
     # the seed README's compact fields, in its order

@@ -6,7 +6,7 @@ time: DRF's own lookup happens once at import and raises ``ImproperlyConfigured`
 scope without a rate.
 
 Clients without a user are identified by the trusted-proxy client IP that recording uses
-(``tracking.clientip``), not by DRF's ``get_ident`` which believes any ``X-Forwarded-For``
+(``tracking.capture.clientip``), not by DRF's ``get_ident`` which believes any ``X-Forwarded-For``
 when ``NUM_PROXIES`` is unset: a client rotating forged values would get a fresh bucket on
 every request.
 """
@@ -18,13 +18,13 @@ from typing import Any
 from rest_framework.settings import api_settings
 from rest_framework.throttling import UserRateThrottle
 
-from ..conf import DEFAULTS, tracking_settings
+from tracking.conf import DEFAULTS, tracking_settings
 
 
 def client_ident(request: Any) -> str:
     """The client address behind trusted proxies (falls back to the socket peer)."""
     try:
-        from ..clientip import client_ip
+        from tracking.capture.clientip import client_ip
     except ImportError:
         client_ip = None
     if client_ip is not None:

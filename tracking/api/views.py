@@ -22,18 +22,15 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from .. import exporting, stats
-from ..models import Activity
-from ..review import ReviewError, delete_activity, review
-from .filters import ActivityFilter
-from .pagination import ActivityPagination
-from .permissions import (
+from tracking.api.filters import ActivityFilter
+from tracking.api.pagination import ActivityPagination
+from tracking.api.permissions import (
     DELETE_PERMISSION,
     EXPORT_PERMISSION,
     REVIEW_PERMISSION,
     IsTrackingStaff,
 )
-from .schema import (
+from tracking.api.schema import (
     HAVE_SPECTACULAR,
     OpenApiResponse,
     OpenApiTypes,
@@ -43,12 +40,16 @@ from .schema import (
     filter_parameters,
     view_schema,
 )
-from .serializers import (
+from tracking.api.serializers import (
     ActivityListSerializer,
     ActivitySerializer,
     ReviewRequestSerializer,
 )
-from .throttling import BurstRateThrottle, SustainedRateThrottle
+from tracking.api.throttling import BurstRateThrottle, SustainedRateThrottle
+from tracking.detection.review import ReviewError, delete_activity, review
+from tracking.export import records as exporting
+from tracking.models import Activity
+from tracking.storage import stats
 
 
 def authentication_classes() -> list[type]:

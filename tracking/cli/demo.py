@@ -1,10 +1,10 @@
 """``tracking demo [--users 50] [--days 4] [--seed N]``: fill the database with demo traffic.
 
-The labelled simulator (``tracking.testing.traffic``) writes a few days of realistic life for
+The labelled simulator (``tracking.simulator.traffic``) writes a few days of realistic life for
 ``--users`` accounts, ending now, with account takeovers from far away and through VPN exits,
 a credential-stuffing burst, slow password spraying and a night-time bulk export. Every
 record is stored through the same recording path as live traffic
-(``ActivityTracker.record_many`` → ``tracking.ingest``: enrichment, redaction, encryption,
+(``ActivityTracker.record_many`` → ``tracking.pipeline.ingest``: enrichment, redaction, encryption,
 detection, sealing). The simulated accounts are created as Django users (unusable
 passwords) so activities link to them.
 
@@ -84,10 +84,10 @@ def fill(
     """Simulate and store traffic ending at ``end`` (default now); see the module docstring."""
     from django.db.models import Max
 
-    from ..models import Activity
-    from ..services.tracker import get_tracker
-    from ..testing import traffic
-    from .import_ import event_from_record
+    from tracking.capture.tracker import get_tracker
+    from tracking.cli.import_ import event_from_record
+    from tracking.models import Activity
+    from tracking.simulator import traffic
 
     end = (end or datetime.now(UTC)).astimezone(UTC)
     start = end - timedelta(days=days)
@@ -135,14 +135,14 @@ _MARK = {"namespace": "demo", "key": "filled_until"}
 
 
 def _filled_until() -> datetime | None:
-    from ..models import Counter
+    from tracking.models import Counter
 
     row = Counter.objects.filter(**_MARK).first()
     return None if row is None else datetime.fromtimestamp(row.count / 1e6, UTC)
 
 
 def _set_filled_until(end: datetime) -> None:
-    from ..models import Counter
+    from tracking.models import Counter
 
     Counter.objects.update_or_create(**_MARK, defaults={"count": int(end.timestamp() * 1e6)})
 
@@ -158,7 +158,7 @@ def handle(
     quiet: bool = False,
     **options,
 ) -> int:
-    from ..models import Activity
+    from tracking.models import Activity
 
     def progress(n: int) -> None:
         if not quiet:

@@ -20,7 +20,7 @@ def _fmt_age(seconds) -> str:
 
 
 def handle(command, *, json: bool = False, **options) -> int:
-    from ..health import collect
+    from tracking.health import collect
 
     data = collect()
     if json:

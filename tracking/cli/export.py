@@ -1,12 +1,12 @@
 """``tracking export [--format ndjson|json|csv] [--flagged] [--since/--until] [-o PATH]``.
 
-Streams the same records as the API export (``tracking.exporting.stream_export``: every
+Streams the same records as the API export (``tracking.export.records.stream_export``: every
 Activity field, ``tags``, ``flagged`` and ``findings`` included), oldest first, to standard
 output or a file. Rows are read in chunks, so memory stays flat for any number of rows.
 What it writes, ``tracking import`` reads back.
 
 On PostgreSQL the rows are read through a binary cursor, and ``--workers N`` (default: one
-per CPU) encodes them in N processes (``tracking.export_parallel``); the bytes written are
+per CPU) encodes them in N processes (``tracking.export.parallel``); the bytes written are
 the same as with ``--workers 1``.
 """
 
@@ -103,7 +103,7 @@ def queryset(
     username: str | None = None,
     tags: list[str] | None = None,
 ) -> QuerySet:
-    from ..models import Activity
+    from tracking.models import Activity
 
     qs = Activity.objects.all()
     if flagged:
@@ -142,7 +142,7 @@ def handle(
     workers: int | None = None,
     **options,
 ) -> int:
-    from .. import export_parallel
+    from tracking.export import parallel as export_parallel
 
     if since is not None and until is not None and since >= until:
         command.stderr.write("--since must be before --until")
@@ -186,7 +186,7 @@ def handle(
 
 
 def _serial_chunks(qs: QuerySet, fmt: str, counted: list[int]) -> Iterator[str]:
-    from ..exporting import PayloadCache, encode_values, iter_values
+    from tracking.export.records import PayloadCache, encode_values, iter_values
 
     # One cache for reading and encoding: CSV reuses the JSON text of repeated payloads.
     payloads = PayloadCache()
@@ -202,8 +202,8 @@ def _serial_chunks(qs: QuerySet, fmt: str, counted: list[int]) -> Iterator[str]:
 
 def _parallel_chunks(qs: QuerySet, fmt: str, workers: int, counted: list[int]) -> Iterator[str]:
     """``_serial_chunks``' text, encoded by ``workers`` processes (``export_parallel``)."""
-    from ..export_parallel import pieces
-    from ..exporting import csv_header
+    from tracking.export.parallel import pieces
+    from tracking.export.records import csv_header
 
     if fmt == "csv":
         yield csv_header()

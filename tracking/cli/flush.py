@@ -16,8 +16,8 @@ def add_arguments(parser) -> None:
 
 
 def handle(command, *, timeout: float = 30.0, no_geo: bool = False, **options) -> int:
-    from .. import spool, writer
-    from ..enrich.geo import retry_pending_geo
+    from tracking.enrich.geo import retry_pending_geo
+    from tracking.pipeline import spool, writer
 
     drained = writer.flush(timeout)
     result = spool.replay()

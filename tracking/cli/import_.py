@@ -1,11 +1,11 @@
 """``tracking import PATH [--format ndjson|json|csv]``: load activities from a file.
 
 Reads what ``tracking export`` writes (every field of the record, see
-``tracking.exporting``) and minimal records (``timestamp``, ``type``, ``ip_address``,
+``tracking.export.records``) and minimal records (``timestamp``, ``type``, ``ip_address``,
 ``endpoint``, ``method``, ``status`` and optionally ``id``, ``username``, ``user_agent``,
 ``session_id``, ``duration``, ``headers``, ``params``). Unknown keys (e.g. the simulator's
 ``label``) are ignored. Every record goes through the same batch step as live traffic
-(``ActivityTracker.record_many`` → ``tracking.ingest``): enrichment (fields an export already
+(``ActivityTracker.record_many`` → ``tracking.pipeline.ingest``): enrichment (fields an export already
 carries are kept), redaction, encryption and detection.
 
 Behaviour worth knowing:
@@ -59,7 +59,7 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..events import Event
+    from tracking.events import Event
 
 help = "Import activities from an NDJSON, JSON or CSV file (what `tracking export` writes)."
 
@@ -284,7 +284,7 @@ def read_json_array(stream: IO[str]) -> Iterator[tuple[int, Any]]:
 
 
 def read_csv(stream: IO[str]) -> Iterator[tuple[int, Any]]:
-    from ..exporting import record_from_csv_row
+    from tracking.export.records import record_from_csv_row
 
     reader = csv.DictReader(stream)
     if reader.fieldnames is None:
@@ -384,7 +384,7 @@ def _ip(record: dict, key: str) -> str | None:
 
 def _type_code(kind: str) -> str:
     """A known type in any letter case becomes its code ("auth" -> "AUTH")."""
-    from ..activity_types import all_types
+    from tracking.activity_types import all_types
 
     known = all_types()
     if kind in known:
@@ -400,8 +400,8 @@ def _content_id(record: dict) -> str:
 
 def event_from_record(record: Any) -> Event:
     """An ``Event`` for one import record; raises ``BadRecord`` with the reason."""
-    from .. import integrity
-    from ..events import Event
+    from tracking.events import Event
+    from tracking.integrity import macs as integrity
 
     if not isinstance(record, dict):
         raise BadRecord(f"a record must be an object, not {type(record).__name__}")
@@ -504,7 +504,7 @@ class _Importer:
     def __init__(
         self, command, summary: Summary, batch_size: int, quiet: bool, redetect: bool = False
     ) -> None:
-        from ..services.tracker import get_tracker
+        from tracking.capture.tracker import get_tracker
 
         self.command = command
         self.summary = summary
@@ -572,7 +572,7 @@ class _Importer:
 
 def _restore_findings(pairs: list) -> None:
     """Keep an export's findings on re-import (detection may not re-derive them: profiles)."""
-    from ..models import Finding
+    from tracking.models import Finding
 
     ids = [uuid.UUID(e.id) for e, _ in pairs]
     have = set(
@@ -701,7 +701,7 @@ def handle(
     redetect: bool = False,
     **options,
 ) -> int:
-    from ..conf import tracking_settings
+    from tracking.conf import tracking_settings
 
     fmt = format or (detect_format(path) if path != "-" else "ndjson")
     if fmt is None:

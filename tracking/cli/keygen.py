@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..crypto import generate_key
+from tracking.integrity.crypto import generate_key
 
 help = "Print a new random key (urlsafe base64 of 32 bytes)."
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from .. import partitioning
+from tracking.storage import partitioning
 
 help = "PostgreSQL time partitions of the activity table: ensure (create ahead) or list."
 

@@ -2,7 +2,7 @@
 
 The trigger makes the database itself refuse what only an attacker (or a mistake) would do to
 sealed activities: UPDATE of their recorded content, seq or MAC, DELETE, and TRUNCATE of the
-table. The application's own deletion path (``tracking.sealing.delete_activities`` and
+table. The application's own deletion path (``tracking.integrity.sealing.delete_activities`` and
 ``tracking purge``) sets ``tracking.allow_delete`` for its transaction only (``SET LOCAL``
 semantics via ``set_config(..., true)``) and passes. Review columns (``flagged``,
 ``review_status``, ``reviewed_by_id``, ``reviewed_at``), ``user_id`` (``SET_NULL`` when a user is
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from django.db import connection, transaction
 
-from ..integrity import CANONICAL_FIELDS
-from ..models import Activity
-from ..sealing import ALLOW_DELETE_GUC
+from tracking.integrity.macs import CANONICAL_FIELDS
+from tracking.integrity.sealing import ALLOW_DELETE_GUC
+from tracking.models import Activity
 
 help = "Install, remove or show the PostgreSQL trigger protecting sealed activities."
 
@@ -55,7 +55,7 @@ BEGIN
     END IF;
     IF TG_OP = 'DELETE' THEN
         IF OLD.seq IS NOT NULL AND NOT {allowed} THEN
-            RAISE EXCEPTION 'tracking: sealed activity % (seq %) can only be deleted through the application (tracking.sealing.delete_activities / tracking purge)', OLD.id, OLD.seq
+            RAISE EXCEPTION 'tracking: sealed activity % (seq %) can only be deleted through the application (tracking.integrity.sealing.delete_activities / tracking purge)', OLD.id, OLD.seq
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
         RETURN OLD;

@@ -20,9 +20,9 @@ def add_arguments(parser) -> None:
 def reencrypt(batch_size: int = 500, dry_run: bool = False) -> dict[str, int]:
     from django.db import transaction
 
-    from .. import crypto
-    from ..fields import Ciphertext
-    from ..models import Activity
+    from tracking.fields import Ciphertext
+    from tracking.integrity import crypto
+    from tracking.models import Activity
 
     current = crypto.current_key_id()
     counts = {"rows": 0, "reencrypted": 0, "current": 0, "failed": 0}

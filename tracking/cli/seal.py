@@ -17,8 +17,8 @@ def add_arguments(parser) -> None:
 
 
 def handle(command, *, limit=None, include_geo_pending: bool = False, **options) -> int:
-    from ..models import Activity
-    from ..sealing import chain_head, seal_pending
+    from tracking.integrity.sealing import chain_head, seal_pending
+    from tracking.models import Activity
 
     if limit is not None and limit < 1:
         command.stderr.write("--limit must be a positive number")

@@ -3,7 +3,7 @@
 History is replayed in timestamp order through fresh in-memory profiles, so every event's
 feature row describes it in its user's context *at that time*, exactly as live scoring does.
 Activities a reviewer confirmed as attacks are left out. The model is stored as a new signed
-version (``tracking.modelstore``); running detectors pick it up on their next batch.
+version (``tracking.detection.modelstore``); running detectors pick it up on their next batch.
 """
 
 from __future__ import annotations
@@ -86,8 +86,7 @@ def replay_rows(rows, detectors) -> list[list[float]]:
     from detectors.features import context_features
     from detectors.outliers import feature_row
     from detectors.profile import UserProfile
-
-    from ..profiles import profile_key
+    from tracking.detection.profiles import profile_key
 
     profiles: dict[str, UserProfile] = {}
     X: list[list[float]] = []
@@ -157,10 +156,9 @@ def handle(
     **options: Any,
 ) -> int:
     from detectors.outliers import IsolationForestDetector
-
-    from .. import modelstore
-    from ..detection import configured_detectors
-    from ..models import Activity, ReviewStatus
+    from tracking.detection import modelstore
+    from tracking.detection.runner import configured_detectors
+    from tracking.models import Activity, ReviewStatus
 
     try:
         start = parse_when(since) if since else None

@@ -48,7 +48,7 @@ def add_arguments(parser) -> None:
 
 
 def handle(command, *, since=None, json: bool = False, anchor=None, **options) -> int:
-    from ..verify import verify
+    from tracking.integrity.verify import verify
 
     try:
         report = verify(since, anchor=anchor)

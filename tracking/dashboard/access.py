@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 
-from .csp import apply_headers
+from tracking.dashboard.csp import apply_headers
 
 PERMISSION = "tracking.view_activity"
 

@@ -16,10 +16,10 @@ from django.db import connection
 from django.db.models import Aggregate, Count, FloatField, Max, Q, QuerySet
 from django.db.models.functions import TruncDay, TruncHour
 
-from ..activity_types import type_label
-from ..models import Activity, Finding
-from .filters import Filters
-from .present import network
+from tracking.activity_types import type_label
+from tracking.dashboard.filters import Filters
+from tracking.dashboard.present import network
+from tracking.models import Activity, Finding
 
 HOURS = 48
 DAYS = 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.core import checks
 
-from ..conf import tracking_settings
+from tracking.conf import tracking_settings
 
 # A poll must come well within the 2 seconds the live feed promises, and not hammer the DB.
 POLL_RANGE = (0.25, 2.0)

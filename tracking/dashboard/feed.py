@@ -20,10 +20,10 @@ from typing import Any
 
 from django.db.models import Max, QuerySet
 
-from ..conf import tracking_settings
-from ..models import Activity, Review
-from . import present
-from .filters import Filters
+from tracking.conf import tracking_settings
+from tracking.dashboard import present
+from tracking.dashboard.filters import Filters
+from tracking.models import Activity, Review
 
 
 class CursorError(ValueError):

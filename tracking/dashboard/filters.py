@@ -16,7 +16,7 @@ from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from django.utils.dateparse import parse_date, parse_datetime
 
-from ..models import ReviewStatus, Severity
+from tracking.models import ReviewStatus, Severity
 
 _TAG = re.compile(r"^[\w.:-]{1,64}$")
 _TYPE = re.compile(r"^[\w.-]{1,32}$")

@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Prefetch
 from django.urls import reverse
 
-from ..models import Activity, Finding
+from tracking.models import Activity, Finding
 
 
 def open_findings() -> Prefetch:

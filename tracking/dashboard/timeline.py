@@ -13,9 +13,8 @@ from django.db.models import Q
 
 # The detectors' own distance, so the page shows exactly what impossible travel measured.
 from detectors.geo import haversine_km
-
-from ..models import Activity
-from .filters import user_q
+from tracking.dashboard.filters import user_q
+from tracking.models import Activity
 
 
 @dataclass

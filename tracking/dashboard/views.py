@@ -13,14 +13,14 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
-from ..activity_types import all_types
-from ..conf import tracking_settings
-from ..crypto import DecryptionError
-from ..models import Activity, Finding, Review, ReviewStatus, Severity
-from ..redaction import redact_headers, redact_mapping
-from . import charts, feed, present, timeline
-from .access import staff_json, staff_page
-from .filters import ANY, Filters, parse
+from tracking.activity_types import all_types
+from tracking.conf import tracking_settings
+from tracking.dashboard import charts, feed, present, timeline
+from tracking.dashboard.access import staff_json, staff_page
+from tracking.dashboard.filters import ANY, Filters, parse
+from tracking.integrity.crypto import DecryptionError
+from tracking.models import Activity, Finding, Review, ReviewStatus, Severity
+from tracking.redaction import redact_headers, redact_mapping
 
 REVIEW_PERMISSION = "tracking.review_activity"
 EXPORT_PERMISSION = "tracking.export_activity"

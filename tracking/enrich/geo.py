@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ..conf import on_reload, tracking_settings
+from tracking.conf import on_reload, tracking_settings
 
 logger = logging.getLogger("tracking.enrich")
 
@@ -309,8 +309,8 @@ def retry_pending_geo(limit: int = 1000) -> int:
     """
     from django.db import transaction
 
-    from .. import integrity
-    from ..models import Activity
+    from tracking.integrity import macs as integrity
+    from tracking.models import Activity
 
     done = 0
     rows = list(Activity.objects.filter(geo_pending=True).order_by("timestamp")[:limit])

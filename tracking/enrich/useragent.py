@@ -24,7 +24,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from ..conf import on_reload, tracking_settings
+from tracking.conf import on_reload, tracking_settings
 
 logger = logging.getLogger("tracking.enrich")
 

@@ -1,6 +1,7 @@
-"""Recording services: the one recording path and the ``@track`` decorator."""
+"""Compatibility path: ``tracking.services.decorators.track`` is the import the README has
+always shown. The code lives in ``tracking.capture``."""
 
-from .decorators import track
-from .tracker import ActivityTracker, get_tracker
+from tracking.capture.decorators import track
+from tracking.capture.tracker import ActivityTracker, get_tracker
 
 __all__ = ["ActivityTracker", "get_tracker", "track"]

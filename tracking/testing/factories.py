@@ -2,7 +2,7 @@
 
 Rows go straight to the table through ``Activity.objects.bulk_create`` (no enrichment,
 detection, rollups or sealing): tests that need those run the real writer instead. Values
-come from the synthetic world (``tracking.testing.world``) so geo and network agree with the
+come from the synthetic world (``tracking.simulator.world``) so geo and network agree with the
 test GeoIP databases. Every row gets a valid row MAC, like a row the writer stored.
 
     make_activity(type="AUTH", username="alice", flagged=True)
@@ -17,8 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tracking.models import Activity
-
-from .world import CITIES, NETWORKS, host
+from tracking.simulator.world import CITIES, NETWORKS, host
 
 _ENDPOINTS = (
     ("AUTH", "POST", "/api/auth/login/"),
@@ -108,7 +107,7 @@ def build_activity(index: int = 0, **fields: Any) -> Activity:
     values.update(fields)
     activity = Activity(**values)
     if not activity.mac:
-        from tracking.integrity import row_mac
+        from tracking.integrity.macs import row_mac
 
         activity.mac = row_mac(activity)
     return activity

@@ -56,7 +56,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
 
         self.step(f"Building demo GeoIP databases in {settings.GEOIP_PATH}")
-        from tracking.testing.geoip import build_databases
+        from tracking.simulator.geoip import build_databases
 
         Path(settings.GEOIP_PATH).mkdir(parents=True, exist_ok=True)
         build_databases(settings.GEOIP_PATH)

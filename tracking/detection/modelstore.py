@@ -1,0 +1,105 @@
+"""Versioned, signed storage of trained detector models in ``DetectorModel``.
+
+The estimator is serialised with skops (never pickle); the row's MAC
+(``tracking.integrity.macs.sign(..., "model")``) covers the name, version, the SHA-256 of the bytes and
+the JSON metadata. Loading checks the digest and the MAC *before* deserialising and then lets
+skops build only scikit-learn / NumPy types: a modified file is refused, not executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from tracking.integrity import macs as integrity
+from tracking.models import DetectorModel
+
+logger = logging.getLogger("tracking.detection")
+
+PURPOSE = "model"
+# Modules skops may instantiate from a stored model.
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+
+
+class ModelRefused(Exception):
+    """A stored model failed verification (tampered, unknown key, or unsafe content)."""
+
+
+def _message(name: str, version: int, digest: str, meta: dict[str, Any]) -> bytes:
+    doc = {"name": name, "version": version, "digest": digest, "meta": meta}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def save_model(name: str, estimator: Any, meta: dict[str, Any] | None = None) -> DetectorModel:
+    """Store ``estimator`` as the next version of ``name``; returns the new row."""
+    import skops.io as sio
+
+    meta = json.loads(json.dumps(meta or {}, default=str))
+    data = sio.dumps(estimator)
+    digest = hashlib.sha256(data).hexdigest()
+    for _ in range(3):
+        version = (
+            DetectorModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0
+        ) + 1
+        mac = integrity.sign(_message(name, version, digest, meta), PURPOSE)
+        try:
+            with transaction.atomic():
+                row = DetectorModel.objects.create(
+                    name=name,
+                    version=version,
+                    data=data,
+                    digest=digest,
+                    key_id=mac.partition(":")[0],
+                    mac=mac,
+                    meta=meta,
+                )
+        except IntegrityError:  # another trainer took this version number
+            continue
+        from tracking.detection.runner import forget_model_versions
+
+        forget_model_versions()  # this process uses the new model from its next batch
+        return row
+    raise RuntimeError(f"could not allocate a version for model {name!r}")
+
+
+def latest_version(name: str) -> int | None:
+    return DetectorModel.objects.filter(name=name).aggregate(v=Max("version"))["v"]
+
+
+def verify(row: DetectorModel) -> bytes:
+    """The model bytes after checking digest and MAC; raises ModelRefused."""
+    data = bytes(row.data)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != row.digest:
+        raise ModelRefused(f"model {row.name} v{row.version}: content does not match its digest")
+    if not integrity.check(
+        _message(row.name, row.version, row.digest, row.meta or {}), PURPOSE, row.mac
+    ):
+        raise ModelRefused(f"model {row.name} v{row.version}: signature does not verify")
+    return data
+
+
+def load_model(name: str, version: int | None = None) -> tuple[Any, dict[str, Any], int]:
+    """(estimator, meta, version) of ``name`` (latest by default); raises ModelRefused or
+    DetectorModel.DoesNotExist."""
+    import skops.io as sio
+
+    qs = DetectorModel.objects.filter(name=name)
+    row = qs.get(version=version) if version is not None else qs.order_by("-version").first()
+    if row is None:
+        raise DetectorModel.DoesNotExist(f"no stored model {name!r}")
+    data = verify(row)
+    untrusted = sio.get_untrusted_types(data=data)
+    unsafe = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if unsafe:
+        raise ModelRefused(f"model {name} v{row.version}: refuses to load types {unsafe}")
+    try:
+        estimator = sio.loads(data, trusted=untrusted)
+    except Exception as exc:  # noqa: BLE001 - a corrupt file is refused, whatever skops says
+        raise ModelRefused(f"model {name} v{row.version}: cannot be read ({exc})") from exc
+    return estimator, dict(row.meta or {}), row.version

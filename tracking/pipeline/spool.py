@@ -1,0 +1,361 @@
+"""Durable local spool: events that could not be written yet, kept on disk until they are.
+
+Layout of ``TRACKING_SPOOL_DIR``:
+
+- ``seg-<time>-<pid>-<n>.ndjson``: append-only segments, one event (``Event.to_dict()``) per
+  line. ``append`` writes whole lines under an exclusive ``flock`` and ``fsync``s before it
+  returns: an appended event survives a crash of the process.
+- ``*.replaying-<pid>``: a segment claimed by a replay (rename under the same lock, so no
+  appender can write into a claimed file). A claim left by a dead process is taken over.
+- ``rejected.ndjson``: dead letters — events that can never become rows, and corrupt lines,
+  each with the reason. Never replayed automatically; kept for an operator.
+
+``replay()`` ingests claimed segments in order (idempotent: stored ids are skipped) and
+deletes a segment only after every event in it was stored or rejected. If the database is
+still unavailable, the segment is released unchanged for the next attempt.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tracking.conf import tracking_settings
+
+logger = logging.getLogger("tracking.spool")
+
+SEGMENT_PREFIX = "seg-"
+SEGMENT_SUFFIX = ".ndjson"
+CLAIM_MARK = ".replaying-"
+REJECTED = "rejected.ndjson"
+MAX_SEGMENT_BYTES = 8 * 1024 * 1024
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"path": None, "fd": None, "n": 0, "pid": None}
+_counters = {"appended": 0, "replayed": 0, "corrupt": 0, "rejected": 0}
+
+
+class SpoolError(Exception):
+    """The spool is not configured or not writable."""
+
+
+def directory() -> Path:
+    folder = tracking_settings.SPOOL_DIR
+    if not folder:
+        raise SpoolError(
+            "TRACKING_SPOOL_DIR is not set: events that cannot be written have nowhere to go"
+        )
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _encode(item: Any) -> bytes:
+    data = item.to_dict() if hasattr(item, "to_dict") else item
+    return (
+        json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+    ).encode()
+
+
+def _open_segment(folder: Path) -> tuple[str, int]:
+    _state["n"] += 1
+    name = f"{SEGMENT_PREFIX}{time.time_ns():020d}-{os.getpid()}-{_state['n']}{SEGMENT_SUFFIX}"
+    path = str(folder / name)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return path, fd
+
+
+def _close_current() -> None:
+    fd = _state["fd"]
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            logger.debug("closing a spool segment failed", exc_info=True)
+    _state.update(path=None, fd=None)
+
+
+def _still_ours(path: str, fd: int) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
+def append(events: Iterable[Any]) -> int:
+    """Append events durably (written and fsynced before returning); returns the count."""
+    lines = [_encode(e) for e in events]
+    if not lines:
+        return 0
+    blob = b"".join(lines)
+    folder = directory()
+    with _lock:
+        if _state["pid"] != os.getpid():  # forked: never share a segment with the parent
+            _state.update(path=None, fd=None, n=0, pid=os.getpid())
+        if _state["path"] and os.path.dirname(_state["path"]) != str(folder):
+            _close_current()  # the spool directory setting changed
+        for _attempt in range(5):
+            if _state["fd"] is None:
+                _state["path"], _state["fd"] = _open_segment(folder)
+            path, fd = _state["path"], _state["fd"]
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if not _still_ours(path, fd):  # claimed by a replay meanwhile
+                    continue
+                os.write(fd, blob)
+                os.fsync(fd)
+                size = os.fstat(fd).st_size
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                if not _still_ours(path, fd):
+                    _close_current()
+            if size >= MAX_SEGMENT_BYTES:
+                _close_current()
+            _counters["appended"] += len(lines)
+            return len(lines)
+        raise SpoolError("could not append to the spool")
+
+
+def reject(item: Any, reason: str) -> None:
+    """Keep an event that can never be stored (or a corrupt line) with its reason."""
+    data = item.to_dict() if hasattr(item, "to_dict") else item
+    line = _encode({"reason": reason, "event": data, "at": time.time()})
+    path = directory() / REJECTED
+    fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _counters["rejected"] += 1
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _segments(folder: Path) -> list[Path]:
+    out = []
+    for p in folder.iterdir():
+        name = p.name
+        if not name.startswith(SEGMENT_PREFIX):
+            continue
+        if CLAIM_MARK in name:
+            owner = name.rsplit(CLAIM_MARK, 1)[1]
+            if owner.isdigit() and not _pid_alive(int(owner)) or owner == str(os.getpid()):
+                out.append(p)  # a claim whose replayer died, or an earlier one of ours
+            continue
+        if name.endswith(SEGMENT_SUFFIX):
+            out.append(p)
+    return sorted(out, key=lambda p: p.name)
+
+
+def _claim(path: Path) -> Path | None:
+    base = path.name.split(CLAIM_MARK, 1)[0]
+    target = path.with_name(f"{base}{CLAIM_MARK}{os.getpid()}")
+    if path == target:
+        return path
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return None
+    finally:
+        os.close(fd)
+    with _lock:
+        if _state["path"] == str(path):
+            _close_current()
+    return target
+
+
+def _release(claimed: Path) -> None:
+    base = claimed.name.split(CLAIM_MARK, 1)[0]
+    try:
+        os.rename(claimed, claimed.with_name(base))
+    except OSError:
+        logger.exception("could not release spool segment %s", claimed)
+
+
+@dataclass
+class ReplayResult:
+    segments: int = 0
+    events: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    corrupt: int = 0
+    remaining: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _read(claimed: Path, result: ReplayResult) -> list[dict]:
+    events: list[dict] = []
+    with open(claimed, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                data = json.loads(raw.decode("utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError("not an object")
+            except (ValueError, UnicodeDecodeError) as exc:
+                result.corrupt += 1
+                msg = f"{claimed.name}:{lineno}: corrupt spool line skipped ({exc})"
+                result.errors.append(msg)
+                logger.error(msg)
+                _counters["corrupt"] += 1
+                reject({"raw": raw.decode("utf-8", "replace")[:10000]}, msg)
+                continue
+            events.append(data)
+    return events
+
+
+_replay_lock = threading.Lock()
+
+
+def replay(limit: int | None = None, batch_size: int | None = None) -> ReplayResult:
+    """Ingest spooled events; see the module docstring. Stops early if the database is down.
+
+    One replay at a time per process (claims are per process id, so two threads of one
+    process must not work on the same claimed segment); other processes are excluded by the
+    claim itself.
+    """
+    with _replay_lock:
+        return _replay(limit, batch_size)
+
+
+def _replay(limit: int | None, batch_size: int | None) -> ReplayResult:
+    from tracking.pipeline.ingest import DatabaseUnavailable, ingest
+
+    result = ReplayResult()
+    try:
+        folder = directory()
+    except SpoolError:
+        return result
+    size = int(batch_size or tracking_settings.BATCH_SIZE)
+    for path in _segments(folder):
+        if limit is not None and result.segments >= limit:
+            break
+        claimed = _claim(path)
+        if claimed is None:
+            continue
+        try:
+            events = _read(claimed, result)
+            for i in range(0, len(events), size):
+                chunk = events[i : i + size]
+                res = ingest(chunk, source="spool", spool_failures=False)
+                result.stored += res.stored
+                result.duplicates += res.duplicates
+                result.rejected += res.rejected
+        except DatabaseUnavailable as exc:
+            # Rows of the chunks already stored are skipped next time (ids are idempotent).
+            _release(claimed)
+            result.errors.append(f"database unavailable: {exc}")
+            break
+        except Exception:
+            _release(claimed)
+            logger.exception("spool replay failed on %s", claimed.name)
+            raise
+        result.segments += 1
+        result.events += len(events)
+        _counters["replayed"] += len(events)
+        claimed.unlink(missing_ok=True)
+    result.remaining = stats()["events"]
+    return result
+
+
+def pending() -> bool:
+    """Cheap: is any segment waiting (without reading them)?"""
+    try:
+        folder = directory()
+    except SpoolError:
+        return False
+    for _ in range(5):
+        try:
+            return any(
+                p.name.startswith(SEGMENT_PREFIX) and p.stat().st_size > 0 for p in folder.iterdir()
+            )
+        except FileNotFoundError:
+            continue  # renamed by a replayer (claim/release) between listing and stat
+    return True  # still moving after five looks: something is being replayed
+
+
+def _scan(folder: Path) -> tuple[int, int, int, float | None, bool]:
+    files = events = size = 0
+    oldest = None
+    moved = False
+    for p in folder.iterdir():
+        if not p.name.startswith(SEGMENT_PREFIX):
+            continue
+        try:
+            st = p.stat()
+            with open(p, "rb") as fh:
+                count = sum(1 for line in fh if line.strip())
+        except FileNotFoundError:
+            moved = True
+            continue
+        except OSError:
+            continue
+        files += 1
+        events += count
+        size += st.st_size
+        oldest = st.st_mtime if oldest is None else min(oldest, st.st_mtime)
+        if count == 0:
+            files -= 1
+    return files, events, size, oldest, moved
+
+
+def stats() -> dict[str, Any]:
+    """files, events, bytes and oldest (epoch seconds of the oldest pending segment, or None)."""
+    try:
+        folder = directory()
+    except SpoolError:
+        return {"files": 0, "events": 0, "bytes": 0, "oldest": None, "rejected": 0, **_counters}
+    for _ in range(5):
+        files, events, size, oldest, moved = _scan(folder)
+        # A replayer renames a segment when it claims or releases it: a file that vanished
+        # between listing and reading was moved, not emptied; look again.
+        if not moved:
+            break
+    rejected = 0
+    rpath = folder / REJECTED
+    if rpath.exists():
+        with open(rpath, "rb") as fh:
+            rejected = sum(1 for line in fh if line.strip())
+    return {
+        "files": files,
+        "events": events,
+        "bytes": size,
+        "oldest": oldest,
+        "rejected": rejected,
+        **{f"{k}_total": v for k, v in _counters.items()},
+    }
+
+
+def reset_after_fork() -> None:
+    """In a forked child: fresh locks (a parent thread may have held one at fork time) and
+    no inherited segment."""
+    global _lock, _replay_lock
+    _lock = threading.Lock()
+    _replay_lock = threading.Lock()
+    _state.update(path=None, fd=None, n=0, pid=os.getpid())

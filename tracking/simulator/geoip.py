@@ -1,0 +1,132 @@
+"""Build MaxMind-format GeoIP databases from the synthetic world (tests, demo, benchmarks).
+
+``build_databases(path)`` writes ``GeoLite2-City.mmdb`` and ``GeoLite2-ASN.mmdb`` into
+``path``: the names and database types Django's GeoIP2 and ``geoip2.database.Reader`` expect,
+so ``Reader.city()``/``Reader.asn()`` work unchanged. City-accurate networks carry country,
+subdivision, city and location; country-only networks (``Network.city is None``) carry no city
+and the country centroid with their large accuracy radius. Writing is atomic (temporary file,
+then ``os.replace``) so parallel test runs can all call it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tracking.simulator import world
+
+CITY_DB = "GeoLite2-City.mmdb"
+ASN_DB = "GeoLite2-ASN.mmdb"
+
+# Stable fake geoname ids: geoip2 models expose them, some consumers key on them.
+_CONTINENTS = {
+    "GB": ("EU", "Europe"),
+    "FR": ("EU", "Europe"),
+    "DE": ("EU", "Europe"),
+    "ES": ("EU", "Europe"),
+    "NL": ("EU", "Europe"),
+    "UA": ("EU", "Europe"),
+    "RU": ("EU", "Europe"),
+    "US": ("NA", "North America"),
+    "BR": ("SA", "South America"),
+    "NG": ("AF", "Africa"),
+    "JP": ("AS", "Asia"),
+    "SG": ("AS", "Asia"),
+    "ID": ("AS", "Asia"),
+    "AU": ("OC", "Oceania"),
+}
+
+_COUNTRY_TZ = {
+    "GB": "Europe/London",
+    "FR": "Europe/Paris",
+    "DE": "Europe/Berlin",
+    "US": "America/Chicago",
+    "BR": "America/Sao_Paulo",
+    "NG": "Africa/Lagos",
+    "RU": "Europe/Moscow",
+}
+
+
+def _country(iso: str) -> dict[str, Any]:
+    code, name = _CONTINENTS.get(iso, ("", ""))
+    out: dict[str, Any] = {"country": {"iso_code": iso, "names": {"en": iso}}}
+    if code:
+        out["continent"] = {"code": code, "names": {"en": name}}
+    return out
+
+
+def city_record(network: world.Network) -> dict[str, Any]:
+    """The GeoLite2-City record for one network of the world."""
+    from mmdb_writer import MmdbF64, MmdbU16
+
+    record = _country(network.country)
+    if network.city is None:
+        lat, lon = world.COUNTRY_CENTROIDS.get(network.country, (0.0, 0.0))
+        location: dict[str, Any] = {
+            "latitude": MmdbF64(lat),
+            "longitude": MmdbF64(lon),
+            "accuracy_radius": MmdbU16(network.accuracy_radius),
+        }
+        tz = _COUNTRY_TZ.get(network.country)
+        if tz:
+            location["time_zone"] = tz
+        record["location"] = location
+        return record
+    city = world.CITIES[network.city]
+    record["subdivisions"] = [{"iso_code": city.region[:3].upper(), "names": {"en": city.region}}]
+    record["city"] = {"names": {"en": city.name}}
+    record["location"] = {
+        "latitude": MmdbF64(city.latitude),
+        "longitude": MmdbF64(city.longitude),
+        "accuracy_radius": MmdbU16(network.accuracy_radius),
+        "time_zone": city.time_zone,
+    }
+    return record
+
+
+def asn_record(network: world.Network) -> dict[str, Any]:
+    from mmdb_writer import MmdbU32
+
+    return {
+        "autonomous_system_number": MmdbU32(network.asn),
+        "autonomous_system_organization": network.org,
+    }
+
+
+def _write(target: Path, database_type: str, make_record) -> None:
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(
+        ip_version=6,
+        ipv4_compatible=True,
+        database_type=database_type,
+        languages=["en"],
+        description=f"django-activity-tracking synthetic {database_type}",
+    )
+    for network in world.NETWORKS:
+        writer.insert_network(IPSet([network.cidr]), make_record(network))
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        writer.to_db_file(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def build_databases(path: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Write both databases into ``path`` (created if needed); existing files are kept
+    unless ``force``. Safe to call from several processes at once."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, database_type, make in (
+        (CITY_DB, "GeoLite2-City", city_record),
+        (ASN_DB, "GeoLite2-ASN", asn_record),
+    ):
+        target = folder / name
+        if force or not target.exists():
+            _write(target, database_type, make)

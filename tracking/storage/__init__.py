@@ -1,0 +1,2 @@
+"""Database mechanics: COPY / prepared inserts, PostgreSQL partitions, rollups and the
+statistics read from them."""
