@@ -338,7 +338,7 @@ def check_detection(app_configs=None, **kwargs):
             errors.append(
                 checks.Error(
                     f"Invalid detection rule: {exc}",
-                    hint="Fix or remove the rule file; see the README section 'Rules' for the format.",
+                    hint="Fix or remove the rule file; docs/rules.md describes the format.",
                     id="tracking.E051",
                 )
             )

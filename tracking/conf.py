@@ -125,6 +125,107 @@ DEFAULTS: dict[str, Any] = {
     "PARTITION_MONTHS_AHEAD": 3,
 }
 
+# What each setting does, in a sentence or two: docs/settings.md is generated from DEFAULTS and
+# this mapping by `make settings-doc`, and tests/test_settings_doc.py fails when a setting has
+# no description here or the page is stale. Markdown: `code` spans only.
+DESCRIPTIONS: dict[str, str] = {
+    "ACTIVITY_TYPES": "Extra activity types, `{\"CODE\": \"Human label\"}`, added to the "
+    "built-in ones (`tracking.activity_types.BUILTIN_TYPES`).",
+    "SENSITIVE_FIELDS": "Keys whose values are replaced by `[REDACTED]` in query strings, "
+    "form and JSON bodies and headers, matched case-insensitively inside longer keys; a "
+    "built-in list (authorization, cookies, card data, ...) is always redacted as well.",
+    "TRUSTED_PROXIES": "CIDRs of your reverse proxies: `X-Forwarded-For` / `X-Real-IP` are "
+    "read only when the socket address is inside one of them. Default: trust no proxy.",
+    "MAX_HEADER_LENGTH": "Longest header or string value kept, in characters; longer values "
+    "are cut with a visible `…[truncated N chars]` marker.",
+    "MAX_PARAMS_LENGTH": "Longest recorded `params` document (query and body), in characters.",
+    "MAX_BODY_BYTES": "Largest request body parsed and recorded, in bytes; a larger body is "
+    "recorded as a `[body not recorded: …]` marker.",
+    "MAX_JSON_DEPTH": "Deepest JSON nesting recorded; deeper subtrees become "
+    "`[max depth exceeded]`.",
+    "MAX_USER_AGENT_LENGTH": "Longest User-Agent string stored, in characters.",
+    "DISABLE_GEOLOCATION": "`True` turns every geolocation and ASN lookup off.",
+    "GEOIP_PATH": "Folder holding `GeoLite2-City.mmdb` and `GeoLite2-ASN.mmdb`; a missing "
+    "file is warning `tracking.W012`.",
+    "GEO_HTTP_URL": "Optional HTTP geolocation provider asked for addresses the databases do "
+    "not know: a URL template with `{ip}` answering JSON; empty disables it.",
+    "GEO_HTTP_TIMEOUT": "Seconds one HTTP provider lookup may take in total (half to connect, "
+    "half to answer); the provider sits behind a circuit breaker.",
+    "GEO_CACHE_SIZE": "Addresses whose geolocation answers are cached per process.",
+    "GEO_RETRY_LATER": "Store rows whose provider lookup failed with `geo_pending=True` and "
+    "complete them later (`tracking flush`).",
+    "UA_CACHE_SIZE": "User-Agent strings whose parsed device is cached per process.",
+    "ENCRYPTION_KEYS": "AES-256-GCM keys (urlsafe base64 of 32 bytes, from `tracking keygen`) "
+    "for recorded headers and params: the first encrypts, all decrypt (rotation). Required.",
+    "SEAL_KEYS": "HMAC keys for row MACs, hash-chain seals, tombstones, checkpoints and stored "
+    "models: the first signs, all verify. Required (system check error when empty).",
+    "HASH_KEY": "Key for the keyed hash stored instead of session ids; `None` derives one "
+    "from the first seal key.",
+    "ASYNC_HANDOFF": "Where `async_log=True` events go: `\"thread\"` (in-process background "
+    "writer), `\"celery\"` (batches published to a Celery queue) or `\"sync\"` (written in "
+    "the request).",
+    "QUEUE_SIZE": "Events the in-process writer's queue holds; when it is full the caller "
+    "writes synchronously instead of dropping.",
+    "BATCH_SIZE": "Events per batch written by the writer, a Celery task or `tracking import`.",
+    "FLUSH_INTERVAL": "Seconds the writer waits before writing a batch that is not full.",
+    "CELERY_QUEUE": "Celery queue the batches are published to (run a worker with "
+    "`-Q tracking`).",
+    "CELERY_APP": "Dotted path to your Celery app (e.g. `\"proj.celery.app\"`), unless the "
+    "project imports it at start-up; without an app with a broker, warning `tracking.W013`.",
+    "SPOOL_DIR": "Local folder of append-only, fsynced NDJSON segments holding events that "
+    "could not be written (database or broker down); replayed later. Unset: warning "
+    "`tracking.W010`.",
+    "SPOOL_REPLAY_INTERVAL": "Seconds between the writer thread's attempts to replay the spool.",
+    "DURABLE_HANDOFF": "`True`: `async_log` events are appended to the spool and fsynced "
+    "before the request goes on, so a killed process loses nothing acknowledged.",
+    "WRITER_SWITCH_INTERVAL": "`sys.setswitchinterval()` in processes that start the writer "
+    "thread, in seconds, so requests get the GIL back quickly while a batch is written; "
+    "`None` leaves Python's 5 ms.",
+    "DETECTORS": "Detectors to run: a list of `(\"dotted.path.Class\", {params})`, "
+    "`\"dotted.path.Class\"` or `{\"class\": ..., \"params\": {...}}`; `None` is the "
+    "built-in set.",
+    "RULE_DIRS": "Extra folders of rule files (`*.yml` / `*.yaml`).",
+    "BUILTIN_RULES": "Load the shipped rule pack (`detectors.rulepack`).",
+    "FLAG_THRESHOLD": "Risk score (0–1) at or above which an activity is flagged.",
+    "RISK_COMBINE": "How findings' scores combine into the activity's risk score: "
+    "`\"max\"` or `\"noisy_or\"` (1 − Π(1 − s)).",
+    "HOSTING_ASNS": "AS numbers added to the ASN-change detector's hosting/VPN list.",
+    "MOBILE_ASNS": "AS numbers added to the ASN-change detector's mobile-carrier list.",
+    "SEAL_ON_WRITE": "Seal what this process wrote (see `SEAL_INTERVAL`); `False` leaves "
+    "sealing to `tracking seal` or the periodic task (warning `tracking.W072`).",
+    "SEAL_INTERVAL": "Seconds between seals by the writing process's writer thread (sooner "
+    "once `SEAL_BATCH_SIZE` rows wait, and at exit); `0` seals right after every commit in "
+    "the writing thread (slower requests).",
+    "SEAL_BATCH_SIZE": "Rows per seal and per sealing transaction.",
+    "RETENTION_DAYS": "Age in days purged by `tracking purge` without arguments and by the "
+    "periodic purge task; `None` keeps everything.",
+    "SEAL_GEO_PENDING_GRACE": "Seconds a row waiting for geolocation stays unsealed (its "
+    "enrichment may still change it); after that it is sealed as it is.",
+    "HEALTH_TOKEN": "Bearer token that lets monitoring read `api/tracking/health/` "
+    "(`Authorization: Bearer <token>`); empty: staff only.",
+    "HEALTH_MAX_UNSEALED_AGE": "Seconds the oldest unsealed row may wait before health "
+    "reports unhealthy (HTTP 503, `tracking doctor` exit 1).",
+    "HEALTH_MAX_UNSEALED_ROWS": "Unsealed rows allowed before health reports unhealthy.",
+    "HEALTH_MAX_SPOOL_AGE": "Seconds events may wait in the spool before health reports "
+    "unhealthy (the database is down).",
+    "DASHBOARD_POLL_INTERVAL": "Seconds between the dashboard's live-feed polls (0.25–2).",
+    "DASHBOARD_FEED_SIZE": "Most activities one live-feed poll returns.",
+    "DASHBOARD_PAGE_SIZE": "Rows per page of the dashboard's flagged queue.",
+    "DASHBOARD_FEED_LAG": "Seconds each live-feed poll looks back for rows committed late "
+    "(batched writers, Celery).",
+    "DASHBOARD_TIMELINE_SIZE": "Activities shown before and after the event on the "
+    "dashboard's detail page.",
+    "THROTTLE_RATES": "API throttle rates for the scopes `burst` and `sustained` that "
+    "`REST_FRAMEWORK[\"DEFAULT_THROTTLE_RATES\"]` does not set.",
+    "MAX_PAGE_SIZE": "Largest `?page_size=` the API accepts.",
+    "COUNT_LIMIT": "Rows the API and the admin count at most; above it the count is an "
+    "estimate (`count_is_estimate`).",
+    "PARTITIONING": "Partition `tracking_activity` by month on PostgreSQL when migrating (set "
+    "`False` before `migrate` to keep one plain table); no effect elsewhere.",
+    "PARTITION_MONTHS_AHEAD": "Months after the current one that `tracking partitions "
+    "ensure` creates.",
+}
+
 # Settings holding dotted paths that are imported on first access.
 IMPORT_STRINGS: frozenset[str] = frozenset()
 

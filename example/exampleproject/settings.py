@@ -1,4 +1,4 @@
-"""Settings of the example shop: the integration the README shows, configured from the environment.
+"""Settings of the example shop: the integration docs/installation.md shows, configured from the environment.
 
 Environment:
 
