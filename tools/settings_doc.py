@@ -10,6 +10,7 @@ description from ``DESCRIPTIONS``. ``tests/test_settings_doc.py`` runs the check
 from __future__ import annotations
 
 import argparse
+import html
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,9 @@ HEADER = f"""\
 
 Every setting of the app with its default. Set them in your Django settings module; all are
 optional except `TRACKING_ENCRYPTION_KEYS` and `TRACKING_SEAL_KEYS`. Invalid values are
-reported by `python manage.py check` (system checks `tracking.E…` and `tracking.W…`). Code
-reads them through `tracking.conf.tracking_settings.<NAME>` (the name without the
-`TRACKING_` prefix), which follows `override_settings` in tests.
+reported by `python manage.py check` (the app's system checks: errors `E0xx`, warnings
+`W0xx`). Code reads them through `tracking.conf.tracking_settings.<NAME>` (the name without
+the `TRACKING_` prefix), which follows `override_settings` in tests.
 
 The topic pages explain how settings work together: [recording](recording.md),
 [geolocation and devices](enrichment.md), [encryption](encryption.md),
@@ -52,7 +53,11 @@ def _cell(text: str) -> str:
 
 
 def _default(value: Any) -> str:
-    return f"`{_cell(repr(value))}`"
+    text = repr(value)
+    if "|" in text:
+        # Inside a code span a table splits on "|" (GitHub) or shows "\|" (Python-Markdown).
+        return f"<code>{html.escape(text).replace('|', '&#124;')}</code>"
+    return f"`{text}`"
 
 
 def render() -> str:

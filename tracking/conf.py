@@ -129,7 +129,7 @@ DEFAULTS: dict[str, Any] = {
 # this mapping by `make settings-doc`, and tests/test_settings_doc.py fails when a setting has
 # no description here or the page is stale. Markdown: `code` spans only.
 DESCRIPTIONS: dict[str, str] = {
-    "ACTIVITY_TYPES": "Extra activity types, `{\"CODE\": \"Human label\"}`, added to the "
+    "ACTIVITY_TYPES": 'Extra activity types, `{"CODE": "Human label"}`, added to the '
     "built-in ones (`tracking.activity_types.BUILTIN_TYPES`).",
     "SENSITIVE_FIELDS": "Keys whose values are replaced by `[REDACTED]` in query strings, "
     "form and JSON bodies and headers, matched case-insensitively inside longer keys; a "
@@ -161,16 +161,15 @@ DESCRIPTIONS: dict[str, str] = {
     "models: the first signs, all verify. Required (system check error when empty).",
     "HASH_KEY": "Key for the keyed hash stored instead of session ids; `None` derives one "
     "from the first seal key.",
-    "ASYNC_HANDOFF": "Where `async_log=True` events go: `\"thread\"` (in-process background "
-    "writer), `\"celery\"` (batches published to a Celery queue) or `\"sync\"` (written in "
+    "ASYNC_HANDOFF": 'Where `async_log=True` events go: `"thread"` (in-process background '
+    'writer), `"celery"` (batches published to a Celery queue) or `"sync"` (written in '
     "the request).",
     "QUEUE_SIZE": "Events the in-process writer's queue holds; when it is full the caller "
     "writes synchronously instead of dropping.",
     "BATCH_SIZE": "Events per batch written by the writer, a Celery task or `tracking import`.",
     "FLUSH_INTERVAL": "Seconds the writer waits before writing a batch that is not full.",
-    "CELERY_QUEUE": "Celery queue the batches are published to (run a worker with "
-    "`-Q tracking`).",
-    "CELERY_APP": "Dotted path to your Celery app (e.g. `\"proj.celery.app\"`), unless the "
+    "CELERY_QUEUE": "Celery queue the batches are published to (run a worker with `-Q tracking`).",
+    "CELERY_APP": 'Dotted path to your Celery app (e.g. `"proj.celery.app"`), unless the '
     "project imports it at start-up; without an app with a broker, warning `tracking.W013`.",
     "SPOOL_DIR": "Local folder of append-only, fsynced NDJSON segments holding events that "
     "could not be written (database or broker down); replayed later. Unset: warning "
@@ -181,14 +180,14 @@ DESCRIPTIONS: dict[str, str] = {
     "WRITER_SWITCH_INTERVAL": "`sys.setswitchinterval()` in processes that start the writer "
     "thread, in seconds, so requests get the GIL back quickly while a batch is written; "
     "`None` leaves Python's 5 ms.",
-    "DETECTORS": "Detectors to run: a list of `(\"dotted.path.Class\", {params})`, "
-    "`\"dotted.path.Class\"` or `{\"class\": ..., \"params\": {...}}`; `None` is the "
+    "DETECTORS": 'Detectors to run: a list of `("dotted.path.Class", {params})`, '
+    '`"dotted.path.Class"` or `{"class": ..., "params": {...}}`; `None` is the '
     "built-in set.",
     "RULE_DIRS": "Extra folders of rule files (`*.yml` / `*.yaml`).",
     "BUILTIN_RULES": "Load the shipped rule pack (`detectors.rulepack`).",
     "FLAG_THRESHOLD": "Risk score (0–1) at or above which an activity is flagged.",
     "RISK_COMBINE": "How findings' scores combine into the activity's risk score: "
-    "`\"max\"` or `\"noisy_or\"` (1 − Π(1 − s)).",
+    '`"max"` or `"noisy_or"` (1 − Π(1 − s)).',
     "HOSTING_ASNS": "AS numbers added to the ASN-change detector's hosting/VPN list.",
     "MOBILE_ASNS": "AS numbers added to the ASN-change detector's mobile-carrier list.",
     "SEAL_ON_WRITE": "Seal what this process wrote (see `SEAL_INTERVAL`); `False` leaves "
@@ -216,7 +215,7 @@ DESCRIPTIONS: dict[str, str] = {
     "DASHBOARD_TIMELINE_SIZE": "Activities shown before and after the event on the "
     "dashboard's detail page.",
     "THROTTLE_RATES": "API throttle rates for the scopes `burst` and `sustained` that "
-    "`REST_FRAMEWORK[\"DEFAULT_THROTTLE_RATES\"]` does not set.",
+    '`REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]` does not set.',
     "MAX_PAGE_SIZE": "Largest `?page_size=` the API accepts.",
     "COUNT_LIMIT": "Rows the API and the admin count at most; above it the count is an "
     "estimate (`count_is_estimate`).",
