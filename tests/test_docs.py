@@ -159,6 +159,15 @@ def test_the_links_that_leave_docs_are_rewritten_for_the_site(tmp_path):
         assert (ROOT / repo_path).is_file(), repo_path
 
 
+def test_images_are_small_and_used():
+    images = sorted((DOCS / "images").glob("*.png"))
+    assert images
+    text = "\n".join(_text(page) for page in PAGES)
+    for image in images:
+        assert image.stat().st_size < 300_000, f"{image.name}: keep screenshots under 300 KB"
+        assert f"images/{image.name}" in text, f"{image.name} is not used by any page"
+
+
 def test_site_builds_strict(tmp_path):
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent))
     assert mkdocs, "mkdocs is missing: `make install` installs the dev extra"
