@@ -217,8 +217,8 @@ DESCRIPTIONS: dict[str, str] = {
     "THROTTLE_RATES": "API throttle rates for the scopes `burst` and `sustained` that "
     '`REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]` does not set.',
     "MAX_PAGE_SIZE": "Largest `?page_size=` the API accepts.",
-    "COUNT_LIMIT": "Rows the API and the admin count at most; above it the count is an "
-    "estimate (`count_is_estimate`).",
+    "COUNT_LIMIT": "Rows the API and the admin count at most: above it the API reports this "
+    "number with `count_is_estimate`, the admin PostgreSQL's planner estimate.",
     "PARTITIONING": "Partition `tracking_activity` by month on PostgreSQL when migrating (set "
     "`False` before `migrate` to keep one plain table); no effect elsewhere.",
     "PARTITION_MONTHS_AHEAD": "Months after the current one that `tracking partitions "
