@@ -80,7 +80,8 @@ def test_a_replaced_file_with_a_recomputed_digest_is_still_refused():
 
 @pytest.mark.django_db
 def test_detection_ignores_a_tampered_model(caplog):
-    from tracking.detection.runner import pipeline, refresh_models
+    from tracking.detection.config import pipeline
+    from tracking.detection.modelstore import refresh_models
 
     det = fitted()
     row = modelstore.save_model("isolation_forest", det.model_, det.state_meta())
