@@ -338,7 +338,7 @@ class _DetectionFailed(Exception):
     """Detection raised inside the batch's transaction, which may no longer be usable."""
 
 
-# What detection sets on an activity (``tracking.detection.runner.apply_verdict``): put back when a failed
+# What detection sets on an activity (``runner.apply_verdict``): put back when a failed
 # detection's batch is written again without it.
 _VERDICT_FIELDS = ("tags", "risk_score", "severity", "flagged", "review_status")
 
