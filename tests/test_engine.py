@@ -464,3 +464,32 @@ def test_the_detector_guide_examples_run():
     detector = namespace["NewCountryOnPayment"](weight=2)
     with pytest.raises(ValueError, match="weight"):
         detector.validate()
+
+
+# Optional dependencies (the ``ml`` extra) are the only imports allowed inside functions.
+OPTIONAL = ("numpy", "sklearn", "skops")
+
+
+@pytest.mark.parametrize("package", ["detectors", "tracking/detection"])
+def test_no_imports_inside_functions_except_optional_dependencies(package):
+    import ast
+
+    late = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for func in ast.walk(tree):
+            if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                else:
+                    continue
+                late += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} {n}"
+                    for n in names
+                    if n.split(".")[0] not in OPTIONAL
+                ]
+    assert late == []
