@@ -211,7 +211,7 @@ def test_related_admins_are_read_only(admin_client_staff, staff_user):
 
 def test_tag_filter_lists_detector_tags_without_scanning_findings(admin_client_staff):
     from tracking.admin.activity import known_tags
-    from tracking.detection.runner import pipeline
+    from tracking.detection.config import pipeline
 
     expected = {d.tag for d in pipeline().detectors if d.tag}
     assert expected and expected <= known_tags()

@@ -306,7 +306,7 @@ def check_detection(app_configs=None, **kwargs):
     """TRACKING_DETECTORS, rule folders and the detection numbers, named precisely."""
     from detectors.registry import ConfigError
     from detectors.rules import RuleError
-    from tracking.detection.runner import configured_detectors, rule_dirs
+    from tracking.detection.config import configured_detectors, rule_dirs
 
     errors = []
     detectors = []

@@ -9,12 +9,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from detectors.features import context_features
+from detectors.observation import Observation
 from detectors.rules.condition import ConditionError, compile_condition, condition_gate
 from detectors.rules.rule import (
     DEFAULT_SCORES,
@@ -73,10 +75,6 @@ class RuleError(ValueError):
 
 
 def context_field_names() -> frozenset[str]:
-    from datetime import UTC, datetime
-
-    from detectors.base import Observation
-
     return frozenset(
         context_features(Observation(timestamp=datetime(2000, 1, 1, tzinfo=UTC)), None)
     )

@@ -116,7 +116,7 @@ def known_tags() -> set[str]:
     """
     tags: set[str] = set()
     try:
-        from tracking.detection.runner import pipeline
+        from tracking.detection.config import pipeline
 
         pipe = pipeline()
         tags |= {d.tag for d in pipe.detectors if getattr(d, "tag", "")}

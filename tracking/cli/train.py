@@ -157,7 +157,7 @@ def handle(
 ) -> int:
     from detectors.outliers import IsolationForestDetector
     from tracking.detection import modelstore
-    from tracking.detection.runner import configured_detectors
+    from tracking.detection.config import configured_detectors
     from tracking.models import Activity, ReviewStatus
 
     try:

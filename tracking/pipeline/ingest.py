@@ -338,7 +338,7 @@ class _DetectionFailed(Exception):
     """Detection raised inside the batch's transaction, which may no longer be usable."""
 
 
-# What detection sets on an activity (``detection._apply_verdict``): put back when a failed
+# What detection sets on an activity (``runner.apply_verdict``): put back when a failed
 # detection's batch is written again without it.
 _VERDICT_FIELDS = ("tags", "risk_score", "severity", "flagged", "review_status")
 
@@ -492,7 +492,7 @@ def ingest(
 
     ``assume_new=True`` (live capture: the request path and the writer's queue) skips the
     lookup of already stored ids; a duplicate then costs a failed insert and the lookup."""
-    from tracking.detection.runner import gc_paused
+    from tracking.gcpause import gc_paused
 
     # Enrichment, detection and row building allocate many short-lived containers; cyclic
     # collections they would trigger walk the whole heap (see ``gc_paused``).
