@@ -6,6 +6,7 @@ learned state ends in ``_``) and judge one event with ``score(event, profile, co
 touching a database, the network or the clock.
 """
 
+from detectors.anonymous_network import AnonymousNetwork
 from detectors.asn_change import AsnChange
 from detectors.base import SEVERITY_RANK, Context, Detector, Finding, max_severity
 from detectors.engine import Engine, Verdict
@@ -23,6 +24,7 @@ __all__ = [
     "BUILTIN_DETECTORS",
     "FEATURE_NAMES",
     "SEVERITY_RANK",
+    "AnonymousNetwork",
     "AsnChange",
     "ConfigError",
     "Context",

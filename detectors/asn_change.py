@@ -3,7 +3,8 @@
 A new network alone is common (new home ISP, a café); the score grows with what else is new at
 the same time (device, country) and with the kind of network: hosting/VPN exits score higher,
 mobile carriers (whose customers hop between networks) lower. Users still in their learning
-period (too few events or days) are not judged.
+period (too few events or days) are not judged, nor are organisation networks
+(``Observation.trusted_network``: configured as trusted, or learned).
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ class AsnChange(Detector):
     def kind(self, obs: Observation) -> str:
         if not hasattr(self, "hosting_"):
             self.fit()
+        if obs.network_kind:  # enrichment knows it is an anonymizing or hosting exit
+            return "hosting"
         return network_kind(
             obs.asn, obs.isp, self.hosting_, self.mobile_, self.hosting_kw_, self.mobile_kw_
         )
@@ -152,7 +155,7 @@ class AsnChange(Detector):
     def score(
         self, event: Observation, profile: UserProfile | None, context: Context
     ) -> list[Finding]:
-        if profile is None or event.asn is None:
+        if profile is None or event.asn is None or event.trusted_network:
             return []
         now = context.now.timestamp()
         if self.learning(profile, now):

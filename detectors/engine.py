@@ -222,7 +222,8 @@ class Engine:
             det.update(obs, profile, context)
         if not any(d.locates for d in detectors):
             radius_ok = (obs.accuracy_radius or 0) <= DEFAULT_MAX_RADIUS_KM
-            if obs.city and radius_ok and not context.suspicious:
+            # An anonymizing exit's place is not the user's: it never becomes their position.
+            if obs.city and radius_ok and not context.suspicious and not obs.network_kind:
                 profile.set_location(obs)
 
     def dismiss(self, obs: Observation, profile: UserProfile, population: Population) -> None:

@@ -63,10 +63,14 @@ def context_features(obs: Observation, profile: UserProfile | None) -> dict[str,
         "failures_1h": 0,
         "requests_10m": 0,
         "minutes_since_novel_login": None,
+        "network_kind": obs.network_kind,
+        "trusted_network": obs.trusted_network,
     }
     if profile is None:
         return out
-    learned = profile.events > 0
+    # An organisation network (trusted or learned) is never "new"; an anonymizing exit's
+    # place is not the user's, so no distance is measured to it.
+    learned = profile.events > 0 and not obs.trusted_network
     if learned:
         out["new_asn"] = obs.asn is not None and not profile.known("asn", str(obs.asn), now, window)
         out["new_country"] = bool(obs.country) and not profile.known(
@@ -79,7 +83,7 @@ def context_features(obs: Observation, profile: UserProfile | None) -> dict[str,
             "device", obs.device_key, now, window
         )
     loc = profile.location
-    if loc and obs.has_position:
+    if loc and obs.has_position and not obs.network_kind:
         out["distance_km"] = haversine_km(loc["lat"], loc["lon"], obs.latitude, obs.longitude)
     out["failures_1h"] = profile.recent("fail", now, 3600)
     out["requests_10m"] = profile.recent("req", now, 600)

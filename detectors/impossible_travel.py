@@ -4,7 +4,10 @@ The distance between the user's previous located event and this one is the haver
 *minus both accuracy radii* (GeoIP places a mobile carrier's customers in the capital with a radius
 of hundreds of km: the user may be anywhere in that circle). Records without a city, or with a
 radius above ``max_accuracy_radius_km``, are country-level guesses and never treated as a position.
-Allow-listed networks (corporate VPN ranges, satellite and in-flight relays) are ignored entirely.
+Allow-listed networks (corporate VPN ranges, satellite and in-flight relays), organisation
+networks (``Observation.trusted_network``) and anonymizing or hosting exits
+(``Observation.network_kind``: their place is the exit's, never the user's; the
+``anonymous_network`` detector judges them) are ignored entirely, as origin and as destination.
 A return to a place *and* network the user has established (``exempt_known_places``) is not
 judged either: the way out may simply not have been observed.
 """
@@ -95,6 +98,8 @@ class ImpossibleTravel(Detector):
 
     def allow_listed(self, obs: Observation) -> bool:
         self._ready()
+        if obs.network_kind or obs.trusted_network:
+            return True
         if obs.asn is not None and obs.asn in self.asns_:
             return True
         if self.keywords_ and obs.isp:

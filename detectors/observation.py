@@ -41,6 +41,12 @@ class Observation:
     status: int | None = None
     duration: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # Anonymizing or hosting network the address belongs to ("vpn", "hosting", "public_proxy",
+    # "residential_proxy", "tor"; "" for an ordinary access network): its place is the exit's,
+    # never the user's.
+    network_kind: str = ""
+    # Name of the organisation network (configured as trusted, or learned) the address is in.
+    trusted_network: str = ""
     # POSIX seconds of ``timestamp``, computed once (read on every comparison).
     epoch: float = field(init=False, default=0.0)
 
@@ -61,6 +67,11 @@ class Observation:
     @property
     def has_position(self) -> bool:
         return self.latitude is not None and self.longitude is not None
+
+    @property
+    def anonymous(self) -> bool:
+        """Whether the address is a hosting or anonymizing exit (its location is not the user's)."""
+        return bool(self.network_kind)
 
     def get(self, name: str) -> Any:
         """Field value by rule name (``params.rows`` reaches into params)."""

@@ -16,6 +16,7 @@ from detectors.base import Detector
 BUILTIN_DETECTORS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("detectors.impossible_travel.ImpossibleTravel", {}),
     ("detectors.asn_change.AsnChange", {}),
+    ("detectors.anonymous_network.AnonymousNetwork", {}),
     ("detectors.risk.FreemanRiskScore", {}),
     ("detectors.outliers.IsolationForestDetector", {}),
 )

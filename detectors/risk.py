@@ -25,6 +25,8 @@ from detectors.base import Context, Detector, Finding, Observation, check_number
 from detectors.profile import UserProfile, ip_prefix, ua_key
 
 FEATURES: tuple[str, ...] = ("ip", "asn", "country", "ua", "browser", "os", "device")
+# Features an organisation network (``Observation.trusted_network``) makes uninformative.
+NETWORK_FEATURES: frozenset[str] = frozenset({"ip", "asn", "country"})
 
 
 def feature_values(obs: Observation) -> dict[str, str]:
@@ -93,9 +95,11 @@ class FreemanRiskScore(Detector):
         values = feature_values(event)
         lam = self.smoothing
         out: dict[str, Any] = {}
+        trusted = bool(event.trusted_network)
         for feature in self.features:
             value = values[feature]
-            if not value:
+            if not value or (trusted and feature in NETWORK_FEATURES):
+                # An organisation network is expected for everyone: not evidence either way.
                 continue
             g_count = pop.count(feature, value) if pop else 0
             g_total = pop.total(feature) if pop else 0

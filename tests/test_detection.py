@@ -63,14 +63,14 @@ def scenario():
     last = T0 + timedelta(days=12)
     events = history()
     events.append(event(last, username="alice"))
-    events.append(event(last + timedelta(minutes=20), city="lagos", kind="hosting", ua=ATTACKER_UA))
+    # Lagos broadband: a hosting exit's place would not be the user's (no impossible travel).
+    events.append(event(last + timedelta(minutes=20), city="lagos", ua=ATTACKER_UA))
     events.append(
         event(
             last + timedelta(minutes=25),
             type="PAYMENT",
             endpoint="/payments/",
             city="lagos",
-            kind="hosting",
             ua=ATTACKER_UA,
         )
     )
@@ -230,6 +230,9 @@ def test_dismissal_teaches_the_profile_and_stops_repeat_findings(staff_user):
     ingest([third])
     b = Activity.objects.get(id=third.id)
     assert not b.flagged and not Finding.objects.filter(activity=b, detector="asn_change").exists()
+    # The VPN is now the user's own exit: still visible, no longer alarming.
+    anon = Finding.objects.get(activity=b, detector="anonymous_network")
+    assert anon.score < 0.7 and "usual exit" in anon.reason
 
 
 @pytest.mark.django_db
@@ -436,7 +439,7 @@ def test_profiles_keep_learning_places_with_detection_switched_off():
         ingest(history())
     loc = Profile.objects.get(key="n:alice").data["loc"]
     assert loc["city"] == "London"
-    far = event(T0 + timedelta(days=11, hours=6), city="lagos", kind="hosting", ua=ATTACKER_UA)
+    far = event(T0 + timedelta(days=11, hours=6), city="lagos", ua=ATTACKER_UA)
     ingest([far])
     assert "impossible_travel" in Activity.objects.get(id=far.id).tags
 

@@ -6,7 +6,7 @@ import geoip2.database
 import pytest
 
 from tracking.simulator import world
-from tracking.simulator.geoip import ASN_DB, CITY_DB, build_databases
+from tracking.simulator.geoip import ANONYMOUS_DB, ASN_DB, CITY_DB, build_databases
 
 
 @pytest.fixture(scope="module")
@@ -167,13 +167,42 @@ def _geoip2_reference(city_reader, asn_reader, ip: str) -> dict:
     return values
 
 
-def test_raw_records_give_what_geoip2_models_give(readers):
+def _anonymous_reference(reader, ip: str) -> dict:
+    """The network kind geoip2's AnonymousIP model gives, in the lookup's precedence."""
+    import geoip2.errors
+
+    try:
+        rec = reader.anonymous_ip(ip)
+    except geoip2.errors.AddressNotFoundError:
+        return {}
+    for attr, kind in (
+        ("is_tor_exit_node", "tor"),
+        ("is_anonymous_vpn", "vpn"),
+        ("is_public_proxy", "public_proxy"),
+        ("is_residential_proxy", "residential_proxy"),
+        ("is_hosting_provider", "hosting"),
+    ):
+        if getattr(rec, attr):
+            return {"network_kind": kind}
+    return {"network_kind": ""}
+
+
+def test_raw_records_give_what_geoip2_models_give(readers, tmp_path_factory):
     city_reader, asn_reader = readers
+    path = tmp_path_factory.mktemp("anon")
+    build_databases(path)
+    anonymous_reader = geoip2.database.Reader(str(path / ANONYMOUS_DB))
     addresses = ["8.8.8.8", "2001:4860:4860::8888", "1.1.1.1"]
     for network in world.NETWORKS:
         addresses += [world.host(network, 1), world.host(network, 200)]
+    kinds = set()
     for ip in addresses:
-        assert geo._local_lookup(ip) == _geoip2_reference(city_reader, asn_reader, ip), ip
+        expected = _geoip2_reference(city_reader, asn_reader, ip)
+        expected.update(_anonymous_reference(anonymous_reader, ip))
+        assert geo._local_lookup(ip) == expected, ip
+        kinds.add(expected.get("network_kind", ""))
+    anonymous_reader.close()
+    assert kinds == {"", "vpn", "hosting", "public_proxy", "residential_proxy", "tor"}
 
 
 def test_database_of_the_wrong_type_is_not_used(tmp_path):

@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     # Retry geolocation later for events recorded while the provider was down.
     "GEO_RETRY_LATER": True,
     "UA_CACHE_SIZE": 16384,
+    # Local file of Tor exit addresses (the Tor Project's list, fetched by the operator).
+    "TOR_EXIT_LIST": "",
     # --- storage and keys ------------------------------------------------------------
     # Field-encryption keys, urlsafe base64 of 32 bytes; the first encrypts, all decrypt.
     "ENCRYPTION_KEYS": [],
@@ -83,6 +85,8 @@ DEFAULTS: dict[str, Any] = {
     # own hosting_asns / mobile_asns parameters).
     "HOSTING_ASNS": [],
     "MOBILE_ASNS": [],
+    # Organisation networks: {"name": ["198.51.100.0/24", "AS64700", ...]}.
+    "TRUSTED_NETWORKS": {},
     # --- integrity and retention -----------------------------------------------------
     "SEAL_ON_WRITE": True,
     # With SEAL_ON_WRITE: seconds between seals. > 0: the writing process's background writer
@@ -146,7 +150,8 @@ DESCRIPTIONS: dict[str, str] = {
     "MAX_USER_AGENT_LENGTH": "Longest User-Agent string stored, in characters.",
     "DISABLE_GEOLOCATION": "`True` turns every geolocation and ASN lookup off.",
     "GEOIP_PATH": "Folder holding `GeoLite2-City.mmdb` and `GeoLite2-ASN.mmdb`; a missing "
-    "file is warning `tracking.W012`.",
+    "file is warning `tracking.W012`. MaxMind's `GeoIP2-Anonymous-IP.mmdb` is read too when "
+    "present (the activity's `network_kind`).",
     "GEO_HTTP_URL": "Optional HTTP geolocation provider asked for addresses the databases do "
     "not know: a URL template with `{ip}` answering JSON; empty disables it.",
     "GEO_HTTP_TIMEOUT": "Seconds one HTTP provider lookup may take in total (half to connect, "
@@ -155,6 +160,9 @@ DESCRIPTIONS: dict[str, str] = {
     "GEO_RETRY_LATER": "Store rows whose provider lookup failed with `geo_pending=True` and "
     "complete them later (`tracking flush`).",
     "UA_CACHE_SIZE": "User-Agent strings whose parsed device is cached per process.",
+    "TOR_EXIT_LIST": "Path of a local file of Tor exit addresses (the Tor Project's bulk exit "
+    "list or `exit-addresses` format, fetched by the operator); its addresses get "
+    '`network_kind = "tor"`. Re-read when the file changes; empty disables it.',
     "ENCRYPTION_KEYS": "AES-256-GCM keys (urlsafe base64 of 32 bytes, from `tracking keygen`) "
     "for recorded headers and params: the first encrypts, all decrypt (rotation). Required.",
     "SEAL_KEYS": "HMAC keys for row MACs, hash-chain seals, tombstones, checkpoints and stored "
@@ -190,6 +198,10 @@ DESCRIPTIONS: dict[str, str] = {
     '`"max"` or `"noisy_or"` (1 − Π(1 − s)).',
     "HOSTING_ASNS": "AS numbers added to the ASN-change detector's hosting/VPN list.",
     "MOBILE_ASNS": "AS numbers added to the ASN-change detector's mobile-carrier list.",
+    "TRUSTED_NETWORKS": "Organisation networks (office, corporate VPN, security gateway) by "
+    'name: `{"Head office": ["198.51.100.0/24", "AS64700"]}` (CIDRs, `AS` numbers or '
+    "integers). Their addresses are never new, travelled-to or anonymous for anyone; checked "
+    "by `tracking.E057`.",
     "SEAL_ON_WRITE": "Seal what this process wrote (see `SEAL_INTERVAL`); `False` leaves "
     "sealing to `tracking seal` or the periodic task (warning `tracking.W072`).",
     "SEAL_INTERVAL": "Seconds between seals by the writing process's writer thread (sooner "

@@ -22,6 +22,7 @@ ENRICHMENT_FIELDS = (
     "latitude",
     "longitude",
     "accuracy_radius",
+    "network_kind",
     "device",
     "os",
     "browser",

@@ -17,6 +17,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from tracking.activity_types import type_label
 from tracking.fields import EncryptedJSONField, TagListField
@@ -37,6 +38,16 @@ class ReviewStatus(models.TextChoices):
     OPEN = "open", "Open"
     CONFIRMED = "confirmed", "Confirmed"
     DISMISSED = "dismissed", "Dismissed"
+
+
+class NetworkKind(models.TextChoices):
+    """Anonymizing or hosting exits (MaxMind Anonymous-IP, the Tor exit list)."""
+
+    VPN = "vpn", _("VPN exit")
+    HOSTING = "hosting", _("hosting provider")
+    PUBLIC_PROXY = "public_proxy", _("public proxy")
+    RESIDENTIAL_PROXY = "residential_proxy", _("residential proxy")
+    TOR = "tor", _("Tor exit node")
 
 
 class ActivityQuerySet(models.QuerySet):
@@ -92,6 +103,11 @@ class Activity(models.Model):
     latitude = models.FloatField(null=True, blank=True)
     longitude = models.FloatField(null=True, blank=True)
     accuracy_radius = models.PositiveIntegerField(null=True, blank=True)
+    # Anonymizing or hosting exit ("vpn", "hosting", "public_proxy", "residential_proxy",
+    # "tor"; "" for an ordinary access network): its location is the exit's, not the user's.
+    network_kind = models.CharField(
+        max_length=20, blank=True, default="", db_index=True, choices=NetworkKind.choices
+    )
     # True while geolocation is owed (provider was down at write time).
     geo_pending = models.BooleanField(default=False)
 
@@ -273,6 +289,43 @@ class Counter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["namespace", "key"], name="trk_counter_ns_key")
         ]
+
+
+class OrganisationNetwork(models.Model):
+    """A network everyone in the organisation may use: learned (several established users
+    reached it with their known devices within a day) or taught by a reviewer's dismissal.
+
+    ``network`` is ``"AS<number>"``. A revoked row (``revoked_at`` set) is kept as the record and
+    no longer trusted. Networks named in ``TRACKING_TRUSTED_NETWORKS`` are configuration, not rows.
+    """
+
+    class Source(models.TextChoices):
+        LEARNED = "learned", "learned"
+        REVIEW = "review", "taught in review"
+
+    network = models.CharField(max_length=64)
+    name = models.CharField(max_length=255, blank=True, default="")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    # The established users whose logins taught it (user keys), and when (event time).
+    users = models.JSONField(default=list, blank=True)
+    learned_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["network"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="trk_orgnet_active_network",
+            )
+        ]
+        ordering = ["-learned_at"]
+
+    def __str__(self) -> str:
+        return f"{self.network} {self.name}".strip()
 
 
 class DetectorModel(models.Model):

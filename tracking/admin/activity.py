@@ -246,7 +246,14 @@ class ActivityAdmin(admin.ModelAdmin):
         "review_status",
         "tag_list",
     )
-    list_filter = (TypeFilter, CountryFilter, "flagged", "review_status", TagFilter)
+    list_filter = (
+        TypeFilter,
+        CountryFilter,
+        "flagged",
+        "review_status",
+        "network_kind",
+        TagFilter,
+    )
     search_fields = ("username", "^ip_address", "endpoint")
     date_hierarchy = "timestamp"
     list_select_related = ("user",)
@@ -275,6 +282,7 @@ class ActivityAdmin(admin.ModelAdmin):
         "latitude",
         "longitude",
         "accuracy_radius",
+        "network_kind",
         "geo_pending",
         "device",
         "os",
@@ -318,6 +326,7 @@ class ActivityAdmin(admin.ModelAdmin):
                     "latitude",
                     "longitude",
                     "accuracy_radius",
+                    "network_kind",
                     "geo_pending",
                 )
             },

@@ -127,6 +127,7 @@ class ActivitySerializer(serializers.ModelSerializer):
             "latitude",
             "longitude",
             "accuracy_radius",
+            "network_kind",
             "geo_pending",
             "device",
             "os",

@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
+from detectors.anonymous_network import NETWORK_KINDS
+
 if TYPE_CHECKING:
     from tracking.events import Event
 
@@ -71,7 +73,7 @@ SESSION_HASH = re.compile(r"[0-9a-f]{64}")
 UNIX_TIME = re.compile(r"\d{9,11}(\.\d+)?")
 ENRICHMENT_KEYS = (
     "isp", "asn", "country", "region", "city", "latitude", "longitude", "accuracy_radius",
-    "device", "os", "browser", "is_mobile", "is_bot",
+    "network_kind", "device", "os", "browser", "is_mobile", "is_bot",
 )  # fmt: skip
 VERDICT_KEYS = ("flagged", "tags", "risk_score", "severity", "review_status")
 TEXT_KEYS = ("username", "user_agent", "endpoint", "method", "forwarded_for")
@@ -442,6 +444,9 @@ def event_from_record(record: Any) -> Event:
     for key in ("asn", "accuracy_radius"):
         if key in enrichment:
             enrichment[key] = _optional_number(record, key, integer=True)
+    network_kind = enrichment.get("network_kind")
+    if network_kind not in (None, "") and network_kind not in NETWORK_KINDS:
+        raise BadRecord(f"network_kind must be one of {', '.join(NETWORK_KINDS)} or empty")
     verdict = {k: record[k] for k in VERDICT_KEYS if k in record and record[k] is not None}
     if "tags" in verdict:
         tags = verdict["tags"]

@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Prefetch
 from django.urls import reverse
 
-from tracking.models import Activity, Finding
+from tracking.models import Activity, Finding, NetworkKind
 
 
 def open_findings() -> Prefetch:
@@ -36,10 +36,15 @@ def reasons_for(ids: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
 
 def network(activity: Activity) -> str:
     if activity.asn and activity.isp:
-        return f"AS{activity.asn} {activity.isp}"
-    if activity.asn:
-        return f"AS{activity.asn}"
-    return activity.isp
+        text = f"AS{activity.asn} {activity.isp}"
+    elif activity.asn:
+        text = f"AS{activity.asn}"
+    else:
+        text = activity.isp
+    kind = getattr(activity, "network_kind", "")
+    if kind:
+        text = f"{text} · {NetworkKind(kind).label}" if text else str(NetworkKind(kind).label)
+    return text
 
 
 def device(activity: Activity) -> str:
@@ -62,6 +67,7 @@ def row(activity: Activity, reasons: list[dict[str, Any]]) -> dict[str, Any]:
         "asn": activity.asn,
         "isp": activity.isp,
         "network": network(activity),
+        "network_kind": activity.network_kind,
         "device": device(activity),
         "endpoint": activity.endpoint,
         "method": activity.method,

@@ -43,4 +43,5 @@ def observation(act: Activity, *, with_params: bool = True) -> Observation:
         status=act.status,
         duration=act.duration,
         params=params,
+        network_kind=act.network_kind or "",
     )

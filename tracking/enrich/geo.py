@@ -1,7 +1,10 @@
 """IP → geo and network (ASN/ISP), from local MaxMind databases and an optional HTTP provider.
 
-Readers on ``GEOIP_PATH`` (``GeoLite2-City.mmdb``, ``GeoLite2-ASN.mmdb``) are opened once and
-reset when settings change; answers are LRU-cached. Private, loopback, reserved, link-local,
+Readers on ``GEOIP_PATH`` (``GeoLite2-City.mmdb``, ``GeoLite2-ASN.mmdb`` and, when present,
+MaxMind's ``GeoIP2-Anonymous-IP.mmdb``) are opened once and reset when settings change; answers
+are LRU-cached. The anonymous-IP answer and the Tor exit list (``TRACKING_TOR_EXIT_LIST``,
+``tracking.enrich.tor``) give ``network_kind``: ``tor``, ``vpn``, ``public_proxy``,
+``residential_proxy``, ``hosting`` or empty. Private, loopback, reserved, link-local,
 multicast and unspecified addresses are never looked up.
 
 Country-only records (no city) keep the country centroid's ``latitude``/``longitude`` *only
@@ -27,11 +30,22 @@ from functools import lru_cache
 from typing import Any
 
 from tracking.conf import on_reload, tracking_settings
+from tracking.enrich import tor
 
 logger = logging.getLogger("tracking.enrich")
 
 CITY_DB = "GeoLite2-City.mmdb"
 ASN_DB = "GeoLite2-ASN.mmdb"
+ANONYMOUS_DB = "GeoIP2-Anonymous-IP.mmdb"
+# Anonymous-IP flags in order of precedence, and the network kind each one means.
+ANONYMOUS_FLAGS: tuple[tuple[str, str], ...] = (
+    ("is_tor_exit_node", "tor"),
+    ("is_anonymous_vpn", "vpn"),
+    ("is_public_proxy", "public_proxy"),
+    ("is_residential_proxy", "residential_proxy"),
+    ("is_hosting_provider", "hosting"),
+)
+NETWORK_KINDS: tuple[str, ...] = tuple(kind for _, kind in ANONYMOUS_FLAGS)
 GEO_FIELDS = (
     "isp",
     "asn",
@@ -41,6 +55,7 @@ GEO_FIELDS = (
     "latitude",
     "longitude",
     "accuracy_radius",
+    "network_kind",
 )
 
 # Breaker: after this many consecutive failures the provider is skipped for a cool-down.
@@ -78,14 +93,15 @@ class _Readers:
         self.loaded = False
         self.city = None
         self.asn = None
+        self.anonymous = None
 
     def get(self):
         if not self.loaded:
             with self.lock:
                 if not self.loaded:
-                    self.city, self.asn = self._open()
+                    self.city, self.asn, self.anonymous = self._open()
                     self.loaded = True
-        return self.city, self.asn
+        return self.city, self.asn, self.anonymous
 
     @staticmethod
     def _open():
@@ -93,7 +109,7 @@ class _Readers:
 
         folder = tracking_settings.GEOIP_PATH
         out = []
-        for name, kind in ((CITY_DB, "City"), (ASN_DB, "ASN")):
+        for name, kind in ((CITY_DB, "City"), (ASN_DB, "ASN"), (ANONYMOUS_DB, "Anonymous-IP")):
             path = os.path.join(str(folder), name) if folder else None
             reader = None
             if path and os.path.exists(path):
@@ -113,13 +129,13 @@ class _Readers:
 
     def close(self) -> None:
         with self.lock:
-            for reader in (self.city, self.asn):
+            for reader in (self.city, self.asn, self.anonymous):
                 if reader is not None:
                     try:
                         reader.close()
                     except Exception:  # noqa: S110 - closing is best effort
                         pass
-            self.city = self.asn = None
+            self.city = self.asn = self.anonymous = None
             self.loaded = False
 
 
@@ -174,7 +190,7 @@ def _local_lookup(ip: str) -> dict[str, Any]:
     # The raw MaxMind records are read directly: the same fields geoip2's City/ASN models
     # give (English names, the most specific subdivision), without building those models,
     # which was most of a lookup's cost.
-    city_reader, asn_reader = _readers.get()
+    city_reader, asn_reader, anonymous_reader = _readers.get()
     values: dict[str, Any] = {}
     rec = _get(city_reader, ip) if city_reader is not None else None
     if rec is not None:
@@ -194,7 +210,18 @@ def _local_lookup(ip: str) -> dict[str, Any]:
     if arec is not None:
         values["asn"] = arec.get("autonomous_system_number")
         values["isp"] = arec.get("autonomous_system_organization") or ""
+    nrec = _get(anonymous_reader, ip) if anonymous_reader is not None else None
+    if nrec is not None:
+        values["network_kind"] = anonymous_kind(nrec)
     return values
+
+
+def anonymous_kind(record: dict[str, Any]) -> str:
+    """The network kind an Anonymous-IP record says ("" when no flag is set)."""
+    for flag, kind in ANONYMOUS_FLAGS:
+        if record.get(flag) is True:
+            return kind
+    return ""
 
 
 def _http_lookup(ip: str) -> dict[str, Any] | None:
@@ -285,6 +312,8 @@ def lookup(ip: str | None) -> GeoResult:
     if _cache is None:
         _cache = _make_cache()
     values = dict(_cache(ip))
+    if tor.is_exit(ip):  # the list is fresher than a monthly database and wins
+        values["network_kind"] = "tor"
     if values or not tracking_settings.GEO_HTTP_URL:
         return GeoResult(values)
     if ip in _http_cache:

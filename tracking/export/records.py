@@ -67,6 +67,7 @@ EXPORT_FIELDS: tuple[str, ...] = (
     "latitude",
     "longitude",
     "accuracy_radius",
+    "network_kind",
     "device",
     "os",
     "browser",

@@ -72,6 +72,10 @@ def canonical_bytes(activity: Any) -> bytes:
     doc[_ID] = str(activity.id)
     doc[_TIMESTAMP] = activity.timestamp.isoformat(timespec="microseconds")
     doc[_TAGS] = sorted(activity.tags or [])
+    # Appended only when set: rows stored before the field existed keep their canonical form.
+    kind = getattr(activity, "network_kind", "")
+    if kind:
+        doc.append({"network_kind": kind})
     return _CANONICAL.encode(doc).encode()
 
 

@@ -188,6 +188,9 @@ def _enrich(event: Event, act: Activity) -> None:
     act.latitude = _float(pre.get("latitude"))
     act.longitude = _float(pre.get("longitude"))
     act.accuracy_radius = _int(pre.get("accuracy_radius"), 0, 2**31 - 1)
+    kind = pre.get("network_kind")
+    # Only the known kinds are stored: the value decides how detection reads the place.
+    act.network_kind = kind if kind in geo.NETWORK_KINDS else ""
     act.is_mobile = bool(pre.get("is_mobile", False))
     act.is_bot = bool(pre.get("is_bot", False))
 

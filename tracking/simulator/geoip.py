@@ -1,8 +1,10 @@
 """Build MaxMind-format GeoIP databases from the synthetic world (tests, demo, benchmarks).
 
-``build_databases(path)`` writes ``GeoLite2-City.mmdb`` and ``GeoLite2-ASN.mmdb`` into
-``path``: the names and database types Django's GeoIP2 and ``geoip2.database.Reader`` expect,
-so ``Reader.city()``/``Reader.asn()`` work unchanged. City-accurate networks carry country,
+``build_databases(path)`` writes ``GeoLite2-City.mmdb``, ``GeoLite2-ASN.mmdb`` and
+``GeoIP2-Anonymous-IP.mmdb`` into ``path``: the names and database types Django's GeoIP2 and
+``geoip2.database.Reader`` expect, so ``Reader.city()``/``Reader.asn()``/``Reader.anonymous_ip()``
+work unchanged. The anonymous-IP database holds only the world's hosting, VPN, proxy and Tor
+networks, with the flags MaxMind sets for them (``anonymous_record``). City-accurate networks carry country,
 subdivision, city and location; country-only networks (``Network.city is None``) carry no city
 and the country centroid with their large accuracy radius. Writing is atomic (temporary file,
 then ``os.replace``) so parallel test runs can all call it.
@@ -19,6 +21,16 @@ from tracking.simulator import world
 
 CITY_DB = "GeoLite2-City.mmdb"
 ASN_DB = "GeoLite2-ASN.mmdb"
+ANONYMOUS_DB = "GeoIP2-Anonymous-IP.mmdb"
+
+# The Anonymous-IP flags MaxMind sets for each kind of network of the world.
+ANONYMOUS_FLAGS: dict[str, tuple[str, ...]] = {
+    "vpn": ("is_anonymous", "is_anonymous_vpn"),
+    "hosting": ("is_anonymous", "is_hosting_provider"),
+    "public_proxy": ("is_anonymous", "is_public_proxy"),
+    "residential_proxy": ("is_anonymous", "is_residential_proxy"),
+    "tor": ("is_anonymous", "is_tor_exit_node"),
+}
 
 # Stable fake geoname ids: geoip2 models expose them, some consumers key on them.
 _CONTINENTS = {
@@ -95,6 +107,12 @@ def asn_record(network: world.Network) -> dict[str, Any]:
     }
 
 
+def anonymous_record(network: world.Network) -> dict[str, Any] | None:
+    """The GeoIP2-Anonymous-IP record for one network (None: the database has no entry)."""
+    flags = ANONYMOUS_FLAGS.get(network.kind)
+    return dict.fromkeys(flags, True) if flags else None
+
+
 def _write(target: Path, database_type: str, make_record) -> None:
     from mmdb_writer import MMDBWriter
     from netaddr import IPSet
@@ -107,7 +125,9 @@ def _write(target: Path, database_type: str, make_record) -> None:
         description=f"django-activity-tracking synthetic {database_type}",
     )
     for network in world.NETWORKS:
-        writer.insert_network(IPSet([network.cidr]), make_record(network))
+        record = make_record(network)
+        if record is not None:
+            writer.insert_network(IPSet([network.cidr]), record)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
@@ -119,13 +139,14 @@ def _write(target: Path, database_type: str, make_record) -> None:
 
 
 def build_databases(path: str | os.PathLike[str], *, force: bool = False) -> None:
-    """Write both databases into ``path`` (created if needed); existing files are kept
+    """Write the three databases into ``path`` (created if needed); existing files are kept
     unless ``force``. Safe to call from several processes at once."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     for name, database_type, make in (
         (CITY_DB, "GeoLite2-City", city_record),
         (ASN_DB, "GeoLite2-ASN", asn_record),
+        (ANONYMOUS_DB, "GeoIP2-Anonymous-IP", anonymous_record),
     ):
         target = folder / name
         if force or not target.exists():

@@ -25,7 +25,9 @@ class Network:
     cidr: str
     asn: int
     org: str
-    kind: str  # residential | mobile | hosting | vpn | corporate | hotel | satellite
+    # residential | mobile | hosting | vpn | corporate | hotel | satellite | tor |
+    # residential_proxy | public_proxy
+    kind: str
     city: str | None  # key into CITIES; None with country set = country-only record
     country: str
     accuracy_radius: int  # km
@@ -119,6 +121,10 @@ NETWORKS: tuple[Network, ...] = (
     Network("193.32.2.0/24", 65120, "Bulletproof Cloud", "hosting", "lagos", "NG", 50),
     Network("193.32.3.0/24", 65120, "Bulletproof Cloud", "hosting", "jakarta", "ID", 50),
     Network("193.32.4.0/24", 65120, "Bulletproof Cloud", "hosting", "sao_paulo", "BR", 50),
+    # anonymizers the Anonymous-IP database knows (tracking.simulator.geoip)
+    Network("171.25.193.0/24", 65300, "Relay Collective", "tor", "amsterdam", "NL", 50),
+    Network("98.40.1.0/24", 65310, "Metro Residential", "residential_proxy", "chicago", "US", 10),
+    Network("64.20.1.0/24", 65320, "Open Proxy Net", "public_proxy", "paris", "FR", 50),
     # in-flight / satellite relays (location meaningless)
     Network("100.200.1.0/24", 65200, "SkyLink Satellite", "satellite", None, "US", 1000),
 )
