@@ -29,6 +29,7 @@ from typing import Any
 from detectors.base import Context, Detector, Finding, max_severity
 from detectors.features import context_features
 from detectors.observation import Observation
+from detectors.orgnetworks import NetworkLearner
 from detectors.population import Population
 from detectors.profile import UserProfile
 from detectors.rules import Rule, RuleEngine
@@ -142,6 +143,7 @@ class Engine:
         profiles: dict[str, UserProfile],
         population: Population | None = None,
         history: dict[str, list[dict[str, Any]]] | None = None,
+        learner: NetworkLearner | None = None,
     ) -> list[Verdict]:
         """Judge a batch; returns one :class:`Verdict` per observation, in the given order.
 
@@ -149,7 +151,9 @@ class Engine:
         profiles of users seen for the first time are added (failed attempts on unknown names
         create none); the caller saves those left ``dirty``. ``population`` holds the counters
         of :meth:`population_keys` (its ``changed()`` are to be saved); ``history`` the
-        look-back rows of each threshold rule by rule id (see ``RuleEngine.start_batch``).
+        look-back rows of each threshold rule by rule id (see ``RuleEngine.start_batch``);
+        ``learner`` notices organisation networks (a network learned during the batch is
+        trusted for the batch's later events; the caller stores ``learner.learned``).
         """
         if population is None:
             population = Population()
@@ -164,6 +168,8 @@ class Engine:
         order = sorted(range(len(observations)), key=lambda k: observations[k].epoch)
         for i in order:
             obs = observations[i]
+            if learner is not None and not obs.trusted_network:
+                obs.trusted_network = learner.name_for(obs)
             profile = profiles.get(obs.user_key) if obs.user_key else None
             if profile is None and obs.user_key and not obs.failed:
                 # Failed attempts on unknown names (stuffing lists) create no profiles.
@@ -183,6 +189,8 @@ class Engine:
             per_event[i] = findings
             if profile is None:
                 continue
+            if learner is not None:
+                learner.observe(obs, profile)
             profile.note(obs)
             if (
                 obs.type == "AUTH"

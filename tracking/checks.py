@@ -5,8 +5,11 @@ Each area registers its checks here with a stable id (tracking.E0xx errors, W0xx
 
 from __future__ import annotations
 
+import os
+
 from django.core import checks
 
+from detectors.orgnetworks import parse_trusted
 from tracking.conf import tracking_settings
 
 
@@ -93,7 +96,6 @@ def _positive_int(value) -> bool:
 @checks.register()
 def check_integrity_settings(app_configs=None, **kwargs):
     """Sealing, retention, health and spool settings (tracking.E070-E089 / W070-W089)."""
-    import os
     from pathlib import Path
 
     errors = []
@@ -258,8 +260,6 @@ def check_recording(app_configs=None, **kwargs):
         )
     geo_path = tracking_settings.GEOIP_PATH
     if geo_path and not tracking_settings.DISABLE_GEOLOCATION:
-        import os
-
         missing = [
             n
             for n in ("GeoLite2-City.mmdb", "GeoLite2-ASN.mmdb")
@@ -273,6 +273,24 @@ def check_recording(app_configs=None, **kwargs):
                     id="tracking.W012",
                 )
             )
+    tor_list = tracking_settings.TOR_EXIT_LIST
+    if tor_list and not isinstance(tor_list, str | os.PathLike):
+        errors.append(
+            checks.Error(
+                f"TRACKING_TOR_EXIT_LIST must be the path of a file, got {tor_list!r}.",
+                id="tracking.E016",
+            )
+        )
+    elif tor_list and not os.path.isfile(tor_list):
+        errors.append(
+            checks.Warning(
+                f"TRACKING_TOR_EXIT_LIST ({tor_list}) is not a readable file: no address is "
+                "recognised as a Tor exit.",
+                hint="Fetch https://check.torproject.org/torbulkexitlist into that file "
+                "(a cron job), or set TRACKING_TOR_EXIT_LIST = ''.",
+                id="tracking.W014",
+            )
+        )
     return errors
 
 
@@ -280,8 +298,6 @@ def _celery_broker_warnings() -> list[checks.CheckMessage]:
     """Without a named or configured Celery app, batches would go to Celery's built-in
     default broker (amqp://guest@localhost//): silently to a queue nobody reads when some
     RabbitMQ answers there, to the local fallback when none does."""
-    import os
-
     if tracking_settings.CELERY_APP or os.environ.get("CELERY_BROKER_URL"):
         return []
     from celery import current_app
@@ -374,6 +390,16 @@ def check_detection(app_configs=None, **kwargs):
     if not isinstance(tracking_settings.BUILTIN_RULES, bool):
         errors.append(
             checks.Error("TRACKING_BUILTIN_RULES must be True or False.", id="tracking.E056")
+        )
+    try:
+        parse_trusted(tracking_settings.TRUSTED_NETWORKS)
+    except ValueError as exc:
+        errors.append(
+            checks.Error(
+                f"TRACKING_TRUSTED_NETWORKS: {exc}.",
+                hint='Example: {"Head office": ["198.51.100.0/24", "AS64700"]}.',
+                id="tracking.E057",
+            )
         )
     if detectors and rules:
         names = {d.name for d in detectors}

@@ -176,6 +176,11 @@ class ReviewRequestSerializer(serializers.Serializer):
     note = serializers.CharField(
         required=False, allow_blank=True, max_length=4000, help_text="Reviewer's note."
     )
+    teach_network = serializers.BooleanField(
+        required=False,
+        help_text='With "dismissed": trust the activity\'s network (its AS) for everyone, as an '
+        "organisation network (revocable).",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(getattr(self, "initial_data", {}) or {}) - set(self.fields)

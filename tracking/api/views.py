@@ -173,7 +173,9 @@ class ActivityFlagView(TrackingAPIMixin, APIView):
         summary="Flag, unflag or review an activity",
         description='Empty body: toggle `flagged`. `{"flagged": true|false}` sets it. '
         '`{"review_status": "confirmed"|"dismissed"|"open", "note": "..."}` records a '
-        "verdict. Records the reviewer and time; returns the updated detail.",
+        'verdict; with `"teach_network": true` a dismissal makes the activity\'s network (its '
+        "AS) an organisation network trusted for everyone. Records the reviewer and time; "
+        "returns the updated detail.",
         request=ReviewRequestSerializer,
         responses={200: ActivitySerializer, **error_responses(400, 403, 404, 429)},
         tags=["activities"],
@@ -194,6 +196,7 @@ class ActivityFlagView(TrackingAPIMixin, APIView):
                 toggle=toggle,
                 review_status=values.get("review_status"),
                 note=values.get("note", ""),
+                teach_network=values.get("teach_network", False),
             )
         except ReviewError as exc:
             raise ValidationError({exc.field: [exc.message]}) from None

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from tracking.dashboard import views
+from tracking.dashboard import networks, views
 
 app_name = "dashboard"
 
@@ -11,4 +11,6 @@ urlpatterns = [
     path("activity/<str:pk>/", views.activity, name="activity"),
     path("feed/", views.feed_view, name="feed"),
     path("charts/", views.charts_view, name="charts"),
+    path("networks/", networks.networks, name="networks"),
+    path("networks/<int:pk>/revoke/", networks.revoke, name="network-revoke"),
 ]

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.observation import Observation
+from detectors.orgnetworks import TrustedNetworks
 from tracking.detection.profiles import profile_key
 from tracking.models import Activity
 
 
-def observation(act: Activity, *, with_params: bool = True) -> Observation:
+def observation(
+    act: Activity, *, with_params: bool = True, trusted: TrustedNetworks | None = None
+) -> Observation:
+    """The observation of ``act``; ``trusted`` names the organisation network it is in."""
     params: Any = {}
     if with_params:
         try:
@@ -44,4 +48,5 @@ def observation(act: Activity, *, with_params: bool = True) -> Observation:
         duration=act.duration,
         params=params,
         network_kind=act.network_kind or "",
+        trusted_network=trusted.name_for(act.ip_address, act.asn) if trusted else "",
     )

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from tracking.detection import feedback
+from tracking.detection import feedback, orgnetworks
 from tracking.integrity.sealing import delete_activities
 from tracking.models import Activity, Review, ReviewStatus
 from tracking.storage import rollups
@@ -50,12 +50,16 @@ def review(
     toggle: bool = False,
     review_status: str | None = None,
     note: str = "",
+    teach_network: bool = False,
 ) -> Activity:
     """Apply one review action to ``activity`` and return it re-read from the database.
 
     ``toggle`` flips ``flagged``; ``flagged`` sets it; ``review_status`` records a verdict
-    (``open``/``confirmed``/``dismissed``). Nothing is written when nothing changes and no
-    note is given. Raises ``ReviewError`` for invalid input before touching anything.
+    (``open``/``confirmed``/``dismissed``). ``teach_network`` (with ``dismissed`` only) makes
+    the activity's network (its AS) an organisation network trusted for everyone
+    (``tracking.detection.orgnetworks.teach``; revocable). Nothing is written when nothing
+    changes and no note is given. Raises ``ReviewError`` for invalid input before touching
+    anything.
     """
     if flagged is not None and not isinstance(flagged, bool):
         raise ReviewError("flagged", "Must be a boolean.")
@@ -65,16 +69,30 @@ def review(
         )
     if not isinstance(note, str):
         raise ReviewError("note", "Must be a string.")
+    if not isinstance(teach_network, bool):
+        raise ReviewError("teach_network", "Must be a boolean.")
+    if teach_network and review_status != ReviewStatus.DISMISSED:
+        raise ReviewError("teach_network", 'Only with review_status "dismissed".')
 
     with transaction.atomic():
         # Lock the row so two reviewers toggling at once cannot both read the old value.
         current = (
             Activity.objects.select_for_update()
             .only(
-                "id", "timestamp", "type", "country", "flagged", "review_status", "username", "user"
+                "id",
+                "timestamp",
+                "type",
+                "country",
+                "flagged",
+                "review_status",
+                "username",
+                "user",
+                "asn",
             )
             .get(pk=activity.pk)
         )
+        if teach_network and current.asn is None:
+            raise ReviewError("teach_network", "The activity has no network (AS number) to teach.")
         new_flagged = current.flagged
         if toggle:
             new_flagged = not current.flagged
@@ -114,6 +132,10 @@ def review(
                 current.flagged = new_flagged
                 current.review_status = review_status
                 feedback.on_review(current, review_status)
+            if teach_network:
+                orgnetworks.teach(
+                    current.asn, by=by, name=f"taught in review of activity {current.pk}"
+                )
     return Activity.objects.get(pk=activity.pk)
 
 

@@ -4,8 +4,9 @@
 one batch, in timestamp order, inside the writer's transaction. Per batch it makes a handful of
 queries, whatever the batch size:
 
-1. the profiles of every user in the batch (one ``IN`` query) and the population counters the
-   risk score needs (one query);
+1. the profiles of every user in the batch (one ``IN`` query), the population counters the
+   risk score needs (one query) and the organisation-network candidates (one query; the
+   trusted networks themselves are re-read at most every few seconds);
 2. per group of threshold rules sharing pre-filters, the stored rows of their look-back window
    (``tracking.detection.prefilter``);
 3. the latest trained-model version (at most every few seconds; the model is reloaded only when
@@ -23,7 +24,7 @@ from detectors.base import SEVERITY_RANK, max_severity
 from detectors.base import Finding as DetectorFinding
 from detectors.engine import Verdict
 from detectors.population import NAMESPACE, Population
-from tracking.detection import config, modelstore, prefilter
+from tracking.detection import config, modelstore, orgnetworks, prefilter
 from tracking.detection import profiles as store
 from tracking.detection.observations import observation
 from tracking.gcpause import gc_paused
@@ -42,11 +43,14 @@ def _detect_batch(activities: list[Activity]) -> list[Finding]:
     pipe = config.pipeline()
     modelstore.refresh_models(pipe)
     engine = config.engine(pipe)
-    observations = [observation(a) for a in activities]
+    trusted = orgnetworks.trusted()
+    observations = [observation(a, trusted=trusted) for a in activities]
     profiles = store.load_profiles(o.user_key for o in observations if o.user_key)
     population = Population(store.load_counters(NAMESPACE, engine.population_keys(observations)))
     history = prefilter.threshold_history(pipe.rules, activities)
-    verdicts = engine.run(observations, profiles, population, history)
+    epochs = [o.epoch for o in observations]
+    learner = orgnetworks.load_learner(min(epochs))
+    verdicts = engine.run(observations, profiles, population, history, learner)
 
     rows: list[Finding] = []
     for act, verdict in zip(activities, verdicts, strict=True):
@@ -58,6 +62,7 @@ def _detect_batch(activities: list[Activity]) -> list[Finding]:
     changed = population.changed()
     if changed:
         store.save_counters(NAMESPACE, changed)
+    orgnetworks.save_learner(learner, max(epochs))
     return rows
 
 

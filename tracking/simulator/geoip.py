@@ -12,6 +12,7 @@ then ``os.replace``) so parallel test runs can all call it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -122,7 +123,7 @@ def _write(target: Path, database_type: str, make_record) -> None:
         ipv4_compatible=True,
         database_type=database_type,
         languages=["en"],
-        description=f"django-activity-tracking synthetic {database_type}",
+        description=f"django-activity-tracking synthetic {database_type} {world_fingerprint()}",
     )
     for network in world.NETWORKS:
         record = make_record(network)
@@ -138,9 +139,28 @@ def _write(target: Path, database_type: str, make_record) -> None:
             os.unlink(tmp)
 
 
+def world_fingerprint() -> str:
+    """Short digest of the world's networks and cities, written into each database's
+    description so that a database built from an older world is rebuilt."""
+    text = repr((world.NETWORKS, sorted(world.CITIES.items())))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _current(target: Path) -> bool:
+    """Whether ``target`` was built from the present world."""
+    import maxminddb
+
+    try:
+        with maxminddb.open_database(str(target)) as reader:
+            description = reader.metadata().description or {}
+    except Exception:  # a damaged or foreign file is rebuilt
+        return False
+    return str(description.get("en", "")).endswith(world_fingerprint())
+
+
 def build_databases(path: str | os.PathLike[str], *, force: bool = False) -> None:
-    """Write the three databases into ``path`` (created if needed); existing files are kept
-    unless ``force``. Safe to call from several processes at once."""
+    """Write the three databases into ``path`` (created if needed); existing files built from
+    the present world are kept unless ``force``. Safe to call from several processes at once."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     for name, database_type, make in (
@@ -149,5 +169,5 @@ def build_databases(path: str | os.PathLike[str], *, force: bool = False) -> Non
         (ANONYMOUS_DB, "GeoIP2-Anonymous-IP", anonymous_record),
     ):
         target = folder / name
-        if force or not target.exists():
+        if force or not target.exists() or not _current(target):
             _write(target, database_type, make)
