@@ -19,6 +19,7 @@ from detectors.profile import UserProfile
 from detectors.registry import BUILTIN_DETECTORS, ConfigError, build, build_all
 from detectors.risk import FreemanRiskScore
 from detectors.rules import Rule, RuleEngine, RuleError, load_rule_file, load_rules, parse_rule
+from detectors.volume import VolumeBaseline
 
 __all__ = [
     "BUILTIN_DETECTORS",
@@ -41,6 +42,7 @@ __all__ = [
     "RuleError",
     "UserProfile",
     "Verdict",
+    "VolumeBaseline",
     "build",
     "build_all",
     "context_features",

@@ -99,6 +99,7 @@ class Detector:
     to guess what a detector can do:
 
     - ``update`` learns from an event that teaches (successful, not flagged);
+    - ``note`` counts every event of a known user after it was judged (volumes, rates);
     - ``population_keys`` names the population counters ``score`` and ``update`` read;
     - ``extend_networks`` receives the site's hosting / mobile-carrier AS numbers;
     - ``batched = True``: ``prepare`` one row per event, ``score_prepared`` all rows at once;
@@ -156,6 +157,10 @@ class Detector:
     # --- optional hooks (defaults do nothing) -------------------------------------------
     def update(self, event: Observation, profile: UserProfile, context: Context) -> None:
         """Learn from an event that teaches (successful, not flagged); default: nothing."""
+
+    def note(self, event: Observation, profile: UserProfile, context: Context) -> None:
+        """Count an event of a known user after it was judged, whether or not it teaches
+        (rates, volumes); default: nothing."""
 
     def population_keys(self, event: Observation) -> list[tuple[str, str]]:
         """The (feature, value) population counters judging ``event`` reads; default: none."""

@@ -192,6 +192,8 @@ class Engine:
             if learner is not None:
                 learner.observe(obs, profile)
             profile.note(obs)
+            for det in plain:
+                det.note(obs, profile, ctx)
             if (
                 obs.type == "AUTH"
                 and not obs.failed

@@ -17,6 +17,7 @@ BUILTIN_DETECTORS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("detectors.impossible_travel.ImpossibleTravel", {}),
     ("detectors.asn_change.AsnChange", {}),
     ("detectors.anonymous_network.AnonymousNetwork", {}),
+    ("detectors.volume.VolumeBaseline", {}),
     ("detectors.risk.FreemanRiskScore", {}),
     ("detectors.outliers.IsolationForestDetector", {}),
 )
