@@ -127,13 +127,19 @@ class Engine:
         return [d for d in self.detectors if d.batched]
 
     # --- what a batch reads ---------------------------------------------------------------
-    def population_keys(self, observations: Iterable[Observation]) -> set[str]:
-        """The population counters the detectors read for these events (load them first)."""
+    def population_keys(
+        self, observations: Iterable[Observation], learner: NetworkLearner | None = None
+    ) -> set[str]:
+        """The population counters the detectors (and the network learner) read for these
+        events (load them first)."""
         observations = list(observations)
         pairs: list[tuple[str, str]] = []
         for det in self.detectors:
             for obs in observations:
                 pairs.extend(det.population_keys(obs))
+        if learner is not None:
+            for obs in observations:
+                pairs.extend(learner.population_keys(obs))
         return Population.keys_for(pairs)
 
     # --- the batch ------------------------------------------------------------------------
@@ -190,7 +196,7 @@ class Engine:
             if profile is None:
                 continue
             if learner is not None:
-                learner.observe(obs, profile)
+                learner.observe(obs, profile, population)
             profile.note(obs)
             for det in plain:
                 det.note(obs, profile, ctx)
@@ -204,6 +210,8 @@ class Engine:
             if not obs.failed and not flagged:
                 ctx.suspicious = risk >= self.suspicious
                 self.teach(obs, profile, ctx)
+                if learner is not None:
+                    learner.taught(obs, population)
 
         for det in batched:
             items = prepared[det.name]

@@ -5,8 +5,9 @@ network, a travelled-to place or an anonymous exit (``Observation.trusted_networ
 network's name and the detectors stand aside). They come from configuration
 (``TRACKING_TRUSTED_NETWORKS``: CIDRs or AS numbers by name, ``parse_trusted``) and from
 learning: :class:`NetworkLearner` notices a network new to several established users who reach
-it with their known devices, on their usual country, within a day (a team moving behind a
-security gateway) and proposes it; the app stores it, shows it and lets a reviewer revoke it.
+it with their own browsers, in their usual country, within a day, while the site had hardly
+seen it before (a team moving behind a security gateway; never a consumer ISP or a mobile
+carrier many users already come from) and proposes it; the app stores it, shows it and lets a reviewer revoke it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from typing import Any
 
 from detectors.geo import parse_network
 from detectors.observation import Observation
+from detectors.population import Population
 from detectors.profile import UserProfile, ua_key
 
 DAY = 86400.0
 # A gateway or office egress is an ordinary or hosting network; proxies and Tor never are.
 LEARNABLE_KINDS = frozenset({"", "hosting", "vpn"})
+# Population counter of teaching logins per AS (namespace of ``detectors.population``).
+SITE_FEATURE = "site_asn"
 
 
 def parse_asn(value: Any) -> int | None:
@@ -107,8 +111,9 @@ class NetworkLearner:
     """Proposes organisation networks from logins.
 
     A successful login is *evidence* for its AS when the user is established (``min_events``
-    teaching events), the network is new to the user, the exact user agent and the country are
-    ones the user knows, and the address is not a proxy or Tor exit nor already trusted. When
+    teaching events), the network is new to the user and (nearly: ``max_site_uses``) to the site,
+    the exact user agent and the country are ones the user knows, and the address is not a proxy
+    or Tor exit nor already trusted. When
     ``min_users`` distinct users give evidence for the same AS within ``window_days``, the AS is
     proposed (``learned``). ``candidates`` (AS → {user key: epoch}) is the state the app stores
     between batches.
@@ -117,12 +122,36 @@ class NetworkLearner:
     min_users: int = 3
     min_events: int = 20
     window_days: float = 1.0
+    # A network the site's users already use (consumer ISPs, mobile carriers) is not new:
+    # at most this many teaching logins through it before (population counters).
+    max_site_uses: int = 10
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
     learned: dict[str, list[str]] = field(default_factory=dict)
     # "AS<n>|<user key>" of the evidence noted since loading (what the app writes back).
     touched: set[str] = field(default_factory=set)
 
-    def evidence(self, obs: Observation, profile: UserProfile | None) -> bool:
+    @staticmethod
+    def population_keys(obs: Observation) -> list[tuple[str, str]]:
+        """The population counters ``evidence`` reads (and ``taught`` writes)."""
+        if obs.type != "AUTH" or obs.asn is None:
+            return []
+        return [(SITE_FEATURE, str(obs.asn)), ("asn", str(obs.asn))]
+
+    def taught(self, obs: Observation, population: Population | None) -> None:
+        """Count a login that taught (how much the site already uses its network)."""
+        if population is not None and obs.type == "AUTH" and obs.asn is not None:
+            population.add(SITE_FEATURE, str(obs.asn))
+
+    def site_uses(self, obs: Observation, population: Population | None) -> int:
+        if population is None or obs.asn is None:
+            return 0
+        asn = str(obs.asn)
+        # The risk score's counters know the site's history from before this learner existed.
+        return max(population.count(SITE_FEATURE, asn), population.count("asn", asn))
+
+    def evidence(
+        self, obs: Observation, profile: UserProfile | None, population: Population | None = None
+    ) -> bool:
         if (
             profile is None
             or obs.type != "AUTH"
@@ -134,18 +163,22 @@ class NetworkLearner:
         ):
             return False
         now = obs.epoch
-        # The user's own browser (the exact user agent, not only its family) in their country.
+        # The user's own browser (the exact user agent, not only its family) in their country,
+        # through a network new to the user and (nearly) new to the site.
         return (
             profile.count("asn", str(obs.asn)) == 0
+            and self.site_uses(obs, population) <= self.max_site_uses
             and bool(obs.user_agent)
             and profile.known("ua", ua_key(obs.user_agent), now)
             and bool(obs.country)
             and profile.known("country", obs.country, now)
         )
 
-    def observe(self, obs: Observation, profile: UserProfile | None) -> str:
+    def observe(
+        self, obs: Observation, profile: UserProfile | None, population: Population | None = None
+    ) -> str:
         """Note a login; returns the AS key ("AS64700") when it makes the network learned."""
-        if not self.evidence(obs, profile):
+        if not self.evidence(obs, profile, population):
             return ""
         assert profile is not None and obs.asn is not None
         key = f"AS{obs.asn}"

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client, override_settings
 
 from detectors.orgnetworks import NetworkLearner, parse_trusted
+from detectors.population import Population
 from detectors.profile import UserProfile
 from tests.detection_helpers import T0, obs
 from tracking.checks import check_detection
@@ -78,6 +79,17 @@ def test_learner_needs_several_established_users_with_their_own_browser_within_a
     assert learner.observe(gateway_login("d", 3), established("d")) == ""
     assert learner.observe(gateway_login("e", 4), established("e")) == "AS65100"
     assert learner.learned["AS65100"] == ["a", "d", "e"]
+
+
+def test_a_network_the_site_already_uses_is_never_learned():
+    """Three users visiting friends on the big consumer ISP is not an organisation network."""
+    population = Population()
+    for _ in range(50):
+        population.add("site_asn", "65100")
+    learner = NetworkLearner(min_users=3)
+    for i, key in enumerate("abcde"):
+        assert learner.observe(gateway_login(key, i), established(key), population) == ""
+    assert learner.learned == {} and learner.candidates == {}
 
 
 def test_evidence_older_than_the_window_does_not_count():

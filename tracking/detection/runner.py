@@ -46,10 +46,11 @@ def _detect_batch(activities: list[Activity]) -> list[Finding]:
     trusted = orgnetworks.trusted()
     observations = [observation(a, trusted=trusted) for a in activities]
     profiles = store.load_profiles(o.user_key for o in observations if o.user_key)
-    population = Population(store.load_counters(NAMESPACE, engine.population_keys(observations)))
-    history = prefilter.threshold_history(pipe.rules, activities)
     epochs = [o.epoch for o in observations]
     learner = orgnetworks.load_learner(min(epochs))
+    keys = engine.population_keys(observations, learner)
+    population = Population(store.load_counters(NAMESPACE, keys))
+    history = prefilter.threshold_history(pipe.rules, activities)
     verdicts = engine.run(observations, profiles, population, history, learner)
 
     rows: list[Finding] = []
