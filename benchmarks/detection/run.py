@@ -32,8 +32,15 @@ TARGETS = {
     "takeover_sessions": 0.95,
     "stuffing_attempts": 0.90,
     "bulk_export_events": 0.80,
-    "benign_fpr_max": 0.005,
+    "slow_exfil_events": 0.80,
+    "benign_fpr_max": 0.002,
+    "lookalike_max": 0.05,
+    "gateway_max": 0.50,
+    "precision_min": 0.90,
 }
+# Benign look-alikes of attacks (``label_detail`` prefixes), each held to ``lookalike_max``
+# (the gateway to ``gateway_max``).
+LOOKALIKES = ("forgot_password", "typo", "new_device", "flight", "hotel", "gateway")
 
 
 def configure(workdir: Path, database_url: str | None = None) -> None:
@@ -132,6 +139,8 @@ def evaluate(exported, labels, test_ids, n_train, n_test, timings, workdir) -> d
     by_kind = defaultdict(lambda: [0, 0])  # kind -> [flagged, total] (test week events)
     sessions = defaultdict(lambda: defaultdict(bool))  # kind -> session -> caught
     export_events = [0, 0]
+    exfil_events = [0, 0]
+    benign_flag_tags: dict[str, int] = defaultdict(int)
     benign = [0, 0]
     train_benign = [0, 0]
     benign_tagged = 0  # informational tags on unflagged events are not alerts, but are shown
@@ -158,6 +167,9 @@ def evaluate(exported, labels, test_ids, n_train, n_test, timings, workdir) -> d
             key = detail.split(":")[0] or "ordinary"
             benign_detail[key][0] += flagged
             benign_detail[key][1] += 1
+            if flagged:
+                for tag in tags:
+                    benign_flag_tags[tag] += 1
             continue
         flagged_attack += flagged
         by_kind[label][0] += flagged
@@ -166,11 +178,16 @@ def evaluate(exported, labels, test_ids, n_train, n_test, timings, workdir) -> d
         if label == "bulk_export" and rec["type"] == "DATA":
             export_events[0] += flagged
             export_events[1] += 1
+        if label == "slow_exfil" and rec["type"] == "DATA":
+            exfil_events[0] += flagged
+            exfil_events[1] += 1
 
     def ratio(a: int, b: int) -> float | None:
         return round(a / b, 4) if b else None
 
-    takeover_sessions = [v for k in ("takeover", "takeover_vpn") for v in sessions[k].values()]
+    takeover_sessions = [
+        v for k in ("takeover", "takeover_vpn", "takeover_proxy") for v in sessions[k].values()
+    ]
     result = {
         "events": {"train": n_train, "test": n_test},
         "attacks": {
@@ -185,6 +202,8 @@ def evaluate(exported, labels, test_ids, n_train, n_test, timings, workdir) -> d
         "takeover_session_recall": ratio(sum(takeover_sessions), len(takeover_sessions)),
         "stuffing_attempt_recall": ratio(*by_kind["stuffing"]) if by_kind["stuffing"][1] else None,
         "bulk_export_event_recall": ratio(*export_events),
+        "slow_exfil_event_recall": ratio(*exfil_events),
+        "benign_flagged_tags": dict(sorted(benign_flag_tags.items())),
         "benign_fpr": ratio(*benign),
         "benign_flagged": benign[0],
         "benign_events": benign[1],
@@ -239,8 +258,20 @@ def main(argv: list[str] | None = None) -> int:
             ">=",
             TARGETS["bulk_export_events"],
         ),
+        (
+            "slow exfiltration events",
+            result["slow_exfil_event_recall"],
+            ">=",
+            TARGETS["slow_exfil_events"],
+        ),
         ("benign false-positive rate", result["benign_fpr"], "<=", TARGETS["benign_fpr_max"]),
+        ("precision", result["precision"], ">=", TARGETS["precision_min"]),
     ]
+    for case in LOOKALIKES:
+        share = result["benign_fpr_by_case"].get(case)
+        if share is not None:
+            limit = TARGETS["gateway_max" if case == "gateway" else "lookalike_max"]
+            checks.append((f"look-alike {case} flagged", share, "<=", limit))
     ok = True
     for name, value, op, target in checks:
         good = value is not None and (value >= target if op == ">=" else value <= target)
@@ -252,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"precision {result['precision']}; training weeks (no attacks) flagged share {result['train_weeks_fpr']}"
     )
+    print(f"tags of flagged benign events: {result['benign_flagged_tags']}")
     it = result["impossible_travel_on_benign"]
     print(f"impossible-travel findings on benign events: {sum(it.values())} {it or ''}")
     ok &= not it

@@ -4,12 +4,19 @@ It feeds the demo (``tracking demo``), the tests and the detection benchmark. Ev
 in the import format (what ``tracking import`` reads) plus two label keys the importer ignores:
 
 * ``label``: ``benign`` or the attack kind (``takeover``, ``takeover_vpn``, ``stuffing``,
-  ``spraying``, ``bulk_export``);
+  ``spraying``, ``bulk_export``, ``slow_exfil``, ``takeover_proxy``);
 * ``label_detail``: for benign records the hard case they exercise (``flight:london->tokyo``,
   ``nearby:berlin->potsdam``, ``hotel``, ``inflight``, ``mobile_carrier``, ``mobile_jump``,
-  ``country_only``, ``new_device``, ``night_owl``, ``typo``, or ``""`` for ordinary life);
+  ``country_only``, ``new_device``, ``night_owl``, ``typo``, ``gateway``,
+  ``forgot_password``, or ``""`` for ordinary life);
   for attack records the attack session id (``takeover-3``), so recall can be computed per
   attack session rather than per line.
+
+With ``attacks_from`` after the start (a clean training period, then a test period), the test
+period also holds two benign look-alikes: from its first day the London office reaches the
+site through a cloud security gateway (a hosting network in the same country, ``gateway``),
+and a few users forget their password (several failed logins, a reset, a login:
+``forgot_password``).
 
 Life is simulated per user and *local* day (each user lives in a time zone), attacks are
 planned up front from the seed. Records are yielded sorted by timestamp with memory bounded by
@@ -35,7 +42,15 @@ from zoneinfo import ZoneInfo
 
 from tracking.simulator.world import CITIES, NETWORKS, Network, host, networks_of
 
-ATTACK_LABELS = ("takeover", "takeover_vpn", "stuffing", "spraying", "bulk_export")
+ATTACK_LABELS = (
+    "takeover",
+    "takeover_vpn",
+    "stuffing",
+    "spraying",
+    "bulk_export",
+    "slow_exfil",
+    "takeover_proxy",
+)
 LABEL_KEYS = ("label", "label_detail")
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 
@@ -412,6 +427,17 @@ class _Simulation:
         self.rec = _Recorder(seed, (start, self.end))
         self.plan: dict[tuple[str, int], list[tuple[str, int]]] = {}
         self.attacks_from = attacks_from or start
+        # The London office moves behind a security gateway when a test period starts.
+        self.gateway_day: int | None = None
+        self.gateway = next(n for n in NETWORKS if n.org == "Shield Secure Edge")
+        self.forgetful: dict[tuple[str, int], int] = {}
+        if attacks_from is not None and attacks_from > start:
+            self.gateway_day = math.ceil((attacks_from - start) / timedelta(days=1)) + 1
+            rng = _rng(seed, "forgot")
+            for k in range(max(1, round(len(self.users) * max(1, days - self.gateway_day) / 300))):
+                user = rng.choice(self.users)
+                day = rng.randrange(self.gateway_day, max(self.gateway_day + 1, days))
+                self.forgetful[(user.username, day)] = k
         for user in self.users:
             for k, trip in enumerate(user.trips):
                 rng = _rng(seed, "trip", user.index, k)
@@ -436,6 +462,8 @@ class _Simulation:
             "stuffing": max(1, round(len(days) / 3)),
             "spraying": max(1, round(len(days) / 5)),
             "bulk_export": max(1, round(user_days / 200)),
+            "slow_exfil": max(1, round(user_days / 200)),
+            "takeover_proxy": max(1, round(user_days / 200)),
         }
         vpn_countries = {n.country for n in NETWORKS if n.kind in ("vpn", "hosting")}
         n = 0
@@ -505,13 +533,15 @@ class _Simulation:
                         Place(user.home_net, user.desktop_ua, home_detail),
                     )
                 )
+            office = Place(user.office_net, user.desktop_ua)
+            if (
+                self.gateway_day is not None
+                and day >= self.gateway_day
+                and user.office_net.city == "london"
+            ):
+                office = Place(self.gateway, user.desktop_ua, "gateway")
             for _ in range(max(1, round(rng.choice((1, 2, 3)) * self.scale))):
-                out.append(
-                    (
-                        self._local(day, tz, rng.uniform(9, 17.5)),
-                        Place(user.office_net, user.desktop_ua),
-                    )
-                )
+                out.append((self._local(day, tz, rng.uniform(9, 17.5)), office))
             n = max(0, n - 2)
         for _ in range(n):
             if user.night_owl:
@@ -829,6 +859,33 @@ class _Simulation:
                 gap=(3, 25),
             )
             return
+        if kind == "slow_exfil":
+            # The owner's own desktop and usual network, through one working day: about ten
+            # times the usual exports, a few at a time.
+            net = victim.office_net or victim.home_net
+            place = Place(net, victim.desktop_ua)
+            for hour in (9.2, 10.8, 13.5, 15.0, 16.4):
+                self._session(
+                    victim,
+                    self._local(day, victim.tz, hour + rng.uniform(0, 0.5)),
+                    place,
+                    rng,
+                    kind,
+                    detail,
+                    script=["export"] * rng.randint(4, 6),
+                    gap=(60, 400),
+                )
+            return
+        if kind == "takeover_proxy":
+            # A residential proxy: an ordinary-looking ISP address, the attacker's browser.
+            t = self._local(day, victim.tz, rng.uniform(9, 22))
+            proxy = next(nw for nw in NETWORKS if nw.kind == "residential_proxy")
+            place = Place(proxy, rng.choice(ATTACKER_UAS))
+            script = ["browse", "password", "email", "big_payment", "export", "api"]
+            self._session(
+                victim, t, place, rng, kind, detail, script=script[: rng.randint(4, 6)], gap=(8, 90)
+            )
+            return
         if kind == "takeover":
             logins = [
                 r
@@ -927,6 +984,44 @@ class _Simulation:
                     label_detail=detail,
                 )
 
+    def _forgot_password(self, user: SimUser, day: int, rng: Random) -> None:
+        """Several failed logins from home, a password reset, then a normal session."""
+        t = self._local(day, user.tz, rng.uniform(8, 21))
+        ip = host(user.home_net, 10 + (user.index * 7) % 240)
+        detail = "forgot_password"
+
+        def add(kind: str, endpoint: str, status: int, params: dict) -> None:
+            self.rec.add(
+                t,
+                type=kind,
+                username=user.username,
+                ip_address=ip,
+                user_agent=user.desktop_ua,
+                endpoint=endpoint,
+                method="POST",
+                status=status,
+                duration=_duration(rng, 120),
+                session_id="",
+                headers=_headers(user.country),
+                params=params,
+                label="benign",
+                label_detail=detail,
+            )
+
+        for guess in range(rng.randint(3, 6)):
+            add(
+                "AUTH",
+                "/accounts/login/",
+                401,
+                {"username": user.username, "password": f"old{guess}"},
+            )
+            t += timedelta(seconds=rng.uniform(8, 40))
+        add("ACCOUNT", "/accounts/password/reset/", 200, {"email": user.email})
+        t += timedelta(minutes=rng.uniform(2, 10))
+        add("ACCOUNT", "/accounts/reset/done/", 200, {"new_password1": "new-pass-phrase"})
+        t += timedelta(seconds=rng.uniform(10, 60))
+        self._session(user, t, Place(user.home_net, user.desktop_ua, detail), rng)
+
     # -- driver ---------------------------------------------------------------------
     def run(self) -> Iterator[dict]:
         for day in range(-1, self.days + 1):
@@ -937,6 +1032,8 @@ class _Simulation:
                     if not self._consistent(user, t, place):
                         continue
                     owner.extend(self._session(user, t, place, rng))
+                if (user.username, day) in self.forgetful:
+                    self._forgot_password(user, day, _rng(self.seed, "forgot", user.index, day))
                 for kind, n in self.plan.get((user.username, day), ()):
                     self._attack_user(kind, n, user, day, owner, _rng(self.seed, "attack", n))
             for kind, n in self.plan.get(("*", day), ()):

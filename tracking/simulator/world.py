@@ -121,6 +121,8 @@ NETWORKS: tuple[Network, ...] = (
     Network("193.32.2.0/24", 65120, "Bulletproof Cloud", "hosting", "lagos", "NG", 50),
     Network("193.32.3.0/24", 65120, "Bulletproof Cloud", "hosting", "jakarta", "ID", 50),
     Network("193.32.4.0/24", 65120, "Bulletproof Cloud", "hosting", "sao_paulo", "BR", 50),
+    # a cloud security gateway the London office moves behind (a hosting network)
+    Network("147.161.1.0/24", 65400, "Shield Secure Edge", "hosting", "london", "GB", 50),
     # anonymizers the Anonymous-IP database knows (tracking.simulator.geoip)
     Network("171.25.193.0/24", 65300, "Relay Collective", "tor", "amsterdam", "NL", 50),
     Network("98.40.1.0/24", 65310, "Metro Residential", "residential_proxy", "chicago", "US", 10),
