@@ -8,7 +8,9 @@ the current UTC day and hour. When a day (an hour) ends, the counts of the event
 category, zeros included, the last ``history_days`` kept. So an attack's volume never becomes
 the baseline.
 
-An event is judged against its category's history once the user has ``min_days`` active days:
+An event is judged by the count of the day's (hour's) accepted events so far, itself included
+(volume already flagged has alerted; it does not inflate the user's later work), against its
+category's history once the user has ``min_days`` active days:
 the threshold is the largest of ``usual × ratio``, ``usual + margin``, the robust bound
 ``median + mad_k × 1.4826 × MAD`` and ``min_count``, where ``usual`` is the 95th percentile of
 the daily (hourly) counts. The population's distribution of daily counts (``Population``
@@ -65,7 +67,7 @@ class VolumeBaseline(Detector):
         min_days: int = 7,
         history_days: int = 28,
         min_count: int = 5,
-        ratio: float = 3.0,
+        ratio: float = 2.0,
         margin: int = 3,
         mad_k: float = 4.0,
         population_share: float = 0.001,
@@ -213,8 +215,16 @@ class VolumeBaseline(Detector):
         t = round(event.epoch)
         state = profile.data.get("vol") or {}
         counts = state.get("c", {}).get(cat, [0, 0, 0, 0]) if state.get("d") == t // DAY else None
-        today = (counts[0] if counts else 0) + 1
-        this_hour = (counts[2] if counts and state.get("h") == t // HOUR else 0) + 1
+        # Judged on what was accepted so far: volume already flagged has alerted, and must not
+        # make the user's own later work look like more of it.
+        today = (counts[1] if counts else 0) + 1
+        same_hour = bool(counts) and state.get("h") == t // HOUR
+        this_hour = (counts[3] if same_hour else 0) + 1
+        # What the reason reports: every event of the window, the flagged ones included.
+        totals = {
+            "today": (counts[0] if counts else 0) + 1,
+            "this hour": (counts[2] if same_hour else 0) + 1,
+        }
         hist = state.get("hist", {}).get(cat, {})
         days, hours = hist.get("d", []), hist.get("h", [])
         one, many = NOUNS[cat]
@@ -232,11 +242,13 @@ class VolumeBaseline(Detector):
             if worst is None:
                 return []
             _, label, count, bound, usual = worst
-            reason = f"{count} {many if count != 1 else one} {label}, usual ≤ {usual}"
+            total = max(count, totals[label])
+            reason = f"{total} {many if total != 1 else one} {label}, usual ≤ {usual}"
             evidence = {
                 "category": cat,
                 "window": "day" if label == "today" else "hour",
-                "count": count,
+                "count": total,
+                "accepted": count - 1,
                 "usual": usual,
                 "threshold": round(bound, 2),
                 "median": _median(days if label == "today" else hours),

@@ -861,7 +861,9 @@ class _Simulation:
             return
         if kind == "slow_exfil":
             # The owner's own desktop and usual network, through one working day: about ten
-            # times the usual exports, a few at a time.
+            # times the usual exports, a few at a time (on a day the owner is at home).
+            if any(trip.depart - 1 <= day <= trip.back + 1 for trip in victim.trips):
+                return
             net = victim.office_net or victim.home_net
             place = Place(net, victim.desktop_ua)
             for hour in (9.2, 10.8, 13.5, 15.0, 16.4):
