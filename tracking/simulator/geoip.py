@@ -28,6 +28,7 @@ ANONYMOUS_DB = "GeoIP2-Anonymous-IP.mmdb"
 ANONYMOUS_FLAGS: dict[str, tuple[str, ...]] = {
     "vpn": ("is_anonymous", "is_anonymous_vpn"),
     "hosting": ("is_anonymous", "is_hosting_provider"),
+    "gateway": ("is_hosting_provider",),
     "public_proxy": ("is_anonymous", "is_public_proxy"),
     "residential_proxy": ("is_anonymous", "is_residential_proxy"),
     "tor": ("is_anonymous", "is_tor_exit_node"),

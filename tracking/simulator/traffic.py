@@ -429,7 +429,7 @@ class _Simulation:
         self.attacks_from = attacks_from or start
         # The London office moves behind a security gateway when a test period starts.
         self.gateway_day: int | None = None
-        self.gateway = next(n for n in NETWORKS if n.org == "Shield Secure Edge")
+        self.gateway = next(n for n in NETWORKS if n.kind == "gateway")
         self.forgetful: dict[tuple[str, int], int] = {}
         if attacks_from is not None and attacks_from > start:
             self.gateway_day = math.ceil((attacks_from - start) / timedelta(days=1)) + 1

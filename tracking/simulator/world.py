@@ -26,7 +26,8 @@ class Network:
     asn: int
     org: str
     # residential | mobile | hosting | vpn | corporate | hotel | satellite | tor |
-    # residential_proxy | public_proxy
+    # residential_proxy | public_proxy | gateway (a cloud security gateway: a hosting network
+    # to GeoIP, never used by attackers in the simulation)
     kind: str
     city: str | None  # key into CITIES; None with country set = country-only record
     country: str
@@ -122,7 +123,7 @@ NETWORKS: tuple[Network, ...] = (
     Network("193.32.3.0/24", 65120, "Bulletproof Cloud", "hosting", "jakarta", "ID", 50),
     Network("193.32.4.0/24", 65120, "Bulletproof Cloud", "hosting", "sao_paulo", "BR", 50),
     # a cloud security gateway the London office moves behind (a hosting network)
-    Network("147.161.1.0/24", 65400, "Shield Secure Edge", "hosting", "london", "GB", 50),
+    Network("147.161.1.0/24", 65400, "Shield Secure Edge", "gateway", "london", "GB", 50),
     # anonymizers the Anonymous-IP database knows (tracking.simulator.geoip)
     Network("171.25.193.0/24", 65300, "Relay Collective", "tor", "amsterdam", "NL", 50),
     Network("98.40.1.0/24", 65310, "Metro Residential", "residential_proxy", "chicago", "US", 10),
