@@ -47,6 +47,8 @@ class Observation:
     network_kind: str = ""
     # Name of the organisation network (configured as trusted, or learned) the address is in.
     trusted_network: str = ""
+    # Tags the activity carried when recorded (e.g. ``breached_password`` from the login).
+    tags: tuple[str, ...] = ()
     # POSIX seconds of ``timestamp``, computed once (read on every comparison).
     epoch: float = field(init=False, default=0.0)
 

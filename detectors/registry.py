@@ -18,6 +18,7 @@ BUILTIN_DETECTORS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("detectors.asn_change.AsnChange", {}),
     ("detectors.anonymous_network.AnonymousNetwork", {}),
     ("detectors.volume.VolumeBaseline", {}),
+    ("detectors.breach.BreachedPassword", {}),
     ("detectors.risk.FreemanRiskScore", {}),
     ("detectors.outliers.IsolationForestDetector", {}),
 )

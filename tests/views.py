@@ -133,3 +133,22 @@ class RecAsyncClassView(View):
 
 
 urlpatterns += [path("rec/async-class/", RecAsyncClassView.as_view())]
+
+
+# --- breached-password check at login (test_breach.py) ---------------------------------
+from django.contrib.auth import authenticate as _authenticate  # noqa: E402
+from django.contrib.auth import login as _login  # noqa: E402
+
+
+@track(activity_type="AUTH")
+def breach_login(request):
+    user = _authenticate(
+        request, username=request.POST.get("username"), password=request.POST.get("password")
+    )
+    if user is None:
+        return JsonResponse({"ok": False}, status=401)
+    _login(request, user)
+    return JsonResponse({"ok": True})
+
+
+urlpatterns += [path("breach/login/", breach_login)]

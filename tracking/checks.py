@@ -273,6 +273,7 @@ def check_recording(app_configs=None, **kwargs):
                     id="tracking.W012",
                 )
             )
+    errors.extend(_breach_check_errors())
     tor_list = tracking_settings.TOR_EXIT_LIST
     if tor_list and not isinstance(tor_list, str | os.PathLike):
         errors.append(
@@ -292,6 +293,46 @@ def check_recording(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+def _breach_check_errors() -> list[checks.CheckMessage]:
+    """``TRACKING_BREACHED_PASSWORDS*`` (tracking.E017 / W015)."""
+    if not tracking_settings.BREACHED_PASSWORDS:
+        return []
+    out: list[checks.CheckMessage] = []
+    url = tracking_settings.BREACHED_PASSWORDS_URL
+    path = tracking_settings.BREACHED_PASSWORDS_FILE
+    timeout = tracking_settings.BREACHED_PASSWORDS_TIMEOUT
+    if url and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        out.append(
+            checks.Error(
+                f"TRACKING_BREACHED_PASSWORDS_URL must be an http(s) URL, got {url!r}.",
+                id="tracking.E017",
+            )
+        )
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 5:
+        out.append(
+            checks.Error(
+                f"TRACKING_BREACHED_PASSWORDS_TIMEOUT must be seconds in (0, 5], got {timeout!r}.",
+                id="tracking.E017",
+            )
+        )
+    if path and not os.path.isfile(str(path)):
+        out.append(
+            checks.Warning(
+                f"TRACKING_BREACHED_PASSWORDS_FILE ({path}) is not a readable file: "
+                "no password is recognised as breached.",
+                id="tracking.W015",
+            )
+        )
+    if not url and not path:
+        out.append(
+            checks.Warning(
+                "TRACKING_BREACHED_PASSWORDS is on but neither a URL nor a file is set.",
+                id="tracking.W015",
+            )
+        )
+    return out
 
 
 def _celery_broker_warnings() -> list[checks.CheckMessage]:

@@ -46,6 +46,11 @@ DEFAULTS: dict[str, Any] = {
     "UA_CACHE_SIZE": 16384,
     # Local file of Tor exit addresses (the Tor Project's list, fetched by the operator).
     "TOR_EXIT_LIST": "",
+    # Breached-password check at login (off by default): k-anonymity range API or local file.
+    "BREACHED_PASSWORDS": False,
+    "BREACHED_PASSWORDS_URL": "https://api.pwnedpasswords.com/range/{prefix}",
+    "BREACHED_PASSWORDS_FILE": "",
+    "BREACHED_PASSWORDS_TIMEOUT": 0.3,
     # --- storage and keys ------------------------------------------------------------
     # Field-encryption keys, urlsafe base64 of 32 bytes; the first encrypts, all decrypt.
     "ENCRYPTION_KEYS": [],
@@ -160,6 +165,16 @@ DESCRIPTIONS: dict[str, str] = {
     "GEO_RETRY_LATER": "Store rows whose provider lookup failed with `geo_pending=True` and "
     "complete them later (`tracking flush`).",
     "UA_CACHE_SIZE": "User-Agent strings whose parsed device is cached per process.",
+    "BREACHED_PASSWORDS": "`True` checks the password of every login attempt against a breach "
+    "corpus where `authenticate()` runs (`tracking.enrich.breach`); a successful login with a "
+    "breached password gets the `breached_password` finding. The password is never stored, "
+    "logged or sent whole.",
+    "BREACHED_PASSWORDS_URL": "Pwned-Passwords-style range API: `{prefix}` is replaced by the "
+    "first five hex characters of the password's SHA-1 (k-anonymity); empty disables it.",
+    "BREACHED_PASSWORDS_FILE": "Local file of SHA-1 hashes sorted by hash (`HASH:COUNT` lines, "
+    "as Pwned Passwords distributes them, or bare hashes); used instead of the API when set.",
+    "BREACHED_PASSWORDS_TIMEOUT": "Seconds one range request may take in total; past it the "
+    "answer is unknown and the login goes on.",
     "TOR_EXIT_LIST": "Path of a local file of Tor exit addresses (the Tor Project's bulk exit "
     "list or `exit-addresses` format, fetched by the operator); its addresses get "
     '`network_kind = "tor"`. Re-read when the file changes; empty disables it.',

@@ -25,6 +25,7 @@ from django.http import Http404
 from tracking.capture.clientip import client_address
 from tracking.capture.request import django_request, headers_of, params_of
 from tracking.conf import tracking_settings
+from tracking.enrich import breach
 from tracking.enrich.useragent import truncate_user_agent
 from tracking.events import Event
 from tracking.integrity import macs as integrity
@@ -136,6 +137,8 @@ class ActivityTracker:
         if user is None and str(activity_type) == "AUTH":
             # Only login-type views: elsewhere a body's "user"/"email" may name someone else.
             username = claimed_username(params)
+        # A password checked where authenticate() ran leaves only its verdict on the request.
+        breached = getattr(req, breach.REQUEST_ATTRIBUTE, None) is True
         return Event(
             type=str(activity_type),
             timestamp=datetime.now(UTC) - timedelta(milliseconds=duration),
@@ -152,6 +155,7 @@ class ActivityTracker:
             duration=round(duration, 3),
             headers=headers_of(req),
             params=params,
+            verdict={"tags": [breach.TAG]} if breached else {},
         )
 
     def record(self, event: Event, *, async_log: bool = False) -> None:

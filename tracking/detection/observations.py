@@ -48,5 +48,6 @@ def observation(
         duration=act.duration,
         params=params,
         network_kind=act.network_kind or "",
+        tags=tuple(act.tags or ()),
         trusted_network=trusted.name_for(act.ip_address, act.asn) if trusted else "",
     )

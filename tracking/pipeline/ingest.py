@@ -264,6 +264,10 @@ def build_activity(event: Event) -> Activity:
     )
     act.user_id = None
     _enrich(event, act)
+    # Tags the event already carries (a capture-time verdict such as ``breached_password``,
+    # an imported record's) are visible to detection; the rest of a verdict is merged after.
+    if event.verdict:
+        act.tags = _verdict_tags(event.verdict)
     return act
 
 
@@ -318,13 +322,19 @@ class _Users:
         return self.by_name.get(event.username) if event.username else None
 
 
-def _merge_verdict(act: Activity, verdict: dict[str, Any]) -> None:
-    if not verdict:
-        return
+def _verdict_tags(verdict: dict[str, Any]) -> list[str]:
     tags = verdict.get("tags") or []
     if isinstance(tags, str):
         tags = [t for t in tags.replace(";", ",").split(",") if t]
-    act.tags = sorted(set(act.tags or []) | {str(t) for t in tags})
+    if not isinstance(tags, list | tuple | set):
+        return []
+    return sorted({str(t) for t in tags})
+
+
+def _merge_verdict(act: Activity, verdict: dict[str, Any]) -> None:
+    if not verdict:
+        return
+    act.tags = sorted(set(act.tags or []) | set(_verdict_tags(verdict)))
     act.flagged = bool(act.flagged) or bool(verdict.get("flagged"))
     risk = _float(verdict.get("risk_score"))
     if risk is not None:
