@@ -99,7 +99,7 @@ class Detector:
     to guess what a detector can do:
 
     - ``update`` learns from an event that teaches (successful, not flagged);
-    - ``note`` counts every event of a known user after it was judged (volumes, rates);
+    - ``note`` counts every event after it was judged (volumes, rates, site baselines);
     - ``population_keys`` names the population counters ``score`` and ``update`` read;
     - ``extend_networks`` receives the site's hosting / mobile-carrier AS numbers;
     - ``batched = True``: ``prepare`` one row per event, ``score_prepared`` all rows at once;
@@ -158,9 +158,10 @@ class Detector:
     def update(self, event: Observation, profile: UserProfile, context: Context) -> None:
         """Learn from an event that teaches (successful, not flagged); default: nothing."""
 
-    def note(self, event: Observation, profile: UserProfile, context: Context) -> None:
-        """Count an event of a known user after it was judged, whether or not it teaches
-        (rates, volumes); default: nothing."""
+    def note(self, event: Observation, profile: UserProfile | None, context: Context) -> None:
+        """Count every event after it was judged, whether or not it teaches (rates, volumes,
+        site-wide baselines); ``profile`` is None for events without one (a failed login on
+        an unknown name). Default: nothing."""
 
     def population_keys(self, event: Observation) -> list[tuple[str, str]]:
         """The (feature, value) population counters judging ``event`` reads; default: none."""

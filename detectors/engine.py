@@ -193,13 +193,13 @@ class Engine:
             findings.extend(rule_engine.evaluate(obs, features))
             apply_suppression(findings)
             per_event[i] = findings
+            for det in plain:
+                det.note(obs, profile, ctx)
             if profile is None:
                 continue
             if learner is not None:
                 learner.observe(obs, profile, population)
             profile.note(obs)
-            for det in plain:
-                det.note(obs, profile, ctx)
             if (
                 obs.type == "AUTH"
                 and not obs.failed

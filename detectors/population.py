@@ -56,6 +56,14 @@ class Population:
         self._bump(key)
         self._bump(counter_key(feature, TOTAL))
 
+    def set_once(self, feature: str, value: str, count: int) -> None:
+        """Record ``count`` under (feature, value) unless a count is already there (a marker
+        such as the first hour something was seen)."""
+        key = counter_key(feature, value)
+        if self.counts.get(key, 0) == 0:
+            self.counts[key] = count
+            self._changed.add(key)
+
     def _bump(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
         self._changed.add(key)

@@ -19,6 +19,7 @@ BUILTIN_DETECTORS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("detectors.anonymous_network.AnonymousNetwork", {}),
     ("detectors.volume.VolumeBaseline", {}),
     ("detectors.breach.BreachedPassword", {}),
+    ("detectors.campaign.FailureCampaign", {}),
     ("detectors.risk.FreemanRiskScore", {}),
     ("detectors.outliers.IsolationForestDetector", {}),
 )

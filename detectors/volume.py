@@ -153,7 +153,9 @@ class VolumeBaseline(Detector):
         state["d"] = day if state["d"] is None else max(state["d"], day)
         state["h"] = hour if state["h"] is None else max(state["h"], hour)
 
-    def note(self, event: Observation, profile: UserProfile, context: Context) -> None:
+    def note(self, event: Observation, profile: UserProfile | None, context: Context) -> None:
+        if profile is None:
+            return
         if not hasattr(self, "categories_"):
             self.fit()
         t = round(event.epoch)

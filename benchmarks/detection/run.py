@@ -201,6 +201,9 @@ def evaluate(exported, labels, test_ids, n_train, n_test, timings, workdir) -> d
         },
         "takeover_session_recall": ratio(sum(takeover_sessions), len(takeover_sessions)),
         "stuffing_attempt_recall": ratio(*by_kind["stuffing"]) if by_kind["stuffing"][1] else None,
+        "distributed_stuffing_recall": ratio(*by_kind["stuffing_distributed"])
+        if by_kind["stuffing_distributed"][1]
+        else None,
         "bulk_export_event_recall": ratio(*export_events),
         "slow_exfil_event_recall": ratio(*exfil_events),
         "benign_flagged_tags": dict(sorted(benign_flag_tags.items())),
@@ -257,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
             result["bulk_export_event_recall"],
             ">=",
             TARGETS["bulk_export_events"],
+        ),
+        (
+            "distributed stuffing attempts",
+            result["distributed_stuffing_recall"],
+            ">=",
+            TARGETS["stuffing_attempts"],
         ),
         (
             "slow exfiltration events",

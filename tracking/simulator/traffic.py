@@ -4,7 +4,9 @@ It feeds the demo (``tracking demo``), the tests and the detection benchmark. Ev
 in the import format (what ``tracking import`` reads) plus two label keys the importer ignores:
 
 * ``label``: ``benign`` or the attack kind (``takeover``, ``takeover_vpn``, ``stuffing``,
-  ``spraying``, ``bulk_export``, ``slow_exfil``, ``takeover_proxy``);
+  ``spraying``, ``bulk_export``, ``slow_exfil``, ``takeover_proxy``,
+  ``stuffing_distributed``: a botnet of residential addresses in several countries, one or two
+  tries each over two hours, about 30 % of the names not existing);
 * ``label_detail``: for benign records the hard case they exercise (``flight:london->tokyo``,
   ``nearby:berlin->potsdam``, ``hotel``, ``inflight``, ``mobile_carrier``, ``mobile_jump``,
   ``country_only``, ``new_device``, ``night_owl``, ``typo``, ``gateway``,
@@ -50,6 +52,7 @@ ATTACK_LABELS = (
     "bulk_export",
     "slow_exfil",
     "takeover_proxy",
+    "stuffing_distributed",
 )
 LABEL_KEYS = ("label", "label_detail")
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
@@ -464,6 +467,7 @@ class _Simulation:
             "bulk_export": max(1, round(user_days / 200)),
             "slow_exfil": max(1, round(user_days / 200)),
             "takeover_proxy": max(1, round(user_days / 200)),
+            "stuffing_distributed": max(1, round(len(days) / 3)),
         }
         vpn_countries = {n.country for n in NETWORKS if n.kind in ("vpn", "hosting")}
         n = 0
@@ -471,7 +475,7 @@ class _Simulation:
             for _ in range(count):
                 n += 1
                 day = rng.choice(days)
-                if kind in ("stuffing", "spraying"):
+                if kind in ("stuffing", "spraying", "stuffing_distributed"):
                     self.plan.setdefault(("*", day), []).append((kind, n))
                     continue
                 pool = self.users
@@ -934,6 +938,9 @@ class _Simulation:
         ] + ["admin", "test", "root", "info"]
         hosting = [nw for nw in NETWORKS if nw.kind in ("hosting", "vpn")]
         t = self._local(day, ZoneInfo("UTC"), rng.uniform(0, 22))
+        if kind == "stuffing_distributed":
+            self._botnet(detail, real, fake, t, rng)
+            return
         if kind == "stuffing":
             ip = host(rng.choice(hosting), rng.randrange(1, 250))
             ua = rng.choice(BOT_UAS + ATTACKER_UAS)
@@ -985,6 +992,39 @@ class _Simulation:
                     label=kind,
                     label_detail=detail,
                 )
+
+    def _botnet(
+        self, detail: str, real: list[str], fake: list[str], t: datetime, rng: Random
+    ) -> None:
+        """About 45 residential addresses in several countries, one or two tries each, spread
+        over two hours; about 30 % of the names do not exist."""
+        homes = [nw for nw in NETWORKS if nw.kind == "residential" and nw.city]
+        bots = [
+            (host(rng.choice(homes), rng.randrange(1, 250)), rng.choice(DESKTOP_UAS + PHONE_UAS))
+            for _ in range(rng.randint(40, 50))
+        ]
+        attempts = []
+        for ip, ua in bots:
+            for _ in range(rng.choice((1, 1, 2))):
+                name = rng.choice(fake) if rng.random() < 0.3 else rng.choice(real)
+                attempts.append((t + timedelta(minutes=rng.uniform(0, 120)), ip, ua, name))
+        for ts, ip, ua, name in sorted(attempts):
+            self.rec.add(
+                ts,
+                type="AUTH",
+                username=name,
+                ip_address=ip,
+                user_agent=ua,
+                endpoint="/accounts/login/",
+                method="POST",
+                status=401,
+                duration=_duration(rng, 110),
+                session_id="",
+                headers=_headers("US"),
+                params={"username": name, "password": "Autumn2025!"},
+                label="stuffing_distributed",
+                label_detail=detail,
+            )
 
     def _forgot_password(self, user: SimUser, day: int, rng: Random) -> None:
         """Several failed logins from home, a password reset, then a normal session."""

@@ -1,0 +1,172 @@
+"""Distributed attacks: site-wide failed-login baselines learned from the site's own history.
+
+A botnet trying one or two passwords from each of dozens of addresses leaves nothing per
+address or per account; what it changes is the *site*: failed logins per hour, distinct
+accounts failing, and failures on accounts that do not exist (a stuffing list's names). Every
+failed login is counted (``note``) in ``Population`` counters per UTC hour (``camp_fail``,
+``camp_acct`` distinct accounts, ``camp_unknown``); the history of the last
+``history_hours`` hours is the baseline. A failed login is judged on its window (this hour and
+the previous one, so a campaign spanning an hour boundary stays visible) against a threshold
+learned from that history: the largest of ``quantile`` of the hourly counts × ``ratio``,
+``median + mad_k × 1.4826 × MAD`` and a floor (``min_failures``, ``min_accounts``,
+``min_unknown``), each doubled for the two-hour window. Nothing is judged before
+``min_history_hours`` hours of the site's history.
+
+A failure on an account that does not exist (no profile: the name never signed in) is an
+attempt on a name from a list: it is always part of what is counted, and when the window is anomalous every failed
+login in it is flagged as part of the campaign, with the counts that made it one.
+"""
+
+from __future__ import annotations
+
+from detectors.base import Context, Detector, Finding, Observation, check_number
+from detectors.profile import UserProfile
+
+HOUR = 3600
+METRICS: tuple[str, ...] = ("camp_fail", "camp_acct", "camp_unknown")
+LABELS: dict[str, str] = {
+    "camp_fail": "failed logins",
+    "camp_acct": "accounts failing",
+    "camp_unknown": "failures on accounts that do not exist",
+}
+FIRST = "camp_first"  # the first hour the site's failures were counted
+
+
+def _median(values: list[int]) -> float:
+    s = sorted(values)
+    n = len(s)
+    return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+
+
+class FailureCampaign(Detector):
+    name = "campaign"
+    tag = "login_campaign"
+
+    def __init__(
+        self,
+        history_hours: int = 168,
+        min_history_hours: int = 48,
+        quantile: float = 0.99,
+        ratio: float = 1.5,
+        mad_k: float = 6.0,
+        min_failures: int = 12,
+        min_accounts: int = 10,
+        min_unknown: int = 4,
+        weight: float = 0.8,
+    ) -> None:
+        self.history_hours = history_hours
+        self.min_history_hours = min_history_hours
+        self.quantile = quantile
+        self.ratio = ratio
+        self.mad_k = mad_k
+        self.min_failures = min_failures
+        self.min_accounts = min_accounts
+        self.min_unknown = min_unknown
+        self.weight = weight
+
+    def validate(self) -> None:
+        check_number("history_hours", self.history_hours, low=2)
+        check_number("min_history_hours", self.min_history_hours, low=1)
+        check_number("quantile", self.quantile, low=0, high=1)
+        check_number("ratio", self.ratio, low=1)
+        check_number("mad_k", self.mad_k, low=0)
+        for name in ("min_failures", "min_accounts", "min_unknown"):
+            check_number(name, getattr(self, name), low=1)
+        check_number("weight", self.weight, low=0, high=1)
+
+    @staticmethod
+    def applies(event: Observation) -> bool:
+        return event.type == "AUTH" and event.failed
+
+    def floors(self) -> dict[str, int]:
+        return {
+            "camp_fail": self.min_failures,
+            "camp_acct": self.min_accounts,
+            "camp_unknown": self.min_unknown,
+        }
+
+    def population_keys(self, event: Observation) -> list[tuple[str, str]]:
+        if not self.applies(event):
+            return []
+        hour = int(event.epoch) // HOUR
+        keys = [(FIRST, "hour")]
+        for metric in METRICS:
+            keys.extend((metric, str(h)) for h in range(hour - self.history_hours, hour + 1))
+        keys.append(("camp_seen", f"{hour}|{event.user_key or event.username}"))
+        return keys
+
+    def note(self, event: Observation, profile: UserProfile | None, context: Context) -> None:
+        pop = context.population
+        if pop is None or not self.applies(event):
+            return
+        hour = int(event.epoch) // HOUR
+        pop.set_once(FIRST, "hour", hour)
+        pop.add("camp_fail", str(hour))
+        account = f"{hour}|{event.user_key or event.username}"
+        if pop.count("camp_seen", account) == 0:
+            pop.add("camp_acct", str(hour))
+        pop.add("camp_seen", account)
+        if profile is None or profile.events == 0:
+            pop.add("camp_unknown", str(hour))
+
+    def threshold(self, history: list[int], floor: int) -> float:
+        ranked = sorted(history)
+        high = ranked[min(len(ranked) - 1, int(self.quantile * (len(ranked) - 1) + 0.5))]
+        median = _median(history)
+        mad = _median([abs(v - median) for v in history])
+        return max(high * self.ratio, median + self.mad_k * 1.4826 * mad, float(floor))
+
+    def score_event(
+        self, event: Observation, profile: UserProfile | None, context: Context
+    ) -> list[Finding]:
+        pop = context.population
+        if pop is None or not self.applies(event):
+            return []
+        hour = int(event.epoch) // HOUR
+        first = pop.count(FIRST, "hour") or None
+        if first is None or hour - int(first) < self.min_history_hours:
+            return []
+        worst: tuple[float, str, int, float] | None = None
+        span = min(self.history_hours, hour - int(first))
+        for metric, floor in self.floors().items():
+            # This event counts as well: the window so far, itself included.
+            window = pop.count(metric, str(hour)) + pop.count(metric, str(hour - 1)) + 1
+            history = [
+                pop.count(metric, str(h)) + pop.count(metric, str(h - 1))
+                for h in range(hour - span, hour - 1)
+            ]
+            if len(history) < 2:
+                continue
+            bound = self.threshold(history, floor)
+            if window > bound and (worst is None or window / bound > worst[0]):
+                worst = (window / bound, metric, window, bound)
+        if worst is None:
+            return []
+        _, metric, window, bound = worst
+        unknown = profile is None or profile.events == 0
+        reason = (
+            f"Login campaign: {window} {LABELS[metric]} in two hours site-wide, usual ≤ "
+            f"{bound:.0f}" + ("; this account does not exist" if unknown else "")
+        )
+        return [
+            Finding(
+                detector=self.name,
+                tag=self.tag,
+                score=self.weight,
+                severity="high",
+                reason=reason,
+                evidence={
+                    "metric": metric,
+                    "window_count": window,
+                    "threshold": round(bound, 2),
+                    "unknown_account": unknown,
+                    "failed_logins": pop.count("camp_fail", str(hour))
+                    + pop.count("camp_fail", str(hour - 1)),
+                },
+            )
+        ]
+
+    def score(
+        self, event: Observation, profile: UserProfile | None, context: Context
+    ) -> list[Finding]:
+        return self.score_event(event, profile, context)
