@@ -9,7 +9,8 @@ failed login is counted (``note``) in ``Population`` counters per UTC hour (``ca
 the previous one, so a campaign spanning an hour boundary stays visible) against a threshold
 learned from that history: the largest of ``quantile`` of the hourly counts × ``ratio``,
 ``median + mad_k × 1.4826 × MAD`` and a floor (``min_failures``, ``min_accounts``,
-``min_unknown``), each doubled for the two-hour window. Nothing is judged before
+``min_unknown``). The quantile is deliberately not the maximum: an earlier attack in the history
+must not raise the bar for the next one. Nothing is judged before
 ``min_history_hours`` hours of the site's history.
 
 A failure on an account that does not exist (no profile: the name never signed in) is an
@@ -46,12 +47,12 @@ class FailureCampaign(Detector):
         self,
         history_hours: int = 168,
         min_history_hours: int = 48,
-        quantile: float = 0.99,
-        ratio: float = 1.5,
+        quantile: float = 0.9,
+        ratio: float = 2.0,
         mad_k: float = 6.0,
         min_failures: int = 12,
         min_accounts: int = 10,
-        min_unknown: int = 4,
+        min_unknown: int = 3,
         weight: float = 0.8,
     ) -> None:
         self.history_hours = history_hours
