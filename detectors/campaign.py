@@ -15,13 +15,15 @@ must not raise the bar for the next one. Nothing is judged before
 
 A failure on an account that does not exist (no profile: the name never signed in) is an
 attempt on a name from a list: it is always part of what is counted, and when the window is anomalous every failed
-login in it is flagged as part of the campaign, with the counts that made it one.
+login in it is flagged as part of the campaign, with the counts that made it one — except an attempt from the account's own network and
+browser (the owner mistyping meanwhile), which is weighed by ``familiar_factor`` and does not
+flag on its own.
 """
 
 from __future__ import annotations
 
 from detectors.base import Context, Detector, Finding, Observation, check_number
-from detectors.profile import UserProfile
+from detectors.profile import UserProfile, ua_key
 
 HOUR = 3600
 METRICS: tuple[str, ...] = ("camp_fail", "camp_acct", "camp_unknown")
@@ -54,6 +56,7 @@ class FailureCampaign(Detector):
         min_accounts: int = 10,
         min_unknown: int = 3,
         weight: float = 0.8,
+        familiar_factor: float = 0.5,
     ) -> None:
         self.history_hours = history_hours
         self.min_history_hours = min_history_hours
@@ -64,6 +67,7 @@ class FailureCampaign(Detector):
         self.min_accounts = min_accounts
         self.min_unknown = min_unknown
         self.weight = weight
+        self.familiar_factor = familiar_factor
 
     def validate(self) -> None:
         check_number("history_hours", self.history_hours, low=2)
@@ -74,6 +78,7 @@ class FailureCampaign(Detector):
         for name in ("min_failures", "min_accounts", "min_unknown"):
             check_number(name, getattr(self, name), low=1)
         check_number("weight", self.weight, low=0, high=1)
+        check_number("familiar_factor", self.familiar_factor, low=0, high=1)
 
     @staticmethod
     def applies(event: Observation) -> bool:
@@ -145,22 +150,39 @@ class FailureCampaign(Detector):
             return []
         _, metric, window, bound = worst
         unknown = profile is None or profile.events == 0
+        # The owner mistyping from their own network and browser during a campaign is not part
+        # of it: noted, weighed less, not flagged on its own.
+        familiar = (
+            not unknown
+            and profile is not None
+            and event.asn is not None
+            and profile.known("asn", str(event.asn), event.epoch)
+            and bool(event.user_agent)
+            and profile.known("ua", ua_key(event.user_agent), event.epoch)
+        )
         reason = (
             f"Login campaign: {window} {LABELS[metric]} in two hours site-wide, usual ≤ "
-            f"{bound:.0f}" + ("; this account does not exist" if unknown else "")
+            f"{bound:.0f}"
+            + ("; this account does not exist" if unknown else "")
+            + (
+                "; this attempt comes from the account's usual network and browser"
+                if familiar
+                else ""
+            )
         )
         return [
             Finding(
                 detector=self.name,
                 tag=self.tag,
-                score=self.weight,
-                severity="high",
+                score=self.weight * (self.familiar_factor if familiar else 1.0),
+                severity="low" if familiar else "high",
                 reason=reason,
                 evidence={
                     "metric": metric,
                     "window_count": window,
                     "threshold": round(bound, 2),
                     "unknown_account": unknown,
+                    "familiar": familiar,
                     "failed_logins": pop.count("camp_fail", str(hour))
                     + pop.count("camp_fail", str(hour - 1)),
                 },

@@ -13,7 +13,8 @@ from detectors.profile import UserProfile
 from tests.detection_helpers import T0, obs
 
 
-def failure(hours: float, username: str, ip: str = "81.2.69.10"):
+def failure(hours: float, username: str, ip: str = "81.2.69.10", bot: bool = False):
+    extra = {"asn": 64610, "ua": "Mozilla/5.0 (X11; Linux x86_64) Firefox/115.0"} if bot else {}
     return obs(
         "london",
         at=T0 + timedelta(hours=hours),
@@ -21,6 +22,7 @@ def failure(hours: float, username: str, ip: str = "81.2.69.10"):
         username=username,
         ip=ip,
         id=f"f-{username}-{hours}",
+        **extra,
     )
 
 
@@ -50,7 +52,9 @@ def test_a_botnet_campaign_is_flagged_once_it_stands_out_from_the_sites_history(
     for i in range(45):
         for j in range(1 + i % 2):
             name = f"nobody{i}" if i % 3 == 0 else f"user{i % 20}"
-            attempts.append(failure(start + (i * 2 + j) / 34, name, ip=f"90.80.{i}.{j + 1}"))
+            attempts.append(
+                failure(start + (i * 2 + j) / 34, name, ip=f"90.80.{i}.{j + 1}", bot=True)
+            )
     attempts.sort(key=lambda o: o.epoch)
     verdicts = engine.run(attempts, profiles, population)
     flagged = sum(v.flagged for v in verdicts)
@@ -77,3 +81,16 @@ def test_nothing_is_judged_before_the_minimum_history():
     verdicts = engine.run([failure(i / 60, f"nobody{i}") for i in range(60)], {}, population)
     assert not any(v.findings for v in verdicts)
     assert population.count("camp_fail", str(int(failure(0, "x").epoch) // 3600)) == 60
+
+
+def test_the_owner_mistyping_during_a_campaign_is_noted_not_flagged():
+    engine = Engine([FailureCampaign().fit()])
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    site_history(engine, profiles, population)
+    start = 5 * 24 + 1
+    bots = [failure(start + i / 60, f"nobody{i}", ip=f"90.80.{i}.9", bot=True) for i in range(30)]
+    engine.run(bots, profiles, population)
+    (owner,) = engine.run([failure(start + 0.6, "user3")], profiles, population)
+    (finding,) = owner.findings
+    assert not owner.flagged and finding.score == 0.4 and finding.evidence["familiar"]
