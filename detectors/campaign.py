@@ -22,6 +22,8 @@ flag on its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 from detectors.base import Context, Detector, Finding, Observation, check_number
 from detectors.profile import UserProfile, ua_key
 
@@ -91,15 +93,31 @@ class FailureCampaign(Detector):
             "camp_unknown": self.min_unknown,
         }
 
+    def fit(self, X: Any = None, y: Any = None) -> FailureCampaign:
+        # Per hour: the counter keys of its history and the thresholds learned from it (past
+        # hours do not change within a batch; both are small and bounded).
+        self.hour_keys_: dict[int, list[tuple[str, str]]] = {}
+        self.bounds_: dict[tuple[int, str, int], float] = {}
+        return self
+
+    def _memo(self) -> None:
+        if not hasattr(self, "bounds_") or len(self.bounds_) > 4096:
+            self.fit()
+
     def population_keys(self, event: Observation) -> list[tuple[str, str]]:
         if not self.applies(event):
             return []
+        self._memo()
         hour = int(event.epoch) // HOUR
-        keys = [(FIRST, "hour")]
-        for metric in METRICS:
-            keys.extend((metric, str(h)) for h in range(hour - self.history_hours, hour + 1))
-        keys.append(("camp_seen", f"{hour}|{event.user_key or event.username}"))
-        return keys
+        keys = self.hour_keys_.get(hour)
+        if keys is None:
+            if len(self.hour_keys_) > 64:
+                self.hour_keys_.clear()
+            keys = [(FIRST, "hour")]
+            for metric in METRICS:
+                keys.extend((metric, str(h)) for h in range(hour - self.history_hours, hour + 1))
+            self.hour_keys_[hour] = keys
+        return [*keys, ("camp_seen", f"{hour}|{event.user_key or event.username}")]
 
     def note(self, event: Observation, profile: UserProfile | None, context: Context) -> None:
         pop = context.population
@@ -128,6 +146,7 @@ class FailureCampaign(Detector):
         pop = context.population
         if pop is None or not self.applies(event):
             return []
+        self._memo()
         hour = int(event.epoch) // HOUR
         first = pop.count(FIRST, "hour") or None
         if first is None or hour - int(first) < self.min_history_hours:
@@ -137,13 +156,15 @@ class FailureCampaign(Detector):
         for metric, floor in self.floors().items():
             # This event counts as well: the window so far, itself included.
             window = pop.count(metric, str(hour)) + pop.count(metric, str(hour - 1)) + 1
-            history = [
-                pop.count(metric, str(h)) + pop.count(metric, str(h - 1))
-                for h in range(hour - span, hour - 1)
-            ]
-            if len(history) < 2:
-                continue
-            bound = self.threshold(history, floor)
+            bound = self.bounds_.get((hour, metric, span))
+            if bound is None:
+                history = [
+                    pop.count(metric, str(h)) + pop.count(metric, str(h - 1))
+                    for h in range(hour - span, hour - 1)
+                ]
+                if len(history) < 2:
+                    continue
+                bound = self.bounds_[(hour, metric, span)] = self.threshold(history, floor)
             if window > bound and (worst is None or window / bound > worst[0]):
                 worst = (window / bound, metric, window, bound)
         if worst is None:

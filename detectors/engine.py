@@ -133,13 +133,14 @@ class Engine:
         """The population counters the detectors (and the network learner) read for these
         events (load them first)."""
         observations = list(observations)
-        pairs: list[tuple[str, str]] = []
+        # A set: events of the same hour or network ask for the same counters.
+        pairs: set[tuple[str, str]] = set()
         for det in self.detectors:
             for obs in observations:
-                pairs.extend(det.population_keys(obs))
+                pairs.update(det.population_keys(obs))
         if learner is not None:
             for obs in observations:
-                pairs.extend(learner.population_keys(obs))
+                pairs.update(learner.population_keys(obs))
         return Population.keys_for(pairs)
 
     # --- the batch ------------------------------------------------------------------------
