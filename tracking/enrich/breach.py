@@ -27,6 +27,8 @@ import logging
 import os
 from typing import Any
 
+import requests
+
 from tracking.conf import tracking_settings
 
 logger = logging.getLogger("tracking.enrich")
@@ -55,8 +57,6 @@ def _in_range_answer(text: str, suffix: str) -> bool:
 
 def check_range_api(digest: str, url: str, timeout: float) -> bool | None:
     """Ask a Pwned-Passwords-style range API for the 5-character prefix of ``digest``."""
-    import requests
-
     prefix, suffix = digest[:5], digest[5:]
     target = (
         url.replace("{prefix}", prefix) if "{prefix}" in url else url.rstrip("/") + "/" + prefix

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import maxminddb
+
 from tracking.simulator import world
 
 CITY_DB = "GeoLite2-City.mmdb"
@@ -149,8 +151,6 @@ def world_fingerprint() -> str:
 
 def _current(target: Path) -> bool:
     """Whether ``target`` was built from the present world."""
-    import maxminddb
-
     try:
         with maxminddb.open_database(str(target)) as reader:
             description = reader.metadata().description or {}
