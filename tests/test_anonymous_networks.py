@@ -241,3 +241,33 @@ def test_check_framework_accepts_the_defaults():
     from tracking.checks import check_recording
 
     assert not [m for m in check_recording() if m.level >= checks.ERROR]
+
+
+@pytest.mark.django_db
+def test_spraying_from_rotating_exits_of_one_hosting_network_is_flagged_not_from_an_isp():
+    hosting = net("hosting", "amsterdam")
+    spray = [
+        event(
+            TS + timedelta(minutes=7 * i),
+            network=hosting,
+            index=30 + i,
+            username=f"user{i}",
+            status=401,
+        )
+        for i in range(6)
+    ]
+    home = net("residential", "london")
+    typos = [
+        event(
+            TS + timedelta(minutes=7 * i),
+            network=home,
+            index=30 + i,
+            username=f"home{i}",
+            status=401,
+        )
+        for i in range(6)
+    ]
+    ingest(spray + typos)
+    tagged = ["network_spraying" in Activity.objects.get(id=e.id).tags for e in spray]
+    assert tagged == [False, False, False, False, True, True]
+    assert not any("network_spraying" in Activity.objects.get(id=e.id).tags for e in typos)

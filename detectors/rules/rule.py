@@ -29,6 +29,7 @@ STORED_FIELDS: frozenset[str] = frozenset(
         "latitude",
         "longitude",
         "accuracy_radius",
+        "network_kind",
         "device",
         "os",
         "browser",
