@@ -4,7 +4,8 @@ Put it first in ``AUTHENTICATION_BACKENDS`` (as django-axes does). For a source 
 it raises ``PermissionDenied``: Django then stops asking the other backends, sends
 ``user_login_failed`` and ``authenticate()`` returns ``None``, so even the right password does
 not log in. Otherwise it returns ``None`` and the next backend checks the credentials. It
-never authenticates anyone itself. ``TrackingMiddleware`` answers a refused request with 403.
+never authenticates anyone itself, so it has no ``get_user`` (sessions and ``force_login``
+belong to the backend that did). ``TrackingMiddleware`` answers a refused request with 403.
 """
 
 from __future__ import annotations
@@ -28,7 +29,4 @@ class TrackingBackend:
         if block is not None:
             enforce.mark_refused(request, block)
             raise PermissionDenied("refused by a block")
-        return None
-
-    def get_user(self, user_id: Any) -> None:
         return None

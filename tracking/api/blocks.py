@@ -125,7 +125,9 @@ class BlockListView(TrackingAPIMixin, generics.ListAPIView):
 )
 class BlockDetailView(TrackingAPIMixin, generics.RetrieveAPIView):
     serializer_class = BlockSerializer
-    queryset = Block.objects.all()
+
+    def get_queryset(self) -> Any:
+        return Block.objects.all()
 
 
 class BlockLiftView(TrackingAPIMixin, APIView):

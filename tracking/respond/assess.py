@@ -63,9 +63,15 @@ def _user_id(user: Any, username: str) -> Any:
     )
 
 
-def assess(request: Any, *, user: Any = None, activity_type: str = "AUTH") -> Assessment:
+def assess(
+    request: Any, *, user: Any = None, activity_type: str = "AUTH", outcome: str = ""
+) -> Assessment:
     """Judge ``request`` now. ``user``: the account the request acts for (default: the
-    request's authenticated user; a login view passes the user its form just checked)."""
+    request's authenticated user; a login view passes the user its form just checked).
+    ``outcome``: ``"failure"`` judges it as a failed attempt (e.g. a wrong password, which
+    the stuffing and brute-force rules count), ``"success"`` or ``""`` as not failed."""
+    if outcome not in ("", "success", "failure"):
+        raise ValueError(f"outcome must be 'success', 'failure' or '', got {outcome!r}")
     req = django_request(request)
     if user is None:
         current = getattr(req, "user", None)
@@ -73,7 +79,9 @@ def assess(request: Any, *, user: Any = None, activity_type: str = "AUTH") -> As
     event = get_tracker().build_event(
         request, None, activity_type=activity_type, started=time.perf_counter(), user=user
     )
-    event.status = None  # not answered yet
+    # Not answered yet: a failure is judged as the 401 an API would answer.
+    event.status = 401 if outcome == "failure" else None
+    event.outcome = outcome
     act = build_activity(event)
     act.user_id = _user_id(user, event.username)
     with transaction.atomic():
