@@ -181,7 +181,7 @@ def test_brute_force_blocks_account_from_new_addresses_not_from_owners_home(
     site, client, alice, django_user_model
 ):
     at_home(alice)
-    bob = django_user_model.objects.create_user("bob", "bob@example.com", "bob-pw")
+    django_user_model.objects.create_user("bob", "bob@example.com", "bob-pw")
     brute_force(alice)
     block = Block.objects.get()
     assert (block.scope, block.username, block.user_id) == ("account", "alice", alice.pk)
