@@ -284,3 +284,26 @@ def test_continuing_attack_makes_one_block(site):
     stuffing()
     stuffing(names=("frank", "gina", "hugo"))
     assert Block.objects.count() == 1
+
+
+def test_middleware_refuses_in_an_async_stack():
+    import asyncio
+
+    from asgiref.sync import iscoroutinefunction
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from tracking.middleware import TrackingMiddleware
+    from tracking.respond.marks import mark_refused
+
+    async def view(request):
+        if request.POST.get("username") == "alice":
+            mark_refused(request, Block(scope="address", address="192.0.2.1/32"))
+        return HttpResponse("wrong password", status=200)
+
+    middleware = TrackingMiddleware(view)
+    assert iscoroutinefunction(middleware)
+    refused = asyncio.run(middleware(RequestFactory().post("/", {"username": "alice"})))
+    assert refused.status_code == 403
+    passed = asyncio.run(middleware(RequestFactory().post("/", {"username": "bob"})))
+    assert passed.status_code == 200 and passed.content == b"wrong password"

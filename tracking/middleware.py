@@ -27,15 +27,7 @@ class TrackingMiddleware:
     def __call__(self, request: Any) -> Any:
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        response = self.get_response(request)
-        return self._enforce(request, response)
+        return enforce.answer(request, self.get_response(request))
 
     async def __acall__(self, request: Any) -> Any:
-        response = await self.get_response(request)
-        return self._enforce(request, response)
-
-    @staticmethod
-    def _enforce(request: Any, response: Any) -> Any:
-        if enforce.refusal_of(request) is None:
-            return response
-        return enforce.refusal_response(request, response)
+        return enforce.answer(request, await self.get_response(request))

@@ -23,6 +23,7 @@ from tracking.respond.marks import BLOCKED_TAG, mark_event, mark_refused, refusa
 
 __all__ = [
     "BLOCKED_TAG",
+    "answer",
     "check",
     "client_ip",
     "mark_event",
@@ -59,6 +60,14 @@ def wants_json(request: Any, response: Any = None) -> bool:
         return False
     html = accept.find("text/html")
     return html < 0 or accept.find("json") < html
+
+
+def answer(request: Any, response: Any) -> Any:
+    """What to send: the view's ``response``, or the 403 when ``authenticate()`` refused the
+    request's source while the view ran."""
+    if refusal_of(request) is None:
+        return response
+    return refusal_response(request, response)
 
 
 def refusal_response(request: Any, response: Any = None) -> HttpResponse:
