@@ -76,6 +76,8 @@ class Finding:
             raise ValueError(f"unknown severity {self.severity!r}")
         self.reason = self.reason.replace("\n", " ")[:512]
         if self.block is not None:
+            if not isinstance(self.block, dict):
+                raise ValueError(f"block must be block_request(scope, seconds), got {self.block!r}")
             self.block = block_request(self.block.get("scope"), self.block.get("seconds"))
 
 

@@ -84,6 +84,8 @@ def test_finding_block_is_validated():
         Finding("d", "t", 0.5, "high", "r", block={"scope": "host", "seconds": 30})
     with pytest.raises(ValueError, match="seconds"):
         Finding("d", "t", 0.5, "high", "r", block={"scope": "account", "seconds": -1})
+    with pytest.raises(ValueError, match="block_request"):
+        Finding("d", "t", 0.5, "high", "r", block="address")
 
 
 class BlockingDetector(Detector):
