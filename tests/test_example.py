@@ -237,3 +237,42 @@ def test_admin_and_tracking_api_mounted(client, django_user_model):
     assert client.get("/admin/tracking/activity/").status_code == 200
     assert client.get("/api/tracking/activities/").status_code == 200
     assert client.get("/").status_code == 200
+
+
+# --- step-up (tracking.assess) in the example's payment view -------------------------------
+
+
+def test_payment_step_up_asks_for_the_password_when_risky(client, shopper, monkeypatch):
+    import tracking
+    from tracking.respond.assess import AssessedFinding, Assessment
+
+    risky = Assessment(
+        risk=0.8,
+        tags=("impossible_travel",),
+        findings=(AssessedFinding("geo", "impossible_travel", 0.8, "high", "too fast", True),),
+    )
+    monkeypatch.setattr(tracking, "assess", lambda request, **kw: risky)
+    client.force_login(shopper)
+    pay = {"amount": "19.99", "currency": "EUR"}
+    asked = client.post("/payments/", json.dumps(pay), content_type="application/json")
+    assert asked.status_code == 403
+    assert asked.json() == {"detail": "confirm your password", "step_up": True,
+                            "reasons": ["too fast"]}  # fmt: skip
+    page = client.post("/payments/", pay)
+    assert page.status_code == 403 and b'name="confirm_password"' in page.content
+    confirmed = client.post(
+        "/payments/",
+        json.dumps({**pay, "confirm_password": "s3cret-pw!"}),
+        content_type="application/json",
+    )
+    assert confirmed.status_code == 200 and confirmed.json()["status"] == "paid"
+
+
+def test_payment_from_a_blocked_address_is_refused(client, shopper):
+    from tracking.respond import blocks
+
+    client.force_login(shopper)
+    pay = json.dumps({"amount": "19.99", "currency": "EUR"})
+    assert client.post("/payments/", pay, content_type="application/json").status_code == 200
+    blocks.create_block("address", address="127.0.0.1", reason="test", seconds=60)
+    assert client.post("/payments/", pay, content_type="application/json").status_code == 403

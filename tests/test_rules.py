@@ -107,8 +107,8 @@ detection:
             "true or false",
         ),
         (
-            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {block: true}\n",
-            "action.block",
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {blok: true}\n",
+            "action.blok",
             "unknown key",
         ),
         (

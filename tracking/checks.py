@@ -86,6 +86,14 @@ def check_dashboard(app_configs=None, **kwargs):
     return dashboard_messages()
 
 
+@checks.register(checks.Tags.security)
+def check_respond(app_configs=None, **kwargs):
+    """Blocking: TRACKING_NEVER_BLOCK, the block cache, backend order (E130-E139, W130-W139)."""
+    from tracking.respond.checks import respond_messages
+
+    return respond_messages()
+
+
 def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 

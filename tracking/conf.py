@@ -103,6 +103,12 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_MAX_UNSEALED_ROWS": 50000,
     # Unhealthy when the spool holds events older than this (seconds): the database is down.
     "HEALTH_MAX_SPOOL_AGE": 300,
+    # --- respond (tracking.respond) --------------------------------------------------
+    # CIDRs never blocked and never causing a block (office NAT, monitoring, your proxies).
+    "NEVER_BLOCK": [],
+    # Seconds a process reuses its snapshot of active blocks; a block created or lifted in
+    # another process is seen within this time (in the same process at once).
+    "BLOCK_CACHE_SECONDS": 5.0,
     # --- dashboard -------------------------------------------------------------------
     # Seconds between live-feed polls (the page promises new events within 2 s).
     "DASHBOARD_POLL_INTERVAL": 1.0,
@@ -223,6 +229,10 @@ DESCRIPTIONS: dict[str, str] = {
     "`False` before `migrate` to keep one plain table); no effect elsewhere.",
     "PARTITION_MONTHS_AHEAD": "Months after the current one that `tracking partitions "
     "ensure` creates.",
+    "NEVER_BLOCK": "CIDRs never blocked and never causing a block (office NAT, monitoring, "
+    "your own proxies), whatever a rule or detector asks.",
+    "BLOCK_CACHE_SECONDS": "Seconds a process reuses its snapshot of active blocks (0-300); "
+    "a block created or lifted in another process is seen within this time.",
 }
 
 # Settings holding dotted paths that are imported on first access.

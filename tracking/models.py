@@ -17,6 +17,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from tracking.activity_types import type_label
 from tracking.fields import EncryptedJSONField, TagListField
@@ -131,6 +132,7 @@ class Activity(models.Model):
     # integrity: position in the sealed chain (assigned when sealed) and the row's MAC
     seq = models.BigIntegerField(null=True, blank=True, db_index=True)
     mac = models.CharField(max_length=80, blank=True, default="")
+    outcome = models.CharField(max_length=16, blank=True, default="", db_index=True)
 
     objects = ActivityQuerySet.as_manager()
 
@@ -354,3 +356,58 @@ class DailyRollup(RollupCounts):
                 fields=["bucket", "type", "country"], name="trk_daily_rollup_dims"
             )
         ]
+
+
+class BlockScope(models.TextChoices):
+    ADDRESS = "address", _("Address")
+    ACCOUNT = "account", _("Account")
+    ADDRESS_ACCOUNT = "address+account", _("Address and account")
+
+
+class Block(models.Model):
+    """A refusal of authentication for a source, by a rule, a detector or a person.
+
+    ``address`` is a network in CIDR form (a single address is ``/32`` or ``/128``);
+    ``username`` is the account's username key (case-folded). An ``account`` block never
+    refuses the account at a network its profile knows (see ``tracking.respond.blocks``).
+    Rows are never deleted: creation and lifting (who, when, why) stay as the audit trail.
+    """
+
+    scope = models.CharField(max_length=16, choices=BlockScope.choices)
+    address = models.CharField(max_length=49, blank=True, default="", db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True, default="", db_index=True)
+    reason = models.CharField(max_length=512)
+    # What created it: "rule:<id>", a detector's name, or "manual".
+    source = models.CharField(max_length=64)
+    # The activity whose finding requested the block (none for manual blocks).
+    activity_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lifted_by_username = models.CharField(max_length=150, blank=True, default="")
+    lift_reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["lifted_at", "expires_at"], name="trk_block_active")]
+
+    def __str__(self) -> str:
+        target = " / ".join(v for v in (self.address, self.username) if v)
+        return f"{self.get_scope_display()} block of {target}"
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.lifted_at is None and (self.expires_at is None or self.expires_at > now)
+
+    @property
+    def status(self) -> str:
+        if self.lifted_at is not None:
+            return "lifted"
+        return "active" if self.is_active() else "expired"

@@ -6,7 +6,7 @@ the ``<uuid:pk>`` routes (the converter would not match it anyway, but order doc
 
 from django.urls import include, path
 
-from tracking.api import views
+from tracking.api import blocks, views
 from tracking.health import health_view
 
 app_name = "tracking"
@@ -20,6 +20,9 @@ urlpatterns: list = [
     ),
     path("activities/<uuid:pk>/flag/", views.ActivityFlagView.as_view(), name="activity-flag"),
     path("stats/", views.StatsView.as_view(), name="stats"),
+    path("blocks/", blocks.BlockListView.as_view(), name="block-list"),
+    path("blocks/<int:pk>/", blocks.BlockDetailView.as_view(), name="block-detail"),
+    path("blocks/<int:pk>/lift/", blocks.BlockLiftView.as_view(), name="block-lift"),
     path("dashboard/", include("tracking.dashboard.urls")),
     path("health/", health_view, name="health"),
 ]

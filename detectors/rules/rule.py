@@ -174,6 +174,8 @@ class Action:
     severity: str = "medium"
     score: float = 0.4
     suppress: tuple[str, ...] = ()
+    # ``action.block``: {"scope": ..., "seconds": ...} (see ``detectors.base.block_request``).
+    block: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -219,4 +221,5 @@ class Rule:
             flag=self.action.flag,
             extra_tags=tuple(self.action.tags[1:]),
             suppresses=self.action.suppress,
+            block=dict(self.action.block) if self.action.block else None,
         )

@@ -68,6 +68,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tracking.middleware.TrackingMiddleware",
+]
+# First: refuses authenticate() for blocked sources (docs/blocking.md).
+AUTHENTICATION_BACKENDS = [
+    "tracking.backends.TrackingBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "exampleproject.urls"

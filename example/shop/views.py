@@ -22,7 +22,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
+import tracking
 from tracking.capture.decorators import track
+
+# Risk from which a payment needs the password again (step-up); blocked sources never pay.
+STEP_UP_RISK = 0.5
 
 REPORTS = {"orders", "customers", "invoices", "inventory", "payouts", "usage"}
 CURRENCIES = {"EUR", "GBP", "USD", "JPY", "AUD", "BRL", "NGN", "RUB", "UAH", "IDR"}
@@ -116,11 +120,32 @@ def payment_view(request: HttpRequest) -> HttpResponse:
     currency = str(data.get("currency", "EUR")).upper()
     if not (Decimal("0.01") <= amount <= Decimal("100000")) or currency not in CURRENCIES:
         return JsonResponse({"detail": "amount (0.01-100000) and currency required"}, status=400)
+    refusal = _step_up(request, data)
+    if refusal is not None:
+        return refusal
     payment = {"id": str(uuid.uuid4()), "status": "paid", "amount": f"{amount:.2f}",
                "currency": currency}  # fmt: skip
     if _wants_json(request):
         return JsonResponse(payment)
     return render(request, "shop/payment.html", {"payment": payment})
+
+
+def _step_up(request: HttpRequest, data: dict) -> HttpResponse | None:
+    """Ask detection about this payment before making it (``tracking.assess``): a risky one
+    needs the account's password again, a blocked source is refused. None: go ahead."""
+    verdict = tracking.assess(request, activity_type="PAYMENT")
+    if verdict.blocked:
+        return JsonResponse({"detail": "refused"}, status=403)
+    if verdict.risk < STEP_UP_RISK:
+        return None
+    if request.user.check_password(str(data.get("confirm_password", ""))):
+        return None
+    reasons = [f.reason for f in verdict.findings]
+    if _wants_json(request):
+        return JsonResponse(
+            {"detail": "confirm your password", "step_up": True, "reasons": reasons}, status=403
+        )
+    return render(request, "shop/payment.html", {"step_up": True, "reasons": reasons}, status=403)
 
 
 @track(activity_type="ACCOUNT")

@@ -135,6 +135,7 @@ class ActivitySerializer(serializers.ModelSerializer):
             "is_bot",
             "user_agent",
             "method",
+            "outcome",
             "headers",
             "params",
             "severity",

@@ -44,6 +44,7 @@ from tracking.integrity import macs as integrity
 from tracking.integrity import sealing
 from tracking.models import Activity, Severity
 from tracking.redaction import redact_headers, redact_params
+from tracking.respond.actions import apply_block_requests
 from tracking.storage import copyinsert, rollups
 
 logger = logging.getLogger("tracking.ingest")
@@ -258,6 +259,7 @@ def build_activity(event: Event) -> Activity:
         duration=_float(event.duration),
         headers=redact_headers(headers),
         params=redact_params(params),
+        outcome=event.outcome if event.outcome in ("success", "failure") else "",
     )
     act.user_id = None
     _enrich(event, act)
@@ -388,6 +390,7 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool) -> None:
     acts = [a for _, a in pairs]
     with transaction.atomic():
         findings = _detect(acts) if detect else []
+        apply_block_requests(findings)
         leaves = []
         for event, act in pairs:
             _merge_verdict(act, event.verdict or {})
