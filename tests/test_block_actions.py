@@ -14,7 +14,7 @@ import tracking
 from detectors.base import Detector, Finding
 from detectors.rules import RuleError, load_rule_file, load_rules
 from tests.blocksite import site_settings, via_proxy
-from tracking.detection.runner import builtin_rule_dir
+from tracking.detection.config import builtin_rule_dir
 from tracking.events import Event
 from tracking.models import Block, Profile
 from tracking.pipeline.ingest import ingest
