@@ -79,16 +79,15 @@ class TrackingAPIMixin:
         return [auth() for auth in authentication_classes()]
 
     def perform_authentication(self, request: Any) -> None:
-        # Clients without a valid identity (no credentials, or wrong ones: token guessing)
-        # are throttled by client IP *before* the permission check, so refusals are rate
-        # limited too; authenticated users are throttled per user after it, as DRF does.
+        # Every caller is throttled *before* the permission check (anonymous callers by
+        # client IP, users per account), so refusals are rate limited too: token guessing,
+        # and signed-in users without access probing the API.
         try:
-            user = request.user
+            request.user  # noqa: B018 - authenticates
         except APIException:
             self._throttle_once(request)
             raise
-        if not (user and user.is_authenticated):
-            self._throttle_once(request)
+        self._throttle_once(request)
 
     def _throttle_once(self, request: Any) -> None:
         if not getattr(request, "_tracking_throttled", False):
