@@ -144,7 +144,7 @@ def test_missing_keys_are_unhealthy():
 
 
 def test_database_unavailable_is_reported_not_raised(monkeypatch):
-    def down(now):
+    def down(now, *args, **kwargs):
         raise DatabaseError("connection refused")
 
     monkeypatch.setattr(health, "_sealing", down)

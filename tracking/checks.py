@@ -123,6 +123,7 @@ def check_integrity_settings(app_configs=None, **kwargs):
         "HEALTH_MAX_SPOOL_AGE",
         "SEAL_GEO_PENDING_GRACE",
         "SEAL_INTERVAL",
+        "UNSEALED_BEHIND_HEAD_GRACE",
     ):
         value = getattr(tracking_settings, name)
         if value is not None and (
@@ -150,6 +151,15 @@ def check_integrity_settings(app_configs=None, **kwargs):
                 "until `tracking seal` or the periodic seal task runs.",
                 hint="Schedule `tracking.tasks_periodic.seal` or `manage.py tracking seal`.",
                 id="tracking.W072",
+            )
+        )
+    anchor_file = tracking_settings.ANCHOR_FILE
+    if anchor_file is not None and not isinstance(anchor_file, str | os.PathLike):
+        errors.append(
+            checks.Error(
+                f"TRACKING_ANCHOR_FILE must be a file path or None, got {anchor_file!r}.",
+                hint="`tracking doctor` keeps the chain head there, outside the database.",
+                id="tracking.E073",
             )
         )
     folder = tracking_settings.SPOOL_DIR

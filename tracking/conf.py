@@ -94,6 +94,12 @@ DEFAULTS: dict[str, Any] = {
     # Rows still waiting for geolocation are left unsealed this many seconds (enrichment may
     # still change them); after that they are sealed as they are.
     "SEAL_GEO_PENDING_GRACE": 600,
+    # Unsealed rows recorded more than this many seconds before the newest seal was made are
+    # an alarm (verify, health, the sealer's log): their seal may have been removed.
+    "UNSEALED_BEHIND_HEAD_GRACE": 300,
+    # File outside the database where `tracking doctor` keeps the chain head it last saw and
+    # `tracking verify` compares with it (see tracking.integrity.anchor). None: not kept.
+    "ANCHOR_FILE": None,
     # Health (`tracking doctor`, api/tracking/health/): a non-empty value lets monitoring
     # read the health endpoint with "Authorization: Bearer <token>" (staff sessions always can).
     "HEALTH_TOKEN": "",

@@ -71,7 +71,8 @@ def _age(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else round((now - then).total_seconds(), 3)
 
 
-def _sealing(now: datetime) -> tuple[dict[str, Any], list[str]]:
+def _sealing(now: datetime, advance_anchor: bool) -> tuple[dict[str, Any], list[str]]:
+    from tracking.integrity import anchor as anchors
     from tracking.models import Activity, Seal
 
     problems: list[str] = []
@@ -86,7 +87,23 @@ def _sealing(now: datetime) -> tuple[dict[str, Any], list[str]]:
         "sealed_through": head.last_seq if head else 0,
         "chain_head": head.chain_hash if head else "",
         "seal_on_write": bool(tracking_settings.SEAL_ON_WRITE),
+        "unsealed_behind_head": anchors.unsealed_behind_head(head).count() if head else 0,
+        "anchor": None,
     }
+    if info["unsealed_behind_head"]:
+        problems.append(
+            f"{info['unsealed_behind_head']} activities recorded more than "
+            f"{tracking_settings.UNSEALED_BEHIND_HEAD_GRACE} s before the newest seal are "
+            "still unsealed: their seal may have been removed (run `tracking verify --anchor`)"
+        )
+    path = anchors.anchor_path()
+    if path is not None:
+        if advance_anchor:
+            info["anchor"] = anchors.check_and_advance(path)
+        else:
+            info["anchor"] = _read_only_anchor(anchors, path)
+        if info["anchor"]["problem"]:
+            problems.append(info["anchor"]["problem"])
     max_age = tracking_settings.HEALTH_MAX_UNSEALED_AGE
     max_rows = tracking_settings.HEALTH_MAX_UNSEALED_ROWS
     if max_rows is not None and count > max_rows:
@@ -98,6 +115,20 @@ def _sealing(now: datetime) -> tuple[dict[str, Any], list[str]]:
             "`tracking seal`; rows that stay unsealed failed their MAC (run `tracking verify`)"
         )
     return info, problems
+
+
+def _read_only_anchor(anchors, path) -> dict[str, Any]:
+    """The anchor check without recording a new head (the health endpoint only reads)."""
+    info: dict[str, Any] = {"file": str(path), "problem": None, "advanced_to": None}
+    try:
+        kept = anchors.read_anchor(path)
+    except (OSError, ValueError) as exc:
+        info["problem"] = f"anchor file: {exc}"
+        return info
+    if kept is not None:
+        info["anchored_seq"], info["anchored_hash"] = kept.last_seq, kept.chain_hash
+        info["problem"] = anchors.anchor_problem(kept)
+    return info
 
 
 def _pipeline(now: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -132,8 +163,12 @@ def _pipeline(now: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
     return {"spool": spool, "writer": writer}, problems, warnings
 
 
-def collect(now: datetime | None = None) -> dict[str, Any]:
-    """Everything ``tracking doctor`` and the health endpoint report (JSON-safe)."""
+def collect(now: datetime | None = None, *, advance_anchor: bool = False) -> dict[str, Any]:
+    """Everything ``tracking doctor`` and the health endpoint report (JSON-safe).
+
+    ``advance_anchor`` (``tracking doctor``): record the current chain head in
+    ``TRACKING_ANCHOR_FILE`` once the head recorded there is found in the chain.
+    """
     now = now or datetime.now(UTC)
     problems: list[str] = []
     keys, key_problems = _keys()
@@ -141,7 +176,7 @@ def collect(now: datetime | None = None) -> dict[str, Any]:
     pipeline, pipe_problems, warnings = _pipeline(now)
     problems += pipe_problems
     try:
-        sealing, seal_problems = _sealing(now)
+        sealing, seal_problems = _sealing(now, advance_anchor)
         problems += seal_problems
         database = "ok"
     except DatabaseError as exc:
