@@ -15,6 +15,7 @@ def check_keys(app_configs=None, **kwargs):
     from django.core.exceptions import ImproperlyConfigured
 
     from tracking.integrity import crypto
+    from tracking.integrity import macs as integrity
 
     errors = []
     keys = tracking_settings.ENCRYPTION_KEYS
@@ -49,6 +50,30 @@ def check_keys(app_configs=None, **kwargs):
                 id="tracking.E003",
             )
         )
+    for i, key in enumerate(seal_keys or []):
+        problem = integrity.key_problem(key)
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_SEAL_KEYS[{i}] {problem}.",
+                    hint="Seal keys authenticate rows, seals, tombstones and models: use 32 "
+                    "random bytes, urlsafe base64 (`python manage.py tracking keygen`).",
+                    id="tracking.E004",
+                )
+            )
+    hash_key = tracking_settings.HASH_KEY
+    if hash_key:
+        problem = integrity.key_problem(hash_key)
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_HASH_KEY {problem}.",
+                    hint="It keys the hash of session ids: use 32 random bytes, urlsafe base64 "
+                    "(`python manage.py tracking keygen`), or leave it unset (derived from the "
+                    "first seal key).",
+                    id="tracking.E005",
+                )
+            )
     return errors
 
 

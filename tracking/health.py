@@ -64,6 +64,14 @@ def _keys() -> tuple[dict[str, Any], list[str]]:
         info["seal_key_id"] = integrity.signing_key()[0]
     except ImproperlyConfigured as exc:
         problems.append(f"seal keys: {exc}")
+    for i, key in enumerate(tracking_settings.SEAL_KEYS or []):
+        weak = integrity.key_problem(key)
+        if weak:
+            problems.append(f"seal keys: TRACKING_SEAL_KEYS[{i}] {weak}")
+    if tracking_settings.HASH_KEY:
+        weak = integrity.key_problem(tracking_settings.HASH_KEY)
+        if weak:
+            problems.append(f"hash key: TRACKING_HASH_KEY {weak}")
     return info, problems
 
 

@@ -8,6 +8,8 @@ decrypted headers/params so that re-encrypting under a new key keeps rows verifi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -184,6 +186,33 @@ def leaf_hash(activity: Any) -> str:
     version = row_format(mac) if mac else CURRENT_FORMAT
     _, leaf_content = _content(activity, version if version in _FORMS else CURRENT_FORMAT)
     return hashlib.sha256(leaf_content).hexdigest()
+
+
+# A seal or hash key must carry 32 random bytes, like an encryption key: urlsafe base64 of
+# at least 32 bytes (what `tracking keygen` prints) or 32+ raw bytes. Fewer than this many
+# distinct byte values in 32+ bytes is a pattern, not randomness.
+MIN_KEY_BYTES = 32
+MIN_DISTINCT_BYTES = 12
+
+
+def key_problem(key: Any) -> str | None:
+    """Why ``key`` is not a strong HMAC key (None when it is); never echoes the key."""
+    if isinstance(key, bytes | bytearray):
+        material = bytes(key)
+    elif isinstance(key, str):
+        try:
+            material = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            return "is not urlsafe base64 of 32 random bytes (`tracking keygen`)"
+    else:
+        return f"must be a string, not {type(key).__name__}"
+    if len(material) < MIN_KEY_BYTES:
+        return (
+            f"decodes to {len(material)} bytes; at least {MIN_KEY_BYTES} random bytes are required"
+        )
+    if len(set(material)) < MIN_DISTINCT_BYTES:
+        return "is not random (too few distinct bytes)"
+    return None
 
 
 @lru_cache(maxsize=1)
