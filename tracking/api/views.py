@@ -7,7 +7,7 @@ throttles. Object lookups go through the same queryset as the list (no IDOR).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.apps import apps
@@ -46,6 +46,7 @@ from tracking.api.serializers import (
     ReviewRequestSerializer,
 )
 from tracking.api.throttling import BurstRateThrottle, SustainedRateThrottle
+from tracking.dates import parse_iso_date
 from tracking.detection.review import ReviewError, delete_activity, review
 from tracking.export import records as exporting
 from tracking.models import Activity
@@ -300,24 +301,31 @@ class StatsView(TrackingAPIMixin, APIView):
 # --- export -----------------------------------------------------------------------------
 
 
-def _stamp(value: datetime | None, raw: str | None) -> str:
+def _stamp(value: datetime | None, bare_date: bool = False, end: bool = False) -> str:
+    """A filename part from a *parsed* time only (never the raw parameter): the day for a
+    bare date (``until``'s parsed value is the next midnight), else a UTC stamp."""
     if value is None:
         return ""
-    if raw and len(raw.strip()) == 10:  # given as a bare date
-        return raw.strip()
+    if bare_date:
+        local = timezone.localtime(value) - (timedelta(days=1) if end else timedelta(0))
+        return local.date().isoformat()
     return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _bare(params: Any, name: str) -> bool:
+    return parse_iso_date(str(params.get(name) or "").strip()) is not None
 
 
 def export_filename(queryset: Any, params: Any, cleaned: dict[str, Any], fmt: str) -> str:
     """``activities_<since>_<until>.<fmt>``: the requested window, else the data's first
-    timestamp and now."""
-    since = _stamp(cleaned.get("since"), params.get("since"))
+    timestamp and now. Built from parsed values and the format (one of ``FORMATS``) only."""
+    since = _stamp(cleaned.get("since"), _bare(params, "since"))
     if not since:
         first = queryset.order_by("timestamp").values_list("timestamp", flat=True).first()
-        since = _stamp(first, None) or "start"
-    until = _stamp(cleaned.get("until"), params.get("until"))
+        since = _stamp(first) or "start"
+    until = _stamp(cleaned.get("until"), _bare(params, "until"), end=True)
     if not until:
-        until = _stamp(timezone.now(), None)
+        until = _stamp(timezone.now())
     return f"activities_{since}_{until}.{fmt}"
 
 

@@ -11,19 +11,20 @@ import json as jsonlib
 from datetime import UTC, datetime
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.dateparse import parse_date, parse_datetime
+
+from tracking.dates import parse_iso_date, parse_iso_datetime
 
 help = "Re-compute the hash chain and report every changed, removed or inserted activity."
 
 
 def parse_when(text: str) -> datetime:
-    """An ISO date or date-time; naive values are UTC."""
-    value = parse_datetime(text)
+    """A strict ISO date or date-time (``tracking.dates``); naive values are UTC."""
+    value = parse_iso_datetime(text.strip())
     if value is None:
-        day = parse_date(text)
+        day = parse_iso_date(text.strip())
         if day is None:
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not a date (YYYY-MM-DD) or ISO date-time"
+                f"{text!r} is not an ISO date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM[:SS])"
             )
         value = datetime(day.year, day.month, day.day)
     if value.tzinfo is None:
