@@ -71,4 +71,4 @@ def test_cli_export_rejects_the_same_values(value, tmp_path):
 
     with pytest.raises(Exception) as exc:  # argparse's error exits through CommandError
         run_tracking("export", "--since", value, "-o", str(tmp_path / "x.ndjson"))
-    assert "ISO date" in str(exc.value)
+    assert "is not a date" in str(exc.value)

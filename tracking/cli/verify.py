@@ -24,7 +24,7 @@ def parse_when(text: str) -> datetime:
         day = parse_iso_date(text.strip())
         if day is None:
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not an ISO date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM[:SS])"
+                f"{text!r} is not a date (YYYY-MM-DD) or ISO date-time (YYYY-MM-DDTHH:MM[:SS])"
             )
         value = datetime(day.year, day.month, day.day)
     if value.tzinfo is None:
