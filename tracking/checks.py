@@ -470,6 +470,15 @@ def check_api_settings(app_configs=None, **kwargs):
                     id="tracking.E032",
                 )
             )
+    if not isinstance(tracking_settings.API_DOCS_STAFF_ONLY, bool):
+        errors.append(
+            checks.Error(
+                f"TRACKING_API_DOCS_STAFF_ONLY must be True or False, got "
+                f"{tracking_settings.API_DOCS_STAFF_ONLY!r}.",
+                hint="True makes the OpenAPI schema and docs pages staff-only.",
+                id="tracking.E033",
+            )
+        )
     count_limit = tracking_settings.COUNT_LIMIT
     page_size = tracking_settings.MAX_PAGE_SIZE
     if isinstance(count_limit, int) and isinstance(page_size, int) and 0 < count_limit < page_size:

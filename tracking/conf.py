@@ -122,6 +122,9 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_TIMELINE_SIZE": 10,
     # --- API -------------------------------------------------------------------------
     "THROTTLE_RATES": {"burst": "60/min", "sustained": "1000/hour"},
+    # True: the OpenAPI schema and its docs pages (schema/, docs/, redoc/) are for active
+    # staff only; False (default): public, like the source of an open-source API.
+    "API_DOCS_STAFF_ONLY": False,
     "MAX_PAGE_SIZE": 500,
     "COUNT_LIMIT": 10000,
     # --- scale (PostgreSQL) ----------------------------------------------------------

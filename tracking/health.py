@@ -22,6 +22,8 @@ from django.db.models import Min
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
+from tracking.api.permissions import VIEW_PERMISSION
+from tracking.api.throttling import BurstRateThrottle, SustainedRateThrottle
 from tracking.conf import tracking_settings
 
 logger = logging.getLogger("tracking.health")
@@ -226,10 +228,15 @@ def _token_ok(request) -> bool:
     return hmac.compare_digest(given.strip().encode(), str(expected).encode())
 
 
+def _allowed(user) -> bool:
+    # The health report shows the chain head and pipeline state: the log's readers only.
+    return bool(user.is_active and user.is_staff and user.has_perm(VIEW_PERMISSION))
+
+
 def _staff(request) -> bool:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        return bool(user.is_active and user.is_staff)
+        return _allowed(user)
     try:  # DRF token users, when the API's token authentication is installed
         from rest_framework.authentication import TokenAuthentication
         from rest_framework.exceptions import APIException
@@ -239,14 +246,31 @@ def _staff(request) -> bool:
         return False
     except Exception:  # noqa: BLE001 - e.g. authtoken not installed: no token users
         return False
-    return bool(found and found[0].is_active and found[0].is_staff)
+    return bool(found and _allowed(found[0]))
+
+
+def _throttled(request) -> float | None:
+    """Seconds to wait when the caller is over the API's rates (every caller, refused ones
+    too, before any check), else None."""
+    waits = []
+    for throttle_class in (BurstRateThrottle, SustainedRateThrottle):
+        throttle = throttle_class()
+        if not throttle.allow_request(request, None):
+            waits.append(throttle.wait() or 1.0)
+    return max(waits) if waits else None
 
 
 @never_cache
 def health_view(request):
-    """JSON health for staff or a monitoring token; 503 when unhealthy."""
+    """JSON health for staff with ``tracking.view_activity`` or a monitoring token; 503 when
+    unhealthy; throttled like the API (429)."""
     if request.method not in ("GET", "HEAD"):
         return JsonResponse({"detail": "Method not allowed."}, status=405)
+    wait = _throttled(request)
+    if wait is not None:
+        response = JsonResponse({"detail": "Request was throttled."}, status=429)
+        response["Retry-After"] = str(max(1, int(wait + 0.999)))
+        return response
     if not (_token_ok(request) or _staff(request)):
         authenticated = getattr(getattr(request, "user", None), "is_authenticated", False)
         status = 403 if authenticated else 401

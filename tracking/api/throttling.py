@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 from rest_framework.throttling import UserRateThrottle
 
@@ -67,3 +68,27 @@ class BurstRateThrottle(TrackingRateThrottle):
 
 class SustainedRateThrottle(TrackingRateThrottle):
     scope = "sustained"
+
+
+class ThrottleFirstMixin:
+    """For DRF views: every caller is throttled right after authentication, *before* the
+    permission check (DRF throttles after it), so refusals are rate limited too: token
+    guessing, signed-in users without access probing the API. Throttled once per request."""
+
+    throttle_classes = (BurstRateThrottle, SustainedRateThrottle)
+
+    def perform_authentication(self, request: Any) -> None:
+        try:
+            request.user  # noqa: B018 - authenticates
+        except APIException:
+            self._throttle_once(request)
+            raise
+        self._throttle_once(request)
+
+    def _throttle_once(self, request: Any) -> None:
+        if not getattr(request, "_tracking_throttled", False):
+            request._tracking_throttled = True
+            super().check_throttles(request)
+
+    def check_throttles(self, request: Any) -> None:
+        self._throttle_once(request)

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -45,7 +45,7 @@ from tracking.api.serializers import (
     ActivitySerializer,
     ReviewRequestSerializer,
 )
-from tracking.api.throttling import BurstRateThrottle, SustainedRateThrottle
+from tracking.api.throttling import ThrottleFirstMixin
 from tracking.dates import parse_iso_date
 from tracking.detection.review import ReviewError, delete_activity, review
 from tracking.export import records as exporting
@@ -66,37 +66,18 @@ def authentication_classes() -> list[type]:
     return classes
 
 
-class TrackingAPIMixin:
-    """Authentication, permission and throttling shared by every endpoint."""
+class TrackingAPIMixin(ThrottleFirstMixin):
+    """Authentication, permission and throttling (before the permission check) shared by
+    every endpoint."""
 
     if HAVE_SPECTACULAR:
         schema = view_schema()
     permission_classes = (IsTrackingStaff,)
-    throttle_classes = (BurstRateThrottle, SustainedRateThrottle)
     required_permissions: tuple[str, ...] = ()
 
     def get_authenticators(self) -> list:
         # Read at request time so override_settings and late configuration apply.
         return [auth() for auth in authentication_classes()]
-
-    def perform_authentication(self, request: Any) -> None:
-        # Every caller is throttled *before* the permission check (anonymous callers by
-        # client IP, users per account), so refusals are rate limited too: token guessing,
-        # and signed-in users without access probing the API.
-        try:
-            request.user  # noqa: B018 - authenticates
-        except APIException:
-            self._throttle_once(request)
-            raise
-        self._throttle_once(request)
-
-    def _throttle_once(self, request: Any) -> None:
-        if not getattr(request, "_tracking_throttled", False):
-            request._tracking_throttled = True
-            super().check_throttles(request)
-
-    def check_throttles(self, request: Any) -> None:
-        self._throttle_once(request)
 
     def get_queryset(self) -> Any:
         return Activity.objects.all()
