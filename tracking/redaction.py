@@ -6,6 +6,11 @@ of the configured ``SENSITIVE_FIELDS`` or a built-in needle. Needles of three ch
 fewer (``cc``, ``pan``, ``cvv``...) only match a whole key, so ``access`` or ``company`` are
 not redacted by accident.
 
+Keys ending in ``key``/``keys`` (``access_key``, ``X-Upstream-Key``) or in ``pass``/``pw``
+are sensitive as well. URLs in values (``Referer``, ``?next=/a?token=…``, ``redirect_uri``)
+keep their scheme, host and path; their query string and fragment are replaced by
+``?[REDACTED]``: secrets travel there (reset tokens, OAuth codes, ``#access_token=``).
+
 Every function here is idempotent (the ingest step re-applies it to imported records) and
 never raises on odd input: anything that is not JSON-like is stored as its ``repr``.
 """
@@ -18,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from tracking.conf import on_reload, tracking_settings
+from tracking.integrity.macs import keyed_hash
 
 REDACTED = "[REDACTED]"
 DEPTH_MARKER = "[max depth exceeded]"
@@ -44,9 +50,34 @@ BUILTIN_NEEDLES = (
     "cvc",
     "securitycode",
     "signature",
+    "pwd",
+    "passcode",
+    "credential",
+    "jwt",
+    "bearer",
+    "codeverifier",
+    "oauthverifier",
 )
 # Whole-key needles: too short (or too common as a substring) to match inside other words.
-BUILTIN_EXACT = ("cc", "pan", "csc", "cvv2", "ccv", "pin", "cardno", "ccnum", "otp", "auth")
+# ``code`` is the OAuth authorisation code of a callback (``?code=…&state=…``).
+BUILTIN_EXACT = (
+    "cc",
+    "pan",
+    "csc",
+    "cvv2",
+    "ccv",
+    "pin",
+    "cardno",
+    "ccnum",
+    "otp",
+    "auth",
+    "pass",
+    "pw",
+    "key",
+    "code",
+)
+# Endings that make a key sensitive: ``access_key``, ``X-Upstream-Key``, ``user_pass``, ``newpw``.
+BUILTIN_SUFFIXES = ("key", "keys", "pass", "pw")
 
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
@@ -74,7 +105,11 @@ def is_sensitive(key: Any) -> bool:
     if not norm:
         return False
     substrings, exact = _needles()
-    return norm in exact or any(n in norm for n in substrings)
+    return (
+        norm in exact
+        or norm.endswith(BUILTIN_SUFFIXES)
+        or any(n in norm for n in substrings)
+    )
 
 
 def _clear() -> None:
@@ -83,6 +118,37 @@ def _clear() -> None:
 
 
 on_reload(_clear)
+
+
+# A URL with a query string or fragment: absolute (``scheme://…``) or a path (``/…``), no
+# white space. Its query and fragment are replaced; scheme, host and path are kept.
+_URL_QUERY_RE = re.compile(r"^((?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//[^\s?#]*|/[^\s?#]*)[?#]\S*$")
+URL_QUERY_MARKER = "?" + REDACTED
+
+
+def strip_url_query(text: str) -> str:
+    """``https://h/p?token=x#y`` → ``https://h/p?[REDACTED]``; other text unchanged."""
+    if "?" not in text and "#" not in text:
+        return text
+    match = _URL_QUERY_RE.match(text)
+    if match is None:
+        return text
+    return match.group(1) + URL_QUERY_MARKER
+
+
+def pseudonymous_username(claimed: str, *, prefix: int = 2) -> str:
+    """A claimed username kept out of clear text (e.g. a failed login naming no account,
+    which may be a password typed into the wrong field): its first ``prefix`` characters
+    and a keyed hash (``TRACKING_HASH_KEY``), so attempts on the same name still correlate.
+    ``"alice"`` → ``"al…#3f9c0a1b2d4e"``. Idempotent on its own output."""
+    text = str(claimed or "")
+    if not text or _PSEUDONYM_RE.fullmatch(text):
+        return text
+    digest = keyed_hash(text, purpose="claimed-username")[:12]
+    return f"{text[: max(prefix, 0)]}…#{digest}"
+
+
+_PSEUDONYM_RE = re.compile(r".{0,8}…#[0-9a-f]{12}", re.DOTALL)
 
 
 def truncate(text: str, limit: int) -> str:
@@ -99,9 +165,9 @@ def _clean(value: Any, depth: int, limit: int, max_depth: int) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
-        return truncate(value, limit)
+        return truncate(strip_url_query(value), limit)
     if isinstance(value, bytes):
-        return truncate(value.decode("utf-8", "replace"), limit)
+        return truncate(strip_url_query(value.decode("utf-8", "replace")), limit)
     if depth >= max_depth:
         return DEPTH_MARKER
     if isinstance(value, Mapping):
@@ -142,7 +208,7 @@ def redact_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
             out[name] = REDACTED
         else:
             text = value if isinstance(value, str) else str(value)
-            out[name] = truncate(text, limit)
+            out[name] = truncate(strip_url_query(text), limit)
     return out
 
 

@@ -276,6 +276,12 @@ def _hash_key() -> bytes:
 on_reload(_hash_key.cache_clear)
 
 
+def keyed_hash(value: str, *, purpose: str) -> str:
+    """HMAC-SHA256 hex of ``value`` under the hash key, separated by ``purpose``."""
+    message = purpose.encode() + b"\x00" + value.encode("utf-8", "surrogatepass")
+    return hmac.new(_hash_key(), message, hashlib.sha256).hexdigest()
+
+
 def hash_session_key(session_key: str | None) -> str:
     """Keyed hash of a session key: correlates a session without storing it."""
     if not session_key:
