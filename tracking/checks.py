@@ -308,6 +308,26 @@ def check_recording(app_configs=None, **kwargs):
                     id="tracking.W012",
                 )
             )
+    for name in ("MAX_HEADERS_TOTAL", "MAX_HEADER_COUNT"):
+        value = getattr(tracking_settings, name)
+        if not _positive_int(value):
+            errors.append(
+                checks.Error(
+                    f"TRACKING_{name} must be a whole number >= 1, got {value!r}.",
+                    hint="Bounds of the request headers recorded per event.",
+                    id="tracking.E016",
+                )
+            )
+    cap = tracking_settings.SPOOL_MAX_BYTES
+    if cap is not None and not _positive_int(cap):
+        errors.append(
+            checks.Error(
+                f"TRACKING_SPOOL_MAX_BYTES must be None or a whole number of bytes >= 1, "
+                f"got {cap!r}.",
+                hint="Events beyond it are refused and counted (a health alarm).",
+                id="tracking.E017",
+            )
+        )
     return errors
 
 

@@ -62,6 +62,13 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_APP": None,
     # Durable local spool for events that could not be written (database down, broker down).
     "SPOOL_DIR": None,
+    # Most bytes the spool's segments may hold (None: no limit). Events beyond it are refused,
+    # counted in SPOOL_DIR/full.count and make health unhealthy (recording, tracking.pipeline.spool).
+    "SPOOL_MAX_BYTES": 1024 * 1024 * 1024,
+    # Total characters and number of request headers recorded per event; the rest is left
+    # out with a marker (recording, tracking.redaction.redact_headers).
+    "MAX_HEADERS_TOTAL": 32768,
+    "MAX_HEADER_COUNT": 64,
     # Seconds between the writer's attempts to replay the spool (recording, tracking.pipeline.writer).
     "SPOOL_REPLAY_INTERVAL": 5.0,
     # True: async_log events are appended+fsynced to the spool before the request goes on,

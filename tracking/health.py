@@ -159,6 +159,15 @@ def _pipeline(now: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
             )
         if spool.get("rejected"):
             warnings.append(f"{spool['rejected']} events in the spool's dead-letter file")
+        cap = spool.get("max_bytes")
+        if spool.get("refused_full"):
+            problems.append(
+                f"{spool['refused_full']} events were lost because the spool reached "
+                f"TRACKING_SPOOL_MAX_BYTES ({cap} bytes); delete full.count in the spool "
+                "directory once handled"
+            )
+        elif cap and int(spool.get("bytes") or 0) >= 0.8 * cap:
+            warnings.append(f"the spool holds {spool['bytes']} bytes of its {cap}-byte limit")
     elif spool is not None:
         problems.append(f"spool: {spool['error']}")
     if writer is not None and "error" not in writer:

@@ -198,17 +198,64 @@ def redact_mapping(data: Mapping[str, Any] | None) -> dict[str, Any]:
     return out if isinstance(out, dict) else {}
 
 
+# Key of the marker naming how many headers were left out by the total budget.
+HEADERS_OMITTED = "[headers omitted]"
+_OMITTED_RE = re.compile(r"\[(\d+) headers not recorded")
+# Recorded first when the budget is tight: what forensics needs most.
+PRIORITY_HEADERS = frozenset(
+    {
+        "user-agent",
+        "host",
+        "referer",
+        "origin",
+        "content-type",
+        "content-length",
+        "accept",
+        "accept-language",
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-requested-with",
+    }
+)
+
+
 def redact_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
-    """Redacted, length-limited copy of ``{"Header-Name": "value"}``."""
+    """Redacted, length-limited copy of ``{"Header-Name": "value"}``: each value cut to
+    ``MAX_HEADER_LENGTH``, at most ``MAX_HEADER_COUNT`` headers and ``MAX_HEADERS_TOTAL``
+    characters (names and values) in all; the rest is counted under ``HEADERS_OMITTED``."""
     limit = int(tracking_settings.MAX_HEADER_LENGTH)
-    out: dict[str, str] = {}
-    for name, value in (headers or {}).items():
+    budget = int(tracking_settings.MAX_HEADERS_TOTAL)
+    max_count = int(tracking_settings.MAX_HEADER_COUNT)
+    items = list((headers or {}).items())
+    omitted = 0
+    cleaned: list[tuple[int, str, str]] = []
+    for index, (name, value) in enumerate(items):
         name = str(name)
+        if name == HEADERS_OMITTED:  # re-redaction of a recorded event: keep its count
+            match = _OMITTED_RE.match(str(value))
+            omitted += int(match.group(1)) if match else 0
+            continue
         if is_sensitive(name):
-            out[name] = REDACTED
+            text = REDACTED
         else:
             text = value if isinstance(value, str) else str(value)
-            out[name] = truncate(strip_url_query(text), limit)
+            text = truncate(strip_url_query(text), limit)
+        cleaned.append((index, name, text))
+    cleaned.sort(key=lambda item: (item[1].lower() not in PRIORITY_HEADERS, item[0]))
+    kept: list[tuple[int, str, str]] = []
+    used = 0
+    for index, name, text in cleaned:
+        cost = len(name) + len(text)
+        if len(kept) >= max_count or used + cost > budget:
+            omitted += 1
+            continue
+        kept.append((index, name, text))
+        used += cost
+    out = {name: text for _, name, text in sorted(kept)}
+    if omitted:
+        out[HEADERS_OMITTED] = (
+            f"[{omitted} headers not recorded: over MAX_HEADER_COUNT or MAX_HEADERS_TOTAL]"
+        )
     return out
 
 
