@@ -100,7 +100,7 @@ def _doc(activity: Any, version: int) -> tuple[list, _Form]:
     return doc, form
 
 
-def canonical_bytes(activity: Any, version: int = 1) -> bytes:
+def canonical_bytes(activity: Any, version: int = CURRENT_FORMAT) -> bytes:
     """Deterministic bytes for an Activity (or any object with the canonical attributes):
     the JSON list of the format's field values, the id as text, the timestamp in ISO form
     with microseconds, tags sorted, floats as the ``repr`` of the value rounded to 6 places
