@@ -77,3 +77,20 @@ def test_refused_signed_in_users_are_throttled(client, django_user_model, url):
     with override_settings(TRACKING_THROTTLE_RATES=RATES, TRACKING_API_DOCS_STAFF_ONLY=True):
         codes = [client.get(API + url).status_code for _ in range(6)]
     assert codes[:4] == [403] * 4 and codes[4:] == [429, 429]
+
+
+@pytest.mark.parametrize("page", ["dashboard/", "dashboard/feed/", "dashboard/charts/"])
+@pytest.mark.parametrize("who", ["anonymous", "plain"])
+def test_dashboard_refusals_are_throttled(client, django_user_model, page, who):
+    if who == "plain":
+        client.force_login(django_user_model.objects.create_user("p2", password="pw"))
+    with override_settings(TRACKING_THROTTLE_RATES=RATES):
+        codes = [client.get(API + page).status_code for _ in range(6)]
+    assert 429 not in codes[:4] and codes[4:] == [429, 429]
+
+
+def test_dashboard_readers_are_not_throttled_by_their_polling(client, django_user_model):
+    client.force_login(staff(django_user_model, "poller", "view_activity"))
+    with override_settings(TRACKING_THROTTLE_RATES=RATES):
+        codes = [client.get(API + "dashboard/feed/").status_code for _ in range(8)]
+    assert codes == [200] * 8

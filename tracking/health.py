@@ -23,7 +23,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
 from tracking.api.permissions import VIEW_PERMISSION
-from tracking.api.throttling import BurstRateThrottle, SustainedRateThrottle
+from tracking.api.throttling import retry_after, throttle_wait
 from tracking.conf import tracking_settings
 
 logger = logging.getLogger("tracking.health")
@@ -258,27 +258,17 @@ def _staff(request) -> bool:
     return bool(found and _allowed(found[0]))
 
 
-def _throttled(request) -> float | None:
-    """Seconds to wait when the caller is over the API's rates (every caller, refused ones
-    too, before any check), else None."""
-    waits = []
-    for throttle_class in (BurstRateThrottle, SustainedRateThrottle):
-        throttle = throttle_class()
-        if not throttle.allow_request(request, None):
-            waits.append(throttle.wait() or 1.0)
-    return max(waits) if waits else None
-
-
 @never_cache
 def health_view(request):
     """JSON health for staff with ``tracking.view_activity`` or a monitoring token; 503 when
     unhealthy; throttled like the API (429)."""
     if request.method not in ("GET", "HEAD"):
         return JsonResponse({"detail": "Method not allowed."}, status=405)
-    wait = _throttled(request)
+    # Every caller, refused ones too, before any check.
+    wait = throttle_wait(request)
     if wait is not None:
         response = JsonResponse({"detail": "Request was throttled."}, status=429)
-        response["Retry-After"] = str(max(1, int(wait + 0.999)))
+        response["Retry-After"] = retry_after(wait)
         return response
     if not (_token_ok(request) or _staff(request)):
         authenticated = getattr(getattr(request, "user", None), "is_authenticated", False)

@@ -70,6 +70,21 @@ class SustainedRateThrottle(TrackingRateThrottle):
     scope = "sustained"
 
 
+def throttle_wait(request: Any) -> float | None:
+    """For plain Django views: count ``request`` against the ``burst`` and ``sustained``
+    scopes; the seconds to wait when it is over a rate, else None."""
+    waits = []
+    for throttle_class in (BurstRateThrottle, SustainedRateThrottle):
+        throttle = throttle_class()
+        if not throttle.allow_request(request, None):
+            waits.append(throttle.wait() or 1.0)
+    return max(waits) if waits else None
+
+
+def retry_after(wait: float) -> str:
+    return str(max(1, int(wait + 0.999)))
+
+
 class ThrottleFirstMixin:
     """For DRF views: every caller is throttled right after authentication, *before* the
     permission check (DRF throttles after it), so refusals are rate limited too: token
