@@ -108,3 +108,22 @@ def test_content_edit_of_an_old_sealed_row_refuses_the_purge():
     report = purge(NOW - timedelta(days=30))
     assert report.refused and "content changed" in report.mismatches[0]
     assert Activity.objects.filter(pk=victim.pk).exists()
+
+
+def test_a_seal_whose_leaves_were_rewritten_to_match_a_tampered_row_refuses():
+    from tracking.integrity import macs as integrity
+
+    history()
+    victim = Activity.objects.filter(type="AUTH").order_by("seq").first()
+    sql("UPDATE tracking_activity SET city = 'forged' WHERE id = %s", [db_id(victim.pk)])
+    forged = Activity.objects.get(pk=victim.pk)
+    new_leaf = integrity.leaf_hash(forged)  # anyone can hash; only the MAC needs a key
+    seal = Seal.objects.get(first_seq__lte=victim.seq, last_seq__gte=victim.seq)
+    leaves = seal.leaves.replace(
+        f"{victim.pk}:{integrity.leaf_hash(victim)}", f"{victim.pk}:{new_leaf}"
+    )
+    assert leaves != seal.leaves
+    sql("UPDATE tracking_seal SET leaves = %s WHERE id = %s", [leaves, seal.pk])
+    report = purge(NOW - timedelta(days=30))
+    assert report.refused and report.removed == 0
+    assert any("digest" in m for m in report.mismatches)

@@ -38,7 +38,9 @@ from tracking.integrity import macs as integrity
 from tracking.integrity.crypto import DecryptionError
 from tracking.integrity.sealing import (
     allow_delete,
+    chain_hash,
     delete_activities,
+    leaves_digest,
     seal_message,
     seal_pending,
     write_checkpoint,
@@ -138,9 +140,26 @@ def _compare(report: PurgeReport, rows, expected: dict[int, tuple[str, str]]) ->
             report.mismatch(row.id, "row MAC or user changed since it was sealed")
 
 
-def _leaves(seals) -> dict[int, tuple[str, str]]:
+def _seal_intact(seal: Seal) -> str | None:
+    """Why a seal cannot be trusted to say what its rows were (None when it can)."""
+    if leaves_digest(seal.leaves) != seal.digest:
+        return "seal leaves do not match its digest (seal edited)"
+    computed = chain_hash(seal.prev_hash, seal.digest, seal.first_seq, seal.last_seq, seal.count)
+    if computed != seal.chain_hash:
+        return "seal chain hash does not match its content (seal edited)"
+    if not integrity.check(seal_message(seal), "seal", seal.mac):
+        return "seal signature invalid (seal edited)"
+    return None
+
+
+def _leaves(report: PurgeReport, seals) -> dict[int, tuple[str, str]]:
+    """seq -> (activity id, leaf) of intact seals; an edited seal is a mismatch."""
     expected: dict[int, tuple[str, str]] = {}
     for seal in seals:
+        problem = _seal_intact(seal)
+        if problem:
+            report.mismatch(f"seal {seal.pk}", problem)
+            continue
         for offset, line in enumerate(seal.leaves.split("\n") if seal.leaves else []):
             aid, _, leaf = line.partition(":")
             try:
@@ -169,7 +188,7 @@ def check_range(report: PurgeReport, through: int) -> None:
 def _check_group(report: PurgeReport, group: list[Seal], through: int) -> None:
     lo, hi = group[0].first_seq, min(group[-1].last_seq, through)
     rows = Activity.objects.filter(seq__gte=lo, seq__lte=hi).order_by("seq")
-    _compare(report, rows.iterator(chunk_size=2000), _leaves(group))
+    _compare(report, rows.iterator(chunk_size=2000), _leaves(report, group))
 
 
 def check_stragglers(report: PurgeReport, stragglers) -> None:
@@ -179,7 +198,7 @@ def check_stragglers(report: PurgeReport, stragglers) -> None:
         return
     seqs = [r.seq for r in rows]
     seals = Seal.objects.filter(last_seq__gte=min(seqs), first_seq__lte=max(seqs))
-    _compare(report, rows, _leaves(seals.order_by("last_seq")))
+    _compare(report, rows, _leaves(report, seals.order_by("last_seq")))
 
 
 def _count_by_type(qs) -> dict[str, int]:
