@@ -96,7 +96,8 @@ REST_FRAMEWORK = {
 
 # Fixed test keys (never use these anywhere else).
 TRACKING_ENCRYPTION_KEYS = ["dGVzdC1lbmNyeXB0aW9uLWtleS0wMDAwMDAwMDAwMDA="]
-TRACKING_SEAL_KEYS = ["test-seal-key-not-secret"]
+# 32 bytes, urlsafe base64 (system check tracking.E004); for tests only, not secret.
+TRACKING_SEAL_KEYS = ["dGVzdHMtb25seS1zZWFsLWtleS0wMTIzNDU2Nzg5YWJj"]
 TRACKING_ASYNC_HANDOFF = "thread"
 # Seal right after each write's commit so tests can assert on sealed
 # rows without waiting for the writer thread; tests/test_seal_interval.py covers the default

@@ -15,6 +15,7 @@ def check_keys(app_configs=None, **kwargs):
     from django.core.exceptions import ImproperlyConfigured
 
     from tracking.integrity import crypto
+    from tracking.integrity import macs as integrity
 
     errors = []
     keys = tracking_settings.ENCRYPTION_KEYS
@@ -49,6 +50,30 @@ def check_keys(app_configs=None, **kwargs):
                 id="tracking.E003",
             )
         )
+    for i, key in enumerate(seal_keys or []):
+        problem = integrity.key_problem(key)
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_SEAL_KEYS[{i}] {problem}.",
+                    hint="Seal keys authenticate rows, seals, tombstones and models: use 32 "
+                    "random bytes, urlsafe base64 (`python manage.py tracking keygen`).",
+                    id="tracking.E004",
+                )
+            )
+    hash_key = tracking_settings.HASH_KEY
+    if hash_key:
+        problem = integrity.key_problem(hash_key)
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_HASH_KEY {problem}.",
+                    hint="It keys the hash of session ids: use 32 random bytes, urlsafe base64 "
+                    "(`python manage.py tracking keygen`), or leave it unset (derived from the "
+                    "first seal key).",
+                    id="tracking.E005",
+                )
+            )
     return errors
 
 
@@ -131,6 +156,7 @@ def check_integrity_settings(app_configs=None, **kwargs):
         "HEALTH_MAX_SPOOL_AGE",
         "SEAL_GEO_PENDING_GRACE",
         "SEAL_INTERVAL",
+        "UNSEALED_BEHIND_HEAD_GRACE",
     ):
         value = getattr(tracking_settings, name)
         if value is not None and (
@@ -158,6 +184,15 @@ def check_integrity_settings(app_configs=None, **kwargs):
                 "until `tracking seal` or the periodic seal task runs.",
                 hint="Schedule `tracking.tasks_periodic.seal` or `manage.py tracking seal`.",
                 id="tracking.W072",
+            )
+        )
+    anchor_file = tracking_settings.ANCHOR_FILE
+    if anchor_file is not None and not isinstance(anchor_file, str | os.PathLike):
+        errors.append(
+            checks.Error(
+                f"TRACKING_ANCHOR_FILE must be a file path or None, got {anchor_file!r}.",
+                hint="`tracking doctor` keeps the chain head there, outside the database.",
+                id="tracking.E073",
             )
         )
     folder = tracking_settings.SPOOL_DIR
@@ -281,6 +316,26 @@ def check_recording(app_configs=None, **kwargs):
                     id="tracking.W012",
                 )
             )
+    for name in ("MAX_HEADERS_TOTAL", "MAX_HEADER_COUNT"):
+        value = getattr(tracking_settings, name)
+        if not _positive_int(value):
+            errors.append(
+                checks.Error(
+                    f"TRACKING_{name} must be a whole number >= 1, got {value!r}.",
+                    hint="Bounds of the request headers recorded per event.",
+                    id="tracking.E016",
+                )
+            )
+    cap = tracking_settings.SPOOL_MAX_BYTES
+    if cap is not None and not _positive_int(cap):
+        errors.append(
+            checks.Error(
+                f"TRACKING_SPOOL_MAX_BYTES must be None or a whole number of bytes >= 1, "
+                f"got {cap!r}.",
+                hint="Events beyond it are refused and counted (a health alarm).",
+                id="tracking.E017",
+            )
+        )
     return errors
 
 
@@ -443,6 +498,15 @@ def check_api_settings(app_configs=None, **kwargs):
                     id="tracking.E032",
                 )
             )
+    if not isinstance(tracking_settings.API_DOCS_STAFF_ONLY, bool):
+        errors.append(
+            checks.Error(
+                f"TRACKING_API_DOCS_STAFF_ONLY must be True or False, got "
+                f"{tracking_settings.API_DOCS_STAFF_ONLY!r}.",
+                hint="True makes the OpenAPI schema and docs pages staff-only.",
+                id="tracking.E033",
+            )
+        )
     count_limit = tracking_settings.COUNT_LIMIT
     page_size = tracking_settings.MAX_PAGE_SIZE
     if isinstance(count_limit, int) and isinstance(page_size, int) and 0 < count_limit < page_size:

@@ -62,6 +62,13 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_APP": None,
     # Durable local spool for events that could not be written (database down, broker down).
     "SPOOL_DIR": None,
+    # Most bytes the spool's segments may hold (None: no limit). Events beyond it are refused,
+    # counted in SPOOL_DIR/full.count and make health unhealthy (recording, tracking.pipeline.spool).
+    "SPOOL_MAX_BYTES": 1024 * 1024 * 1024,
+    # Total characters and number of request headers recorded per event; the rest is left
+    # out with a marker (recording, tracking.redaction.redact_headers).
+    "MAX_HEADERS_TOTAL": 32768,
+    "MAX_HEADER_COUNT": 64,
     # Seconds between the writer's attempts to replay the spool (recording, tracking.pipeline.writer).
     "SPOOL_REPLAY_INTERVAL": 5.0,
     # True: async_log events are appended+fsynced to the spool before the request goes on,
@@ -94,6 +101,12 @@ DEFAULTS: dict[str, Any] = {
     # Rows still waiting for geolocation are left unsealed this many seconds (enrichment may
     # still change them); after that they are sealed as they are.
     "SEAL_GEO_PENDING_GRACE": 600,
+    # Unsealed rows recorded more than this many seconds before the newest seal was made are
+    # an alarm (verify, health, the sealer's log): their seal may have been removed.
+    "UNSEALED_BEHIND_HEAD_GRACE": 300,
+    # File outside the database where `tracking doctor` keeps the chain head it last saw and
+    # `tracking verify` compares with it (see tracking.integrity.anchor). None: not kept.
+    "ANCHOR_FILE": None,
     # Health (`tracking doctor`, api/tracking/health/): a non-empty value lets monitoring
     # read the health endpoint with "Authorization: Bearer <token>" (staff sessions always can).
     "HEALTH_TOKEN": "",
@@ -122,6 +135,9 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_TIMELINE_SIZE": 10,
     # --- API -------------------------------------------------------------------------
     "THROTTLE_RATES": {"burst": "60/min", "sustained": "1000/hour"},
+    # True: the OpenAPI schema and its docs pages (schema/, docs/, redoc/) are for active
+    # staff only; False (default): public, like the source of an open-source API.
+    "API_DOCS_STAFF_ONLY": False,
     "MAX_PAGE_SIZE": 500,
     "COUNT_LIMIT": 10000,
     # --- scale (PostgreSQL) ----------------------------------------------------------
@@ -233,6 +249,19 @@ DESCRIPTIONS: dict[str, str] = {
     "your own proxies), whatever a rule or detector asks.",
     "BLOCK_CACHE_SECONDS": "Seconds a process reuses its snapshot of active blocks (0-300); "
     "a block created or lifted in another process is seen within this time.",
+    "SPOOL_MAX_BYTES": "Most bytes the spool's segments may hold (None: no limit); events "
+    "beyond it are refused, counted in `SPOOL_DIR/full.count` and make health unhealthy.",
+    "MAX_HEADERS_TOTAL": "Total characters of request headers recorded per event; the rest is "
+    "left out with a `[headers omitted]` marker.",
+    "MAX_HEADER_COUNT": "Most request headers recorded per event; the rest is counted under "
+    "`[headers omitted]`.",
+    "UNSEALED_BEHIND_HEAD_GRACE": "Unsealed rows recorded more than this many seconds before "
+    "the newest seal are an alarm for verify, health and the sealer (their seal may have "
+    "been removed).",
+    "ANCHOR_FILE": "File outside the database where `tracking doctor` keeps the chain head it "
+    "last saw and `tracking verify` compares with it (None: not kept).",
+    "API_DOCS_STAFF_ONLY": "True: the OpenAPI schema and its docs pages are for active staff "
+    "only; False: public.",
 }
 
 # Settings holding dotted paths that are imported on first access.

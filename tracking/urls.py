@@ -34,11 +34,12 @@ except ImportError:  # optional extra "docs"
 else:
     from django.apps import apps
 
-    from tracking.api.schema import schema_view
+    from tracking.api.schema import docs_page_view, schema_view
 
+    # Public by default; TRACKING_API_DOCS_STAFF_ONLY makes schema and pages staff-only.
     urlpatterns += [path("schema/", schema_view(), name="schema")]
     if apps.is_installed("drf_spectacular"):  # the pages' templates come with the app
         urlpatterns += [
-            path("docs/", SpectacularSwaggerView.as_view(url_name="tracking:schema"), name="docs"),
-            path("redoc/", SpectacularRedocView.as_view(url_name="tracking:schema"), name="redoc"),
+            path("docs/", docs_page_view(SpectacularSwaggerView), name="docs"),
+            path("redoc/", docs_page_view(SpectacularRedocView), name="redoc"),
         ]

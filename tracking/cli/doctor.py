@@ -13,16 +13,21 @@ help = "Report the health of recording: spool, writer queue, failures, unsealed 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--no-anchor",
+        action="store_true",
+        help="do not record the chain head in TRACKING_ANCHOR_FILE (still compared)",
+    )
 
 
 def _fmt_age(seconds) -> str:
     return "-" if seconds is None else f"{seconds:.0f} s"
 
 
-def handle(command, *, json: bool = False, **options) -> int:
+def handle(command, *, json: bool = False, no_anchor: bool = False, **options) -> int:
     from tracking.health import collect
 
-    data = collect()
+    data = collect(advance_anchor=not no_anchor)
     if json:
         command.stdout.write(jsonlib.dumps(data, indent=2, default=str))
         return 0 if data["healthy"] else 1
@@ -60,6 +65,12 @@ def handle(command, *, json: bool = False, **options) -> int:
         )
         if sealing["chain_head"]:
             out(f"Chain head: {sealing['chain_head']}")
+        anchor = sealing.get("anchor")
+        if anchor is None:
+            out("Anchor: not kept (set TRACKING_ANCHOR_FILE)")
+        elif not anchor["problem"]:
+            moved = anchor["advanced_to"]
+            out(f"Anchor: {anchor['file']} " + (f"now at seq {moved}" if moved else "unchanged"))
     keys = data["keys"]
     out(
         f"Keys: {keys['encryption_keys']} encryption (current {keys['encryption_key_id'] or '-'}), "
