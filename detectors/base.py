@@ -88,6 +88,8 @@ class Observation:
     endpoint: str = ""
     method: str = ""
     status: int | None = None
+    # "success", "failure" or "" (unknown: the status decides, >= 400 is a failure).
+    outcome: str = ""
     duration: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
     # POSIX seconds of ``timestamp``, computed once (read on every comparison).
@@ -98,6 +100,10 @@ class Observation:
 
     @property
     def failed(self) -> bool:
+        """A failed attempt (a wrong password answered with 200 is one): the explicit outcome
+        when the event has one, else a status >= 400."""
+        if self.outcome:
+            return self.outcome == "failure"
         return self.status is not None and self.status >= 400
 
     @property

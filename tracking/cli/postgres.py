@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from django.db import connection, transaction
 
-from tracking.integrity.macs import CANONICAL_FIELDS
+from tracking.integrity.macs import CANONICAL_FIELDS, OPTIONAL_FIELDS
 from tracking.integrity.sealing import ALLOW_DELETE_GUC
 from tracking.models import Activity
 
@@ -36,7 +36,8 @@ def _q(name: str) -> str:
 
 
 def _guarded_columns() -> list[str]:
-    names = [n for n in CANONICAL_FIELDS if n not in MUTABLE_CANONICAL] + ["seq", "mac"]
+    names = [n for n in CANONICAL_FIELDS + OPTIONAL_FIELDS if n not in MUTABLE_CANONICAL]
+    names += ["seq", "mac"]
     return [Activity._meta.get_field(n).column for n in names]
 
 

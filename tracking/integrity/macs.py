@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import operator
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -54,6 +55,10 @@ CANONICAL_FIELDS = (
     "severity",
 )
 
+# Fields added after rows were first written: covered as one trailing ``{name: value}``
+# object holding the non-empty ones, so a row without them keeps the canonical bytes (and the
+# MAC) it was written with. Setting or clearing one later changes the bytes either way.
+OPTIONAL_FIELDS = ("outcome",)
 
 # The canonical JSON (what ``json.dumps(doc, ensure_ascii=False, separators=(",", ":"),
 # sort_keys=True)`` gives), with its encoder made once: this runs for every row written,
@@ -64,7 +69,8 @@ _CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_ke
 def canonical_bytes(activity: Any) -> bytes:
     """Deterministic bytes for an Activity (or any object with the canonical attributes):
     the JSON list of ``CANONICAL_FIELDS`` values, the id as text, the timestamp in ISO form
-    with microseconds, tags sorted, floats as the ``repr`` of the value rounded to 6 places
+    with microseconds, tags sorted, floats as the ``repr`` of the value rounded to 6 places,
+    then one ``{name: value}`` object of the non-empty ``OPTIONAL_FIELDS`` if there is any
     (``tests/test_integrity.py`` pins this form: stored MACs depend on it)."""
     # One C call reads every attribute (decrypting headers and params through their
     # descriptor); then the three special fields and any float.
@@ -72,6 +78,9 @@ def canonical_bytes(activity: Any) -> bytes:
     doc[_ID] = str(activity.id)
     doc[_TIMESTAMP] = activity.timestamp.isoformat(timespec="microseconds")
     doc[_TAGS] = sorted(activity.tags or [])
+    optional = {name: value for name in OPTIONAL_FIELDS if (value := getattr(activity, name, ""))}
+    if optional:
+        doc.append(optional)
     return _CANONICAL.encode(doc).encode()
 
 
@@ -155,3 +164,31 @@ def hash_session_key(session_key: str | None) -> str:
     if not session_key:
         return ""
     return hmac.new(_hash_key(), session_key.encode(), hashlib.sha256).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _username_key() -> bytes:
+    # Derived from the hash key with its own purpose: a masked name and a session hash are
+    # never comparable.
+    return hmac.new(_hash_key(), b"tracking-claimed-username", hashlib.sha256).digest()
+
+
+on_reload(_username_key.cache_clear)
+
+# "?" + at most two leading characters + "…" + 24 hex digits of the keyed hash.
+_MASKED_USERNAME = re.compile(r"\?.{0,2}\u2026[0-9a-f]{24}", re.DOTALL)
+
+
+def is_masked_username(name: str) -> bool:
+    return bool(name) and _MASKED_USERNAME.fullmatch(name) is not None
+
+
+def mask_username(name: str) -> str:
+    """How a claimed username that matches no account is stored: a keyed hash (the same name
+    always gives the same value, so rules still count distinct names and attempts per name)
+    behind at most two of its first characters, never more than a quarter of it, for a
+    reviewer (a password typed into the username field is not revealed). Idempotent."""
+    if not name or is_masked_username(name):
+        return name
+    digest = hmac.new(_username_key(), name.encode(), hashlib.sha256).hexdigest()[:24]
+    return f"?{name[: min(2, len(name) // 4)]}\u2026{digest}"
