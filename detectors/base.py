@@ -97,14 +97,14 @@ class Observation:
 
     def __post_init__(self) -> None:
         self.epoch = self.timestamp.timestamp()
+        if not self.outcome and self.status is not None:
+            # Nothing said otherwise: the status decides, as when the event was stored.
+            self.outcome = "failure" if self.status >= 400 else "success"
 
     @property
     def failed(self) -> bool:
-        """A failed attempt (a wrong password answered with 200 is one): the explicit outcome
-        when the event has one, else a status >= 400."""
-        if self.outcome:
-            return self.outcome == "failure"
-        return self.status is not None and self.status >= 400
+        """A failed attempt (a wrong password answered with 200 is one)."""
+        return self.outcome == "failure"
 
     @property
     def device_key(self) -> str:

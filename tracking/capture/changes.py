@@ -2,8 +2,8 @@
 
 Changes of the user model's ``TRACKING_ACCOUNT_FIELDS`` (e-mail, password, ``is_active``,
 ``is_staff``, ``is_superuser`` by default), of group and permission membership (a user's
-``groups`` and ``user_permissions``, a group's ``permissions``), the creation of a staff or
-superuser account and the deletion of an account, and changes of the fields listed in
+``groups`` and ``user_permissions``, a group's ``permissions``), the creation and deletion of
+staff and superuser accounts, and changes of the fields listed in
 ``TRACKING_CHANGE_MODELS`` for other models. Each activity names the fields changed
 (``params.fields``) with old and new values except for secrets (the password, anything
 ``SENSITIVE_FIELDS`` names), the acting user (the request's user when there is one, else the
@@ -107,10 +107,8 @@ def on_post_save(sender, instance, created=False, raw=False, using=None, **kwarg
     if not names or raw:
         return
     if created:
-        if sender is get_user_model() and not any(
-            getattr(instance, f, False) for f in PRIVILEGE_FIELDS
-        ):
-            return  # ordinary sign-ups are the site's business; new privileged accounts are not
+        if not _noted_lifecycle(sender, instance):
+            return
         changes = {
             n: (None, getattr(instance, n))
             for n in names
@@ -124,8 +122,17 @@ def on_post_save(sender, instance, created=False, raw=False, using=None, **kwarg
 
 
 def on_post_delete(sender, instance, using=None, **kwargs) -> None:
-    if _watched().get(_label(sender)):
+    if _watched().get(_label(sender)) and _noted_lifecycle(sender, instance):
         _schedule(instance, "deleted", {}, using)
+
+
+def _noted_lifecycle(model: type, instance: Any) -> bool:
+    """Whether creating or deleting ``instance`` is recorded: always for the models of
+    ``TRACKING_CHANGE_MODELS``; for accounts only staff and superusers (ordinary sign-ups
+    and closures are the site's business, a new or removed administrator is not)."""
+    if model is not get_user_model():
+        return True
+    return any(getattr(instance, f, False) for f in PRIVILEGE_FIELDS)
 
 
 def _membership_name(obj: Any) -> str:

@@ -30,6 +30,8 @@ from tracking.conf import on_reload, tracking_settings
 logger = logging.getLogger("tracking.recording")
 
 ENTRY_KEYS = frozenset({"path", "type", "methods", "async"})
+
+
 @dataclass(frozen=True, slots=True)
 class PathEntry:
     pattern: re.Pattern
