@@ -83,3 +83,18 @@ def test_mac_and_leaf_are_the_row_mac_and_the_leaf_hash():
         assert leaf == hashlib.sha256(reference(activity)).hexdigest()
         activity.mac = mac
         assert integrity.row_ok(activity)
+
+
+def test_outcome_is_covered_only_when_set():
+    """Rows written before ``outcome`` existed keep their bytes (and MACs); a set outcome is
+    one trailing object, so setting, changing or clearing it changes the MAC."""
+    plain = row(status=200)
+    failed = row(status=200, outcome="failure")
+    assert integrity.canonical_bytes(row(status=200, outcome="")) == reference(plain)
+    assert integrity.canonical_bytes(failed) == reference(plain)[:-1] + b',{"outcome":"failure"}]'
+    failed.mac = integrity.row_mac(failed)
+    assert integrity.row_ok(failed)
+    failed.outcome = "success"
+    assert not integrity.row_ok(failed)
+    failed.outcome = ""
+    assert not integrity.row_ok(failed)
