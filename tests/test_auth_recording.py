@@ -341,3 +341,14 @@ def test_checks_report_bad_capture_settings(settings):
     settings.TRACKING_CHANGE_MODELS = {"auth.Group": ["name"]}
     settings.TRACKING_AUTH_SIGNALS = True
     assert check_capture() == []
+
+
+def test_account_changes_setting_turns_recording_off(
+    alice, settings, django_capture_on_commit_callbacks
+):
+    settings.TRACKING_ACCOUNT_CHANGES = False
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.is_superuser = True
+        alice.save()
+        alice.groups.add(Group.objects.create(name="ops"))
+    assert not Activity.objects.exists()

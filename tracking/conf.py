@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
         },
         {"path": r"^/admin/", "type": "ADMIN", "methods": ["POST", "PUT", "PATCH", "DELETE"]},
     ],
+    # Record account changes as ACCOUNT activities (tracking.capture.changes).
+    "ACCOUNT_CHANGES": True,
     # Fields of the user model whose changes are recorded as ACCOUNT activities (names
     # missing on a custom user model are skipped), besides group and permission membership.
     "ACCOUNT_FIELDS": ["email", "password", "is_active", "is_staff", "is_superuser"],

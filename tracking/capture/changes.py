@@ -10,7 +10,7 @@ staff and superuser accounts, and changes of the fields listed in
 account itself) and the request's client, session and path, so the change sits in the same
 timeline as the login before it. It is recorded when the transaction commits (a rolled-back
 change never happened). Changes made with ``QuerySet.update()`` send no signal and are not
-seen.
+seen. ``TRACKING_ACCOUNT_CHANGES = False`` turns all of it off.
 """
 
 from __future__ import annotations
@@ -81,8 +81,15 @@ def _plain(value: Any) -> Any:
 
 
 # --- receivers ---------------------------------------------------------------------------
+def _names(model: type) -> tuple[str, ...]:
+    """The watched fields of ``model`` (empty: not watched, or TRACKING_ACCOUNT_CHANGES off)."""
+    if not tracking_settings.ACCOUNT_CHANGES:
+        return ()
+    return _watched().get(_label(model), ())
+
+
 def on_pre_save(sender, instance, raw=False, using=None, update_fields=None, **kwargs) -> None:
-    names = _watched().get(_label(sender))
+    names = _names(sender)
     if not names or raw or instance._state.adding or instance.pk is None:
         return
     if update_fields is not None:
@@ -103,7 +110,7 @@ def on_pre_save(sender, instance, raw=False, using=None, update_fields=None, **k
 
 
 def on_post_save(sender, instance, created=False, raw=False, using=None, **kwargs) -> None:
-    names = _watched().get(_label(sender))
+    names = _names(sender)
     if not names or raw:
         return
     if created:
@@ -122,7 +129,7 @@ def on_post_save(sender, instance, created=False, raw=False, using=None, **kwarg
 
 
 def on_post_delete(sender, instance, using=None, **kwargs) -> None:
-    if _watched().get(_label(sender)) and _noted_lifecycle(sender, instance):
+    if _names(sender) and _noted_lifecycle(sender, instance):
         _schedule(instance, "deleted", {}, using)
 
 
@@ -145,6 +152,8 @@ def _membership_name(obj: Any) -> str:
 
 def on_m2m_changed(sender, instance, action, reverse, model, pk_set, using=None, **kwargs):
     if action not in ("post_add", "post_remove", "pre_clear"):
+        return
+    if not tracking_settings.ACCOUNT_CHANGES:
         return
     relation = _relations().get(sender)
     if relation is None:

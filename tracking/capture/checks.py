@@ -1,5 +1,5 @@
 """System checks of the capture settings (tracking.E160-E169): TRACKING_AUTH_SIGNALS,
-TRACKING_PATHS, TRACKING_ACCOUNT_FIELDS, TRACKING_CHANGE_MODELS."""
+TRACKING_PATHS, TRACKING_ACCOUNT_CHANGES, TRACKING_ACCOUNT_FIELDS, TRACKING_CHANGE_MODELS."""
 
 from __future__ import annotations
 
@@ -30,6 +30,15 @@ def check_capture(app_configs=None, **kwargs):
                 '"methods": ["POST"], "async": False}; the middleware records nothing until '
                 "the setting is valid.",
                 id="tracking.E160",
+            )
+        )
+    if not isinstance(tracking_settings.ACCOUNT_CHANGES, bool):
+        errors.append(
+            checks.Error(
+                f"TRACKING_ACCOUNT_CHANGES must be True or False, got "
+                f"{tracking_settings.ACCOUNT_CHANGES!r}.",
+                hint="True records changes of accounts, groups and permissions.",
+                id="tracking.E164",
             )
         )
     fields = tracking_settings.ACCOUNT_FIELDS
