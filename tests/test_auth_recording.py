@@ -352,3 +352,30 @@ def test_account_changes_setting_turns_recording_off(
         alice.save()
         alice.groups.add(Group.objects.create(name="ops"))
     assert not Activity.objects.exists()
+
+
+def test_authenticate_without_request_inside_a_request_uses_the_request(client, alice):
+    """DRF versions that call authenticate() without request=: the middleware's request."""
+    post(client, "/legacy/token/", {"username": "alice", "password": "nope"}, ATTACKER)
+    post(client, "/legacy/token/", {"username": "alice", "password": PASSWORD}, HOME)
+    failed, ok = auth_rows()
+    assert (failed.status, failed.outcome, failed.ip_address) == (400, "failure", ATTACKER)
+    assert failed.user_id == alice.pk and failed.endpoint == "/legacy/token/"
+    assert (ok.status, ok.outcome) == (200, "success")
+
+
+def test_async_stack_login_view(alice, settings):
+    from django.test import AsyncClient
+
+    settings.TRACKING_TRUSTED_PROXIES = ["127.0.0.1/32"]  # AsyncClient's peer is the proxy
+    client = AsyncClient()
+    for password in ("nope", PASSWORD):
+        async_to_sync(client.post)(
+            "/accounts/login/",
+            {"username": "alice", "password": password},
+            headers={"X-Forwarded-For": HOME},
+        )
+    assert [(r.status, r.outcome, r.ip_address) for r in auth_rows()] == [
+        (200, "failure", HOME),
+        (302, "success", HOME),
+    ]
