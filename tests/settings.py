@@ -106,6 +106,9 @@ TRACKING_SEAL_INTERVAL = 0
 TRACKING_SPOOL_DIR = str(BASE_DIR / "var" / "test-spool")
 GEOIP_PATH = str(BASE_DIR / "var" / "test-geoip")
 SENSITIVE_FIELDS = ["password", "token", "secret"]
+# Every force_login() of the suite would record a login: tests of the auth signals
+# (tests/test_auth_recording.py) turn them on.
+TRACKING_AUTH_SIGNALS = False
 
 LOGGING = {
     "version": 1,

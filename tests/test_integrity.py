@@ -87,11 +87,13 @@ def test_mac_and_leaf_are_the_row_mac_and_the_leaf_hash():
 
 def test_version_2_is_version_1_plus_the_user_and_is_the_current_format():
     assert integrity.CURRENT_FORMAT == 2
-    assert FORMAT_FIELDS[2] == (*FORMAT_FIELDS[1], "user_id")
+    assert FORMAT_FIELDS[2] == (*FORMAT_FIELDS[1], "user_id", "outcome")
     assert CANONICAL_FIELDS == FORMAT_FIELDS[2]
-    activity = row(user_id=42)
-    assert integrity.canonical_bytes(activity, 2) == reference(activity, FORMAT_FIELDS[2])[:-3] + (
-        b'"42"]'
+    activity = row(user_id=42, outcome="failure")
+    expected = reference(activity, FORMAT_FIELDS[2])
+    assert expected.endswith(b',42,"failure"]')
+    assert integrity.canonical_bytes(activity, 2) == expected[: -len(b'42,"failure"]')] + (
+        b'"42","failure"]'
     )
 
 
@@ -125,3 +127,13 @@ def test_unknown_or_mangled_format_never_verifies():
     for forged in ("9:" + mac[2:], mac[:-1], mac.replace("2:", "1:", 1), mac.rsplit(":", 1)[0]):
         activity.mac = forged
         assert not integrity.row_ok(activity), forged
+
+
+def test_outcome_is_covered_by_the_current_format():
+    """Setting, changing or clearing the outcome of a version 2 row fails its MAC."""
+    failed = row(status=200, outcome="failure")
+    failed.mac = integrity.row_mac(failed)
+    assert integrity.row_ok(failed)
+    for other in ("success", ""):
+        failed.outcome = other
+        assert not integrity.row_ok(failed), other

@@ -33,6 +33,29 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BODY_BYTES": 1_048_576,
     "MAX_JSON_DEPTH": 20,
     "MAX_USER_AGENT_LENGTH": 512,
+    # Record Django's user_logged_in / user_login_failed / user_logged_out as AUTH activities
+    # (tracking.capture.auth).
+    "AUTH_SIGNALS": True,
+    # Requests the TrackingMiddleware records (tracking.capture.paths), first match wins:
+    # {"path": regex searched in path_info, "type": activity type, "methods": [...] (omitted:
+    # all), "async": hand off to the background writer}. Default: login/logout/token POSTs
+    # (Django's LoginView, the admin's, DRF's obtain_auth_token) and the admin's writes.
+    "PATHS": [
+        {
+            "path": r"/(log-?in|log-?out|sign-?in|sign-?out|api-token-auth|token)/?$",
+            "type": "AUTH",
+            "methods": ["POST"],
+        },
+        {"path": r"^/admin/", "type": "ADMIN", "methods": ["POST", "PUT", "PATCH", "DELETE"]},
+    ],
+    # Record account changes as ACCOUNT activities (tracking.capture.changes).
+    "ACCOUNT_CHANGES": True,
+    # Fields of the user model whose changes are recorded as ACCOUNT activities (names
+    # missing on a custom user model are skipped), besides group and permission membership.
+    "ACCOUNT_FIELDS": ["email", "password", "is_active", "is_staff", "is_superuser"],
+    # Other models whose changes are recorded as ACCOUNT activities: {"app_label.Model":
+    # ["field", ...]} (tracking.capture.changes).
+    "CHANGE_MODELS": {},
     # --- enrichment ------------------------------------------------------------------
     "DISABLE_GEOLOCATION": False,
     # Folder with GeoLite2-City.mmdb and GeoLite2-ASN.mmdb (Django's GeoIP2 names).
@@ -262,6 +285,18 @@ DESCRIPTIONS: dict[str, str] = {
     "last saw and `tracking verify` compares with it (None: not kept).",
     "API_DOCS_STAFF_ONLY": "True: the OpenAPI schema and its docs pages are for active staff "
     "only; False: public.",
+    "AUTH_SIGNALS": "Record Django's `user_logged_in`, `user_login_failed` and "
+    "`user_logged_out` as AUTH activities with their outcome, wherever they come from "
+    "(`LoginView`, the admin, DRF's token view, any `authenticate()`/`login()`/`logout()`).",
+    "PATHS": "Requests `tracking.middleware.TrackingMiddleware` records without a decorator: "
+    'a list of `{"path": regex, "type": activity type, "methods": [...], "async": bool}`. '
+    "Default: login/logout/token requests and the admin's state-changing requests.",
+    "ACCOUNT_CHANGES": "Record changes to users, groups and permissions as ACCOUNT activities "
+    "naming the fields changed (never a secret's value), with the acting user and request.",
+    "ACCOUNT_FIELDS": "Fields of the user model whose changes are recorded as ACCOUNT "
+    "activities (besides group and permission membership).",
+    "CHANGE_MODELS": 'Other models whose changes are recorded as ACCOUNT activities: '
+    '`{"app_label.Model": ["field", ...]}`.',
 }
 
 # Settings holding dotted paths that are imported on first access.

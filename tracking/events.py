@@ -52,6 +52,8 @@ class Event:
     endpoint: str = ""
     method: str = ""
     status: int | None = None
+    # "success", "failure", or "" where it means nothing (see tracking.outcome).
+    outcome: str = ""
     duration: float | None = None
     headers: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)

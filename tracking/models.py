@@ -108,6 +108,8 @@ class Activity(models.Model):
     endpoint = models.CharField(max_length=512, blank=True, default="")
     method = models.CharField(max_length=10, blank=True, default="")
     status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # "success", "failure", or "" where it means nothing (tracking.outcome).
+    outcome = models.CharField(max_length=16, blank=True, default="", db_index=True)
     headers = EncryptedJSONField(default=dict)
     params = EncryptedJSONField(default=dict)
     duration = models.FloatField(null=True, blank=True, help_text="milliseconds")

@@ -23,7 +23,6 @@ from functools import lru_cache
 from typing import Any
 
 from tracking.conf import on_reload, tracking_settings
-from tracking.integrity.macs import keyed_hash
 
 REDACTED = "[REDACTED]"
 DEPTH_MARKER = "[max depth exceeded]"
@@ -134,21 +133,6 @@ def strip_url_query(text: str) -> str:
     if match is None:
         return text
     return match.group(1) + URL_QUERY_MARKER
-
-
-def pseudonymous_username(claimed: str, *, prefix: int = 2) -> str:
-    """A claimed username kept out of clear text (e.g. a failed login naming no account,
-    which may be a password typed into the wrong field): its first ``prefix`` characters
-    and a keyed hash (``TRACKING_HASH_KEY``), so attempts on the same name still correlate.
-    ``"alice"`` → ``"al…#3f9c0a1b2d4e"``. Idempotent on its own output."""
-    text = str(claimed or "")
-    if not text or _PSEUDONYM_RE.fullmatch(text):
-        return text
-    digest = keyed_hash(text, purpose="claimed-username")[:12]
-    return f"{text[: max(prefix, 0)]}…#{digest}"
-
-
-_PSEUDONYM_RE = re.compile(r".{0,8}…#[0-9a-f]{12}", re.DOTALL)
 
 
 def truncate(text: str, limit: int) -> str:

@@ -185,7 +185,7 @@ def _add_prefilter(out: list, sel: str, fname: str, modifier: str, values: list)
         out.append((sel, fname, "in", tuple(values)))
     elif (
         modifier in ("equals", "in")
-        and fname in ("type", "method")
+        and fname in ("type", "method", "outcome")
         and all(isinstance(v, str) for v in values)
     ):
         out.append(

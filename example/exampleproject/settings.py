@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Records login/logout/token requests and the admin's changes (TRACKING_PATHS) and binds
+    # each request for the auth signals and account changes.
     "tracking.middleware.TrackingMiddleware",
 ]
 # First: refuses authenticate() for blocked sources (docs/blocking.md).

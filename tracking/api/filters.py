@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from tracking.dates import parse_iso_date, parse_iso_datetime
 from tracking.models import Activity, Finding, ReviewStatus, Severity
+from tracking.outcome import FAILURE, SUCCESS
 
 TOKEN_RE = re.compile(r"^[\w.:\-]{1,64}$")
 TYPE_RE = re.compile(r"^[\w\-]{1,32}$")
@@ -314,6 +315,11 @@ class ActivityFilter(django_filters.FilterSet):
     endpoint = django_filters.CharFilter(field_name="endpoint", help_text="Exact endpoint path.")
     endpoint_prefix = django_filters.CharFilter(
         field_name="endpoint", lookup_expr="startswith", help_text="Endpoint path prefix."
+    )
+    outcome = django_filters.ChoiceFilter(
+        field_name="outcome",
+        choices=[(SUCCESS, SUCCESS), (FAILURE, FAILURE)],
+        help_text="Outcome: success or failure (a wrong password answered 200 is a failure).",
     )
     review_status = django_filters.ChoiceFilter(
         field_name="review_status", choices=ReviewStatus.choices, help_text="Review status."

@@ -58,7 +58,7 @@ def filter_parameters() -> list:
     for name, flt in ActivityFilter.base_filters.items():
         kind = _TYPES.get(name, "str")
         enum = None
-        if name in ("review_status", "severity"):
+        if name in ("review_status", "severity", "outcome"):
             enum = [value for value, _ in flt.extra.get("choices", [])]
         params.append(
             OpenApiParameter(

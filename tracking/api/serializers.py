@@ -22,6 +22,7 @@ LIST_FIELDS = (
     "ip_address",
     "endpoint",
     "status",
+    "outcome",
     "duration",
     # what triage needs beside them
     "username",

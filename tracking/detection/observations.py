@@ -41,6 +41,7 @@ def observation(act: Activity, *, with_params: bool = True) -> Observation:
         endpoint=act.endpoint or "",
         method=(act.method or "").upper(),
         status=act.status,
+        outcome=act.outcome or "",
         duration=act.duration,
         params=params,
     )

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import operator
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -60,8 +61,9 @@ FORMAT_FIELDS: dict[int, tuple[str, ...]] = {
         "severity",
     ),
 }
-# Version 2 also covers the account the row belongs to (``user_id``).
-FORMAT_FIELDS[2] = (*FORMAT_FIELDS[1], "user_id")
+# Version 2 also covers the account the row belongs to (``user_id``) and the attempt's
+# ``outcome`` (success / failure / empty).
+FORMAT_FIELDS[2] = (*FORMAT_FIELDS[1], "user_id", "outcome")
 CURRENT_FORMAT = 2
 CANONICAL_FIELDS = FORMAT_FIELDS[CURRENT_FORMAT]
 # Fields of the current format that a legitimate path may still change on a sealed row:
@@ -276,14 +278,36 @@ def _hash_key() -> bytes:
 on_reload(_hash_key.cache_clear)
 
 
-def keyed_hash(value: str, *, purpose: str) -> str:
-    """HMAC-SHA256 hex of ``value`` under the hash key, separated by ``purpose``."""
-    message = purpose.encode() + b"\x00" + value.encode("utf-8", "surrogatepass")
-    return hmac.new(_hash_key(), message, hashlib.sha256).hexdigest()
-
-
 def hash_session_key(session_key: str | None) -> str:
     """Keyed hash of a session key: correlates a session without storing it."""
     if not session_key:
         return ""
     return hmac.new(_hash_key(), session_key.encode(), hashlib.sha256).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _username_key() -> bytes:
+    # Derived from the hash key with its own purpose: a masked name and a session hash are
+    # never comparable.
+    return hmac.new(_hash_key(), b"tracking-claimed-username", hashlib.sha256).digest()
+
+
+on_reload(_username_key.cache_clear)
+
+# "?" + at most two leading characters + "…" + 24 hex digits of the keyed hash.
+_MASKED_USERNAME = re.compile(r"\?.{0,2}\u2026[0-9a-f]{24}", re.DOTALL)
+
+
+def is_masked_username(name: str) -> bool:
+    return bool(name) and _MASKED_USERNAME.fullmatch(name) is not None
+
+
+def mask_username(name: str) -> str:
+    """How a claimed username that matches no account is stored: a keyed hash (the same name
+    always gives the same value, so rules still count distinct names and attempts per name)
+    behind at most two of its first characters, never more than a quarter of it, for a
+    reviewer (a password typed into the username field is not revealed). Idempotent."""
+    if not name or is_masked_username(name):
+        return name
+    digest = hmac.new(_username_key(), name.encode(), hashlib.sha256).hexdigest()[:24]
+    return f"?{name[: min(2, len(name) // 4)]}\u2026{digest}"

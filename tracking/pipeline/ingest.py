@@ -43,6 +43,7 @@ from tracking.events import ENRICHMENT_FIELDS, Event
 from tracking.integrity import macs as integrity
 from tracking.integrity import sealing
 from tracking.models import Activity, Severity
+from tracking.outcome import FAILURE, clean, from_status
 from tracking.redaction import redact_headers, redact_params
 from tracking.respond.actions import apply_block_requests
 from tracking.storage import copyinsert, rollups
@@ -261,6 +262,11 @@ def build_activity(event: Event) -> Activity:
         params=redact_params(params),
         outcome=event.outcome if event.outcome in ("success", "failure") else "",
     )
+    try:
+        # Nothing said otherwise: the status decides (>= 400 is a failure).
+        act.outcome = clean(event.outcome) or from_status(act.status)
+    except ValueError as exc:
+        raise InvalidEvent(str(exc)) from exc
     act.user_id = None
     _enrich(event, act)
     return act
@@ -315,6 +321,36 @@ class _Users:
         if value is not None:
             return value
         return self.by_name.get(event.username) if event.username else None
+
+
+def _attach_users(pairs: list[tuple[Event, Activity]], users: _Users) -> None:
+    """Set each row's user; a failed attempt naming no account keeps only a masked name."""
+    for event, act in pairs:
+        act.user_id = users.resolve(event)
+        if act.user_id is None and act.outcome == FAILURE and act.username:
+            _mask_claimed_name(act)
+
+
+def _mask_claimed_name(act: Activity) -> None:
+    """A name that matches no account may be a typo or a password typed into the username
+    field: it is stored as a keyed hash (``integrity.mask_username``), in the row and wherever
+    the request's parameters repeat it."""
+    raw = act.username
+    masked = integrity.mask_username(raw)
+    if masked == raw:
+        return
+    act.username = masked
+    act.params = _replace_text(act.params, raw, masked)
+
+
+def _replace_text(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return new if value.strip() == old else value
+    if isinstance(value, dict):
+        return {k: _replace_text(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_text(v, old, new) for v in value]
+    return value
 
 
 def _merge_verdict(act: Activity, verdict: dict[str, Any]) -> None:
@@ -543,8 +579,7 @@ def _ingest(
             pairs = _drop_existing(pairs, result)
         pairs.sort(key=lambda p: p[1].timestamp)
         users = _Users([e for e, _ in pairs], trust_ids=assume_new)
-        for event, act in pairs:
-            act.user_id = users.resolve(event)
+        _attach_users(pairs, users)
         try:
             _insert(pairs)
         except Exception as exc:  # noqa: BLE001 - isolate the bad event below
@@ -588,8 +623,7 @@ def _after_failed_batch(
         pairs = _drop_existing(pairs, result)
     if users.trusted:
         users = _Users([e for e, _ in pairs])
-        for event, act in pairs:
-            act.user_id = users.resolve(event)
+        _attach_users(pairs, users)
         if isinstance(exc, IntegrityError):
             try:
                 _insert(pairs)
