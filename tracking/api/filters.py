@@ -201,9 +201,13 @@ class UserPkField(forms.CharField):
         if not value:
             return None
         try:
-            return get_user_model()._meta.pk.to_python(value)
+            pk = get_user_model()._meta.pk.to_python(value)
         except ValidationError:
             raise ValidationError("Enter a valid user id.", code="invalid") from None
+        if isinstance(pk, int) and not -(2**63) <= pk < 2**63:
+            # No database column holds it; SQLite would raise instead of matching nothing.
+            raise ValidationError("Enter a valid user id.", code="invalid")
+        return pk
 
 
 class PatternField(forms.CharField):
