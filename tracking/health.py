@@ -23,6 +23,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
 from tracking.conf import tracking_settings
+from tracking.delivery import status as delivery_status
 
 logger = logging.getLogger("tracking.health")
 
@@ -141,6 +142,12 @@ def collect(now: datetime | None = None) -> dict[str, Any]:
     pipeline, pipe_problems, warnings = _pipeline(now)
     problems += pipe_problems
     try:
+        # Alert channels and forwarders: their troubles are warnings (nothing recorded is lost).
+        delivery, delivery_warnings = delivery_status.health()
+        warnings += delivery_warnings
+    except DatabaseError as exc:
+        delivery = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
         sealing, seal_problems = _sealing(now)
         problems += seal_problems
         database = "ok"
@@ -166,7 +173,9 @@ def collect(now: datetime | None = None) -> dict[str, Any]:
         "oldest_unsealed_age": sealing["oldest_unsealed_age"] if sealing else None,
         "newest_seal_age": sealing["newest_seal_age"] if sealing else None,
         "keys_configured": not key_problems,
+        "dead_letters": delivery.get("dead_letters"),
         **pipeline,
+        "delivery": delivery,
         "sealing": sealing,
         "keys": keys,
     }

@@ -1,0 +1,143 @@
+"""Who delivers: ``deliver()`` runs one round for every alert channel and forwarder.
+
+``TRACKING_DELIVERY``:
+
+- ``"thread"`` (default): a daemon thread per process, started by the first commit that has
+  something to tell, runs a round when woken by a commit and every ``TRACKING_DELIVERY_INTERVAL``
+  seconds (retries, grouping windows that close). Leases keep two processes from delivering
+  for the same consumer at once.
+- ``"celery"``: a commit queues the task ``tracking.tasks.deliver`` (give it a beat schedule
+  too, for retries and closing groups).
+- ``"manual"``: only ``manage.py tracking forward`` (run it from cron or a supervisor).
+
+Never on the request path: a commit only sets an event (or publishes a task).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from tracking.alerts import dispatch as alert_dispatch
+from tracking.conf import tracking_settings
+from tracking.delivery import config, outbox
+from tracking.forwarding import dispatch as forward_dispatch
+
+logger = logging.getLogger("tracking.delivery")
+
+
+@dataclass
+class RoundReport:
+    alerts_sent: int = 0
+    forwarded: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def deliver(now: datetime | None = None) -> RoundReport:
+    """One delivery round: fold new entries into alert groups, send what is due, forward
+    every new activity, block and seal head, then prune consumed outbox entries."""
+    now = now or timezone.now()
+    report = RoundReport()
+    names = []
+    for channel in config.channels():
+        names.append(channel.state_name)
+        try:
+            report.alerts_sent += alert_dispatch.run(channel, now)
+        except Exception as exc:  # noqa: BLE001 - one broken channel never stops the others
+            logger.exception("alert channel %s failed", channel.name)
+            report.failures.append(f"{channel.name}: {type(exc).__name__}: {exc}")
+    for forwarder in config.forwarders():
+        names.append(forwarder.state_name)
+        try:
+            report.forwarded += forward_dispatch.run(forwarder, now)
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("forwarder %s failed", forwarder.name)
+            report.failures.append(f"{forwarder.name}: {type(exc).__name__}: {exc}")
+    try:
+        outbox.prune(names)
+    except DatabaseError:
+        logger.warning("pruning the outbox failed; retried next round", exc_info=True)
+    return report
+
+
+class DeliveryThread:
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.event = threading.Event()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="tracking-delivery", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping:
+            self.event.wait(float(tracking_settings.DELIVERY_INTERVAL))
+            self.event.clear()
+            if self.stopping:
+                break
+            try:
+                deliver()
+            except Exception:  # noqa: BLE001 - e.g. the database is down: next round
+                logger.exception("delivery round failed")
+            finally:
+                # This thread's connection would otherwise stay open between rounds.
+                connections.close_all()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping = True
+        self.event.set()
+        self.thread.join(timeout)
+
+
+_thread: DeliveryThread | None = None
+_thread_lock = threading.Lock()
+_last_task = [0.0]
+
+
+def wake() -> None:
+    """Something was committed: deliver soon, off the caller's path."""
+    mode = tracking_settings.DELIVERY
+    if mode == "celery":
+        if time.monotonic() - _last_task[0] < 1.0:
+            return  # one task per second is enough: a round takes everything pending
+        _last_task[0] = time.monotonic()
+        try:
+            from tracking.delivery.tasks import deliver as deliver_task  # Celery is optional
+
+            deliver_task.apply_async(queue=tracking_settings.CELERY_QUEUE)
+        except Exception:  # noqa: BLE001 - the periodic task or `tracking forward` catches up
+            logger.warning("could not queue the delivery task", exc_info=True)
+        return
+    if mode != "thread":
+        return
+    global _thread
+    with _thread_lock:
+        if _thread is None or _thread.pid != os.getpid() or not _thread.thread.is_alive():
+            _thread = DeliveryThread()
+    _thread.event.set()
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Stop this process's delivery thread (tests; interpreter exit)."""
+    global _thread
+    with _thread_lock:
+        current, _thread = _thread, None
+    if current is not None and current.pid == os.getpid():
+        current.stop(timeout)
+
+
+def _after_fork_in_child() -> None:
+    global _thread, _thread_lock
+    _thread = None
+    _thread_lock = threading.Lock()
+
+
+atexit.register(shutdown)
+os.register_at_fork(after_in_child=_after_fork_in_child)
