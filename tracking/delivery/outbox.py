@@ -87,6 +87,10 @@ def read(
         gaps = [g for g in gaps if g[0] not in got]
     position = st.position
     for entry in OutboxEntry.objects.filter(id__gt=position).order_by("id")[:limit]:
+        if position == 0:
+            # A consumer's first read starts at the oldest entry there is (ids below it were
+            # pruned, or the sequence started higher): no gap to wait for.
+            position = entry.id - 1
         if entry.id != position + 1:
             if now - entry.created_at < grace:
                 break  # the missing ids may belong to transactions still committing
