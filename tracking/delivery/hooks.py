@@ -113,9 +113,9 @@ def block_payload(block: Any) -> dict[str, Any]:
     if meta is not None:
         names = [f.attname for f in meta.concrete_fields]
     else:
-        names = (
-            [n for n in vars(block) if not n.startswith("_")] if hasattr(block, "__dict__") else []
-        )
+        names = [
+            n for n in dir(block) if not n.startswith("_") and not callable(getattr(block, n, None))
+        ]
     payload = {}
     for name in names:
         if any(word in name.lower() for word in _SECRET_WORDS):

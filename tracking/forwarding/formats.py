@@ -244,7 +244,8 @@ class JsonFormat:
         return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
 
     def seal(self, seal: Any) -> str:
-        return json.dumps({"record_type": "seal", **_seal_record(seal)}, separators=(",", ":"))
+        doc = {"record_type": "seal", "id": f"seal-{seal.last_seq}", **_seal_record(seal)}
+        return json.dumps(doc, separators=(",", ":"))
 
     def block(self, kind: str, entry_id: int, payload: dict[str, Any], created: datetime) -> str:
         doc = {
