@@ -63,7 +63,9 @@ def cef_ext(line: str) -> dict[str, str]:
     tokens = re.split(r"(?<!\\) (?=\w+=)", ext)
     for token in tokens:
         key, _, value = token.partition("=")
-        value = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), value)
+        value = re.sub(
+            r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), value
+        )
         out[key] = value
     del i
     return out
@@ -72,7 +74,12 @@ def cef_ext(line: str) -> dict[str, str]:
 @pytest.mark.django_db
 def test_syslog_udp_cef_every_activity_exactly_once(settings, udp):
     settings.TRACKING_FORWARDERS = [
-        {"backend": "syslog", "address": f"127.0.0.1:{udp.port}", "protocol": "udp", "format": "cef"}
+        {
+            "backend": "syslog",
+            "address": f"127.0.0.1:{udp.port}",
+            "protocol": "udp",
+            "format": "cef",
+        }
     ]
     results = [ingest([plain_event() for _ in range(7)]), ingest([flagged_event(), plain_event()])]
     ids = sorted(i for r in results for i in r.ids)
@@ -157,7 +164,14 @@ def test_ecs_document(settings):
         {"backend": "http", "url": receiver.url + "/ingest", "format": "ecs", "headers": {"Authorization": "ApiKey abc"}}
     ]  # fmt: skip
     try:
-        ingest([flagged_event(user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0 Safari/537.36", duration=12.5)])
+        ingest(
+            [
+                flagged_event(
+                    user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0 Safari/537.36",
+                    duration=12.5,
+                )
+            ]
+        )
         runner.deliver()
         (headers, body, path) = receiver.requests[0]
     finally:
@@ -172,7 +186,9 @@ def test_ecs_document(settings):
     assert doc["event"]["duration"] == 12_500_000
     assert doc["source"]["ip"] == "198.51.100.9"
     assert doc["user"]["name"] == "alice" and doc["url"]["path"] == "/pay/"
-    assert doc["http"]["request"]["method"] == "POST" and doc["http"]["response"]["status_code"] == 200
+    assert (
+        doc["http"]["request"]["method"] == "POST" and doc["http"]["response"]["status_code"] == 200
+    )
     assert doc["user_agent"]["original"].startswith("Mozilla/5.0") and doc["user_agent"]["name"]
     assert doc["tags"] == ["fraud"] and doc["ecs"]["version"]
     if act.country:
@@ -184,7 +200,9 @@ def test_ecs_document(settings):
 
 @pytest.mark.django_db
 def test_json_is_the_export_record_without_request_content(settings, caplog):
-    settings.TRACKING_FORWARDERS = [{"backend": "logging", "logger": "tests.forward", "format": "json"}]
+    settings.TRACKING_FORWARDERS = [
+        {"backend": "logging", "logger": "tests.forward", "format": "json"}
+    ]
     ingest([plain_event(), flagged_event()])
     with caplog.at_level(logging.INFO, logger="tests.forward"):
         runner.deliver()
@@ -210,10 +228,14 @@ def test_elasticsearch_bulk_uses_the_id_and_checks_items(settings):
         ids = ingest([plain_event(), plain_event()]).ids
         assert runner.deliver().forwarded == 2
         lines = ndjson(receiver.requests[0][1])
-        assert [line["create"]["_id"] for line in lines[::2]] == [d["event"]["id"] for d in lines[1::2]]
+        assert [line["create"]["_id"] for line in lines[::2]] == [
+            d["event"]["id"] for d in lines[1::2]
+        ]
         assert sorted(line["create"]["_id"] for line in lines[::2]) == sorted(ids)
         assert all(line["create"]["_index"] == "logs-tracking" for line in lines[::2])
-        receiver.answer = json.dumps({"errors": True, "items": [{"create": {"status": 400}}]}).encode()
+        receiver.answer = json.dumps(
+            {"errors": True, "items": [{"create": {"status": 400}}]}
+        ).encode()
         ingest([plain_event()])
         runner.deliver()
         state = DeliveryState.objects.get(name="forward:http")
@@ -224,7 +246,9 @@ def test_elasticsearch_bulk_uses_the_id_and_checks_items(settings):
 
 @pytest.mark.django_db
 def test_seal_heads_and_blocks_are_forwarded(settings, udp):
-    settings.TRACKING_FORWARDERS = [{"backend": "syslog", "address": f"127.0.0.1:{udp.port}", "format": "json"}]
+    settings.TRACKING_FORWARDERS = [
+        {"backend": "syslog", "address": f"127.0.0.1:{udp.port}", "format": "json"}
+    ]
     ingest([plain_event(), plain_event()])
     seal_pending()
     seal = Seal.objects.get()
@@ -262,12 +286,19 @@ def test_replay_a_range(settings, udp):
         {"backend": "syslog", "name": "siem", "address": f"127.0.0.1:{udp.port}", "format": "cef"}
     ]
     now = timezone.now()
-    old = ingest([plain_event(timestamp=now - timedelta(days=3)), plain_event(timestamp=now - timedelta(days=2))]).ids
+    old = ingest(
+        [
+            plain_event(timestamp=now - timedelta(days=3)),
+            plain_event(timestamp=now - timedelta(days=2)),
+        ]
+    ).ids
     ingest([plain_event(timestamp=now - timedelta(hours=1))])
     out = StringIO()
     since = (now - timedelta(days=4)).date().isoformat()
     until = (now - timedelta(days=1, hours=12)).isoformat()
-    call_command("tracking", "forward", "--since", since, "--until", until, "--no-seals", stdout=out)
+    call_command(
+        "tracking", "forward", "--since", since, "--until", until, "--no-seals", stdout=out
+    )
     assert "siem: 2 lines replayed" in out.getvalue()
     got = [cef_ext(RFC5424.match(x).group(7))["externalId"] for x in udp.wait_for(2)]
     assert got == old  # timestamp order

@@ -82,7 +82,9 @@ def test_flagged_carries_the_findings(recorded, flagged):
     assert sorted(str(c["activity"].id) for c in flagged.calls) == sorted(str(a.id) for a in acts)
     for call in flagged.calls:
         assert call["_in_atomic"] is False
-        assert call["findings"] and all(f.activity_id == call["activity"].id for f in call["findings"])
+        assert call["findings"] and all(
+            f.activity_id == call["activity"].id for f in call["findings"]
+        )
     assert len(recorded.calls) == 1 and len(recorded.calls[0]["activities"]) == 12
 
 
@@ -124,7 +126,9 @@ def test_celery_task(recorded, flagged):
     ingest_events.apply(args=[payload]).get()
     ingest_events.apply(args=[payload]).get()  # redelivery: nothing new, nothing sent
     assert len(recorded.calls) == 1
-    assert sorted(str(a.id) for a in recorded.calls[0]["activities"]) == sorted(e["id"] for e in payload)
+    assert sorted(str(a.id) for a in recorded.calls[0]["activities"]) == sorted(
+        e["id"] for e in payload
+    )
     assert [str(c["activity"].id) for c in flagged.calls] == [payload[1]["id"]]
 
 
