@@ -257,10 +257,17 @@ def test_a_broken_channel_does_not_stop_the_others(settings, receiver):
             "url": "http://127.0.0.1:9/",
             "secret": SECRET,
             "group_seconds": 0,
+            "retry_seconds": 0,
         },
         webhook(receiver, name="up", group_seconds=0),
     ]
     ingest([flagged_event()])
     report = runner.deliver()
     assert report.alerts_sent == 1 and len(receiver.requests) == 1
+    assert len(report.failures) == 1 and report.failures[0].startswith("down: DeliveryError")
     assert PendingAlert.objects.get().channel == "down"
+    out, err = StringIO(), StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("tracking", "forward", stdout=out, stderr=err)
+    assert exited.value.code == 1 and "failed: down: DeliveryError" in err.getvalue()
+    assert "alerts sent: 0" in out.getvalue()

@@ -133,3 +133,26 @@ def test_dashboard_panel_shows_backlog_of_a_forwarder(settings, client, staff_us
     row = page.split('data-name="central"', 1)[1].split("</tr>", 1)[0]
     assert "never" in row and '<td class="backlog">3' in row and '<td class="failures">1' in row
     assert "refused" in row.lower()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_celery_delivery_mode_queues_the_deliver_task(settings):
+    from celery import Celery
+
+    import tracking.delivery.tasks  # noqa: F401 - registers the shared task on the new app
+
+    app = Celery("tracking-delivery-tests", set_as_current=True)
+    app.conf.task_always_eager = True  # the task runs where it is queued: no broker needed
+    listener = UdpListener()
+    settings.TRACKING_DELIVERY = "celery"
+    settings.TRACKING_FORWARDERS = [
+        {"backend": "syslog", "address": f"127.0.0.1:{listener.port}", "format": "json"}
+    ]
+    runner._last_task[0] = 0.0
+    try:
+        ids = ingest([plain_event()]).ids
+        lines = listener.wait_for(1)
+        assert [json.loads(x.split(" - ", 1)[1])["id"] for x in lines][:1] == ids
+        assert runner._thread is None or not runner._thread.thread.is_alive()
+    finally:
+        listener.close()

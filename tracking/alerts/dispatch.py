@@ -42,12 +42,12 @@ _SUMMARY = (
 )  # fmt: skip
 
 
-def run(channel: Channel, now: datetime) -> int:
-    """Fold and send for ``channel``; returns the messages sent (0 when another process holds
-    the channel's lease)."""
+def run(channel: Channel, now: datetime) -> tuple[int, str]:
+    """Fold and send for ``channel``; returns the messages sent (none when another process
+    holds the channel's lease) and the error of a failed send, or ""."""
     st = outbox.claim(channel.state_name, now)
     if st is None:
-        return 0
+        return 0, ""
     try:
         fold(channel, st, now)
         return send_due(channel, st, now)
@@ -147,7 +147,7 @@ def _split_key(key: str) -> tuple[str, str]:
     return (parts[1], parts[2]) if len(parts) == 3 else ("", "")
 
 
-def send_due(channel: Channel, st: DeliveryState, now: datetime) -> int:
+def send_due(channel: Channel, st: DeliveryState, now: datetime) -> tuple[int, str]:
     due = PendingAlert.objects.filter(
         Q(next_attempt__isnull=True) | Q(next_attempt__lte=now),
         channel=channel.name,
@@ -155,7 +155,7 @@ def send_due(channel: Channel, st: DeliveryState, now: datetime) -> int:
         send_after__lte=now,
     ).order_by("send_after", "id")[:SEND_LIMIT]
     st.refresh_from_db(fields=["window_start", "window_count"])
-    window_start, window_count, sent = st.window_start, st.window_count, 0
+    window_start, window_count, sent, error = st.window_start, st.window_count, 0, ""
     for alert in due:
         if channel.rate is not None:
             limit, period = channel.rate
@@ -171,7 +171,7 @@ def send_due(channel: Channel, st: DeliveryState, now: datetime) -> int:
         try:
             channel.backend.send(message)
         except Exception as exc:  # noqa: BLE001 - any backend failure is retried, then dead-lettered
-            _failed(channel, st, alert, exc, now)
+            error = _failed(channel, st, alert, exc, now)
             break  # the receiver is probably down: the rest waits for the retry
         alert.delete()
         sent += 1
@@ -180,12 +180,12 @@ def send_due(channel: Channel, st: DeliveryState, now: datetime) -> int:
     if sent:
         changes.update(last_delivery=now, delivered=F("delivered") + sent)
     DeliveryState.objects.filter(pk=st.pk).update(**changes)
-    return sent
+    return sent, error
 
 
 def _failed(
     channel: Channel, st: DeliveryState, alert: PendingAlert, exc: Exception, now: datetime
-) -> None:
+) -> str:
     error = f"{type(exc).__name__}: {exc}"[:500]
     alert.attempts += 1
     alert.last_error = error
@@ -202,3 +202,4 @@ def _failed(
     DeliveryState.objects.filter(pk=st.pk).update(
         failures=F("failures") + 1, last_failure=now, last_error=error
     )
+    return error

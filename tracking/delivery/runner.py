@@ -50,17 +50,23 @@ def deliver(now: datetime | None = None) -> RoundReport:
     for channel in config.channels():
         names.append(channel.state_name)
         try:
-            report.alerts_sent += alert_dispatch.run(channel, now)
+            sent, error = alert_dispatch.run(channel, now)
         except Exception as exc:  # noqa: BLE001 - one broken channel never stops the others
             logger.exception("alert channel %s failed", channel.name)
-            report.failures.append(f"{channel.name}: {type(exc).__name__}: {exc}")
+            sent, error = 0, f"{type(exc).__name__}: {exc}"
+        report.alerts_sent += sent
+        if error:
+            report.failures.append(f"{channel.name}: {error}")
     for forwarder in config.forwarders():
         names.append(forwarder.state_name)
         try:
-            report.forwarded += forward_dispatch.run(forwarder, now)
+            sent, error = forward_dispatch.run(forwarder, now)
         except Exception as exc:  # noqa: BLE001
             logger.exception("forwarder %s failed", forwarder.name)
-            report.failures.append(f"{forwarder.name}: {type(exc).__name__}: {exc}")
+            sent, error = 0, f"{type(exc).__name__}: {exc}"
+        report.forwarded += sent
+        if error:
+            report.failures.append(f"{forwarder.name}: {error}")
     try:
         outbox.prune(names)
     except DatabaseError:

@@ -79,16 +79,16 @@ def _send(fwd: Forwarder, messages: list[Message]) -> None:
         fwd.transport.send(messages[i : i + fwd.batch_size])
 
 
-def run(fwd: Forwarder, now: datetime) -> int:
-    """Forward what is new; returns the lines sent (0 when another process holds the lease
-    or the forwarder is waiting to retry)."""
+def run(fwd: Forwarder, now: datetime) -> tuple[int, str]:
+    """Forward what is new; returns the lines sent (none when another process holds the
+    lease or the forwarder is waiting to retry) and the error of a failed send, or ""."""
     st = outbox.claim(fwd.state_name, now)
     if st is None:
-        return 0
-    sent = 0
+        return 0, ""
+    sent, error = 0, ""
     try:
         if st.next_attempt is not None and st.next_attempt > now:
-            return 0
+            return 0, ""
         for _ in range(MAX_BATCHES):
             entries, position, gaps = outbox.read(st, READ_LIMIT, now)
             seals = list(
@@ -106,13 +106,13 @@ def run(fwd: Forwarder, now: datetime) -> int:
             st.position, st.seal_position, st.gaps = position, seal_position, gaps
             sent += len(messages)
     except Exception as exc:  # noqa: BLE001 - any failure keeps the position: retried later
-        _failed(fwd, st, exc, now)
+        error = _failed(fwd, st, exc, now)
     finally:
         outbox.release(st)
-    return sent
+    return sent, error
 
 
-def _failed(fwd: Forwarder, st: DeliveryState, exc: Exception, now: datetime) -> None:
+def _failed(fwd: Forwarder, st: DeliveryState, exc: Exception, now: datetime) -> str:
     error = f"{type(exc).__name__}: {exc}"[:500]
     attempts = st.attempts + 1
     delay = min(fwd.retry_seconds * 2 ** (attempts - 1), MAX_BACKOFF)
@@ -124,6 +124,7 @@ def _failed(fwd: Forwarder, st: DeliveryState, exc: Exception, now: datetime) ->
         next_attempt=now + timedelta(seconds=delay),
     )  # fmt: skip
     st.attempts = attempts
+    return error
 
 
 def _range(since: datetime, until: datetime | None, size: int) -> Iterator[list[Activity]]:
