@@ -114,7 +114,7 @@ def test_cef_escapes_hostile_values(settings, udp):
     settings.TRACKING_FORWARDERS = [
         {"backend": "syslog", "address": f"127.0.0.1:{udp.port}", "format": "cef"}
     ]
-    hostile = "evil\\ name|x=1 suser=admin\nCEF:0|forged\r\x00\x1b"
+    hostile = "evil\\ name|x=1 suser=admin\nCEF:0|forged\r\x1b"
     ingest([plain_event(username=hostile, endpoint="/a|b=c\\d")])
     runner.deliver()
     (line,) = udp.wait_for(1)
@@ -375,3 +375,10 @@ def test_invalid_configuration_is_a_system_check_error(settings):
     ):  # fmt: skip
         assert expected in text
     assert config.channels() == [] and config.forwarders() == []  # nothing half-configured runs
+
+
+def test_cef_escaping_rules():
+    from tracking.forwarding.formats import cef_header, cef_value
+
+    assert cef_header("a|b\\c\nd\x00e") == "a\\|b\\\\c de"
+    assert cef_value("k=v\\x\r\ny|z\x00\x07\u2028") == "k\\=v\\\\x\\r\\ny|z"

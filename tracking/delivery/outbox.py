@@ -20,7 +20,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from tracking.conf import tracking_settings
@@ -133,7 +133,3 @@ def prune(names: list[str]) -> int:
     with transaction.atomic():
         deleted, _ = OutboxEntry.objects.filter(id__lte=low).delete()
     return deleted
-
-
-def newest_id() -> int:
-    return OutboxEntry.objects.aggregate(m=Max("id"))["m"] or 0
