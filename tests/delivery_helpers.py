@@ -85,9 +85,11 @@ class UdpListener:
 
 
 class TcpListener:
-    """RFC 6587 octet-counting syslog receiver (``port`` fixed so it can come back)."""
+    """RFC 6587 octet-counting syslog receiver (``port`` fixed so it can come back); with
+    ``tls`` (an ``ssl.SSLContext``), RFC 5425 syslog over TLS."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, tls=None) -> None:
+        self.tls = tls
         self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.server.bind(("127.0.0.1", port))
@@ -108,6 +110,13 @@ class TcpListener:
                 continue
             except OSError:
                 return
+            if self.tls is not None:
+                try:
+                    conn.settimeout(5)
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (OSError, ValueError):
+                    conn.close()
+                    continue
             self.conns.append(conn)
             threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
@@ -205,3 +214,44 @@ def plain_event(**fields) -> Event:
 
 def ndjson(body: bytes) -> list[dict]:
     return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+
+
+def self_signed(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, written to ``directory``: (cert, key) paths."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = str(directory / "cert.pem"), str(directory / "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path

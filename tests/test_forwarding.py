@@ -357,6 +357,12 @@ def test_invalid_configuration_is_a_system_check_error(settings):
         {"backend": "email"},
         {"backend": "no.such.Backend"},
         {"backend": "slack", "url": "https://hooks.slack.com/x", "min_severity": "urgent"},
+        {
+            "backend": "slack",
+            "name": "s2",
+            "url": "https://hooks.slack.com/x",
+            "rate_limit": "lots",
+        },
     ]
     settings.TRACKING_FORWARDERS = [
         {"backend": "syslog", "address": "nowhere", "protocol": "sctp"},
@@ -370,6 +376,7 @@ def test_invalid_configuration_is_a_system_check_error(settings):
     for expected in (
         'webhook needs "url"', "at least 16 characters", 'email needs "recipients"',
         "'no.such.Backend' cannot be imported", "min_severity must be one of",
+        'rate_limit must look like "30/min"',
         'address must be "host:port"', "protocol must be one of", 'use "ecs" or "json"',
         "format must be one of cef, ecs, json", 'TRACKING_DELIVERY must be "thread"',
     ):  # fmt: skip
@@ -382,3 +389,73 @@ def test_cef_escaping_rules():
 
     assert cef_header("a|b\\c\nd\x00e") == "a\\|b\\\\c de"
     assert cef_value("k=v\\x\r\ny|z\x00\x07\u2028") == "k\\=v\\\\x\\r\\ny|z"
+
+
+@pytest.mark.django_db
+def test_syslog_over_tls_verifies_the_receiver(settings, tmp_path):
+    import ssl
+
+    from tests.delivery_helpers import self_signed
+
+    cert, key = self_signed(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    listener = TcpListener(tls=server)
+    entry = {
+        "backend": "syslog",
+        "name": "tls",
+        "address": f"127.0.0.1:{listener.port}",
+        "protocol": "tls",
+        "format": "cef",
+    }
+    try:
+        settings.TRACKING_FORWARDERS = [entry]  # the system's CAs do not know this certificate
+        ids = ingest([plain_event(), plain_event()]).ids
+        report = runner.deliver()
+        assert report.forwarded == 0 and "CERTIFICATE_VERIFY_FAILED" in report.failures[0]
+        settings.TRACKING_FORWARDERS = [{**entry, "ca_file": cert}]
+        runner.deliver(timezone.now() + timedelta(seconds=10))
+        lines = listener.wait_for(2)
+        got = [cef_ext(RFC5424.match(x).group(7))["externalId"] for x in lines]
+        assert sorted(got) == sorted(ids)
+    finally:
+        listener.close()
+
+
+def test_http_modes_for_splunk_and_loki():
+    from datetime import UTC, datetime
+
+    from tracking.forwarding.http import HttpTransport
+    from tracking.forwarding.message import Message
+
+    when = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    msgs = [
+        Message("activity", "id-1", when, '{"a":1}'),
+        Message("activity", "id-2", when, '{"a":2}'),
+    ]
+    body, content_type = HttpTransport(
+        {"url": "http://x/", "mode": "splunk", "sourcetype": "tracking"}
+    ).body(msgs)
+    events = [json.loads(line) for line in body.decode().splitlines()]
+    assert content_type == "application/json"
+    assert events[0] == {
+        "time": when.timestamp(),
+        "sourcetype": "tracking",
+        "source": "django-activity-tracking",
+        "event": {"a": 1},
+    }
+    body, _ = HttpTransport({"url": "http://x/", "mode": "loki", "labels": {"app": "shop"}}).body(
+        msgs
+    )
+    doc = json.loads(body)
+    assert doc == {
+        "streams": [
+            {
+                "stream": {"app": "shop"},
+                "values": [
+                    [str(int(when.timestamp()) * 10**9), '{"a":1}'],
+                    [str(int(when.timestamp()) * 10**9), '{"a":2}'],
+                ],
+            }
+        ]
+    }
