@@ -459,3 +459,17 @@ def test_http_modes_for_splunk_and_loki():
             }
         ]
     }
+
+
+@pytest.mark.django_db
+def test_outcome_is_forwarded_when_the_activity_has_one():
+    from tracking.alerts.messages import activity_item
+    from tracking.forwarding.formats import CefFormat, EcsFormat
+
+    ingest([plain_event(status=401)])
+    act = Activity.objects.get()
+    assert "outcome=" not in CefFormat().activity(act, []) or getattr(act, "outcome", "")
+    act.outcome = "failure"  # the field of the outcome feature, or the attribute before it
+    assert cef_ext(CefFormat().activity(act, []))["outcome"] == "failure"
+    assert json.loads(EcsFormat().activity(act, []))["event"]["outcome"] == "failure"
+    assert activity_item(act, [])["outcome"] == "failure"

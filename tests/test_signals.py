@@ -33,6 +33,7 @@ class Recorder:
         signal.connect(self.receive, dispatch_uid=f"recorder-{id(self)}")
 
     def receive(self, sender, **kwargs):
+        assert sender is Activity
         conn = transaction.get_connection()
         kwargs["_in_atomic"] = conn.in_atomic_block
         kwargs["_thread"] = threading.current_thread().name

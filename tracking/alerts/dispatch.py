@@ -42,6 +42,12 @@ _SUMMARY = (
 )  # fmt: skip
 
 
+def _summary_fields() -> tuple[str, ...]:
+    # ``outcome`` is read when the model has it (added by the outcome feature).
+    names = {f.name for f in Activity._meta.concrete_fields}
+    return _SUMMARY + (("outcome",) if "outcome" in names else ())
+
+
 def run(channel: Channel, now: datetime) -> tuple[int, str]:
     """Fold and send for ``channel``; returns the messages sent (none when another process
     holds the channel's lease) and the error of a failed send, or ""."""
@@ -59,7 +65,7 @@ def _flagged(ids: list[str]) -> tuple[dict[str, Activity], dict[str, list[Findin
     acts: dict[str, Activity] = {}
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
-        for act in Activity.objects.filter(id__in=chunk, flagged=True).only(*_SUMMARY):
+        for act in Activity.objects.filter(id__in=chunk, flagged=True).only(*_summary_fields()):
             acts[str(act.id)] = act
     findings: dict[str, list[Finding]] = {}
     keys = list(acts)

@@ -24,7 +24,7 @@ from django.dispatch import Signal, receiver
 
 from tracking import signals
 from tracking.delivery import config, runner
-from tracking.models import OutboxEntry
+from tracking.models import Activity, OutboxEntry
 
 logger = logging.getLogger("tracking.signals")
 
@@ -40,9 +40,10 @@ def stats() -> dict[str, Any]:
         return dict(_counters)
 
 
-def send(signal: Signal, **kwargs: Any) -> None:
-    """Send ``signal``; a receiver that raises is logged and counted, never propagated."""
-    results = signal.send_robust(sender=signals, **kwargs)
+def send(signal: Signal, sender: Any = Activity, **kwargs: Any) -> None:
+    """Send ``signal`` (sender: the ``Activity`` model); a receiver that raises is logged and
+    counted, never propagated."""
+    results = signal.send_robust(sender=sender, **kwargs)
     failures = [(r, e) for r, e in results if isinstance(e, Exception)]
     with _lock:
         _counters["sent"] += 1
