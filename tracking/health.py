@@ -7,6 +7,10 @@ age of the newest seal) and the key configuration. It is *unhealthy* (HTTP 503, 
 when events may be getting lost or the tamper-evidence promise is not being kept: keys
 missing, database unreachable, events stuck in the spool, events dropped, or the unsealed
 window larger than ``TRACKING_HEALTH_MAX_UNSEALED_AGE`` / ``..._ROWS``.
+
+Alert channels and forwarders (``tracking.delivery.status``: last delivery, backlog, failures,
+dead letters) and signal receivers that raised are reported as warnings: they delay telling,
+they never lose a record.
 """
 
 from __future__ import annotations
