@@ -271,3 +271,35 @@ def test_a_broken_channel_does_not_stop_the_others(settings, receiver):
         call_command("tracking", "forward", stdout=out, stderr=err)
     assert exited.value.code == 1 and "failed: down: DeliveryError" in err.getvalue()
     assert "alerts sent: 0" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_background_thread_sends_when_the_group_closes(settings, receiver):
+    settings.TRACKING_DELIVERY = "thread"
+    settings.TRACKING_DELIVERY_INTERVAL = 60  # only the group's closing time can wake it
+    settings.TRACKING_ALERTS = [webhook(receiver, group_seconds=1)]
+    try:
+        started = time.monotonic()
+        ingest([flagged_event()])
+        ingest([flagged_event()])  # same rule and source, inside the window: same message
+        deadline = started + 10
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert receiver.requests, "the group was not sent when its window closed"
+        assert time.monotonic() - started >= 1.0
+        assert [len(json.loads(b)["activities"]) for b in receiver.bodies()] == [2]
+    finally:
+        runner.shutdown()
+
+
+@pytest.mark.django_db
+def test_short_webhook_secret_is_a_warning(settings, receiver):
+    from django.core import checks
+
+    settings.TRACKING_ALERTS = [{"backend": "webhook", "url": receiver.url, "secret": "tiny"}]
+    found = [m for m in checks.run_checks() if m.id.startswith("tracking.") and "17" in m.id]
+    assert [m.id for m in found] == ["tracking.W171"]
+    ingest([flagged_event()])
+    runner.deliver()
+    runner.deliver(later(301))
+    assert len(receiver.requests) == 1  # a warning: the channel works

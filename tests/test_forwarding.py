@@ -353,7 +353,7 @@ def test_invalid_configuration_is_a_system_check_error(settings):
     from django.core import checks
 
     settings.TRACKING_ALERTS = [
-        {"backend": "webhook", "url": "ftp://x", "secret": "short"},
+        {"backend": "webhook", "url": "ftp://x", "secret": ""},
         {"backend": "email"},
         {"backend": "no.such.Backend"},
         {"backend": "slack", "url": "https://hooks.slack.com/x", "min_severity": "urgent"},
@@ -374,7 +374,7 @@ def test_invalid_configuration_is_a_system_check_error(settings):
     text = "\n".join(m.msg for m in found)
     assert {m.id for m in found} == {"tracking.E170", "tracking.E171", "tracking.E172"}
     for expected in (
-        'webhook needs "url"', "at least 16 characters", 'email needs "recipients"',
+        'webhook needs "url"', 'webhook needs "secret"', 'email needs "recipients"',
         "'no.such.Backend' cannot be imported", "min_severity must be one of",
         'rate_limit must look like "30/min"',
         'address must be "host:port"', "protocol must be one of", 'use "ecs" or "json"',

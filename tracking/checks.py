@@ -499,6 +499,17 @@ def check_alerts_forwarding(app_configs=None, **kwargs):
                 id="tracking.W170",
             )
         )
+    for i, entry in enumerate(tracking_settings.ALERTS or []):
+        secret = entry.get("secret") if isinstance(entry, dict) else None
+        if isinstance(secret, str) and 0 < len(secret) < 16:
+            errors.append(
+                checks.Warning(
+                    f"TRACKING_ALERTS[{i}]: the webhook secret is shorter than 16 characters.",
+                    hint="Use a long random value, e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'`.",
+                    id="tracking.W171",
+                )
+            )
     for name in ("DELIVERY_INTERVAL", "OUTBOX_GAP_GRACE"):
         value = getattr(tracking_settings, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

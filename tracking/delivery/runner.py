@@ -24,14 +24,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import DatabaseError, connections
+from django.db.models import Min
 from django.utils import timezone
 
 from tracking.alerts import dispatch as alert_dispatch
 from tracking.conf import tracking_settings
 from tracking.delivery import config, outbox
 from tracking.forwarding import dispatch as forward_dispatch
+from tracking.models import DeliveryState, PendingAlert
 
 logger = logging.getLogger("tracking.delivery")
+
+MIN_WAIT = 0.05  # seconds: the shortest sleep between rounds
 
 
 @dataclass
@@ -39,6 +43,8 @@ class RoundReport:
     alerts_sent: int = 0
     forwarded: int = 0
     failures: list[str] = field(default_factory=list)
+    # When the earliest waiting work is due (a group closing, a retry), if any.
+    next_due: datetime | None = None
 
 
 def deliver(now: datetime | None = None) -> RoundReport:
@@ -69,9 +75,27 @@ def deliver(now: datetime | None = None) -> RoundReport:
             report.failures.append(f"{forwarder.name}: {error}")
     try:
         outbox.prune(names)
+        report.next_due = _next_due([c.name for c in config.channels()], names)
     except DatabaseError:
         logger.warning("pruning the outbox failed; retried next round", exc_info=True)
     return report
+
+
+def _next_due(channels: list[str], names: list[str]) -> datetime | None:
+    """The earliest time a pending alert or a backing-off consumer is due."""
+    times = []
+    if channels:
+        pending = PendingAlert.objects.filter(
+            channel__in=channels, status=PendingAlert.Status.PENDING
+        )
+        times.append(pending.aggregate(m=Min("send_after"))["m"])
+        times.append(pending.aggregate(m=Min("next_attempt"))["m"])
+    if names:
+        times.append(
+            DeliveryState.objects.filter(name__in=names).aggregate(m=Min("next_attempt"))["m"]
+        )
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
 
 
 class DeliveryThread:
@@ -83,15 +107,22 @@ class DeliveryThread:
         self.thread.start()
 
     def _run(self) -> None:
+        wait = float(tracking_settings.DELIVERY_INTERVAL)
         while not self.stopping:
-            self.event.wait(float(tracking_settings.DELIVERY_INTERVAL))
+            self.event.wait(wait)
             self.event.clear()
             if self.stopping:
                 break
+            wait = float(tracking_settings.DELIVERY_INTERVAL)
             try:
-                deliver()
+                report = deliver()
             except Exception:  # noqa: BLE001 - e.g. the database is down: next round
                 logger.exception("delivery round failed")
+            else:
+                if report.next_due is not None:
+                    # A group closing or a retry due before the next interval: wake for it.
+                    due = (report.next_due - timezone.now()).total_seconds()
+                    wait = min(wait, max(due, MIN_WAIT))
             finally:
                 # This thread's connection would otherwise stay open between rounds.
                 connections.close_all()
