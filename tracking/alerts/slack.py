@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
+
 from tracking.alerts.messages import activity_line
 from tracking.delivery.http import post, valid_url
 
@@ -24,10 +26,10 @@ def slack_text(message: dict[str, Any]) -> str:
         for item in items[:MAX_LINES]:
             line = escape(activity_line(item))
             if item.get("link"):
-                line += f" <{escape(item['link'])}|details>"
+                line += f" <{escape(item['link'])}|{escape(_('details'))}>"
             lines.append(line)
         if len(items) > MAX_LINES:
-            lines.append(f"… {len(items) - MAX_LINES} more")
+            lines.append(escape(_("… %(count)d more") % {"count": len(items) - MAX_LINES}))
     else:
         lines += [f"{escape(k)}: {escape(v)}" for k, v in sorted(message["block"].items())]
     return "\n".join(lines)

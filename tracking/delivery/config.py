@@ -244,4 +244,8 @@ def configured() -> bool:
 
 @on_reload
 def _forget() -> None:
+    for forwarder in _loaded.get("FORWARDERS", []):
+        close = getattr(forwarder.transport, "close", None)
+        if close is not None:
+            close()  # e.g. a syslog TCP connection
     _loaded.clear()
