@@ -473,3 +473,25 @@ def test_outcome_is_forwarded_when_the_activity_has_one():
     assert cef_ext(CefFormat().activity(act, []))["outcome"] == "failure"
     assert json.loads(EcsFormat().activity(act, []))["event"]["outcome"] == "failure"
     assert activity_item(act, [])["outcome"] == "failure"
+
+
+class KeepLines:
+    """A forwarder transport by dotted path."""
+
+    lines: list = []
+
+    def __init__(self, options):
+        self.options = options
+
+    def send(self, messages):
+        KeepLines.lines.extend(messages)
+
+
+@pytest.mark.django_db
+def test_own_transport_by_dotted_path(settings):
+    KeepLines.lines = []
+    settings.TRACKING_FORWARDERS = [{"backend": "tests.test_forwarding.KeepLines", "format": "ecs"}]
+    ids = ingest([plain_event(), flagged_event()]).ids
+    runner.deliver()
+    assert sorted(m.id for m in KeepLines.lines) == sorted(ids)
+    assert all(json.loads(m.text)["event"]["id"] == m.id for m in KeepLines.lines)
