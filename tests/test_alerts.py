@@ -170,6 +170,15 @@ def test_dead_letters_are_counted_in_health_doctor_and_dashboard(
     assert 'id="delivery-table"' in page and 'data-name="soc"' in page
     assert "HTTP 500" in page  # the last error of a failing channel
 
+    receiver.status = 200  # the receiver is fixed: the operator retries the dead letter
+    out = StringIO()
+    call_command("tracking", "forward", "--retry-dead", stdout=out)
+    assert (
+        "dead letters given new attempts: 1" in out.getvalue()
+        and "alerts sent: 1" in out.getvalue()
+    )
+    assert len(receiver.requests) == 1 and not PendingAlert.objects.exists()
+
 
 @pytest.mark.django_db
 def test_rate_limit_delays_and_never_drops(settings):

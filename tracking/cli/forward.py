@@ -1,5 +1,6 @@
 """``tracking forward``: deliver pending alerts and forward what is new, now (for
-``TRACKING_DELIVERY = "manual"``, cron, or after an outage); ``--loop`` keeps doing so.
+``TRACKING_DELIVERY = "manual"``, cron, or after an outage); ``--loop`` keeps doing so;
+``--retry-dead`` gives the alert channels' dead letters new attempts first.
 ``tracking forward --since ... [--until ...] [--forwarder NAME]`` replays a time range to the
 forwarders (every activity stored in it, and the seals made then) without moving their
 positions: a log server that lost data gets it again.
@@ -16,6 +17,7 @@ from tracking.conf import tracking_settings
 from tracking.delivery import config, runner
 from tracking.delivery.http import DeliveryError
 from tracking.forwarding import dispatch
+from tracking.models import PendingAlert
 
 help = "Deliver alerts and forward now, or replay a time range to the forwarders (--since)."
 
@@ -41,6 +43,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--loop", action="store_true", help="keep delivering every TRACKING_DELIVERY_INTERVAL s"
     )
+    parser.add_argument(
+        "--retry-dead",
+        action="store_true",
+        help="give the alert channels' dead letters new attempts before delivering",
+    )
 
 
 def _selected(names: list[str] | None) -> list[config.Forwarder]:
@@ -64,6 +71,7 @@ def handle(
     forwarders=None,
     no_seals: bool = False,
     loop: bool = False,
+    retry_dead: bool = False,
     **options,
 ) -> int:
     problems = config.problems()
@@ -72,6 +80,11 @@ def handle(
     if since is None:
         if until is not None or forwarders:
             raise CommandError("--until and --forwarder go with --since (a replay)")
+        if retry_dead:
+            revived = PendingAlert.objects.filter(status=PendingAlert.Status.DEAD).update(
+                status=PendingAlert.Status.PENDING, attempts=0, next_attempt=None
+            )
+            command.stdout.write(f"dead letters given new attempts: {revived}")
         while True:
             report = runner.deliver()
             command.stdout.write(
