@@ -12,6 +12,7 @@ class TrackingConfig(AppConfig):
         from tracking.capture import auth, changes
         from tracking.capture import checks as capture_checks  # noqa: F401  (registers checks)
         from tracking.dashboard.admin_link import install_admin_link
+        from tracking.delivery import hooks  # noqa: F401  (receivers of the block signals)
 
         install_admin_link()
         # Connected always; each receiver reads its setting when it runs, so

@@ -537,3 +537,58 @@ def _valid_rate(rate) -> bool:
         return False
     num, period = rate.split("/", 1)
     return num.strip().isdigit() and period.strip()[:1] in ("s", "m", "h", "d")
+
+
+_DELIVERY_CHECK_IDS = {
+    "TRACKING_ALERTS": "tracking.E170",
+    "TRACKING_FORWARDERS": "tracking.E171",
+    "TRACKING_DELIVERY": "tracking.E172",
+}
+
+
+@checks.register()
+def check_alerts_forwarding(app_configs=None, **kwargs):
+    """TRACKING_ALERTS, TRACKING_FORWARDERS, TRACKING_DELIVERY (tracking.E170-E179)."""
+    from tracking.delivery import config
+
+    errors = [
+        checks.Error(
+            message,
+            hint="See docs/alerts-and-forwarding.md for every option of alert channels and "
+            "forwarders. Invalid entries deliver nothing until fixed.",
+            id=_DELIVERY_CHECK_IDS[setting],
+        )
+        for setting, message in config.problems()
+    ]
+    url = tracking_settings.SITE_URL
+    if tracking_settings.ALERTS and not (
+        isinstance(url, str) and url.startswith(("http://", "https://"))
+    ):
+        errors.append(
+            checks.Warning(
+                "TRACKING_SITE_URL is not set: alert messages link to the dashboard by path only.",
+                hint='Set it to the site\'s base URL, e.g. "https://example.com".',
+                id="tracking.W170",
+            )
+        )
+    for i, entry in enumerate(tracking_settings.ALERTS or []):
+        secret = entry.get("secret") if isinstance(entry, dict) else None
+        if isinstance(secret, str) and 0 < len(secret) < 16:
+            errors.append(
+                checks.Warning(
+                    f"TRACKING_ALERTS[{i}]: the webhook secret is shorter than 16 characters.",
+                    hint="Use a long random value, e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'`.",
+                    id="tracking.W171",
+                )
+            )
+    for name in ("DELIVERY_INTERVAL", "OUTBOX_GAP_GRACE"):
+        value = getattr(tracking_settings, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_{name} must be a positive number of seconds, got {value!r}.",
+                    id="tracking.E173",
+                )
+            )
+    return errors

@@ -156,6 +156,23 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_FEED_LAG": 120.0,
     # Activities shown before and after the event on the detail page's timeline.
     "DASHBOARD_TIMELINE_SIZE": 10,
+    # --- alerts and forwarding (docs/alerts-and-forwarding.md) --------------------------
+    # Alert channels: [{"backend": "webhook"|"slack"|"email"|"dotted.path", "name": ...,
+    # "url": ..., "secret": ..., "min_severity": "medium", "types": [...], "tags": [...],
+    # "group_seconds": 300, "rate_limit": "30/min", "max_attempts": 8}, ...]
+    "ALERTS": [],
+    # Forwarders: [{"backend": "syslog"|"http"|"logging", "format": "cef"|"ecs"|"json", ...}]
+    "FORWARDERS": [],
+    # The site's base URL ("https://example.com"): alert messages link to the dashboard there.
+    "SITE_URL": "",
+    # Who delivers alerts and forwards: "thread" (a background thread in every process that
+    # writes), "celery" (the task tracking.tasks.deliver), or "manual" (`tracking forward`).
+    "DELIVERY": "thread",
+    # Seconds between delivery rounds (each commit also wakes the thread).
+    "DELIVERY_INTERVAL": 5.0,
+    # Seconds a gap in the outbox's ids is waited for (a transaction still committing) before
+    # it is taken for a rolled-back one.
+    "OUTBOX_GAP_GRACE": 60.0,
     # --- API -------------------------------------------------------------------------
     "THROTTLE_RATES": {"burst": "60/min", "sustained": "1000/hour"},
     # True: the OpenAPI schema and its docs pages (schema/, docs/, redoc/) are for active
@@ -297,6 +314,19 @@ DESCRIPTIONS: dict[str, str] = {
     "activities (besides group and permission membership).",
     "CHANGE_MODELS": 'Other models whose changes are recorded as ACCOUNT activities: '
     '`{"app_label.Model": ["field", ...]}`.',
+    "ALERTS": 'Alert channels: a list of `{"backend": "webhook" | "slack" | "email" | '
+    '"dotted.path", "name", "url", "secret", "min_severity", "types", "tags", '
+    '"group_seconds", "rate_limit", "max_attempts"}` (docs/alerts-and-forwarding.md).',
+    "FORWARDERS": 'Forwarders of every recorded activity, block and seal head: a list of '
+    '`{"backend": "syslog" | "http" | "logging", "format": "cef" | "ecs" | "json", ...}`.',
+    "SITE_URL": "The site's base URL (`https://example.com`): alert messages link to the "
+    "dashboard's detail page there.",
+    "DELIVERY": 'Who delivers alerts and forwards: "thread" (a background thread in every '
+    'process that writes), "celery" (the task `tracking.tasks.deliver`) or "manual" '
+    "(`tracking forward`).",
+    "DELIVERY_INTERVAL": "Seconds between delivery rounds (each commit also wakes the thread).",
+    "OUTBOX_GAP_GRACE": "Seconds a gap in the outbox's ids is waited for (a transaction still "
+    "committing) before it is taken for a rolled-back one.",
 }
 
 # Settings holding dotted paths that are imported on first access.

@@ -7,6 +7,10 @@ age of the newest seal) and the key configuration. It is *unhealthy* (HTTP 503, 
 when events may be getting lost or the tamper-evidence promise is not being kept: keys
 missing, database unreachable, events stuck in the spool, events dropped, or the unsealed
 window larger than ``TRACKING_HEALTH_MAX_UNSEALED_AGE`` / ``..._ROWS``.
+
+Alert channels and forwarders (``tracking.delivery.status``: last delivery, backlog, failures,
+dead letters) and signal receivers that raised are reported as warnings: they delay telling,
+they never lose a record.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from django.views.decorators.cache import never_cache
 from tracking.api.permissions import VIEW_PERMISSION
 from tracking.api.throttling import retry_after, throttle_wait
 from tracking.conf import tracking_settings
+from tracking.delivery import status as delivery_status
 
 logger = logging.getLogger("tracking.health")
 
@@ -195,6 +200,12 @@ def collect(now: datetime | None = None, *, advance_anchor: bool = False) -> dic
     pipeline, pipe_problems, warnings = _pipeline(now)
     problems += pipe_problems
     try:
+        # Alert channels and forwarders: their troubles are warnings (nothing recorded is lost).
+        delivery, delivery_warnings = delivery_status.health()
+        warnings += delivery_warnings
+    except DatabaseError as exc:
+        delivery = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
         sealing, seal_problems = _sealing(now, advance_anchor)
         problems += seal_problems
         database = "ok"
@@ -220,7 +231,9 @@ def collect(now: datetime | None = None, *, advance_anchor: bool = False) -> dic
         "oldest_unsealed_age": sealing["oldest_unsealed_age"] if sealing else None,
         "newest_seal_age": sealing["newest_seal_age"] if sealing else None,
         "keys_configured": not key_problems,
+        "dead_letters": delivery.get("dead_letters"),
         **pipeline,
+        "delivery": delivery,
         "sealing": sealing,
         "keys": keys,
     }

@@ -413,3 +413,75 @@ class Block(models.Model):
         if self.lifted_at is not None:
             return "lifted"
         return "active" if self.is_active() else "expired"
+
+
+class OutboxEntry(models.Model):
+    """Something to tell alert channels and forwarders: a committed batch of activities
+    (written in the batch's own transaction, so it exists exactly when the rows do) or a
+    block created or lifted. Consumers keep their position in ``DeliveryState.position``;
+    entries every consumer has passed are pruned."""
+
+    class Kind(models.TextChoices):
+        ACTIVITIES = "activities", "Activities"
+        BLOCK_CREATED = "block_created", "Block created"
+        BLOCK_LIFTED = "block_lifted", "Block lifted"
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Activities: their ids, comma separated; blocks: the block's fields.
+    activity_ids = models.TextField(blank=True, default="")
+    count = models.PositiveIntegerField(default=0)  # activities in the entry
+    payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class DeliveryState(models.Model):
+    """Cursor, lease and counters of one alert channel (``alert:<name>``) or forwarder
+    (``forward:<name>``), shared by every process that delivers."""
+
+    name = models.CharField(max_length=200, unique=True)
+    position = models.BigIntegerField(default=0)  # last OutboxEntry id consumed
+    seal_position = models.BigIntegerField(default=0)  # last Seal.last_seq forwarded
+    # Outbox ids skipped over while their transaction may still commit: [[id, first seen]].
+    gaps = models.JSONField(default=list, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_delivery = models.DateTimeField(null=True, blank=True)
+    last_failure = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    delivered = models.BigIntegerField(default=0)
+    failures = models.BigIntegerField(default=0)
+    # Consecutive failed attempts (forwarders back off on it) and when to try again.
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt = models.DateTimeField(null=True, blank=True)
+    # Rate limit window of an alert channel.
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_count = models.PositiveIntegerField(default=0)
+
+
+class PendingAlert(models.Model):
+    """One alert message being grouped or waiting to be sent (or given up on: ``dead``)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DEAD = "dead", "Dead letter"
+
+    channel = models.CharField(max_length=200, db_index=True)
+    key = models.CharField(max_length=300)  # "<kind>|<rule>|<source>"
+    kind = models.CharField(max_length=16)
+    opened_at = models.DateTimeField(default=timezone.now)
+    send_after = models.DateTimeField(db_index=True)
+    # [{"id": activity id, ...summary}] or the block's payload, never request content.
+    items = models.JSONField(default=list)
+    severity = models.CharField(max_length=8, blank=True, default="")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["send_after", "id"]
+        indexes = [models.Index(fields=["channel", "status", "key"], name="trk_alert_group")]

@@ -1,4 +1,5 @@
-"""``tracking doctor [--json]``: spool, writer, unsealed window, newest seal, keys.
+"""``tracking doctor [--json]``: spool, writer, unsealed window, newest seal, alert channels
+and forwarders (last delivery, backlog, failures, dead letters), keys.
 
 Exit code 1 when something is unhealthy (see ``tracking.health``). The writer's counters are
 per process: the web processes' own counters are served by ``api/tracking/health/``.
@@ -71,6 +72,25 @@ def handle(command, *, json: bool = False, no_anchor: bool = False, **options) -
         elif not anchor["problem"]:
             moved = anchor["advanced_to"]
             out(f"Anchor: {anchor['file']} " + (f"now at seq {moved}" if moved else "unchanged"))
+    delivery = data.get("delivery") or {}
+    if "error" in delivery:
+        out(f"Alerts and forwarding: error {delivery['error']}")
+    for row in delivery.get("consumers", []):
+        extra = (
+            f", {row.get('pending_messages', 0)} messages pending, "
+            f"{row['dead_letters']} dead letters"
+            if row["kind"] == "alert"
+            else f", {row.get('unforwarded_seals', 0)} seals to forward"
+        )
+        out(
+            f"{row['kind'].capitalize()} {row['name']} ({row['backend']}): last delivery "
+            f"{row['last_delivery'] or 'never'}, backlog {row['backlog']}{extra}, "
+            f"{row['failures']} failed attempts"
+            + (f" (last error: {row['last_error']})" if row["failing"] else "")
+        )
+    signals = delivery.get("signals")
+    if signals and signals.get("receiver_failures"):
+        out(f"Signal receivers that raised (this process): {signals['receiver_failures']}")
     keys = data["keys"]
     out(
         f"Keys: {keys['encryption_keys']} encryption (current {keys['encryption_key_id'] or '-'}), "

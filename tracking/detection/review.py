@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from tracking.delivery import hooks as delivery
 from tracking.detection import feedback
 from tracking.integrity.sealing import delete_activities
 from tracking.models import Activity, Review, ReviewStatus
@@ -97,7 +98,7 @@ def review(
                 reviewed_by=reviewer,
                 reviewed_at=now,
             )
-            Review.objects.bulk_create(
+            stored = Review.objects.bulk_create(
                 Review(
                     activity_id=current.pk,
                     action=action,
@@ -114,6 +115,10 @@ def review(
                 current.flagged = new_flagged
                 current.review_status = review_status
                 feedback.on_review(current, review_status)
+    if actions:
+        reviewed = Activity.objects.get(pk=activity.pk)
+        delivery.review_committed(reviewed, stored[-1])
+        return reviewed
     return Activity.objects.get(pk=activity.pk)
 
 

@@ -38,6 +38,7 @@ from django.db.models import signals
 from django.db.models.base import ModelState
 
 from tracking.conf import tracking_settings
+from tracking.delivery import hooks as delivery
 from tracking.enrich import geo, useragent
 from tracking.events import ENRICHMENT_FIELDS, Event
 from tracking.integrity import macs as integrity
@@ -439,6 +440,8 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool) -> None:
             copyinsert.insert(Activity, acts)
             copyinsert.insert(Finding, findings)
             rollups.apply(acts)
+        # The batch's outbox entry (alerts, forwarders) commits with it; signals after commit.
+        delivery.batch_written(acts, findings)
         if tracking_settings.SEAL_ON_WRITE:
             # This process seals what it wrote: its sealer uses these leaves instead of
             # reading the rows back (see sealing._WrittenLeaves).
