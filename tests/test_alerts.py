@@ -64,7 +64,9 @@ def later(seconds: float):
 
 
 @pytest.mark.django_db
-def test_webhook_is_signed_and_a_campaign_is_one_message(settings, receiver):
+def test_webhook_is_signed_and_a_campaign_is_one_message(settings, receiver, django_user_model):
+    # A brute force on an existing account (a name matching no account is stored masked).
+    django_user_model.objects.create_user("victim")
     settings.TRACKING_ALERTS = [webhook(receiver, min_severity="medium")]
     ingest(failed_logins(40))
     flagged = {str(i) for i in Activity.objects.filter(flagged=True).values_list("id", flat=True)}
