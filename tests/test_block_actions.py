@@ -64,14 +64,19 @@ def test_invalid_block_actions_name_file_and_key(tmp_path, block, key, message):
 
 def test_shipped_pack_blocks_stuffing_spraying_and_brute_force():
     actions = {r.id: r.action.block for r in load_rules([builtin_rule_dir()])}
-    assert actions["trk-credential-stuffing"]["scope"] == "address"
-    assert actions["trk-password-spraying"]["scope"] == "address"
+    assert actions["trk-credential-stuffing-block"]["scope"] == "address"
+    assert actions["trk-password-spraying-block"]["scope"] == "address"
     assert actions["trk-brute-force"]["scope"] == "account"
-    assert all(
-        v is None
-        for k, v in actions.items()
-        if k not in {"trk-credential-stuffing", "trk-password-spraying", "trk-brute-force"}
-    )
+    blocking = {"trk-credential-stuffing-block", "trk-password-spraying-block", "trk-brute-force"}
+    assert all(v is None for k, v in actions.items() if k not in blocking)
+    # Flagging starts earlier than blocking: a NAT's few typos are reviewed, never locked out.
+    rules = {r.id: r for r in load_rules([builtin_rule_dir()])}
+    for flag, block in (
+        ("trk-credential-stuffing", "trk-credential-stuffing-block"),
+        ("trk-password-spraying", "trk-password-spraying-block"),
+    ):
+        assert rules[flag].threshold.count < rules[block].threshold.count
+        assert rules[flag].threshold.timespan == rules[block].threshold.timespan
 
 
 # --- detectors ------------------------------------------------------------------------------

@@ -67,7 +67,10 @@ def at_home(user, days=6):
     assert blocks.known_network(HOME, user.pk, user.username)
 
 
-def stuffing(ip=STUFFER, names=("bob", "carol", "dave", "erin")):
+STUFFED = ("bob", "carol", "dave", "erin", "fay", "gus", "hal", "ivy")
+
+
+def stuffing(ip=STUFFER, names=STUFFED):
     now = datetime.now(UTC)
     ingest(
         [
@@ -105,13 +108,14 @@ def test_stuffing_address_refused_with_right_password_while_owner_at_home_logs_i
     stuffing()
     block = Block.objects.get()
     assert block.scope == "address" and block.address == f"{STUFFER}/32"
-    assert block.source == "rule:trk-credential-stuffing"
+    assert block.source == "rule:trk-credential-stuffing-block"
     stored = Activity.objects.filter(ip_address=STUFFER).order_by("timestamp")
-    assert block.activity_id == stored[2].id  # the third distinct account triggered it
-    assert Finding.objects.get(activity_id=stored[2].id, tag="credential_stuffing").evidence[
-        "block"
-    ] == {"scope": "address", "seconds": 3600}
-    assert abs((block.expires_at - stored[2].timestamp).total_seconds() - 3600) < 1
+    assert block.activity_id == stored[7].id  # the eighth distinct account triggered it
+    found = Finding.objects.get(
+        activity_id=stored[7].id, detector="rule:trk-credential-stuffing-block"
+    )
+    assert found.evidence["block"] == {"scope": "address", "seconds": 3600}
+    assert abs((block.expires_at - stored[7].timestamp).total_seconds() - 3600) < 1
 
     refused = login(client, STUFFER)
     assert refused.status_code == 403
@@ -121,6 +125,13 @@ def test_stuffing_address_refused_with_right_password_while_owner_at_home_logs_i
 
     home = login(client, HOME)
     assert home.status_code == 302 and logged_in(client)
+
+
+def test_office_nat_with_a_few_typos_is_flagged_but_never_locked_out(site, client, alice):
+    stuffing(ip=HOME, names=STUFFED[:5])  # five colleagues mistype within minutes
+    assert Finding.objects.filter(tag="credential_stuffing").exists()  # flagged for review
+    assert not Block.objects.exists()
+    assert login(client, HOME).status_code == 302 and logged_in(client)
 
 
 def test_stuffing_address_refused_at_admin_login_and_token_view(site, client, alice):
@@ -282,7 +293,7 @@ def test_old_imported_attack_blocks_nobody_today(site, alice):
 
 def test_continuing_attack_makes_one_block(site):
     stuffing()
-    stuffing(names=("frank", "gina", "hugo"))
+    stuffing(names=("jan", "kim", "lou"))
     assert Block.objects.count() == 1
 
 
