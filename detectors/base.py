@@ -31,6 +31,21 @@ __all__ = [
 
 SEVERITIES: tuple[str, ...] = ("", "low", "medium", "high", "critical")
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
+# What a finding may ask to block (``Finding.block``): the event's address, its account, or
+# the pair. Longest block a finding may request: 30 days.
+BLOCK_SCOPES: tuple[str, ...] = ("address", "account", "address+account")
+MAX_BLOCK_SECONDS = 30 * 86400
+
+
+def block_request(scope: str, seconds: int) -> dict[str, Any]:
+    """A validated ``Finding.block`` value (raises ValueError naming the problem)."""
+    if scope not in BLOCK_SCOPES:
+        raise ValueError(f"unknown block scope {scope!r} (allowed: {', '.join(BLOCK_SCOPES)})")
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise ValueError(f"block seconds must be a whole number, got {seconds!r}")
+    if not 1 <= seconds <= MAX_BLOCK_SECONDS:
+        raise ValueError(f"block seconds must be from 1 to {MAX_BLOCK_SECONDS}, got {seconds}")
+    return {"scope": scope, "seconds": seconds}
 
 
 def max_severity(values: Any) -> str:
@@ -57,6 +72,8 @@ class Finding:
     extra_tags: tuple[str, ...] = ()
     # Detector names whose findings on the same event this finding suppresses (rule actions).
     suppresses: tuple[str, ...] = ()
+    # Block the event's source: ``block_request(scope, seconds)``; applied after detection.
+    block: dict[str, Any] | None = None
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -69,6 +86,10 @@ class Finding:
         if self.severity not in SEVERITY_RANK:
             raise ValueError(f"unknown severity {self.severity!r}")
         self.reason = self.reason.replace("\n", " ")[:512]
+        if self.block is not None:
+            if not isinstance(self.block, dict):
+                raise ValueError(f"block must be block_request(scope, seconds), got {self.block!r}")
+            self.block = block_request(self.block.get("scope"), self.block.get("seconds"))
 
 
 @dataclass(slots=True)

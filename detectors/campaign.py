@@ -4,7 +4,7 @@ A botnet trying one or two passwords from each of dozens of addresses leaves not
 address or per account; what it changes is the *site*: failed logins per hour, distinct
 accounts failing, and failures on accounts that do not exist (a stuffing list's names). Every
 failed login is counted (``note``) in ``Population`` counters per UTC hour (``camp_fail``,
-``camp_acct`` distinct accounts, ``camp_unknown``); the history of the last
+``camp_acct`` distinct accounts, ``camp_unknown`` distinct names that do not exist); the history of the last
 ``history_hours`` hours is the baseline. A failed login is judged on its window (this hour and
 the previous one, so a campaign spanning an hour boundary stays visible) against a threshold
 learned from that history: the largest of ``quantile`` of the hourly counts × ``ratio``,
@@ -13,8 +13,10 @@ learned from that history: the largest of ``quantile`` of the hourly counts × `
 must not raise the bar for the next one. Nothing is judged before
 ``min_history_hours`` hours of the site's history.
 
-A failure on an account that does not exist (no profile: the name never signed in) is an
-attempt on a name from a list: it is always part of what is counted, and when the window is anomalous every failed
+A failure on an account that does not exist (no profile: the name never signed in; a claimed
+name matching no account is stored masked and never has one) is an attempt on a name from a
+list — counted once per name and hour, so one person retrying a mistyped name is not a list —
+and always part of what is counted, and when the window is anomalous every failed
 login in it is flagged as part of the campaign, with the counts that made it one — except an attempt from the account's own network and
 browser (the owner mistyping meanwhile), which is weighed by ``familiar_factor`` and does not
 flag on its own.
@@ -32,9 +34,16 @@ METRICS: tuple[str, ...] = ("camp_fail", "camp_acct", "camp_unknown")
 LABELS: dict[str, str] = {
     "camp_fail": "failed logins",
     "camp_acct": "accounts failing",
-    "camp_unknown": "failures on accounts that do not exist",
+    "camp_unknown": "names that do not exist failing",
 }
 FIRST = "camp_first"  # the first hour the site's failures were counted
+
+
+def _unknown(profile: UserProfile | None) -> bool:
+    """A name that never signed in: no profile (failures create none). A claimed name that
+    matches no account is stored masked (a keyed hash, the same for the same name), so it
+    never has one either, and distinct masked names stay distinct."""
+    return profile is None or profile.events == 0
 
 
 def _median(values: list[int]) -> float:
@@ -126,12 +135,19 @@ class FailureCampaign(Detector):
         hour = int(event.epoch) // HOUR
         pop.set_once(FIRST, "hour", hour)
         pop.add("camp_fail", str(hour))
-        account = f"{hour}|{event.user_key or event.username}"
-        if pop.count("camp_seen", account) == 0:
+        if self._first_this_hour(event, pop):
             pop.add("camp_acct", str(hour))
-        pop.add("camp_seen", account)
-        if profile is None or profile.events == 0:
-            pop.add("camp_unknown", str(hour))
+            if _unknown(profile):
+                pop.add("camp_unknown", str(hour))
+        pop.add("camp_seen", self._account(event))
+
+    @staticmethod
+    def _account(event: Observation) -> str:
+        return f"{int(event.epoch) // HOUR}|{event.user_key or event.username}"
+
+    def _first_this_hour(self, event: Observation, pop: Any) -> bool:
+        """Whether this is the hour's first failure naming this account (or claimed name)."""
+        return pop.count("camp_seen", self._account(event)) == 0
 
     def threshold(self, history: list[int], floor: int) -> float:
         ranked = sorted(history)
@@ -153,9 +169,17 @@ class FailureCampaign(Detector):
             return []
         worst: tuple[float, str, int, float] | None = None
         span = min(self.history_hours, hour - int(first))
+        unknown = _unknown(profile)
+        first_time = self._first_this_hour(event, pop)
+        # This event counts as well (the window so far, itself included) where ``note`` will
+        # count it: every failure, but an account or unknown name once per hour.
+        adds = {
+            "camp_fail": 1,
+            "camp_acct": int(first_time),
+            "camp_unknown": int(first_time and unknown),
+        }
         for metric, floor in self.floors().items():
-            # This event counts as well: the window so far, itself included.
-            window = pop.count(metric, str(hour)) + pop.count(metric, str(hour - 1)) + 1
+            window = pop.count(metric, str(hour)) + pop.count(metric, str(hour - 1)) + adds[metric]
             bound = self.bounds_.get((hour, metric, span))
             if bound is None:
                 history = [
@@ -170,7 +194,6 @@ class FailureCampaign(Detector):
         if worst is None:
             return []
         _, metric, window, bound = worst
-        unknown = profile is None or profile.events == 0
         # The owner mistyping from their own network and browser during a campaign is not part
         # of it: noted, weighed less, not flagged on its own.
         familiar = (

@@ -39,6 +39,8 @@ class Observation:
     endpoint: str = ""
     method: str = ""
     status: int | None = None
+    # "success", "failure" or "" (unknown: the status decides, >= 400 is a failure).
+    outcome: str = ""
     duration: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
     # Anonymizing or hosting network the address belongs to ("vpn", "hosting", "public_proxy",
@@ -54,10 +56,14 @@ class Observation:
 
     def __post_init__(self) -> None:
         self.epoch = self.timestamp.timestamp()
+        if not self.outcome and self.status is not None:
+            # Nothing said otherwise: the status decides, as when the event was stored.
+            self.outcome = "failure" if self.status >= 400 else "success"
 
     @property
     def failed(self) -> bool:
-        return self.status is not None and self.status >= 400
+        """A failed attempt (a wrong password answered with 200 is one)."""
+        return self.outcome == "failure"
 
     @property
     def device_key(self) -> str:

@@ -48,7 +48,10 @@ def feature_row(event: Observation, features: dict[str, Any]) -> list[float]:
         1.0 if t in ("PAYMENT", "ACCOUNT") else 0.0,
         1.0 if t == "ADMIN" else 0.0,
         1.0 if (event.method or "").upper() in _WRITE_METHODS else 0.0,
-        float((event.status or 200) // 100),
+        # A failed login answered 200 (a form error) counts as the 4xx it is.
+        4.0
+        if event.failed and (event.status or 200) < 400
+        else float((event.status or 200) // 100),
         math.log1p(max(0.0, event.duration or 0.0)),
         1.0 if features.get("new_country") else 0.0,
         1.0 if features.get("new_asn") else 0.0,

@@ -20,6 +20,7 @@ from detectors.anonymous_network import AnonymousNetwork
 from detectors.engine import Engine
 from detectors.impossible_travel import ImpossibleTravel
 from tests.detection_helpers import ctx, obs, trained_profile
+from tracking.checks import check_enrichment, check_recording
 from tracking.enrich import geo, tor
 from tracking.events import Event
 from tracking.models import Activity, Finding
@@ -86,14 +87,12 @@ def test_tor_exit_list_marks_addresses_and_follows_the_file(tmp_path, monkeypatc
 
 
 def test_tor_list_setting_is_checked():
-    from tracking.checks import check_recording
-
     with override_settings(TRACKING_TOR_EXIT_LIST="/nonexistent/tor.txt"):
-        ids = {m.id for m in check_recording()}
-    assert "tracking.W014" in ids
+        ids = {m.id for m in check_enrichment()}
+    assert "tracking.W100" in ids
     with override_settings(TRACKING_TOR_EXIT_LIST=42):
-        ids = {m.id for m in check_recording()}
-    assert "tracking.E016" in ids
+        ids = {m.id for m in check_enrichment()}
+    assert "tracking.E100" in ids
 
 
 # --- the detector and impossible travel, on plain data ----------------------------------
@@ -180,7 +179,7 @@ def test_far_hosting_exit_is_stored_with_its_kind_flagged_as_anonymous_not_as_tr
 
 
 @pytest.mark.django_db
-def test_network_kind_is_part_of_the_row_mac_and_old_rows_keep_their_form():
+def test_network_kind_is_in_the_row_mac_of_format_2_and_format_1_rows_still_verify():
     from tracking.integrity import macs
 
     ingest(
@@ -188,10 +187,15 @@ def test_network_kind_is_part_of_the_row_mac_and_old_rows_keep_their_form():
     )
     vpn_row = Activity.objects.get(network_kind="vpn")
     plain_row = Activity.objects.get(network_kind="")
-    assert macs.row_mac(vpn_row) == vpn_row.mac and macs.row_mac(plain_row) == plain_row.mac
-    assert b"network_kind" not in macs.canonical_bytes(plain_row)
+    assert macs.row_format(vpn_row.mac) == 2 and macs.row_ok(vpn_row) and macs.row_ok(plain_row)
+    assert macs.canonical_bytes(vpn_row).endswith(b'"vpn"]')
     vpn_row.network_kind = "residential_proxy"
-    assert macs.row_mac(vpn_row) != vpn_row.mac  # a changed kind no longer verifies
+    assert not macs.row_ok(vpn_row)  # a changed kind no longer verifies
+    vpn_row.network_kind = ""
+    assert not macs.row_ok(vpn_row)  # nor a removed one
+    # A row written under format 1 (which covers none of the later fields) still verifies.
+    plain_row.mac = macs.sign(macs.canonical_bytes(plain_row, 1), "row")
+    assert macs.row_format(plain_row.mac) == 1 and macs.row_ok(plain_row)
 
 
 @pytest.mark.django_db
@@ -238,9 +242,7 @@ def test_api_admin_and_dashboard_show_the_network_kind(staff_client, staff_user)
 
 
 def test_check_framework_accepts_the_defaults():
-    from tracking.checks import check_recording
-
-    assert not [m for m in check_recording() if m.level >= checks.ERROR]
+    assert not [m for m in check_recording() + check_enrichment() if m.level >= checks.ERROR]
 
 
 @pytest.mark.django_db

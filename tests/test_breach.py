@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from detectors.breach import BreachedPassword
 from tests.detection_helpers import ctx, obs
-from tracking.checks import check_recording
+from tracking.checks import check_enrichment
 from tracking.enrich import breach
 from tracking.models import Activity, Finding
 
@@ -74,7 +74,9 @@ def test_range_api_sends_only_the_five_character_prefix():
     with (
         RangeServer() as server,
         override_settings(
-            TRACKING_BREACHED_PASSWORDS=True, TRACKING_BREACHED_PASSWORDS_URL=server.url
+            TRACKING_BREACHED_PASSWORDS=True,
+            TRACKING_BREACHED_PASSWORDS_URL=server.url,
+            TRACKING_BREACHED_PASSWORDS_TIMEOUT=5,
         ),
     ):
         assert breach.check(BREACHED) is True
@@ -131,8 +133,8 @@ def test_settings_are_checked(tmp_path):
         TRACKING_BREACHED_PASSWORDS_TIMEOUT=30,
         TRACKING_BREACHED_PASSWORDS_FILE=str(tmp_path / "missing.txt"),
     ):
-        ids = [m.id for m in check_recording()]
-    assert ids.count("tracking.E017") == 2 and "tracking.W015" in ids
+        ids = [m.id for m in check_enrichment()]
+    assert ids.count("tracking.E101") == 2 and "tracking.W101" in ids
 
 
 def test_the_detector_weighs_the_tag_of_a_successful_login_only():
@@ -162,6 +164,7 @@ def test_login_with_a_breached_password_is_recorded_with_the_finding_and_no_pass
             AUTHENTICATION_BACKENDS=backends,
             TRACKING_BREACHED_PASSWORDS=True,
             TRACKING_BREACHED_PASSWORDS_URL=server.url,
+            TRACKING_BREACHED_PASSWORDS_TIMEOUT=5,
         ),
     ):
         response = Client().post("/t/breach/login/", {"username": "carol", "password": BREACHED})
@@ -175,3 +178,73 @@ def test_login_with_a_breached_password_is_recorded_with_the_finding_and_no_pass
     )
     assert BREACHED not in stored and digest(BREACHED) not in stored
     assert BREACHED not in caplog.text
+
+
+# --- TrackingBackend: the check on a plain site (tests/blocksite) -------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("path", "form", "ok_status"),
+    [
+        ("/accounts/login/", True, 302),  # Django's LoginView
+        ("/api/token/", False, 200),  # DRF's obtain_auth_token (a DRF Request)
+    ],
+)
+def test_tracking_backend_checks_the_password_of_a_login_it_does_not_refuse(
+    django_user_model, client, path, form, ok_status
+):
+    from tests.blocksite import site_settings, via_proxy
+
+    django_user_model.objects.create_user("dora", password=BREACHED)
+    data = {"username": "dora", "password": BREACHED}
+    with (
+        RangeServer() as server,
+        site_settings(
+            TRACKING_BREACHED_PASSWORDS=True,
+            TRACKING_BREACHED_PASSWORDS_URL=server.url,
+            # A loaded test machine must not turn the loopback answer into a timeout.
+            TRACKING_BREACHED_PASSWORDS_TIMEOUT=5,
+        ),
+    ):
+        response = client.post(path, data, **via_proxy("198.51.100.30"))
+        assert response.status_code == ok_status
+        assert server.paths == [f"/range/{digest(BREACHED)[:5]}"]
+    (act,) = Activity.objects.filter(type="AUTH", outcome="success")
+    assert "breached_password" in act.tags and act.username == "dora"
+    assert Finding.objects.filter(activity=act, detector="breached_password").exists()
+    assert BREACHED not in str(act.params) and digest(BREACHED) not in str(act.params)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tracking_backend_leaves_a_safe_password_untagged_and_never_checks_a_refused_one(
+    django_user_model, client
+):
+    from tests.blocksite import site_settings, via_proxy
+    from tracking.respond import blocks
+
+    django_user_model.objects.create_user("dora", password=SAFE)
+    with (
+        RangeServer() as server,
+        site_settings(
+            TRACKING_BREACHED_PASSWORDS=True,
+            TRACKING_BREACHED_PASSWORDS_URL=server.url,
+            # A loaded test machine must not turn the loopback answer into a timeout.
+            TRACKING_BREACHED_PASSWORDS_TIMEOUT=5,
+        ),
+    ):
+        ok = client.post(
+            "/accounts/login/", {"username": "dora", "password": SAFE}, **via_proxy("198.51.100.31")
+        )
+        assert ok.status_code == 302 and len(server.paths) == 1
+        blocks.create_block("address", address="203.0.113.66", reason="manual", seconds=600)
+        refused = client.post(
+            "/accounts/login/",
+            {"username": "dora", "password": BREACHED},
+            **via_proxy("203.0.113.66"),
+        )
+        assert refused.status_code == 403
+        assert len(server.paths) == 1  # a blocked source's password is never looked up
+    rows = list(Activity.objects.filter(type="AUTH").order_by("timestamp"))
+    assert [r.outcome for r in rows] == ["success", "failure"]
+    assert not any("breached_password" in r.tags for r in rows)

@@ -123,3 +123,28 @@ def test_latest_version_is_trusted_for_the_interval_of_an_injectable_timer(
     row = modelstore.save_model("isolation_forest", det.model_, det.state_meta())
     with django_assert_num_queries(1):
         assert modelstore.latest_versions.get("isolation_forest") == row.version
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"f": eval},
+        {"f": exec},
+        {"f": getattr},
+        {"f": __import__("numpy").load},
+        {"f": __import__("numpy").frombuffer},
+        {"f": __import__("sklearn.base", fromlist=["clone"]).clone},
+    ],
+    ids=["eval", "exec", "getattr", "numpy.load", "numpy.frombuffer", "sklearn.base.clone"],
+)
+def test_a_validly_signed_model_holding_a_callable_is_refused(payload):
+    # The MAC is the first line of defence; this checks the second: the type allow-list.
+    modelstore.save_model("isolation_forest", payload, {})
+    with pytest.raises(modelstore.ModelRefused, match="refuses to load types"):
+        modelstore.load_model("isolation_forest")
+
+
+def test_the_allow_list_is_exact_names_without_callables():
+    assert all(not name.endswith(".") for name in modelstore.TRUSTED_TYPES)
+    assert not any(name.startswith("builtins.") for name in modelstore.TRUSTED_TYPES)

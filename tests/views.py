@@ -136,19 +136,41 @@ urlpatterns += [path("rec/async-class/", RecAsyncClassView.as_view())]
 
 
 # --- breached-password check at login (test_breach.py) ---------------------------------
-from django.contrib.auth import authenticate as _authenticate  # noqa: E402
-from django.contrib.auth import login as _login  # noqa: E402
+from django.contrib.auth import authenticate, login  # noqa: E402
 
 
 @track(activity_type="AUTH")
 def breach_login(request):
-    user = _authenticate(
+    user = authenticate(
         request, username=request.POST.get("username"), password=request.POST.get("password")
     )
     if user is None:
         return JsonResponse({"ok": False}, status=401)
-    _login(request, user)
+    login(request, user)
     return JsonResponse({"ok": True})
 
 
 urlpatterns += [path("breach/login/", breach_login)]
+
+
+# --- outcome test views (tests/test_decorators.py) --------------------------------------
+
+
+@track(activity_type="AUTH", outcome=lambda request, response: b"error" not in response.content)
+def rec_outcome(request):
+    return HttpResponse("error: try again" if request.GET.get("fail") else "welcome")
+
+
+@track(activity_type="AUTH")
+def rec_signal_login(request):
+    user = authenticate(request, username=request.POST.get("u"), password=request.POST.get("p"))
+    if user is None:
+        return HttpResponse("no", status=200)
+    login(request, user)
+    return HttpResponse("yes")
+
+
+urlpatterns += [
+    path("rec/outcome/", rec_outcome),
+    path("rec/signal-login/", rec_signal_login),
+]

@@ -11,6 +11,7 @@ from django.core import checks
 
 from detectors.orgnetworks import parse_trusted
 from tracking.conf import tracking_settings
+from tracking.enrich.checks import enrichment_messages
 
 
 @checks.register(checks.Tags.security)
@@ -18,6 +19,7 @@ def check_keys(app_configs=None, **kwargs):
     from django.core.exceptions import ImproperlyConfigured
 
     from tracking.integrity import crypto
+    from tracking.integrity import macs as integrity
 
     errors = []
     keys = tracking_settings.ENCRYPTION_KEYS
@@ -52,6 +54,30 @@ def check_keys(app_configs=None, **kwargs):
                 id="tracking.E003",
             )
         )
+    for i, key in enumerate(seal_keys or []):
+        problem = integrity.key_problem(key)
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_SEAL_KEYS[{i}] {problem}.",
+                    hint="Seal keys authenticate rows, seals, tombstones and models: use 32 "
+                    "random bytes, urlsafe base64 (`python manage.py tracking keygen`).",
+                    id="tracking.E004",
+                )
+            )
+    hash_key = tracking_settings.HASH_KEY
+    if hash_key:
+        problem = integrity.key_problem(hash_key)
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_HASH_KEY {problem}.",
+                    hint="It keys the hash of session ids: use 32 random bytes, urlsafe base64 "
+                    "(`python manage.py tracking keygen`), or leave it unset (derived from the "
+                    "first seal key).",
+                    id="tracking.E005",
+                )
+            )
     return errors
 
 
@@ -87,6 +113,20 @@ def check_dashboard(app_configs=None, **kwargs):
     from tracking.dashboard.checks import dashboard_messages
 
     return dashboard_messages()
+
+
+@checks.register(checks.Tags.security)
+def check_respond(app_configs=None, **kwargs):
+    """Blocking: TRACKING_NEVER_BLOCK, the block cache, backend order (E130-E139, W130-W139)."""
+    from tracking.respond.checks import respond_messages
+
+    return respond_messages()
+
+
+@checks.register()
+def check_enrichment(app_configs=None, **kwargs):
+    """Enrichment sources: the Tor exit list, breached passwords (E100-E119, W100-W119)."""
+    return enrichment_messages()
 
 
 def _positive_int(value) -> bool:
@@ -125,6 +165,7 @@ def check_integrity_settings(app_configs=None, **kwargs):
         "HEALTH_MAX_SPOOL_AGE",
         "SEAL_GEO_PENDING_GRACE",
         "SEAL_INTERVAL",
+        "UNSEALED_BEHIND_HEAD_GRACE",
     ):
         value = getattr(tracking_settings, name)
         if value is not None and (
@@ -152,6 +193,15 @@ def check_integrity_settings(app_configs=None, **kwargs):
                 "until `tracking seal` or the periodic seal task runs.",
                 hint="Schedule `tracking.tasks_periodic.seal` or `manage.py tracking seal`.",
                 id="tracking.W072",
+            )
+        )
+    anchor_file = tracking_settings.ANCHOR_FILE
+    if anchor_file is not None and not isinstance(anchor_file, str | os.PathLike):
+        errors.append(
+            checks.Error(
+                f"TRACKING_ANCHOR_FILE must be a file path or None, got {anchor_file!r}.",
+                hint="`tracking doctor` keeps the chain head there, outside the database.",
+                id="tracking.E073",
             )
         )
     folder = tracking_settings.SPOOL_DIR
@@ -273,66 +323,27 @@ def check_recording(app_configs=None, **kwargs):
                     id="tracking.W012",
                 )
             )
-    errors.extend(_breach_check_errors())
-    tor_list = tracking_settings.TOR_EXIT_LIST
-    if tor_list and not isinstance(tor_list, str | os.PathLike):
+    for name in ("MAX_HEADERS_TOTAL", "MAX_HEADER_COUNT"):
+        value = getattr(tracking_settings, name)
+        if not _positive_int(value):
+            errors.append(
+                checks.Error(
+                    f"TRACKING_{name} must be a whole number >= 1, got {value!r}.",
+                    hint="Bounds of the request headers recorded per event.",
+                    id="tracking.E016",
+                )
+            )
+    cap = tracking_settings.SPOOL_MAX_BYTES
+    if cap is not None and not _positive_int(cap):
         errors.append(
             checks.Error(
-                f"TRACKING_TOR_EXIT_LIST must be the path of a file, got {tor_list!r}.",
-                id="tracking.E016",
-            )
-        )
-    elif tor_list and not os.path.isfile(tor_list):
-        errors.append(
-            checks.Warning(
-                f"TRACKING_TOR_EXIT_LIST ({tor_list}) is not a readable file: no address is "
-                "recognised as a Tor exit.",
-                hint="Fetch https://check.torproject.org/torbulkexitlist into that file "
-                "(a cron job), or set TRACKING_TOR_EXIT_LIST = ''.",
-                id="tracking.W014",
+                f"TRACKING_SPOOL_MAX_BYTES must be None or a whole number of bytes >= 1, "
+                f"got {cap!r}.",
+                hint="Events beyond it are refused and counted (a health alarm).",
+                id="tracking.E017",
             )
         )
     return errors
-
-
-def _breach_check_errors() -> list[checks.CheckMessage]:
-    """``TRACKING_BREACHED_PASSWORDS*`` (tracking.E017 / W015)."""
-    if not tracking_settings.BREACHED_PASSWORDS:
-        return []
-    out: list[checks.CheckMessage] = []
-    url = tracking_settings.BREACHED_PASSWORDS_URL
-    path = tracking_settings.BREACHED_PASSWORDS_FILE
-    timeout = tracking_settings.BREACHED_PASSWORDS_TIMEOUT
-    if url and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-        out.append(
-            checks.Error(
-                f"TRACKING_BREACHED_PASSWORDS_URL must be an http(s) URL, got {url!r}.",
-                id="tracking.E017",
-            )
-        )
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 5:
-        out.append(
-            checks.Error(
-                f"TRACKING_BREACHED_PASSWORDS_TIMEOUT must be seconds in (0, 5], got {timeout!r}.",
-                id="tracking.E017",
-            )
-        )
-    if path and not os.path.isfile(str(path)):
-        out.append(
-            checks.Warning(
-                f"TRACKING_BREACHED_PASSWORDS_FILE ({path}) is not a readable file: "
-                "no password is recognised as breached.",
-                id="tracking.W015",
-            )
-        )
-    if not url and not path:
-        out.append(
-            checks.Warning(
-                "TRACKING_BREACHED_PASSWORDS is on but neither a URL nor a file is set.",
-                id="tracking.W015",
-            )
-        )
-    return out
 
 
 def _celery_broker_warnings() -> list[checks.CheckMessage]:
@@ -502,6 +513,15 @@ def check_api_settings(app_configs=None, **kwargs):
                     id="tracking.E032",
                 )
             )
+    if not isinstance(tracking_settings.API_DOCS_STAFF_ONLY, bool):
+        errors.append(
+            checks.Error(
+                f"TRACKING_API_DOCS_STAFF_ONLY must be True or False, got "
+                f"{tracking_settings.API_DOCS_STAFF_ONLY!r}.",
+                hint="True makes the OpenAPI schema and docs pages staff-only.",
+                id="tracking.E033",
+            )
+        )
     count_limit = tracking_settings.COUNT_LIMIT
     page_size = tracking_settings.MAX_PAGE_SIZE
     if isinstance(count_limit, int) and isinstance(page_size, int) and 0 < count_limit < page_size:
@@ -532,3 +552,58 @@ def _valid_rate(rate) -> bool:
         return False
     num, period = rate.split("/", 1)
     return num.strip().isdigit() and period.strip()[:1] in ("s", "m", "h", "d")
+
+
+_DELIVERY_CHECK_IDS = {
+    "TRACKING_ALERTS": "tracking.E170",
+    "TRACKING_FORWARDERS": "tracking.E171",
+    "TRACKING_DELIVERY": "tracking.E172",
+}
+
+
+@checks.register()
+def check_alerts_forwarding(app_configs=None, **kwargs):
+    """TRACKING_ALERTS, TRACKING_FORWARDERS, TRACKING_DELIVERY (tracking.E170-E179)."""
+    from tracking.delivery import config
+
+    errors = [
+        checks.Error(
+            message,
+            hint="See docs/alerts-and-forwarding.md for every option of alert channels and "
+            "forwarders. Invalid entries deliver nothing until fixed.",
+            id=_DELIVERY_CHECK_IDS[setting],
+        )
+        for setting, message in config.problems()
+    ]
+    url = tracking_settings.SITE_URL
+    if tracking_settings.ALERTS and not (
+        isinstance(url, str) and url.startswith(("http://", "https://"))
+    ):
+        errors.append(
+            checks.Warning(
+                "TRACKING_SITE_URL is not set: alert messages link to the dashboard by path only.",
+                hint='Set it to the site\'s base URL, e.g. "https://example.com".',
+                id="tracking.W170",
+            )
+        )
+    for i, entry in enumerate(tracking_settings.ALERTS or []):
+        secret = entry.get("secret") if isinstance(entry, dict) else None
+        if isinstance(secret, str) and 0 < len(secret) < 16:
+            errors.append(
+                checks.Warning(
+                    f"TRACKING_ALERTS[{i}]: the webhook secret is shorter than 16 characters.",
+                    hint="Use a long random value, e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'`.",
+                    id="tracking.W171",
+                )
+            )
+    for name in ("DELIVERY_INTERVAL", "OUTBOX_GAP_GRACE"):
+        value = getattr(tracking_settings, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_{name} must be a positive number of seconds, got {value!r}.",
+                    id="tracking.E173",
+                )
+            )
+    return errors

@@ -33,6 +33,29 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BODY_BYTES": 1_048_576,
     "MAX_JSON_DEPTH": 20,
     "MAX_USER_AGENT_LENGTH": 512,
+    # Record Django's user_logged_in / user_login_failed / user_logged_out as AUTH activities
+    # (tracking.capture.auth).
+    "AUTH_SIGNALS": True,
+    # Requests the TrackingMiddleware records (tracking.capture.paths), first match wins:
+    # {"path": regex searched in path_info, "type": activity type, "methods": [...] (omitted:
+    # all), "async": hand off to the background writer}. Default: login/logout/token POSTs
+    # (Django's LoginView, the admin's, DRF's obtain_auth_token) and the admin's writes.
+    "PATHS": [
+        {
+            "path": r"/(log-?in|log-?out|sign-?in|sign-?out|api-token-auth|token)/?$",
+            "type": "AUTH",
+            "methods": ["POST"],
+        },
+        {"path": r"^/admin/", "type": "ADMIN", "methods": ["POST", "PUT", "PATCH", "DELETE"]},
+    ],
+    # Record account changes as ACCOUNT activities (tracking.capture.changes).
+    "ACCOUNT_CHANGES": True,
+    # Fields of the user model whose changes are recorded as ACCOUNT activities (names
+    # missing on a custom user model are skipped), besides group and permission membership.
+    "ACCOUNT_FIELDS": ["email", "password", "is_active", "is_staff", "is_superuser"],
+    # Other models whose changes are recorded as ACCOUNT activities: {"app_label.Model":
+    # ["field", ...]} (tracking.capture.changes).
+    "CHANGE_MODELS": {},
     # --- enrichment ------------------------------------------------------------------
     "DISABLE_GEOLOCATION": False,
     # Folder with GeoLite2-City.mmdb and GeoLite2-ASN.mmdb (Django's GeoIP2 names).
@@ -69,6 +92,13 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_APP": None,
     # Durable local spool for events that could not be written (database down, broker down).
     "SPOOL_DIR": None,
+    # Most bytes the spool's segments may hold (None: no limit). Events beyond it are refused,
+    # counted in SPOOL_DIR/full.count and make health unhealthy (recording, tracking.pipeline.spool).
+    "SPOOL_MAX_BYTES": 1024 * 1024 * 1024,
+    # Total characters and number of request headers recorded per event; the rest is left
+    # out with a marker (recording, tracking.redaction.redact_headers).
+    "MAX_HEADERS_TOTAL": 32768,
+    "MAX_HEADER_COUNT": 64,
     # Seconds between the writer's attempts to replay the spool (recording, tracking.pipeline.writer).
     "SPOOL_REPLAY_INTERVAL": 5.0,
     # True: async_log events are appended+fsynced to the spool before the request goes on,
@@ -103,6 +133,12 @@ DEFAULTS: dict[str, Any] = {
     # Rows still waiting for geolocation are left unsealed this many seconds (enrichment may
     # still change them); after that they are sealed as they are.
     "SEAL_GEO_PENDING_GRACE": 600,
+    # Unsealed rows recorded more than this many seconds before the newest seal was made are
+    # an alarm (verify, health, the sealer's log): their seal may have been removed.
+    "UNSEALED_BEHIND_HEAD_GRACE": 300,
+    # File outside the database where `tracking doctor` keeps the chain head it last saw and
+    # `tracking verify` compares with it (see tracking.integrity.anchor). None: not kept.
+    "ANCHOR_FILE": None,
     # Health (`tracking doctor`, api/tracking/health/): a non-empty value lets monitoring
     # read the health endpoint with "Authorization: Bearer <token>" (staff sessions always can).
     "HEALTH_TOKEN": "",
@@ -112,6 +148,12 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_MAX_UNSEALED_ROWS": 50000,
     # Unhealthy when the spool holds events older than this (seconds): the database is down.
     "HEALTH_MAX_SPOOL_AGE": 300,
+    # --- respond (tracking.respond) --------------------------------------------------
+    # CIDRs never blocked and never causing a block (office NAT, monitoring, your proxies).
+    "NEVER_BLOCK": [],
+    # Seconds a process reuses its snapshot of active blocks; a block created or lifted in
+    # another process is seen within this time (in the same process at once).
+    "BLOCK_CACHE_SECONDS": 5.0,
     # --- dashboard -------------------------------------------------------------------
     # Seconds between live-feed polls (the page promises new events within 2 s).
     "DASHBOARD_POLL_INTERVAL": 1.0,
@@ -123,8 +165,28 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_FEED_LAG": 120.0,
     # Activities shown before and after the event on the detail page's timeline.
     "DASHBOARD_TIMELINE_SIZE": 10,
+    # --- alerts and forwarding (docs/alerts-and-forwarding.md) --------------------------
+    # Alert channels: [{"backend": "webhook"|"slack"|"email"|"dotted.path", "name": ...,
+    # "url": ..., "secret": ..., "min_severity": "medium", "types": [...], "tags": [...],
+    # "group_seconds": 300, "rate_limit": "30/min", "max_attempts": 8}, ...]
+    "ALERTS": [],
+    # Forwarders: [{"backend": "syslog"|"http"|"logging", "format": "cef"|"ecs"|"json", ...}]
+    "FORWARDERS": [],
+    # The site's base URL ("https://example.com"): alert messages link to the dashboard there.
+    "SITE_URL": "",
+    # Who delivers alerts and forwards: "thread" (a background thread in every process that
+    # writes), "celery" (the task tracking.tasks.deliver), or "manual" (`tracking forward`).
+    "DELIVERY": "thread",
+    # Seconds between delivery rounds (each commit also wakes the thread).
+    "DELIVERY_INTERVAL": 5.0,
+    # Seconds a gap in the outbox's ids is waited for (a transaction still committing) before
+    # it is taken for a rolled-back one.
+    "OUTBOX_GAP_GRACE": 60.0,
     # --- API -------------------------------------------------------------------------
     "THROTTLE_RATES": {"burst": "60/min", "sustained": "1000/hour"},
+    # True: the OpenAPI schema and its docs pages (schema/, docs/, redoc/) are for active
+    # staff only; False (default): public, like the source of an open-source API.
+    "API_DOCS_STAFF_ONLY": False,
     "MAX_PAGE_SIZE": 500,
     "COUNT_LIMIT": 10000,
     # --- scale (PostgreSQL) ----------------------------------------------------------
@@ -166,9 +228,10 @@ DESCRIPTIONS: dict[str, str] = {
     "complete them later (`tracking flush`).",
     "UA_CACHE_SIZE": "User-Agent strings whose parsed device is cached per process.",
     "BREACHED_PASSWORDS": "`True` checks the password of every login attempt against a breach "
-    "corpus where `authenticate()` runs (`tracking.enrich.breach`); a successful login with a "
-    "breached password gets the `breached_password` finding. The password is never stored, "
-    "logged or sent whole.",
+    "corpus where `authenticate()` runs (`tracking.backends.TrackingBackend`, or "
+    "`tracking.enrich.breach.BreachedPasswordBackend`); a successful login with a breached "
+    "password gets the `breached_password` finding. The password is never stored, logged or "
+    "sent whole. Checked by `tracking.E101`/`W101`.",
     "BREACHED_PASSWORDS_URL": "Pwned-Passwords-style range API: `{prefix}` is replaced by the "
     "first five hex characters of the password's SHA-1 (k-anonymity); empty disables it.",
     "BREACHED_PASSWORDS_FILE": "Local file of SHA-1 hashes sorted by hash (`HASH:COUNT` lines, "
@@ -177,7 +240,8 @@ DESCRIPTIONS: dict[str, str] = {
     "answer is unknown and the login goes on.",
     "TOR_EXIT_LIST": "Path of a local file of Tor exit addresses (the Tor Project's bulk exit "
     "list or `exit-addresses` format, fetched by the operator); its addresses get "
-    '`network_kind = "tor"`. Re-read when the file changes; empty disables it.',
+    '`network_kind = "tor"`. Re-read when the file changes; empty disables it. Checked by '
+    "`tracking.E100`/`W100`.",
     "ENCRYPTION_KEYS": "AES-256-GCM keys (urlsafe base64 of 32 bytes, from `tracking keygen`) "
     "for recorded headers and params: the first encrypts, all decrypt (rotation). Required.",
     "SEAL_KEYS": "HMAC keys for row MACs, hash-chain seals, tombstones, checkpoints and stored "
@@ -250,6 +314,48 @@ DESCRIPTIONS: dict[str, str] = {
     "`False` before `migrate` to keep one plain table); no effect elsewhere.",
     "PARTITION_MONTHS_AHEAD": "Months after the current one that `tracking partitions "
     "ensure` creates.",
+    "NEVER_BLOCK": "CIDRs never blocked and never causing a block (office NAT, monitoring, "
+    "your own proxies), whatever a rule or detector asks.",
+    "BLOCK_CACHE_SECONDS": "Seconds a process reuses its snapshot of active blocks (0-300); "
+    "a block created or lifted in another process is seen within this time.",
+    "SPOOL_MAX_BYTES": "Most bytes the spool's segments may hold (None: no limit); events "
+    "beyond it are refused, counted in `SPOOL_DIR/full.count` and make health unhealthy.",
+    "MAX_HEADERS_TOTAL": "Total characters of request headers recorded per event; the rest is "
+    "left out with a `[headers omitted]` marker.",
+    "MAX_HEADER_COUNT": "Most request headers recorded per event; the rest is counted under "
+    "`[headers omitted]`.",
+    "UNSEALED_BEHIND_HEAD_GRACE": "Unsealed rows recorded more than this many seconds before "
+    "the newest seal are an alarm for verify, health and the sealer (their seal may have "
+    "been removed).",
+    "ANCHOR_FILE": "File outside the database where `tracking doctor` keeps the chain head it "
+    "last saw and `tracking verify` compares with it (None: not kept).",
+    "API_DOCS_STAFF_ONLY": "True: the OpenAPI schema and its docs pages are for active staff "
+    "only; False: public.",
+    "AUTH_SIGNALS": "Record Django's `user_logged_in`, `user_login_failed` and "
+    "`user_logged_out` as AUTH activities with their outcome, wherever they come from "
+    "(`LoginView`, the admin, DRF's token view, any `authenticate()`/`login()`/`logout()`).",
+    "PATHS": "Requests `tracking.middleware.TrackingMiddleware` records without a decorator: "
+    'a list of `{"path": regex, "type": activity type, "methods": [...], "async": bool}`. '
+    "Default: login/logout/token requests and the admin's state-changing requests.",
+    "ACCOUNT_CHANGES": "Record changes to users, groups and permissions as ACCOUNT activities "
+    "naming the fields changed (never a secret's value), with the acting user and request.",
+    "ACCOUNT_FIELDS": "Fields of the user model whose changes are recorded as ACCOUNT "
+    "activities (besides group and permission membership).",
+    "CHANGE_MODELS": 'Other models whose changes are recorded as ACCOUNT activities: '
+    '`{"app_label.Model": ["field", ...]}`.',
+    "ALERTS": 'Alert channels: a list of `{"backend": "webhook" | "slack" | "email" | '
+    '"dotted.path", "name", "url", "secret", "min_severity", "types", "tags", '
+    '"group_seconds", "rate_limit", "max_attempts"}` (docs/alerts-and-forwarding.md).',
+    "FORWARDERS": 'Forwarders of every recorded activity, block and seal head: a list of '
+    '`{"backend": "syslog" | "http" | "logging", "format": "cef" | "ecs" | "json", ...}`.',
+    "SITE_URL": "The site's base URL (`https://example.com`): alert messages link to the "
+    "dashboard's detail page there.",
+    "DELIVERY": 'Who delivers alerts and forwards: "thread" (a background thread in every '
+    'process that writes), "celery" (the task `tracking.tasks.deliver`) or "manual" '
+    "(`tracking forward`).",
+    "DELIVERY_INTERVAL": "Seconds between delivery rounds (each commit also wakes the thread).",
+    "OUTBOX_GAP_GRACE": "Seconds a gap in the outbox's ids is waited for (a transaction still "
+    "committing) before it is taken for a rolled-back one.",
 }
 
 # Settings holding dotted paths that are imported on first access.

@@ -100,18 +100,26 @@ def run(users: int, train_weeks: int, seed: int, keep: Path | None) -> dict:
     workdir = Path(keep or tempfile.mkdtemp(prefix="trk-detect-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     configure(workdir)
+    from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
     from tracking.simulator.geoip import build_databases
-    from tracking.simulator.traffic import DEFAULT_START, simulate
+    from tracking.simulator.traffic import DEFAULT_START, population, simulate
 
     build_databases(workdir / "geoip")
     call_command("migrate", verbosity=0)
+    # The simulated users have accounts, as on a real site: a failure naming one of them is
+    # theirs (a name matching no account is stored masked, as a stuffing list's would be).
+    accounts = get_user_model()
+    days = 7 * (train_weeks + 1)
+    accounts.objects.bulk_create(
+        accounts(username=u.username, email=u.email) for u in population(users, days, seed)
+    )
 
     test_start = DEFAULT_START + timedelta(days=7 * train_weeks)
     labels: dict[str, tuple[str, str]] = {}
     train, test = [], []
-    for r in simulate(users=users, days=7 * (train_weeks + 1), seed=seed, attacks_from=test_start):
+    for r in simulate(users=users, days=days, seed=seed, attacks_from=test_start):
         labels[r["id"]] = (r["label"], r["label_detail"])
         (train if r["timestamp"] < test_start.isoformat() else test).append(r)
     n_train = write(train, workdir / "train.ndjson")

@@ -1,3 +1,3 @@
 """Django admin for the audit log (registered on import by ``admin.autodiscover``)."""
 
-from tracking.admin import activity, networks  # noqa: F401
+from tracking.admin import activity, blocks, networks  # noqa: F401

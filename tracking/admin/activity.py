@@ -20,6 +20,7 @@ from django.db import connections
 from django.db.models import F
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from tracking.activity_types import all_types
 from tracking.conf import tracking_settings
@@ -35,6 +36,7 @@ from tracking.models import (
     Seal,
     Tombstone,
 )
+from tracking.outcome import FAILURE, SUCCESS
 from tracking.storage.stats import rollups_cover
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,20 @@ class TypeFilter(admin.SimpleListFilter):
 
     def queryset(self, request: Any, queryset: Any) -> Any:
         return queryset.filter(type=self.value()) if self.value() else queryset
+
+
+class OutcomeFilter(admin.SimpleListFilter):
+    """Fixed choices: a plain field filter would run a DISTINCT over the whole log."""
+
+    title = _("outcome")
+    parameter_name = "outcome"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, Any]]:
+        return [(SUCCESS, _("success")), (FAILURE, _("failure"))]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        value = self.value()
+        return queryset.filter(outcome=value) if value in (SUCCESS, FAILURE) else queryset
 
 
 class CountryFilter(admin.SimpleListFilter):
@@ -241,6 +257,7 @@ class ActivityAdmin(admin.ModelAdmin):
         "location",
         "endpoint",
         "status",
+        "outcome",
         "flagged",
         "risk_score",
         "review_status",
@@ -249,6 +266,7 @@ class ActivityAdmin(admin.ModelAdmin):
     list_filter = (
         TypeFilter,
         CountryFilter,
+        OutcomeFilter,
         "flagged",
         "review_status",
         "network_kind",
@@ -293,6 +311,7 @@ class ActivityAdmin(admin.ModelAdmin):
         "endpoint",
         "method",
         "status",
+        "outcome",
         "duration",
         "headers_display",
         "params_display",
@@ -339,6 +358,7 @@ class ActivityAdmin(admin.ModelAdmin):
                     "endpoint",
                     "method",
                     "status",
+                    "outcome",
                     "duration",
                     "headers_display",
                     "params_display",

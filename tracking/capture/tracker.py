@@ -29,6 +29,7 @@ from tracking.enrich import breach
 from tracking.enrich.useragent import truncate_user_agent
 from tracking.events import Event
 from tracking.integrity import macs as integrity
+from tracking.respond.marks import mark_event
 
 logger = logging.getLogger("tracking.recording")
 
@@ -139,7 +140,7 @@ class ActivityTracker:
             username = claimed_username(params)
         # A password checked where authenticate() ran leaves only its verdict on the request.
         breached = getattr(req, breach.REQUEST_ATTRIBUTE, None) is True
-        return Event(
+        event = Event(
             type=str(activity_type),
             timestamp=datetime.now(UTC) - timedelta(milliseconds=duration),
             user_id=user_id,
@@ -157,6 +158,9 @@ class ActivityTracker:
             params=params,
             verdict={"tags": [breach.TAG]} if breached else {},
         )
+        # A request refused by a block is recorded as refused (outcome, 403, tag "blocked").
+        mark_event(req, event)
+        return event
 
     def record(self, event: Event, *, async_log: bool = False) -> None:
         """Hand one event off. Never raises for storage problems: the spool keeps it."""

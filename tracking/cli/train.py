@@ -16,6 +16,7 @@ help = "Fit the IsolationForest outlier detector on stored activity and store a 
 
 COLUMNS = (
     "id",
+    "outcome",
     "timestamp",
     "type",
     "user_id",
@@ -121,6 +122,7 @@ def replay_rows(rows, detectors) -> list[list[float]]:
             endpoint=row["endpoint"] or "",
             method=(row["method"] or "").upper(),
             status=row["status"],
+            outcome=row["outcome"] or "",
             duration=row["duration"],
         )
         profile = profiles.get(obs.user_key) if obs.user_key else None

@@ -3,7 +3,8 @@
 The estimator is serialised with skops (never pickle); the row's MAC
 (``tracking.integrity.macs.sign(..., "model")``) covers the name, version, the SHA-256 of the bytes and
 the JSON metadata. Loading checks the digest and the MAC *before* deserialising and then lets
-skops build only scikit-learn / NumPy types: a modified file is refused, not executed.
+skops build only the types of ``TRUSTED_TYPES`` beyond its own safe defaults: a modified
+file is refused, not executed.
 
 ``refresh_models`` installs the latest verified model into each trainable detector of the
 pipeline; the latest version number is read at most every ``LatestVersions.interval`` seconds
@@ -30,8 +31,21 @@ from tracking.models import DetectorModel
 logger = logging.getLogger("tracking.detection")
 
 PURPOSE = "model"
-# Modules skops may instantiate from a stored model.
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+# The types a stored model may hold beyond skops' own safe defaults: the estimator, its trees
+# and their arrays. Exact names, never a module prefix: a prefix such as "builtins." or
+# "numpy." admits callables (``builtins.eval``, ``numpy.load``). No function is listed.
+TRUSTED_TYPES = frozenset(
+    {
+        "sklearn.ensemble._iforest.IsolationForest",
+        "sklearn.tree._classes.ExtraTreeRegressor",
+        "sklearn.tree._tree.Tree",
+        "numpy.ndarray",
+        "numpy.dtype",
+        "numpy.float64",
+        "numpy.int64",
+        "numpy.intp",
+    }
+)
 
 
 class ModelRefused(Exception):
@@ -101,7 +115,7 @@ def load_model(name: str, version: int | None = None) -> tuple[Any, dict[str, An
         raise DetectorModel.DoesNotExist(f"no stored model {name!r}")
     data = verify(row)
     untrusted = sio.get_untrusted_types(data=data)
-    unsafe = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    unsafe = [t for t in untrusted if t not in TRUSTED_TYPES]
     if unsafe:
         raise ModelRefused(f"model {name} v{row.version}: refuses to load types {unsafe}")
     try:

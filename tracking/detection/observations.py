@@ -45,6 +45,7 @@ def observation(
         endpoint=act.endpoint or "",
         method=(act.method or "").upper(),
         status=act.status,
+        outcome=act.outcome or "",
         duration=act.duration,
         params=params,
         network_kind=act.network_kind or "",

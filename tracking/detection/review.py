@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from tracking.delivery import hooks as delivery
 from tracking.detection import feedback, orgnetworks
 from tracking.integrity.sealing import delete_activities
 from tracking.models import Activity, Review, ReviewStatus
@@ -115,7 +116,7 @@ def review(
                 reviewed_by=reviewer,
                 reviewed_at=now,
             )
-            Review.objects.bulk_create(
+            stored = Review.objects.bulk_create(
                 Review(
                     activity_id=current.pk,
                     action=action,
@@ -136,6 +137,10 @@ def review(
                 orgnetworks.teach(
                     current.asn, by=by, name=f"taught in review of activity {current.pk}"
                 )
+    if actions:
+        reviewed = Activity.objects.get(pk=activity.pk)
+        delivery.review_committed(reviewed, stored[-1])
+        return reviewed
     return Activity.objects.get(pk=activity.pk)
 
 

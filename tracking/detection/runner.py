@@ -86,6 +86,9 @@ def finding_row(act: Activity, f: DetectorFinding) -> Finding:
         evidence.setdefault("tags", list(f.tags))
     if f.suppresses:
         evidence.setdefault("suppresses", list(f.suppresses))
+    if f.block:
+        # Read by tracking.respond.actions after detection (the block is made there).
+        evidence.setdefault("block", dict(f.block))
     return Finding(
         activity=act,
         timestamp=act.timestamp,

@@ -16,8 +16,9 @@ SHA-1 hashed in memory and never stored, logged or sent whole:
 At login the password exists only where ``authenticate()`` runs: ``note_login(request,
 password)`` checks it there and leaves only the verdict on the request
 (``request.tracking_breached_password``), which the recorded login event turns into the
-``breached_password`` tag (``tracking.capture.tracker``). ``BreachedPasswordBackend`` does
-that from ``AUTHENTICATION_BACKENDS`` for projects whose backends are not the app's own.
+``breached_password`` tag (``tracking.capture.tracker``). ``tracking.backends.TrackingBackend``
+calls it for every attempt it does not refuse; ``BreachedPasswordBackend`` does the same from
+``AUTHENTICATION_BACKENDS`` for projects that do not list ``TrackingBackend``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import requests
 
+from tracking.capture.request import django_request
 from tracking.conf import tracking_settings
 
 logger = logging.getLogger("tracking.enrich")
@@ -126,12 +128,13 @@ def check(password: str) -> bool | None:
 
 
 def note_login(request: Any, password: str) -> bool | None:
-    """Check the password being tried and leave only the verdict on ``request``."""
+    """Check the password being tried and leave only the verdict on ``request`` (the Django
+    request behind a DRF one, which is what the recorded event is built from)."""
     if request is None:
         return None
     result = check(password)
     try:
-        setattr(request, REQUEST_ATTRIBUTE, result)
+        setattr(django_request(request), REQUEST_ATTRIBUTE, result)
     except AttributeError:  # an object without attributes (a test double): nothing to keep
         pass
     return result
@@ -140,7 +143,8 @@ def note_login(request: Any, password: str) -> bool | None:
 class BreachedPasswordBackend:
     """An authentication backend that never authenticates: listed *first* in
     ``AUTHENTICATION_BACKENDS``, it sees the password of every login attempt, checks it
-    (``note_login``) and returns ``None`` so the real backends decide."""
+    (``note_login``) and returns ``None`` so the real backends decide. Not needed (and not to
+    be listed as well) where ``tracking.backends.TrackingBackend`` is, which does the same."""
 
     def authenticate(
         self, request: Any, username: str | None = None, password: str | None = None, **kwargs: Any

@@ -77,6 +77,7 @@ EXPORT_FIELDS: tuple[str, ...] = (
     "endpoint",
     "method",
     "status",
+    "outcome",
     "headers",
     "params",
     "duration",

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tracking", "0003_dailyrollup_flagged_username"),
+        ("tracking", "0006_alerts_forwarding"),
     ]
 
     operations = [

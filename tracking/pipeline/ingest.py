@@ -38,12 +38,15 @@ from django.db.models import signals
 from django.db.models.base import ModelState
 
 from tracking.conf import tracking_settings
+from tracking.delivery import hooks as delivery
 from tracking.enrich import geo, useragent
 from tracking.events import ENRICHMENT_FIELDS, Event
 from tracking.integrity import macs as integrity
 from tracking.integrity import sealing
 from tracking.models import Activity, Severity
+from tracking.outcome import FAILURE, clean, from_status
 from tracking.redaction import redact_headers, redact_params
+from tracking.respond.actions import apply_block_requests
 from tracking.storage import copyinsert, rollups
 
 logger = logging.getLogger("tracking.ingest")
@@ -261,7 +264,13 @@ def build_activity(event: Event) -> Activity:
         duration=_float(event.duration),
         headers=redact_headers(headers),
         params=redact_params(params),
+        outcome=event.outcome if event.outcome in ("success", "failure") else "",
     )
+    try:
+        # Nothing said otherwise: the status decides (>= 400 is a failure).
+        act.outcome = clean(event.outcome) or from_status(act.status)
+    except ValueError as exc:
+        raise InvalidEvent(str(exc)) from exc
     act.user_id = None
     _enrich(event, act)
     # Tags the event already carries (a capture-time verdict such as ``breached_password``,
@@ -320,6 +329,36 @@ class _Users:
         if value is not None:
             return value
         return self.by_name.get(event.username) if event.username else None
+
+
+def _attach_users(pairs: list[tuple[Event, Activity]], users: _Users) -> None:
+    """Set each row's user; a failed attempt naming no account keeps only a masked name."""
+    for event, act in pairs:
+        act.user_id = users.resolve(event)
+        if act.user_id is None and act.outcome == FAILURE and act.username:
+            _mask_claimed_name(act)
+
+
+def _mask_claimed_name(act: Activity) -> None:
+    """A name that matches no account may be a typo or a password typed into the username
+    field: it is stored as a keyed hash (``integrity.mask_username``), in the row and wherever
+    the request's parameters repeat it."""
+    raw = act.username
+    masked = integrity.mask_username(raw)
+    if masked == raw:
+        return
+    act.username = masked
+    act.params = _replace_text(act.params, raw, masked)
+
+
+def _replace_text(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return new if value.strip() == old else value
+    if isinstance(value, dict):
+        return {k: _replace_text(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_text(v, old, new) for v in value]
+    return value
 
 
 def _verdict_tags(verdict: dict[str, Any]) -> list[str]:
@@ -401,6 +440,7 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool) -> None:
     acts = [a for _, a in pairs]
     with transaction.atomic():
         findings = _detect(acts) if detect else []
+        apply_block_requests(findings)
         leaves = []
         for event, act in pairs:
             _merge_verdict(act, event.verdict or {})
@@ -413,6 +453,8 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool) -> None:
             copyinsert.insert(Activity, acts)
             copyinsert.insert(Finding, findings)
             rollups.apply(acts)
+        # The batch's outbox entry (alerts, forwarders) commits with it; signals after commit.
+        delivery.batch_written(acts, findings)
         if tracking_settings.SEAL_ON_WRITE:
             # This process seals what it wrote: its sealer uses these leaves instead of
             # reading the rows back (see sealing._WrittenLeaves).
@@ -553,8 +595,7 @@ def _ingest(
             pairs = _drop_existing(pairs, result)
         pairs.sort(key=lambda p: p[1].timestamp)
         users = _Users([e for e, _ in pairs], trust_ids=assume_new)
-        for event, act in pairs:
-            act.user_id = users.resolve(event)
+        _attach_users(pairs, users)
         try:
             _insert(pairs)
         except Exception as exc:  # noqa: BLE001 - isolate the bad event below
@@ -598,8 +639,7 @@ def _after_failed_batch(
         pairs = _drop_existing(pairs, result)
     if users.trusted:
         users = _Users([e for e, _ in pairs])
-        for event, act in pairs:
-            act.user_id = users.resolve(event)
+        _attach_users(pairs, users)
         if isinstance(exc, IntegrityError):
             try:
                 _insert(pairs)

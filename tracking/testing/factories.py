@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tracking.models import Activity
+from tracking.outcome import from_status
 from tracking.simulator.world import CITIES, NETWORKS, host
 
 _ENDPOINTS = (
@@ -105,6 +106,7 @@ def build_activity(index: int = 0, **fields: Any) -> Activity:
     if user is not None and "username" not in fields:
         values["username"] = user.get_username()
     values.update(fields)
+    values.setdefault("outcome", from_status(values.get("status")))
     activity = Activity(**values)
     if not activity.mac:
         from tracking.integrity.macs import row_mac
