@@ -94,3 +94,25 @@ def test_the_owner_mistyping_during_a_campaign_is_noted_not_flagged():
     (owner,) = engine.run([failure(start + 0.6, "user3")], profiles, population)
     (finding,) = owner.findings
     assert not owner.flagged and finding.score == 0.4 and finding.evidence["familiar"]
+
+
+def test_an_unknown_name_counts_once_an_hour_however_often_it_is_retried():
+    """A claimed name matching no account is stored masked (``?<chars>…<keyed hash>``, the
+    same for the same name): one person retrying a mistyped name is one unknown name, a list
+    of names is many; every attempt still counts as a failure."""
+    engine = Engine([FailureCampaign().fit()])
+    population = Population()
+    hour = str(int(failure(0, "x").epoch) // 3600)
+    retried = "?ha\u2026" + "0" * 24
+    engine.run([failure(i / 60, retried) for i in range(6)], {}, population)
+    assert population.count("camp_fail", hour) == 6
+    assert population.count("camp_acct", hour) == 1
+    assert population.count("camp_unknown", hour) == 1
+    listed = [failure(0.5 + i / 60, f"?n{i}\u2026{i:024x}") for i in range(5)]
+    engine.run(listed, {}, population)
+    assert population.count("camp_unknown", hour) == 6 and population.count("camp_fail", hour) == 11
+    # A known account failing is not an unknown name.
+    profiles = {"n:user1": UserProfile(key="n:user1")}
+    engine.run([success(0.7, "user1")], profiles, population)
+    engine.run([failure(0.8, "user1")], profiles, population)
+    assert population.count("camp_unknown", hour) == 6 and population.count("camp_acct", hour) == 7
