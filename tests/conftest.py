@@ -95,3 +95,17 @@ def _release_tracking_threads(request):
     from django.db import connections
 
     asyncio.run(sync_to_async(connections.close_all)())
+
+
+# --- faults (test_faults.py, test_spool.py, test_tasks.py) --------------------------------
+
+
+@pytest.fixture
+def database_down():
+    """Statements on the tracking tables fail as in a database outage (every thread) until
+    ``database_down.stop()`` or the end of the test (``tracking.testing.faults``)."""
+    from tracking.testing.faults import DatabaseFault, refuse
+
+    fault = DatabaseFault(refuse).start()
+    yield fault
+    fault.stop()

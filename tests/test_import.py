@@ -297,7 +297,7 @@ def _peak_memory(tmp_path, lines: int) -> int:
     stored = []
 
     class FakeTracker:  # measure the reader and the sorting window, not the database
-        def record_many(self, events, batch_size=None):
+        def record_many(self, events, batch_size=None, detect=True):
             from tracking.pipeline.ingest import IngestResult
 
             events = list(events)

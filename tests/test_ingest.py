@@ -103,26 +103,39 @@ def test_bad_event_isolated_others_stored(settings, tmp_path):
     res = ingest([good[0], bad, good[1], {"id": "nope", "type": "X"}])
     assert res.stored == 2 and res.rejected == 2 and res.failed == 2
     assert Activity.objects.count() == 2
+    # ingest returns what it could not write, with the reason; it keeps no file itself.
+    assert [item for item, _ in res.dead_letters] == [bad, {"id": "nope", "type": "X"}]
+    assert "not a time" in res.dead_letters[0][1] and "nope" in res.dead_letters[1][1]
+    assert not (tmp_path / "rejected.ndjson").exists()
+
+
+def test_store_keeps_rejected_events_in_the_dead_letter_file(settings, tmp_path):
+    from tracking.pipeline.handoff import store
+
+    settings.TRACKING_SPOOL_DIR = str(tmp_path)
+    bad = {"type": "AUTH", "timestamp": "not a time", "id": str(uuid.uuid4())}
+    res = store([ev(), bad, {"id": "nope", "type": "X"}], source="import")
+    assert res.stored == 1 and res.rejected == 2
     dead = (tmp_path / "rejected.ndjson").read_text()
     assert "not a time" in dead and "nope" in dead
 
 
-def test_insert_failure_falls_back_per_event(monkeypatch, settings, tmp_path):
+def test_insert_failure_falls_back_per_event(settings, tmp_path):
+    from django.db import DataError
+
+    from tracking.testing.faults import database_fault, inserts_activities
+
     settings.TRACKING_SPOOL_DIR = str(tmp_path)
-    from tracking.pipeline import ingest as mod
 
-    real = mod._insert
-    poison = ev(endpoint="/poison/")
+    def poisoned(sql, params):
+        if "/poison/" in repr(params):
+            raise DataError("poisoned row")
 
-    def fake(pairs):
-        if any(a.endpoint == "/poison/" for _, a in pairs):
-            raise ValueError("poisoned row")
-        return real(pairs)
-
-    monkeypatch.setattr(mod, "_insert", fake)
-    res = ingest([ev(), poison, ev()])
+    with database_fault(poisoned, match=inserts_activities):
+        res = ingest([ev(), ev(endpoint="/poison/"), ev()])
     assert res.stored == 2 and res.rejected == 1
-    assert Activity.objects.count() == 2
+    assert "poisoned row" in res.dead_letters[0][1]
+    assert set(Activity.objects.values_list("endpoint", flat=True)) == {"/login/"}
 
 
 def test_rollups_maintained():
@@ -160,7 +173,7 @@ def test_record_many_batches():
 def test_built_row_equals_the_one_the_model_constructor_builds():
     """build_activity's constructor shortcut leaves the same instance state as
     ``Activity(**values)``: every field, the fresh containers and a new ModelState."""
-    from tracking.pipeline.ingest import _new_activity
+    from tracking.pipeline.rows import _new_activity
 
     values = {"id": uuid.uuid4(), "timestamp": datetime.now(UTC), "type": "API", "username": "x"}
     fast, slow = _new_activity(**values), Activity(**values)
@@ -174,7 +187,7 @@ def test_built_row_equals_the_one_the_model_constructor_builds():
 def test_constructor_shortcut_defers_to_init_signal_listeners():
     from django.db.models.signals import post_init
 
-    from tracking.pipeline.ingest import _new_activity
+    from tracking.pipeline.rows import _new_activity
 
     seen = []
 

@@ -100,11 +100,11 @@ def test_a_retried_batch_is_judged_afresh(django_user_model, monkeypatch):
     seen = []
     real = ingest_module._write
 
-    def spy(pairs, *, detect):
+    def spy(pairs, **kwargs):
         seen.append([list(a.tags or []) for _, a in pairs])
-        return real(pairs, detect=detect)
+        return real(pairs, **kwargs)
 
-    def detect(acts):
+    def detect(acts, **kwargs):
         for a in acts:
             a.tags = [*(a.tags or []), "judged"]
         return []

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from tracking.events import Event
 from tracking.integrity.verify import verify
 from tracking.models import Activity, Seal
-from tracking.pipeline import writer
+from tracking.pipeline import housekeeping, writer
 from tracking.pipeline.ingest import ingest
 from tracking.storage import partitioning
 
@@ -113,11 +113,12 @@ def test_writer_checks_partitions_at_start_then_at_most_hourly(monkeypatch):
     calls = []
     monkeypatch.setattr(partitioning, "ensure_partitions", lambda **kw: calls.append(kw) or [])
     w = writer.Writer()
-    w._maybe_check_partitions()
-    w._maybe_check_partitions()
+    job = w.job(housekeeping.Partitions)
+    job.run(w, stopping=False)
+    job.run(w, stopping=False)
     assert calls == [{"refresh": True}]
-    w._last_partition_check -= writer.PARTITION_CHECK_INTERVAL
-    w._maybe_check_partitions()
+    job.last -= housekeeping.PARTITION_CHECK_INTERVAL
+    job.run(w, stopping=False)
     assert len(calls) == 2
 
 
@@ -132,7 +133,7 @@ def test_writer_creates_next_months_partition_when_it_is_missing():
         with connection.cursor() as cur:
             cur.execute(f'ALTER TABLE tracking_activity DETACH PARTITION "{next_month}"')
             cur.execute(f'DROP TABLE "{next_month}"')
-    w._maybe_check_partitions()
+    w.job(housekeeping.Partitions).run(w, stopping=False)
     names = {p.name for p in partitioning.list_partitions()}
     assert (next_month in names) is PG  # SQLite: nothing to do, nothing created
     assert w.counters["partition_failures"] == 0

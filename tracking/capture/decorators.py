@@ -19,7 +19,8 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 
 from tracking.capture.request import prepare
-from tracking.capture.tracker import _UNSET, get_tracker
+from tracking.capture.tracker import _UNSET, get_tracker, user_of
+from tracking.pipeline import handoff
 
 logger = logging.getLogger("tracking.recording")
 
@@ -47,8 +48,6 @@ def _record(request, response, exc, started, opts, view, user=_UNSET) -> None:
         )
         tracker.record(event, async_log=opts["async_log"])
     except Exception:  # noqa: BLE001 - the view's response matters more than its log line
-        from tracking.pipeline import handoff
-
         handoff.count("record_errors")
         logger.exception("tracking: could not record an activity")
 
@@ -104,8 +103,6 @@ async def _await_then_record(awaitable, request, started, opts, view):
 
 async def _auser(request, response, view):
     """The user in async code without touching the database from the event loop."""
-    from tracking.capture.tracker import user_of
-
     ctx = getattr(response, "renderer_context", None)
     if isinstance(ctx, dict) and ctx.get("request") is not None:
         return await sync_to_async(user_of)(request, response, view)

@@ -42,7 +42,6 @@ Behaviour worth knowing:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import gzip
 import heapq
@@ -481,22 +480,6 @@ def _findings(record: dict) -> list[dict] | None:
     return [f for f in items if isinstance(f, dict) and f.get("detector") and f.get("tag")]
 
 
-@contextlib.contextmanager
-def learn_only() -> Iterator[None]:
-    """Ingest with no detector and no rule: profiles still learn, no new verdict is made.
-
-    Used to restore exported records with the verdict they were written with. Settings are
-    overridden for the duration (a management command is single-threaded); the tracking
-    caches reload on ``setting_changed`` like for any settings change.
-    """
-    from django.test.utils import override_settings
-
-    with override_settings(
-        TRACKING_DETECTORS=[], TRACKING_BUILTIN_RULES=False, TRACKING_RULE_DIRS=[]
-    ):
-        yield
-
-
 # -- the import loop -----------------------------------------------------------------------
 
 
@@ -514,12 +497,6 @@ class _Importer:
         self.batch: list[tuple[int, Any, list[dict]]] = []
         self.redetect = redetect
         self.restoring = False
-        self._learning: contextlib.ExitStack | None = None
-
-    def close(self) -> None:
-        if self._learning is not None:
-            self._learning.close()
-            self._learning = None
 
     def bad(self, number: int, reason: str) -> None:
         self.summary.bad += 1
@@ -544,14 +521,9 @@ class _Importer:
             return
         batch, self.batch = self.batch, []
         events = [e for _, e, _ in batch]
-        # Restored batches run with detection switched off; the switch stays on across
-        # consecutive restored batches (settings churn reloads the detection pipeline).
-        if self.restoring and self._learning is None:
-            self._learning = contextlib.ExitStack()
-            self._learning.enter_context(learn_only())
-        elif not self.restoring:
-            self.close()
-        result = self.tracker.record_many(events, batch_size=len(batch))
+        # Restored records keep the verdict they were exported with: profiles learn from
+        # them, no detector or rule judges them again.
+        result = self.tracker.record_many(events, batch_size=len(batch), detect=not self.restoring)
         self.summary.imported += result.stored
         self.summary.present += result.duplicates
         if result.rejected_ids or result.spooled:
@@ -658,12 +630,9 @@ def run_import(
         )
     finally:
         # Even when the input breaks off (truncated gzip, I/O error), what was read is kept.
-        try:
-            while window:
-                emit(heapq.heappop(window))
-            importer.flush()
-        finally:
-            importer.close()
+        while window:
+            emit(heapq.heappop(window))
+        importer.flush()
     return summary
 
 

@@ -437,16 +437,26 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def detect_batch(activities: list[Activity]) -> list[Finding]:
-    """Judge one batch (see the module docstring); returns unsaved ``Finding`` rows."""
+# No detector and no rule: profiles still learn, no verdict is made (``learn_only``).
+LEARN_ONLY = Pipeline(detectors=[], rules=[], versions={})
+
+
+def detect_batch(activities: list[Activity], *, learn_only: bool = False) -> list[Finding]:
+    """Judge one batch (see the module docstring); returns unsaved ``Finding`` rows.
+
+    ``learn_only``: run no detector and no rule, so profiles learn from the batch but no new
+    verdict is made (restoring exported records with the verdict they were written with)."""
     if not activities:
         return []
     with gc_paused():
+        if learn_only:
+            return _detect_batch(activities, LEARN_ONLY)
         return _detect_batch(activities)
 
 
-def _detect_batch(activities: list[Activity]) -> list[Finding]:
-    pipe = pipeline()
+def _detect_batch(activities: list[Activity], pipe: Pipeline | None = None) -> list[Finding]:
+    if pipe is None:
+        pipe = pipeline()
     refresh_models(pipe)
     threshold = float(tracking_settings.FLAG_THRESHOLD)
     method = tracking_settings.RISK_COMBINE
