@@ -29,8 +29,10 @@ test: install chromium
 test-postgres: install chromium
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]: layers, no cycles).
 lint: install
 	$(VENV)/bin/ruff check tracking detectors tests example benchmarks
+	$(VENV)/bin/lint-imports
 
 # Migrate SQLite, build demo GeoIP databases, fill ~4 days of traffic for 50 users (with
 # attacks), create `admin` (password: $DEMO_PASSWORD, or generated and printed), then serve.

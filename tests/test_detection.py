@@ -531,6 +531,7 @@ def test_ingest_without_detection_learns_but_makes_no_verdict():
     from django.test.signals import setting_changed
 
     changed = []
+
     def note(**kwargs):
         changed.append(kwargs["setting"])
 

@@ -141,7 +141,7 @@ def test_writer_creates_next_months_partition_when_it_is_missing():
 
 def test_periodic_seal_task_also_keeps_partitions(monkeypatch):
     from tracking.integrity import sealing
-    from tracking.integrity import tasks as tasks_periodic
+    from tracking.storage import tasks as tasks_periodic
 
     calls = []
     monkeypatch.setattr(partitioning, "ensure_partitions", lambda **kw: calls.append("p") or [])

@@ -2,7 +2,7 @@
 app. Task names are stable (``tracking.tasks.ingest_events``, ``tracking.tasks_periodic.seal``,
 ``tracking.tasks_periodic.purge``) whatever module defines them."""
 
-from tracking.integrity.tasks import purge, seal
 from tracking.pipeline.tasks import ingest_events
+from tracking.storage.tasks import purge, seal
 
 __all__ = ["ingest_events", "purge", "seal"]

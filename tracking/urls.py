@@ -33,7 +33,7 @@ else:
 
     from tracking.api.schema import schema_view
 
-    urlpatterns += [path("schema/", schema_view(), name="schema")]
+    urlpatterns += [path("schema/", schema_view(urlpatterns), name="schema")]
     if apps.is_installed("drf_spectacular"):  # the pages' templates come with the app
         urlpatterns += [
             path("docs/", SpectacularSwaggerView.as_view(url_name="tracking:schema"), name="docs"),

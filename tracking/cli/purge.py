@@ -30,7 +30,7 @@ def handle(
     command, *, days=None, before=None, batch_size=None, dry_run=False, json=False, **options
 ) -> int:
     from tracking.conf import tracking_settings
-    from tracking.integrity.retention import DEFAULT_BATCH_SIZE, cutoff_for_days, purge
+    from tracking.storage.retention import DEFAULT_BATCH_SIZE, cutoff_for_days, purge
 
     if days is None and before is None:
         days = tracking_settings.RETENTION_DAYS

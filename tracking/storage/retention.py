@@ -34,6 +34,7 @@ from tracking.integrity.sealing import (
     write_checkpoint,
 )
 from tracking.models import Activity, Finding, Seal
+from tracking.storage import partitioning
 
 DEFAULT_BATCH_SIZE = 1000
 
@@ -161,8 +162,6 @@ def _drop_partitions(report: PurgeReport, before: datetime) -> None:
     """PostgreSQL with monthly partitions: drop whole months older than ``before`` instead of
     deleting their rows. Every row left in them is older than the cutoff and either covered by
     the checkpoint just written or a refused (invalid MAC) row."""
-    from tracking.storage import partitioning
-
     if not partitioning.is_partitioned():
         return
     victims = partitioning.partitions_before(before)
