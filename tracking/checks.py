@@ -5,17 +5,25 @@ Each area registers its checks here with a stable id (tracking.E0xx errors, W0xx
 
 from __future__ import annotations
 
-from django.core import checks
+import os
+from pathlib import Path
 
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from detectors.registry import ConfigError
+from detectors.rules import RuleError
+from tracking.capture.clientip import parse_networks
 from tracking.conf import tracking_settings
+from tracking.dashboard.checks import dashboard_messages
+from tracking.detection.runner import configured_detectors, rule_dirs
+from tracking.integrity import crypto
 
 
 @checks.register(checks.Tags.security)
 def check_keys(app_configs=None, **kwargs):
-    from django.core.exceptions import ImproperlyConfigured
-
-    from tracking.integrity import crypto
-
     errors = []
     keys = tracking_settings.ENCRYPTION_KEYS
     if not keys:
@@ -81,7 +89,6 @@ def check_partitioning(app_configs=None, **kwargs):
 @checks.register()
 def check_dashboard(app_configs=None, **kwargs):
     """Settings of the security dashboard (tracking.E090-E099, W090-W099)."""
-    from tracking.dashboard.checks import dashboard_messages
 
     return dashboard_messages()
 
@@ -93,8 +100,6 @@ def _positive_int(value) -> bool:
 @checks.register()
 def check_integrity_settings(app_configs=None, **kwargs):
     """Sealing, retention, health and spool settings (tracking.E070-E089 / W070-W089)."""
-    import os
-    from pathlib import Path
 
     errors = []
     days = tracking_settings.RETENTION_DAYS
@@ -173,7 +178,6 @@ def check_integrity_settings(app_configs=None, **kwargs):
 @checks.register()
 def check_recording(app_configs=None, **kwargs):
     """Recording and hand-off settings (ids tracking.E010–E029 / W010–W029)."""
-    from tracking.capture.clientip import parse_networks
 
     errors = []
     _, bad = parse_networks(tracking_settings.TRUSTED_PROXIES)
@@ -258,8 +262,6 @@ def check_recording(app_configs=None, **kwargs):
         )
     geo_path = tracking_settings.GEOIP_PATH
     if geo_path and not tracking_settings.DISABLE_GEOLOCATION:
-        import os
-
         missing = [
             n
             for n in ("GeoLite2-City.mmdb", "GeoLite2-ASN.mmdb")
@@ -280,7 +282,6 @@ def _celery_broker_warnings() -> list[checks.CheckMessage]:
     """Without a named or configured Celery app, batches would go to Celery's built-in
     default broker (amqp://guest@localhost//): silently to a queue nobody reads when some
     RabbitMQ answers there, to the local fallback when none does."""
-    import os
 
     if tracking_settings.CELERY_APP or os.environ.get("CELERY_BROKER_URL"):
         return []
@@ -304,9 +305,6 @@ def _celery_broker_warnings() -> list[checks.CheckMessage]:
 @checks.register()
 def check_detection(app_configs=None, **kwargs):
     """TRACKING_DETECTORS, rule folders and the detection numbers, named precisely."""
-    from detectors.registry import ConfigError
-    from detectors.rules import RuleError
-    from tracking.detection.runner import configured_detectors, rule_dirs
 
     errors = []
     detectors = []
@@ -394,8 +392,6 @@ def check_detection(app_configs=None, **kwargs):
 
 @checks.register()
 def check_api_settings(app_configs=None, **kwargs):
-    from django.conf import settings
-
     errors = []
     rates = tracking_settings.THROTTLE_RATES
     project_rates = (getattr(settings, "REST_FRAMEWORK", None) or {}).get(
@@ -445,7 +441,6 @@ def check_api_settings(app_configs=None, **kwargs):
                 id="tracking.W030",
             )
         )
-    from django.apps import apps
 
     if not apps.is_installed("rest_framework.authtoken"):
         errors.append(

@@ -17,12 +17,16 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.db.models import Min
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
 from tracking.conf import tracking_settings
+from tracking.integrity import crypto
+from tracking.integrity import macs as integrity
+from tracking.models import Activity, Seal
 
 logger = logging.getLogger("tracking.health")
 
@@ -43,11 +47,6 @@ def _optional_stats(module: str) -> dict[str, Any] | None:
 
 
 def _keys() -> tuple[dict[str, Any], list[str]]:
-    from django.core.exceptions import ImproperlyConfigured
-
-    from tracking.integrity import crypto
-    from tracking.integrity import macs as integrity
-
     problems: list[str] = []
     info: dict[str, Any] = {
         "encryption_keys": len(tracking_settings.ENCRYPTION_KEYS or []),
@@ -72,8 +71,6 @@ def _age(now: datetime, then: datetime | None) -> float | None:
 
 
 def _sealing(now: datetime) -> tuple[dict[str, Any], list[str]]:
-    from tracking.models import Activity, Seal
-
     problems: list[str] = []
     unsealed = Activity.objects.filter(seq__isnull=True)
     count = unsealed.count()

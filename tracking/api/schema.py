@@ -6,6 +6,8 @@ from typing import Any
 
 from django.urls import include, path
 
+from tracking.api.filters import ActivityFilter
+
 try:
     from drf_spectacular.types import OpenApiTypes
     from drf_spectacular.utils import (
@@ -44,7 +46,6 @@ def filter_parameters() -> list:
     """One documented query parameter per filter of ``ActivityFilter``."""
     if not HAVE_SPECTACULAR:
         return []
-    from tracking.api.filters import ActivityFilter
 
     types = {
         "int": OpenApiTypes.INT,

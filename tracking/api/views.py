@@ -15,7 +15,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from rest_framework import generics, serializers, status
-from rest_framework.authentication import SessionAuthentication
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -58,8 +58,6 @@ def authentication_classes() -> list[type]:
     if SessionAuthentication not in classes:
         classes.append(SessionAuthentication)
     if apps.is_installed("rest_framework.authtoken"):
-        from rest_framework.authentication import TokenAuthentication
-
         if not any(issubclass(c, TokenAuthentication) for c in classes):
             classes.append(TokenAuthentication)
     return classes

@@ -46,6 +46,7 @@ import csv
 import gzip
 import heapq
 import io
+import ipaddress
 import json
 import os
 import re
@@ -56,6 +57,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
+
+from tracking.activity_types import all_types
+from tracking.capture import tracker as capture
+from tracking.conf import tracking_settings
+from tracking.events import Event
+from tracking.export.records import record_from_csv_row
+from tracking.integrity import macs as integrity
+from tracking.models import Finding
 
 if TYPE_CHECKING:
     from tracking.events import Event
@@ -283,8 +292,6 @@ def read_json_array(stream: IO[str]) -> Iterator[tuple[int, Any]]:
 
 
 def read_csv(stream: IO[str]) -> Iterator[tuple[int, Any]]:
-    from tracking.export.records import record_from_csv_row
-
     reader = csv.DictReader(stream)
     if reader.fieldnames is None:
         return
@@ -370,8 +377,6 @@ def _mapping(record: dict, key: str) -> dict:
 
 
 def _ip(record: dict, key: str) -> str | None:
-    import ipaddress
-
     value = record.get(key)
     if value in (None, ""):
         return None
@@ -383,7 +388,6 @@ def _ip(record: dict, key: str) -> str | None:
 
 def _type_code(kind: str) -> str:
     """A known type in any letter case becomes its code ("auth" -> "AUTH")."""
-    from tracking.activity_types import all_types
 
     known = all_types()
     if kind in known:
@@ -399,8 +403,6 @@ def _content_id(record: dict) -> str:
 
 def event_from_record(record: Any) -> Event:
     """An ``Event`` for one import record; raises ``BadRecord`` with the reason."""
-    from tracking.events import Event
-    from tracking.integrity import macs as integrity
 
     if not isinstance(record, dict):
         raise BadRecord(f"a record must be an object, not {type(record).__name__}")
@@ -487,13 +489,11 @@ class _Importer:
     def __init__(
         self, command, summary: Summary, batch_size: int, quiet: bool, redetect: bool = False
     ) -> None:
-        from tracking.capture.tracker import get_tracker
-
         self.command = command
         self.summary = summary
         self.batch_size = batch_size
         self.quiet = quiet
-        self.tracker = get_tracker()
+        self.tracker = capture.get_tracker()
         self.batch: list[tuple[int, Any, list[dict]]] = []
         self.redetect = redetect
         self.restoring = False
@@ -544,7 +544,6 @@ class _Importer:
 
 def _restore_findings(pairs: list) -> None:
     """Keep an export's findings on re-import (detection may not re-derive them: profiles)."""
-    from tracking.models import Finding
 
     ids = [uuid.UUID(e.id) for e, _ in pairs]
     have = set(
@@ -670,8 +669,6 @@ def handle(
     redetect: bool = False,
     **options,
 ) -> int:
-    from tracking.conf import tracking_settings
-
     fmt = format or (detect_format(path) if path != "-" else "ndjson")
     if fmt is None:
         command.stderr.write(f"cannot tell the format of {path!r} from its name; pass --format")

@@ -12,6 +12,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from detectors.base import Context, Observation
+from detectors.features import context_features
+from detectors.profile import UserProfile
+from tracking.detection import modelstore
+from tracking.detection.profiles import profile_key
+from tracking.detection.runner import configured_detectors
+from tracking.models import Activity, ReviewStatus
+
 help = "Fit the IsolationForest outlier detector on stored activity and store a new model version."
 
 COLUMNS = (
@@ -82,11 +90,7 @@ def add_arguments(parser) -> None:
 
 def replay_rows(rows, detectors) -> list[list[float]]:
     """Feature rows for stored activities (dicts of COLUMNS, timestamp order)."""
-    from detectors.base import Context, Observation
-    from detectors.features import context_features
     from detectors.outliers import feature_row
-    from detectors.profile import UserProfile
-    from tracking.detection.profiles import profile_key
 
     profiles: dict[str, UserProfile] = {}
     X: list[list[float]] = []
@@ -156,9 +160,6 @@ def handle(
     **options: Any,
 ) -> int:
     from detectors.outliers import IsolationForestDetector
-    from tracking.detection import modelstore
-    from tracking.detection.runner import configured_detectors
-    from tracking.models import Activity, ReviewStatus
 
     try:
         start = parse_when(since) if since else None

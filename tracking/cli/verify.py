@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.dateparse import parse_date, parse_datetime
 
+from tracking.integrity.verify import verify
+
 help = "Re-compute the hash chain and report every changed, removed or inserted activity."
 
 
@@ -48,8 +50,6 @@ def add_arguments(parser) -> None:
 
 
 def handle(command, *, since=None, json: bool = False, anchor=None, **options) -> int:
-    from tracking.integrity.verify import verify
-
     try:
         report = verify(since, anchor=anchor)
     except ImproperlyConfigured as exc:

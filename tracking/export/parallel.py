@@ -27,6 +27,10 @@ from datetime import UTC
 from multiprocessing.connection import wait
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
+from django.db import connections, transaction
+from django.db.models import Q
+
 from tracking.export.records import (
     FORMATS,
     PayloadCache,
@@ -46,7 +50,6 @@ def applies(queryset: Any, workers: int) -> bool:
     """Whether ``pieces`` can export ``queryset``: PostgreSQL (the raw reader), the export
     order, no enclosing transaction (the snapshot needs a transaction of its own) and
     ``fork`` (workers inherit the configured Django instead of setting it up again)."""
-    from django.db import connections
 
     return (
         workers > 1
@@ -60,8 +63,6 @@ def applies(queryset: Any, workers: int) -> bool:
 def boundaries(queryset: Any, step: int) -> list[tuple[Any, Any]]:
     """(timestamp, id) of every ``step``-th row of ``queryset`` in export order: each
     closes a range (the last range is open)."""
-    from django.core.exceptions import EmptyResultSet
-    from django.db import connections
 
     try:
         inner, params = queryset.order_by().values_list(*ORDER).query.sql_with_params()
@@ -84,7 +85,6 @@ def boundaries(queryset: Any, step: int) -> list[tuple[Any, Any]]:
 def within(queryset: Any, low: tuple | None, high: tuple | None) -> Any:
     """The rows of ``queryset`` after ``low`` and up to ``high`` (inclusive) in export
     order. The plain timestamp bounds let PostgreSQL prune partitions and scan the index."""
-    from django.db.models import Q
 
     if low is not None:
         ts, pk = low
@@ -104,7 +104,6 @@ def pieces(
     ``workers`` processes encode: this one (between writes) and ``workers - 1`` forked
     ones. Call only where ``applies``.
     """
-    from django.db import connections, transaction
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -213,7 +212,6 @@ def _work(queryset: Any, fmt: str, link: Any, inherited: list[Any]) -> None:
     closed here so that only the parent holds them: if it dies, every worker reads end of
     file (or a broken pipe) and exits instead of waiting for ever.
     """
-    from django.db import connections, transaction
 
     for other in inherited:
         other.close()

@@ -34,8 +34,16 @@ from itertools import islice
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from django.conf import settings
+from django.core.exceptions import EmptyResultSet
+from django.db import connections, router, transaction
+from django.db.models import DateTimeField, F, Func, TextField
+from django.db.models.functions import Cast
 
+from tracking.activity_types import type_label
 from tracking.integrity import crypto
+from tracking.integrity.crypto import DecryptionError
+from tracking.models import Activity, Finding
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +123,6 @@ def _iso(ts: datetime) -> str:
 
 
 def decrypted_field(activity: Any, name: str) -> Any:
-    from tracking.integrity.crypto import DecryptionError
-
     try:
         value = getattr(activity, name)
     except DecryptionError:
@@ -275,8 +281,6 @@ def _raw_columns() -> list[Any]:
     Their field converters (tag list, ``Ciphertext`` wrapper) would run once per row for
     nothing: the export splits the tag text and decrypts the ciphertext itself.
     """
-    from django.db.models import F, TextField
-    from django.db.models.functions import Cast
 
     return [
         Cast(F(c), output_field=TextField()) if c in ("tags", "headers", "params") else c
@@ -286,7 +290,6 @@ def _raw_columns() -> list[Any]:
 
 def _field_kinds() -> dict[str, str]:
     """Internal type of each exported model column (decides the CSV cell encoding)."""
-    from tracking.models import Activity
 
     return {
         n: Activity._meta.get_field(n).get_internal_type()
@@ -386,7 +389,6 @@ def _finding_rows(finding_model: Any, ids: list[Any], text_ids: bool = False) ->
     ``text_ids`` (PostgreSQL only): ``ids`` and the returned activity ids are UUID text, as
     the raw reader (``_pg_chunks``) reads them.
     """
-    from django.db import connections, router
 
     using = router.db_for_read(finding_model)
     connection = connections[using]
@@ -429,7 +431,6 @@ def _findings_by_activity(
     ids: list[Any], text_ids: bool = False
 ) -> dict[Any, list[dict[str, Any]]]:
     """Unsuppressed findings of ``ids`` in ``activity_record``'s order, one query."""
-    from tracking.models import Finding
 
     found: dict[Any, list[tuple]] = {}
     for row in _finding_rows(Finding, ids, text_ids):
@@ -445,13 +446,11 @@ def _findings_by_activity(
 def raw_reader_applies(queryset: Any) -> bool:
     """Whether ``iter_values(..., raw=True)`` reads ``queryset`` with ``_pg_chunks``:
     PostgreSQL through psycopg 3 with ``USE_TZ`` (elsewhere the values_list path)."""
-    from django.conf import settings
-    from django.db import connections
 
     connection = connections[queryset.db]
     if connection.vendor != "postgresql" or not settings.USE_TZ:
         return False
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3  # optional: psycopg
 
     return is_psycopg3
 
@@ -464,8 +463,6 @@ def _pg_columns() -> list[Any]:
     (naive: Django's own timestamptz loader is Python code); inet columns through
     ``abbrev``, which is ``inet_out`` (the text Django reads, not ``ipaddress`` objects).
     """
-    from django.db.models import DateTimeField, F, Func, TextField
-    from django.db.models.functions import Cast
 
     def column(name: str) -> Any:
         if name == "id":
@@ -492,8 +489,6 @@ def _pg_chunks(queryset: Any, chunk_size: int) -> Iterator[list[tuple]]:
     in a transaction (a savepoint inside one): a named cursor outside one would be
     ``WITH HOLD``, materialised on the server before the first row.
     """
-    from django.core.exceptions import EmptyResultSet
-    from django.db import connections, transaction
 
     query = queryset.prefetch_related(None).values_list(*_pg_columns()).query
     try:
@@ -535,8 +530,6 @@ def iter_values(
 
     ``raw``: read with ``_pg_chunks`` where ``raw_reader_applies`` (same values, faster).
     """
-    from tracking.activity_types import type_label
-    from tracking.models import Activity
 
     chunk_size = chunk_size or CHUNK_SIZE
     payloads = payloads or PayloadCache()

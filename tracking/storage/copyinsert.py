@@ -21,6 +21,8 @@ from functools import lru_cache
 
 from django.db import connections, models, router
 
+from tracking.fields import Ciphertext, EncryptedJSONField
+
 # Below this many rows one INSERT is as fast as COPY (which costs an extra round trip).
 MIN_ROWS = 50
 
@@ -55,8 +57,6 @@ _NONE_IS_NULL = (
 
 
 def _plain_kind(field: models.Field) -> type | None:
-    from tracking.fields import Ciphertext, EncryptedJSONField
-
     if type(field) is EncryptedJSONField:
         return Ciphertext  # encrypted in pre_save; get_prep_value passes Ciphertext through
     return _PLAIN.get(type(field))
