@@ -22,6 +22,8 @@ from django.db import DatabaseError
 from django.db.models import Min
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import APIException
 
 from tracking.conf import tracking_settings
 from tracking.integrity import crypto
@@ -185,11 +187,8 @@ def _staff(request) -> bool:
     if user is not None and user.is_authenticated:
         return bool(user.is_active and user.is_staff)
     try:  # DRF token users, when the API's token authentication is installed
-        from rest_framework.authentication import TokenAuthentication
-        from rest_framework.exceptions import APIException
-
         found = TokenAuthentication().authenticate(request)
-    except (ImportError, APIException):
+    except APIException:
         return False
     except Exception:  # noqa: BLE001 - e.g. authtoken not installed: no token users
         return False

@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from tracking.activity_types import all_types
 from tracking.conf import tracking_settings
 from tracking.detection.review import delete_activity, review
+from tracking.detection.runner import pipeline
 from tracking.export.records import decrypted_field
 from tracking.models import (
     Activity,
@@ -116,8 +117,6 @@ def known_tags() -> set[str]:
     """
     tags: set[str] = set()
     try:
-        from tracking.detection.runner import pipeline
-
         pipe = pipeline()
         tags |= {d.tag for d in pipe.detectors if getattr(d, "tag", "")}
         for rule in pipe.rules:

@@ -18,23 +18,19 @@ from typing import Any
 from rest_framework.settings import api_settings
 from rest_framework.throttling import UserRateThrottle
 
+from tracking.capture.clientip import client_ip
 from tracking.conf import DEFAULTS, tracking_settings
 
 
 def client_ident(request: Any) -> str:
     """The client address behind trusted proxies (falls back to the socket peer)."""
     try:
-        from tracking.capture.clientip import client_ip
-    except ImportError:
-        client_ip = None
-    if client_ip is not None:
-        try:
-            address = client_ip(getattr(request, "_request", request))
-        except Exception:  # a misconfigured proxy list must not open the throttle
-            address = None
-        ip = getattr(address, "ip", address)
-        if ip:
-            return str(ip)
+        address = client_ip(getattr(request, "_request", request))
+    except Exception:  # a misconfigured proxy list must not open the throttle
+        address = None
+    ip = getattr(address, "ip", address)
+    if ip:
+        return str(ip)
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 

@@ -56,7 +56,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from tracking.activity_types import all_types
 from tracking.capture import tracker as capture
@@ -65,9 +65,6 @@ from tracking.events import Event
 from tracking.export.records import record_from_csv_row
 from tracking.integrity import macs as integrity
 from tracking.models import Finding
-
-if TYPE_CHECKING:
-    from tracking.events import Event
 
 help = "Import activities from an NDJSON, JSON or CSV file (what `tracking export` writes)."
 

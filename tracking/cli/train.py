@@ -14,6 +14,7 @@ from typing import Any
 
 from detectors.base import Context, Observation
 from detectors.features import context_features
+from detectors.outliers import IsolationForestDetector, feature_row
 from detectors.profile import UserProfile
 from tracking.detection import modelstore
 from tracking.detection.profiles import profile_key
@@ -90,7 +91,6 @@ def add_arguments(parser) -> None:
 
 def replay_rows(rows, detectors) -> list[list[float]]:
     """Feature rows for stored activities (dicts of COLUMNS, timestamp order)."""
-    from detectors.outliers import feature_row
 
     profiles: dict[str, UserProfile] = {}
     X: list[list[float]] = []
@@ -159,8 +159,6 @@ def handle(
     min_events: int = 50,
     **options: Any,
 ) -> int:
-    from detectors.outliers import IsolationForestDetector
-
     try:
         start = parse_when(since) if since else None
         end = parse_when(until) if until else None

@@ -40,6 +40,7 @@ from django.db import connections, router, transaction
 from django.db.models import DateTimeField, F, Func, TextField
 from django.db.models.functions import Cast
 
+from tracking import redaction
 from tracking.activity_types import type_label
 from tracking.integrity import crypto
 from tracking.integrity.crypto import DecryptionError
@@ -138,13 +139,7 @@ def defensive_redact(name: str, value: Any) -> Any:
     this is defence in depth against rows written by an older or misconfigured version)."""
     if not isinstance(value, dict):
         return value
-    try:
-        from tracking import redaction
-    except ImportError:
-        return value
-    func = getattr(redaction, "redact_headers" if name == "headers" else "redact_mapping", None)
-    if func is None:
-        return value
+    func = redaction.redact_headers if name == "headers" else redaction.redact_mapping
     try:
         return func(value)
     except Exception:  # a redaction bug must not expose or lose the record
