@@ -25,7 +25,7 @@ from tracking.activity_types import all_types
 from tracking.conf import tracking_settings
 from tracking.detection.review import delete_activity, review
 from tracking.detection.runner import pipeline
-from tracking.export.records import decrypted_field
+from tracking.export.record import decrypted_field
 from tracking.models import (
     Activity,
     DailyRollup,

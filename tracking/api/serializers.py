@@ -9,7 +9,7 @@ from django.db import models
 from rest_framework import serializers
 
 from tracking.api.schema import OpenApiTypes, extend_schema_field
-from tracking.export.records import decrypted_field
+from tracking.export.record import decrypted_field
 from tracking.models import Activity, Finding, Review, ReviewStatus
 
 LIST_FIELDS = (

@@ -47,7 +47,8 @@ from tracking.api.serializers import (
 )
 from tracking.api.throttling import BurstRateThrottle, SustainedRateThrottle
 from tracking.detection.review import ReviewError, delete_activity, review
-from tracking.export import records as exporting
+from tracking.export import record
+from tracking.export.records import stream_export
 from tracking.models import Activity
 from tracking.storage import stats
 
@@ -347,16 +348,16 @@ class ExportView(TrackingAPIMixin, APIView):
     )
     def get(self, request: Any) -> StreamingHttpResponse:
         fmt = (request.query_params.get("format") or "csv").lower()
-        if fmt not in exporting.FORMATS:
+        if fmt not in record.FORMATS:
             raise ValidationError(
-                {"format": [f'"{fmt}" is not a valid choice ({", ".join(exporting.FORMATS)}).']}
+                {"format": [f'"{fmt}" is not a valid choice ({", ".join(record.FORMATS)}).']}
             )
         queryset, filterset = self.filter_activities(request)
         if not filterset.form.cleaned_data.get("ordering"):
             queryset = queryset.order_by("timestamp", "id")
         name = export_filename(queryset, request.query_params, filterset.form.cleaned_data, fmt)
         response = StreamingHttpResponse(
-            exporting.stream_export(queryset, fmt), content_type=exporting.CONTENT_TYPES[fmt]
+            stream_export(queryset, fmt), content_type=record.CONTENT_TYPES[fmt]
         )
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         response["X-Content-Type-Options"] = "nosniff"

@@ -24,8 +24,10 @@ from django.db.models import QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 
 from tracking.export import parallel as export_parallel
+from tracking.export.csvformat import csv_header
 from tracking.export.parallel import pieces
-from tracking.export.records import PayloadCache, csv_header, encode_values, iter_values
+from tracking.export.records import encode_values
+from tracking.export.values import PayloadCache, iter_values
 from tracking.models import Activity
 
 help = "Export activities as NDJSON, JSON or CSV (the API export's records) to stdout or a file."

@@ -62,7 +62,7 @@ from tracking.activity_types import all_types
 from tracking.capture import tracker as capture
 from tracking.conf import tracking_settings
 from tracking.events import Event
-from tracking.export.records import record_from_csv_row
+from tracking.export.csvformat import record_from_csv_row
 from tracking.integrity import macs as integrity
 from tracking.models import Finding
 

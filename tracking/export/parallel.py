@@ -31,13 +31,9 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connections, transaction
 from django.db.models import Q
 
-from tracking.export.records import (
-    FORMATS,
-    PayloadCache,
-    encode_piece,
-    iter_values,
-    raw_reader_applies,
-)
+from tracking.export.record import FORMATS
+from tracking.export.records import encode_piece
+from tracking.export.values import PayloadCache, iter_values, raw_reader_applies
 
 ORDER = ("timestamp", "id")
 STEP = 2000
