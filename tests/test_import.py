@@ -159,9 +159,9 @@ def test_json_array_streamed_with_bad_element(tmp_path):
 
 
 def test_json_pretty_printed_and_chunk_boundaries(tmp_path, monkeypatch):
-    from tracking.cli import import_
+    from tracking.export import readers
 
-    monkeypatch.setattr(import_, "JSON_CHUNK", 64)  # elements cross many chunk boundaries
+    monkeypatch.setattr(readers, "JSON_CHUNK", 64)  # elements cross many chunk boundaries
     path = tmp_path / "p.json"
     path.write_text(json.dumps([minimal(i, params={"q": "é" * 50}) for i in range(6)], indent=2))
     code, out, err = run("import", str(path))
@@ -343,7 +343,7 @@ def test_large_file_bounded_memory(tmp_path):
 
 def test_export_fields_are_all_understood():
     # every exported column maps to something the importer reads or deliberately ignores
-    from tracking.cli import import_
+    from tracking.events import ENRICHMENT_FIELDS, VERDICT_FIELDS
 
     handled = {
         "id",
@@ -364,8 +364,8 @@ def test_export_fields_are_all_understood():
         "findings",
         "user",
         "type_display",
-        *import_.ENRICHMENT_KEYS,
-        *import_.VERDICT_KEYS,
+        *ENRICHMENT_FIELDS,
+        *VERDICT_FIELDS,
     }
     assert set(EXPORT_FIELDS) <= handled
 

@@ -279,3 +279,25 @@ def test_a_small_batch_writes_in_one_round_trip_on_postgresql(monkeypatch):
     assert (again.stored, again.duplicates) == (2, 1)
     assert Activity.objects.count() == 3
     assert Rollup.objects.get(type="AUTH").count == 3
+
+
+def test_findings_an_event_carries_are_stored_with_its_row():
+    """An exported record's findings (``verdict["findings"]``) are written by ``ingest`` in
+    the row's transaction: there is no other write path for findings."""
+    from tracking.models import Finding
+
+    verdict = {
+        "flagged": True,
+        "findings": [
+            {"detector": "manual", "tag": "manual", "score": 0.8, "severity": "high"},
+            {"detector": "manual", "tag": "manual", "score": 0.1},  # the same pair once
+            {"detector": "odd", "tag": "odd", "score": "x", "severity": "bogus"},
+        ],
+    }
+    res = ingest([ev(verdict=verdict)], detect=False)
+    rows = sorted(Finding.objects.filter(activity_id=res.ids[0]), key=lambda f: f.detector)
+    assert [(f.detector, f.score, f.severity, f.flag) for f in rows] == [
+        ("manual", 0.8, "high", True),
+        ("odd", 0.0, "low", True),
+    ]
+    assert all(f.evidence == {"imported": True} for f in rows)

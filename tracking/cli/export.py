@@ -202,7 +202,7 @@ def _serial_chunks(qs: QuerySet, fmt: str, counted: list[int]) -> Iterator[str]:
 
 
 def _parallel_chunks(qs: QuerySet, fmt: str, workers: int, counted: list[int]) -> Iterator[str]:
-    """``_serial_chunks``' text, encoded by ``workers`` processes (``export_parallel``)."""
+    """``_serial_chunks``' text, encoded by ``workers`` processes (``tracking.export.parallel``)."""
 
     if fmt == "csv":
         yield csv_header()

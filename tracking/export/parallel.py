@@ -2,7 +2,7 @@
 
 The ordered queryset (oldest first: ``timestamp``, ``id``) is cut into contiguous ranges at
 every ``step``-th row (one window query). The command and ``workers - 1`` processes forked
-from it encode whole ranges (``exporting.encode_piece``); the command writes the pieces in
+from it encode whole ranges (``tracking.export.records.encode_piece``); the command writes the pieces in
 range order, so the text is byte for byte the serial export's. Every worker reads in the
 snapshot the command exported (``pg_export_snapshot``, as ``pg_dump -j`` does): rows
 committed during the export are left out by all of them, as by the serial export's single
@@ -95,7 +95,7 @@ def pieces(
     queryset: Any, fmt: str, *, workers: int, step: int | None = None
 ) -> Iterator[tuple[str, int]]:
     """(text, rows) of each range (``step`` rows, default ``STEP``) in order; the caller
-    adds the CSV header or the JSON brackets and commas (``exporting.encode_piece``).
+    adds the CSV header or the JSON brackets and commas (``tracking.export.records.encode_piece``).
 
     ``workers`` processes encode: this one (between writes) and ``workers - 1`` forked
     ones. Call only where ``applies``.

@@ -38,6 +38,7 @@ from django.db import (
     transaction,
 )
 
+from detectors.base import SEVERITY_RANK
 from tracking.conf import tracking_settings
 from tracking.detection import runner as detection
 from tracking.events import Event
@@ -45,11 +46,11 @@ from tracking.integrity import macs as integrity
 from tracking.integrity import sealing
 from tracking.models import Activity, Finding
 from tracking.pipeline.rows import (
-    SEVERITIES,
     InvalidEvent,
     Users,
     as_event,
     build_activity,
+    imported_findings,
     item_id,
     merge_verdict,
 )
@@ -144,10 +145,16 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool, learn_only: boo
     acts = [a for _, a in pairs]
     with transaction.atomic():
         findings = _detect(acts, learn_only=learn_only) if detect else []
+        found: dict[Any, set[tuple]] = {}
+        for f in findings:
+            found.setdefault(f.activity_id, set()).add((f.detector, f.tag))
         leaves = []
         for event, act in pairs:
-            merge_verdict(act, event.verdict or {})
-            if act.severity not in SEVERITIES:
+            verdict = event.verdict or {}
+            merge_verdict(act, verdict)
+            if verdict.get("findings"):
+                findings.extend(imported_findings(act, verdict, found.setdefault(act.id, set())))
+            if act.severity not in SEVERITY_RANK:
                 act.severity = ""
             act.mac, leaf = integrity.mac_and_leaf(act)
             leaves.append((act.id, act.mac, leaf))

@@ -19,13 +19,12 @@ from django.contrib.auth import get_user_model
 from django.db.models import signals
 from django.db.models.base import ModelState
 
+from detectors.base import SEVERITY_RANK, max_severity
 from tracking.enrich import geo, useragent
 from tracking.events import ENRICHMENT_FIELDS, Event
-from tracking.models import Activity, Severity
+from tracking.models import Activity, Finding
 from tracking.redaction import redact_headers, redact_params
 
-SEVERITIES = {c.value for c in Severity}
-_SEV_RANK = {"": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _REVIEW = {"open", "confirmed", "dismissed"}
 _CHAR_LIMITS = {
     f.name: f.max_length
@@ -270,9 +269,7 @@ def merge_verdict(act: Activity, verdict: dict[str, Any]) -> None:
     risk = _float(verdict.get("risk_score"))
     if risk is not None:
         act.risk_score = max(float(act.risk_score or 0.0), risk)
-    sev = verdict.get("severity") or ""
-    if sev in SEVERITIES and _SEV_RANK[sev] > _SEV_RANK.get(act.severity or "", 0):
-        act.severity = sev
+    act.severity = max_severity((act.severity or "", verdict.get("severity") or ""))
     status = verdict.get("review_status")
     if status in _REVIEW:
         act.review_status = status
@@ -283,3 +280,35 @@ def item_id(item: Any) -> str | None:
         item.id if isinstance(item, Event) else (item.get("id") if isinstance(item, dict) else None)
     )
     return None if ident is None else str(ident)
+
+
+def imported_findings(act: Activity, verdict: dict[str, Any], have: set[tuple]) -> list[Finding]:
+    """Unsaved ``Finding`` rows for the findings an exported record carries
+    (``verdict["findings"]``), marked ``{"imported": true}``; ``have`` holds the
+    ``(detector, tag)`` pairs the row already has (detection made them again)."""
+    rows = []
+    for f in verdict.get("findings") or ():
+        if not isinstance(f, dict):
+            continue
+        key = (str(f.get("detector") or "")[:64], str(f.get("tag") or "")[:64])
+        if not all(key) or key in have:
+            continue
+        have.add(key)
+        try:
+            score = float(f.get("score") or 0.0)
+        except (TypeError, ValueError):
+            score = 0.0
+        rows.append(
+            Finding(
+                activity=act,
+                timestamp=act.timestamp,
+                detector=key[0],
+                tag=key[1],
+                score=score,
+                severity=f.get("severity") if SEVERITY_RANK.get(f.get("severity"), 0) else "low",
+                reason=str(f.get("reason") or "")[:512],
+                evidence={"imported": True},
+                flag=bool(verdict.get("flagged")),
+            )
+        )
+    return rows
