@@ -26,12 +26,6 @@ from tracking.models import Activity
 from tracking.pipeline import housekeeping, spool, writer
 
 
-@pytest.fixture
-def spool_dir(settings, tmp_path):
-    settings.TRACKING_SPOOL_DIR = str(tmp_path / "spool")
-    return tmp_path / "spool"
-
-
 @pytest.mark.django_db
 def test_database_down_during_tracked_view(client, spool_dir, database_down):
     resp = client.post("/t/rec/login/", {"username": "u", "password": "pw"})

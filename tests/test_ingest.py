@@ -96,8 +96,7 @@ def test_verdict_merged():
     assert a.severity == "high" and a.review_status == "confirmed"
 
 
-def test_bad_event_isolated_others_stored(settings, tmp_path):
-    settings.TRACKING_SPOOL_DIR = str(tmp_path)
+def test_bad_event_isolated_others_stored(spool_dir):
     good = [ev(), ev(timestamp=T0 + timedelta(seconds=1))]
     bad = {"type": "AUTH", "timestamp": "not a time", "id": str(uuid.uuid4())}
     res = ingest([good[0], bad, good[1], {"id": "nope", "type": "X"}])
@@ -106,26 +105,23 @@ def test_bad_event_isolated_others_stored(settings, tmp_path):
     # ingest returns what it could not write, with the reason; it keeps no file itself.
     assert [item for item, _ in res.dead_letters] == [bad, {"id": "nope", "type": "X"}]
     assert "not a time" in res.dead_letters[0][1] and "nope" in res.dead_letters[1][1]
-    assert not (tmp_path / "rejected.ndjson").exists()
+    assert not (spool_dir / "rejected.ndjson").exists()
 
 
-def test_store_keeps_rejected_events_in_the_dead_letter_file(settings, tmp_path):
+def test_store_keeps_rejected_events_in_the_dead_letter_file(spool_dir):
     from tracking.pipeline.handoff import store
 
-    settings.TRACKING_SPOOL_DIR = str(tmp_path)
     bad = {"type": "AUTH", "timestamp": "not a time", "id": str(uuid.uuid4())}
     res = store([ev(), bad, {"id": "nope", "type": "X"}], source="import")
     assert res.stored == 1 and res.rejected == 2
-    dead = (tmp_path / "rejected.ndjson").read_text()
+    dead = (spool_dir / "rejected.ndjson").read_text()
     assert "not a time" in dead and "nope" in dead
 
 
-def test_insert_failure_falls_back_per_event(settings, tmp_path):
+def test_insert_failure_falls_back_per_event(spool_dir):
     from django.db import DataError
 
     from tracking.testing.faults import database_fault, inserts_activities
-
-    settings.TRACKING_SPOOL_DIR = str(tmp_path)
 
     def poisoned(sql, params):
         if "/poison/" in repr(params):

@@ -12,12 +12,6 @@ from tracking.pipeline import spool
 from tracking.pipeline.ingest import ingest
 
 
-@pytest.fixture
-def spool_dir(settings, tmp_path):
-    settings.TRACKING_SPOOL_DIR = str(tmp_path / "spool")
-    return tmp_path / "spool"
-
-
 def test_append_and_stats(spool_dir):
     assert spool.stats()["events"] == 0
     spool.append([Event(type="API"), Event(type="AUTH")])

@@ -83,11 +83,9 @@ def test_task_options():
 
 
 @pytest.mark.django_db
-def test_task_database_down_retries_then_spools(settings, tmp_path):
+def test_task_database_down_retries_then_spools(spool_dir):
     from tracking.pipeline.tasks import MAX_RETRIES, ingest_events
     from tracking.testing.faults import database_fault
-
-    settings.TRACKING_SPOOL_DIR = str(tmp_path)
 
     def down(sql, params):
         raise OperationalError("connection refused")

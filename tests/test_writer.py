@@ -76,10 +76,9 @@ def test_fork_child_gets_its_own_writer():
     assert Activity.objects.filter(endpoint="/forked").count() == 1
 
 
-def test_durable_handoff_spools_before_acknowledging(settings, tmp_path):
+def test_durable_handoff_spools_before_acknowledging(settings, spool_dir):
     from tracking.pipeline import spool
 
-    settings.TRACKING_SPOOL_DIR = str(tmp_path)
     settings.TRACKING_DURABLE_HANDOFF = True
     settings.TRACKING_SPOOL_REPLAY_INTERVAL = 60  # only the wake-up after submit replays
     appended = spool.stats()["appended_total"]

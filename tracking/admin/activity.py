@@ -22,7 +22,6 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from tracking.activity_types import all_types
-from tracking.conf import tracking_settings
 from tracking.detection.review import delete_activity, review
 from tracking.detection.runner import pipeline
 from tracking.export.record import decrypted_field
@@ -36,6 +35,7 @@ from tracking.models import (
     Seal,
     Tombstone,
 )
+from tracking.storage.counts import bounded_count
 from tracking.storage.stats import rollups_cover
 
 logger = logging.getLogger(__name__)
@@ -49,11 +49,11 @@ class BoundedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        limit = max(1, int(tracking_settings.COUNT_LIMIT))
         qs = self.object_list
-        n = qs.order_by()[: limit + 1].count()
-        if n <= limit:
+        n, capped = bounded_count(qs)
+        if not capped:
             return n
+        limit = n
         estimate = _table_estimate(qs) if not qs.query.where else None
         return max(limit, estimate or 0)
 
