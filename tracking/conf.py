@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-# Names read without the TRACKING_ prefix, for compatibility with the seed README.
+# Settings also read without the TRACKING_ prefix: their documented, unprefixed names.
 UNPREFIXED = frozenset({"SENSITIVE_FIELDS", "DISABLE_GEOLOCATION", "GEOIP_PATH"})
 
 DEFAULTS: dict[str, Any] = {

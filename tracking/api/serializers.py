@@ -13,7 +13,7 @@ from tracking.export.record import decrypted_field
 from tracking.models import Activity, Finding, Review, ReviewStatus
 
 LIST_FIELDS = (
-    # the seed README's compact fields, in its order
+    # the compact fields of a list item, in the documented order (docs: the review API)
     "id",
     "timestamp",
     "type",

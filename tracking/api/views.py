@@ -259,7 +259,7 @@ class _ReviewCountsSerializer(serializers.Serializer):
 
 
 class StatsSerializer(serializers.Serializer):
-    """The seed README's statistics shape, plus series and breakdowns."""
+    """The statistics document of `stats/`: counts, plus series and breakdowns."""
 
     counts = _CountsSerializer()
     response_times = _ResponseTimesSerializer()

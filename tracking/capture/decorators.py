@@ -47,7 +47,7 @@ def _record(request, response, exc, started, opts, view, user=_UNSET) -> None:
             view=view,
         )
         tracker.record(event, async_log=opts["async_log"])
-    except Exception:  # noqa: BLE001 - the view's response matters more than its log line
+    except Exception:  # the view's response matters more than its log line
         handoff.count("record_errors")
         logger.exception("tracking: could not record an activity")
 
@@ -110,7 +110,7 @@ async def _auser(request, response, view):
     if auser is not None:
         try:
             user = await auser()
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
         return user if getattr(user, "is_authenticated", False) else None
     return await sync_to_async(user_of)(request, response, view)
@@ -119,7 +119,7 @@ async def _auser(request, response, view):
 async def _arecord(request, response, exc, started, opts, view) -> None:
     try:
         user = await _auser(request, response, view)
-    except Exception:  # noqa: BLE001
+    except Exception:
         user = None
     if opts["async_log"]:
         # Building the event and queueing it touch no database: stay on the event loop.

@@ -64,7 +64,7 @@ def user_of(request: Any, response: Any = None, view: Any = None) -> Any:
     for req in candidates:
         try:
             user = getattr(req, "user", None)
-        except Exception:  # noqa: BLE001 - DRF raises for bad credentials; that is "anonymous"
+        except Exception:  # DRF raises for bad credentials; that is "anonymous"
             user = None
         if user is not None and getattr(user, "is_authenticated", False):
             return user

@@ -211,7 +211,7 @@ def _http_lookup(ip: str) -> dict[str, Any] | None:
         resp = requests.get(url, timeout=(half, half))
         resp.raise_for_status()
         data = resp.json()
-    except Exception as exc:  # noqa: BLE001 - any provider failure means "later"
+    except Exception as exc:  # any provider failure means "later"
         logger.warning("geo provider failed for an address: %s", type(exc).__name__)
         breaker.failure()
         return None

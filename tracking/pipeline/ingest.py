@@ -107,7 +107,7 @@ _VERDICT_FIELDS = ("tags", "risk_score", "severity", "flagged", "review_status")
 def _detect(acts: list[Activity], *, learn_only: bool = False) -> list:
     try:
         return list(detection.detect_batch(acts, learn_only=learn_only) or [])
-    except Exception as exc:  # noqa: BLE001 - a detector bug must not lose the audit log
+    except Exception as exc:  # a detector bug must not lose the audit log
         if isinstance(exc, DatabaseError) and _unavailable(exc):
             raise  # the database is down: the caller spools the batch
         raise _DetectionFailed from exc
@@ -274,7 +274,7 @@ def _ingest(
             except InvalidEvent as exc:
                 _reject(result, item.to_dict() if isinstance(item, Event) else item, str(exc))
                 continue
-            except Exception as exc:  # noqa: BLE001 - one odd event never loses the batch
+            except Exception as exc:  # one odd event never loses the batch
                 _reject(
                     result,
                     item.to_dict() if isinstance(item, Event) else item,

@@ -224,7 +224,7 @@ class Users:
             if e.user_id not in (None, ""):
                 try:
                     ids.add(pk.to_python(e.user_id))
-                except Exception:  # noqa: BLE001, S112 - an unknown id is just "no user"
+                except Exception:  # noqa: S112 - an unknown id is just "no user"
                     continue
         field = model.USERNAME_FIELD
         self.pk = pk
@@ -247,7 +247,7 @@ class Users:
             return None
         try:
             value = self.pk.to_python(event.user_id)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
         return value if value in self.ids else None
 

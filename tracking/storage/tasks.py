@@ -35,7 +35,7 @@ def seal() -> int:
     process per month: one catalogue query a month unless a partition is missing)."""
     try:
         partitioning.ensure_partitions()
-    except Exception:  # noqa: BLE001 - sealing matters more; rows go to the default partition
+    except Exception:  # sealing matters more; rows go to the default partition
         logging.getLogger("tracking.partitioning").exception("ensuring partitions failed")
     return sealing.seal_pending(wait=True)
 
