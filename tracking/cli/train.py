@@ -19,6 +19,7 @@ from detectors.profile import UserProfile
 from tracking.detection import modelstore
 from tracking.detection.profiles import profile_key
 from tracking.detection.runner import configured_detectors
+from tracking.events import parse_timestamp
 from tracking.models import Activity, ReviewStatus
 
 help = "Fit the IsolationForest outlier detector on stored activity and store a new model version."
@@ -60,10 +61,9 @@ def parse_when(text: str) -> datetime:
         unit = {"d": "days", "h": "hours", "w": "weeks"}[m.group(2)]
         return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_timestamp(text.strip())
     except ValueError:
         raise ValueError(f"{text!r} is not a date, a timestamp or a span like 30d") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _contamination(text: str) -> float | str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -21,7 +21,7 @@ from django.db.models.base import ModelState
 
 from detectors.base import SEVERITY_RANK, max_severity
 from tracking.enrich import geo, useragent
-from tracking.events import ENRICHMENT_FIELDS, Event
+from tracking.events import ENRICHMENT_FIELDS, Event, parse_timestamp
 from tracking.models import Activity, Finding
 from tracking.redaction import redact_headers, redact_params
 
@@ -101,17 +101,11 @@ def _text(name: str, value: Any) -> str:
 
 
 def _timestamp(value: Any) -> datetime:
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise InvalidEvent(f"invalid timestamp {value!r}") from exc
-    if not isinstance(value, datetime):
-        raise InvalidEvent(f"invalid timestamp {value!r}")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     # The MAC covers the ISO text: store and hash the same UTC form a read gives back.
-    return value.astimezone(UTC)
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise InvalidEvent(f"invalid timestamp {value!r}") from exc
 
 
 def _enrich(event: Event, act: Activity) -> None:

@@ -97,7 +97,6 @@ class Writer:
         self.queue: queue.Queue = queue.Queue(maxsize=max(int(tracking_settings.QUEUE_SIZE), 1))
         self.batch_size = max(int(tracking_settings.BATCH_SIZE), 1)
         self.interval = max(float(tracking_settings.FLUSH_INTERVAL), 0.001)
-        self.replay_interval = float(tracking_settings.SPOOL_REPLAY_INTERVAL)
         self.lock = threading.Lock()
         self.wakeup = threading.Event()
         # Set when a batch is full or a marker waits: the only times a filling batch wakes the
