@@ -14,7 +14,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from detectors.registry import ConfigError
-from detectors.rules import RuleError
+from detectors.rules import RuleError, load_rules
 from tracking.capture.clientip import parse_networks
 from tracking.conf import tracking_settings
 from tracking.dashboard.checks import dashboard_messages
@@ -329,8 +329,6 @@ def check_detection(app_configs=None, **kwargs):
         )
     else:
         try:
-            from detectors.rules import load_rules
-
             rules = load_rules(rule_dirs())
         except RuleError as exc:
             errors.append(
