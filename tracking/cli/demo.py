@@ -24,7 +24,7 @@ from django.db.models import Max
 
 from tracking.capture.tracker import get_tracker
 from tracking.models import Activity, Counter
-from tracking.pipeline.records import event_from_record
+from tracking.pipeline.mapping import event_from_record
 from tracking.simulator import traffic
 
 help = "Fill the database with a few days of simulated traffic (with attacks) ending now."

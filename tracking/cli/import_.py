@@ -5,7 +5,7 @@ Reads what ``tracking export`` writes (every field of the record, see
 ``endpoint``, ``method``, ``status`` and optionally ``id``, ``username``, ``user_agent``,
 ``session_id``, ``duration``, ``headers``, ``params``). Unknown keys (e.g. the simulator's
 ``label``) are ignored. Every record goes through the same batch step as live traffic
-(``tracking.pipeline.records.event_from_record``, then ``ActivityTracker.record_many`` →
+(``tracking.pipeline.mapping.event_from_record``, then ``ActivityTracker.record_many`` →
 ``tracking.pipeline.ingest``): enrichment (fields an export already carries are kept),
 redaction, encryption and detection.
 
@@ -54,7 +54,7 @@ from tracking.capture import tracker as capture
 from tracking.conf import tracking_settings
 from tracking.events import BadRecord
 from tracking.export.readers import FORMATS, READERS, detect_format, open_text
-from tracking.pipeline.records import event_from_record, recorded_findings
+from tracking.pipeline.mapping import event_from_record, recorded_findings
 
 help = "Import activities from an NDJSON, JSON or CSV file (what `tracking export` writes)."
 
