@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 DEMO_PORT ?= 8000
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install chromium test test-postgres lint demo bench clean
+.PHONY: install chromium test test-postgres lint docs settings-doc demo bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,17 @@ test-postgres: install chromium
 
 # ruff, then the import contracts of pyproject.toml ([tool.importlinter]: layers, no cycles).
 lint: install
-	$(VENV)/bin/ruff check tracking detectors tests example benchmarks
+	$(VENV)/bin/ruff check tracking detectors tests example benchmarks tools
 	$(VENV)/bin/lint-imports
+
+# The documentation site (mkdocs.yml, docs/): built offline into build/site, warnings are errors.
+docs: install
+	$(PY) -m tools.settings_doc --check
+	$(VENV)/bin/mkdocs build --strict
+
+# docs/settings.md, the settings reference, regenerated from tracking/conf.py.
+settings-doc: install
+	$(PY) -m tools.settings_doc
 
 # Migrate SQLite, build demo GeoIP databases, fill ~4 days of traffic for 50 users (with
 # attacks), create `admin` (password: $DEMO_PASSWORD, or generated and printed), then serve.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ from tracking.events import Event
 from tracking.integrity import macs as integrity
 from tracking.models import Activity, Rollup
 from tracking.pipeline.ingest import ingest
+from tracking.pipeline.spool import decode_line
 
 pytestmark = pytest.mark.django_db
 
@@ -114,8 +116,11 @@ def test_store_keeps_rejected_events_in_the_dead_letter_file(spool_dir):
     bad = {"type": "AUTH", "timestamp": "not a time", "id": str(uuid.uuid4())}
     res = store([ev(), bad, {"id": "nope", "type": "X"}], source="import")
     assert res.stored == 1 and res.rejected == 2
-    dead = (spool_dir / "rejected.ndjson").read_text()
-    assert "not a time" in dead and "nope" in dead
+    lines = (spool_dir / "rejected.ndjson").read_text().splitlines()
+    dead = [decode_line(json.loads(line)["event"].encode()) for line in lines]
+    assert all(json.loads(line)["event"].startswith("v1:") for line in lines)  # encrypted
+    assert {d.get("timestamp") for d in dead} >= {"not a time"}
+    assert "nope" in {d.get("id") for d in dead}
 
 
 def test_insert_failure_falls_back_per_event(spool_dir):

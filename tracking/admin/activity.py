@@ -20,10 +20,11 @@ from django.db import connections
 from django.db.models import F
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from tracking.activity_types import all_types
+from tracking.detection.config import pipeline
 from tracking.detection.review import delete_activity, review
-from tracking.detection.runner import pipeline
 from tracking.export.record import decrypted_field
 from tracking.models import (
     Activity,
@@ -35,6 +36,7 @@ from tracking.models import (
     Seal,
     Tombstone,
 )
+from tracking.outcome import FAILURE, SUCCESS
 from tracking.storage.counts import bounded_count
 from tracking.storage.stats import rollups_cover
 
@@ -83,6 +85,20 @@ class TypeFilter(admin.SimpleListFilter):
 
     def queryset(self, request: Any, queryset: Any) -> Any:
         return queryset.filter(type=self.value()) if self.value() else queryset
+
+
+class OutcomeFilter(admin.SimpleListFilter):
+    """Fixed choices: a plain field filter would run a DISTINCT over the whole log."""
+
+    title = _("outcome")
+    parameter_name = "outcome"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, Any]]:
+        return [(SUCCESS, _("success")), (FAILURE, _("failure"))]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        value = self.value()
+        return queryset.filter(outcome=value) if value in (SUCCESS, FAILURE) else queryset
 
 
 class CountryFilter(admin.SimpleListFilter):
@@ -240,12 +256,13 @@ class ActivityAdmin(admin.ModelAdmin):
         "location",
         "endpoint",
         "status",
+        "outcome",
         "flagged",
         "risk_score",
         "review_status",
         "tag_list",
     )
-    list_filter = (TypeFilter, CountryFilter, "flagged", "review_status", TagFilter)
+    list_filter = (TypeFilter, CountryFilter, OutcomeFilter, "flagged", "review_status", TagFilter)
     search_fields = ("username", "^ip_address", "endpoint")
     date_hierarchy = "timestamp"
     list_select_related = ("user",)
@@ -284,6 +301,7 @@ class ActivityAdmin(admin.ModelAdmin):
         "endpoint",
         "method",
         "status",
+        "outcome",
         "duration",
         "headers_display",
         "params_display",
@@ -329,6 +347,7 @@ class ActivityAdmin(admin.ModelAdmin):
                     "endpoint",
                     "method",
                     "status",
+                    "outcome",
                     "duration",
                     "headers_display",
                     "params_display",

@@ -7,6 +7,8 @@ from typing import Any
 from django.urls import include, path
 
 from tracking.api.filters import ActivityFilter
+from tracking.api.permissions import DocsAccess
+from tracking.api.throttling import ThrottleFirstMixin
 
 try:
     from drf_spectacular.types import OpenApiTypes
@@ -58,7 +60,7 @@ def filter_parameters() -> list:
     for name, flt in ActivityFilter.base_filters.items():
         kind = _TYPES.get(name, "str")
         enum = None
-        if name in ("review_status", "severity"):
+        if name in ("review_status", "severity", "outcome"):
             enum = [value for value, _ in flt.extra.get("choices", [])]
         params.append(
             OpenApiParameter(
@@ -101,7 +103,8 @@ def schema_view(patterns: list) -> Any:
     )
     from drf_spectacular.views import SpectacularAPIView
 
-    class TrackingSchemaView(SpectacularAPIView):
+    class TrackingSchemaView(ThrottleFirstMixin, SpectacularAPIView):
+        permission_classes = (DocsAccess,)
         # JSON unless YAML is asked for (Accept or ?format=yaml): JSON is valid YAML too.
         renderer_classes = [
             OpenApiJsonRenderer,
@@ -144,3 +147,13 @@ def view_schema() -> Any:
     from drf_spectacular.openapi import AutoSchema
 
     return AutoSchema()
+
+
+def docs_page_view(base: type) -> Any:
+    """A drf-spectacular page view (Swagger UI, Redoc) for this app's schema: public, or
+    staff-only with ``TRACKING_API_DOCS_STAFF_ONLY``; throttled like the API."""
+
+    class TrackingDocsPage(ThrottleFirstMixin, base):
+        permission_classes = (DocsAccess,)
+
+    return TrackingDocsPage.as_view(url_name="tracking:schema")

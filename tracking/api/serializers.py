@@ -22,6 +22,7 @@ LIST_FIELDS = (
     "ip_address",
     "endpoint",
     "status",
+    "outcome",
     "duration",
     # what triage needs beside them
     "username",
@@ -135,6 +136,7 @@ class ActivitySerializer(serializers.ModelSerializer):
             "is_bot",
             "user_agent",
             "method",
+            "outcome",
             "headers",
             "params",
             "severity",

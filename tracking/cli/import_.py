@@ -3,7 +3,8 @@
 Reads what ``tracking export`` writes (every field of the record, see
 ``tracking.export.record``; the readers are ``tracking.export.readers``) and minimal records (``timestamp``, ``type``, ``ip_address``,
 ``endpoint``, ``method``, ``status`` and optionally ``id``, ``username``, ``user_agent``,
-``session_id``, ``duration``, ``headers``, ``params``). Unknown keys (e.g. the simulator's
+``session_id``, ``duration``, ``headers``, ``params``, ``outcome``: ``success`` or
+``failure``; without it a status >= 400 means failure). Unknown keys (e.g. the simulator's
 ``label``) are ignored. Every record goes through the same batch step as live traffic
 (``tracking.pipeline.mapping.event_from_record``, then ``ActivityTracker.record_many`` →
 ``tracking.pipeline.ingest``): enrichment (fields an export already carries are kept),

@@ -17,8 +17,8 @@ from detectors.features import context_features
 from detectors.outliers import IsolationForestDetector, feature_row
 from detectors.profile import UserProfile
 from tracking.detection import modelstore
+from tracking.detection.config import configured_detectors
 from tracking.detection.profiles import profile_key
-from tracking.detection.runner import configured_detectors
 from tracking.events import parse_timestamp
 from tracking.models import Activity, ReviewStatus
 
@@ -26,6 +26,7 @@ help = "Fit the IsolationForest outlier detector on stored activity and store a 
 
 COLUMNS = (
     "id",
+    "outcome",
     "timestamp",
     "type",
     "user_id",
@@ -125,6 +126,7 @@ def replay_rows(rows, detectors) -> list[list[float]]:
             endpoint=row["endpoint"] or "",
             method=(row["method"] or "").upper(),
             status=row["status"],
+            outcome=row["outcome"] or "",
             duration=row["duration"],
         )
         profile = profiles.get(obs.user_key) if obs.user_key else None

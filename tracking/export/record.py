@@ -55,6 +55,7 @@ EXPORT_FIELDS: tuple[str, ...] = (
     "endpoint",
     "method",
     "status",
+    "outcome",
     "headers",
     "params",
     "duration",

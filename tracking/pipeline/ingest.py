@@ -7,9 +7,11 @@
 3. redacts headers/params again (idempotent) and clamps every field to its column;
 4. sorts by timestamp and builds unsaved ``Activity`` objects, resolving users (live events
    trust the request's user id; see ``rows.Users``);
-5. runs detection (``detect=False``: profiles learn, no verdict), merges imported verdicts;
-6. computes each row MAC, bulk-inserts activities and findings and updates ``Rollup`` rows in
-   one transaction;
+5. runs detection (``detect=False``: profiles learn, no verdict), applies the block requests
+   of its findings (``tracking.respond``), merges imported verdicts;
+6. computes each row MAC, bulk-inserts activities and findings, updates ``Rollup`` rows and
+   writes the batch's outbox entry for alerts and forwarders (``tracking.delivery``) in one
+   transaction;
 7. after commit, calls the hooks registered with ``after_commit`` (sealing).
 
 It takes the events it writes and returns what it could not write; keeping those is the
@@ -40,8 +42,10 @@ from django.db import (
 
 from detectors.base import SEVERITY_RANK
 from tracking.conf import tracking_settings
+from tracking.delivery import hooks as delivery
 from tracking.detection import runner as detection
 from tracking.events import Event
+from tracking.gcpause import gc_paused
 from tracking.integrity import macs as integrity
 from tracking.integrity import sealing
 from tracking.models import Activity, Finding
@@ -49,11 +53,13 @@ from tracking.pipeline.rows import (
     InvalidEvent,
     Users,
     as_event,
+    attach_users,
     build_activity,
     imported_findings,
     item_id,
     merge_verdict,
 )
+from tracking.respond.actions import apply_block_requests
 from tracking.storage import copyinsert, rollups
 
 logger = logging.getLogger("tracking.ingest")
@@ -99,7 +105,7 @@ class _DetectionFailed(Exception):
     """Detection raised inside the batch's transaction, which may no longer be usable."""
 
 
-# What detection sets on an activity (``detection._apply_verdict``): put back when a failed
+# What detection sets on an activity (``runner.apply_verdict``): put back when a failed
 # detection's batch is written again without it.
 _VERDICT_FIELDS = ("tags", "risk_score", "severity", "flagged", "review_status")
 
@@ -148,6 +154,7 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool, learn_only: boo
         found: dict[Any, set[tuple]] = {}
         for f in findings:
             found.setdefault(f.activity_id, set()).add((f.detector, f.tag))
+        apply_block_requests(findings)
         leaves = []
         for event, act in pairs:
             verdict = event.verdict or {}
@@ -163,6 +170,8 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool, learn_only: boo
             copyinsert.insert(Activity, acts)
             copyinsert.insert(Finding, findings)
             rollups.apply(acts)
+        # The batch's outbox entry (alerts, forwarders) commits with it; signals after commit.
+        delivery.batch_written(acts, findings)
         if tracking_settings.SEAL_ON_WRITE:
             # This process seals what it wrote: its sealer uses these leaves instead of
             # reading the rows back (see sealing._WrittenLeaves).
@@ -253,7 +262,7 @@ def ingest(
     no new verdict is made (restoring exported records with the verdict they carry)."""
     # Enrichment, detection and row building allocate many short-lived containers; cyclic
     # collections they would trigger walk the whole heap (see ``gc_paused``).
-    with detection.gc_paused():
+    with gc_paused():
         return _ingest(events, source=source, assume_new=assume_new, learn_only=not detect)
 
 
@@ -295,8 +304,7 @@ def _ingest(
             pairs = _drop_existing(pairs, result)
         pairs.sort(key=lambda p: p[1].timestamp)
         users = Users([e for e, _ in pairs], trust_ids=assume_new)
-        for event, act in pairs:
-            act.user_id = users.resolve(event)
+        attach_users(pairs, users)
         try:
             _insert(pairs, learn_only=learn_only)
         except Exception as exc:  # isolate the bad event below
@@ -341,8 +349,7 @@ def _after_failed_batch(
         pairs = _drop_existing(pairs, result)
     if users.trusted:
         users = Users([e for e, _ in pairs])
-        for event, act in pairs:
-            act.user_id = users.resolve(event)
+        attach_users(pairs, users)
         if isinstance(exc, IntegrityError):
             try:
                 _insert(pairs, learn_only=learn_only)

@@ -28,6 +28,7 @@ from tracking.events import (
     parse_timestamp,
 )
 from tracking.integrity import macs as integrity
+from tracking.outcome import clean as clean_outcome
 
 ID_NAMESPACE = uuid.UUID("7d7f9d2e-3c55-4c1b-9f40-4b7e8d7b1a10")
 SESSION_HASH = re.compile(r"[0-9a-f]{64}")
@@ -168,6 +169,11 @@ def event_from_record(record: Any) -> Event:
         verdict["tags"] = [str(t) for t in tags]
     if "risk_score" in verdict:
         verdict["risk_score"] = _optional_number(record, "risk_score")
+    try:
+        # Files without it: the status decides in ingest (>= 400 is a failure).
+        outcome = clean_outcome(record.get("outcome"))
+    except ValueError as exc:
+        raise BadRecord(str(exc)) from None
     return Event(
         type=kind,
         timestamp=timestamp,
@@ -181,6 +187,7 @@ def event_from_record(record: Any) -> Event:
         endpoint=texts["endpoint"],
         method=texts["method"],
         status=status,
+        outcome=outcome,
         duration=duration,
         headers=_mapping(record, "headers"),
         params=_mapping(record, "params"),

@@ -3,7 +3,9 @@
 ``build_activity`` validates an event (``InvalidEvent`` when it can never be a row), clamps
 every field to its column, enriches it (IP → geo/ASN, User-Agent → device; pre-filled
 ``enrichment`` of imports is kept) and redacts headers and parameters again (idempotent).
-``Users`` resolves the users of a batch; ``merge_verdict`` adds an imported verdict.
+The outcome is the event's, or the status's where the event says none. ``Users`` resolves
+the users of a batch and ``attach_users`` sets them (masking the name a failed attempt claims
+for no account); ``merge_verdict`` adds an imported verdict.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from django.db.models.base import ModelState
 from detectors.base import SEVERITY_RANK, max_severity
 from tracking.enrich import geo, useragent
 from tracking.events import ENRICHMENT_FIELDS, Event, parse_timestamp
+from tracking.integrity import macs as integrity
 from tracking.models import Activity, Finding
+from tracking.outcome import FAILURE, clean, from_status
 from tracking.redaction import redact_headers, redact_params
 
 _REVIEW = {"open", "confirmed", "dismissed"}
@@ -195,7 +199,13 @@ def build_activity(event: Event) -> Activity:
         duration=_float(event.duration),
         headers=redact_headers(headers),
         params=redact_params(params),
+        outcome=event.outcome if event.outcome in ("success", "failure") else "",
     )
+    try:
+        # Nothing said otherwise: the status decides (>= 400 is a failure).
+        act.outcome = clean(event.outcome) or from_status(act.status)
+    except ValueError as exc:
+        raise InvalidEvent(str(exc)) from exc
     act.user_id = None
     _enrich(event, act)
     return act
@@ -250,6 +260,36 @@ class Users:
         if value is not None:
             return value
         return self.by_name.get(event.username) if event.username else None
+
+
+def attach_users(pairs: list[tuple[Event, Activity]], users: Users) -> None:
+    """Set each row's user; a failed attempt naming no account keeps only a masked name."""
+    for event, act in pairs:
+        act.user_id = users.resolve(event)
+        if act.user_id is None and act.outcome == FAILURE and act.username:
+            _mask_claimed_name(act)
+
+
+def _mask_claimed_name(act: Activity) -> None:
+    """A name that matches no account may be a typo or a password typed into the username
+    field: it is stored as a keyed hash (``integrity.mask_username``), in the row and wherever
+    the request's parameters repeat it."""
+    raw = act.username
+    masked = integrity.mask_username(raw)
+    if masked == raw:
+        return
+    act.username = masked
+    act.params = _replace_text(act.params, raw, masked)
+
+
+def _replace_text(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return new if value.strip() == old else value
+    if isinstance(value, dict):
+        return {k: _replace_text(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_text(v, old, new) for v in value]
+    return value
 
 
 def merge_verdict(act: Activity, verdict: dict[str, Any]) -> None:

@@ -6,11 +6,13 @@ event). The thread takes up to ``TRACKING_BATCH_SIZE`` events or waits at most
 writer knows neither that function nor its housekeeping: ``tracking.pipeline.handoff``
 ``configure``s them (the feed writes through ``tracking.pipeline.ingest`` or publishes to
 Celery; the jobs of ``tracking.pipeline.housekeeping`` replay the spool, seal, keep
-partitions and retry geolocation, run by this thread after each round). Nothing is dropped:
+partitions and retry geolocation, run by this thread after each round). Nothing is dropped
+while the spool is writable:
 
 - queue full → the caller writes the event synchronously (``sync_fallbacks``);
 - the feed raises → the batch is kept (``keep``: the durable spool, ``spooled``);
-- that fails too → the batch is kept in memory and retried (``failed`` counts attempts).
+- that fails too → the batch is kept in memory and retried (``failed`` counts attempts),
+  at most ``TRACKING_QUEUE_SIZE`` events: beyond that the oldest are dropped (``dropped``).
 
 It flushes on interpreter exit (atexit) and restarts in a child after ``fork`` (gunicorn
 ``--preload``): the child starts with an empty queue and its own thread.
@@ -257,6 +259,12 @@ class Writer:
                 "spool unavailable too: %d events kept in memory for retry", len(batch)
             )
             self.retry.extend(batch)
+            # Bounded like the queue: memory must not grow while the spool stays unwritable.
+            excess = len(self.retry) - self.queue.maxsize
+            if excess > 0:
+                del self.retry[:excess]
+                self.count("dropped", excess)
+                logger.error("writer retry buffer full: %d oldest events dropped", excess)
 
     def _run_jobs(self, *, stopping: bool) -> None:
         for job in self.jobs:
