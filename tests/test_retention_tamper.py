@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
-from tracking.storage.retention import purge
 
 from tracking.integrity.sealing import chain_head, seal_pending
 from tracking.models import Activity, Checkpoint, Seal, Tombstone
+from tracking.storage.retention import purge
 from tracking.testing.factories import make_activities
 
 from .integrity_helpers import db_id, run_tracking, sql

@@ -23,6 +23,7 @@ from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOpera
 from django.http import Http404
 
 from tracking.capture.clientip import client_address
+from tracking.capture.marks import mark_event
 from tracking.capture.request import django_request, headers_of, params_of
 from tracking.conf import tracking_settings
 from tracking.enrich.useragent import truncate_user_agent
@@ -30,7 +31,6 @@ from tracking.events import Event
 from tracking.integrity import macs as integrity
 from tracking.pipeline import handoff
 from tracking.pipeline.ingest import IngestResult
-from tracking.respond.marks import mark_event
 
 logger = logging.getLogger("tracking.recording")
 

@@ -7,8 +7,9 @@
 3. redacts headers/params again (idempotent) and clamps every field to its column;
 4. sorts by timestamp and builds unsaved ``Activity`` objects, resolving users (live events
    trust the request's user id; see ``rows.Users``);
-5. runs detection (``detect=False``: profiles learn, no verdict), applies the block requests
-   of its findings (``tracking.respond``), merges imported verdicts;
+5. runs detection (``detect=False``: profiles learn, no verdict), hands its findings to the
+   hooks registered with ``after_detection`` (the block requests of ``tracking.respond``),
+   merges imported verdicts;
 6. computes each row MAC, bulk-inserts activities and findings, updates ``Rollup`` rows and
    writes the batch's outbox entry for alerts and forwarders (``tracking.delivery``) in one
    transaction;
@@ -59,7 +60,6 @@ from tracking.pipeline.rows import (
     item_id,
     merge_verdict,
 )
-from tracking.respond.actions import apply_block_requests
 from tracking.storage import copyinsert, rollups
 
 logger = logging.getLogger("tracking.ingest")
@@ -154,7 +154,8 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool, learn_only: boo
         found: dict[Any, set[tuple]] = {}
         for f in findings:
             found.setdefault(f.activity_id, set()).add((f.detector, f.tag))
-        apply_block_requests(findings)
+        for hook in _detected:
+            hook(findings)
         leaves = []
         for event, act in pairs:
             verdict = event.verdict or {}
@@ -215,6 +216,15 @@ def _existing(ids: list[uuid.UUID]) -> set[uuid.UUID]:
 
 
 _committed: list[Callable[[int], None]] = []
+_detected: list[Callable[[list[Finding]], Any]] = []
+
+
+def after_detection(hook: Callable[[list[Finding]], Any]) -> None:
+    """Call ``hook(findings)`` right after each batch's detection, inside its transaction
+    (``tracking.respond.actions`` makes the blocks findings request here). A hook handles its
+    own failures; one that raises rolls the batch back like a database error."""
+    if hook not in _detected:
+        _detected.append(hook)
 
 
 def after_commit(hook: Callable[[int], None]) -> None:
