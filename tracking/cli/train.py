@@ -16,10 +16,10 @@ from detectors.base import Context, Observation
 from detectors.features import context_features
 from detectors.outliers import IsolationForestDetector, feature_row
 from detectors.profile import UserProfile
+from tracking.dates import parse_iso_date, parse_iso_datetime
 from tracking.detection import modelstore
 from tracking.detection.config import configured_detectors
 from tracking.detection.profiles import profile_key
-from tracking.events import parse_timestamp
 from tracking.models import Activity, ReviewStatus
 
 help = "Fit the IsolationForest outlier detector on stored activity and store a new model version."
@@ -56,15 +56,19 @@ COLUMNS = (
 
 
 def parse_when(text: str) -> datetime:
-    """``30d`` / ``12h`` (ago), an ISO date or an ISO timestamp (UTC when naive)."""
+    """``30d`` / ``12h`` / ``2w`` (ago), or a strict ISO date or date-time (``tracking.dates``,
+    as every CLI option and API filter); naive values are UTC."""
     m = re.fullmatch(r"\s*(\d+)\s*([dhw])\s*", text or "")
     if m:
         unit = {"d": "days", "h": "hours", "w": "weeks"}[m.group(2)]
         return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
-    try:
-        return parse_timestamp(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a date, a timestamp or a span like 30d") from None
+    value = parse_iso_datetime((text or "").strip())
+    if value is None:
+        day = parse_iso_date((text or "").strip())
+        if day is None:
+            raise ValueError(f"{text!r} is not a date, a timestamp or a span like 30d")
+        value = datetime(day.year, day.month, day.day)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _contamination(text: str) -> float | str:
