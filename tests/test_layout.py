@@ -50,6 +50,10 @@ def test_the_contracts_are_kept():
         ("tracking/pipeline/ingest.py", "from tracking.pipeline import spool", "pipeline"),
         # storage sits under the entry points
         ("tracking/storage/stats.py", "from tracking.api import views", "layers"),
+        # the batch step reaches blocking only through its after_detection hook
+        ("tracking/pipeline/ingest.py", "from tracking.respond import actions", "layers"),
+        # capture sits under blocking (the refusal mark lives in capture)
+        ("tracking/capture/tracker.py", "from tracking.respond import enforce", "layers"),
         # pipeline and export are independent siblings
         ("tracking/export/values.py", "from tracking.pipeline import rows", "layers"),
         # a cycle between two modules of one folder (capture: decorators -> tracker)
