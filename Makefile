@@ -29,8 +29,10 @@ test: install chromium
 test-postgres: install chromium
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]: layers, no cycles).
 lint: install
 	$(VENV)/bin/ruff check tracking detectors tests example benchmarks tools
+	$(VENV)/bin/lint-imports
 
 # The documentation site (mkdocs.yml, docs/): built offline into build/site, warnings are errors.
 docs: install

@@ -304,8 +304,8 @@ def test_middleware_refuses_in_an_async_stack():
     from django.http import HttpResponse
     from django.test import RequestFactory
 
+    from tracking.capture.marks import mark_refused
     from tracking.middleware import TrackingMiddleware
-    from tracking.respond.marks import mark_refused
 
     async def view(request):
         if request.POST.get("username") == "alice":

@@ -93,16 +93,16 @@ def verdicts(events):
     return [(by_id[e.id].flagged, tuple(sorted(by_id[e.id].tags))) for e in events]
 
 
-def ingest(events):
+def ingest(events, *, detect=True):
     from tracking.pipeline.ingest import ingest as run
 
-    return run(events, source="import")
+    return run(events, source="import", detect=detect)
 
 
 @pytest.mark.django_db
 def test_detect_batch_on_unsaved_activities_sets_verdicts_and_returns_findings():
     from tracking.detection.runner import detect_batch
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     ingest(history())
     acts = [build_activity(e) for e in scenario()[-9:]]
@@ -130,7 +130,7 @@ def test_ingest_stores_findings_and_profiles_with_a_bounded_number_of_queries(
     events = scenario()[-9:]
     from tracking.detection.config import pipeline
     from tracking.detection.runner import detect_batch
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     pipeline()  # configuration is loaded once, outside the measured batch
     from django.db import transaction
@@ -367,7 +367,7 @@ def test_system_check_warns_about_suppressing_an_unconfigured_detector(tmp_path,
 @pytest.mark.django_db
 def test_input_order_does_not_change_verdicts_and_anonymous_events_have_no_profile():
     from tracking.detection.runner import detect_batch
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     ingest(history())
     events = scenario()[-9:]
@@ -447,7 +447,7 @@ def test_a_batch_no_threshold_rule_can_reach_reads_no_look_back(django_assert_nu
     login or export windows, so its batch reads none of their look-backs."""
     from tracking.detection.config import pipeline, rule_dirs
     from tracking.detection.prefilter import threshold_history
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     rules = pipeline().rules
     assert rule_dirs() and any(r.threshold is not None for r in rules)
@@ -468,7 +468,7 @@ def test_look_back_reads_only_the_groups_of_the_batch():
     from tracking.detection.config import pipeline
     from tracking.detection.prefilter import threshold_history
     from tracking.integrity.macs import mask_username
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     rules = pipeline().rules
     others = [
@@ -531,3 +531,27 @@ def test_latest_model_version_is_read_once_per_interval_and_after_training(
     # Training in this process is seen by the next batch, not after the interval.
     modelstore.refresh_models(pipe)
     assert pipe.versions[forest.name] == row.version and forest.fitted
+
+
+@pytest.mark.django_db
+def test_ingest_without_detection_learns_but_makes_no_verdict():
+    """``ingest(..., detect=False)``: the same profile learning as with no detector and no
+    rule configured, no finding, no verdict; settings are not touched."""
+    from django.test.signals import setting_changed
+
+    changed = []
+
+    def note(**kwargs):
+        changed.append(kwargs["setting"])
+
+    setting_changed.connect(note, weak=False)
+    try:
+        ingest(history(), detect=False)
+    finally:
+        setting_changed.disconnect(note)
+    assert changed == []
+    assert Profile.objects.get(key="n:alice").data["loc"]["city"] == "London"
+    far = event(T0 + timedelta(days=11, hours=6), city="lagos", kind="hosting", ua=ATTACKER_UA)
+    ingest([far], detect=False)
+    a = Activity.objects.get(id=far.id)
+    assert a.tags == [] and not a.flagged and not a.findings.exists()

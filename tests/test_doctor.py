@@ -14,11 +14,10 @@ from .integrity_helpers import run_tracking
 pytestmark = pytest.mark.django_db
 
 
-def test_doctor_reports_a_healthy_setup(tmp_path):
+def test_doctor_reports_a_healthy_setup(spool_dir):
     make_activities(2)
     seal_pending()
-    with override_settings(TRACKING_SPOOL_DIR=str(tmp_path)):
-        code, out = run_tracking("doctor")
+    code, out = run_tracking("doctor")
     assert code == 0, out
     assert "Status: OK" in out
     assert "Spool: 0 events" in out

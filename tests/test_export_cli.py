@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from tracking.export.records import EXPORT_FIELDS
+from tracking.export.record import EXPORT_FIELDS
 from tracking.models import Activity, Finding
 from tracking.simulator import traffic
 

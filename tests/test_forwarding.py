@@ -30,7 +30,7 @@ from tests.delivery_helpers import (
 )
 from tracking import signals
 from tracking.delivery import config, runner
-from tracking.export.records import EXPORT_FIELDS
+from tracking.export.record import EXPORT_FIELDS
 from tracking.integrity.sealing import seal_pending
 from tracking.models import Activity, DeliveryState, Seal
 from tracking.pipeline.ingest import ingest

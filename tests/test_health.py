@@ -19,12 +19,6 @@ URL = "/api/tracking/health/"
 TOKEN = "health-token-for-tests-0123456789"
 
 
-@pytest.fixture
-def spool_dir(tmp_path):
-    with override_settings(TRACKING_SPOOL_DIR=str(tmp_path)):
-        yield tmp_path
-
-
 def _segment(folder, events: int, age: float) -> None:
     path = folder / f"seg-{time.time_ns():020d}-1-1.ndjson"
     path.write_text(

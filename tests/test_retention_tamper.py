@@ -12,9 +12,9 @@ from unittest import mock
 
 import pytest
 
-from tracking.integrity.retention import purge
 from tracking.integrity.sealing import chain_head, seal_pending
 from tracking.models import Activity, Checkpoint, Seal, Tombstone
+from tracking.storage.retention import purge
 from tracking.testing.factories import make_activities
 
 from .integrity_helpers import db_id, run_tracking, sql

@@ -177,7 +177,7 @@ def test_review_and_delete_keep_both_tables_exact(staff_user):
 
 def test_purge_keeps_history_in_both_tables(settings):
     """Retention keeps rollups (history): hourly and daily rows still agree after a purge."""
-    from tracking.integrity.retention import purge
+    from tracking.storage.retention import purge
 
     _spread(150)
     rollups.rebuild()

@@ -158,7 +158,7 @@ def test_concurrent_sealers_never_assign_a_seq_twice():
     def run():
         try:
             seal_pending()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
         finally:
             connections.close_all()

@@ -5,18 +5,28 @@ Each area registers its checks here with a stable id (tracking.E0xx errors, W0xx
 
 from __future__ import annotations
 
-from django.core import checks
+import os
+from pathlib import Path
 
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from detectors.registry import ConfigError
+from detectors.rules import RuleError, load_rules
+from tracking.capture.clientip import parse_networks
 from tracking.conf import tracking_settings
+from tracking.dashboard.checks import dashboard_messages
+from tracking.delivery import config as delivery_config
+from tracking.detection.config import configured_detectors, rule_dirs
+from tracking.integrity import crypto
+from tracking.integrity import macs as integrity
+from tracking.respond.checks import respond_messages
 
 
 @checks.register(checks.Tags.security)
 def check_keys(app_configs=None, **kwargs):
-    from django.core.exceptions import ImproperlyConfigured
-
-    from tracking.integrity import crypto
-    from tracking.integrity import macs as integrity
-
     errors = []
     keys = tracking_settings.ENCRYPTION_KEYS
     if not keys:
@@ -106,7 +116,6 @@ def check_partitioning(app_configs=None, **kwargs):
 @checks.register()
 def check_dashboard(app_configs=None, **kwargs):
     """Settings of the security dashboard (tracking.E090-E099, W090-W099)."""
-    from tracking.dashboard.checks import dashboard_messages
 
     return dashboard_messages()
 
@@ -114,8 +123,6 @@ def check_dashboard(app_configs=None, **kwargs):
 @checks.register(checks.Tags.security)
 def check_respond(app_configs=None, **kwargs):
     """Blocking: TRACKING_NEVER_BLOCK, the block cache, backend order (E130-E139, W130-W139)."""
-    from tracking.respond.checks import respond_messages
-
     return respond_messages()
 
 
@@ -126,8 +133,6 @@ def _positive_int(value) -> bool:
 @checks.register()
 def check_integrity_settings(app_configs=None, **kwargs):
     """Sealing, retention, health and spool settings (tracking.E070-E089 / W070-W089)."""
-    import os
-    from pathlib import Path
 
     errors = []
     days = tracking_settings.RETENTION_DAYS
@@ -216,7 +221,6 @@ def check_integrity_settings(app_configs=None, **kwargs):
 @checks.register()
 def check_recording(app_configs=None, **kwargs):
     """Recording and hand-off settings (ids tracking.E010–E029 / W010–W029)."""
-    from tracking.capture.clientip import parse_networks
 
     errors = []
     _, bad = parse_networks(tracking_settings.TRUSTED_PROXIES)
@@ -301,8 +305,6 @@ def check_recording(app_configs=None, **kwargs):
         )
     geo_path = tracking_settings.GEOIP_PATH
     if geo_path and not tracking_settings.DISABLE_GEOLOCATION:
-        import os
-
         missing = [
             n
             for n in ("GeoLite2-City.mmdb", "GeoLite2-ASN.mmdb")
@@ -343,7 +345,6 @@ def _celery_broker_warnings() -> list[checks.CheckMessage]:
     """Without a named or configured Celery app, batches would go to Celery's built-in
     default broker (amqp://guest@localhost//): silently to a queue nobody reads when some
     RabbitMQ answers there, to the local fallback when none does."""
-    import os
 
     if tracking_settings.CELERY_APP or os.environ.get("CELERY_BROKER_URL"):
         return []
@@ -367,9 +368,6 @@ def _celery_broker_warnings() -> list[checks.CheckMessage]:
 @checks.register()
 def check_detection(app_configs=None, **kwargs):
     """TRACKING_DETECTORS, rule folders and the detection numbers, named precisely."""
-    from detectors.registry import ConfigError
-    from detectors.rules import RuleError
-    from tracking.detection.config import configured_detectors, rule_dirs
 
     errors = []
     detectors = []
@@ -394,8 +392,6 @@ def check_detection(app_configs=None, **kwargs):
         )
     else:
         try:
-            from detectors.rules import load_rules
-
             rules = load_rules(rule_dirs())
         except RuleError as exc:
             errors.append(
@@ -457,8 +453,6 @@ def check_detection(app_configs=None, **kwargs):
 
 @checks.register()
 def check_api_settings(app_configs=None, **kwargs):
-    from django.conf import settings
-
     errors = []
     rates = tracking_settings.THROTTLE_RATES
     project_rates = (getattr(settings, "REST_FRAMEWORK", None) or {}).get(
@@ -517,7 +511,6 @@ def check_api_settings(app_configs=None, **kwargs):
                 id="tracking.W030",
             )
         )
-    from django.apps import apps
 
     if not apps.is_installed("rest_framework.authtoken"):
         errors.append(
@@ -549,8 +542,6 @@ _DELIVERY_CHECK_IDS = {
 @checks.register()
 def check_alerts_forwarding(app_configs=None, **kwargs):
     """TRACKING_ALERTS, TRACKING_FORWARDERS, TRACKING_DELIVERY (tracking.E170-E179)."""
-    from tracking.delivery import config
-
     errors = [
         checks.Error(
             message,
@@ -558,7 +549,7 @@ def check_alerts_forwarding(app_configs=None, **kwargs):
             "forwarders. Invalid entries deliver nothing until fixed.",
             id=_DELIVERY_CHECK_IDS[setting],
         )
-        for setting, message in config.problems()
+        for setting, message in delivery_config.problems()
     ]
     url = tracking_settings.SITE_URL
     if tracking_settings.ALERTS and not (

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-# Names read without the TRACKING_ prefix, for compatibility with the seed README.
+# Settings also read without the TRACKING_ prefix: their documented, unprefixed names.
 UNPREFIXED = frozenset({"SENSITIVE_FIELDS", "DISABLE_GEOLOCATION", "GEOIP_PATH"})
 
 DEFAULTS: dict[str, Any] = {
@@ -312,12 +312,12 @@ DESCRIPTIONS: dict[str, str] = {
     "naming the fields changed (never a secret's value), with the acting user and request.",
     "ACCOUNT_FIELDS": "Fields of the user model whose changes are recorded as ACCOUNT "
     "activities (besides group and permission membership).",
-    "CHANGE_MODELS": 'Other models whose changes are recorded as ACCOUNT activities: '
+    "CHANGE_MODELS": "Other models whose changes are recorded as ACCOUNT activities: "
     '`{"app_label.Model": ["field", ...]}`.',
     "ALERTS": 'Alert channels: a list of `{"backend": "webhook" | "slack" | "email" | '
     '"dotted.path", "name", "url", "secret", "min_severity", "types", "tags", '
     '"group_seconds", "rate_limit", "max_attempts"}` (docs/alerts-and-forwarding.md).',
-    "FORWARDERS": 'Forwarders of every recorded activity, block and seal head: a list of '
+    "FORWARDERS": "Forwarders of every recorded activity, block and seal head: a list of "
     '`{"backend": "syslog" | "http" | "logging", "format": "cef" | "ecs" | "json", ...}`.',
     "SITE_URL": "The site's base URL (`https://example.com`): alert messages link to the "
     "dashboard's detail page there.",

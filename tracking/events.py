@@ -33,6 +33,24 @@ ENRICHMENT_FIELDS = (
 VERDICT_FIELDS = ("flagged", "tags", "risk_score", "severity", "review_status")
 
 
+class BadRecord(ValueError):
+    """A record (an import line) that cannot become an event; the message is the reason
+    shown to the operator."""
+
+
+def parse_timestamp(value: str | datetime) -> datetime:
+    """ISO-8601 text (``Z`` allowed) or a datetime as an aware datetime in UTC (naive means
+    UTC). Raises ``ValueError`` for anything else. The one parser of event timestamps:
+    ``Event.from_dict``, the batch step and imports use it."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, datetime):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -72,10 +90,6 @@ class Event:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
         ts = kwargs.get("timestamp")
-        if isinstance(ts, str):
-            ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-        if isinstance(ts, datetime) and ts.tzinfo is None:
-            ts = ts.replace(tzinfo=UTC)
-        if ts is not None:
-            kwargs["timestamp"] = ts
+        if isinstance(ts, str | datetime):
+            kwargs["timestamp"] = parse_timestamp(ts)
         return cls(**kwargs)

@@ -19,19 +19,15 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from detectors.base import SEVERITIES
 from tracking.activity_types import type_label
 from tracking.fields import EncryptedJSONField, TagListField
 
-
-class Severity(models.TextChoices):
-    NONE = "", "None"
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
-
-
-SEVERITY_RANK = {"": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+# The engine's severity scale (``detectors.base.SEVERITIES``, ordered) as model choices.
+Severity = models.TextChoices(
+    "Severity",
+    [(value.upper() or "NONE", (value, value.title() or "None")) for value in SEVERITIES],
+)
 
 
 class ReviewStatus(models.TextChoices):

@@ -23,9 +23,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from tracking.activity_types import all_types
-from tracking.conf import tracking_settings
+from tracking.detection.config import pipeline
 from tracking.detection.review import delete_activity, review
-from tracking.export.records import decrypted_field
+from tracking.export.record import decrypted_field
 from tracking.models import (
     Activity,
     DailyRollup,
@@ -37,6 +37,7 @@ from tracking.models import (
     Tombstone,
 )
 from tracking.outcome import FAILURE, SUCCESS
+from tracking.storage.counts import bounded_count
 from tracking.storage.stats import rollups_cover
 
 logger = logging.getLogger(__name__)
@@ -50,11 +51,11 @@ class BoundedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        limit = max(1, int(tracking_settings.COUNT_LIMIT))
         qs = self.object_list
-        n = qs.order_by()[: limit + 1].count()
-        if n <= limit:
+        n, capped = bounded_count(qs)
+        if not capped:
             return n
+        limit = n
         estimate = _table_estimate(qs) if not qs.query.where else None
         return max(limit, estimate or 0)
 
@@ -132,8 +133,6 @@ def known_tags() -> set[str]:
     """
     tags: set[str] = set()
     try:
-        from tracking.detection.config import pipeline
-
         pipe = pipeline()
         tags |= {d.tag for d in pipe.detectors if getattr(d, "tag", "")}
         for rule in pipe.rules:

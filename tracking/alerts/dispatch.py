@@ -18,11 +18,11 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, Q
 
+from detectors.base import SEVERITY_RANK
 from tracking.alerts.messages import activity_item, build, top_severity
 from tracking.delivery import outbox
 from tracking.delivery.config import Channel
 from tracking.models import (
-    SEVERITY_RANK,
     Activity,
     DeliveryState,
     Finding,

@@ -15,6 +15,7 @@ import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import connections
 from django.db.models import Exists, Lookup, OuterRef, Q
 from django.utils import timezone
 
@@ -79,7 +80,6 @@ def _ipv4_prefix_q(field: str, net: ipaddress.IPv4Network) -> Q:
 
 def filter_network(queryset: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Any:
     """Activities whose ``ip_address`` lies in ``network``, on any database."""
-    from django.db import connections
 
     vendor = connections[queryset.db].vendor
     if vendor == "postgresql":

@@ -20,16 +20,11 @@ from rest_framework.settings import api_settings
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from tracking.conf import tracking_settings
+from tracking.storage.counts import bounded_count, count_limit
 
 DEFAULT_PAGE_SIZE = 50
 # Deeper than this is what cursor mode is for (and keeps OFFSET inside 64 bits).
 MAX_PAGE_NUMBER = 1_000_000
-
-
-def bounded_count(queryset: Any, limit: int) -> tuple[int, bool]:
-    """``(count, is_estimate)``: counts at most ``limit`` + 1 rows."""
-    n = queryset.order_by()[: limit + 1].count()
-    return (limit, True) if n > limit else (n, False)
 
 
 def _positive_int(request: Any, name: str) -> int | None:
@@ -74,7 +69,7 @@ class ActivityPagination(BasePagination):
 
     def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> list:
         self.request = request
-        self.count_limit = max(1, int(tracking_settings.COUNT_LIMIT))
+        self.count_limit = count_limit()
         self.count, self.estimate = 0, False
         self.cursor = None
         if self.cursor_query_param in request.query_params:

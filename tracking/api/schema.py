@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import include, path
+
+from tracking.api.filters import ActivityFilter
 from tracking.api.permissions import DocsAccess
 from tracking.api.throttling import ThrottleFirstMixin
 
@@ -45,7 +48,6 @@ def filter_parameters() -> list:
     """One documented query parameter per filter of ``ActivityFilter``."""
     if not HAVE_SPECTACULAR:
         return []
-    from tracking.api.filters import ActivityFilter
 
     types = {
         "int": OpenApiTypes.INT,
@@ -89,10 +91,10 @@ def export_parameters() -> list:
     ]
 
 
-def schema_view() -> Any:
-    """The schema view for ``schema/``: documents this app's endpoints under the prefix the
-    project mounted them at (found from the request path at request time)."""
-    from django.urls import include, path
+def schema_view(patterns: list) -> Any:
+    """The schema view for ``schema/``: documents ``patterns`` (the app's ``urlpatterns``,
+    read at request time, so routes appended later are included) under the prefix the
+    project mounted them at (found from the request path)."""
     from drf_spectacular.renderers import (
         OpenApiJsonRenderer,
         OpenApiJsonRenderer2,
@@ -113,10 +115,8 @@ def schema_view() -> Any:
 
         @extend_schema(exclude=True)
         def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-            from tracking import urls
-
             prefix = request.path.rsplit("schema/", 1)[0].lstrip("/")
-            self.patterns = [path(prefix, include((urls.urlpatterns, "tracking")))]
+            self.patterns = [path(prefix, include((patterns, "tracking")))]
             self.urlconf = None
             return super().get(request, *args, **kwargs)
 

@@ -9,11 +9,11 @@ from django.db import models
 from rest_framework import serializers
 
 from tracking.api.schema import OpenApiTypes, extend_schema_field
-from tracking.export.records import decrypted_field
+from tracking.export.record import decrypted_field
 from tracking.models import Activity, Finding, Review, ReviewStatus
 
 LIST_FIELDS = (
-    # the seed README's compact fields, in its order
+    # the compact fields of a list item, in the documented order (docs: the review API)
     "id",
     "timestamp",
     "type",

@@ -15,7 +15,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from rest_framework import generics, serializers, status
-from rest_framework.authentication import SessionAuthentication
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -48,7 +48,8 @@ from tracking.api.serializers import (
 from tracking.api.throttling import ThrottleFirstMixin
 from tracking.dates import parse_iso_date
 from tracking.detection.review import ReviewError, delete_activity, review
-from tracking.export import records as exporting
+from tracking.export import record
+from tracking.export.records import stream_export
 from tracking.models import Activity
 from tracking.storage import stats
 
@@ -59,8 +60,6 @@ def authentication_classes() -> list[type]:
     if SessionAuthentication not in classes:
         classes.append(SessionAuthentication)
     if apps.is_installed("rest_framework.authtoken"):
-        from rest_framework.authentication import TokenAuthentication
-
         if not any(issubclass(c, TokenAuthentication) for c in classes):
             classes.append(TokenAuthentication)
     return classes
@@ -241,7 +240,7 @@ class _ReviewCountsSerializer(serializers.Serializer):
 
 
 class StatsSerializer(serializers.Serializer):
-    """The seed README's statistics shape, plus series and breakdowns."""
+    """The statistics document of `stats/`: counts, plus series and breakdowns."""
 
     counts = _CountsSerializer()
     response_times = _ResponseTimesSerializer()
@@ -337,16 +336,16 @@ class ExportView(TrackingAPIMixin, APIView):
     )
     def get(self, request: Any) -> StreamingHttpResponse:
         fmt = (request.query_params.get("format") or "csv").lower()
-        if fmt not in exporting.FORMATS:
+        if fmt not in record.FORMATS:
             raise ValidationError(
-                {"format": [f'"{fmt}" is not a valid choice ({", ".join(exporting.FORMATS)}).']}
+                {"format": [f'"{fmt}" is not a valid choice ({", ".join(record.FORMATS)}).']}
             )
         queryset, filterset = self.filter_activities(request)
         if not filterset.form.cleaned_data.get("ordering"):
             queryset = queryset.order_by("timestamp", "id")
         name = export_filename(queryset, request.query_params, filterset.form.cleaned_data, fmt)
         response = StreamingHttpResponse(
-            exporting.stream_export(queryset, fmt), content_type=exporting.CONTENT_TYPES[fmt]
+            stream_export(queryset, fmt), content_type=record.CONTENT_TYPES[fmt]
         )
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         response["X-Content-Type-Options"] = "nosniff"

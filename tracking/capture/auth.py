@@ -25,6 +25,7 @@ from tracking.capture.tracker import get_tracker
 from tracking.conf import tracking_settings
 from tracking.events import Event
 from tracking.outcome import FAILURE, SUCCESS
+from tracking.pipeline import handoff
 
 logger = logging.getLogger("tracking.recording")
 
@@ -75,8 +76,6 @@ def _signal(request: Any, *, outcome: str, auth_event: str, user: Any = None, us
         event.outcome = outcome
         get_tracker().record(event)
     except Exception:  # noqa: BLE001 - a login must never fail because its log line did
-        from tracking.pipeline import handoff
-
         handoff.count("record_errors")
         logger.exception("tracking: could not record an auth signal")
 

@@ -31,6 +31,7 @@ from tracking.capture.context import current_request, set_user
 from tracking.capture.tracker import get_tracker, user_of
 from tracking.conf import on_reload, tracking_settings
 from tracking.events import Event
+from tracking.pipeline import handoff
 from tracking.redaction import is_sensitive
 
 logger = logging.getLogger("tracking.recording")
@@ -240,8 +241,6 @@ def _record(event: Event) -> None:
     try:
         get_tracker().record(event)
     except Exception:  # noqa: BLE001
-        from tracking.pipeline import handoff
-
         handoff.count("record_errors")
         logger.exception("tracking: could not record an account change")
 

@@ -151,8 +151,8 @@ def client_address(request: Any) -> ClientAddress:
     raw_xff = str(meta.get("HTTP_X_FORWARDED_FOR") or "")
     raw_real = str(meta.get("HTTP_X_REAL_IP") or "")
     if len(raw_remote) + len(raw_xff) + len(raw_real) <= MEMO_HEADER_LENGTH:
-        # Parsing and checking every hop against the trusted networks was a third of the
-        # request thread's tracking work; the same peers and chains recur.
+        # Parsing and checking every hop against the trusted networks is costly next to the
+        # rest of the request thread's tracking work, and the same peers and chains recur.
         return _memo_address(raw_remote, raw_xff, raw_real)
     return _address(raw_remote, raw_xff, raw_real)
 

@@ -19,6 +19,14 @@ import argparse
 import math
 from datetime import UTC, datetime, timedelta
 
+from django.contrib.auth import get_user_model
+from django.db.models import Max
+
+from tracking.capture.tracker import get_tracker
+from tracking.models import Activity, Counter
+from tracking.pipeline.mapping import event_from_record
+from tracking.simulator import traffic
+
 help = "Fill the database with a few days of simulated traffic (with attacks) ending now."
 
 
@@ -51,7 +59,6 @@ def add_arguments(parser) -> None:
 
 def ensure_users(population) -> int:
     """Create the simulated accounts that do not exist yet; returns how many were created."""
-    from django.contrib.auth import get_user_model
 
     model = get_user_model()
     field = model.USERNAME_FIELD
@@ -84,12 +91,6 @@ def fill(
     progress=None,
 ) -> dict[str, int]:
     """Simulate and store traffic ending at ``end`` (default now); see the module docstring."""
-    from django.db.models import Max
-
-    from tracking.capture.tracker import get_tracker
-    from tracking.cli.import_ import event_from_record
-    from tracking.models import Activity
-    from tracking.simulator import traffic
 
     end = (end or datetime.now(UTC)).astimezone(UTC)
     start = end - timedelta(days=days)
@@ -140,15 +141,11 @@ _MARK = {"namespace": "demo", "key": "filled_until"}
 
 
 def _filled_until() -> datetime | None:
-    from tracking.models import Counter
-
     row = Counter.objects.filter(**_MARK).first()
     return None if row is None else datetime.fromtimestamp(row.count / 1e6, UTC)
 
 
 def _set_filled_until(end: datetime) -> None:
-    from tracking.models import Counter
-
     Counter.objects.update_or_create(**_MARK, defaults={"count": int(end.timestamp() * 1e6)})
 
 
@@ -163,8 +160,6 @@ def handle(
     quiet: bool = False,
     **options,
 ) -> int:
-    from tracking.models import Activity
-
     def progress(n: int) -> None:
         if not quiet:
             command.stderr.write(f"  {n} activities stored...")

@@ -12,6 +12,16 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from detectors.base import Context, Observation
+from detectors.features import context_features
+from detectors.outliers import IsolationForestDetector, feature_row
+from detectors.profile import UserProfile
+from tracking.dates import parse_iso_date, parse_iso_datetime
+from tracking.detection import modelstore
+from tracking.detection.config import configured_detectors
+from tracking.detection.profiles import profile_key
+from tracking.models import Activity, ReviewStatus
+
 help = "Fit the IsolationForest outlier detector on stored activity and store a new model version."
 
 COLUMNS = (
@@ -46,15 +56,18 @@ COLUMNS = (
 
 
 def parse_when(text: str) -> datetime:
-    """``30d`` / ``12h`` (ago), an ISO date or an ISO timestamp (UTC when naive)."""
+    """``30d`` / ``12h`` / ``2w`` (ago), or a strict ISO date or date-time (``tracking.dates``,
+    as every CLI option and API filter); naive values are UTC."""
     m = re.fullmatch(r"\s*(\d+)\s*([dhw])\s*", text or "")
     if m:
         unit = {"d": "days", "h": "hours", "w": "weeks"}[m.group(2)]
         return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a date, a timestamp or a span like 30d") from None
+    value = parse_iso_datetime((text or "").strip())
+    if value is None:
+        day = parse_iso_date((text or "").strip())
+        if day is None:
+            raise ValueError(f"{text!r} is not a date, a timestamp or a span like 30d")
+        value = datetime(day.year, day.month, day.day)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -83,11 +96,6 @@ def add_arguments(parser) -> None:
 
 def replay_rows(rows, detectors) -> list[list[float]]:
     """Feature rows for stored activities (dicts of COLUMNS, timestamp order)."""
-    from detectors.base import Context, Observation
-    from detectors.features import context_features
-    from detectors.outliers import feature_row
-    from detectors.profile import UserProfile
-    from tracking.detection.profiles import profile_key
 
     profiles: dict[str, UserProfile] = {}
     X: list[list[float]] = []
@@ -157,11 +165,6 @@ def handle(
     min_events: int = 50,
     **options: Any,
 ) -> int:
-    from detectors.outliers import IsolationForestDetector
-    from tracking.detection import modelstore
-    from tracking.detection.config import configured_detectors
-    from tracking.models import Activity, ReviewStatus
-
     try:
         start = parse_when(since) if since else None
         end = parse_when(until) if until else None

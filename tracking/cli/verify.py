@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from django.core.exceptions import ImproperlyConfigured
 
 from tracking.dates import parse_iso_date, parse_iso_datetime
+from tracking.integrity.anchor import anchor_path, read_anchor
+from tracking.integrity.verify import verify
 
 help = "Re-compute the hash chain and report every changed, removed or inserted activity."
 
@@ -57,9 +59,6 @@ def add_arguments(parser) -> None:
 def handle(
     command, *, since=None, json: bool = False, anchor=None, anchor_file=None, **options
 ) -> int:
-    from tracking.integrity.anchor import anchor_path, read_anchor
-    from tracking.integrity.verify import verify
-
     path = anchor_path(anchor_file) if (anchor_file or not anchor) else None
     if path is not None:
         try:

@@ -22,6 +22,7 @@ from tracking.delivery import status as delivery_status
 from tracking.integrity.crypto import DecryptionError
 from tracking.models import Activity, Finding, Review, ReviewStatus, Severity
 from tracking.redaction import redact_headers, redact_mapping
+from tracking.storage.counts import bounded_count
 
 REVIEW_PERMISSION = "tracking.review_activity"
 EXPORT_PERMISSION = "tracking.export_activity"
@@ -89,14 +90,10 @@ def _queue_rows(filters: Filters, before: str, size: int) -> tuple[list[Activity
     return rows, older
 
 
-# The badge counts the whole queue, but never scans more than this many rows to do it.
-QUEUE_COUNT_LIMIT = 10_000
-
-
 def _queue_total(filters: Filters) -> tuple[int, bool]:
+    """The badge counts the whole queue, but never scans more than TRACKING_COUNT_LIMIT rows."""
     qs = filters.apply(Activity.objects.filter(flagged=True), default_status="open")
-    n = qs.order_by()[: QUEUE_COUNT_LIMIT + 1].count()
-    return min(n, QUEUE_COUNT_LIMIT), n > QUEUE_COUNT_LIMIT
+    return bounded_count(qs)
 
 
 @staff_page

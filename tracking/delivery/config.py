@@ -15,8 +15,8 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
+from detectors.base import SEVERITY_RANK
 from tracking.conf import on_reload, tracking_settings
-from tracking.models import SEVERITY_RANK
 
 ALERT_BACKENDS = {
     "webhook": "tracking.alerts.webhook.WebhookBackend",

@@ -33,6 +33,8 @@ from tracking.delivery import config, outbox
 from tracking.forwarding import dispatch as forward_dispatch
 from tracking.models import DeliveryState, PendingAlert
 
+DELIVER_TASK = "tracking.tasks.deliver"
+
 logger = logging.getLogger("tracking.delivery")
 
 MIN_WAIT = 0.05  # seconds: the shortest sleep between rounds
@@ -146,9 +148,10 @@ def wake() -> None:
             return  # one task per second is enough: a round takes everything pending
         _last_task[0] = time.monotonic()
         try:
-            from tracking.delivery.tasks import deliver as deliver_task  # Celery is optional
+            from celery import current_app  # Celery is optional
 
-            deliver_task.apply_async(queue=tracking_settings.CELERY_QUEUE)
+            # By its registered name (tracking.delivery.tasks defines it over this module).
+            current_app.tasks[DELIVER_TASK].apply_async(queue=tracking_settings.CELERY_QUEUE)
         except Exception:  # noqa: BLE001 - the periodic task or `tracking forward` catches up
             logger.warning("could not queue the delivery task", exc_info=True)
         return

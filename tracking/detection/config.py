@@ -56,6 +56,10 @@ def pipeline() -> Pipeline:
 
 on_reload(pipeline.cache_clear)
 
+# No detector and no rule: profiles still learn, no verdict is made (``detect_batch``'s
+# ``learn_only``, ``ingest(detect=False)``).
+LEARN_ONLY = Pipeline(detectors=[], rules=[], versions={})
+
 
 def engine(pipe: Pipeline | None = None) -> Engine:
     """The detection engine over ``pipe`` (the configured pipeline by default) with the

@@ -30,16 +30,19 @@ from tracking.gcpause import gc_paused
 from tracking.models import Activity, Finding, ReviewStatus
 
 
-def detect_batch(activities: list[Activity]) -> list[Finding]:
-    """Judge one batch (see the module docstring); returns unsaved ``Finding`` rows."""
+def detect_batch(activities: list[Activity], *, learn_only: bool = False) -> list[Finding]:
+    """Judge one batch (see the module docstring); returns unsaved ``Finding`` rows.
+
+    ``learn_only``: run no detector and no rule (``config.LEARN_ONLY``), so profiles learn
+    from the batch but no new verdict is made (restoring exported records with the verdict
+    they were written with)."""
     if not activities:
         return []
     with gc_paused():
-        return _detect_batch(activities)
+        return _detect_batch(activities, config.LEARN_ONLY if learn_only else config.pipeline())
 
 
-def _detect_batch(activities: list[Activity]) -> list[Finding]:
-    pipe = config.pipeline()
+def _detect_batch(activities: list[Activity], pipe: config.Pipeline) -> list[Finding]:
     modelstore.refresh_models(pipe)
     engine = config.engine(pipe)
     observations = [observation(a) for a in activities]

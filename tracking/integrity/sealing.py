@@ -134,13 +134,12 @@ class _WrittenLeaves:
     """Leaf hashes of the rows this process has just written, by id, with the MAC each was
     written with, until they are sealed.
 
-    The sealer used to read every new row back in full, decrypt its headers and params and
-    re-hash it: more CPU per row than writing it. A row this process wrote and whose stored
-    MAC is still the one it wrote is sealed with the leaf computed at write time instead. The
-    guarantee is unchanged: the seal lists what the application wrote, so content altered in
-    the table before sealing no longer matches its sealed leaf and ``tracking verify`` reports
-    it (where before it was refused at sealing and reported as an unsealed bad MAC). A row
-    whose MAC changed (re-enrichment), or written by another process, is read in full.
+    Reading a new row back in full, decrypting its headers and params and re-hashing it costs
+    more CPU than writing it: a row this process wrote and whose stored MAC is still the one
+    it wrote is sealed with the leaf computed at write time instead. The seal lists what the
+    application wrote, so content altered in the table before sealing does not match its
+    sealed leaf and ``tracking verify`` reports it. A row whose MAC changed (re-enrichment),
+    or written by another process, is read in full.
     Bounded (~7 MB at the default ``limit``): beyond it the oldest entries are dropped and
     those rows are read back. Only filled where the writing process seals
     (``TRACKING_SEAL_ON_WRITE``).

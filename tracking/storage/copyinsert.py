@@ -1,10 +1,9 @@
 """Bulk inserts of new rows: PostgreSQL ``COPY`` where it pays off, else a prepared ``INSERT``
 (``bulk_create`` for models with auto-increment keys, which need them read back).
 
-``bulk_create`` of a 500-row writer batch spent about a third of ``ingest()`` building the
-statement (compiling one placeholder per field and row, Django 5.2's ``UNNEST`` arrays) and
-having psycopg quote ~15,000 parameters; ``COPY`` streams the same values in a fraction of
-that. Values are produced exactly as ``bulk_create`` produces them (``pre_save`` then
+``bulk_create`` of a writer batch builds a statement with one placeholder per field and row
+(Django 5.2's ``UNNEST`` arrays) and has psycopg quote every parameter; ``COPY`` streams the
+same values without either. Values are produced exactly as ``bulk_create`` produces them (``pre_save`` then
 ``get_db_prep_save`` per field, related fields prepared the same way), so the stored rows
 are identical. Differences callers must accept: auto-increment primary keys are not read
 back (the objects keep ``pk = None``), and nothing else in the batch may need the rows'
@@ -20,6 +19,8 @@ from datetime import datetime
 from functools import lru_cache
 
 from django.db import connections, models, router
+
+from tracking.fields import Ciphertext, EncryptedJSONField
 
 # Below this many rows one INSERT is as fast as COPY (which costs an extra round trip).
 MIN_ROWS = 50
@@ -55,8 +56,6 @@ _NONE_IS_NULL = (
 
 
 def _plain_kind(field: models.Field) -> type | None:
-    from tracking.fields import Ciphertext, EncryptedJSONField
-
     if type(field) is EncryptedJSONField:
         return Ciphertext  # encrypted in pre_save; get_prep_value passes Ciphertext through
     return _PLAIN.get(type(field))

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from tracking.conf import on_reload, tracking_settings
+from tracking.integrity.sealing import ALLOW_DELETE_GUC
 
 TABLE = "tracking_activity"
 DEFAULT_PARTITION = f"{TABLE}_default"
@@ -155,8 +156,6 @@ def _lock(cur) -> None:
 def _allow_delete(cur) -> None:
     """Moving rows between partitions and retention are the app's own deletion paths: tell
     the optional no-delete trigger (``tracking postgres install-trigger``) for this transaction."""
-    from tracking.integrity.sealing import ALLOW_DELETE_GUC
-
     cur.execute("SELECT set_config(%s, 'on', true)", [ALLOW_DELETE_GUC])
 
 

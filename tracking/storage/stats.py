@@ -1,4 +1,4 @@
-"""Statistics for the API and the dashboard, in the seed README's shape.
+"""Statistics for the API and the dashboard (the ``stats/`` document).
 
 Two ways to the same numbers:
 
