@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.core import checks
 
-from tracking.conf import tracking_settings
+from tracking.conf import conflicting_aliases, tracking_settings
 
 
 @checks.register(checks.Tags.security)
@@ -242,7 +242,7 @@ def check_recording(app_configs=None, **kwargs):
     if not isinstance(tracking_settings.SENSITIVE_FIELDS, list | tuple):
         errors.append(
             checks.Error(
-                "SENSITIVE_FIELDS must be a list of key names.",
+                "TRACKING_SENSITIVE_FIELDS (alias SENSITIVE_FIELDS) must be a list of key names.",
                 id="tracking.E014",
             )
         )
@@ -269,7 +269,7 @@ def check_recording(app_configs=None, **kwargs):
             errors.append(
                 checks.Warning(
                     f"GEOIP_PATH ({geo_path}) lacks {', '.join(missing)}: activities get no geo/ASN.",
-                    hint="Download the GeoLite2 databases, or set DISABLE_GEOLOCATION = True.",
+                    hint="Download the GeoLite2 databases, or set TRACKING_DISABLE_GEOLOCATION = True.",
                     id="tracking.W012",
                 )
             )
@@ -465,3 +465,16 @@ def _valid_rate(rate) -> bool:
         return False
     num, period = rate.split("/", 1)
     return num.strip().isdigit() and period.strip()[:1] in ("s", "m", "h", "d")
+
+
+@checks.register()
+def check_setting_aliases(app_configs=None, **kwargs):
+    """A setting and its seed alias both set, to different values (tracking.E016)."""
+    return [
+        checks.Error(
+            f"{name} and its alias {alias} are both set, to different values.",
+            hint=f"Keep only {name} (the alias {alias} is read only when {name} is unset).",
+            id="tracking.E016",
+        )
+        for name, alias in conflicting_aliases()
+    ]

@@ -3,8 +3,10 @@
 Modelled on ``rest_framework.settings``: nothing is read at import time or in a class body,
 so ``override_settings`` in tests and late configuration both work.
 
-Settings are top-level Django settings named ``TRACKING_<NAME>``; the seed's unprefixed
-names (``SENSITIVE_FIELDS``, ``DISABLE_GEOLOCATION``, ``GEOIP_PATH``) keep their names.
+Settings are top-level Django settings named ``TRACKING_<NAME>``; ``GEOIP_PATH`` is Django's own
+name and has no prefix. The seed's unprefixed ``SENSITIVE_FIELDS`` and ``DISABLE_GEOLOCATION``
+are accepted as aliases of ``TRACKING_SENSITIVE_FIELDS`` and ``TRACKING_DISABLE_GEOLOCATION``
+(the prefixed name wins; setting both to different values is system check ``tracking.E016``).
 Access them as ``tracking_settings.<NAME>`` (without the prefix).
 """
 
@@ -16,8 +18,14 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-# Names read without the TRACKING_ prefix, for compatibility with the seed README.
-UNPREFIXED = frozenset({"SENSITIVE_FIELDS", "DISABLE_GEOLOCATION", "GEOIP_PATH"})
+# Names read without the TRACKING_ prefix (Django's GeoIP2 setting).
+UNPREFIXED = frozenset({"GEOIP_PATH"})
+
+# Seed spellings still accepted, as aliases of TRACKING_<NAME>: {accessor name: alias setting}.
+ALIASES: dict[str, str] = {
+    "SENSITIVE_FIELDS": "SENSITIVE_FIELDS",
+    "DISABLE_GEOLOCATION": "DISABLE_GEOLOCATION",
+}
 
 DEFAULTS: dict[str, Any] = {
     # --- recording -------------------------------------------------------------------
@@ -134,6 +142,28 @@ def setting_name(name: str) -> str:
     return name if name in UNPREFIXED else f"TRACKING_{name}"
 
 
+def configured_value(name: str, default: Any) -> Any:
+    """The value of setting ``name``: its Django setting, else its alias, else ``default``."""
+    primary = setting_name(name)
+    if hasattr(settings, primary):
+        return getattr(settings, primary)
+    alias = ALIASES.get(name)
+    if alias is not None and hasattr(settings, alias):
+        return getattr(settings, alias)
+    return default
+
+
+def conflicting_aliases() -> list[tuple[str, str]]:
+    """``(setting, alias)`` pairs that are both set, to different values."""
+    return [
+        (setting_name(name), alias)
+        for name, alias in ALIASES.items()
+        if hasattr(settings, setting_name(name))
+        and hasattr(settings, alias)
+        and getattr(settings, setting_name(name)) != getattr(settings, alias)
+    ]
+
+
 class TrackingSettings:
     """Attribute access to settings with defaults, cached until a setting changes."""
 
@@ -144,7 +174,7 @@ class TrackingSettings:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in self.defaults:
             raise AttributeError(f"Invalid tracking setting: {name!r}")
-        value = getattr(settings, setting_name(name), self.defaults[name])
+        value = configured_value(name, self.defaults[name])
         if name in IMPORT_STRINGS and isinstance(value, str):
             value = import_string(value)
         self._cached.add(name)
@@ -169,7 +199,7 @@ def on_reload(callback) -> Any:
 
 
 def _reload(*, setting: str, **kwargs: Any) -> None:
-    names = {setting_name(n) for n in DEFAULTS}
+    names = {setting_name(n) for n in DEFAULTS} | set(ALIASES.values())
     if setting in names or setting == "REST_FRAMEWORK":
         tracking_settings.reload()
         for callback in list(_listeners):
