@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 DEMO_PORT ?= 8000
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install chromium test test-postgres lint demo bench clean
+.PHONY: install chromium test test-postgres lint matrix package demo bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,18 @@ test-postgres: install chromium
 
 lint: install
 	$(VENV)/bin/ruff check tracking detectors tests example benchmarks
+	$(VENV)/bin/mypy
+
+# Every supported Python x Django pair (noxfile.py; needs python3.10 ... python3.13 on PATH).
+matrix: install chromium
+	$(VENV)/bin/nox --reuse-existing-virtualenvs
+
+# Build the sdist and wheel, check their metadata, install each in a fresh venv and smoke-test it.
+package: install
+	rm -rf dist
+	$(PY) -m build -q --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+	$(PY) .ci/smoke_package.py dist
 
 # Migrate SQLite, build demo GeoIP databases, fill ~4 days of traffic for 50 users (with
 # attacks), create `admin` (password: $DEMO_PASSWORD, or generated and printed), then serve.
@@ -45,4 +57,4 @@ bench: install
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) var example/var build *.egg-info
+	rm -rf $(VENV) var example/var build dist .nox *.egg-info

@@ -98,7 +98,7 @@ class IsolationForestDetector(Detector):
         check_number("top_features", self.top_features, low=1)
 
     # --- learning ------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None) -> IsolationForestDetector:
+    def fit(self, X: Any = None, y: Any = None) -> IsolationForestDetector:
         import numpy as np
         from sklearn.ensemble import IsolationForest
 
@@ -229,7 +229,7 @@ def fast_decision_function(model: Any, X: Any) -> Any:
     if X32.ndim != 2 or X32.shape[1] != getattr(model, "n_features_in_", X32.shape[1]):
         return model.decision_function(X)
     subsample = max_features != X32.shape[1]
-    depths = np.zeros(X32.shape[0], order="f")
+    depths = np.zeros(X32.shape[0], order="F")
     for tree, feats, lengths, averages in zip(
         estimators, features, path_lengths, average_lengths, strict=True
     ):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from django.test import Client
 
 from tracking.models import Activity, Finding, Review
 from tracking.testing.factories import make_activity
+
+UTC = dt_timezone.utc
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

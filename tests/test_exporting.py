@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 
@@ -19,6 +20,8 @@ from tracking.export.records import (
 )
 from tracking.models import Activity, Finding
 from tracking.testing.factories import make_activities, make_activity
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 
@@ -11,6 +12,8 @@ from tracking.events import Event
 from tracking.integrity import macs as integrity
 from tracking.models import Activity, Rollup
 from tracking.pipeline.ingest import ingest
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

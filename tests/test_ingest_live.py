@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import connection
@@ -11,6 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from tracking.events import Event
 from tracking.models import Activity
 from tracking.pipeline.ingest import ingest
+
+UTC = dt_timezone.utc
 
 
 def _event(**kw) -> Event:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
+
+UTC = dt_timezone.utc
 
 # Fields enrichment fills in (an imported record may already carry them; those are kept).
 ENRICHMENT_FIELDS = (

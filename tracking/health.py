@@ -14,7 +14,8 @@ from __future__ import annotations
 import hmac
 import importlib
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import DatabaseError
@@ -23,6 +24,8 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
 from tracking.conf import tracking_settings
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.health")
 

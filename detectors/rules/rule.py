@@ -148,7 +148,8 @@ class _LazySelections(dict):
     def __init__(self, selections: dict[str, Matcher], get: Getter) -> None:
         super().__init__()
         self.selections = selections
-        self.get = get
+        # The slot deliberately shadows dict.get: selections are resolved from the event getter.
+        self.get = get  # type: ignore[method-assign,assignment]
 
     def __missing__(self, name: str) -> bool:
         value = self[name] = self.selections[name](self.get)

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 from . import devkeys
 
@@ -93,6 +94,9 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3") and django.VERSION < (5, 1):
+    # Django 4.2 lacks the init_command and transaction_mode OPTIONS set below.
+    DATABASES["default"]["ENGINE"] = "tracking.compat.sqlite3"
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several writer processes (web workers, the background writer, Celery) share the file:
     # WAL lets readers run beside the writer; the busy timeout and IMMEDIATE transactions

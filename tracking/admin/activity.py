@@ -49,7 +49,7 @@ class BoundedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         limit = max(1, int(tracking_settings.COUNT_LIMIT))
-        qs = self.object_list
+        qs: Any = self.object_list
         n = qs.order_by()[: limit + 1].count()
         if n <= limit:
             return n
@@ -106,7 +106,8 @@ class CountryFilter(admin.SimpleListFilter):
         return [(c, c) for c in sorted(codes)]
 
     def queryset(self, request: Any, queryset: Any) -> Any:
-        return queryset.filter(country=self.value().upper()) if self.value() else queryset
+        value = self.value()
+        return queryset.filter(country=value.upper()) if value else queryset
 
 
 def known_tags() -> set[str]:
@@ -138,8 +139,9 @@ class TagFilter(admin.SimpleListFilter):
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
         tags = known_tags()
-        if self.value():
-            tags.add(self.value())
+        value = self.value()
+        if value:
+            tags.add(value)
         return [(t, t) for t in sorted(tags)]
 
     def queryset(self, request: Any, queryset: Any) -> Any:
@@ -210,7 +212,7 @@ def with_rollup_dates(queryset: Any, lookups: dict[str, Any]) -> Any:
     the rollups (daily rows in UTC) instead of a DISTINCT over the whole log."""
     base = type(queryset)
 
-    class RollupDatesQuerySet(base):
+    class RollupDatesQuerySet(base):  # type: ignore[misc,valid-type]  # the queryset's own class
         def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
             if field_name == "timestamp" and kind in HIERARCHY_PARAMS:
                 model = _rollup_model(tzinfo)

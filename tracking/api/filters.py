@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 import django_filters
@@ -20,6 +21,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from tracking.models import Activity, Finding, ReviewStatus, Severity
+
+UTC = dt_timezone.utc
 
 TOKEN_RE = re.compile(r"^[\w.:\-]{1,64}$")
 TYPE_RE = re.compile(r"^[\w\-]{1,32}$")
@@ -38,16 +41,16 @@ class NetContains(Lookup):
     lookup_name = "net_within"
     prepare_rhs = False
 
-    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, list]:
-        return "%s", [str(value)]
+    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
+        return "%s", (str(value),)
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list]:
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} <<= {rhs}::inet", [*lhs_params, *rhs_params]
+        return f"{lhs} <<= {rhs}::inet", (*lhs_params, *rhs_params)
 
 
-Activity._meta.get_field("ip_address").register_lookup(NetContains)
+Activity._meta.get_field("ip_address").register_lookup(NetContains)  # type: ignore[union-attr]
 
 
 def _ipv4_prefix_q(field: str, net: ipaddress.IPv4Network) -> Q:
@@ -145,13 +148,16 @@ class DateOrDateTimeField(forms.Field):
             try:
                 if _DATE_RE.fullmatch(text):
                     day = parse_date(text)
+                    if day is None:
+                        raise ValueError(text)
                     parsed = datetime.combine(day, time.min)
                     if self.end:
                         parsed += timedelta(days=1)
                 else:
-                    parsed = parse_datetime(text)
-                if parsed is None:
-                    raise ValueError(text)
+                    found = parse_datetime(text)
+                    if found is None:
+                        raise ValueError(text)
+                    parsed = found
             except (ValueError, OverflowError, TypeError):
                 raise ValidationError(self.error_messages["invalid"], code="invalid") from None
         if timezone.is_naive(parsed):
@@ -184,7 +190,8 @@ class TokenListField(forms.CharField):
         self.pattern = pattern
         super().__init__(*args, **kwargs)
 
-    def to_python(self, value: Any) -> list[str]:
+    # A form field may clean to any type; django-stubs types CharField.to_python as str.
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
         value = super().to_python(value)
         if not value:
             return []
@@ -214,7 +221,7 @@ class PatternField(forms.CharField):
         super().__init__(*args, **kwargs)
 
     def to_python(self, value: Any) -> str:
-        value = super().to_python(value).strip()
+        value = (super().to_python(value) or "").strip()
         if value and not self.pattern.match(value):
             raise ValidationError(self.message, code="invalid")
         return value
@@ -222,7 +229,7 @@ class PatternField(forms.CharField):
 
 class ActivityFilterForm(forms.Form):
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
             self.add_error("until", "Must not be before since.")
@@ -240,7 +247,7 @@ class StableOrderingFilter(django_filters.OrderingFilter):
 
 
 class StatusClassField(forms.CharField):
-    def to_python(self, value: Any) -> int | None:
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]  # see TokenListField
         value = super().to_python(value)
         if not value:
             return None

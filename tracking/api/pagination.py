@@ -72,7 +72,7 @@ class ActivityPagination(BasePagination):
     page_query_param = "page"
     cursor_query_param = "cursor"
 
-    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> list:
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> list | None:
         self.request = request
         self.count_limit = max(1, int(tracking_settings.COUNT_LIMIT))
         self.count, self.estimate = 0, False
@@ -80,7 +80,7 @@ class ActivityPagination(BasePagination):
         if self.cursor_query_param in request.query_params:
             self.cursor = _Cursor()
             try:
-                rows = self.cursor.paginate_queryset(queryset, request, view)
+                rows: list | None = self.cursor.paginate_queryset(queryset, request, view)
             except NotFound:
                 raise ValidationError({"cursor": ["Invalid cursor."]}) from None
             self.count, self.estimate = bounded_count(queryset, self.count_limit)

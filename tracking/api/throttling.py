@@ -26,7 +26,7 @@ def client_ident(request: Any) -> str:
     try:
         from tracking.capture.clientip import client_ip
     except ImportError:
-        client_ip = None
+        client_ip = None  # type: ignore[assignment]  # clientip is optional here
     if client_ip is not None:
         try:
             address = client_ip(getattr(request, "_request", request))
@@ -48,9 +48,9 @@ class TrackingRateThrottle(UserRateThrottle):
             tracking_settings.THROTTLE_RATES or {},
             DEFAULTS["THROTTLE_RATES"],
         ):
-            rate = rates.get(self.scope)
+            rate = rates.get(self.scope or "")
             if rate:
-                return rate
+                return str(rate)
         return None
 
     def get_ident(self, request: Any) -> str:

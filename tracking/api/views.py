@@ -7,7 +7,9 @@ throttles. Object lookups go through the same queryset as the list (no IDOR).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.apps import apps
@@ -51,10 +53,12 @@ from tracking.export import records as exporting
 from tracking.models import Activity
 from tracking.storage import stats
 
+UTC = dt_timezone.utc
+
 
 def authentication_classes() -> list[type]:
     """The project's authentication classes, plus Session and Token when missing."""
-    classes = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    classes: list[Any] = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
     if SessionAuthentication not in classes:
         classes.append(SessionAuthentication)
     if apps.is_installed("rest_framework.authtoken"):
@@ -70,8 +74,8 @@ class TrackingAPIMixin:
 
     if HAVE_SPECTACULAR:
         schema = view_schema()
-    permission_classes = (IsTrackingStaff,)
-    throttle_classes = (BurstRateThrottle, SustainedRateThrottle)
+    permission_classes: Sequence[Any] = (IsTrackingStaff,)
+    throttle_classes: Sequence[Any] = (BurstRateThrottle, SustainedRateThrottle)
     required_permissions: tuple[str, ...] = ()
 
     def get_authenticators(self) -> list:
@@ -93,7 +97,7 @@ class TrackingAPIMixin:
     def _throttle_once(self, request: Any) -> None:
         if not getattr(request, "_tracking_throttled", False):
             request._tracking_throttled = True
-            super().check_throttles(request)
+            super().check_throttles(request)  # type: ignore[misc]  # mixed into an APIView
 
     def check_throttles(self, request: Any) -> None:
         self._throttle_once(request)
@@ -274,7 +278,8 @@ class StatsSerializer(serializers.Serializer):
     tags = _TagCountSerializer(many=True, help_text="Findings per detector tag.")
     detectors = _DetectorCountSerializer(many=True)
     review_status = _ReviewCountsSerializer()
-    source = serializers.ChoiceField(choices=["rollup", "query"])
+    # A declared field named like Field.source: DRF's metaclass moves it to _declared_fields.
+    source = serializers.ChoiceField(choices=["rollup", "query"])  # type: ignore[assignment]
 
 
 class StatsView(TrackingAPIMixin, APIView):

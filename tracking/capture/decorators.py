@@ -152,7 +152,7 @@ def _wrap_class(cls, opts):
         markcoroutinefunction(dispatch)
     else:
 
-        def dispatch(self, request, *args, **kwargs):
+        def dispatch(self, request, *args, **kwargs):  # type: ignore[misc]  # the sync variant
             started = time.perf_counter()
             prepare(request)
             try:

@@ -16,7 +16,8 @@ import logging
 import math
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
@@ -28,6 +29,8 @@ from tracking.conf import tracking_settings
 from tracking.enrich.useragent import truncate_user_agent
 from tracking.events import Event
 from tracking.integrity import macs as integrity
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.recording")
 
@@ -120,6 +123,7 @@ class ActivityTracker:
             user = user_of(request, response, view)
         req = django_request(request)
         address = client_address(req)
+        status: int | None
         if exception is not None:
             status = exception_status(exception)
         else:

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+UTC = dt_timezone.utc
 
 help = "Fill the database with a few days of simulated traffic (with attacks) ending now."
 
@@ -104,7 +107,7 @@ def fill(
     created = ensure_users(traffic.population(users, span, seed))
     tracker = get_tracker()
     stored = duplicates = 0
-    batch = []
+    batch: list = []
 
     def flush() -> None:
         nonlocal stored, duplicates, batch

@@ -18,10 +18,13 @@ import gzip
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
+
+UTC = dt_timezone.utc
 
 help = "Export activities as NDJSON, JSON or CSV (the API export's records) to stdout or a file."
 

@@ -55,11 +55,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tracking.events import Event
+
+UTC = dt_timezone.utc
 
 help = "Import activities from an NDJSON, JSON or CSV file (what `tracking export` writes)."
 

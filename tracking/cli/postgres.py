@@ -37,7 +37,8 @@ def _q(name: str) -> str:
 
 def _guarded_columns() -> list[str]:
     names = [n for n in CANONICAL_FIELDS if n not in MUTABLE_CANONICAL] + ["seq", "mac"]
-    return [Activity._meta.get_field(n).column for n in names]
+    # get_field() is typed as possibly a relation; these names are concrete columns.
+    return [Activity._meta.get_field(n).column for n in names]  # type: ignore[union-attr,misc]
 
 
 def function_sql() -> str:

@@ -9,8 +9,11 @@ version (``tracking.detection.modelstore``); running detectors pick it up on the
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any, cast
+
+UTC = dt_timezone.utc
 
 help = "Fit the IsolationForest outlier detector on stored activity and store a new model version."
 
@@ -96,19 +99,22 @@ def replay_rows(rows, detectors) -> list[list[float]]:
             type=row["type"] or "",
             id=str(row["id"]),
             user_key=profile_key(row["user_id"], row["username"]),
-            **{
-                k: (row[k] if row[k] is not None else "")
-                for k in (
-                    "username",
-                    "session_id",
-                    "isp",
-                    "country",
-                    "region",
-                    "city",
-                    "device",
-                    "os",
-                )
-            },
+            **cast(
+                dict[str, Any],
+                {
+                    k: (row[k] if row[k] is not None else "")
+                    for k in (
+                        "username",
+                        "session_id",
+                        "isp",
+                        "country",
+                        "region",
+                        "city",
+                        "device",
+                        "os",
+                    )
+                },
+            ),
             browser=row["browser"] or "",
             ip_address=row["ip_address"],
             asn=row["asn"],

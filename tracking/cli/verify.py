@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json as jsonlib
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.dateparse import parse_date, parse_datetime
+
+UTC = dt_timezone.utc
 
 help = "Re-compute the hash chain and report every changed, removed or inserted activity."
 

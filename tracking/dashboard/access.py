@@ -28,7 +28,7 @@ def _login_url() -> str:
     try:
         return reverse("admin:login")
     except NoReverseMatch:
-        return settings.LOGIN_URL
+        return str(settings.LOGIN_URL)
 
 
 def staff_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db.models import Max, QuerySet
@@ -24,6 +25,8 @@ from tracking.conf import tracking_settings
 from tracking.dashboard import present
 from tracking.dashboard.filters import Filters
 from tracking.models import Activity, Review
+
+UTC = dt_timezone.utc
 
 
 class CursorError(ValueError):

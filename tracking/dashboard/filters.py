@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import QueryDict
 from django.utils.dateparse import parse_date, parse_datetime
 
-from tracking.models import ReviewStatus, Severity
+from tracking.models import ActivityQuerySet, ReviewStatus, Severity
+
+UTC = dt_timezone.utc
 
 _TAG = re.compile(r"^[\w.:-]{1,64}$")
 _TYPE = re.compile(r"^[\w.-]{1,32}$")
@@ -54,7 +57,7 @@ class Filters:
     until: datetime | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
-    def apply(self, qs: QuerySet, *, default_status: str = "") -> QuerySet:
+    def apply(self, qs: ActivityQuerySet, *, default_status: str = "") -> ActivityQuerySet:
         """Narrow ``qs`` (of Activity); ``default_status`` applies when none was given."""
         if self.tags:
             qs = qs.with_tags(self.tags)

@@ -86,6 +86,8 @@ def legs(activities: list[Activity]) -> list[Leg | None]:
         if previous is None:
             out.append(None)
         else:
+            assert previous.latitude is not None and previous.longitude is not None
+            assert act.latitude is not None and act.longitude is not None
             km = haversine_km(previous.latitude, previous.longitude, act.latitude, act.longitude)
             seconds = (act.timestamp - previous.timestamp).total_seconds()
             speed = km / (seconds / 3600) if seconds > 0 else None

@@ -81,7 +81,7 @@ def review(
             new_flagged = flagged
         actions: list[str] = []
         if new_flagged != current.flagged:
-            actions.append(Review.Action.FLAG if new_flagged else Review.Action.UNFLAG)
+            actions.append(str(Review.Action.FLAG if new_flagged else Review.Action.UNFLAG))
         if review_status is not None and (review_status != current.review_status or note):
             actions.append(review_status)
         if not actions and note:

@@ -29,13 +29,16 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from itertools import islice
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
 from tracking.integrity import crypto
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger(__name__)
 
@@ -389,6 +392,7 @@ def _finding_rows(finding_model: Any, ids: list[Any], text_ids: bool = False) ->
     from django.db import connections, router
 
     using = router.db_for_read(finding_model)
+    param: str | list[Any]
     connection = connections[using]
     if connection.vendor == "postgresql":
         # One array parameter instead of thousands of placeholders (which cost more to

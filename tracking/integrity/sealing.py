@@ -20,7 +20,8 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import DatabaseError, connection, router, transaction
@@ -30,6 +31,8 @@ from tracking.conf import tracking_settings
 from tracking.integrity import macs as integrity
 from tracking.integrity.crypto import DecryptionError
 from tracking.models import Activity, Checkpoint, Finding, Seal, Tombstone
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.sealing")
 
@@ -195,9 +198,10 @@ def _set_seq(rows: list[tuple[uuid.UUID, datetime, int]]) -> None:
     q = conn.ops.quote_name
     table, seq, ident, ts = (
         q(meta.db_table),
-        q(meta.get_field("seq").column),
+        # get_field() is typed as possibly a relation; these names are concrete columns.
+        q(meta.get_field("seq").column),  # type: ignore[union-attr]
         q(meta.pk.column),
-        q(meta.get_field("timestamp").column),
+        q(meta.get_field("timestamp").column),  # type: ignore[union-attr]
     )
     with conn.cursor() as cur:
         if conn.vendor == "postgresql":

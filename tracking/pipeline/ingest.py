@@ -28,7 +28,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from functools import lru_cache
 from typing import Any
 
@@ -46,9 +47,11 @@ from tracking.models import Activity, Severity
 from tracking.redaction import redact_headers, redact_params
 from tracking.storage import copyinsert, rollups
 
+UTC = dt_timezone.utc
+
 logger = logging.getLogger("tracking.ingest")
 
-_SEVERITIES = {c.value for c in Severity}
+_SEVERITIES = {value for value, _ in Severity.choices}
 _SEV_RANK = {"": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _REVIEW = {"open", "confirmed", "dismissed"}
 _CHAR_LIMITS = {
@@ -318,7 +321,7 @@ class _Users:
 def _merge_verdict(act: Activity, verdict: dict[str, Any]) -> None:
     if not verdict:
         return
-    tags = verdict.get("tags") or []
+    tags: Any = verdict.get("tags") or []
     if isinstance(tags, str):
         tags = [t for t in tags.replace(";", ",").split(",") if t]
     act.tags = sorted(set(act.tags or []) | {str(t) for t in tags})

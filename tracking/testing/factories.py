@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from tracking.models import Activity
 from tracking.simulator.world import CITIES, NETWORKS, host
+
+UTC = dt_timezone.utc
 
 _ENDPOINTS = (
     ("AUTH", "POST", "/api/auth/login/"),
