@@ -21,6 +21,7 @@ from typing import Any
 from django.db import DatabaseError
 from django.db.models import Min
 from django.http import JsonResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
 from tracking.conf import tracking_settings
@@ -206,10 +207,10 @@ def _staff(request) -> bool:
 def health_view(request):
     """JSON health for staff or a monitoring token; 503 when unhealthy."""
     if request.method not in ("GET", "HEAD"):
-        return JsonResponse({"detail": "Method not allowed."}, status=405)
+        return JsonResponse({"detail": _("Method not allowed.")}, status=405)
     if not (_token_ok(request) or _staff(request)):
         authenticated = getattr(getattr(request, "user", None), "is_authenticated", False)
         status = 403 if authenticated else 401
-        return JsonResponse({"detail": "Staff or a health token is required."}, status=status)
+        return JsonResponse({"detail": _("Staff or a health token is required.")}, status=status)
     data = collect()
     return JsonResponse(data, status=200 if data["healthy"] else 503)

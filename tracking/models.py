@@ -17,26 +17,27 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from tracking.activity_types import type_label
 from tracking.fields import EncryptedJSONField, TagListField
 
 
 class Severity(models.TextChoices):
-    NONE = "", "None"
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
+    NONE = "", _("None")
+    LOW = "low", _("Low")
+    MEDIUM = "medium", _("Medium")
+    HIGH = "high", _("High")
+    CRITICAL = "critical", _("Critical")
 
 
 SEVERITY_RANK = {"": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
 class ReviewStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    CONFIRMED = "confirmed", "Confirmed"
-    DISMISSED = "dismissed", "Dismissed"
+    OPEN = "open", _("Open")
+    CONFIRMED = "confirmed", _("Confirmed")
+    DISMISSED = "dismissed", _("Dismissed")
 
 
 class ActivityQuerySet(models.QuerySet):
@@ -194,12 +195,12 @@ class Review(models.Model):
     """Append-only history of review actions (flag, unflag, verdicts, deletions)."""
 
     class Action(models.TextChoices):
-        FLAG = "flag", "Flagged"
-        UNFLAG = "unflag", "Unflagged"
-        OPEN = "open", "Reopened"
-        CONFIRMED = "confirmed", "Confirmed"
-        DISMISSED = "dismissed", "Dismissed"
-        DELETE = "delete", "Deleted"
+        FLAG = "flag", _("Flagged")
+        UNFLAG = "unflag", _("Unflagged")
+        OPEN = "open", _("Reopened")
+        CONFIRMED = "confirmed", _("Confirmed")
+        DISMISSED = "dismissed", _("Dismissed")
+        DELETE = "delete", _("Deleted")
 
     activity_id = models.UUIDField(db_index=True)
     action = models.CharField(max_length=12, choices=Action.choices)

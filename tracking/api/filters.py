@@ -19,6 +19,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import Exists, Lookup, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from tracking.models import Activity, Finding, ReviewStatus, Severity
 
@@ -110,7 +112,9 @@ def filter_network(queryset: Any, network: ipaddress.IPv4Network | ipaddress.IPv
 
 
 class IPOrNetworkField(forms.CharField):
-    default_error_messages = {"invalid": "Enter a valid IPv4 or IPv6 address or CIDR network."}
+    default_error_messages = {
+        "invalid": gettext_lazy("Enter a valid IPv4 or IPv6 address or CIDR network.")
+    }
 
     def to_python(self, value: Any) -> Any:
         value = super().to_python(value)
@@ -131,7 +135,7 @@ class DateOrDateTimeField(forms.Field):
     the whole 31st).
     """
 
-    default_error_messages = {"invalid": "Enter a valid date/time."}
+    default_error_messages = {"invalid": gettext_lazy("Enter a valid date/time.")}
 
     def __init__(self, *args: Any, end: bool = False, **kwargs: Any) -> None:
         self.end = end
@@ -166,7 +170,7 @@ class DateOrDateTimeField(forms.Field):
 
 
 class StrictBooleanField(forms.Field):
-    default_error_messages = {"invalid": "Enter true or false."}
+    default_error_messages = {"invalid": gettext_lazy("Enter true or false.")}
     TRUE = frozenset({"true", "1", "yes", "on"})
     FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -198,7 +202,9 @@ class TokenListField(forms.CharField):
         items = [v.strip() for v in value.split(",") if v.strip()]
         bad = [v for v in items if not self.pattern.match(v)]
         if bad:
-            raise ValidationError(f"Invalid value: {bad[0]!r}.", code="invalid")
+            raise ValidationError(
+                _("Invalid value: %(value)r.") % {"value": bad[0]}, code="invalid"
+            )
         return items
 
 
@@ -210,7 +216,7 @@ class UserPkField(forms.CharField):
         try:
             return get_user_model()._meta.pk.to_python(value)
         except ValidationError:
-            raise ValidationError("Enter a valid user id.", code="invalid") from None
+            raise ValidationError(_("Enter a valid user id."), code="invalid") from None
 
 
 class PatternField(forms.CharField):
@@ -232,7 +238,7 @@ class ActivityFilterForm(forms.Form):
         data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
-            self.add_error("until", "Must not be before since.")
+            self.add_error("until", _("Must not be before since."))
         return data
 
 
@@ -253,7 +259,7 @@ class StatusClassField(forms.CharField):
             return None
         match = re.fullmatch(r"([1-5])xx", value.strip().lower())
         if not match:
-            raise ValidationError("Enter a status class such as 2xx or 4xx.", code="invalid")
+            raise ValidationError(_("Enter a status class such as 2xx or 4xx."), code="invalid")
         return int(match.group(1))
 
 
@@ -287,7 +293,7 @@ class ActivityFilter(django_filters.FilterSet):
         "filter_country",
         "ISO 3166-1 alpha-2 country code.",
         pattern=COUNTRY_RE,
-        message="Enter a two-letter country code.",
+        message=gettext_lazy("Enter a two-letter country code."),
     )
     city = django_filters.CharFilter(
         field_name="city", lookup_expr="iexact", help_text="City (case-insensitive)."
@@ -317,7 +323,7 @@ class ActivityFilter(django_filters.FilterSet):
         "filter_method",
         "HTTP method.",
         pattern=METHOD_RE,
-        message="Enter an HTTP method such as GET or POST.",
+        message=gettext_lazy("Enter an HTTP method such as GET or POST."),
     )
     endpoint = django_filters.CharFilter(field_name="endpoint", help_text="Exact endpoint path.")
     endpoint_prefix = django_filters.CharFilter(

@@ -6,6 +6,7 @@ import math
 from typing import Any, cast
 
 from django.db import models
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from tracking.api.schema import OpenApiTypes, extend_schema_field
@@ -184,6 +185,6 @@ class ReviewRequestSerializer(serializers.Serializer):
         unknown = set(getattr(self, "initial_data", {}) or {}) - set(self.fields)
         if unknown:
             raise serializers.ValidationError(
-                {name: ["Unknown field."] for name in sorted(unknown)}
+                {name: [_("Unknown field.")] for name in sorted(unknown)}
             )
         return attrs

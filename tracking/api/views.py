@@ -16,6 +16,7 @@ from django.apps import apps
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, ValidationError
@@ -356,7 +357,12 @@ class ExportView(TrackingAPIMixin, APIView):
         fmt = (request.query_params.get("format") or "csv").lower()
         if fmt not in exporting.FORMATS:
             raise ValidationError(
-                {"format": [f'"{fmt}" is not a valid choice ({", ".join(exporting.FORMATS)}).']}
+                {
+                    "format": [
+                        _('"%(value)s" is not a valid choice (%(choices)s).')
+                        % {"value": fmt, "choices": ", ".join(exporting.FORMATS)}
+                    ]
+                }
             )
         queryset, filterset = self.filter_activities(request)
         if not filterset.form.cleaned_data.get("ordering"):

@@ -14,6 +14,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext as _
 
 from tracking.dashboard.csp import apply_headers
 
@@ -56,13 +57,13 @@ def staff_json(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
         if not user.is_authenticated:
             return apply_headers(
                 JsonResponse(
-                    {"detail": "Authentication credentials were not provided."}, status=403
+                    {"detail": _("Authentication credentials were not provided.")}, status=403
                 )
             )
         if not can_view(user):
             return apply_headers(
                 JsonResponse(
-                    {"detail": "You do not have permission to view activities."}, status=403
+                    {"detail": _("You do not have permission to view activities.")}, status=403
                 )
             )
         return apply_headers(view(request, *args, **kwargs))

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from tracking.activity_types import all_types
@@ -18,6 +19,7 @@ from tracking.conf import tracking_settings
 from tracking.dashboard import charts, feed, present, timeline
 from tracking.dashboard.access import staff_json, staff_page
 from tracking.dashboard.filters import ANY, Filters, parse
+from tracking.dashboard.jsmessages import js_messages
 from tracking.integrity.crypto import DecryptionError
 from tracking.models import Activity, Finding, Review, ReviewStatus, Severity
 from tracking.redaction import redact_headers, redact_mapping
@@ -47,6 +49,7 @@ def _page_context(request: HttpRequest, filters: Filters) -> dict[str, Any]:
         },
         "can_review": request.user.has_perm(REVIEW_PERMISSION),
         "export_url": _export_url(request, api, filters),
+        "js_messages": js_messages(),
     }
 
 
@@ -125,7 +128,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "paged": bool(before),
         "types": sorted(all_types().items()),
         "severities": [c for c in Severity.choices if c[0]],
-        "statuses": list(ReviewStatus.choices) + [(ANY, "Any")],
+        "statuses": list(ReviewStatus.choices) + [(ANY, _("Any"))],
         "selected_status": filters.review_status or "open",
         "tags": _recent_tags(),
     }
@@ -138,7 +141,7 @@ def _decrypted(activity: Activity, name: str) -> tuple[str, str]:
     try:
         value = getattr(activity, name)
     except DecryptionError as exc:
-        return "", f"Cannot decrypt {name}: {exc}"
+        return "", _("Cannot decrypt %(name)s: %(error)s") % {"name": name, "error": exc}
     if name == "headers" and isinstance(value, dict):
         value = redact_headers(value)
     elif isinstance(value, dict):
@@ -204,7 +207,7 @@ def feed_view(request: HttpRequest) -> HttpResponse:
         return _bad_request({"after": str(exc)})
     known_text = request.GET.get("known", "").strip()
     if known_text and not (known_text.isdigit() and len(known_text) < 10):
-        return _bad_request({"known": "known is a count of activities (a whole number)."})
+        return _bad_request({"known": _("known is a count of activities (a whole number).")})
     known = int(known_text) if known_text else None
     return JsonResponse(feed.poll(after, filters, known=known))
 

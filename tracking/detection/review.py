@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from tracking.models import Activity, Review, ReviewStatus
 from tracking.storage import rollups
@@ -56,13 +57,15 @@ def review(
     note is given. Raises ``ReviewError`` for invalid input before touching anything.
     """
     if flagged is not None and not isinstance(flagged, bool):
-        raise ReviewError("flagged", "Must be a boolean.")
+        raise ReviewError("flagged", _("Must be a boolean."))
     if review_status is not None and review_status not in VERDICTS:
         raise ReviewError(
-            "review_status", f'"{review_status}" is not a valid choice ({", ".join(VERDICTS)}).'
+            "review_status",
+            _('"%(value)s" is not a valid choice (%(choices)s).')
+            % {"value": review_status, "choices": ", ".join(VERDICTS)},
         )
     if not isinstance(note, str):
-        raise ReviewError("note", "Must be a string.")
+        raise ReviewError("note", _("Must be a string."))
     from tracking.detection.runner import on_review
 
     with transaction.atomic():
