@@ -30,7 +30,7 @@ test-postgres: install chromium
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check tracking detectors tests example benchmarks
+	$(VENV)/bin/ruff check tracking detectors tests example benchmarks noxfile.py .ci
 	$(VENV)/bin/mypy
 
 # Every supported Python x Django pair (noxfile.py; needs python3.10 ... python3.13 on PATH).
