@@ -62,13 +62,22 @@ def parse_po(path: Path) -> list[dict]:
             current, field = None, None
             continue
         if current is None:
-            current = {"flags": set(), "msgid": [], "msgstr": [], "obsolete": False}
+            current = {
+                "flags": set(),
+                "msgctxt": [],
+                "msgid": [],
+                "msgstr": [],
+                "obsolete": False,
+            }
         if line.startswith("#~"):
             current["obsolete"] = True
         elif line.startswith("#,"):
             current["flags"] |= {f.strip() for f in line[2:].split(",")}
         elif line.startswith("#"):
             continue
+        elif line.startswith("msgctxt "):
+            field = "msgctxt"
+            current[field].append(line[8:])
         elif line.startswith("msgid "):
             field = "msgid"
             current[field].append(line[6:])
@@ -82,6 +91,9 @@ def parse_po(path: Path) -> list[dict]:
     for entry in entries:
         entry["msgid"] = _unquote(entry["msgid"])
         entry["msgstr"] = _unquote(entry["msgstr"])
+        # gettext's catalog key: "context\x04msgid" for a msgid with a context.
+        context = _unquote(entry["msgctxt"])
+        entry["key"] = f"{context}\x04{entry['msgid']}" if entry["msgctxt"] else entry["msgid"]
     return entries
 
 
@@ -115,26 +127,26 @@ def test_mo_is_compiled_from_the_current_po():
     with MO.open("rb") as handle:
         compiled = gettext.GNUTranslations(handle)
     catalog = {k: v for k, v in compiled._catalog.items() if k != ""}  # type: ignore[attr-defined]
-    expected = {e["msgid"]: e["msgstr"] for e in _messages()}
+    expected = {e["key"]: e["msgstr"] for e in _messages()}
     assert catalog == expected, "django.mo is stale: run compilemessages (docs/compatibility.md)"
 
 
 def _python_msgids() -> set[str]:
+    """Catalog keys of the strings marked in the app's Python code."""
     names = {"_", "gettext", "gettext_lazy", "gettext_noop"}
+    with_context = {"pgettext", "pgettext_lazy"}
     found = set()
     for path in APP.rglob("*.py"):
         if "migrations" in path.parts:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id in names
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-            ):
-                found.add(node.args[0].value)
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            texts = [a.value for a in node.args if isinstance(a, ast.Constant)]
+            if node.func.id in names and texts and isinstance(texts[0], str):
+                found.add(texts[0])
+            elif node.func.id in with_context and len(texts) >= 2:
+                found.add(f"{texts[0]}\x04{texts[1]}")
     return found
 
 
@@ -151,7 +163,7 @@ def _template_msgids() -> set[str]:
 def test_every_marked_string_is_in_the_catalog():
     marked = _python_msgids() | _template_msgids()
     assert {"Security dashboard", "Flagged queue", "TRACKING_SEAL_KEYS is empty."} <= marked
-    missing = sorted(marked - {e["msgid"] for e in _messages()})
+    missing = sorted(marked - {e["key"] for e in _messages()})
     assert missing == [], "run makemessages and translate (docs/compatibility.md)"
 
 

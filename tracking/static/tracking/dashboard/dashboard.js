@@ -242,7 +242,7 @@
 
     var risk = el("td", "risk");
     risk.appendChild(el("span", "score", Number(item.risk_score).toFixed(2)));
-    if (item.severity) risk.appendChild(el("span", "severity", item.severity));
+    if (item.severity) risk.appendChild(el("span", "severity", item.severity_display || item.severity));
 
     var actions = el("td", "review");
     var note = el("input", "note");
