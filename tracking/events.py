@@ -13,6 +13,8 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any
 
+from tracking.compat import parse_iso_datetime
+
 UTC = dt_timezone.utc
 
 # Fields enrichment fills in (an imported record may already carry them; those are kept).
@@ -73,7 +75,7 @@ class Event:
         kwargs = {k: v for k, v in data.items() if k in names}
         ts = kwargs.get("timestamp")
         if isinstance(ts, str):
-            ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+            ts = parse_iso_datetime(ts.replace("Z", "+00:00"))
         if isinstance(ts, datetime) and ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)
         if ts is not None:

@@ -59,6 +59,8 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import IO, TYPE_CHECKING, Any
 
+from tracking.compat import parse_iso_datetime
+
 if TYPE_CHECKING:
     from tracking.events import Event
 
@@ -332,7 +334,7 @@ def _parse_timestamp(value: Any) -> datetime:
             "missing timestamp" if value in (None, "") else f"timestamp {value!r} is not text"
         )
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        ts = parse_iso_datetime(value.replace("Z", "+00:00"))
     except ValueError:
         raise BadRecord(f"timestamp {value!r} is not ISO-8601") from None
     if ts.tzinfo is None:

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any, cast
 
+from tracking.compat import parse_iso_datetime
+
 UTC = dt_timezone.utc
 
 help = "Fit the IsolationForest outlier detector on stored activity and store a new model version."
@@ -54,7 +56,7 @@ def parse_when(text: str) -> datetime:
         unit = {"d": "days", "h": "hours", "w": "weeks"}[m.group(2)]
         return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        value = parse_iso_datetime(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{text!r} is not a date, a timestamp or a span like 30d") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)

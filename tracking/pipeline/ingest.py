@@ -38,6 +38,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db.models import signals
 from django.db.models.base import ModelState
 
+from tracking.compat import parse_iso_datetime
 from tracking.conf import tracking_settings
 from tracking.enrich import geo, useragent
 from tracking.events import ENRICHMENT_FIELDS, Event
@@ -163,7 +164,7 @@ def _text(name: str, value: Any) -> str:
 def _timestamp(value: Any) -> datetime:
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = parse_iso_datetime(value.replace("Z", "+00:00"))
         except ValueError as exc:
             raise InvalidEvent(f"invalid timestamp {value!r}") from exc
     if not isinstance(value, datetime):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import django
+from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.sqlite3 import base
 
 NATIVE_OPTIONS = django.VERSION >= (5, 1)
@@ -28,7 +29,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self._init_command: str = params.pop("init_command", "") or ""
         mode = params.pop("transaction_mode", None)
         if mode not in (None, "DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
-            raise ValueError(
+            raise ImproperlyConfigured(
                 f"transaction_mode must be DEFERRED, IMMEDIATE or EXCLUSIVE (got {mode!r})."
             )
         self._begin = f"BEGIN {mode}" if mode else "BEGIN"
