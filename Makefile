@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 DEMO_PORT ?= 8000
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install chromium test test-postgres lint matrix package demo bench clean
+.PHONY: install chromium test test-postgres lint matrix package docs settings-doc demo bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,9 @@ test-postgres: install chromium
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check tracking detectors tests example benchmarks noxfile.py .ci
+	$(VENV)/bin/ruff check tracking detectors tests example benchmarks tools noxfile.py .ci
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Every supported Python x Django pair (noxfile.py; needs python3.10 ... python3.13 on PATH).
 matrix: install chromium
@@ -43,6 +44,15 @@ package: install
 	$(PY) -m build -q --outdir dist .
 	$(VENV)/bin/twine check --strict dist/*
 	$(PY) .ci/smoke_package.py dist
+
+# The documentation site (mkdocs.yml, docs/): built offline into build/site, warnings are errors.
+docs: install
+	$(PY) -m tools.settings_doc --check
+	$(VENV)/bin/mkdocs build --strict
+
+# docs/settings.md, the settings reference, regenerated from tracking/conf.py.
+settings-doc: install
+	$(PY) -m tools.settings_doc
 
 # Migrate SQLite, build demo GeoIP databases, fill ~4 days of traffic for 50 users (with
 # attacks), create `admin` (password: $DEMO_PASSWORD, or generated and printed), then serve.

@@ -87,7 +87,7 @@ VARIANTS = {
 
 
 def _prepared(base: Variant) -> Variant:
-    """``base`` with the database settings README "PostgreSQL: prepared statements"
+    """``base`` with the database settings docs/performance.md ("PostgreSQL: prepared statements")
     recommends without a transaction-mode pooler: Django's server-side binding and psycopg's
     prepared statements (``BENCH_PG_PREPARED``, read by settings_base). The untracked
     baseline runs no SQL, so its settings do not matter."""

@@ -1,4 +1,5 @@
-"""The detection engine: detectors and declarative rules, independent of Django models.
+"""The detection engine: detectors, declarative rules and the policy that turns their findings
+into verdicts (:class:`Engine`), independent of Django.
 
 Detectors follow a scikit-learn style (``__init__`` stores parameters, ``fit`` returns self,
 learned state ends in ``_``) and judge one event with ``score(event, profile, context)`` without
@@ -6,9 +7,11 @@ touching a database, the network or the clock.
 """
 
 from detectors.asn_change import AsnChange
-from detectors.base import SEVERITY_RANK, Context, Detector, Finding, Observation, max_severity
+from detectors.base import SEVERITY_RANK, Context, Detector, Finding, max_severity
+from detectors.engine import Engine, Verdict
 from detectors.features import context_features
 from detectors.impossible_travel import ImpossibleTravel
+from detectors.observation import Observation
 from detectors.outliers import FEATURE_NAMES, IsolationForestDetector, feature_row
 from detectors.population import Population
 from detectors.profile import UserProfile
@@ -24,6 +27,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "Detector",
+    "Engine",
     "Finding",
     "FreemanRiskScore",
     "ImpossibleTravel",
@@ -34,6 +38,7 @@ __all__ = [
     "RuleEngine",
     "RuleError",
     "UserProfile",
+    "Verdict",
     "build",
     "build_all",
     "context_features",

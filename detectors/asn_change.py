@@ -128,6 +128,14 @@ class AsnChange(Detector):
         self.mobile_kw_ = tuple(k.lower() for k in self.mobile_keywords)
         return self
 
+    def extend_networks(self, hosting_asns: tuple[int, ...], mobile_asns: tuple[int, ...]) -> None:
+        """The site's lists are added to this detector's own (and the lookup sets rebuilt)."""
+        self.set_params(
+            hosting_asns=tuple(self.hosting_asns) + tuple(hosting_asns),
+            mobile_asns=tuple(self.mobile_asns) + tuple(mobile_asns),
+        )
+        self.fit()
+
     def kind(self, obs: Observation) -> str:
         if not hasattr(self, "hosting_"):
             self.fit()

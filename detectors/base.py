@@ -1,9 +1,9 @@
-"""The Detector interface, the plain event detectors see, and the findings they return.
+"""The Detector interface, the context a scoring call receives and the findings it returns.
 
-Nothing here touches a database, the network or the wall clock: ``tracking.detection.runner`` builds an
-:class:`Observation` from each activity, hands in the user's :class:`~detectors.profile.UserProfile`
-and a :class:`Context` (the event's own timestamp, population statistics, derived novelty), and
-stores what comes back.
+Nothing here touches a database, the network or the wall clock: the engine
+(:class:`detectors.engine.Engine`) hands every detector an :class:`Observation`, the user's
+:class:`~detectors.profile.UserProfile` and a :class:`Context` (the event's own timestamp,
+population statistics, derived novelty) and turns what comes back into verdicts.
 """
 
 from __future__ import annotations
@@ -12,14 +12,40 @@ import inspect
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:
-    from detectors.population import Population
-    from detectors.profile import UserProfile
+from detectors.observation import Observation
+from detectors.population import Population
+from detectors.profile import UserProfile
+
+__all__ = [
+    "SEVERITIES",
+    "SEVERITY_RANK",
+    "Context",
+    "Detector",
+    "Finding",
+    "Observation",
+    "check_number",
+    "max_severity",
+]
 
 SEVERITIES: tuple[str, ...] = ("", "low", "medium", "high", "critical")
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
+# What a finding may ask to block (``Finding.block``): the event's address, its account, or
+# the pair. Longest block a finding may request: 30 days.
+BLOCK_SCOPES: tuple[str, ...] = ("address", "account", "address+account")
+MAX_BLOCK_SECONDS = 30 * 86400
+
+
+def block_request(scope: str, seconds: int) -> dict[str, Any]:
+    """A validated ``Finding.block`` value (raises ValueError naming the problem)."""
+    if scope not in BLOCK_SCOPES:
+        raise ValueError(f"unknown block scope {scope!r} (allowed: {', '.join(BLOCK_SCOPES)})")
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise ValueError(f"block seconds must be a whole number, got {seconds!r}")
+    if not 1 <= seconds <= MAX_BLOCK_SECONDS:
+        raise ValueError(f"block seconds must be from 1 to {MAX_BLOCK_SECONDS}, got {seconds}")
+    return {"scope": scope, "seconds": seconds}
 
 
 def max_severity(values: Any) -> str:
@@ -46,6 +72,8 @@ class Finding:
     extra_tags: tuple[str, ...] = ()
     # Detector names whose findings on the same event this finding suppresses (rule actions).
     suppresses: tuple[str, ...] = ()
+    # Block the event's source: ``block_request(scope, seconds)``; applied after detection.
+    block: dict[str, Any] | None = None
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -58,67 +86,10 @@ class Finding:
         if self.severity not in SEVERITY_RANK:
             raise ValueError(f"unknown severity {self.severity!r}")
         self.reason = self.reason.replace("\n", " ")[:512]
-
-
-@dataclass(slots=True)
-class Observation:
-    """The event as the detectors and rules see it (a flat, read-only snapshot of an activity)."""
-
-    timestamp: datetime
-    type: str = ""
-    id: str = ""
-    user_key: str | None = None
-    username: str = ""
-    session_id: str = ""
-    ip_address: str | None = None
-    isp: str = ""
-    asn: int | None = None
-    country: str = ""
-    region: str = ""
-    city: str = ""
-    latitude: float | None = None
-    longitude: float | None = None
-    accuracy_radius: int | None = None
-    device: str = ""
-    os: str = ""
-    browser: str = ""
-    is_mobile: bool = False
-    is_bot: bool = False
-    user_agent: str = ""
-    endpoint: str = ""
-    method: str = ""
-    status: int | None = None
-    duration: float | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    # POSIX seconds of ``timestamp``, computed once (read on every comparison).
-    epoch: float = field(init=False, default=0.0)
-
-    def __post_init__(self) -> None:
-        self.epoch = self.timestamp.timestamp()
-
-    @property
-    def failed(self) -> bool:
-        return self.status is not None and self.status >= 400
-
-    @property
-    def device_key(self) -> str:
-        """Device identity at family level, so a browser update is not a "new device"."""
-        if not (self.device or self.os or self.browser):
-            return ""
-        return f"{self.device}|{self.os}|{self.browser}"
-
-    @property
-    def has_position(self) -> bool:
-        return self.latitude is not None and self.longitude is not None
-
-    def get(self, name: str) -> Any:
-        """Field value by rule name (``params.rows`` reaches into params)."""
-        if name.startswith("params."):
-            value: Any = self.params or {}
-            for part in name.split(".")[1:]:
-                value = value.get(part) if isinstance(value, dict) else None
-            return value
-        return getattr(self, name, None)
+        if self.block is not None:
+            if not isinstance(self.block, dict):
+                raise ValueError(f"block must be block_request(scope, seconds), got {self.block!r}")
+            self.block = block_request(self.block.get("scope"), self.block.get("seconds"))
 
 
 @dataclass(slots=True)
@@ -143,7 +114,19 @@ class Detector:
 
     ``__init__`` only stores its keyword parameters (same names as attributes); ``fit``
     returns ``self`` and learned state ends in ``_``; ``score`` judges one event and must not
-    touch a database, the network or the clock.
+    touch a database, the network or the clock (``context.now`` is the event's own time).
+
+    Optional capabilities are declared here with a harmless default, so the engine never has
+    to guess what a detector can do:
+
+    - ``update`` learns from an event that teaches (successful, not flagged);
+    - ``population_keys`` names the population counters ``score`` and ``update`` read;
+    - ``extend_networks`` receives the site's hosting / mobile-carrier AS numbers;
+    - ``batched = True``: ``prepare`` one row per event, ``score_prepared`` all rows at once;
+    - ``locates = True``: ``update`` keeps the user's last position (``profile.set_location``);
+    - ``trainable = True``: state trained offline is stored under ``state_name()`` and
+      installed with ``set_state`` (``state_meta`` is its JSON companion, ``clear_state``
+      forgets it).
     """
 
     name: ClassVar[str] = ""
@@ -151,6 +134,12 @@ class Detector:
     # Batched detectors compute a feature row per event (``prepare``) during the pass over the
     # batch and score all rows at once at the end (``score_prepared``).
     batched: ClassVar[bool] = False
+    # Whether ``update`` records the user's position; when no detector does, the engine keeps
+    # the city-level position itself (the profile must still know the user's last place).
+    locates: ClassVar[bool] = False
+    # Whether the detector has state trained offline (``tracking train``) that is stored and
+    # installed with ``set_state``.
+    trainable: ClassVar[bool] = False
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -185,14 +174,40 @@ class Detector:
             return self.score_prepared([(event, self.prepare(event, profile, context))])[0]
         raise NotImplementedError
 
+    # --- optional hooks (defaults do nothing) -------------------------------------------
     def update(self, event: Observation, profile: UserProfile, context: Context) -> None:
         """Learn from an event that teaches (successful, not flagged); default: nothing."""
 
+    def population_keys(self, event: Observation) -> list[tuple[str, str]]:
+        """The (feature, value) population counters judging ``event`` reads; default: none."""
+        return []
+
+    def extend_networks(self, hosting_asns: tuple[int, ...], mobile_asns: tuple[int, ...]) -> None:
+        """Add the site's hosting and mobile-carrier AS numbers (``TRACKING_HOSTING_ASNS``,
+        ``TRACKING_MOBILE_ASNS``) to the detector's own; default: not used."""
+
+    # --- batched detectors (``batched = True``) --------------------------------------------
     def prepare(self, event: Observation, profile: UserProfile | None, context: Context) -> Any:
         raise NotImplementedError
 
     def score_prepared(self, items: list[tuple[Observation, Any]]) -> list[list[Finding]]:
         raise NotImplementedError
+
+    # --- trained state (``trainable = True``) --------------------------------------------
+    def state_name(self) -> str:
+        """Name the trained state is stored under; default: the detector's ``name``."""
+        return self.name
+
+    def state_meta(self) -> dict[str, Any]:
+        """JSON-safe companion of the fitted estimator, stored next to it."""
+        raise NotImplementedError
+
+    def set_state(self, model: Any, meta: dict[str, Any]) -> Detector:
+        """Install stored state (raise ``ValueError`` to refuse it)."""
+        raise NotImplementedError
+
+    def clear_state(self) -> None:
+        """Forget installed state: the detector is silent again until the next model."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

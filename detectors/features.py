@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.base import Observation
 from detectors.geo import haversine_km
+from detectors.observation import Observation
 from detectors.profile import UserProfile
 
 DAY = 86400.0

@@ -35,6 +35,7 @@ def _place(city: str, country: str) -> str:
 class ImpossibleTravel(Detector):
     name = "impossible_travel"
     tag = "impossible_travel"
+    locates = True
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 ``tracking train`` replays stored history to build one feature row per event
 (:func:`feature_row`), fits the forest and stores it signed (``tracking.detection.modelstore``). Scoring is
-batched: one ``decision_function`` call per batch. Each finding names the features that made the
+batched: one call of the forest's public ``decision_function`` per batch. Each finding names the features that made the
 event unusual, as their deviation (z-score) from the training distribution.
 
 Without a trained model the detector is silent.
@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.base import Context, Detector, Finding, Observation, check_number
+from detectors.base import Context, Detector, Finding, check_number
+from detectors.observation import Observation
 from detectors.profile import UserProfile
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -47,7 +48,10 @@ def feature_row(event: Observation, features: dict[str, Any]) -> list[float]:
         1.0 if t in ("PAYMENT", "ACCOUNT") else 0.0,
         1.0 if t == "ADMIN" else 0.0,
         1.0 if (event.method or "").upper() in _WRITE_METHODS else 0.0,
-        float((event.status or 200) // 100),
+        # A failed login answered 200 (a form error) counts as the 4xx it is.
+        4.0
+        if event.failed and (event.status or 200) < 400
+        else float((event.status or 200) // 100),
         math.log1p(max(0.0, event.duration or 0.0)),
         1.0 if features.get("new_country") else 0.0,
         1.0 if features.get("new_asn") else 0.0,
@@ -63,6 +67,7 @@ class IsolationForestDetector(Detector):
     name = "isolation_forest"
     tag = "outlier"
     batched = True
+    trainable = True
 
     def __init__(
         self,
@@ -120,6 +125,9 @@ class IsolationForestDetector(Detector):
         self.n_samples_ = int(len(X))
         return self
 
+    def state_name(self) -> str:
+        return self.model_name
+
     def state_meta(self) -> dict[str, Any]:
         """JSON-safe companion of the fitted estimator (stored next to it)."""
         return {
@@ -162,7 +170,7 @@ class IsolationForestDetector(Detector):
         import numpy as np
 
         X = np.asarray([row for _, row in items], dtype=float)
-        decision = fast_decision_function(self.model_, X)
+        decision = self.model_.decision_function(X)
         for i, df in enumerate(decision):
             if df >= -self.threshold:
                 continue
@@ -200,43 +208,3 @@ class IsolationForestDetector(Detector):
                 },
             },
         )
-
-
-def fast_decision_function(model: Any, X: Any) -> Any:
-    """``model.decision_function(X)`` of a fitted ``IsolationForest``, bit for bit, without
-    its per-call overhead.
-
-    scikit-learn validates the input and dispatches every tree through joblib (with a lock and
-    a warnings filter per tree): about 20 ms per 500-row batch, 4x what the trees themselves
-    cost, and a large share of the per-event detection budget. This walks the same trees in
-    the same order with the same float32 input and the same arithmetic, so the result is
-    identical (``tests/test_detectors_outliers.py`` checks it). Anything unexpected (another
-    estimator, a scikit-learn without these attributes) falls back to the public method.
-    """
-    import numpy as np
-
-    try:
-        from sklearn.ensemble._iforest import _average_path_length
-
-        estimators = model.estimators_
-        features = model.estimators_features_
-        path_lengths = model._decision_path_lengths
-        average_lengths = model._average_path_length_per_tree
-        max_features, max_samples, offset = model._max_features, model._max_samples, model.offset_
-    except (AttributeError, ImportError):
-        return model.decision_function(X)
-    X32 = np.asarray(X, dtype=np.float32)
-    if X32.ndim != 2 or X32.shape[1] != getattr(model, "n_features_in_", X32.shape[1]):
-        return model.decision_function(X)
-    subsample = max_features != X32.shape[1]
-    depths = np.zeros(X32.shape[0], order="F")
-    for tree, feats, lengths, averages in zip(
-        estimators, features, path_lengths, average_lengths, strict=True
-    ):
-        leaves = tree.tree_.apply(np.ascontiguousarray(X32[:, feats]) if subsample else X32)
-        depths += lengths[leaves] + averages[leaves] - 1.0
-    denominator = len(estimators) * _average_path_length([max_samples])
-    scores = 2 ** (
-        -np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)
-    )
-    return -scores - offset

@@ -17,7 +17,7 @@ from bisect import bisect_left, bisect_right, insort
 from functools import lru_cache
 from typing import Any
 
-from detectors.base import Observation
+from detectors.observation import Observation
 
 VERSION = 1
 # Kinds of values remembered per user and what they are read from.

@@ -77,7 +77,9 @@ class FreemanRiskScore(Detector):
         check_number("min_score", self.min_score, low=0, high=1)
 
     def applies(self, event: Observation) -> bool:
-        return not self.types or event.type in self.types
+        # A failed attempt authenticates nobody: it is not a login whose authenticity can be
+        # scored (the stuffing, spraying and brute-force rules judge failures).
+        return (not self.types or event.type in self.types) and not event.failed
 
     def population_keys(self, event: Observation) -> list[tuple[str, str]]:
         """The (feature, value) pairs whose population counts scoring this event needs."""

@@ -65,11 +65,14 @@ def _clear_throttle_cache():
 def _forget_process_caches():
     """Per-process caches that trust the database for a few seconds (latest model version)
     would otherwise carry one test's rows into the next test's rolled-back database."""
-    from tracking.detection.runner import forget_model_versions
+    from tracking.detection.modelstore import forget_model_versions
+    from tracking.respond import blocks
 
     forget_model_versions()
+    blocks.forget()
     yield
     forget_model_versions()
+    blocks.forget()
 
 
 @pytest.fixture(autouse=True)

@@ -100,7 +100,8 @@ REST_FRAMEWORK = {
 
 # Fixed test keys (never use these anywhere else).
 TRACKING_ENCRYPTION_KEYS = ["dGVzdC1lbmNyeXB0aW9uLWtleS0wMDAwMDAwMDAwMDA="]
-TRACKING_SEAL_KEYS = ["test-seal-key-not-secret"]
+# 32 bytes, urlsafe base64 (system check tracking.E004); for tests only, not secret.
+TRACKING_SEAL_KEYS = ["dGVzdHMtb25seS1zZWFsLWtleS0wMTIzNDU2Nzg5YWJj"]
 TRACKING_ASYNC_HANDOFF = "thread"
 # Seal right after each write's commit so tests can assert on sealed
 # rows without waiting for the writer thread; tests/test_seal_interval.py covers the default
@@ -109,6 +110,9 @@ TRACKING_SEAL_INTERVAL = 0
 TRACKING_SPOOL_DIR = str(BASE_DIR / "var" / "test-spool")
 GEOIP_PATH = str(BASE_DIR / "var" / "test-geoip")
 SENSITIVE_FIELDS = ["password", "token", "secret"]
+# Every force_login() of the suite would record a login: tests of the auth signals
+# (tests/test_auth_recording.py) turn them on.
+TRACKING_AUTH_SIGNALS = False
 
 LOGGING = {
     "version": 1,

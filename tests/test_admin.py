@@ -211,7 +211,7 @@ def test_related_admins_are_read_only(admin_client_staff, staff_user):
 
 def test_tag_filter_lists_detector_tags_without_scanning_findings(admin_client_staff):
     from tracking.admin.activity import known_tags
-    from tracking.detection.runner import pipeline
+    from tracking.detection.config import pipeline
 
     expected = {d.tag for d in pipeline().detectors if d.tag}
     assert expected and expected <= known_tags()
@@ -304,3 +304,12 @@ def test_date_hierarchy_with_rollup_filters_matches_the_log(admin_client_staff, 
     assert fast == exact and exact
     distinct = [q["sql"] for q in ctx.captured_queries if "DISTINCT" in q["sql"].upper()]
     assert not any('FROM "tracking_activity"' in sql for sql in distinct), distinct
+
+
+def test_outcome_column_filter_and_detail(admin_client_staff):
+    failed = make_activity(username="tried", status=200, outcome="failure")
+    make_activity(username="fine", status=200)
+    body = admin_client_staff.get(LIST + "?outcome=failure").content.decode()
+    assert "tried" in body and "fine" not in body and "column-outcome" in body
+    detail = admin_client_staff.get(change_url(failed.pk)).content.decode()
+    assert "failure" in detail

@@ -26,7 +26,7 @@ SEED_ITEM_KEYS = {
     "status",
     "duration",
 }
-EXTRA_ITEM_KEYS = {"username", "flagged", "tags", "country", "city", "risk_score"}
+EXTRA_ITEM_KEYS = {"username", "flagged", "tags", "country", "city", "risk_score", "outcome"}
 
 
 def test_list_matches_seed_shape(staff_client, staff_user):
@@ -59,6 +59,7 @@ def test_list_matches_seed_shape(staff_client, staff_user):
         "ip_address": "192.168.1.1",
         "endpoint": "/api/auth/login/",
         "status": 200,
+        "outcome": "success",
         "duration": 150.2,
         "username": "staff",
         "flagged": False,

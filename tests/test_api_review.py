@@ -47,7 +47,7 @@ def test_set_flag_explicitly_is_idempotent(staff_client):
 def test_verdict_with_note(staff_client, staff_user, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "tracking.detection.runner.on_review",
+        "tracking.detection.feedback.on_review",
         lambda activity, status: calls.append((activity.pk, status)),
     )
     a = make_activity(flagged=True)

@@ -45,8 +45,10 @@ def test_untrusted_peer_with_trusted_setting_still_ignores_header():
 
 
 @override_settings(TRACKING_TRUSTED_PROXIES=["10.0.0.0/8"])
-def test_garbage_entries_ignored():
-    assert client_ip(req("10.0.0.2", xff="not-an-ip, , 81.2.69.10, zzz")) == "81.2.69.10"
+def test_garbage_entries_stop_the_walk_at_the_hop_to_their_right():
+    # Left of an invalid token everything is client-written: the peer is all we know.
+    assert client_ip(req("10.0.0.2", xff="not-an-ip, , 81.2.69.10, zzz")) == "10.0.0.2"
+    assert client_ip(req("10.0.0.2", xff="not-an-ip, , 81.2.69.10")) == "81.2.69.10"
     assert client_ip(req("10.0.0.2", xff="garbage")) == "10.0.0.2"
 
 

@@ -50,9 +50,16 @@ def test_copy_path_rows_decrypt_verify_and_carry_their_findings(monkeypatch):
         copyinsert, "_use_copy", lambda c, objs: used.append(real(c, objs)) or used[-1]
     )
     events = _events(N)
+    events[4].outcome = "failure"  # a form error answered 200
     result = ingest(events, assume_new=True)
     assert result.stored == N and result.rejected == 0
     assert used[0] is PG  # the activities of a big batch went through COPY on PostgreSQL
+    outcomes = dict(Activity.objects.values_list("id", "outcome"))
+    assert [outcomes[uuid.UUID(events[i].id)] for i in (0, 3, 4)] == [
+        "failure",
+        "success",
+        "failure",
+    ]
     row = Activity.objects.get(id=events[3].id)
     assert row.params["body"] == {"password": "[REDACTED]", "n": 3}
     assert row.headers["Authorization"] == "[REDACTED]"

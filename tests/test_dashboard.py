@@ -880,3 +880,13 @@ def test_dashboard_endpoints_are_read_only(staff_client):
             assert response.status_code == 405, (url, method)
             assert response["Content-Security-Policy"] == POLICY
     assert staff_client.head(INDEX).status_code == 200
+
+
+def test_outcome_is_shown_in_queue_feed_and_detail(staff_client):
+    act = flagged(NOW, tag="credential_stuffing", status=200, outcome="failure", **LONDON)
+    queue = staff_client.get(INDEX).content.decode()
+    assert 'class="outcome outcome-failure">failure<' in queue
+    detail = staff_client.get(reverse("tracking:dashboard:activity", args=[act.pk]))
+    assert 'class="outcome outcome-failure">failure<' in detail.content.decode()
+    (item,) = [i for i in staff_client.get(FEED).json()["activities"] if i["id"] == str(act.pk)]
+    assert item["outcome"] == "failure"

@@ -191,3 +191,34 @@ def test_bare_track_decorator(rf):
     resp = view(rf.get("/bare/", REMOTE_ADDR="10.0.0.1"))
     assert resp.content == b"bare"
     assert one(endpoint="/bare/").type == "OTHER"
+
+
+def test_outcome_callable_decides_without_a_signal(client):
+    client.get("/t/rec/outcome/?fail=1")
+    client.get("/t/rec/outcome/")
+    rows = Activity.objects.order_by("timestamp")
+    assert [(r.status, r.outcome) for r in rows] == [(200, "failure"), (200, "success")]
+
+
+def test_outcome_defaults_to_the_status(client):
+    client.get("/t/rec/login/")
+    assert one(endpoint="/t/rec/login/").outcome == "success"
+
+
+def test_outcome_must_be_callable():
+    from tracking.capture.decorators import track
+
+    with pytest.raises(TypeError, match="callable"):
+        track(activity_type="AUTH", outcome="failure")
+
+
+def test_auth_signals_merge_into_the_tracked_activity(client, plain_user, settings):
+    settings.TRACKING_AUTH_SIGNALS = True
+    client.post("/t/rec/signal-login/", {"u": "plain", "p": "wrong"})
+    client.post("/t/rec/signal-login/", {"u": "plain", "p": "pw"})
+    rows = list(Activity.objects.order_by("timestamp"))
+    assert [(r.status, r.outcome, r.user_id) for r in rows] == [
+        (200, "failure", plain_user.pk),
+        (200, "success", plain_user.pk),
+    ]
+    assert [r.params["auth_event"] for r in rows] == ["login_failed", "login"]

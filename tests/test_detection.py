@@ -131,7 +131,8 @@ def test_ingest_stores_findings_and_profiles_with_a_bounded_number_of_queries(
 ):
     ingest(history())
     events = scenario()[-9:]
-    from tracking.detection.runner import detect_batch, pipeline
+    from tracking.detection.config import pipeline
+    from tracking.detection.runner import detect_batch
     from tracking.pipeline.ingest import build_activity
 
     pipeline()  # configuration is loaded once, outside the measured batch
@@ -279,7 +280,7 @@ def test_project_rule_folder_and_suppression(tmp_path):
 
 @pytest.mark.django_db
 def test_builtin_rules_can_be_switched_off():
-    from tracking.detection.runner import pipeline
+    from tracking.detection.config import pipeline
 
     with override_settings(TRACKING_BUILTIN_RULES=False):
         assert pipeline().rules == []
@@ -288,7 +289,8 @@ def test_builtin_rules_can_be_switched_off():
 
 @pytest.mark.django_db
 def test_configured_detectors_and_noisy_or():
-    from tracking.detection.runner import combine, pipeline
+    from detectors.engine import combine
+    from tracking.detection.config import pipeline
 
     with override_settings(
         TRACKING_DETECTORS=[
@@ -446,7 +448,8 @@ def test_profiles_keep_learning_places_with_detection_switched_off():
 def test_a_batch_no_threshold_rule_can_reach_reads_no_look_back(django_assert_num_queries):
     """Threshold rules are gated by type and pre-filters: an API call cannot feed the failed-
     login or export windows, so its batch reads none of their look-backs."""
-    from tracking.detection.runner import pipeline, rule_dirs, threshold_history
+    from tracking.detection.config import pipeline, rule_dirs
+    from tracking.detection.prefilter import threshold_history
     from tracking.pipeline.ingest import build_activity
 
     rules = pipeline().rules
@@ -465,7 +468,9 @@ def test_look_back_reads_only_the_groups_of_the_batch():
     """A threshold window is measured per group: the look-back holds the stored rows of the
     batch's users/addresses only, so its size does not grow with everybody's traffic, and a
     burst split over batches is still caught."""
-    from tracking.detection.runner import pipeline, threshold_history
+    from tracking.detection.config import pipeline
+    from tracking.detection.prefilter import threshold_history
+    from tracking.integrity.macs import mask_username
     from tracking.pipeline.ingest import build_activity
 
     rules = pipeline().rules
@@ -478,9 +483,12 @@ def test_look_back_reads_only_the_groups_of_the_batch():
     ]
     ingest(others + first)
     later = [build_activity(event(T0 + timedelta(minutes=2), status=401, username="victim"))]
+    # "victim" names no account: ingest stores (and detection sees) its keyed hash.
+    masked = mask_username("victim")
+    later[0].username = masked
     found = threshold_history(rules, later)
     brute = found["trk-brute-force"]
-    assert {r["username"] for r in brute} == {"victim"} and len(brute) == 4
+    assert {r["username"] for r in brute} == {masked} and len(brute) == 4
     # Grouped by address: the victim's address, nobody else's.
     stuffing = found["trk-credential-stuffing"]
     assert {r["ip_address"] for r in stuffing} == {later[0].ip_address}
@@ -493,10 +501,11 @@ def test_look_back_reads_only_the_groups_of_the_batch():
 
 
 def test_look_back_groups_with_no_address_match_stored_nulls():
-    from tracking.detection.runner import _in_groups, pipeline
+    from tracking.detection.config import pipeline
+    from tracking.detection.prefilter import _in_groups
 
     stuffing = [r for r in pipeline().rules if r.id == "trk-credential-stuffing"]
-    act = Activity(type="AUTH", status=401, ip_address=None, username="x")
+    act = Activity(type="AUTH", status=401, outcome="failure", ip_address=None, username="x")
     sql = str(Activity.objects.filter(_in_groups(stuffing, [act])).query)
     assert "IS NULL" in sql
 
@@ -506,14 +515,14 @@ def test_latest_model_version_is_read_once_per_interval_and_after_training(
     django_assert_num_queries, monkeypatch
 ):
     from tracking.detection import modelstore
-    from tracking.detection import runner as detection
+    from tracking.detection.config import pipeline
 
-    monkeypatch.setattr(detection, "MODEL_CHECK_INTERVAL", 3600.0)
-    pipe = detection.pipeline()
-    detection.refresh_models(pipe)  # reads the (absent) latest version once
+    monkeypatch.setattr(modelstore.latest_versions, "interval", 3600.0)
+    pipe = pipeline()
+    modelstore.refresh_models(pipe)  # reads the (absent) latest version once
     with django_assert_num_queries(0):
-        detection.refresh_models(pipe)
-    forest = next(d for d in pipe.detectors if hasattr(d, "set_state"))
+        modelstore.refresh_models(pipe)
+    forest = next(d for d in pipe.detectors if d.trainable)
     import random
 
     rng = random.Random(1)
@@ -521,7 +530,7 @@ def test_latest_model_version_is_read_once_per_interval_and_after_training(
 
     rows = [[rng.random() for _ in FEATURE_NAMES] for _ in range(60)]
     trained = type(forest)(n_estimators=5).fit(rows)
-    row = modelstore.save_model(forest.model_name, trained.model_, trained.state_meta())
+    row = modelstore.save_model(forest.state_name(), trained.model_, trained.state_meta())
     # Training in this process is seen by the next batch, not after the interval.
-    detection.refresh_models(pipe)
+    modelstore.refresh_models(pipe)
     assert pipe.versions[forest.name] == row.version and forest.fitted

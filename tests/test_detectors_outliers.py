@@ -77,40 +77,84 @@ def test_trained_detector_flags_the_outlier_and_names_its_features():
     assert det.score(usual, None, Context(now=usual.timestamp, features=typical)) == []
 
 
-def test_scoring_is_one_decision_function_call_per_batch(monkeypatch):
-    import detectors.outliers as outliers
+class PublicOnly:
+    """A fitted forest seen only through its public scoring method."""
 
+    def __init__(self, model):
+        self.model = model
+        self.calls = []
+
+    def decision_function(self, X):
+        self.calls.append(len(X))
+        return self.model.decision_function(X)
+
+
+def test_scoring_is_one_public_decision_function_call_per_batch():
     det = IsolationForestDetector(n_estimators=20, threshold=0.05).fit(normal_rows())
-    calls = []
-    real = outliers.fast_decision_function
-
-    def counting(model, X):
-        calls.append(len(X))
-        return real(model, X)
-
-    monkeypatch.setattr(outliers, "fast_decision_function", counting)
+    public = PublicOnly(det.model_)
+    det.set_state(public, det.state_meta())
     o, features = odd_event()
     items = [(o, feature_row(o, features))] + [
         (obs("london"), row) for row in normal_rows(50, seed=2)
     ]
     results = det.score_prepared(items)
-    assert calls == [51]
+    assert public.calls == [51]
     assert len(results) == 51 and results[0]
 
 
 @pytest.mark.parametrize("max_features", [1.0, 0.5])
-def test_fast_decision_function_is_identical_to_scikit_learn(max_features):
+def test_findings_follow_scikit_learns_decision_function(max_features):
+    """Scoring reads nothing of the forest but ``decision_function``: its findings are those
+    of that public method's values, event for event."""
     import numpy as np
     from sklearn.ensemble import IsolationForest
-
-    from detectors.outliers import fast_decision_function
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(800, len(FEATURE_NAMES)))
     model = IsolationForest(n_estimators=30, max_features=max_features, random_state=0).fit(X)
+    det = IsolationForestDetector(threshold=0.02)
+    det.set_state(
+        PublicOnly(model),
+        {
+            "features": list(FEATURE_NAMES),
+            "mean": X.mean(axis=0).tolist(),
+            "std": X.std(axis=0).tolist(),
+        },
+    )
     T = np.vstack([rng.normal(size=(300, len(FEATURE_NAMES))) * 3, X[:5]])
-    # Bit for bit: verdicts must not move by a rounding difference.
-    assert np.array_equal(fast_decision_function(model, T), model.decision_function(T))
+    o = obs("london")
+    results = det.score_prepared([(o, row.tolist()) for row in T])
+    expected = model.decision_function(T)
+    assert any(results) and not all(results)
+    for found, df in zip(results, expected, strict=True):
+        if df >= -det.threshold:
+            assert found == []
+        else:
+            assert found[0].evidence["decision"] == round(float(df), 4)
+
+
+def test_outliers_use_no_private_scikit_learn_names():
+    import ast
+    from pathlib import Path
+
+    import detectors.outliers as outliers
+
+    tree = ast.parse(Path(outliers.__file__).read_text())
+    # Private names of anything but the detector itself (the fitted forest, sklearn modules).
+    private_attrs = [
+        n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and n.attr.startswith("_")
+        and not n.attr.startswith("__")
+        and not (isinstance(n.value, ast.Name) and n.value.id == "self")
+    ]
+    private_imports = [
+        n.module
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module and "._" in n.module
+    ]
+    assert private_attrs == [] and private_imports == []
 
 
 def test_state_round_trip_and_feature_set_check():

@@ -24,8 +24,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def example_urls(settings):
-    """Serve the example's URLconf with its app installed, under the test settings."""
+    """Serve the example's URLconf with its app installed, under the test settings, with the
+    example's TrackingMiddleware and the auth signals it relies on."""
     settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "shop"]
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tracking.middleware.TrackingMiddleware"]
+    settings.TRACKING_AUTH_SIGNALS = True
     with override_settings(ROOT_URLCONF="exampleproject.urls"):
         yield
 
@@ -124,12 +127,13 @@ def test_example_settings_from_environment(tmp_path):
 
 def test_login_view_records_auth_success_and_failure(client, shopper):
     assert client.get("/accounts/login/").status_code == 200
+    # Django's LoginView: a wrong password is a form error answered 200, a failure all the same.
     bad = client.post("/accounts/login/", {"username": "shopper", "password": "wrong"})
-    assert bad.status_code == 401
+    assert bad.status_code == 200 and b"Wrong username or password" in bad.content
     ok = client.post("/accounts/login/", {"username": "shopper", "password": "s3cret-pw!"})
     assert ok.status_code == 302
     rows = list(Activity.objects.filter(type="AUTH", method="POST").order_by("timestamp"))
-    assert [r.status for r in rows] == [401, 302]
+    assert [(r.status, r.outcome) for r in rows] == [(200, "failure"), (302, "success")]
     assert rows[1].user_id == shopper.pk and rows[1].username == "shopper"
     # The failed attempt names the account it tried and is attached to it, as an import of the
     # same record would be; failed events never teach that user's profile.
@@ -220,10 +224,11 @@ def test_password_change_and_report_export(client, shopper):
     resp = client.get("/reports/orders/export/")
     assert resp.status_code == 200 and resp["Content-Type"] == "text/csv"
     assert client.get("/reports/secrets/export/").status_code == 404
-    assert [r.status for r in Activity.objects.filter(type="ACCOUNT").order_by("timestamp")] == [
-        400,
-        200,
-    ]
+    views = Activity.objects.filter(type="ACCOUNT", status__isnull=False).order_by("timestamp")
+    assert [r.status for r in views] == [400, 200]
+    # The password change itself, recorded from the user model: the field, never its value.
+    (change,) = Activity.objects.filter(type="ACCOUNT", status__isnull=True)
+    assert change.params["fields"] == ["password"] and change.user_id == shopper.pk
     assert sorted(r.status for r in Activity.objects.filter(type="DATA")) == [200, 404]
     for row in Activity.objects.filter(type="ACCOUNT"):
         text = json.dumps(row.params)
@@ -237,3 +242,42 @@ def test_admin_and_tracking_api_mounted(client, django_user_model):
     assert client.get("/admin/tracking/activity/").status_code == 200
     assert client.get("/api/tracking/activities/").status_code == 200
     assert client.get("/").status_code == 200
+
+
+# --- step-up (tracking.assess) in the example's payment view -------------------------------
+
+
+def test_payment_step_up_asks_for_the_password_when_risky(client, shopper, monkeypatch):
+    import tracking
+    from tracking.respond.assess import AssessedFinding, Assessment
+
+    risky = Assessment(
+        risk=0.8,
+        tags=("impossible_travel",),
+        findings=(AssessedFinding("geo", "impossible_travel", 0.8, "high", "too fast", True),),
+    )
+    monkeypatch.setattr(tracking, "assess", lambda request, **kw: risky)
+    client.force_login(shopper)
+    pay = {"amount": "19.99", "currency": "EUR"}
+    asked = client.post("/payments/", json.dumps(pay), content_type="application/json")
+    assert asked.status_code == 403
+    assert asked.json() == {"detail": "confirm your password", "step_up": True,
+                            "reasons": ["too fast"]}  # fmt: skip
+    page = client.post("/payments/", pay)
+    assert page.status_code == 403 and b'name="confirm_password"' in page.content
+    confirmed = client.post(
+        "/payments/",
+        json.dumps({**pay, "confirm_password": "s3cret-pw!"}),
+        content_type="application/json",
+    )
+    assert confirmed.status_code == 200 and confirmed.json()["status"] == "paid"
+
+
+def test_payment_from_a_blocked_address_is_refused(client, shopper):
+    from tracking.respond import blocks
+
+    client.force_login(shopper)
+    pay = json.dumps({"amount": "19.99", "currency": "EUR"})
+    assert client.post("/payments/", pay, content_type="application/json").status_code == 200
+    blocks.create_block("address", address="127.0.0.1", reason="test", seconds=60)
+    assert client.post("/payments/", pay, content_type="application/json").status_code == 403

@@ -49,7 +49,8 @@ def test_database_down_during_tracked_view(client, spool_dir, monkeypatch):
     assert Activity.objects.count() == 0
     assert spool.stats()["events"] == 1
     line = next(spool_dir.glob("seg-*.ndjson")).read_text()
-    assert "pw" not in json.loads(line)["params"]["body"].values()  # spooled already redacted
+    body = spool.decode_line(line.encode())["params"]["body"]
+    assert "pw" not in body.values()  # spooled already redacted
     monkeypatch.undo()
     call_command("tracking", "flush", "--no-geo")
     a = Activity.objects.get()

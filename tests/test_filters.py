@@ -208,6 +208,14 @@ def test_since_after_until_is_400(staff_client):
     assert resp.status_code == 400 and "until" in resp.json()
 
 
+@pytest.mark.parametrize("value", ["9223372036854775808", "-9223372036854775809", "1e3", "x"])
+def test_user_id_out_of_any_column_range_is_400(staff_client, value):
+    for url in (URL, "/api/tracking/stats/"):
+        resp = staff_client.get(url, {"user": value})
+        assert resp.status_code == 400, (url, value)
+        assert resp.json() == {"user": ["Enter a valid user id."]}
+
+
 def test_unknown_parameters_are_ignored(staff_client):
     make_activity()
     assert staff_client.get(URL, {"colour": "blue"}).json()["count"] == 1

@@ -361,6 +361,7 @@ def test_export_fields_are_all_understood():
         "endpoint",
         "method",
         "status",
+        "outcome",
         "duration",
         "headers",
         "params",

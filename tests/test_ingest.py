@@ -106,8 +106,15 @@ def test_bad_event_isolated_others_stored(settings, tmp_path):
     res = ingest([good[0], bad, good[1], {"id": "nope", "type": "X"}])
     assert res.stored == 2 and res.rejected == 2 and res.failed == 2
     assert Activity.objects.count() == 2
-    dead = (tmp_path / "rejected.ndjson").read_text()
-    assert "not a time" in dead and "nope" in dead
+    import json
+
+    from tracking.pipeline.spool import decode_line
+
+    lines = (tmp_path / "rejected.ndjson").read_text().splitlines()
+    dead = [decode_line(json.loads(line)["event"].encode()) for line in lines]
+    assert all(json.loads(line)["event"].startswith("v1:") for line in lines)  # encrypted
+    assert {d.get("timestamp") for d in dead} >= {"not a time"}
+    assert "nope" in {d.get("id") for d in dead}
 
 
 def test_insert_failure_falls_back_per_event(monkeypatch, settings, tmp_path):

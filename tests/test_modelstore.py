@@ -80,7 +80,8 @@ def test_a_replaced_file_with_a_recomputed_digest_is_still_refused():
 
 @pytest.mark.django_db
 def test_detection_ignores_a_tampered_model(caplog):
-    from tracking.detection.runner import pipeline, refresh_models
+    from tracking.detection.config import pipeline
+    from tracking.detection.modelstore import refresh_models
 
     det = fitted()
     row = modelstore.save_model("isolation_forest", det.model_, det.state_meta())
@@ -96,3 +97,54 @@ def test_detection_ignores_a_tampered_model(caplog):
     modelstore.save_model("isolation_forest", det.model_, det.state_meta())
     refresh_models(pipe)
     assert forest.fitted
+
+
+@pytest.mark.django_db
+def test_latest_version_is_trusted_for_the_interval_of_an_injectable_timer(
+    django_assert_num_queries,
+):
+    """Another process's training is seen once ``interval`` seconds of ``timer`` passed."""
+    clock = [1000.0]
+    versions = modelstore.LatestVersions()
+    versions.timer = lambda: clock[0]
+    assert versions.get("isolation_forest") is None
+    det = fitted()
+    # Stored as another process would: this one's cache is not told.
+    DetectorModel.objects.create(
+        name="isolation_forest", version=1, data=b"x", digest="0", key_id="k", mac="k:0", meta={}
+    )
+    clock[0] += versions.interval - 0.5
+    with django_assert_num_queries(0):
+        assert versions.get("isolation_forest") is None
+    clock[0] += 1.0
+    assert versions.get("isolation_forest") == 1
+    # save_model in this process clears the process-wide cache at once.
+    modelstore.latest_versions.get("isolation_forest")
+    row = modelstore.save_model("isolation_forest", det.model_, det.state_meta())
+    with django_assert_num_queries(1):
+        assert modelstore.latest_versions.get("isolation_forest") == row.version
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"f": eval},
+        {"f": exec},
+        {"f": getattr},
+        {"f": __import__("numpy").load},
+        {"f": __import__("numpy").frombuffer},
+        {"f": __import__("sklearn.base", fromlist=["clone"]).clone},
+    ],
+    ids=["eval", "exec", "getattr", "numpy.load", "numpy.frombuffer", "sklearn.base.clone"],
+)
+def test_a_validly_signed_model_holding_a_callable_is_refused(payload):
+    # The MAC is the first line of defence; this checks the second: the type allow-list.
+    modelstore.save_model("isolation_forest", payload, {})
+    with pytest.raises(modelstore.ModelRefused, match="refuses to load types"):
+        modelstore.load_model("isolation_forest")
+
+
+def test_the_allow_list_is_exact_names_without_callables():
+    assert all(not name.endswith(".") for name in modelstore.TRUSTED_TYPES)
+    assert not any(name.startswith("builtins.") for name in modelstore.TRUSTED_TYPES)

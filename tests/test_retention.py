@@ -24,8 +24,19 @@ pytestmark = pytest.mark.django_db
 NOW = datetime.now(UTC)
 
 
-def _old_and_new(old=6, new=4):
+def seal_as_of(when: datetime) -> int:
+    """Seal what is pending as the sealer did at ``when`` (seal times are what purge trusts)."""
+    from unittest import mock
+
+    with mock.patch("tracking.integrity.sealing._now", return_value=when.astimezone(UTC)):
+        return seal_pending(wait=True)
+
+
+def _old_and_new(old=6, new=4, *, sealed=True):
+    """Old rows (sealed when they were recorded, unless ``sealed=False``) and newer ones."""
     old_rows = make_activities(old, now=NOW - timedelta(days=100), type="AUTH")
+    if sealed:
+        seal_as_of(NOW - timedelta(days=100) + timedelta(minutes=1))
     new_rows = make_activities(new, now=NOW - timedelta(days=1), type="PAYMENT")
     return old_rows, new_rows
 
@@ -61,7 +72,7 @@ def test_purge_reports_batches_for_small_batch_size():
 
 
 def test_dry_run_changes_nothing_and_reports_counts():
-    _old_and_new()
+    _old_and_new(sealed=False)
     code, out = run_tracking("purge", "--days", "30", "--dry-run")
     assert code == 0
     assert "Would remove 6 activities" in out and "AUTH: 6" in out
@@ -81,11 +92,12 @@ def test_before_date_and_json_output():
 
 
 def test_unsealed_old_rows_are_sealed_before_being_purged():
-    old, new = _old_and_new()
+    old, new = _old_and_new(sealed=False)
     assert Activity.objects.filter(seq__isnull=True).count() == 10
     report = purge(NOW - timedelta(days=30))
     assert report.sealed_first == 10
-    assert report.removed == 6
+    # Sealed now, after the cutoff: outside the checkpoint's range, so one tombstone each.
+    assert report.removed == 6 and report.tombstoned == 6
     assert Activity.objects.filter(seq__isnull=True).count() == 0
     assert verify().ok
 
@@ -104,7 +116,7 @@ def test_old_rows_sealed_after_newer_ones_get_tombstones():
 
 
 def test_purge_keeps_rows_with_invalid_mac_as_evidence():
-    old, _ = _old_and_new()
+    old, _ = _old_and_new(sealed=False)
     from tracking.storage import partitioning
 
     from .integrity_helpers import db_id
@@ -188,7 +200,7 @@ def test_system_check_accepts_valid_retention_days():
 def test_periodic_tasks_seal_and_purge_by_retention_days():
     from tracking.integrity import tasks as tasks_periodic
 
-    _old_and_new()
+    _old_and_new(sealed=False)
     assert tasks_periodic.seal() == 10
     assert tasks_periodic.purge() is None  # no TRACKING_RETENTION_DAYS: keeps everything
     with override_settings(TRACKING_RETENTION_DAYS=30):

@@ -51,7 +51,7 @@ def test_invalid_input_raises_and_writes_nothing(staff_user, kwargs, field):
 def test_on_review_is_called_with_the_verdict(staff_user, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "tracking.detection.runner.on_review",
+        "tracking.detection.feedback.on_review",
         lambda activity, status: calls.append((activity.pk, activity.review_status, status)),
     )
     a = make_activity(flagged=True)

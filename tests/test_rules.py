@@ -107,8 +107,8 @@ detection:
             "true or false",
         ),
         (
-            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {block: true}\n",
-            "action.block",
+            "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\naction: {blok: true}\n",
+            "action.blok",
             "unknown key",
         ),
         (
@@ -395,3 +395,37 @@ def test_unusual_hour_login(pack):
     assert not any(fired(rule, [obs("munich", status=401)], night))
     assert not any(fired(rule, [login], {**night, "event_local_hour": 15}))
     assert not any(fired(rule, [login], {**night, "user_events": 4}))
+
+
+def test_failures_are_judged_by_outcome_not_status(pack):
+    """A login form answers a wrong password with 200: the outcome makes it a failure."""
+    rule = pack["trk-credential-stuffing"]
+    attack = [
+        obs("london", status=200, outcome="failure", username=f"v{i}", ip="185.220.1.9", id=f"a{i}")
+        for i in range(4)
+    ]
+    assert fired(rule, attack) == [False, False, True, True]
+    assert obs("london", status=200, outcome="failure").failed
+    # Without an outcome the status decides, as when the row was stored.
+    assert obs("london", status=401).failed and not obs("london", status=302).failed
+
+
+def test_params_lists_match_any_item():
+    change = obs("london", type="ACCOUNT", params={"fields": ["email", "is_superuser"]})
+    assert matches({"sel": {"params.fields|in": ["is_superuser"]}}, change)
+    assert matches({"sel": {"params.fields|contains": "mail"}}, change)
+    assert not matches({"sel": {"params.fields": "password"}}, change)
+
+
+def test_takeover_change_after_new_login(pack):
+    rule = pack["trk-takeover-change"]
+    superuser = obs("london", type="ACCOUNT", params={"fields": ["is_superuser"]})
+    (f,) = RuleEngine([rule]).evaluate(superuser, {"minutes_since_novel_login": 5})
+    assert f.tag == "account_takeover" and f.flag and f.severity == "high"
+    assert not any(fired(rule, [superuser], {"minutes_since_novel_login": 90}))
+    assert not any(fired(rule, [superuser], {"minutes_since_novel_login": None}))
+    name_only = obs("london", type="ACCOUNT", params={"fields": ["first_name"]})
+    assert not any(fired(rule, [name_only], {"minutes_since_novel_login": 5}))
+    tagged = pack["trk-change-after-new-login"]
+    email = obs("london", type="ACCOUNT", endpoint="/admin/", params={"fields": ["email"]})
+    assert all(fired(tagged, [email], {"minutes_since_novel_login": 5}))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tracking.events import Event
@@ -23,7 +21,8 @@ def test_append_and_stats(spool_dir):
     st = spool.stats()
     assert st["files"] == 1 and st["events"] == 2 and st["bytes"] > 0 and st["oldest"]
     lines = next(spool_dir.glob("seg-*.ndjson")).read_text().splitlines()
-    assert [json.loads(line)["type"] for line in lines] == ["API", "AUTH"]
+    assert [spool.decode_line(line.encode())["type"] for line in lines] == ["API", "AUTH"]
+    assert all(line.startswith("v1:") and "API" not in line for line in lines)  # encrypted
 
 
 @pytest.mark.django_db

@@ -140,7 +140,8 @@ def test_huge_keys_and_many_headers_never_raise():
             **{f"HTTP_X_H{i}": "v" * 100 for i in range(300)},
         )
     )
-    assert len(e.headers) >= 300
+    # At most MAX_HEADER_COUNT (64) headers, the rest counted under one marker.
+    assert 64 <= len(e.headers) <= 65 and "[headers omitted]" in e.headers
     assert isinstance(e.params["body"], dict | str)
 
 

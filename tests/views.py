@@ -133,3 +133,27 @@ class RecAsyncClassView(View):
 
 
 urlpatterns += [path("rec/async-class/", RecAsyncClassView.as_view())]
+
+
+# --- outcome test views (tests/test_decorators.py) --------------------------------------
+from django.contrib.auth import authenticate, login  # noqa: E402
+
+
+@track(activity_type="AUTH", outcome=lambda request, response: b"error" not in response.content)
+def rec_outcome(request):
+    return HttpResponse("error: try again" if request.GET.get("fail") else "welcome")
+
+
+@track(activity_type="AUTH")
+def rec_signal_login(request):
+    user = authenticate(request, username=request.POST.get("u"), password=request.POST.get("p"))
+    if user is None:
+        return HttpResponse("no", status=200)
+    login(request, user)
+    return HttpResponse("yes")
+
+
+urlpatterns += [
+    path("rec/outcome/", rec_outcome),
+    path("rec/signal-login/", rec_signal_login),
+]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["ActivityTracker", "Event", "track", "__version__"]
+__all__ = ["ActivityTracker", "Event", "assess", "track", "__version__"]
 
 
 def __getattr__(name: str):
@@ -23,4 +23,8 @@ def __getattr__(name: str):
         from tracking.events import Event
 
         return Event
+    if name == "assess":
+        from tracking.respond.assess import assess
+
+        return assess
     raise AttributeError(name)

@@ -9,6 +9,13 @@ class TrackingConfig(AppConfig):
 
     def ready(self) -> None:
         from tracking import checks  # noqa: F401  (registers system checks)
+        from tracking.capture import auth, changes
+        from tracking.capture import checks as capture_checks  # noqa: F401  (registers checks)
         from tracking.dashboard.admin_link import install_admin_link
+        from tracking.delivery import hooks  # noqa: F401  (receivers of the block signals)
 
         install_admin_link()
+        # Connected always; each receiver reads its setting when it runs, so
+        # override_settings and late configuration work.
+        auth.connect()
+        changes.connect()

@@ -16,6 +16,7 @@ def check_keys(app_configs=None, **kwargs):
     from django.core.exceptions import ImproperlyConfigured
 
     from tracking.integrity import crypto
+    from tracking.integrity import macs as integrity
 
     errors = []
     keys = tracking_settings.ENCRYPTION_KEYS
@@ -55,6 +56,30 @@ def check_keys(app_configs=None, **kwargs):
                 id="tracking.E003",
             )
         )
+    for i, key in enumerate(seal_keys or []):
+        problem = integrity.key_problem(key)
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_SEAL_KEYS[{i}] {problem}.",
+                    hint="Seal keys authenticate rows, seals, tombstones and models: use 32 "
+                    "random bytes, urlsafe base64 (`python manage.py tracking keygen`).",
+                    id="tracking.E004",
+                )
+            )
+    hash_key = tracking_settings.HASH_KEY
+    if hash_key:
+        problem = integrity.key_problem(hash_key)
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_HASH_KEY {problem}.",
+                    hint="It keys the hash of session ids: use 32 random bytes, urlsafe base64 "
+                    "(`python manage.py tracking keygen`), or leave it unset (derived from the "
+                    "first seal key).",
+                    id="tracking.E005",
+                )
+            )
     return errors
 
 
@@ -97,6 +122,14 @@ def check_dashboard(app_configs=None, **kwargs):
     from tracking.dashboard.checks import dashboard_messages
 
     return dashboard_messages()
+
+
+@checks.register(checks.Tags.security)
+def check_respond(app_configs=None, **kwargs):
+    """Blocking: TRACKING_NEVER_BLOCK, the block cache, backend order (E130-E139, W130-W139)."""
+    from tracking.respond.checks import respond_messages
+
+    return respond_messages()
 
 
 def _positive_int(value) -> bool:
@@ -142,6 +175,7 @@ def check_integrity_settings(app_configs=None, **kwargs):
         "HEALTH_MAX_SPOOL_AGE",
         "SEAL_GEO_PENDING_GRACE",
         "SEAL_INTERVAL",
+        "UNSEALED_BEHIND_HEAD_GRACE",
     ):
         value = getattr(tracking_settings, name)
         if value is not None and (
@@ -172,6 +206,15 @@ def check_integrity_settings(app_configs=None, **kwargs):
                 ),
                 hint=_("Schedule `tracking.tasks_periodic.seal` or `manage.py tracking seal`."),
                 id="tracking.W072",
+            )
+        )
+    anchor_file = tracking_settings.ANCHOR_FILE
+    if anchor_file is not None and not isinstance(anchor_file, str | os.PathLike):
+        errors.append(
+            checks.Error(
+                f"TRACKING_ANCHOR_FILE must be a file path or None, got {anchor_file!r}.",
+                hint="`tracking doctor` keeps the chain head there, outside the database.",
+                id="tracking.E073",
             )
         )
     folder = tracking_settings.SPOOL_DIR
@@ -310,6 +353,26 @@ def check_recording(app_configs=None, **kwargs):
                     id="tracking.W012",
                 )
             )
+    for name in ("MAX_HEADERS_TOTAL", "MAX_HEADER_COUNT"):
+        value = getattr(tracking_settings, name)
+        if not _positive_int(value):
+            errors.append(
+                checks.Error(
+                    f"TRACKING_{name} must be a whole number >= 1, got {value!r}.",
+                    hint="Bounds of the request headers recorded per event.",
+                    id="tracking.E016",
+                )
+            )
+    cap = tracking_settings.SPOOL_MAX_BYTES
+    if cap is not None and not _positive_int(cap):
+        errors.append(
+            checks.Error(
+                f"TRACKING_SPOOL_MAX_BYTES must be None or a whole number of bytes >= 1, "
+                f"got {cap!r}.",
+                hint="Events beyond it are refused and counted (a health alarm).",
+                id="tracking.E017",
+            )
+        )
     return errors
 
 
@@ -347,7 +410,7 @@ def check_detection(app_configs=None, **kwargs):
     """TRACKING_DETECTORS, rule folders and the detection numbers, named precisely."""
     from detectors.registry import ConfigError
     from detectors.rules import RuleError
-    from tracking.detection.runner import configured_detectors, rule_dirs
+    from tracking.detection.config import configured_detectors, rule_dirs
 
     errors = []
     detectors = []
@@ -385,9 +448,7 @@ def check_detection(app_configs=None, **kwargs):
             errors.append(
                 checks.Error(
                     _("Invalid detection rule: %(exc)s") % {"exc": exc},
-                    hint=_(
-                        "Fix or remove the rule file; see the README section 'Rules' for the format."
-                    ),
+                    hint=_("Fix or remove the rule file; docs/rules.md describes the format."),
                     id="tracking.E051",
                 )
             )
@@ -493,6 +554,15 @@ def check_api_settings(app_configs=None, **kwargs):
                     id="tracking.E032",
                 )
             )
+    if not isinstance(tracking_settings.API_DOCS_STAFF_ONLY, bool):
+        errors.append(
+            checks.Error(
+                f"TRACKING_API_DOCS_STAFF_ONLY must be True or False, got "
+                f"{tracking_settings.API_DOCS_STAFF_ONLY!r}.",
+                hint="True makes the OpenAPI schema and docs pages staff-only.",
+                id="tracking.E033",
+            )
+        )
     count_limit = tracking_settings.COUNT_LIMIT
     page_size = tracking_settings.MAX_PAGE_SIZE
     if isinstance(count_limit, int) and isinstance(page_size, int) and 0 < count_limit < page_size:
@@ -544,3 +614,68 @@ def check_setting_aliases(app_configs=None, **kwargs):
         )
         for name, alias in conflicting_aliases()
     ]
+
+
+_DELIVERY_CHECK_IDS = {
+    "TRACKING_ALERTS": "tracking.E170",
+    "TRACKING_FORWARDERS": "tracking.E171",
+    "TRACKING_DELIVERY": "tracking.E172",
+}
+
+
+@checks.register()
+def check_alerts_forwarding(app_configs=None, **kwargs):
+    """TRACKING_ALERTS, TRACKING_FORWARDERS, TRACKING_DELIVERY (tracking.E170-E179)."""
+    from tracking.delivery import config
+
+    errors = [
+        checks.Error(
+            message,
+            hint=_(
+                "See docs/alerts-and-forwarding.md for every option of alert channels and "
+                "forwarders. Invalid entries deliver nothing until fixed."
+            ),
+            id=_DELIVERY_CHECK_IDS[setting],
+        )
+        for setting, message in config.problems()
+    ]
+    url = tracking_settings.SITE_URL
+    if tracking_settings.ALERTS and not (
+        isinstance(url, str) and url.startswith(("http://", "https://"))
+    ):
+        errors.append(
+            checks.Warning(
+                _(
+                    "TRACKING_SITE_URL is not set: alert messages link to the dashboard by path only."
+                ),
+                hint=_('Set it to the site\'s base URL, e.g. "https://example.com".'),
+                id="tracking.W170",
+            )
+        )
+    for i, entry in enumerate(tracking_settings.ALERTS or []):
+        secret = entry.get("secret") if isinstance(entry, dict) else None
+        if isinstance(secret, str) and 0 < len(secret) < 16:
+            errors.append(
+                checks.Warning(
+                    _(
+                        "TRACKING_ALERTS[%(index)d]: the webhook secret is shorter than 16 characters."
+                    )
+                    % {"index": i},
+                    hint=_(
+                        "Use a long random value, e.g. `python -c 'import secrets; "
+                        "print(secrets.token_urlsafe(32))'`."
+                    ),
+                    id="tracking.W171",
+                )
+            )
+    for name in ("DELIVERY_INTERVAL", "OUTBOX_GAP_GRACE"):
+        value = getattr(tracking_settings, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            errors.append(
+                checks.Error(
+                    _("TRACKING_%(name)s must be a positive number of seconds, got %(value)r.")
+                    % {"name": name, "value": value},
+                    id="tracking.E173",
+                )
+            )
+    return errors

@@ -41,6 +41,29 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BODY_BYTES": 1_048_576,
     "MAX_JSON_DEPTH": 20,
     "MAX_USER_AGENT_LENGTH": 512,
+    # Record Django's user_logged_in / user_login_failed / user_logged_out as AUTH activities
+    # (tracking.capture.auth).
+    "AUTH_SIGNALS": True,
+    # Requests the TrackingMiddleware records (tracking.capture.paths), first match wins:
+    # {"path": regex searched in path_info, "type": activity type, "methods": [...] (omitted:
+    # all), "async": hand off to the background writer}. Default: login/logout/token POSTs
+    # (Django's LoginView, the admin's, DRF's obtain_auth_token) and the admin's writes.
+    "PATHS": [
+        {
+            "path": r"/(log-?in|log-?out|sign-?in|sign-?out|api-token-auth|token)/?$",
+            "type": "AUTH",
+            "methods": ["POST"],
+        },
+        {"path": r"^/admin/", "type": "ADMIN", "methods": ["POST", "PUT", "PATCH", "DELETE"]},
+    ],
+    # Record account changes as ACCOUNT activities (tracking.capture.changes).
+    "ACCOUNT_CHANGES": True,
+    # Fields of the user model whose changes are recorded as ACCOUNT activities (names
+    # missing on a custom user model are skipped), besides group and permission membership.
+    "ACCOUNT_FIELDS": ["email", "password", "is_active", "is_staff", "is_superuser"],
+    # Other models whose changes are recorded as ACCOUNT activities: {"app_label.Model":
+    # ["field", ...]} (tracking.capture.changes).
+    "CHANGE_MODELS": {},
     # --- enrichment ------------------------------------------------------------------
     "DISABLE_GEOLOCATION": False,
     # Folder with GeoLite2-City.mmdb and GeoLite2-ASN.mmdb (Django's GeoIP2 names).
@@ -70,6 +93,13 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_APP": None,
     # Durable local spool for events that could not be written (database down, broker down).
     "SPOOL_DIR": None,
+    # Most bytes the spool's segments may hold (None: no limit). Events beyond it are refused,
+    # counted in SPOOL_DIR/full.count and make health unhealthy (recording, tracking.pipeline.spool).
+    "SPOOL_MAX_BYTES": 1024 * 1024 * 1024,
+    # Total characters and number of request headers recorded per event; the rest is left
+    # out with a marker (recording, tracking.redaction.redact_headers).
+    "MAX_HEADERS_TOTAL": 32768,
+    "MAX_HEADER_COUNT": 64,
     # Seconds between the writer's attempts to replay the spool (recording, tracking.pipeline.writer).
     "SPOOL_REPLAY_INTERVAL": 5.0,
     # True: async_log events are appended+fsynced to the spool before the request goes on,
@@ -102,6 +132,12 @@ DEFAULTS: dict[str, Any] = {
     # Rows still waiting for geolocation are left unsealed this many seconds (enrichment may
     # still change them); after that they are sealed as they are.
     "SEAL_GEO_PENDING_GRACE": 600,
+    # Unsealed rows recorded more than this many seconds before the newest seal was made are
+    # an alarm (verify, health, the sealer's log): their seal may have been removed.
+    "UNSEALED_BEHIND_HEAD_GRACE": 300,
+    # File outside the database where `tracking doctor` keeps the chain head it last saw and
+    # `tracking verify` compares with it (see tracking.integrity.anchor). None: not kept.
+    "ANCHOR_FILE": None,
     # Health (`tracking doctor`, api/tracking/health/): a non-empty value lets monitoring
     # read the health endpoint with "Authorization: Bearer <token>" (staff sessions always can).
     "HEALTH_TOKEN": "",
@@ -111,6 +147,12 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_MAX_UNSEALED_ROWS": 50000,
     # Unhealthy when the spool holds events older than this (seconds): the database is down.
     "HEALTH_MAX_SPOOL_AGE": 300,
+    # --- respond (tracking.respond) --------------------------------------------------
+    # CIDRs never blocked and never causing a block (office NAT, monitoring, your proxies).
+    "NEVER_BLOCK": [],
+    # Seconds a process reuses its snapshot of active blocks; a block created or lifted in
+    # another process is seen within this time (in the same process at once).
+    "BLOCK_CACHE_SECONDS": 5.0,
     # --- dashboard -------------------------------------------------------------------
     # Seconds between live-feed polls (the page promises new events within 2 s).
     "DASHBOARD_POLL_INTERVAL": 1.0,
@@ -122,8 +164,28 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_FEED_LAG": 120.0,
     # Activities shown before and after the event on the detail page's timeline.
     "DASHBOARD_TIMELINE_SIZE": 10,
+    # --- alerts and forwarding (docs/alerts-and-forwarding.md) --------------------------
+    # Alert channels: [{"backend": "webhook"|"slack"|"email"|"dotted.path", "name": ...,
+    # "url": ..., "secret": ..., "min_severity": "medium", "types": [...], "tags": [...],
+    # "group_seconds": 300, "rate_limit": "30/min", "max_attempts": 8}, ...]
+    "ALERTS": [],
+    # Forwarders: [{"backend": "syslog"|"http"|"logging", "format": "cef"|"ecs"|"json", ...}]
+    "FORWARDERS": [],
+    # The site's base URL ("https://example.com"): alert messages link to the dashboard there.
+    "SITE_URL": "",
+    # Who delivers alerts and forwards: "thread" (a background thread in every process that
+    # writes), "celery" (the task tracking.tasks.deliver), or "manual" (`tracking forward`).
+    "DELIVERY": "thread",
+    # Seconds between delivery rounds (each commit also wakes the thread).
+    "DELIVERY_INTERVAL": 5.0,
+    # Seconds a gap in the outbox's ids is waited for (a transaction still committing) before
+    # it is taken for a rolled-back one.
+    "OUTBOX_GAP_GRACE": 60.0,
     # --- API -------------------------------------------------------------------------
     "THROTTLE_RATES": {"burst": "60/min", "sustained": "1000/hour"},
+    # True: the OpenAPI schema and its docs pages (schema/, docs/, redoc/) are for active
+    # staff only; False (default): public, like the source of an open-source API.
+    "API_DOCS_STAFF_ONLY": False,
     "MAX_PAGE_SIZE": 500,
     "COUNT_LIMIT": 10000,
     # --- scale (PostgreSQL) ----------------------------------------------------------
@@ -131,6 +193,150 @@ DEFAULTS: dict[str, Any] = {
     "PARTITIONING": True,
     # Monthly partitions kept created ahead of now by `tracking partitions ensure`.
     "PARTITION_MONTHS_AHEAD": 3,
+}
+
+# What each setting does, in a sentence or two: docs/settings.md is generated from DEFAULTS and
+# this mapping by `make settings-doc`, and tests/test_settings_doc.py fails when a setting has
+# no description here or the page is stale. Markdown: `code` spans only.
+DESCRIPTIONS: dict[str, str] = {
+    "ACTIVITY_TYPES": 'Extra activity types, `{"CODE": "Human label"}`, added to the '
+    "built-in ones (`tracking.activity_types.BUILTIN_TYPES`).",
+    "SENSITIVE_FIELDS": "Keys whose values are replaced by `[REDACTED]` in query strings, "
+    "form and JSON bodies and headers, matched case-insensitively inside longer keys; a "
+    "built-in list (authorization, cookies, card data, ...) is always redacted as well. The "
+    "seed name `SENSITIVE_FIELDS` is read as an alias when this one is not set.",
+    "TRUSTED_PROXIES": "CIDRs of your reverse proxies: `X-Forwarded-For` / `X-Real-IP` are "
+    "read only when the socket address is inside one of them. Default: trust no proxy.",
+    "MAX_HEADER_LENGTH": "Longest header or string value kept, in characters; longer values "
+    "are cut with a visible `…[truncated N chars]` marker.",
+    "MAX_PARAMS_LENGTH": "Longest recorded `params` document (query and body), in characters.",
+    "MAX_BODY_BYTES": "Largest request body parsed and recorded, in bytes; a larger body is "
+    "recorded as a `[body not recorded: …]` marker.",
+    "MAX_JSON_DEPTH": "Deepest JSON nesting recorded; deeper subtrees become "
+    "`[max depth exceeded]`.",
+    "MAX_USER_AGENT_LENGTH": "Longest User-Agent string stored, in characters.",
+    "DISABLE_GEOLOCATION": "`True` turns every geolocation and ASN lookup off. The seed name "
+    "`DISABLE_GEOLOCATION` is read as an alias when this one is not set.",
+    "GEOIP_PATH": "Folder holding `GeoLite2-City.mmdb` and `GeoLite2-ASN.mmdb`; a missing "
+    "file is warning `tracking.W012`.",
+    "GEO_HTTP_URL": "Optional HTTP geolocation provider asked for addresses the databases do "
+    "not know: a URL template with `{ip}` answering JSON; empty disables it.",
+    "GEO_HTTP_TIMEOUT": "Seconds one HTTP provider lookup may take in total (half to connect, "
+    "half to answer); the provider sits behind a circuit breaker.",
+    "GEO_CACHE_SIZE": "Addresses whose geolocation answers are cached per process.",
+    "GEO_RETRY_LATER": "Store rows whose provider lookup failed with `geo_pending=True` and "
+    "complete them later (`tracking flush`).",
+    "UA_CACHE_SIZE": "User-Agent strings whose parsed device is cached per process.",
+    "ENCRYPTION_KEYS": "AES-256-GCM keys (urlsafe base64 of 32 bytes, from `tracking keygen`) "
+    "for recorded headers and params: the first encrypts, all decrypt (rotation). Required.",
+    "SEAL_KEYS": "HMAC keys for row MACs, hash-chain seals, tombstones, checkpoints and stored "
+    "models: the first signs, all verify. Required (system check error when empty).",
+    "HASH_KEY": "Key for the keyed hash stored instead of session ids; `None` derives one "
+    "from the first seal key.",
+    "ASYNC_HANDOFF": 'Where `async_log=True` events go: `"thread"` (in-process background '
+    'writer), `"celery"` (batches published to a Celery queue) or `"sync"` (written in '
+    "the request).",
+    "QUEUE_SIZE": "Events the in-process writer's queue holds; when it is full the caller "
+    "writes synchronously instead of dropping.",
+    "BATCH_SIZE": "Events per batch written by the writer, a Celery task or `tracking import`.",
+    "FLUSH_INTERVAL": "Seconds the writer waits before writing a batch that is not full.",
+    "CELERY_QUEUE": "Celery queue the batches are published to (run a worker with `-Q tracking`).",
+    "CELERY_APP": 'Dotted path to your Celery app (e.g. `"proj.celery.app"`), unless the '
+    "project imports it at start-up; without an app with a broker, warning `tracking.W013`.",
+    "SPOOL_DIR": "Local folder of append-only, fsynced NDJSON segments holding events that "
+    "could not be written (database or broker down); replayed later. Unset: warning "
+    "`tracking.W010`.",
+    "SPOOL_REPLAY_INTERVAL": "Seconds between the writer thread's attempts to replay the spool.",
+    "DURABLE_HANDOFF": "`True`: `async_log` events are appended to the spool and fsynced "
+    "before the request goes on, so a killed process loses nothing acknowledged.",
+    "WRITER_SWITCH_INTERVAL": "`sys.setswitchinterval()` in processes that start the writer "
+    "thread, in seconds, so requests get the GIL back quickly while a batch is written; "
+    "`None` leaves Python's 5 ms.",
+    "DETECTORS": 'Detectors to run: a list of `("dotted.path.Class", {params})`, '
+    '`"dotted.path.Class"` or `{"class": ..., "params": {...}}`; `None` is the '
+    "built-in set.",
+    "RULE_DIRS": "Extra folders of rule files (`*.yml` / `*.yaml`).",
+    "BUILTIN_RULES": "Load the shipped rule pack (`detectors.rulepack`).",
+    "FLAG_THRESHOLD": "Risk score (0–1) at or above which an activity is flagged.",
+    "RISK_COMBINE": "How findings' scores combine into the activity's risk score: "
+    '`"max"` or `"noisy_or"` (1 − Π(1 − s)).',
+    "HOSTING_ASNS": "AS numbers added to the ASN-change detector's hosting/VPN list.",
+    "MOBILE_ASNS": "AS numbers added to the ASN-change detector's mobile-carrier list.",
+    "SEAL_ON_WRITE": "Seal what this process wrote (see `SEAL_INTERVAL`); `False` leaves "
+    "sealing to `tracking seal` or the periodic task (warning `tracking.W072`).",
+    "SEAL_INTERVAL": "Seconds between seals by the writing process's writer thread (sooner "
+    "once `SEAL_BATCH_SIZE` rows wait, and at exit); `0` seals right after every commit in "
+    "the writing thread (slower requests).",
+    "SEAL_BATCH_SIZE": "Rows per seal and per sealing transaction.",
+    "RETENTION_DAYS": "Age in days purged by `tracking purge` without arguments and by the "
+    "periodic purge task; `None` keeps everything.",
+    "SEAL_GEO_PENDING_GRACE": "Seconds a row waiting for geolocation stays unsealed (its "
+    "enrichment may still change it); after that it is sealed as it is.",
+    "HEALTH_TOKEN": "Bearer token that lets monitoring read `api/tracking/health/` "
+    "(`Authorization: Bearer <token>`); empty: staff only.",
+    "HEALTH_MAX_UNSEALED_AGE": "Seconds the oldest unsealed row may wait before health "
+    "reports unhealthy (HTTP 503, `tracking doctor` exit 1).",
+    "HEALTH_MAX_UNSEALED_ROWS": "Unsealed rows allowed before health reports unhealthy.",
+    "HEALTH_MAX_SPOOL_AGE": "Seconds events may wait in the spool before health reports "
+    "unhealthy (the database is down).",
+    "DASHBOARD_POLL_INTERVAL": "Seconds between the dashboard's live-feed polls (0.25–2).",
+    "DASHBOARD_FEED_SIZE": "Most activities one live-feed poll returns.",
+    "DASHBOARD_PAGE_SIZE": "Rows per page of the dashboard's flagged queue.",
+    "DASHBOARD_FEED_LAG": "Seconds each live-feed poll looks back for rows committed late "
+    "(batched writers, Celery).",
+    "DASHBOARD_TIMELINE_SIZE": "Activities shown before and after the event on the "
+    "dashboard's detail page.",
+    "THROTTLE_RATES": "API throttle rates for the scopes `burst` and `sustained` that "
+    '`REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]` does not set.',
+    "MAX_PAGE_SIZE": "Largest `?page_size=` the API accepts.",
+    "COUNT_LIMIT": "Rows the API and the admin count at most: above it the API reports this "
+    "number with `count_is_estimate`, the admin PostgreSQL's planner estimate.",
+    "PARTITIONING": "Partition `tracking_activity` by month on PostgreSQL when migrating (set "
+    "`False` before `migrate` to keep one plain table); no effect elsewhere.",
+    "PARTITION_MONTHS_AHEAD": "Months after the current one that `tracking partitions "
+    "ensure` creates.",
+    "NEVER_BLOCK": "CIDRs never blocked and never causing a block (office NAT, monitoring, "
+    "your own proxies), whatever a rule or detector asks.",
+    "BLOCK_CACHE_SECONDS": "Seconds a process reuses its snapshot of active blocks (0-300); "
+    "a block created or lifted in another process is seen within this time.",
+    "SPOOL_MAX_BYTES": "Most bytes the spool's segments may hold (None: no limit); events "
+    "beyond it are refused, counted in `SPOOL_DIR/full.count` and make health unhealthy.",
+    "MAX_HEADERS_TOTAL": "Total characters of request headers recorded per event; the rest is "
+    "left out with a `[headers omitted]` marker.",
+    "MAX_HEADER_COUNT": "Most request headers recorded per event; the rest is counted under "
+    "`[headers omitted]`.",
+    "UNSEALED_BEHIND_HEAD_GRACE": "Unsealed rows recorded more than this many seconds before "
+    "the newest seal are an alarm for verify, health and the sealer (their seal may have "
+    "been removed).",
+    "ANCHOR_FILE": "File outside the database where `tracking doctor` keeps the chain head it "
+    "last saw and `tracking verify` compares with it (None: not kept).",
+    "API_DOCS_STAFF_ONLY": "True: the OpenAPI schema and its docs pages are for active staff "
+    "only; False: public.",
+    "AUTH_SIGNALS": "Record Django's `user_logged_in`, `user_login_failed` and "
+    "`user_logged_out` as AUTH activities with their outcome, wherever they come from "
+    "(`LoginView`, the admin, DRF's token view, any `authenticate()`/`login()`/`logout()`).",
+    "PATHS": "Requests `tracking.middleware.TrackingMiddleware` records without a decorator: "
+    'a list of `{"path": regex, "type": activity type, "methods": [...], "async": bool}`. '
+    "Default: login/logout/token requests and the admin's state-changing requests.",
+    "ACCOUNT_CHANGES": "Record changes to users, groups and permissions as ACCOUNT activities "
+    "naming the fields changed (never a secret's value), with the acting user and request.",
+    "ACCOUNT_FIELDS": "Fields of the user model whose changes are recorded as ACCOUNT "
+    "activities (besides group and permission membership).",
+    "CHANGE_MODELS": "Other models whose changes are recorded as ACCOUNT activities: "
+    '`{"app_label.Model": ["field", ...]}`.',
+    "ALERTS": 'Alert channels: a list of `{"backend": "webhook" | "slack" | "email" | '
+    '"dotted.path", "name", "url", "secret", "min_severity", "types", "tags", '
+    '"group_seconds", "rate_limit", "max_attempts"}` (docs/alerts-and-forwarding.md).',
+    "FORWARDERS": "Forwarders of every recorded activity, block and seal head: a list of "
+    '`{"backend": "syslog" | "http" | "logging", "format": "cef" | "ecs" | "json", ...}`.',
+    "SITE_URL": "The site's base URL (`https://example.com`): alert messages link to the "
+    "dashboard's detail page there.",
+    "DELIVERY": 'Who delivers alerts and forwards: "thread" (a background thread in every '
+    'process that writes), "celery" (the task `tracking.tasks.deliver`) or "manual" '
+    "(`tracking forward`).",
+    "DELIVERY_INTERVAL": "Seconds between delivery rounds (each commit also wakes the thread).",
+    "OUTBOX_GAP_GRACE": "Seconds a gap in the outbox's ids is waited for (a transaction still "
+    "committing) before it is taken for a rolled-back one.",
 }
 
 # Settings holding dotted paths that are imported on first access.

@@ -57,12 +57,15 @@ class Event:
     endpoint: str = ""
     method: str = ""
     status: int | None = None
+    # "success", "failure", or "" where it means nothing (see tracking.outcome).
+    outcome: str = ""
     duration: float | None = None
     headers: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     # Pre-filled enrichment (imports) and verdicts (imports of our own export).
     enrichment: dict[str, Any] = field(default_factory=dict)
     verdict: dict[str, Any] = field(default_factory=dict)
+    outcome: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -7,6 +7,10 @@ age of the newest seal) and the key configuration. It is *unhealthy* (HTTP 503, 
 when events may be getting lost or the tamper-evidence promise is not being kept: keys
 missing, database unreachable, events stuck in the spool, events dropped, or the unsealed
 window larger than ``TRACKING_HEALTH_MAX_UNSEALED_AGE`` / ``..._ROWS``.
+
+Alert channels and forwarders (``tracking.delivery.status``: last delivery, backlog, failures,
+dead letters) and signal receivers that raised are reported as warnings: they delay telling,
+they never lose a record.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from django.http import JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
+from tracking.api.permissions import VIEW_PERMISSION
+from tracking.api.throttling import retry_after, throttle_wait
 from tracking.conf import tracking_settings
+from tracking.delivery import status as delivery_status
 
 UTC = dt_timezone.utc
 
@@ -68,6 +75,14 @@ def _keys() -> tuple[dict[str, Any], list[str]]:
         info["seal_key_id"] = integrity.signing_key()[0]
     except ImproperlyConfigured as exc:
         problems.append(f"seal keys: {exc}")
+    for i, key in enumerate(tracking_settings.SEAL_KEYS or []):
+        weak = integrity.key_problem(key)
+        if weak:
+            problems.append(f"seal keys: TRACKING_SEAL_KEYS[{i}] {weak}")
+    if tracking_settings.HASH_KEY:
+        weak = integrity.key_problem(tracking_settings.HASH_KEY)
+        if weak:
+            problems.append(f"hash key: TRACKING_HASH_KEY {weak}")
     return info, problems
 
 
@@ -75,7 +90,8 @@ def _age(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else round((now - then).total_seconds(), 3)
 
 
-def _sealing(now: datetime) -> tuple[dict[str, Any], list[str]]:
+def _sealing(now: datetime, advance_anchor: bool) -> tuple[dict[str, Any], list[str]]:
+    from tracking.integrity import anchor as anchors
     from tracking.models import Activity, Seal
 
     problems: list[str] = []
@@ -90,7 +106,23 @@ def _sealing(now: datetime) -> tuple[dict[str, Any], list[str]]:
         "sealed_through": head.last_seq if head else 0,
         "chain_head": head.chain_hash if head else "",
         "seal_on_write": bool(tracking_settings.SEAL_ON_WRITE),
+        "unsealed_behind_head": anchors.unsealed_behind_head(head).count() if head else 0,
+        "anchor": None,
     }
+    if info["unsealed_behind_head"]:
+        problems.append(
+            f"{info['unsealed_behind_head']} activities recorded more than "
+            f"{tracking_settings.UNSEALED_BEHIND_HEAD_GRACE} s before the newest seal are "
+            "still unsealed: their seal may have been removed (run `tracking verify --anchor`)"
+        )
+    path = anchors.anchor_path()
+    if path is not None:
+        if advance_anchor:
+            info["anchor"] = anchors.check_and_advance(path)
+        else:
+            info["anchor"] = _read_only_anchor(anchors, path)
+        if info["anchor"]["problem"]:
+            problems.append(info["anchor"]["problem"])
     max_age = tracking_settings.HEALTH_MAX_UNSEALED_AGE
     max_rows = tracking_settings.HEALTH_MAX_UNSEALED_ROWS
     if max_rows is not None and count > max_rows:
@@ -102,6 +134,20 @@ def _sealing(now: datetime) -> tuple[dict[str, Any], list[str]]:
             "`tracking seal`; rows that stay unsealed failed their MAC (run `tracking verify`)"
         )
     return info, problems
+
+
+def _read_only_anchor(anchors, path) -> dict[str, Any]:
+    """The anchor check without recording a new head (the health endpoint only reads)."""
+    info: dict[str, Any] = {"file": str(path), "problem": None, "advanced_to": None}
+    try:
+        kept = anchors.read_anchor(path)
+    except (OSError, ValueError) as exc:
+        info["problem"] = f"anchor file: {exc}"
+        return info
+    if kept is not None:
+        info["anchored_seq"], info["anchored_hash"] = kept.last_seq, kept.chain_hash
+        info["problem"] = anchors.anchor_problem(kept)
+    return info
 
 
 def _pipeline(now: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -122,6 +168,15 @@ def _pipeline(now: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
             )
         if spool.get("rejected"):
             warnings.append(f"{spool['rejected']} events in the spool's dead-letter file")
+        cap = spool.get("max_bytes")
+        if spool.get("refused_full"):
+            problems.append(
+                f"{spool['refused_full']} events were lost because the spool reached "
+                f"TRACKING_SPOOL_MAX_BYTES ({cap} bytes); delete full.count in the spool "
+                "directory once handled"
+            )
+        elif cap and int(spool.get("bytes") or 0) >= 0.8 * cap:
+            warnings.append(f"the spool holds {spool['bytes']} bytes of its {cap}-byte limit")
     elif spool is not None:
         problems.append(f"spool: {spool['error']}")
     if writer is not None and "error" not in writer:
@@ -136,8 +191,12 @@ def _pipeline(now: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
     return {"spool": spool, "writer": writer}, problems, warnings
 
 
-def collect(now: datetime | None = None) -> dict[str, Any]:
-    """Everything ``tracking doctor`` and the health endpoint report (JSON-safe)."""
+def collect(now: datetime | None = None, *, advance_anchor: bool = False) -> dict[str, Any]:
+    """Everything ``tracking doctor`` and the health endpoint report (JSON-safe).
+
+    ``advance_anchor`` (``tracking doctor``): record the current chain head in
+    ``TRACKING_ANCHOR_FILE`` once the head recorded there is found in the chain.
+    """
     now = now or datetime.now(UTC)
     problems: list[str] = []
     keys, key_problems = _keys()
@@ -145,7 +204,13 @@ def collect(now: datetime | None = None) -> dict[str, Any]:
     pipeline, pipe_problems, warnings = _pipeline(now)
     problems += pipe_problems
     try:
-        sealing, seal_problems = _sealing(now)
+        # Alert channels and forwarders: their troubles are warnings (nothing recorded is lost).
+        delivery, delivery_warnings = delivery_status.health()
+        warnings += delivery_warnings
+    except DatabaseError as exc:
+        delivery = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        sealing, seal_problems = _sealing(now, advance_anchor)
         problems += seal_problems
         database = "ok"
     except DatabaseError as exc:
@@ -170,7 +235,9 @@ def collect(now: datetime | None = None) -> dict[str, Any]:
         "oldest_unsealed_age": sealing["oldest_unsealed_age"] if sealing else None,
         "newest_seal_age": sealing["newest_seal_age"] if sealing else None,
         "keys_configured": not key_problems,
+        "dead_letters": delivery.get("dead_letters"),
         **pipeline,
+        "delivery": delivery,
         "sealing": sealing,
         "keys": keys,
     }
@@ -187,10 +254,15 @@ def _token_ok(request) -> bool:
     return hmac.compare_digest(given.strip().encode(), str(expected).encode())
 
 
+def _allowed(user) -> bool:
+    # The health report shows the chain head and pipeline state: the log's readers only.
+    return bool(user.is_active and user.is_staff and user.has_perm(VIEW_PERMISSION))
+
+
 def _staff(request) -> bool:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        return bool(user.is_active and user.is_staff)
+        return _allowed(user)
     try:  # DRF token users, when the API's token authentication is installed
         from rest_framework.authentication import TokenAuthentication
         from rest_framework.exceptions import APIException
@@ -200,14 +272,21 @@ def _staff(request) -> bool:
         return False
     except Exception:  # noqa: BLE001 - e.g. authtoken not installed: no token users
         return False
-    return bool(found and found[0].is_active and found[0].is_staff)
+    return bool(found and _allowed(found[0]))
 
 
 @never_cache
 def health_view(request):
-    """JSON health for staff or a monitoring token; 503 when unhealthy."""
+    """JSON health for staff with ``tracking.view_activity`` or a monitoring token; 503 when
+    unhealthy; throttled like the API (429)."""
     if request.method not in ("GET", "HEAD"):
         return JsonResponse({"detail": _("Method not allowed.")}, status=405)
+    # Every caller, refused ones too, before any check.
+    wait = throttle_wait(request)
+    if wait is not None:
+        response = JsonResponse({"detail": _("Request was throttled.")}, status=429)
+        response["Retry-After"] = retry_after(wait)
+        return response
     if not (_token_ok(request) or _staff(request)):
         authenticated = getattr(getattr(request, "user", None), "is_authenticated", False)
         status = 403 if authenticated else 401

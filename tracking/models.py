@@ -109,6 +109,8 @@ class Activity(models.Model):
     endpoint = models.CharField(max_length=512, blank=True, default="")
     method = models.CharField(max_length=10, blank=True, default="")
     status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # "success", "failure", or "" where it means nothing (tracking.outcome).
+    outcome = models.CharField(max_length=16, blank=True, default="", db_index=True)
     headers = EncryptedJSONField(default=dict)
     params = EncryptedJSONField(default=dict)
     duration = models.FloatField(null=True, blank=True, help_text="milliseconds")
@@ -133,6 +135,7 @@ class Activity(models.Model):
     # integrity: position in the sealed chain (assigned when sealed) and the row's MAC
     seq = models.BigIntegerField(null=True, blank=True, db_index=True)
     mac = models.CharField(max_length=80, blank=True, default="")
+    outcome = models.CharField(max_length=16, blank=True, default="", db_index=True)
 
     objects = ActivityQuerySet.as_manager()
 
@@ -356,3 +359,130 @@ class DailyRollup(RollupCounts):
                 fields=["bucket", "type", "country"], name="trk_daily_rollup_dims"
             )
         ]
+
+
+class BlockScope(models.TextChoices):
+    ADDRESS = "address", _("Address")
+    ACCOUNT = "account", _("Account")
+    ADDRESS_ACCOUNT = "address+account", _("Address and account")
+
+
+class Block(models.Model):
+    """A refusal of authentication for a source, by a rule, a detector or a person.
+
+    ``address`` is a network in CIDR form (a single address is ``/32`` or ``/128``);
+    ``username`` is the account's username key (case-folded). An ``account`` block never
+    refuses the account at a network its profile knows (see ``tracking.respond.blocks``).
+    Rows are never deleted: creation and lifting (who, when, why) stay as the audit trail.
+    """
+
+    scope = models.CharField(max_length=16, choices=BlockScope.choices)
+    address = models.CharField(max_length=49, blank=True, default="", db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True, default="", db_index=True)
+    reason = models.CharField(max_length=512)
+    # What created it: "rule:<id>", a detector's name, or "manual".
+    source = models.CharField(max_length=64)
+    # The activity whose finding requested the block (none for manual blocks).
+    activity_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lifted_by_username = models.CharField(max_length=150, blank=True, default="")
+    lift_reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["lifted_at", "expires_at"], name="trk_block_active")]
+
+    def __str__(self) -> str:
+        target = " / ".join(v for v in (self.address, self.username) if v)
+        return f"{self.get_scope_display()} block of {target}"
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.lifted_at is None and (self.expires_at is None or self.expires_at > now)
+
+    @property
+    def status(self) -> str:
+        if self.lifted_at is not None:
+            return "lifted"
+        return "active" if self.is_active() else "expired"
+
+
+class OutboxEntry(models.Model):
+    """Something to tell alert channels and forwarders: a committed batch of activities
+    (written in the batch's own transaction, so it exists exactly when the rows do) or a
+    block created or lifted. Consumers keep their position in ``DeliveryState.position``;
+    entries every consumer has passed are pruned."""
+
+    class Kind(models.TextChoices):
+        ACTIVITIES = "activities", "Activities"
+        BLOCK_CREATED = "block_created", "Block created"
+        BLOCK_LIFTED = "block_lifted", "Block lifted"
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Activities: their ids, comma separated; blocks: the block's fields.
+    activity_ids = models.TextField(blank=True, default="")
+    count = models.PositiveIntegerField(default=0)  # activities in the entry
+    payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class DeliveryState(models.Model):
+    """Cursor, lease and counters of one alert channel (``alert:<name>``) or forwarder
+    (``forward:<name>``), shared by every process that delivers."""
+
+    name = models.CharField(max_length=200, unique=True)
+    position = models.BigIntegerField(default=0)  # last OutboxEntry id consumed
+    seal_position = models.BigIntegerField(default=0)  # last Seal.last_seq forwarded
+    # Outbox ids skipped over while their transaction may still commit: [[id, first seen]].
+    gaps = models.JSONField(default=list, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_delivery = models.DateTimeField(null=True, blank=True)
+    last_failure = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    delivered = models.BigIntegerField(default=0)
+    failures = models.BigIntegerField(default=0)
+    # Consecutive failed attempts (forwarders back off on it) and when to try again.
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt = models.DateTimeField(null=True, blank=True)
+    # Rate limit window of an alert channel.
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_count = models.PositiveIntegerField(default=0)
+
+
+class PendingAlert(models.Model):
+    """One alert message being grouped or waiting to be sent (or given up on: ``dead``)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DEAD = "dead", "Dead letter"
+
+    channel = models.CharField(max_length=200, db_index=True)
+    key = models.CharField(max_length=300)  # "<kind>|<rule>|<source>"
+    kind = models.CharField(max_length=16)
+    opened_at = models.DateTimeField(default=timezone.now)
+    send_after = models.DateTimeField(db_index=True)
+    # [{"id": activity id, ...summary}] or the block's payload, never request content.
+    items = models.JSONField(default=list)
+    severity = models.CharField(max_length=8, blank=True, default="")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["send_after", "id"]
+        indexes = [models.Index(fields=["channel", "status", "key"], name="trk_alert_group")]

@@ -6,6 +6,11 @@ of the configured ``SENSITIVE_FIELDS`` or a built-in needle. Needles of three ch
 fewer (``cc``, ``pan``, ``cvv``...) only match a whole key, so ``access`` or ``company`` are
 not redacted by accident.
 
+Keys ending in ``key``/``keys`` (``access_key``, ``X-Upstream-Key``) or in ``pass``/``pw``
+are sensitive as well. URLs in values (``Referer``, ``?next=/a?token=…``, ``redirect_uri``)
+keep their scheme, host and path; their query string and fragment are replaced by
+``?[REDACTED]``: secrets travel there (reset tokens, OAuth codes, ``#access_token=``).
+
 Every function here is idempotent (the ingest step re-applies it to imported records) and
 never raises on odd input: anything that is not JSON-like is stored as its ``repr``.
 """
@@ -44,9 +49,34 @@ BUILTIN_NEEDLES = (
     "cvc",
     "securitycode",
     "signature",
+    "pwd",
+    "passcode",
+    "credential",
+    "jwt",
+    "bearer",
+    "codeverifier",
+    "oauthverifier",
 )
 # Whole-key needles: too short (or too common as a substring) to match inside other words.
-BUILTIN_EXACT = ("cc", "pan", "csc", "cvv2", "ccv", "pin", "cardno", "ccnum", "otp", "auth")
+# ``code`` is the OAuth authorisation code of a callback (``?code=…&state=…``).
+BUILTIN_EXACT = (
+    "cc",
+    "pan",
+    "csc",
+    "cvv2",
+    "ccv",
+    "pin",
+    "cardno",
+    "ccnum",
+    "otp",
+    "auth",
+    "pass",
+    "pw",
+    "key",
+    "code",
+)
+# Endings that make a key sensitive: ``access_key``, ``X-Upstream-Key``, ``user_pass``, ``newpw``.
+BUILTIN_SUFFIXES = ("key", "keys", "pass", "pw")
 
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
@@ -74,7 +104,7 @@ def is_sensitive(key: Any) -> bool:
     if not norm:
         return False
     substrings, exact = _needles()
-    return norm in exact or any(n in norm for n in substrings)
+    return norm in exact or norm.endswith(BUILTIN_SUFFIXES) or any(n in norm for n in substrings)
 
 
 def _clear() -> None:
@@ -83,6 +113,22 @@ def _clear() -> None:
 
 
 on_reload(_clear)
+
+
+# A URL with a query string or fragment: absolute (``scheme://…``) or a path (``/…``), no
+# white space. Its query and fragment are replaced; scheme, host and path are kept.
+_URL_QUERY_RE = re.compile(r"^((?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//[^\s?#]*|/[^\s?#]*)[?#]\S*$")
+URL_QUERY_MARKER = "?" + REDACTED
+
+
+def strip_url_query(text: str) -> str:
+    """``https://h/p?token=x#y`` → ``https://h/p?[REDACTED]``; other text unchanged."""
+    if "?" not in text and "#" not in text:
+        return text
+    match = _URL_QUERY_RE.match(text)
+    if match is None:
+        return text
+    return match.group(1) + URL_QUERY_MARKER
 
 
 def truncate(text: str, limit: int) -> str:
@@ -99,9 +145,9 @@ def _clean(value: Any, depth: int, limit: int, max_depth: int) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
-        return truncate(value, limit)
+        return truncate(strip_url_query(value), limit)
     if isinstance(value, bytes):
-        return truncate(value.decode("utf-8", "replace"), limit)
+        return truncate(strip_url_query(value.decode("utf-8", "replace")), limit)
     if depth >= max_depth:
         return DEPTH_MARKER
     if isinstance(value, Mapping):
@@ -132,17 +178,64 @@ def redact_mapping(data: Mapping[str, Any] | None) -> dict[str, Any]:
     return out if isinstance(out, dict) else {}
 
 
+# Key of the marker naming how many headers were left out by the total budget.
+HEADERS_OMITTED = "[headers omitted]"
+_OMITTED_RE = re.compile(r"\[(\d+) headers not recorded")
+# Recorded first when the budget is tight: what forensics needs most.
+PRIORITY_HEADERS = frozenset(
+    {
+        "user-agent",
+        "host",
+        "referer",
+        "origin",
+        "content-type",
+        "content-length",
+        "accept",
+        "accept-language",
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-requested-with",
+    }
+)
+
+
 def redact_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
-    """Redacted, length-limited copy of ``{"Header-Name": "value"}``."""
+    """Redacted, length-limited copy of ``{"Header-Name": "value"}``: each value cut to
+    ``MAX_HEADER_LENGTH``, at most ``MAX_HEADER_COUNT`` headers and ``MAX_HEADERS_TOTAL``
+    characters (names and values) in all; the rest is counted under ``HEADERS_OMITTED``."""
     limit = int(tracking_settings.MAX_HEADER_LENGTH)
-    out: dict[str, str] = {}
-    for name, value in (headers or {}).items():
+    budget = int(tracking_settings.MAX_HEADERS_TOTAL)
+    max_count = int(tracking_settings.MAX_HEADER_COUNT)
+    items = list((headers or {}).items())
+    omitted = 0
+    cleaned: list[tuple[int, str, str]] = []
+    for index, (name, value) in enumerate(items):
         name = str(name)
+        if name == HEADERS_OMITTED:  # re-redaction of a recorded event: keep its count
+            match = _OMITTED_RE.match(str(value))
+            omitted += int(match.group(1)) if match else 0
+            continue
         if is_sensitive(name):
-            out[name] = REDACTED
+            text = REDACTED
         else:
             text = value if isinstance(value, str) else str(value)
-            out[name] = truncate(text, limit)
+            text = truncate(strip_url_query(text), limit)
+        cleaned.append((index, name, text))
+    cleaned.sort(key=lambda item: (item[1].lower() not in PRIORITY_HEADERS, item[0]))
+    kept: list[tuple[int, str, str]] = []
+    used = 0
+    for index, name, text in cleaned:
+        cost = len(name) + len(text)
+        if len(kept) >= max_count or used + cost > budget:
+            omitted += 1
+            continue
+        kept.append((index, name, text))
+        used += cost
+    out = {name: text for _, name, text in sorted(kept)}
+    if omitted:
+        out[HEADERS_OMITTED] = (
+            f"[{omitted} headers not recorded: over MAX_HEADER_COUNT or MAX_HEADERS_TOTAL]"
+        )
     return out
 
 

@@ -3,6 +3,8 @@
 Receivers run in whichever process wrote (request, writer thread, Celery worker, import);
 a receiver that raises is logged and counted in health, and never loses or rolls back a record.
 
+The activity signals are sent with ``sender=Activity`` (the model class).
+
 - ``activity_recorded(sender, activities)``: every stored activity of a batch.
 - ``activity_flagged(sender, activity, findings)``: each newly flagged activity.
 - ``activity_reviewed(sender, activity, review)``: a review decision was stored.

@@ -1,8 +1,9 @@
 """Celery's ``autodiscover_tasks()`` imports ``<app>.tasks``: this registers every task of the
 app. Task names are stable (``tracking.tasks.ingest_events``, ``tracking.tasks_periodic.seal``,
-``tracking.tasks_periodic.purge``) whatever module defines them."""
+``tracking.tasks_periodic.purge``, ``tracking.tasks.deliver``) whatever module defines them."""
 
+from tracking.delivery.tasks import deliver
 from tracking.integrity.tasks import purge, seal
 from tracking.pipeline.tasks import ingest_events
 
-__all__ = ["ingest_events", "purge", "seal"]
+__all__ = ["deliver", "ingest_events", "purge", "seal"]

@@ -6,7 +6,7 @@ the ``<uuid:pk>`` routes (the converter would not match it anyway, but order doc
 
 from django.urls import include, path
 
-from tracking.api import views
+from tracking.api import blocks, views
 from tracking.health import health_view
 
 app_name = "tracking"
@@ -20,6 +20,9 @@ urlpatterns: list = [
     ),
     path("activities/<uuid:pk>/flag/", views.ActivityFlagView.as_view(), name="activity-flag"),
     path("stats/", views.StatsView.as_view(), name="stats"),
+    path("blocks/", blocks.BlockListView.as_view(), name="block-list"),
+    path("blocks/<int:pk>/", blocks.BlockDetailView.as_view(), name="block-detail"),
+    path("blocks/<int:pk>/lift/", blocks.BlockLiftView.as_view(), name="block-lift"),
     path("dashboard/", include("tracking.dashboard.urls")),
     path("health/", health_view, name="health"),
 ]
@@ -31,11 +34,12 @@ except ImportError:  # optional extra "docs"
 else:
     from django.apps import apps
 
-    from tracking.api.schema import schema_view
+    from tracking.api.schema import docs_page_view, schema_view
 
+    # Public by default; TRACKING_API_DOCS_STAFF_ONLY makes schema and pages staff-only.
     urlpatterns += [path("schema/", schema_view(), name="schema")]
     if apps.is_installed("drf_spectacular"):  # the pages' templates come with the app
         urlpatterns += [
-            path("docs/", SpectacularSwaggerView.as_view(url_name="tracking:schema"), name="docs"),
-            path("redoc/", SpectacularRedocView.as_view(url_name="tracking:schema"), name="redoc"),
+            path("docs/", docs_page_view(SpectacularSwaggerView), name="docs"),
+            path("redoc/", docs_page_view(SpectacularRedocView), name="redoc"),
         ]

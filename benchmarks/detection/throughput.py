@@ -82,7 +82,9 @@ def _run(args, workdir: Path) -> int:
     from django.core.management import call_command
     from django.db import transaction
 
-    from tracking.detection.runner import detect_batch, pipeline, refresh_models
+    from tracking.detection.config import pipeline
+    from tracking.detection.modelstore import refresh_models
+    from tracking.detection.runner import detect_batch
     from tracking.events import Event
     from tracking.integrity import macs as integrity
     from tracking.models import Activity, Finding

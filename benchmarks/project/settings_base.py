@@ -56,7 +56,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     }
 
 if DATABASES["default"]["ENGINE"].endswith("postgresql") and os.environ.get("BENCH_PG_PREPARED"):
-    # README "Performance": server-side binding with psycopg's prepared statements (not behind
+    # docs/performance.md: server-side binding with psycopg's prepared statements (not behind
     # a transaction-mode pooler).
     DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from detectors.base import BLOCK_SCOPES, MAX_BLOCK_SECONDS, block_request
 from detectors.features import context_features
+from detectors.observation import Observation
 from detectors.rules.condition import ConditionError, compile_condition, condition_gate
 from detectors.rules.rule import (
     DEFAULT_SCORES,
@@ -54,7 +57,8 @@ TOP_KEYS = frozenset(
 REQUIRED = ("title", "id", "detection")
 STATUSES = frozenset({"stable", "test", "experimental", "deprecated", "unsupported"})
 THRESHOLD_KEYS = frozenset({"count", "timespan", "group_by", "distinct"})
-ACTION_KEYS = frozenset({"flag", "tags", "severity", "suppress", "score"})
+ACTION_KEYS = frozenset({"flag", "tags", "severity", "suppress", "score", "block"})
+BLOCK_KEYS = frozenset({"scope", "seconds"})
 SEVERITIES = frozenset({"low", "medium", "high", "critical"})
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,56}$")
 _TAG = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -73,10 +77,6 @@ class RuleError(ValueError):
 
 
 def context_field_names() -> frozenset[str]:
-    from datetime import datetime, timezone
-
-    from detectors.base import Observation
-
     return frozenset(
         context_features(Observation(timestamp=datetime(2000, 1, 1, tzinfo=timezone.utc)), None)
     )
@@ -185,7 +185,7 @@ def _add_prefilter(out: list, sel: str, fname: str, modifier: str, values: list)
         out.append((sel, fname, "in", tuple(values)))
     elif (
         modifier in ("equals", "in")
-        and fname in ("type", "method")
+        and fname in ("type", "method", "outcome")
         and all(isinstance(v, str) for v in values)
     ):
         out.append(
@@ -350,9 +350,49 @@ def _action(path: str, body: Any, default_severity: str) -> Action:
     score = body.get("score", default_score)
     if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
         raise RuleError(path, "action.score", f"must be a number in [0, 1], got {score!r}")
+    block = _block(path, body["block"]) if body.get("block") is not None else None
     return Action(
-        flag=flag, tags=tuple(tags), severity=severity, score=float(score), suppress=tuple(suppress)
+        flag=flag,
+        tags=tuple(tags),
+        severity=severity,
+        score=float(score),
+        suppress=tuple(suppress),
+        block=block,
     )
+
+
+def _block(path: str, body: Any) -> dict[str, Any]:
+    """``action.block: {scope: address | account | address+account, seconds: N}``."""
+    if not isinstance(body, dict):
+        raise RuleError(
+            path, "action.block", "must be a mapping like {scope: address, seconds: 3600}"
+        )
+    for key in body:
+        if key not in BLOCK_KEYS:
+            raise RuleError(
+                path,
+                f"action.block.{key}",
+                f"unknown key (allowed: {', '.join(sorted(BLOCK_KEYS))})",
+            )
+    for key in ("scope", "seconds"):
+        if key not in body:
+            raise RuleError(path, f"action.block.{key}", "required key is missing")
+    scope, seconds = body["scope"], body["seconds"]
+    if scope not in BLOCK_SCOPES:
+        raise RuleError(
+            path,
+            "action.block.scope",
+            f"unknown scope {scope!r} (allowed: {', '.join(BLOCK_SCOPES)})",
+        )
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+        raise RuleError(
+            path, "action.block.seconds", f"must be a positive whole number, got {seconds!r}"
+        )
+    if seconds > MAX_BLOCK_SECONDS:
+        raise RuleError(
+            path, "action.block.seconds", f"at most {MAX_BLOCK_SECONDS} (30 days), got {seconds}"
+        )
+    return block_request(scope, seconds)
 
 
 def load_rule_file(path: str | Path) -> Rule:

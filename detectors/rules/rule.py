@@ -38,6 +38,7 @@ STORED_FIELDS: frozenset[str] = frozenset(
         "endpoint",
         "method",
         "status",
+        "outcome",
         "duration",
     }
 )
@@ -86,7 +87,23 @@ def _equals(actual: Any, expected: Any) -> bool:
 
 
 def build_matcher(name: str, modifier: str, values: list[Any]) -> Matcher:
-    """A predicate on one field; several values mean "any of them" (Sigma's list semantics)."""
+    """A predicate on one field; several values mean "any of them" (Sigma's list semantics).
+    A ``params.`` field holding a list matches when any of its items does (``params.fields``
+    of an account change lists the fields changed)."""
+    single = _scalar_matcher(name, modifier, values)
+    if not name.startswith("params."):
+        return single
+
+    def any_item(get: Getter) -> bool:
+        actual = get(name)
+        if isinstance(actual, list | tuple):
+            return any(single(lambda _name, item=item: item) for item in actual)
+        return single(get)
+
+    return any_item
+
+
+def _scalar_matcher(name: str, modifier: str, values: list[Any]) -> Matcher:
     if modifier in ("equals", "in"):
         if values and all(isinstance(v, str) for v in values):
             # the common case, as one set lookup
@@ -175,6 +192,8 @@ class Action:
     severity: str = "medium"
     score: float = 0.4
     suppress: tuple[str, ...] = ()
+    # ``action.block``: {"scope": ..., "seconds": ...} (see ``detectors.base.block_request``).
+    block: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -220,4 +239,5 @@ class Rule:
             flag=self.action.flag,
             extra_tags=tuple(self.action.tags[1:]),
             suppresses=self.action.suppress,
+            block=dict(self.action.block) if self.action.block else None,
         )

@@ -1,4 +1,4 @@
-"""Settings of the example shop: the integration the README shows, configured from the environment.
+"""Settings of the example shop: the integration docs/installation.md shows, configured from the environment.
 
 Environment:
 
@@ -72,6 +72,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Records login/logout/token requests and the admin's changes (TRACKING_PATHS) and binds
+    # each request for the auth signals and account changes.
+    "tracking.middleware.TrackingMiddleware",
+]
+# First: refuses authenticate() for blocked sources (docs/blocking.md).
+AUTHENTICATION_BACKENDS = [
+    "tracking.backends.TrackingBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 LANGUAGE_CODE = "en"

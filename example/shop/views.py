@@ -1,4 +1,5 @@
-"""The shop's pages, each recorded by ``@track`` with the activity type a security team expects.
+"""The shop's pages, recorded by ``@track`` with the activity type a security team expects;
+login and logout are Django's own, recorded by the ``TrackingMiddleware`` and auth signals.
 
 Views answer HTML forms and JSON bodies alike (``Content-Type: application/json``), so the
 same endpoints serve browsers, scripts and the demo's curl examples.
@@ -16,13 +17,17 @@ from decimal import Decimal, InvalidOperation
 from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
+from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
+import tracking
 from tracking.capture.decorators import track
+
+# Risk from which a payment needs the password again (step-up); blocked sources never pay.
+STEP_UP_RISK = 0.5
 
 REPORTS = {"orders", "customers", "invoices", "inventory", "payouts", "usage"}
 CURRENCIES = {"EUR", "GBP", "USD", "JPY", "AUD", "BRL", "NGN", "RUB", "UAH", "IDR"}
@@ -66,33 +71,32 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "shop/home.html")
 
 
-@track(activity_type="AUTH")
+# Django's own login page: the TrackingMiddleware (TRACKING_PATHS) records each POST and the
+# auth signals give it its outcome; a wrong password is answered 200 with a form error.
+_form_login = LoginView.as_view(template_name="shop/login.html")
+
+
 @json_or_csrf
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest) -> HttpResponse:
-    """Username/password login; 401 on bad credentials (what detection counts as a failure)."""
-    if request.method == "GET":
-        return render(request, "shop/login.html", {"next": request.GET.get("next", "")})
+    """Django's ``LoginView`` for browsers; a JSON body gets the JSON login (scripts, curl)."""
+    if request.method == "POST" and request.content_type == "application/json":
+        return json_login(request)
+    return _form_login(request)
+
+
+def json_login(request: HttpRequest) -> JsonResponse:
+    """Username/password login for JSON clients; 401 on bad credentials."""
     data = _data(request)
     user = authenticate(
         request, username=str(data.get("username", "")), password=str(data.get("password", ""))
     )
     if user is None:
-        if _wants_json(request):
-            return JsonResponse({"detail": "invalid username or password"}, status=401)
-        return render(
-            request, "shop/login.html", {"error": True, "next": data.get("next", "")}, status=401
-        )
+        return JsonResponse({"detail": "invalid username or password"}, status=401)
     login(request, user)
-    if _wants_json(request):
-        return JsonResponse({"ok": True, "username": user.get_username()})
-    target = str(data.get("next") or "/")
-    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        target = "/"
-    return redirect(target)
+    return JsonResponse({"ok": True, "username": user.get_username()})
 
 
-@track(activity_type="AUTH")
 @json_or_csrf
 @require_POST
 def logout_view(request: HttpRequest) -> HttpResponse:
@@ -116,11 +120,32 @@ def payment_view(request: HttpRequest) -> HttpResponse:
     currency = str(data.get("currency", "EUR")).upper()
     if not (Decimal("0.01") <= amount <= Decimal("100000")) or currency not in CURRENCIES:
         return JsonResponse({"detail": "amount (0.01-100000) and currency required"}, status=400)
+    refusal = _step_up(request, data)
+    if refusal is not None:
+        return refusal
     payment = {"id": str(uuid.uuid4()), "status": "paid", "amount": f"{amount:.2f}",
                "currency": currency}  # fmt: skip
     if _wants_json(request):
         return JsonResponse(payment)
     return render(request, "shop/payment.html", {"payment": payment})
+
+
+def _step_up(request: HttpRequest, data: dict) -> HttpResponse | None:
+    """Ask detection about this payment before making it (``tracking.assess``): a risky one
+    needs the account's password again, a blocked source is refused. None: go ahead."""
+    verdict = tracking.assess(request, activity_type="PAYMENT")
+    if verdict.blocked:
+        return JsonResponse({"detail": "refused"}, status=403)
+    if verdict.risk < STEP_UP_RISK:
+        return None
+    if request.user.check_password(str(data.get("confirm_password", ""))):
+        return None
+    reasons = [f.reason for f in verdict.findings]
+    if _wants_json(request):
+        return JsonResponse(
+            {"detail": "confirm your password", "step_up": True, "reasons": reasons}, status=403
+        )
+    return render(request, "shop/payment.html", {"step_up": True, "reasons": reasons}, status=403)
 
 
 @track(activity_type="ACCOUNT")

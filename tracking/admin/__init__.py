@@ -1,3 +1,3 @@
 """Django admin for the audit log (registered on import by ``admin.autodiscover``)."""
 
-from tracking.admin import activity  # noqa: F401
+from tracking.admin import activity, blocks  # noqa: F401

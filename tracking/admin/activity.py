@@ -36,6 +36,7 @@ from tracking.models import (
     Seal,
     Tombstone,
 )
+from tracking.outcome import FAILURE, SUCCESS
 from tracking.storage.stats import rollups_cover
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,20 @@ class TypeFilter(admin.SimpleListFilter):
         return queryset.filter(type=self.value()) if self.value() else queryset
 
 
+class OutcomeFilter(admin.SimpleListFilter):
+    """Fixed choices: a plain field filter would run a DISTINCT over the whole log."""
+
+    title = _("outcome")
+    parameter_name = "outcome"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, Any]]:
+        return [(SUCCESS, _("success")), (FAILURE, _("failure"))]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        value = self.value()
+        return queryset.filter(outcome=value) if value in (SUCCESS, FAILURE) else queryset
+
+
 class CountryFilter(admin.SimpleListFilter):
     """Countries seen, from the daily rollups (small) rather than a DISTINCT over the log."""
 
@@ -118,7 +133,7 @@ def known_tags() -> set[str]:
     """
     tags: set[str] = set()
     try:
-        from tracking.detection.runner import pipeline
+        from tracking.detection.config import pipeline
 
         pipe = pipeline()
         tags |= {d.tag for d in pipe.detectors if getattr(d, "tag", "")}
@@ -244,12 +259,13 @@ class ActivityAdmin(admin.ModelAdmin):
         "location",
         "endpoint",
         "status",
+        "outcome",
         "flagged",
         "risk_score",
         "review_status",
         "tag_list",
     )
-    list_filter = (TypeFilter, CountryFilter, "flagged", "review_status", TagFilter)
+    list_filter = (TypeFilter, CountryFilter, OutcomeFilter, "flagged", "review_status", TagFilter)
     search_fields = ("username", "^ip_address", "endpoint")
     date_hierarchy = "timestamp"
     list_select_related = ("user",)
@@ -288,6 +304,7 @@ class ActivityAdmin(admin.ModelAdmin):
         "endpoint",
         "method",
         "status",
+        "outcome",
         "duration",
         "headers_display",
         "params_display",
@@ -333,6 +350,7 @@ class ActivityAdmin(admin.ModelAdmin):
                     "endpoint",
                     "method",
                     "status",
+                    "outcome",
                     "duration",
                     "headers_display",
                     "params_display",

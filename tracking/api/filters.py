@@ -18,11 +18,12 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, Lookup, OuterRef, Q
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from tracking.dates import parse_iso_date, parse_iso_datetime
 from tracking.models import Activity, Finding, ReviewStatus, Severity
+from tracking.outcome import FAILURE, SUCCESS
 
 UTC = dt_timezone.utc
 
@@ -30,7 +31,6 @@ TOKEN_RE = re.compile(r"^[\w.:\-]{1,64}$")
 TYPE_RE = re.compile(r"^[\w\-]{1,32}$")
 METHOD_RE = re.compile(r"^[A-Za-z]{1,10}$")
 COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SPACE_OFFSET_RE = re.compile(r"(?<=\d) (\d{2}:?\d{2})$")
 
 
@@ -150,18 +150,15 @@ class DateOrDateTimeField(forms.Field):
             # An unencoded "+01:00" offset arrives as " 01:00" in a query string.
             text = _SPACE_OFFSET_RE.sub(r"+\1", str(value).strip())
             try:
-                if _DATE_RE.fullmatch(text):
-                    day = parse_date(text)
-                    if day is None:
-                        raise ValueError(text)
+                day = parse_iso_date(text)
+                if day is not None:
                     parsed = datetime.combine(day, time.min)
                     if self.end:
                         parsed += timedelta(days=1)
                 else:
-                    found = parse_datetime(text)
-                    if found is None:
-                        raise ValueError(text)
-                    parsed = found
+                    parsed = parse_iso_datetime(text)
+                if parsed is None:
+                    raise ValueError(text)
             except (ValueError, OverflowError, TypeError):
                 raise ValidationError(self.error_messages["invalid"], code="invalid") from None
         if timezone.is_naive(parsed):
@@ -214,9 +211,13 @@ class UserPkField(forms.CharField):
         if not value:
             return None
         try:
-            return get_user_model()._meta.pk.to_python(value)
+            pk = get_user_model()._meta.pk.to_python(value)
         except ValidationError:
             raise ValidationError(_("Enter a valid user id."), code="invalid") from None
+        if isinstance(pk, int) and not -(2**63) <= pk < 2**63:
+            # No database column holds it; SQLite would raise instead of matching nothing.
+            raise ValidationError(_("Enter a valid user id."), code="invalid")
+        return pk
 
 
 class PatternField(forms.CharField):
@@ -328,6 +329,11 @@ class ActivityFilter(django_filters.FilterSet):
     endpoint = django_filters.CharFilter(field_name="endpoint", help_text="Exact endpoint path.")
     endpoint_prefix = django_filters.CharFilter(
         field_name="endpoint", lookup_expr="startswith", help_text="Endpoint path prefix."
+    )
+    outcome = django_filters.ChoiceFilter(
+        field_name="outcome",
+        choices=[(SUCCESS, SUCCESS), (FAILURE, FAILURE)],
+        help_text="Outcome: success or failure (a wrong password answered 200 is a failure).",
     )
     review_status = django_filters.ChoiceFilter(
         field_name="review_status", choices=ReviewStatus.choices, help_text="Review status."

@@ -13,6 +13,8 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 
+from tracking.conf import tracking_settings
+
 VIEW_PERMISSION = "tracking.view_activity"
 DELETE_PERMISSION = "tracking.delete_activity"
 REVIEW_PERMISSION = "tracking.review_activity"
@@ -35,3 +37,16 @@ class IsTrackingStaff(BasePermission):
         # Staff with the permissions see every activity; the check is repeated per object so
         # a view that forgets has_permission still refuses.
         return self.has_permission(request, view)
+
+
+class DocsAccess(BasePermission):
+    """The OpenAPI schema and its docs pages: public, or active staff only when
+    ``TRACKING_API_DOCS_STAFF_ONLY`` is set (read at request time)."""
+
+    message = "The API documentation is for staff members only."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if not tracking_settings.API_DOCS_STAFF_ONLY:
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active and user.is_staff)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tracking.api.permissions import DocsAccess
+from tracking.api.throttling import ThrottleFirstMixin
+
 try:
     from drf_spectacular.types import OpenApiTypes
     from drf_spectacular.utils import (
@@ -56,7 +59,7 @@ def filter_parameters() -> list:
     for name, flt in ActivityFilter.base_filters.items():
         kind = _TYPES.get(name, "str")
         enum = None
-        if name in ("review_status", "severity"):
+        if name in ("review_status", "severity", "outcome"):
             enum = [value for value, _ in flt.extra.get("choices", [])]
         params.append(
             OpenApiParameter(
@@ -99,7 +102,8 @@ def schema_view() -> Any:
     )
     from drf_spectacular.views import SpectacularAPIView
 
-    class TrackingSchemaView(SpectacularAPIView):
+    class TrackingSchemaView(ThrottleFirstMixin, SpectacularAPIView):
+        permission_classes = (DocsAccess,)
         # JSON unless YAML is asked for (Accept or ?format=yaml): JSON is valid YAML too.
         renderer_classes = [
             OpenApiJsonRenderer,
@@ -144,3 +148,13 @@ def view_schema() -> Any:
     from drf_spectacular.openapi import AutoSchema
 
     return AutoSchema()
+
+
+def docs_page_view(base: type) -> Any:
+    """A drf-spectacular page view (Swagger UI, Redoc) for this app's schema: public, or
+    staff-only with ``TRACKING_API_DOCS_STAFF_ONLY``; throttled like the API."""
+
+    class TrackingDocsPage(ThrottleFirstMixin, base):
+        permission_classes = (DocsAccess,)
+
+    return TrackingDocsPage.as_view(url_name="tracking:schema")

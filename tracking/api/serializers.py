@@ -23,6 +23,7 @@ LIST_FIELDS = (
     "ip_address",
     "endpoint",
     "status",
+    "outcome",
     "duration",
     # what triage needs beside them
     "username",
@@ -137,6 +138,7 @@ class ActivitySerializer(serializers.ModelSerializer):
             "is_bot",
             "user_agent",
             "method",
+            "outcome",
             "headers",
             "params",
             "severity",

@@ -15,27 +15,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 from rest_framework.throttling import UserRateThrottle
 
+from tracking.capture.clientip import client_ip
 from tracking.conf import DEFAULTS, tracking_settings
 
 
 def client_ident(request: Any) -> str:
     """The client address behind trusted proxies (falls back to the socket peer)."""
     try:
-        from tracking.capture.clientip import client_ip
-    except ImportError:
-        client_ip = None  # type: ignore[assignment]  # clientip is optional here
-    if client_ip is not None:
-        try:
-            address = client_ip(getattr(request, "_request", request))
-        except Exception:  # a misconfigured proxy list must not open the throttle
-            address = None
-        ip = getattr(address, "ip", address)
-        if ip:
-            return str(ip)
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+        ip = client_ip(request)
+    except Exception:  # a misconfigured proxy list must not open the throttle
+        ip = None
+    return ip or request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
 class TrackingRateThrottle(UserRateThrottle):
@@ -74,3 +68,42 @@ class BurstRateThrottle(TrackingRateThrottle):
 
 class SustainedRateThrottle(TrackingRateThrottle):
     scope = "sustained"
+
+
+def throttle_wait(request: Any) -> float | None:
+    """For plain Django views: count ``request`` against the ``burst`` and ``sustained``
+    scopes; the seconds to wait when it is over a rate, else None."""
+    waits = []
+    for throttle_class in (BurstRateThrottle, SustainedRateThrottle):
+        throttle = throttle_class()
+        if not throttle.allow_request(request, None):
+            waits.append(throttle.wait() or 1.0)
+    return max(waits) if waits else None
+
+
+def retry_after(wait: float) -> str:
+    return str(max(1, int(wait + 0.999)))
+
+
+class ThrottleFirstMixin:
+    """For DRF views: every caller is throttled right after authentication, *before* the
+    permission check (DRF throttles after it), so refusals are rate limited too: token
+    guessing, signed-in users without access probing the API. Throttled once per request."""
+
+    throttle_classes = (BurstRateThrottle, SustainedRateThrottle)
+
+    def perform_authentication(self, request: Any) -> None:
+        try:
+            request.user  # noqa: B018 - authenticates
+        except APIException:
+            self._throttle_once(request)
+            raise
+        self._throttle_once(request)
+
+    def _throttle_once(self, request: Any) -> None:
+        if not getattr(request, "_tracking_throttled", False):
+            request._tracking_throttled = True
+            super().check_throttles(request)
+
+    def check_throttles(self, request: Any) -> None:
+        self._throttle_once(request)

@@ -8,7 +8,7 @@ throttles. Object lookups go through the same queryset as the list (no IDOR).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -48,7 +48,8 @@ from tracking.api.serializers import (
     ActivitySerializer,
     ReviewRequestSerializer,
 )
-from tracking.api.throttling import BurstRateThrottle, SustainedRateThrottle
+from tracking.api.throttling import ThrottleFirstMixin
+from tracking.dates import parse_iso_date
 from tracking.detection.review import ReviewError, delete_activity, review
 from tracking.export import records as exporting
 from tracking.models import Activity
@@ -70,38 +71,18 @@ def authentication_classes() -> list[type]:
     return classes
 
 
-class TrackingAPIMixin:
-    """Authentication, permission and throttling shared by every endpoint."""
+class TrackingAPIMixin(ThrottleFirstMixin):
+    """Authentication, permission and throttling (before the permission check) shared by
+    every endpoint."""
 
     if HAVE_SPECTACULAR:
         schema = view_schema()
     permission_classes: Sequence[Any] = (IsTrackingStaff,)
-    throttle_classes: Sequence[Any] = (BurstRateThrottle, SustainedRateThrottle)
     required_permissions: tuple[str, ...] = ()
 
     def get_authenticators(self) -> list:
         # Read at request time so override_settings and late configuration apply.
         return [auth() for auth in authentication_classes()]
-
-    def perform_authentication(self, request: Any) -> None:
-        # Clients without a valid identity (no credentials, or wrong ones: token guessing)
-        # are throttled by client IP *before* the permission check, so refusals are rate
-        # limited too; authenticated users are throttled per user after it, as DRF does.
-        try:
-            user = request.user
-        except APIException:
-            self._throttle_once(request)
-            raise
-        if not (user and user.is_authenticated):
-            self._throttle_once(request)
-
-    def _throttle_once(self, request: Any) -> None:
-        if not getattr(request, "_tracking_throttled", False):
-            request._tracking_throttled = True
-            super().check_throttles(request)  # type: ignore[misc]  # mixed into an APIView
-
-    def check_throttles(self, request: Any) -> None:
-        self._throttle_once(request)
 
     def get_queryset(self) -> Any:
         return Activity.objects.all()
@@ -307,24 +288,31 @@ class StatsView(TrackingAPIMixin, APIView):
 # --- export -----------------------------------------------------------------------------
 
 
-def _stamp(value: datetime | None, raw: str | None) -> str:
+def _stamp(value: datetime | None, bare_date: bool = False, end: bool = False) -> str:
+    """A filename part from a *parsed* time only (never the raw parameter): the day for a
+    bare date (``until``'s parsed value is the next midnight), else a UTC stamp."""
     if value is None:
         return ""
-    if raw and len(raw.strip()) == 10:  # given as a bare date
-        return raw.strip()
+    if bare_date:
+        local = timezone.localtime(value) - (timedelta(days=1) if end else timedelta(0))
+        return local.date().isoformat()
     return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _bare(params: Any, name: str) -> bool:
+    return parse_iso_date(str(params.get(name) or "").strip()) is not None
 
 
 def export_filename(queryset: Any, params: Any, cleaned: dict[str, Any], fmt: str) -> str:
     """``activities_<since>_<until>.<fmt>``: the requested window, else the data's first
-    timestamp and now."""
-    since = _stamp(cleaned.get("since"), params.get("since"))
+    timestamp and now. Built from parsed values and the format (one of ``FORMATS``) only."""
+    since = _stamp(cleaned.get("since"), _bare(params, "since"))
     if not since:
         first = queryset.order_by("timestamp").values_list("timestamp", flat=True).first()
-        since = _stamp(first, None) or "start"
-    until = _stamp(cleaned.get("until"), params.get("until"))
+        since = _stamp(first) or "start"
+    until = _stamp(cleaned.get("until"), _bare(params, "until"), end=True)
     if not until:
-        until = _stamp(timezone.now(), None)
+        until = _stamp(timezone.now())
     return f"activities_{since}_{until}.{fmt}"
 
 

@@ -1,4 +1,4 @@
-"""``@track(activity_type=..., async_log=False)``: record every call of a view.
+"""``@track(activity_type=..., async_log=False, outcome=None)``: record every call of a view.
 
 Works on function views, ``async def`` views, class-based views (decorate the class, its
 ``dispatch``, or use ``method_decorator``), DRF ``APIView``/viewsets (decorate the class) and
@@ -6,6 +6,11 @@ Works on function views, ``async def`` views, class-based views (decorate the cl
 request when there is one, so token/JWT users are recorded. An exception is recorded (404,
 403, 400 for Django's own exceptions, else 500) and re-raised unchanged. Recording never
 breaks the view: its own failures are logged and counted.
+
+The decorated view's request is claimed (``tracking.capture.context``): auth signals sent
+while it runs and the ``TrackingMiddleware`` add to its one activity instead of recording
+their own. The outcome is the auth signal's, else ``outcome(request, response)``'s (a
+callable returning ``"success"``, ``"failure"``, ``""`` or a bool), else the status's.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 
+from tracking.capture.context import TRACK, Claim, bound, claim, complete
 from tracking.capture.request import prepare
 from tracking.capture.tracker import _UNSET, get_tracker
 
@@ -33,7 +39,7 @@ def _find_request(args: tuple) -> tuple[Any, Any]:
     return None, None
 
 
-def _record(request, response, exc, started, opts, view, user=_UNSET) -> None:
+def _record(request, response, exc, started, opts, view, mine: Claim, user=_UNSET) -> None:
     tracker = get_tracker()
     try:
         event = tracker.build_event(
@@ -45,6 +51,7 @@ def _record(request, response, exc, started, opts, view, user=_UNSET) -> None:
             user=user,
             view=view,
         )
+        complete(event, mine, request=request, response=response, outcome=opts["outcome"])
         tracker.record(event, async_log=opts["async_log"])
     except Exception:  # noqa: BLE001 - the view's response matters more than its log line
         from tracking.pipeline import handoff
@@ -59,15 +66,17 @@ def _wrap_function(view_func, opts):
         @functools.wraps(view_func)
         async def async_wrapper(*args, **kwargs):
             request, view = _find_request(args)
-            if request is None:
+            mine = claim(request, TRACK) if request is not None else None
+            if mine is None:
                 return await view_func(*args, **kwargs)
             started = time.perf_counter()
-            try:
-                response = await view_func(*args, **kwargs)
-            except Exception as exc:
-                await _arecord(request, None, exc, started, opts, view)
-                raise
-            await _arecord(request, response, None, started, opts, view)
+            with bound(request):
+                try:
+                    response = await view_func(*args, **kwargs)
+                except Exception as exc:
+                    await _arecord(request, None, exc, started, opts, view, mine)
+                    raise
+                await _arecord(request, response, None, started, opts, view, mine)
             return response
 
         return async_wrapper
@@ -75,30 +84,33 @@ def _wrap_function(view_func, opts):
     @functools.wraps(view_func)
     def wrapper(*args, **kwargs):
         request, view = _find_request(args)
-        if request is None:
+        mine = claim(request, TRACK) if request is not None else None
+        if mine is None:
             return view_func(*args, **kwargs)
         started = time.perf_counter()
         prepare(request)
-        try:
-            response = view_func(*args, **kwargs)
-        except Exception as exc:
-            _record(request, None, exc, started, opts, view)
-            raise
-        if inspect.isawaitable(response):  # a sync dispatch handing back an async handler
-            return _await_then_record(response, request, started, opts, view)
-        _record(request, response, None, started, opts, view)
+        with bound(request):
+            try:
+                response = view_func(*args, **kwargs)
+            except Exception as exc:
+                _record(request, None, exc, started, opts, view, mine)
+                raise
+            if inspect.isawaitable(response):  # a sync dispatch handing back an async handler
+                return _await_then_record(response, request, started, opts, view, mine)
+            _record(request, response, None, started, opts, view, mine)
         return response
 
     return wrapper
 
 
-async def _await_then_record(awaitable, request, started, opts, view):
-    try:
-        response = await awaitable
-    except Exception as exc:
-        await _arecord(request, None, exc, started, opts, view)
-        raise
-    await _arecord(request, response, None, started, opts, view)
+async def _await_then_record(awaitable, request, started, opts, view, mine):
+    with bound(request):
+        try:
+            response = await awaitable
+        except Exception as exc:
+            await _arecord(request, None, exc, started, opts, view, mine)
+            raise
+        await _arecord(request, response, None, started, opts, view, mine)
     return response
 
 
@@ -119,16 +131,16 @@ async def _auser(request, response, view):
     return await sync_to_async(user_of)(request, response, view)
 
 
-async def _arecord(request, response, exc, started, opts, view) -> None:
+async def _arecord(request, response, exc, started, opts, view, mine) -> None:
     try:
         user = await _auser(request, response, view)
     except Exception:  # noqa: BLE001
         user = None
     if opts["async_log"]:
         # Building the event and queueing it touch no database: stay on the event loop.
-        _record(request, response, exc, started, opts, view, user)
+        _record(request, response, exc, started, opts, view, mine, user)
     else:
-        await sync_to_async(_record)(request, response, exc, started, opts, view, user)
+        await sync_to_async(_record)(request, response, exc, started, opts, view, mine, user)
 
 
 def _wrap_class(cls, opts):
@@ -138,29 +150,38 @@ def _wrap_class(cls, opts):
     if is_async:
 
         async def dispatch(self, request, *args, **kwargs):
-            started = time.perf_counter()
-            try:
+            mine = claim(request, TRACK)
+            if mine is None:
                 response = original(self, request, *args, **kwargs)
-                if inspect.isawaitable(response):
-                    response = await response
-            except Exception as exc:
-                await _arecord(request, None, exc, started, opts, self)
-                raise
-            await _arecord(request, response, None, started, opts, self)
+                return (await response) if inspect.isawaitable(response) else response
+            started = time.perf_counter()
+            with bound(request):
+                try:
+                    response = original(self, request, *args, **kwargs)
+                    if inspect.isawaitable(response):
+                        response = await response
+                except Exception as exc:
+                    await _arecord(request, None, exc, started, opts, self, mine)
+                    raise
+                await _arecord(request, response, None, started, opts, self, mine)
             return response
 
         markcoroutinefunction(dispatch)
     else:
 
         def dispatch(self, request, *args, **kwargs):  # type: ignore[misc]  # the sync variant
+            mine = claim(request, TRACK)
+            if mine is None:
+                return original(self, request, *args, **kwargs)
             started = time.perf_counter()
             prepare(request)
-            try:
-                response = original(self, request, *args, **kwargs)
-            except Exception as exc:
-                _record(request, None, exc, started, opts, self)
-                raise
-            _record(request, response, None, started, opts, self)
+            with bound(request):
+                try:
+                    response = original(self, request, *args, **kwargs)
+                except Exception as exc:
+                    _record(request, None, exc, started, opts, self, mine)
+                    raise
+                _record(request, response, None, started, opts, self, mine)
             return response
 
     functools.update_wrapper(dispatch, original)
@@ -168,14 +189,18 @@ def _wrap_class(cls, opts):
     return cls
 
 
-def track(activity_type: Any = "OTHER", async_log: bool = False):
+def track(activity_type: Any = "OTHER", async_log: bool = False, outcome: Any = None):
     """Record every call of the decorated view as an activity of ``activity_type``.
 
-    ``@track`` without arguments records type ``OTHER``.
+    ``@track`` without arguments records type ``OTHER``. ``outcome``: an optional callable
+    ``(request, response) -> "success" | "failure" | "" | bool`` deciding the outcome when no
+    auth signal did (default: the status, >= 400 is a failure).
     """
-    if callable(activity_type):  # used bare: @track
+    if callable(activity_type) and not isinstance(activity_type, str):  # used bare: @track
         return track()(activity_type)
-    opts = {"activity_type": str(activity_type), "async_log": bool(async_log)}
+    if outcome is not None and not callable(outcome):
+        raise TypeError("track(outcome=...) takes a callable (request, response) -> outcome")
+    opts = {"activity_type": str(activity_type), "async_log": bool(async_log), "outcome": outcome}
 
     def decorator(target):
         if inspect.isclass(target):

@@ -29,6 +29,7 @@ from tracking.conf import tracking_settings
 from tracking.enrich.useragent import truncate_user_agent
 from tracking.events import Event
 from tracking.integrity import macs as integrity
+from tracking.respond.marks import mark_event
 
 UTC = dt_timezone.utc
 
@@ -140,7 +141,7 @@ class ActivityTracker:
         if user is None and str(activity_type) == "AUTH":
             # Only login-type views: elsewhere a body's "user"/"email" may name someone else.
             username = claimed_username(params)
-        return Event(
+        event = Event(
             type=str(activity_type),
             timestamp=datetime.now(UTC) - timedelta(milliseconds=duration),
             user_id=user_id,
@@ -157,6 +158,9 @@ class ActivityTracker:
             headers=headers_of(req),
             params=params,
         )
+        # A request refused by a block is recorded as refused (outcome, 403, tag "blocked").
+        mark_event(req, event)
+        return event
 
     def record(self, event: Event, *, async_log: bool = False) -> None:
         """Hand one event off. Never raises for storage problems: the spool keeps it."""

@@ -1,4 +1,5 @@
-"""``tracking doctor [--json]``: spool, writer, unsealed window, newest seal, keys.
+"""``tracking doctor [--json]``: spool, writer, unsealed window, newest seal, alert channels
+and forwarders (last delivery, backlog, failures, dead letters), keys.
 
 Exit code 1 when something is unhealthy (see ``tracking.health``). The writer's counters are
 per process: the web processes' own counters are served by ``api/tracking/health/``.
@@ -13,16 +14,21 @@ help = "Report the health of recording: spool, writer queue, failures, unsealed 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--no-anchor",
+        action="store_true",
+        help="do not record the chain head in TRACKING_ANCHOR_FILE (still compared)",
+    )
 
 
 def _fmt_age(seconds) -> str:
     return "-" if seconds is None else f"{seconds:.0f} s"
 
 
-def handle(command, *, json: bool = False, **options) -> int:
+def handle(command, *, json: bool = False, no_anchor: bool = False, **options) -> int:
     from tracking.health import collect
 
-    data = collect()
+    data = collect(advance_anchor=not no_anchor)
     if json:
         command.stdout.write(jsonlib.dumps(data, indent=2, default=str))
         return 0 if data["healthy"] else 1
@@ -60,6 +66,31 @@ def handle(command, *, json: bool = False, **options) -> int:
         )
         if sealing["chain_head"]:
             out(f"Chain head: {sealing['chain_head']}")
+        anchor = sealing.get("anchor")
+        if anchor is None:
+            out("Anchor: not kept (set TRACKING_ANCHOR_FILE)")
+        elif not anchor["problem"]:
+            moved = anchor["advanced_to"]
+            out(f"Anchor: {anchor['file']} " + (f"now at seq {moved}" if moved else "unchanged"))
+    delivery = data.get("delivery") or {}
+    if "error" in delivery:
+        out(f"Alerts and forwarding: error {delivery['error']}")
+    for row in delivery.get("consumers", []):
+        extra = (
+            f", {row.get('pending_messages', 0)} messages pending, "
+            f"{row['dead_letters']} dead letters"
+            if row["kind"] == "alert"
+            else f", {row.get('unforwarded_seals', 0)} seals to forward"
+        )
+        out(
+            f"{row['kind'].capitalize()} {row['name']} ({row['backend']}): last delivery "
+            f"{row['last_delivery'] or 'never'}, backlog {row['backlog']}{extra}, "
+            f"{row['failures']} failed attempts"
+            + (f" (last error: {row['last_error']})" if row["failing"] else "")
+        )
+    signals = delivery.get("signals")
+    if signals and signals.get("receiver_failures"):
+        out(f"Signal receivers that raised (this process): {signals['receiver_failures']}")
     keys = data["keys"]
     out(
         f"Keys: {keys['encryption_keys']} encryption (current {keys['encryption_key_id'] or '-'}), "

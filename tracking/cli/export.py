@@ -22,7 +22,8 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 
 from django.db.models import QuerySet
-from django.utils.dateparse import parse_date, parse_datetime
+
+from tracking.cli.verify import parse_when
 
 UTC = dt_timezone.utc
 
@@ -30,21 +31,6 @@ help = "Export activities as NDJSON, JSON or CSV (the API export's records) to s
 
 FORMATS = ("ndjson", "json", "csv")
 EXTENSIONS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv"}
-
-
-def parse_when(text: str) -> datetime:
-    """An ISO date-time or date (naive = UTC)."""
-    value = parse_datetime(text)
-    if value is None:
-        day = parse_date(text) if len(text) == 10 else None
-        if day is None:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not an ISO date-time or date (YYYY-MM-DD)"
-            )
-        value = datetime(day.year, day.month, day.day)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
 
 
 def add_arguments(parser) -> None:

@@ -3,7 +3,8 @@
 Reads what ``tracking export`` writes (every field of the record, see
 ``tracking.export.records``) and minimal records (``timestamp``, ``type``, ``ip_address``,
 ``endpoint``, ``method``, ``status`` and optionally ``id``, ``username``, ``user_agent``,
-``session_id``, ``duration``, ``headers``, ``params``). Unknown keys (e.g. the simulator's
+``session_id``, ``duration``, ``headers``, ``params``, ``outcome``: ``success`` or
+``failure``; without it a status >= 400 means failure). Unknown keys (e.g. the simulator's
 ``label``) are ignored. Every record goes through the same batch step as live traffic
 (``ActivityTracker.record_many`` → ``tracking.pipeline.ingest``): enrichment (fields an export already
 carries are kept), redaction, encryption and detection.
@@ -60,6 +61,7 @@ from datetime import timezone as dt_timezone
 from typing import IO, TYPE_CHECKING, Any
 
 from tracking.compat import parse_iso_datetime
+from tracking.outcome import clean as clean_outcome
 
 if TYPE_CHECKING:
     from tracking.events import Event
@@ -457,6 +459,11 @@ def event_from_record(record: Any) -> Event:
         verdict["tags"] = [str(t) for t in tags]
     if "risk_score" in verdict:
         verdict["risk_score"] = _optional_number(record, "risk_score")
+    try:
+        # Files without it: the status decides in ingest (>= 400 is a failure).
+        outcome = clean_outcome(record.get("outcome"))
+    except ValueError as exc:
+        raise BadRecord(str(exc)) from None
     return Event(
         type=kind,
         timestamp=timestamp,
@@ -470,6 +477,7 @@ def event_from_record(record: Any) -> Event:
         endpoint=texts["endpoint"],
         method=texts["method"],
         status=status,
+        outcome=outcome,
         duration=duration,
         headers=_mapping(record, "headers"),
         params=_mapping(record, "params"),

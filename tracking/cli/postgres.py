@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from django.db import connection, transaction
 
-from tracking.integrity.macs import CANONICAL_FIELDS
+from tracking.integrity.macs import CANONICAL_FIELDS, NULLABLE_ON_DELETE
 from tracking.integrity.sealing import ALLOW_DELETE_GUC
 from tracking.models import Activity
 
@@ -36,7 +36,9 @@ def _q(name: str) -> str:
 
 
 def _guarded_columns() -> list[str]:
-    names = [n for n in CANONICAL_FIELDS if n not in MUTABLE_CANONICAL] + ["seq", "mac"]
+    # A deleted account nulls user_id (the row MAC still binds a non-null one).
+    skip = MUTABLE_CANONICAL | set(NULLABLE_ON_DELETE)
+    names = [n for n in CANONICAL_FIELDS if n not in skip] + ["seq", "mac"]
     # get_field() is typed as possibly a relation; these names are concrete columns.
     return [Activity._meta.get_field(n).column for n in names]  # type: ignore[union-attr,misc]
 

@@ -57,7 +57,15 @@ def handle(
         return 2
     if json:
         command.stdout.write(jsonlib.dumps(report.to_dict(), indent=2))
-        return 0
+        return 1 if report.refused else 0
+    if report.refused:
+        command.stderr.write(
+            f"REFUSED: {report.mismatch_count} activities to be purged do not match their "
+            "seals; nothing was deleted (run `tracking verify`):"
+        )
+        for line in report.mismatches:
+            command.stderr.write(f"  {line}")
+        return 1
     verb = "Would remove" if dry_run else "Removed"
     command.stdout.write(f"{verb} {report.removed} activities older than {cutoff.isoformat()}")
     for type_, n in sorted(report.by_type.items()):

@@ -21,6 +21,7 @@ help = "Fit the IsolationForest outlier detector on stored activity and store a 
 
 COLUMNS = (
     "id",
+    "outcome",
     "timestamp",
     "type",
     "user_id",
@@ -129,6 +130,7 @@ def replay_rows(rows, detectors) -> list[list[float]]:
             endpoint=row["endpoint"] or "",
             method=(row["method"] or "").upper(),
             status=row["status"],
+            outcome=row["outcome"] or "",
             duration=row["duration"],
         )
         profile = profiles.get(obs.user_key) if obs.user_key else None
@@ -165,7 +167,7 @@ def handle(
 ) -> int:
     from detectors.outliers import IsolationForestDetector
     from tracking.detection import modelstore
-    from tracking.detection.runner import configured_detectors
+    from tracking.detection.config import configured_detectors
     from tracking.models import Activity, ReviewStatus
 
     try:

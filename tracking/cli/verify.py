@@ -12,7 +12,8 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.dateparse import parse_date, parse_datetime
+
+from tracking.dates import parse_iso_date, parse_iso_datetime
 
 UTC = dt_timezone.utc
 
@@ -20,13 +21,13 @@ help = "Re-compute the hash chain and report every changed, removed or inserted 
 
 
 def parse_when(text: str) -> datetime:
-    """An ISO date or date-time; naive values are UTC."""
-    value = parse_datetime(text)
+    """A strict ISO date or date-time (``tracking.dates``); naive values are UTC."""
+    value = parse_iso_datetime(text.strip())
     if value is None:
-        day = parse_date(text)
+        day = parse_iso_date(text.strip())
         if day is None:
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not a date (YYYY-MM-DD) or ISO date-time"
+                f"{text!r} is not a date (YYYY-MM-DD) or ISO date-time (YYYY-MM-DDTHH:MM[:SS])"
             )
         value = datetime(day.year, day.month, day.day)
     if value.tzinfo is None:
@@ -48,11 +49,32 @@ def add_arguments(parser) -> None:
         help="a chain hash kept outside the database (printed by `tracking seal`); "
         "fails if the chain no longer contains it",
     )
+    parser.add_argument(
+        "--anchor-file",
+        default=None,
+        help="the anchor file `tracking doctor` keeps (default: TRACKING_ANCHOR_FILE when "
+        "--anchor is not given); fails if the chain no longer contains its head",
+    )
 
 
-def handle(command, *, since=None, json: bool = False, anchor=None, **options) -> int:
+def handle(
+    command, *, since=None, json: bool = False, anchor=None, anchor_file=None, **options
+) -> int:
+    from tracking.integrity.anchor import anchor_path, read_anchor
     from tracking.integrity.verify import verify
 
+    path = anchor_path(anchor_file) if (anchor_file or not anchor) else None
+    if path is not None:
+        try:
+            kept = read_anchor(path)
+        except (OSError, ValueError) as exc:
+            command.stderr.write(f"cannot verify: {exc}")
+            return 2
+        if kept is None and anchor_file:
+            command.stderr.write(f"cannot verify: no anchor file at {path}")
+            return 2
+        if kept is not None:
+            anchor = kept.chain_hash
     try:
         report = verify(since, anchor=anchor)
     except ImproperlyConfigured as exc:

@@ -1,7 +1,9 @@
 """Who may see the dashboard: active staff holding ``tracking.view_activity``.
 
 Anonymous visitors are sent to the admin login (the dashboard is reached from the admin);
-signed-in users without the rights get a 403, never a redirect loop.
+signed-in users without the rights get a 403, never a redirect loop. Refusals count against
+the API's throttle rates (a 429 once over them); staff polling the page are not throttled
+here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
 
+from tracking.api.throttling import retry_after, throttle_wait
 from tracking.dashboard.csp import apply_headers
 
 PERMISSION = "tracking.view_activity"
@@ -32,12 +35,23 @@ def _login_url() -> str:
         return str(settings.LOGIN_URL)
 
 
+def _throttled_refusal(request: HttpRequest) -> HttpResponse | None:
+    wait = throttle_wait(request)
+    if wait is None:
+        return None
+    response = JsonResponse({"detail": "Request was throttled."}, status=429)
+    response["Retry-After"] = retry_after(wait)
+    return apply_headers(response)
+
+
 def staff_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """HTML views: anonymous → admin login, signed in without rights → 403 page."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         user = request.user
+        if not can_view(user) and (throttled := _throttled_refusal(request)):
+            return throttled
         if not user.is_authenticated:
             return apply_headers(redirect_to_login(request.get_full_path(), _login_url()))
         if not can_view(user):
@@ -54,6 +68,8 @@ def staff_json(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         user = request.user
+        if not can_view(user) and (throttled := _throttled_refusal(request)):
+            return throttled
         if not user.is_authenticated:
             return apply_headers(
                 JsonResponse(

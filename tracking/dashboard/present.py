@@ -66,6 +66,7 @@ def row(activity: Activity, reasons: list[dict[str, Any]]) -> dict[str, Any]:
         "endpoint": activity.endpoint,
         "method": activity.method,
         "status": activity.status,
+        "outcome": activity.outcome,
         "flagged": activity.flagged,
         "tags": list(activity.tags),
         "risk_score": round(activity.risk_score or 0.0, 3),

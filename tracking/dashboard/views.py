@@ -20,6 +20,7 @@ from tracking.dashboard import charts, feed, present, timeline
 from tracking.dashboard.access import staff_json, staff_page
 from tracking.dashboard.filters import ANY, Filters, parse
 from tracking.dashboard.jsmessages import js_messages
+from tracking.delivery import status as delivery_status
 from tracking.integrity.crypto import DecryptionError
 from tracking.models import Activity, Finding, Review, ReviewStatus, Severity
 from tracking.redaction import redact_headers, redact_mapping
@@ -131,6 +132,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "statuses": list(ReviewStatus.choices) + [(ANY, _("Any"))],
         "selected_status": filters.review_status or "open",
         "tags": _recent_tags(),
+        "delivery": delivery_status.consumers(),
     }
     status = 400 if filters.errors else 200
     return render(request, "tracking/dashboard/index.html", context, status=status)

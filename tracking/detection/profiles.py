@@ -13,6 +13,7 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any
 
+from django.db import connections, router
 from django.utils import timezone
 
 from detectors.profile import UserProfile
@@ -37,8 +38,6 @@ def load_profiles(keys: Iterable[str]) -> dict[str, UserProfile]:
 
     One plain statement per chunk: compiling the ORM query cost a synchronous request more
     than reading its one profile."""
-    from django.db import connections, router
-
     keys = sorted({k for k in keys if k})
     out: dict[str, UserProfile] = {}
     if not keys:
@@ -89,8 +88,6 @@ def save_profiles(profiles: Iterable[UserProfile]) -> int:
     Plain ``executemany`` instead of ``bulk_create(update_conflicts=True)``: the ORM spends
     more time compiling one placeholder per field and row than the database spends writing.
     """
-    from django.db import connections, router
-
     profiles = [p for p in profiles if p.dirty and p.key]
     if not profiles:
         return 0
@@ -137,8 +134,6 @@ def save_counters(namespace: str, counts: dict[str, int]) -> int:
     """Upsert absolute counts with one prepared statement (sorted keys: concurrent writers
     lock rows in the same order). ``executemany`` for the same reason as ``save_profiles``:
     ``bulk_create(update_conflicts=True)`` spent most of its time compiling SQL (profiled)."""
-    from django.db import connections, router
-
     rows = [(namespace, k, int(v)) for k, v in sorted(counts.items())]
     if not rows:
         return 0

@@ -4,7 +4,7 @@ the dashboard alike.
 Review state lives outside the row MAC (see ``models.Activity``) and is updated with
 ``QuerySet.update`` so the encrypted fields and the MAC are never rewritten. Every change
 writes a ``Review`` row (who, when, what, note); a verdict is handed to detection
-(``on_review``) so a dismissed alert teaches the user's profile; ``Rollup.flagged`` follows
+(``feedback.on_review``) so a dismissed alert teaches the user's profile; ``Rollup.flagged`` follows
 the flag so statistics read from rollups stay exact.
 """
 
@@ -16,6 +16,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from tracking.delivery import hooks as delivery
+from tracking.detection import feedback
+from tracking.integrity.sealing import delete_activities
 from tracking.models import Activity, Review, ReviewStatus
 from tracking.storage import rollups
 
@@ -66,7 +69,6 @@ def review(
         )
     if not isinstance(note, str):
         raise ReviewError("note", _("Must be a string."))
-    from tracking.detection.runner import on_review
 
     with transaction.atomic():
         # Lock the row so two reviewers toggling at once cannot both read the old value.
@@ -99,7 +101,7 @@ def review(
                 reviewed_by=reviewer,
                 reviewed_at=now,
             )
-            Review.objects.bulk_create(
+            stored = Review.objects.bulk_create(
                 Review(
                     activity_id=current.pk,
                     action=action,
@@ -115,7 +117,11 @@ def review(
             if review_status is not None:
                 current.flagged = new_flagged
                 current.review_status = review_status
-                on_review(current, review_status)
+                feedback.on_review(current, review_status)
+    if actions:
+        reviewed = Activity.objects.get(pk=activity.pk)
+        delivery.review_committed(reviewed, stored[-1])
+        return reviewed
     return Activity.objects.get(pk=activity.pk)
 
 
@@ -130,7 +136,6 @@ def review_many(activities, *, by: Any, **kwargs: Any) -> int:
 
 def delete_activity(activity: Activity, *, by: Any, reason: str = "api", note: str = "") -> None:
     """Delete one activity through the integrity path, recording who deleted it and when."""
-    from tracking.integrity.sealing import delete_activities
 
     with transaction.atomic():
         Review.objects.create(

@@ -79,6 +79,7 @@ EXPORT_FIELDS: tuple[str, ...] = (
     "endpoint",
     "method",
     "status",
+    "outcome",
     "headers",
     "params",
     "duration",

@@ -3,14 +3,19 @@
 ``purge(before, batch_size, dry_run)``:
 
 1. seals everything pending (old unsealed rows are sealed before they are purged);
-2. finds ``through_seq``, the highest seq below every row at or after ``before``;
-3. writes one signed ``Checkpoint`` *before* deleting, so an interrupted purge still verifies
+2. finds ``through_seq`` from the seals' signed creation times, never from row timestamps
+   (which anyone with database access can edit): the last seq of the run of seals made
+   before ``before`` — a row is sealed after it is recorded, so their rows are older;
+3. checks every row it is about to delete against its seal (leaf hash, row MAC, id at its
+   seq) and **refuses** (deletes nothing, ``refused`` and ``mismatches`` in the report)
+   when one does not match: deleting it would erase the evidence;
+4. writes one signed ``Checkpoint`` *before* deleting, so an interrupted purge still verifies
    (rows under a checkpoint are no longer expected; those still present are still checked)
    and a re-run finishes the job;
-4. deletes the rows of those seals (and their findings) in batches of ``batch_size``, each
+5. deletes the rows of those seals (and their findings) in batches of ``batch_size``, each
    batch its own short transaction;
-5. rows older than ``before`` that were sealed after newer ones (late imports) are deleted
-   through ``delete_activities`` with a signed tombstone each.
+6. rows older than ``before`` that were sealed after newer ones (late imports) are checked
+   the same way, then deleted through ``delete_activities`` with a signed tombstone each.
 
 Seals are kept (small), so the chain still verifies end to end. Rollups (hourly aggregates)
 are kept as well: they hold counts, not activities. A PostgreSQL deployment that partitions
@@ -19,23 +24,35 @@ by time can extend ``purge`` to drop whole partitions under the same checkpoint.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Min
+from django.db.models import Count
 from django.utils import timezone
 
+from tracking.integrity import macs as integrity
+from tracking.integrity.crypto import DecryptionError
 from tracking.integrity.sealing import (
     allow_delete,
+    chain_hash,
     delete_activities,
+    leaves_digest,
+    seal_message,
     seal_pending,
     write_checkpoint,
 )
 from tracking.models import Activity, Finding, Seal
 
+logger = logging.getLogger("tracking.retention")
+
 DEFAULT_BATCH_SIZE = 1000
+# Leaves compared per query when checking rows against their seals; mismatches listed.
+CHECK_CHUNK = 5000
+MAX_LISTED = 100
 
 
 @dataclass
@@ -50,6 +67,14 @@ class PurgeReport:
     batches: int = 0
     checkpoint_id: int | None = None
     partitions: list[str] = field(default_factory=list)
+    refused: bool = False
+    mismatches: list[str] = field(default_factory=list)  # "<id>: <why>", at most MAX_LISTED
+    mismatch_count: int = 0
+
+    def mismatch(self, ident: Any, why: str) -> None:
+        self.mismatch_count += 1
+        if len(self.mismatches) < MAX_LISTED:
+            self.mismatches.append(f"{ident}: {why}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +88,9 @@ class PurgeReport:
             "batches": self.batches,
             "checkpoint_id": self.checkpoint_id,
             "partitions": self.partitions,
+            "refused": self.refused,
+            "mismatch_count": self.mismatch_count,
+            "mismatches": self.mismatches,
         }
 
 
@@ -70,17 +98,107 @@ def cutoff_for_days(days: int) -> datetime:
     return timezone.now() - timedelta(days=days)
 
 
-def purgeable_through(before: datetime) -> int:
-    """The highest seq such that every sealed row up to it is older than ``before``.
+def purgeable_through(before: datetime, report: PurgeReport | None = None) -> int:
+    """The last seq of the run of seals (from the start of the chain) made before ``before``.
 
-    It need not end on a seal boundary: the checkpoint says which seqs are no longer expected,
-    and ``tracking verify`` still checks every seal's chain link and any row left in it.
+    Seal times are signed; a row is recorded before it is sealed, so every row of those
+    seals is older than ``before``. Older rows sealed later are purged one by one as
+    stragglers. A seal whose signature does not verify ends the run (and is a mismatch in
+    ``report``). It need not end where an earlier checkpoint did: ``tracking verify`` still
+    checks every seal's chain link and any row left in the range.
     """
-    newer = Activity.objects.filter(seq__isnull=False, timestamp__gte=before).aggregate(
-        m=Min("seq")
-    )["m"]
-    last = Seal.objects.order_by("-last_seq").values_list("last_seq", flat=True).first() or 0
-    return last if newer is None else min(last, newer - 1)
+    through = 0
+    seals = Seal.objects.order_by("last_seq").only("last_seq", "created_at", "chain_hash", "mac")
+    for seal in seals.iterator(chunk_size=2000):
+        if seal.created_at >= before:
+            break
+        if not integrity.check(seal_message(seal), "seal", seal.mac):
+            if report is not None:
+                report.mismatch(f"seal {seal.pk}", "seal signature invalid (seal edited)")
+            break
+        through = seal.last_seq
+    return through
+
+
+def _compare(report: PurgeReport, rows, expected: dict[int, tuple[str, str]]) -> None:
+    """Report each row whose id, leaf or MAC does not match what its seal lists."""
+    for row in rows:
+        slot = expected.get(row.seq)
+        if slot is None:
+            report.mismatch(row.id, f"seq {row.seq} is not listed by any seal")
+            continue
+        try:
+            leaf, valid = integrity.row_state(row)
+        except DecryptionError:
+            report.mismatch(row.id, "headers/params cannot be decrypted")
+            continue
+        if slot[0] != str(row.id):
+            report.mismatch(row.id, f"seq {row.seq} belongs to activity {slot[0]}")
+        elif leaf != slot[1]:
+            report.mismatch(row.id, "content changed since it was sealed")
+        elif not valid:
+            report.mismatch(row.id, "row MAC or user changed since it was sealed")
+
+
+def _seal_intact(seal: Seal) -> str | None:
+    """Why a seal cannot be trusted to say what its rows were (None when it can)."""
+    if leaves_digest(seal.leaves) != seal.digest:
+        return "seal leaves do not match its digest (seal edited)"
+    computed = chain_hash(seal.prev_hash, seal.digest, seal.first_seq, seal.last_seq, seal.count)
+    if computed != seal.chain_hash:
+        return "seal chain hash does not match its content (seal edited)"
+    if not integrity.check(seal_message(seal), "seal", seal.mac):
+        return "seal signature invalid (seal edited)"
+    return None
+
+
+def _leaves(report: PurgeReport, seals) -> dict[int, tuple[str, str]]:
+    """seq -> (activity id, leaf) of intact seals; an edited seal is a mismatch."""
+    expected: dict[int, tuple[str, str]] = {}
+    for seal in seals:
+        problem = _seal_intact(seal)
+        if problem:
+            report.mismatch(f"seal {seal.pk}", problem)
+            continue
+        for offset, line in enumerate(seal.leaves.split("\n") if seal.leaves else []):
+            aid, _, leaf = line.partition(":")
+            try:
+                aid = str(uuid.UUID(aid))
+            except ValueError:
+                continue
+            expected[seal.first_seq + offset] = (aid, leaf)
+    return expected
+
+
+def check_range(report: PurgeReport, through: int) -> None:
+    """Compare every row still present at seq 1..``through`` with its seal."""
+    group: list[Seal] = []
+    size = 0
+    seals = Seal.objects.filter(first_seq__lte=through).order_by("last_seq")
+    for seal in seals.iterator(chunk_size=200):
+        group.append(seal)
+        size += seal.count
+        if size >= CHECK_CHUNK:
+            _check_group(report, group, through)
+            group, size = [], 0
+    if group:
+        _check_group(report, group, through)
+
+
+def _check_group(report: PurgeReport, group: list[Seal], through: int) -> None:
+    lo, hi = group[0].first_seq, min(group[-1].last_seq, through)
+    rows = Activity.objects.filter(seq__gte=lo, seq__lte=hi).order_by("seq")
+    _compare(report, rows.iterator(chunk_size=2000), _leaves(report, group))
+
+
+def check_stragglers(report: PurgeReport, stragglers) -> None:
+    """Compare each sealed straggler (old timestamp, beyond the range) with its seal."""
+    rows = list(stragglers.filter(seq__isnull=False).order_by("seq")[: CHECK_CHUNK * 20])
+    if not rows:
+        return
+    seqs = [r.seq for r in rows]
+    seals = Seal.objects.filter(last_seq__gte=min(seqs), first_seq__lte=max(seqs))
+    _compare(report, rows, _leaves(report, seals.order_by("last_seq")))
 
 
 def _count_by_type(qs) -> dict[str, int]:
@@ -105,12 +223,25 @@ def purge(
     report = PurgeReport(before=before, dry_run=dry_run)
     if not dry_run:
         report.sealed_first = seal_pending(include_geo_pending=True, wait=True)
-    through = purgeable_through(before)
+    through = purgeable_through(before, report)
     report.through_seq = through
     ranged = Activity.objects.filter(seq__isnull=False, seq__lte=through)
     stragglers = Activity.objects.filter(timestamp__lt=before).exclude(
         seq__isnull=False, seq__lte=through
     )
+    if through:
+        check_range(report, through)
+    check_stragglers(report, stragglers)
+    if report.mismatch_count:
+        # Rows that no longer match their seals are evidence of tampering: refuse, delete
+        # nothing, and name them (`tracking verify` reports them as well).
+        report.refused = True
+        logger.error(
+            "purge refused: %d activities to be deleted do not match their seals (%s)",
+            report.mismatch_count,
+            "; ".join(report.mismatches[:5]),
+        )
+        return report
     if dry_run:
         # Unsealed old rows would be sealed and then purged like the others.
         report.by_type = _count_by_type(ranged)

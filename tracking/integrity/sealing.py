@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from tracking.conf import tracking_settings
 from tracking.integrity import macs as integrity
+from tracking.integrity.anchor import behind_head_cutoff
 from tracking.integrity.crypto import DecryptionError
 from tracking.models import Activity, Checkpoint, Finding, Seal, Tombstone
 
@@ -126,12 +127,10 @@ def allow_delete() -> None:
 def _row_leaf(activity: Activity) -> str | None:
     """The row's leaf hash when its MAC verifies, else None (never sealed)."""
     try:
-        content = integrity.canonical_bytes(activity)
+        leaf, valid = integrity.row_state(activity)
     except DecryptionError:
         return None
-    if not integrity.check(content, "row", activity.mac or ""):
-        return None
-    return hashlib.sha256(content).hexdigest()
+    return leaf if valid else None
 
 
 class _WrittenLeaves:
@@ -242,6 +241,24 @@ def _read_leaves(ids: list[uuid.UUID], skip: set) -> dict[uuid.UUID, str]:
     return out
 
 
+def _warn_behind_head(heads: list[tuple[uuid.UUID, Any, str]], last: Seal | None) -> None:
+    """Rows recorded well before the newest seal was made should have been in it: either a
+    late import, or their seal was removed and their seq stripped (a cut chain tail)."""
+    cutoff = behind_head_cutoff(last)
+    late = [ident for ident, ts, _ in heads if cutoff is not None and ts < cutoff]
+    if late:
+        logger.warning(
+            "sealing %d activities recorded more than %s s before the chain head (seal %s, "
+            "seq %s) was made, e.g. %s: a late import, or their seal was removed; check with "
+            "`tracking verify --anchor`",
+            len(late),
+            tracking_settings.UNSEALED_BEHIND_HEAD_GRACE,
+            last.pk,
+            last.last_seq,
+            late[0],
+        )
+
+
 def _seal_chunk(
     size: int, skip: set, geo_grace: float | None, wait: bool
 ) -> tuple[int, int] | None:
@@ -264,6 +281,7 @@ def _seal_chunk(
         heads = list(qs.values_list("id", "timestamp", "mac")[:size])
         if not heads:
             return 0, 0
+        _warn_behind_head(heads, last)
         leaves = written.take(heads)
         unknown = [h[0] for h in heads if h[0] not in leaves]
         if unknown:

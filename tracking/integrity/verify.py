@@ -19,7 +19,6 @@ nothing yet to compare with): that is the unsealed window described in SECURITY.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 from django.db.models import Q
 
 from tracking.integrity import macs as integrity
+from tracking.integrity.anchor import unsealed_behind_head
 from tracking.integrity.crypto import DecryptionError
 from tracking.integrity.sealing import (
     GENESIS,
@@ -50,6 +50,7 @@ SEQ = "seq"
 SEAL = "seal"
 TOMBSTONE = "tombstone"
 CHECKPOINT = "checkpoint"
+UNSEALED = "unsealed"
 
 
 @dataclass
@@ -130,11 +131,10 @@ class VerifyReport:
 def _row_state(row: Activity) -> tuple[str | None, bool, str]:
     """(leaf hash or None, MAC valid, error text); canonical bytes are computed once."""
     try:
-        content = integrity.canonical_bytes(row)
+        leaf, valid = integrity.row_state(row)
     except DecryptionError as exc:
         return None, False, f"headers/params cannot be decrypted ({exc})"
-    leaf = hashlib.sha256(content).hexdigest()
-    return leaf, integrity.check(content, "row", row.mac or ""), ""
+    return leaf, valid, ""
 
 
 class _Verifier:
@@ -144,6 +144,7 @@ class _Verifier:
         self.report = VerifyReport(since=since.isoformat() if since else None)
         self.tombstones: dict[str, Tombstone] = {}
         self.gaps: list[tuple[int, int]] = []
+        self.head: Seal | None = None
 
     # -- signed side records ----------------------------------------------------------------
     def load_tombstones(self) -> None:
@@ -227,6 +228,7 @@ class _Verifier:
             r.seals += 1
             r.sealed_through = seal.last_seq
             r.head = seal.chain_hash
+            self.head = seal
             if self.anchor and seal.chain_hash == self.anchor:
                 self.anchor = None
             yield seal, lines
@@ -363,7 +365,11 @@ class _Verifier:
             )
         elif not mac_ok:
             self.report.add(
-                CHANGED, "row MAC altered (content matches its seal)", activity_id=row.id, seq=seq
+                CHANGED,
+                "row MAC does not verify although the content matches its seal: the row MAC "
+                "or the row's user (user_id) was changed",
+                activity_id=row.id,
+                seq=seq,
             )
 
     def check_absent(self, aid: str, seq: int, leaf: str, seal: Seal) -> None:
@@ -416,6 +422,9 @@ class _Verifier:
         qs = Activity.objects.filter(seq__isnull=True)
         if self.since is not None:
             qs = qs.filter(timestamp__gte=self.since)
+        behind = set()
+        if self.head is not None:
+            behind = {str(i) for i in unsealed_behind_head(self.head).values_list("id", flat=True)}
         for row in qs.order_by("timestamp", "id").iterator(chunk_size=2000):
             r.unsealed_rows_checked += 1
             aid = str(row.id)
@@ -436,6 +445,15 @@ class _Verifier:
             elif not mac_ok:
                 reason = "invalid row MAC"
             else:
+                if aid in behind:
+                    r.add(
+                        UNSEALED,
+                        f"row recorded before the newest seal (seal {self.head.pk}, made "
+                        f"{self.head.created_at.isoformat(timespec='seconds')}) is still "
+                        "unsealed: its seal may have been removed and its seq stripped (a cut "
+                        "chain tail); compare with an anchor (`--anchor`, TRACKING_ANCHOR_FILE)",
+                        activity_id=aid,
+                    )
                 continue
             r.add(
                 INSERTED,

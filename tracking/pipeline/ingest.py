@@ -40,12 +40,15 @@ from django.db.models.base import ModelState
 
 from tracking.compat import parse_iso_datetime
 from tracking.conf import tracking_settings
+from tracking.delivery import hooks as delivery
 from tracking.enrich import geo, useragent
 from tracking.events import ENRICHMENT_FIELDS, Event
 from tracking.integrity import macs as integrity
 from tracking.integrity import sealing
 from tracking.models import Activity, Severity
+from tracking.outcome import FAILURE, clean, from_status
 from tracking.redaction import redact_headers, redact_params
+from tracking.respond.actions import apply_block_requests
 from tracking.storage import copyinsert, rollups
 
 UTC = dt_timezone.utc
@@ -262,7 +265,13 @@ def build_activity(event: Event) -> Activity:
         duration=_float(event.duration),
         headers=redact_headers(headers),
         params=redact_params(params),
+        outcome=event.outcome if event.outcome in ("success", "failure") else "",
     )
+    try:
+        # Nothing said otherwise: the status decides (>= 400 is a failure).
+        act.outcome = clean(event.outcome) or from_status(act.status)
+    except ValueError as exc:
+        raise InvalidEvent(str(exc)) from exc
     act.user_id = None
     _enrich(event, act)
     return act
@@ -319,6 +328,36 @@ class _Users:
         return self.by_name.get(event.username) if event.username else None
 
 
+def _attach_users(pairs: list[tuple[Event, Activity]], users: _Users) -> None:
+    """Set each row's user; a failed attempt naming no account keeps only a masked name."""
+    for event, act in pairs:
+        act.user_id = users.resolve(event)
+        if act.user_id is None and act.outcome == FAILURE and act.username:
+            _mask_claimed_name(act)
+
+
+def _mask_claimed_name(act: Activity) -> None:
+    """A name that matches no account may be a typo or a password typed into the username
+    field: it is stored as a keyed hash (``integrity.mask_username``), in the row and wherever
+    the request's parameters repeat it."""
+    raw = act.username
+    masked = integrity.mask_username(raw)
+    if masked == raw:
+        return
+    act.username = masked
+    act.params = _replace_text(act.params, raw, masked)
+
+
+def _replace_text(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return new if value.strip() == old else value
+    if isinstance(value, dict):
+        return {k: _replace_text(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_text(v, old, new) for v in value]
+    return value
+
+
 def _merge_verdict(act: Activity, verdict: dict[str, Any]) -> None:
     if not verdict:
         return
@@ -342,7 +381,7 @@ class _DetectionFailed(Exception):
     """Detection raised inside the batch's transaction, which may no longer be usable."""
 
 
-# What detection sets on an activity (``detection._apply_verdict``): put back when a failed
+# What detection sets on an activity (``runner.apply_verdict``): put back when a failed
 # detection's batch is written again without it.
 _VERDICT_FIELDS = ("tags", "risk_score", "severity", "flagged", "review_status")
 
@@ -392,6 +431,7 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool) -> None:
     acts = [a for _, a in pairs]
     with transaction.atomic():
         findings = _detect(acts) if detect else []
+        apply_block_requests(findings)
         leaves = []
         for event, act in pairs:
             _merge_verdict(act, event.verdict or {})
@@ -404,6 +444,8 @@ def _write(pairs: list[tuple[Event, Activity]], *, detect: bool) -> None:
             copyinsert.insert(Activity, acts)
             copyinsert.insert(Finding, findings)
             rollups.apply(acts)
+        # The batch's outbox entry (alerts, forwarders) commits with it; signals after commit.
+        delivery.batch_written(acts, findings)
         if tracking_settings.SEAL_ON_WRITE:
             # This process seals what it wrote: its sealer uses these leaves instead of
             # reading the rows back (see sealing._WrittenLeaves).
@@ -496,7 +538,7 @@ def ingest(
 
     ``assume_new=True`` (live capture: the request path and the writer's queue) skips the
     lookup of already stored ids; a duplicate then costs a failed insert and the lookup."""
-    from tracking.detection.runner import gc_paused
+    from tracking.gcpause import gc_paused
 
     # Enrichment, detection and row building allocate many short-lived containers; cyclic
     # collections they would trigger walk the whole heap (see ``gc_paused``).
@@ -544,8 +586,7 @@ def _ingest(
             pairs = _drop_existing(pairs, result)
         pairs.sort(key=lambda p: p[1].timestamp)
         users = _Users([e for e, _ in pairs], trust_ids=assume_new)
-        for event, act in pairs:
-            act.user_id = users.resolve(event)
+        _attach_users(pairs, users)
         try:
             _insert(pairs)
         except Exception as exc:  # noqa: BLE001 - isolate the bad event below
@@ -589,8 +630,7 @@ def _after_failed_batch(
         pairs = _drop_existing(pairs, result)
     if users.trusted:
         users = _Users([e for e, _ in pairs])
-        for event, act in pairs:
-            act.user_id = users.resolve(event)
+        _attach_users(pairs, users)
         if isinstance(exc, IntegrityError):
             try:
                 _insert(pairs)

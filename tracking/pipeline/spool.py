@@ -3,12 +3,16 @@
 Layout of ``TRACKING_SPOOL_DIR``:
 
 - ``seg-<time>-<pid>-<n>.ndjson``: append-only segments, one event (``Event.to_dict()``) per
-  line. ``append`` writes whole lines under an exclusive ``flock`` and ``fsync``s before it
+  line, encrypted with ``TRACKING_ENCRYPTION_KEYS`` (AES-GCM, the ciphertext format of
+  ``tracking.integrity.crypto``; plaintext JSON lines of older spools are still read). ``append`` writes whole lines under an exclusive ``flock`` and ``fsync``s before it
   returns: an appended event survives a crash of the process.
 - ``*.replaying-<pid>``: a segment claimed by a replay (rename under the same lock, so no
   appender can write into a claimed file). A claim left by a dead process is taken over.
 - ``rejected.ndjson``: dead letters — events that can never become rows, and corrupt lines,
-  each with the reason. Never replayed automatically; kept for an operator.
+  each with the reason (the event encrypted like a segment line; ``decode_line`` reads
+  it). Never replayed automatically; kept for an operator.
+- ``full.count``: how many events were refused because the segments reached
+  ``TRACKING_SPOOL_MAX_BYTES`` (a health alarm until an operator deletes the file).
 
 ``replay()`` ingests claimed segments in order (idempotent: stored ids are skipped) and
 deletes a segment only after every event in it was stored or rejected. If the database is
@@ -28,7 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from tracking.conf import tracking_settings
+from tracking.integrity import crypto
 
 logger = logging.getLogger("tracking.spool")
 
@@ -36,15 +43,22 @@ SEGMENT_PREFIX = "seg-"
 SEGMENT_SUFFIX = ".ndjson"
 CLAIM_MARK = ".replaying-"
 REJECTED = "rejected.ndjson"
+FULL_COUNT = "full.count"
+# Associated data of spooled ciphertexts: a spool line cannot pass for a stored field.
+AAD = "tracking.spool"
 MAX_SEGMENT_BYTES = 8 * 1024 * 1024
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"path": None, "fd": None, "n": 0, "pid": None}
-_counters = {"appended": 0, "replayed": 0, "corrupt": 0, "rejected": 0}
+_counters = {"appended": 0, "replayed": 0, "corrupt": 0, "rejected": 0, "refused_full": 0}
 
 
 class SpoolError(Exception):
     """The spool is not configured or not writable."""
+
+
+class SpoolFull(SpoolError):
+    """The segments reached ``TRACKING_SPOOL_MAX_BYTES``; the events were not spooled."""
 
 
 def directory() -> Path:
@@ -58,11 +72,64 @@ def directory() -> Path:
     return path
 
 
-def _encode(item: Any) -> bytes:
+def _plain(item: Any) -> Any:
     data = item.to_dict() if hasattr(item, "to_dict") else item
-    return (
-        json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
-    ).encode()
+    # Through JSON once so values without a JSON type (dates, UUIDs) become text.
+    return json.loads(json.dumps(data, ensure_ascii=False, default=str))
+
+
+def _encode(item: Any) -> bytes:
+    """One encrypted line; without encryption keys nothing is written in clear."""
+    try:
+        return (crypto.encrypt(_plain(item), AAD) + "\n").encode("ascii")
+    except ImproperlyConfigured as exc:
+        raise SpoolError(f"cannot encrypt spooled events: {exc}") from exc
+
+
+def decode_line(raw: bytes) -> Any:
+    """A spooled line (or a dead letter's ``event``) as data; plaintext JSON of older spools is
+    read as it is. Raises ``ValueError`` for a line that is neither."""
+    text = raw.decode("utf-8").strip()
+    if text.startswith(crypto.PREFIX + ":"):
+        try:
+            return crypto.decrypt(text, AAD)
+        except crypto.DecryptionError as exc:
+            raise ValueError(str(exc)) from exc
+    return json.loads(text)
+
+
+def _segments_bytes(folder: Path) -> int:
+    total = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(SEGMENT_PREFIX):
+                try:
+                    total += entry.stat().st_size
+                except FileNotFoundError:
+                    continue
+    return total
+
+
+def _count_full(folder: Path, n: int) -> None:
+    fd = os.open(str(folder / FULL_COUNT), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        text = os.read(fd, 64).decode("ascii", "replace").strip()
+        count = (int(text) if text.isdigit() else 0) + n
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{count}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def refused_full(folder: Path) -> int:
+    try:
+        text = (folder / FULL_COUNT).read_text(encoding="ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return 0
+    return int(text) if text.isdigit() else 0
 
 
 def _open_segment(folder: Path) -> tuple[str, int]:
@@ -97,6 +164,14 @@ def append(events: Iterable[Any]) -> int:
         return 0
     blob = b"".join(lines)
     folder = directory()
+    cap = tracking_settings.SPOOL_MAX_BYTES
+    if cap is not None and _segments_bytes(folder) + len(blob) > cap:
+        _count_full(folder, len(lines))
+        _counters["refused_full"] += len(lines)
+        raise SpoolFull(
+            f"the spool holds TRACKING_SPOOL_MAX_BYTES ({cap}) already: {len(lines)} events "
+            "not spooled"
+        )
     with _lock:
         if _state["pid"] != os.getpid():  # forked: never share a segment with the parent
             _state.update(path=None, fd=None, n=0, pid=os.getpid())
@@ -126,8 +201,8 @@ def append(events: Iterable[Any]) -> int:
 
 def reject(item: Any, reason: str) -> None:
     """Keep an event that can never be stored (or a corrupt line) with its reason."""
-    data = item.to_dict() if hasattr(item, "to_dict") else item
-    line = _encode({"reason": reason, "event": data, "at": time.time()})
+    event = _encode(item).decode("ascii").strip()
+    line = (json.dumps({"reason": reason, "event": event, "at": time.time()}) + "\n").encode()
     path = directory() / REJECTED
     fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -215,7 +290,7 @@ def _read(claimed: Path, result: ReplayResult) -> list[dict]:
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw.decode("utf-8"))
+                data = decode_line(raw)
                 if not isinstance(data, dict):
                     raise ValueError("not an object")
             except (ValueError, UnicodeDecodeError) as exc:
@@ -330,7 +405,16 @@ def stats() -> dict[str, Any]:
     try:
         folder = directory()
     except SpoolError:
-        return {"files": 0, "events": 0, "bytes": 0, "oldest": None, "rejected": 0, **_counters}
+        return {
+            "files": 0,
+            "events": 0,
+            "bytes": 0,
+            "oldest": None,
+            "rejected": 0,
+            "max_bytes": tracking_settings.SPOOL_MAX_BYTES,
+            "refused_full": 0,
+            **_counters,
+        }
     for _ in range(5):
         files, events, size, oldest, moved = _scan(folder)
         # A replayer renames a segment when it claims or releases it: a file that vanished
@@ -348,6 +432,8 @@ def stats() -> dict[str, Any]:
         "bytes": size,
         "oldest": oldest,
         "rejected": rejected,
+        "max_bytes": tracking_settings.SPOOL_MAX_BYTES,
+        "refused_full": refused_full(folder),
         **{f"{k}_total": v for k, v in _counters.items()},
     }
 

@@ -9,7 +9,8 @@ and falls back to the local path if the broker is down. Nothing is dropped:
 - queue full → the caller writes the event synchronously (``sync_fallbacks``);
 - database unavailable → the batch goes to the durable spool (``spooled``), replayed by this
   thread every ``TRACKING_SPOOL_REPLAY_INTERVAL`` seconds and by ``tracking flush``;
-- spool unwritable too → the batch is kept in memory and retried (``failed`` counts attempts).
+- spool unwritable too → the batch is kept in memory and retried (``failed`` counts attempts),
+  at most ``TRACKING_QUEUE_SIZE`` events: beyond that the oldest are dropped (``dropped``).
 
 It flushes on interpreter exit (atexit) and restarts in a child after ``fork`` (gunicorn
 ``--preload``): the child starts with an empty queue and its own thread.
@@ -240,6 +241,12 @@ class Writer:
                 "spool unavailable too: %d events kept in memory for retry", len(batch)
             )
             self.retry.extend(batch)
+            # Bounded like the queue: memory must not grow while the spool stays unwritable.
+            excess = len(self.retry) - max(1, int(tracking_settings.QUEUE_SIZE))
+            if excess > 0:
+                del self.retry[:excess]
+                self._count("dropped", excess)
+                logger.error("writer retry buffer full: %d oldest events dropped", excess)
 
     def _publish(self, batch: list[Event]) -> bool:
         from tracking.pipeline.tasks import publish

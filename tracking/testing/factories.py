@@ -18,6 +18,7 @@ from datetime import timezone as dt_timezone
 from typing import Any
 
 from tracking.models import Activity
+from tracking.outcome import from_status
 from tracking.simulator.world import CITIES, NETWORKS, host
 
 UTC = dt_timezone.utc
@@ -108,6 +109,7 @@ def build_activity(index: int = 0, **fields: Any) -> Activity:
     if user is not None and "username" not in fields:
         values["username"] = user.get_username()
     values.update(fields)
+    values.setdefault("outcome", from_status(values.get("status")))
     activity = Activity(**values)
     if not activity.mac:
         from tracking.integrity.macs import row_mac

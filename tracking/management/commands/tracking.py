@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "flush": "tracking.cli.flush",
     "postgres": "tracking.cli.postgres",
     "partitions": "tracking.cli.partitions",
+    "forward": "tracking.cli.forward",
 }
 
 

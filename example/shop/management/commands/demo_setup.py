@@ -126,9 +126,13 @@ class Command(BaseCommand):
         admin, _ = model._default_manager.get_or_create(
             **{model.USERNAME_FIELD: "admin"}, defaults={"email": "admin@example.com"}
         )
+        changed = not (admin.is_staff and admin.is_superuser and admin.is_active)
         admin.is_staff = admin.is_superuser = admin.is_active = True
-        admin.set_password(password)
-        admin.save()
+        if not admin.check_password(password):
+            admin.set_password(password)
+            changed = True
+        if changed:  # a re-run changes nothing (and records no account change)
+            admin.save()
         return admin
 
     @staticmethod

@@ -1,0 +1,99 @@
+"""System checks of the capture settings (tracking.E160-E169): TRACKING_AUTH_SIGNALS,
+TRACKING_PATHS, TRACKING_ACCOUNT_CHANGES, TRACKING_ACCOUNT_FIELDS, TRACKING_CHANGE_MODELS."""
+
+from __future__ import annotations
+
+from django.apps import apps
+from django.core import checks
+
+from tracking.capture.paths import entry_problems
+from tracking.conf import tracking_settings
+
+
+@checks.register()
+def check_capture(app_configs=None, **kwargs):
+    errors = []
+    if not isinstance(tracking_settings.AUTH_SIGNALS, bool):
+        errors.append(
+            checks.Error(
+                f"TRACKING_AUTH_SIGNALS must be True or False, got "
+                f"{tracking_settings.AUTH_SIGNALS!r}.",
+                hint="True records Django's login, failed-login and logout signals.",
+                id="tracking.E161",
+            )
+        )
+    for problem in entry_problems(tracking_settings.PATHS):
+        errors.append(
+            checks.Error(
+                f"TRACKING_PATHS: {problem}.",
+                hint='Entries look like {"path": r"^/accounts/login/$", "type": "AUTH", '
+                '"methods": ["POST"], "async": False}; the middleware records nothing until '
+                "the setting is valid.",
+                id="tracking.E160",
+            )
+        )
+    if not isinstance(tracking_settings.ACCOUNT_CHANGES, bool):
+        errors.append(
+            checks.Error(
+                f"TRACKING_ACCOUNT_CHANGES must be True or False, got "
+                f"{tracking_settings.ACCOUNT_CHANGES!r}.",
+                hint="True records changes of accounts, groups and permissions.",
+                id="tracking.E164",
+            )
+        )
+    fields = tracking_settings.ACCOUNT_FIELDS
+    if not isinstance(fields, list | tuple) or not all(isinstance(f, str) for f in fields):
+        errors.append(
+            checks.Error(
+                f"TRACKING_ACCOUNT_FIELDS must be a list of user model field names, got "
+                f"{fields!r}.",
+                id="tracking.E162",
+            )
+        )
+    errors.extend(_change_model_errors(tracking_settings.CHANGE_MODELS))
+    return errors
+
+
+def _change_model_errors(value) -> list[checks.CheckMessage]:
+    hint = 'A dict {"app_label.Model": ["field", ...]}.'
+    if not isinstance(value, dict):
+        return [
+            checks.Error(
+                f"TRACKING_CHANGE_MODELS must be a dict, got {type(value).__name__}.",
+                hint=hint,
+                id="tracking.E163",
+            )
+        ]
+    errors = []
+    for label, names in value.items():
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError, TypeError):
+            errors.append(
+                checks.Error(
+                    f"TRACKING_CHANGE_MODELS: {label!r} is not an installed model.",
+                    hint=hint,
+                    id="tracking.E163",
+                )
+            )
+            continue
+        concrete = {f.name for f in model._meta.concrete_fields}
+        if not isinstance(names, list | tuple) or not names:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_CHANGE_MODELS[{label!r}] must be a non-empty list of field names.",
+                    hint=hint,
+                    id="tracking.E163",
+                )
+            )
+            continue
+        unknown = [n for n in names if n not in concrete]
+        if unknown:
+            errors.append(
+                checks.Error(
+                    f"TRACKING_CHANGE_MODELS[{label!r}]: {label} has no field(s) {unknown}.",
+                    hint=f"Fields of {label}: {', '.join(sorted(concrete))}.",
+                    id="tracking.E163",
+                )
+            )
+    return errors
