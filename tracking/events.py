@@ -65,7 +65,6 @@ class Event:
     # Pre-filled enrichment (imports) and verdicts (imports of our own export).
     enrichment: dict[str, Any] = field(default_factory=dict)
     verdict: dict[str, Any] = field(default_factory=dict)
-    outcome: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

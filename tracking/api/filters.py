@@ -151,14 +151,16 @@ class DateOrDateTimeField(forms.Field):
             text = _SPACE_OFFSET_RE.sub(r"+\1", str(value).strip())
             try:
                 day = parse_iso_date(text)
+                found: datetime | None
                 if day is not None:
-                    parsed = datetime.combine(day, time.min)
+                    found = datetime.combine(day, time.min)
                     if self.end:
-                        parsed += timedelta(days=1)
+                        found += timedelta(days=1)
                 else:
-                    parsed = parse_iso_datetime(text)
-                if parsed is None:
+                    found = parse_iso_datetime(text)
+                if found is None:
                     raise ValueError(text)
+                parsed = found
             except (ValueError, OverflowError, TypeError):
                 raise ValidationError(self.error_messages["invalid"], code="invalid") from None
         if timezone.is_naive(parsed):

@@ -95,7 +95,7 @@ class HttpTransport:
         if not doc.get("errors"):
             return
         for item in doc.get("items") or []:
-            result = next(iter(item.values()), {}) if isinstance(item, dict) else {}
+            result: dict[str, Any] = next(iter(item.values()), {}) if isinstance(item, dict) else {}
             status = int(result.get("status", 500))
             if not (200 <= status < 300 or status == 409):  # 409: stored by an earlier attempt
                 raise DeliveryError(f"Elasticsearch refused a document (status {status})")

@@ -68,9 +68,8 @@ class SyslogTransport:
         self.host, self.port = split_address(options["address"])
         self.protocol = options.get("protocol", "udp")
         facility = options.get("facility", "authpriv")
-        self.facility = (
-            FACILITIES.get(facility, facility) if isinstance(facility, str) else facility
-        )
+        # validate() accepted a facility name or a number 0-23.
+        self.facility: int = FACILITIES[facility] if isinstance(facility, str) else facility
         self.app_name = _field(str(options.get("app_name", "django-tracking")), 48)
         self.hostname = _field(str(options.get("hostname") or socket.gethostname()), 255)
         self.timeout = float(options.get("timeout", 10))

@@ -246,7 +246,7 @@ def _warn_behind_head(heads: list[tuple[uuid.UUID, Any, str]], last: Seal | None
     late import, or their seal was removed and their seq stripped (a cut chain tail)."""
     cutoff = behind_head_cutoff(last)
     late = [ident for ident, ts, _ in heads if cutoff is not None and ts < cutoff]
-    if late:
+    if late and last is not None:
         logger.warning(
             "sealing %d activities recorded more than %s s before the chain head (seal %s, "
             "seq %s) was made, e.g. %s: a late import, or their seal was removed; check with "
