@@ -52,7 +52,8 @@ def _unquote(lines: list[str]) -> str:
 
 
 def parse_po(path: Path) -> list[dict]:
-    """Entries of a .po file: msgid, msgstr, flags (the header entry included)."""
+    """Entries of a .po file: msgid, msgstr, flags (the header entry included). A plural
+    entry also has ``msgid_plural`` and its forms in ``plurals`` (``msgstr`` is the first)."""
     entries, current, field = [], None, None
     for raw in path.read_text(encoding="utf-8").splitlines() + [""]:
         line = raw.strip()
@@ -67,6 +68,8 @@ def parse_po(path: Path) -> list[dict]:
                 "msgctxt": [],
                 "msgid": [],
                 "msgstr": [],
+                "msgid_plural": [],
+                "forms": {},
                 "obsolete": False,
             }
         if line.startswith("#~"):
@@ -81,16 +84,27 @@ def parse_po(path: Path) -> list[dict]:
         elif line.startswith("msgid "):
             field = "msgid"
             current[field].append(line[6:])
+        elif line.startswith("msgid_plural "):
+            field = "msgid_plural"
+            current[field].append(line[13:])
         elif line.startswith("msgstr "):
             field = "msgstr"
             current[field].append(line[7:])
+        elif line.startswith("msgstr["):
+            index, _, rest = line[7:].partition("] ")
+            field = int(index)
+            current["forms"][field] = [rest]
+        elif line.startswith('"') and isinstance(field, int):
+            current["forms"][field].append(line)
         elif line.startswith('"') and field:
             current[field].append(line)
         else:
             raise AssertionError(f"{path}: unexpected line {raw!r}")
     for entry in entries:
         entry["msgid"] = _unquote(entry["msgid"])
-        entry["msgstr"] = _unquote(entry["msgstr"])
+        entry["msgid_plural"] = _unquote(entry["msgid_plural"])
+        entry["plurals"] = [_unquote(entry["forms"][i]) for i in sorted(entry["forms"])]
+        entry["msgstr"] = entry["plurals"][0] if entry["plurals"] else _unquote(entry["msgstr"])
         # gettext's catalog key: "context\x04msgid" for a msgid with a context.
         context = _unquote(entry["msgctxt"])
         entry["key"] = f"{context}\x04{entry['msgid']}" if entry["msgctxt"] else entry["msgid"]
@@ -108,7 +122,11 @@ def test_po_entries_are_all_translated_and_none_is_fuzzy():
     assert "fuzzy" not in header["flags"]
     messages = _messages()
     assert len(messages) > 200
-    untranslated = [e["msgid"] for e in messages if not e["msgstr"].strip()]
+    untranslated = [
+        e["msgid"]
+        for e in messages
+        if not e["msgstr"].strip() or not all(form.strip() for form in e["plurals"])
+    ]
     fuzzy = [e["msgid"] for e in messages if "fuzzy" in e["flags"]]
     obsolete = [e for e in entries if e["obsolete"]]
     assert untranslated == []
@@ -118,16 +136,23 @@ def test_po_entries_are_all_translated_and_none_is_fuzzy():
 
 def test_translations_keep_the_placeholders():
     for entry in _messages():
-        assert sorted(PLACEHOLDER.findall(entry["msgid"])) == sorted(
-            PLACEHOLDER.findall(entry["msgstr"])
-        ), entry["msgid"]
+        for msgstr in entry["plurals"] or [entry["msgstr"]]:
+            assert sorted(PLACEHOLDER.findall(entry["msgid"])) == sorted(
+                PLACEHOLDER.findall(msgstr)
+            ), entry["msgid"]
 
 
 def test_mo_is_compiled_from_the_current_po():
     with MO.open("rb") as handle:
         compiled = gettext.GNUTranslations(handle)
     catalog = {k: v for k, v in compiled._catalog.items() if k != ""}  # type: ignore[attr-defined]
-    expected = {e["key"]: e["msgstr"] for e in _messages()}
+    expected: dict = {}
+    for entry in _messages():
+        if entry["plurals"]:
+            # gettext keys each plural form by (msgid, form index).
+            expected.update({(entry["key"], i): s for i, s in enumerate(entry["plurals"])})
+        else:
+            expected[entry["key"]] = entry["msgstr"]
     assert catalog == expected, "django.mo is stale: run compilemessages (docs/compatibility.md)"
 
 
@@ -156,6 +181,9 @@ def _template_msgids() -> set[str]:
         code = templatize(path.read_text(encoding="utf-8"), origin=str(path))
         # templatize() turns {% translate %} / {% blocktranslate %} into gettext(u'...').
         for literal in re.findall(r"gettext\((u?'(?:[^'\\]|\\.)*')\)", code):
+            found.add(ast.literal_eval(literal))
+        # {% blocktranslate count %} becomes ngettext(u'singular', u'plural', n).
+        for literal in re.findall(r"ngettext\((u?'(?:[^'\\]|\\.)*'),", code):
             found.add(ast.literal_eval(literal))
     return found
 

@@ -61,9 +61,12 @@ def check_keys(app_configs=None, **kwargs):
         if problem:
             errors.append(
                 checks.Error(
-                    f"TRACKING_SEAL_KEYS[{i}] {problem}.",
-                    hint="Seal keys authenticate rows, seals, tombstones and models: use 32 "
-                    "random bytes, urlsafe base64 (`python manage.py tracking keygen`).",
+                    _("TRACKING_SEAL_KEYS[%(index)d] %(problem)s.")
+                    % {"index": i, "problem": problem},
+                    hint=_(
+                        "Seal keys authenticate rows, seals, tombstones and models: use 32 "
+                        "random bytes, urlsafe base64 (`python manage.py tracking keygen`)."
+                    ),
                     id="tracking.E004",
                 )
             )
@@ -73,10 +76,12 @@ def check_keys(app_configs=None, **kwargs):
         if problem:
             errors.append(
                 checks.Error(
-                    f"TRACKING_HASH_KEY {problem}.",
-                    hint="It keys the hash of session ids: use 32 random bytes, urlsafe base64 "
-                    "(`python manage.py tracking keygen`), or leave it unset (derived from the "
-                    "first seal key).",
+                    _("TRACKING_HASH_KEY %(problem)s.") % {"problem": problem},
+                    hint=_(
+                        "It keys the hash of session ids: use 32 random bytes, urlsafe base64 "
+                        "(`python manage.py tracking keygen`), or leave it unset (derived from the "
+                        "first seal key)."
+                    ),
                     id="tracking.E005",
                 )
             )
@@ -212,8 +217,9 @@ def check_integrity_settings(app_configs=None, **kwargs):
     if anchor_file is not None and not isinstance(anchor_file, str | os.PathLike):
         errors.append(
             checks.Error(
-                f"TRACKING_ANCHOR_FILE must be a file path or None, got {anchor_file!r}.",
-                hint="`tracking doctor` keeps the chain head there, outside the database.",
+                _("TRACKING_ANCHOR_FILE must be a file path or None, got %(value)r.")
+                % {"value": anchor_file},
+                hint=_("`tracking doctor` keeps the chain head there, outside the database."),
                 id="tracking.E073",
             )
         )
@@ -358,18 +364,22 @@ def check_recording(app_configs=None, **kwargs):
         if not _positive_int(value):
             errors.append(
                 checks.Error(
-                    f"TRACKING_{name} must be a whole number >= 1, got {value!r}.",
-                    hint="Bounds of the request headers recorded per event.",
-                    id="tracking.E016",
+                    _("TRACKING_%(name)s must be a whole number >= 1, got %(value)r.")
+                    % {"name": name, "value": value},
+                    hint=_("Bounds of the request headers recorded per event."),
+                    id="tracking.E018",
                 )
             )
     cap = tracking_settings.SPOOL_MAX_BYTES
     if cap is not None and not _positive_int(cap):
         errors.append(
             checks.Error(
-                f"TRACKING_SPOOL_MAX_BYTES must be None or a whole number of bytes >= 1, "
-                f"got {cap!r}.",
-                hint="Events beyond it are refused and counted (a health alarm).",
+                _(
+                    "TRACKING_SPOOL_MAX_BYTES must be None or a whole number of bytes >= 1, "
+                    "got %(value)r."
+                )
+                % {"value": cap},
+                hint=_("Events beyond it are refused and counted (a health alarm)."),
                 id="tracking.E017",
             )
         )
@@ -557,9 +567,9 @@ def check_api_settings(app_configs=None, **kwargs):
     if not isinstance(tracking_settings.API_DOCS_STAFF_ONLY, bool):
         errors.append(
             checks.Error(
-                f"TRACKING_API_DOCS_STAFF_ONLY must be True or False, got "
-                f"{tracking_settings.API_DOCS_STAFF_ONLY!r}.",
-                hint="True makes the OpenAPI schema and docs pages staff-only.",
+                _("TRACKING_API_DOCS_STAFF_ONLY must be True or False, got %(value)r.")
+                % {"value": tracking_settings.API_DOCS_STAFF_ONLY},
+                hint=_("True makes the OpenAPI schema and docs pages staff-only."),
                 id="tracking.E033",
             )
         )

@@ -423,9 +423,9 @@ class OutboxEntry(models.Model):
     entries every consumer has passed are pruned."""
 
     class Kind(models.TextChoices):
-        ACTIVITIES = "activities", "Activities"
-        BLOCK_CREATED = "block_created", "Block created"
-        BLOCK_LIFTED = "block_lifted", "Block lifted"
+        ACTIVITIES = "activities", _("Activities")
+        BLOCK_CREATED = "block_created", _("Block created")
+        BLOCK_LIFTED = "block_lifted", _("Block lifted")
 
     id = models.BigAutoField(primary_key=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -467,8 +467,8 @@ class PendingAlert(models.Model):
     """One alert message being grouped or waiting to be sent (or given up on: ``dead``)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        DEAD = "dead", "Dead letter"
+        PENDING = "pending", _("Pending")
+        DEAD = "dead", _("Dead letter")
 
     channel = models.CharField(max_length=200, db_index=True)
     key = models.CharField(max_length=300)  # "<kind>|<rule>|<source>"
