@@ -288,3 +288,30 @@ def test_system_checks_in_norwegian():
         messages = [m for m in checks.run_checks() if m.id == "tracking.E003"]
     assert [m.msg for m in messages] == ["TRACKING_SEAL_KEYS er tom."]
     assert "segl" in messages[0].hint
+
+
+@pytest.mark.django_db
+def test_outcome_and_blocks_in_norwegian(client, staff_user, nb_site):
+    activity = make_activity(flagged=True, username="kari", type="AUTH", outcome="failure")
+    client.force_login(staff_user)
+    index = client.get(INDEX, HTTP_ACCEPT_LANGUAGE="nb").content.decode()
+    assert 'class="outcome outcome-failure">mislykket<' in index
+    assert "Aktive blokkeringer" in index and "Varsler og videresending" in index
+    block = re.search(
+        r'<script id="tracking-messages" type="application/json">(.*?)</script>', index
+    )
+    assert block is not None and '"failure": "mislykket"' in block.group(1)
+    detail = client.get(f"{INDEX}activity/{activity.pk}/", HTTP_ACCEPT_LANGUAGE="nb")
+    assert 'class="outcome outcome-failure">mislykket<' in detail.content.decode()
+
+
+def test_block_and_delivery_checks_in_norwegian():
+    with (
+        override_settings(TRACKING_NEVER_BLOCK="10.0.0.0/8", TRACKING_DELIVERY="sometimes"),
+        translation.override("nb"),
+    ):
+        messages = {m.id: m.msg for m in checks.run_checks()}
+    assert (
+        messages["tracking.E130"] == "TRACKING_NEVER_BLOCK må være en liste med CIDR-er, fikk str."
+    )
+    assert messages["tracking.E172"].startswith('TRACKING_DELIVERY må være "thread"')

@@ -37,6 +37,9 @@ TEXTS = (
     gettext_noop("%(count)s flagged"),
     gettext_noop("%(value)s ms"),
     gettext_noop("Charts unavailable: %(error)s"),
+    # An activity's outcome (tracking.outcome), shown in the queue and the feed.
+    gettext_noop("success"),
+    gettext_noop("failure"),
 )
 
 

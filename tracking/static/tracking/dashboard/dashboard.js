@@ -219,7 +219,7 @@
     who.appendChild(el("span", "user", item.username || t("anonymous")));
     who.appendChild(el("span", "type", item.type_display));
     who.appendChild(el("span", "endpoint", (item.method + " " + item.endpoint).trim()));
-    if (item.outcome) who.appendChild(el("span", "outcome outcome-" + item.outcome, item.outcome));
+    if (item.outcome) who.appendChild(el("span", "outcome outcome-" + item.outcome, t(item.outcome)));
 
     var where = el("td", "where");
     where.appendChild(el("span", "place", (item.city || "—") + (item.country ? ", " + item.country : "")));
@@ -438,7 +438,7 @@
     li.appendChild(head);
     var where = [item.city, item.country].filter(Boolean).join(", ");
     li.appendChild(
-      el("div", "meta", [where || t("unknown place"), item.network, item.ip_address, (item.method + " " + item.endpoint).trim(), item.status, item.outcome]
+      el("div", "meta", [where || t("unknown place"), item.network, item.ip_address, (item.method + " " + item.endpoint).trim(), item.status, item.outcome ? t(item.outcome) : ""]
         .filter(function (x) {
           return x !== null && x !== undefined && x !== "";
         })
