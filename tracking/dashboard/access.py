@@ -39,7 +39,7 @@ def _throttled_refusal(request: HttpRequest) -> HttpResponse | None:
     wait = throttle_wait(request)
     if wait is None:
         return None
-    response = JsonResponse({"detail": "Request was throttled."}, status=429)
+    response = JsonResponse({"detail": _("Request was throttled.")}, status=429)
     response["Retry-After"] = retry_after(wait)
     return apply_headers(response)
 
