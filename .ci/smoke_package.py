@@ -64,7 +64,7 @@ SETTINGS = textwrap.dedent(
     DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
     STATIC_URL = "/static/"
     TRACKING_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(os.urandom(32)).decode()]
-    TRACKING_SEAL_KEYS = ["smoke-seal-key"]
+    TRACKING_SEAL_KEYS = [base64.urlsafe_b64encode(os.urandom(32)).decode()]
     TRACKING_ASYNC_HANDOFF = "sync"
     TRACKING_SEAL_INTERVAL = 0
     TRACKING_SPOOL_DIR = os.path.join(os.path.dirname(__file__), "spool")
@@ -111,6 +111,8 @@ CHECKS = textwrap.dedent(
         return found
 
     present(root, "templates/tracking/dashboard/index.html", "dashboard template")
+    present(root, "templates/tracking/blocked.html", "blocked page")
+    present(root, "static/tracking/dashboard/blocks.js", "blocks script")
     present(root, "static/tracking/dashboard/dashboard.js", "dashboard script")
     present(root, "static/tracking/dashboard/dashboard.css", "dashboard stylesheet")
     present(root, "migrations/0001_initial.py", "migrations")
@@ -123,7 +125,7 @@ CHECKS = textwrap.dedent(
     django.setup()
 
     from detectors.rules.loader import load_rules
-    from tracking.detection.runner import builtin_rule_dir
+    from tracking.detection.config import builtin_rule_dir
     loaded = load_rules([builtin_rule_dir()])
     assert len(loaded) == len(rules), (len(loaded), len(rules))
 
