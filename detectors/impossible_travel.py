@@ -141,6 +141,7 @@ class ImpossibleTravel(Detector):
             return []  # first located event of this user
         if (prev.get("r") or 0) > self.max_accuracy_radius_km:
             return []
+        assert event.latitude is not None and event.longitude is not None  # locatable()
         distance = haversine_km(prev["lat"], prev["lon"], event.latitude, event.longitude)
         margin = (prev.get("r") or 0) + (event.accuracy_radius or 0)
         effective = max(0.0, distance - margin)

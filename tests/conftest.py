@@ -128,7 +128,10 @@ def spool_dir(settings, tmp_path):
 
 
 def _live_event(**fields):
-    from datetime import UTC, datetime
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
+
+    UTC = dt_timezone.utc
 
     from tracking.events import Event
 
@@ -149,7 +152,10 @@ def _live_event(**fields):
 
 
 def _live_events(n, tag="e", **fields):
-    from datetime import UTC, datetime, timedelta
+    from datetime import datetime, timedelta
+    from datetime import timezone as dt_timezone
+
+    UTC = dt_timezone.utc
 
     now = datetime.now(UTC)
     return [

@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 
 from tracking.export.record import EXPORT_FIELDS
 from tracking.models import Activity
 from tracking.testing.factories import make_activities, make_activity
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 URL = "/api/tracking/activities/export/"

@@ -4,7 +4,8 @@ known address still logs in. Blocks come from the shipped rules through ingested
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from unittest import mock
 
 import pytest
@@ -16,6 +17,8 @@ from tracking.events import Event
 from tracking.models import Activity, Block, Finding
 from tracking.pipeline.ingest import ingest
 from tracking.respond import blocks
+
+UTC = dt_timezone.utc
 
 pytestmark = [pytest.mark.django_db]
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -14,6 +15,8 @@ from tracking.integrity.verify import verify
 from tracking.models import Activity, Finding
 from tracking.pipeline.ingest import ingest
 from tracking.storage import copyinsert
+
+UTC = dt_timezone.utc
 
 PG = connection.vendor == "postgresql"
 N = copyinsert.MIN_ROWS + 10

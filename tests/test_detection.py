@@ -4,7 +4,8 @@ from review, configuration (settings, rule folders, suppression) and its system 
 from __future__ import annotations
 
 import textwrap
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core import checks
@@ -13,6 +14,8 @@ from django.test import override_settings
 from tracking.events import Event
 from tracking.models import Activity, Counter, Finding, Profile
 from tracking.simulator.world import NETWORKS, host
+
+UTC = dt_timezone.utc
 
 T0 = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
 DESKTOP_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"

@@ -1,7 +1,8 @@
 """`manage.py tracking doctor [--json]`."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.test import override_settings
@@ -10,6 +11,8 @@ from tracking.integrity.sealing import seal_pending
 from tracking.testing.factories import make_activities
 
 from .integrity_helpers import run_tracking
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

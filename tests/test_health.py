@@ -3,7 +3,8 @@
 import json
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import DatabaseError
@@ -12,6 +13,8 @@ from django.test import override_settings
 from tracking import health
 from tracking.integrity.sealing import seal_pending
 from tracking.testing.factories import make_activities
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,8 @@ import gzip
 import io
 import json
 import tracemalloc
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core.management import call_command
@@ -16,6 +17,8 @@ from tracking.export.record import EXPORT_FIELDS
 from tracking.integrity import macs as integrity
 from tracking.models import Activity
 from tracking.simulator import traffic
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

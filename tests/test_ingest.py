@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 
@@ -13,6 +14,8 @@ from tracking.integrity import macs as integrity
 from tracking.models import Activity, Rollup
 from tracking.pipeline.ingest import ingest
 from tracking.pipeline.spool import decode_line
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timezone as dt_timezone
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tracking.models import Activity
 from tracking.pipeline.ingest import ingest
+
+UTC = dt_timezone.utc
 
 
 def _deleted_user_pk(model, username: str):

@@ -1,7 +1,8 @@
 """`tracking purge` and TRACKING_RETENTION_DAYS: batches, checkpoint, chain still verifies."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core import checks
@@ -15,6 +16,8 @@ from tracking.storage.retention import purge
 from tracking.testing.factories import make_activities
 
 from .integrity_helpers import run_tracking, sql
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

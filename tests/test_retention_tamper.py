@@ -7,7 +7,7 @@ seals, refuses and names the rows; `tracking verify --anchor` still reports them
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from unittest import mock
 
 import pytest
@@ -18,6 +18,8 @@ from tracking.storage.retention import purge
 from tracking.testing.factories import make_activities
 
 from .integrity_helpers import db_id, run_tracking, sql
+
+UTC = timezone.utc
 
 pytestmark = pytest.mark.django_db
 NOW = datetime.now(UTC)

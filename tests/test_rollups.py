@@ -4,7 +4,8 @@ every path must agree with a scan of the activity table."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +15,8 @@ from tracking.models import Activity, DailyRollup, Rollup
 from tracking.storage import rollups
 from tracking.storage.stats import query_stats, rollup_stats
 from tracking.testing.factories import build_activity
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

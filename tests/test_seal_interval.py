@@ -5,7 +5,8 @@ at most every interval (and when it stops), and `tracking verify` passes."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import connection
@@ -16,6 +17,8 @@ from tracking.models import Activity, Seal
 from tracking.pipeline import housekeeping, writer
 from tracking.pipeline.ingest import ingest
 from tracking.storage import partitioning
+
+UTC = dt_timezone.utc
 
 PG = connection.vendor == "postgresql"
 

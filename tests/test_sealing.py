@@ -1,6 +1,7 @@
 import hashlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.test import override_settings
@@ -12,6 +13,8 @@ from tracking.models import Activity, Finding, Seal, Tombstone
 from tracking.testing.factories import make_activities, make_activity
 
 from .integrity_helpers import db_id, sql
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from io import StringIO
 
 import pytest
@@ -10,6 +11,8 @@ from django.core.management import call_command
 
 from tracking.models import Activity, DetectorModel
 from tracking.simulator.traffic import simulate
+
+UTC = dt_timezone.utc
 
 
 def run(*args) -> tuple[int, str, str]:

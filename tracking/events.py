@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
+
+from tracking.compat import parse_iso_datetime
+
+UTC = dt_timezone.utc
 
 # Fields enrichment fills in (an imported record may already carry them; those are kept).
 ENRICHMENT_FIELDS = (
@@ -43,7 +48,8 @@ def parse_timestamp(value: str | datetime) -> datetime:
     UTC). Raises ``ValueError`` for anything else. The one parser of event timestamps:
     ``Event.from_dict``, the batch step and imports use it."""
     if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # Python 3.10's fromisoformat refuses forms 3.11 reads (short fractions, +0000).
+        value = parse_iso_datetime(value.replace("Z", "+00:00"))
     if not isinstance(value, datetime):
         raise ValueError(f"not a timestamp: {value!r}")
     if value.tzinfo is None:
@@ -78,7 +84,6 @@ class Event:
     # Pre-filled enrichment (imports) and verdicts (imports of our own export).
     enrichment: dict[str, Any] = field(default_factory=dict)
     verdict: dict[str, Any] = field(default_factory=dict)
-    outcome: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

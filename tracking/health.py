@@ -18,13 +18,15 @@ from __future__ import annotations
 import hmac
 import importlib
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.db.models import Min
 from django.http import JsonResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import APIException
@@ -37,6 +39,8 @@ from tracking.integrity import anchor as anchors
 from tracking.integrity import crypto
 from tracking.integrity import macs as integrity
 from tracking.models import Activity, Seal
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.health")
 
@@ -272,16 +276,16 @@ def health_view(request):
     """JSON health for staff with ``tracking.view_activity`` or a monitoring token; 503 when
     unhealthy; throttled like the API (429)."""
     if request.method not in ("GET", "HEAD"):
-        return JsonResponse({"detail": "Method not allowed."}, status=405)
+        return JsonResponse({"detail": _("Method not allowed.")}, status=405)
     # Every caller, refused ones too, before any check.
     wait = throttle_wait(request)
     if wait is not None:
-        response = JsonResponse({"detail": "Request was throttled."}, status=429)
+        response = JsonResponse({"detail": _("Request was throttled.")}, status=429)
         response["Retry-After"] = retry_after(wait)
         return response
     if not (_token_ok(request) or _staff(request)):
         authenticated = getattr(getattr(request, "user", None), "is_authenticated", False)
         status = 403 if authenticated else 401
-        return JsonResponse({"detail": "Staff or a health token is required."}, status=status)
+        return JsonResponse({"detail": _("Staff or a health token is required.")}, status=status)
     data = collect()
     return JsonResponse(data, status=200 if data["healthy"] else 503)

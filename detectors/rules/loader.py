@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ class RuleError(ValueError):
 
 def context_field_names() -> frozenset[str]:
     return frozenset(
-        context_features(Observation(timestamp=datetime(2000, 1, 1, tzinfo=UTC)), None)
+        context_features(Observation(timestamp=datetime(2000, 1, 1, tzinfo=timezone.utc)), None)
     )
 
 
@@ -112,7 +112,7 @@ def _type_gate(body: Any) -> frozenset[str] | None:
         value = body.get(key)
         values = value if isinstance(value, list) else [value]
         if value is not None and all(isinstance(v, str) for v in values):
-            return frozenset(v.upper() for v in values)
+            return frozenset(str(v).upper() for v in values)
     return None
 
 

@@ -196,7 +196,7 @@ def _failed(
     alert.attempts += 1
     alert.last_error = error
     if alert.attempts >= channel.max_attempts:
-        alert.status = PendingAlert.Status.DEAD
+        alert.status = str(PendingAlert.Status.DEAD)
         logger.error(
             "alert to %s given up after %d attempts: %s", channel.name, alert.attempts, error
         )

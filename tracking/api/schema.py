@@ -22,12 +22,13 @@ try:
     HAVE_SPECTACULAR = True
 except ImportError:  # optional dependency (extra "docs")
     HAVE_SPECTACULAR = False
-    OpenApiParameter = OpenApiResponse = OpenApiTypes = None
+    # Stand-ins for the optional dependency: None, and decorators that change nothing.
+    OpenApiParameter = OpenApiResponse = OpenApiTypes = None  # type: ignore[misc,assignment]
 
-    def extend_schema(*args: Any, **kwargs: Any):
+    def extend_schema(*args: Any, **kwargs: Any):  # type: ignore[misc]
         return lambda target: target
 
-    def extend_schema_field(*args: Any, **kwargs: Any):
+    def extend_schema_field(*args: Any, **kwargs: Any):  # type: ignore[misc]
         return lambda target: target
 
 

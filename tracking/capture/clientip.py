@@ -105,7 +105,7 @@ def parse_networks(values: Any) -> tuple[list[IPNetwork], list[str]]:
             bad.append(str(value))
             continue
         if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96:
-            mapped = ipaddress.ip_network("::ffff:0:0/96")
+            mapped = ipaddress.IPv6Network("::ffff:0:0/96")
             if net.subnet_of(mapped):
                 net = ipaddress.IPv4Network(
                     (int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96)

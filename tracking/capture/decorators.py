@@ -166,7 +166,7 @@ def _wrap_class(cls, opts):
         markcoroutinefunction(dispatch)
     else:
 
-        def dispatch(self, request, *args, **kwargs):
+        def dispatch(self, request, *args, **kwargs):  # type: ignore[misc]  # the sync variant
             mine = claim(request, TRACK)
             if mine is None:
                 return original(self, request, *args, **kwargs)

@@ -16,7 +16,8 @@ import logging
 import math
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
@@ -31,6 +32,8 @@ from tracking.events import Event
 from tracking.integrity import macs as integrity
 from tracking.pipeline import handoff
 from tracking.pipeline.ingest import IngestResult
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.recording")
 
@@ -123,6 +126,7 @@ class ActivityTracker:
             user = user_of(request, response, view)
         req = django_request(request)
         address = client_address(req)
+        status: int | None
         if exception is not None:
             status = exception_status(exception)
         else:

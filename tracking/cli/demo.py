@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.contrib.auth import get_user_model
 from django.db.models import Max
@@ -26,6 +27,8 @@ from tracking.capture.tracker import get_tracker
 from tracking.models import Activity, Counter
 from tracking.pipeline.mapping import event_from_record
 from tracking.simulator import traffic
+
+UTC = dt_timezone.utc
 
 help = "Fill the database with a few days of simulated traffic (with attacks) ending now."
 
@@ -110,7 +113,7 @@ def fill(
     created = ensure_users(traffic.population(users, span, seed))
     tracker = get_tracker()
     stored = duplicates = 0
-    batch = []
+    batch: list = []
 
     def flush() -> None:
         nonlocal stored, duplicates, batch

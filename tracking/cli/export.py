@@ -19,6 +19,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.db.models import QuerySet
 
@@ -29,6 +30,8 @@ from tracking.export.parallel import pieces
 from tracking.export.records import encode_values
 from tracking.export.values import PayloadCache, iter_values
 from tracking.models import Activity
+
+UTC = dt_timezone.utc
 
 help = "Export activities as NDJSON, JSON or CSV (the API export's records) to stdout or a file."
 

@@ -42,7 +42,7 @@ def handle(
     if batch_size is not None and batch_size < 1:
         command.stderr.write("--batch-size must be a positive number")
         return 2
-    cutoff = before if before is not None else cutoff_for_days(days)
+    cutoff = before if before is not None else cutoff_for_days(days)  # type: ignore[arg-type]  # days is set when before is not
     if cutoff > timezone.now():
         command.stderr.write(
             f"--before {cutoff.isoformat()} is in the future: that would delete activities "

@@ -6,9 +6,11 @@ after it until this finishes). Rows keep verifying: the row MAC covers the plain
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.db import transaction
 
-from tracking.fields import Ciphertext
+from tracking.fields import Ciphertext, EncryptedJSONField
 from tracking.integrity import crypto
 from tracking.models import Activity
 
@@ -53,7 +55,7 @@ def reencrypt(batch_size: int = 500, dry_run: bool = False) -> dict[str, int]:
                     continue
                 updates = {}
                 for n in names:
-                    field = Activity._meta.get_field(n)
+                    field = cast(EncryptedJSONField, Activity._meta.get_field(n))
                     updates[n] = Ciphertext(crypto.encrypt(plain[n], field.aad(row)))
                 Activity.objects.filter(pk=row.pk).update(**updates)
     return counts

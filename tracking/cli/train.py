@@ -9,8 +9,9 @@ version (``tracking.detection.modelstore``); running detectors pick it up on the
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any, cast
 
 from detectors.base import Context, Observation
 from detectors.features import context_features
@@ -21,6 +22,8 @@ from tracking.detection import modelstore
 from tracking.detection.config import configured_detectors
 from tracking.detection.profiles import profile_key
 from tracking.models import Activity, ReviewStatus
+
+UTC = dt_timezone.utc
 
 help = "Fit the IsolationForest outlier detector on stored activity and store a new model version."
 
@@ -105,19 +108,22 @@ def replay_rows(rows, detectors) -> list[list[float]]:
             type=row["type"] or "",
             id=str(row["id"]),
             user_key=profile_key(row["user_id"], row["username"]),
-            **{
-                k: (row[k] if row[k] is not None else "")
-                for k in (
-                    "username",
-                    "session_id",
-                    "isp",
-                    "country",
-                    "region",
-                    "city",
-                    "device",
-                    "os",
-                )
-            },
+            **cast(
+                dict[str, Any],
+                {
+                    k: (row[k] if row[k] is not None else "")
+                    for k in (
+                        "username",
+                        "session_id",
+                        "isp",
+                        "country",
+                        "region",
+                        "city",
+                        "device",
+                        "os",
+                    )
+                },
+            ),
             browser=row["browser"] or "",
             ip_address=row["ip_address"],
             asn=row["asn"],

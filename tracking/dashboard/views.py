@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from tracking.activity_types import all_types
@@ -18,6 +19,7 @@ from tracking.conf import tracking_settings
 from tracking.dashboard import charts, feed, present, timeline
 from tracking.dashboard.access import staff_json, staff_page
 from tracking.dashboard.filters import ANY, Filters, parse
+from tracking.dashboard.jsmessages import js_messages
 from tracking.delivery import status as delivery_status
 from tracking.integrity.crypto import DecryptionError
 from tracking.models import Activity, Finding, Review, ReviewStatus, Severity
@@ -49,6 +51,7 @@ def _page_context(request: HttpRequest, filters: Filters) -> dict[str, Any]:
         },
         "can_review": request.user.has_perm(REVIEW_PERMISSION),
         "export_url": _export_url(request, api, filters),
+        "js_messages": js_messages(),
     }
 
 
@@ -114,7 +117,7 @@ def index(request: HttpRequest) -> HttpResponse:
                 "activity": a,
                 "network": present.network(a),
                 "device": present.device(a),
-                "findings": a.shown_findings,
+                "findings": cast(Any, a).shown_findings,  # Prefetch(to_attr=...)
             }
             for a in rows
         ],
@@ -123,7 +126,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "paged": bool(before),
         "types": sorted(all_types().items()),
         "severities": [c for c in Severity.choices if c[0]],
-        "statuses": list(ReviewStatus.choices) + [(ANY, "Any")],
+        "statuses": list(ReviewStatus.choices) + [(ANY, _("Any"))],
         "selected_status": filters.review_status or "open",
         "tags": _recent_tags(),
         "delivery": delivery_status.consumers(),
@@ -137,7 +140,7 @@ def _decrypted(activity: Activity, name: str) -> tuple[str, str]:
     try:
         value = getattr(activity, name)
     except DecryptionError as exc:
-        return "", f"Cannot decrypt {name}: {exc}"
+        return "", _("Cannot decrypt %(name)s: %(error)s") % {"name": name, "error": exc}
     if name == "headers" and isinstance(value, dict):
         value = redact_headers(value)
     elif isinstance(value, dict):
@@ -203,7 +206,7 @@ def feed_view(request: HttpRequest) -> HttpResponse:
         return _bad_request({"after": str(exc)})
     known_text = request.GET.get("known", "").strip()
     if known_text and not (known_text.isdigit() and len(known_text) < 10):
-        return _bad_request({"known": "known is a count of activities (a whole number)."})
+        return _bad_request({"known": _("known is a count of activities (a whole number).")})
     known = int(known_text) if known_text else None
     return JsonResponse(feed.poll(after, filters, known=known))
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from detectors import rulepack
+import detectors.rulepack as rulepack
+
 from detectors.base import Detector
 from detectors.engine import Engine
 from detectors.registry import build_all

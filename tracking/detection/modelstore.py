@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -134,7 +135,7 @@ class LatestVersions:
     tests replace it).
     """
 
-    timer = time.monotonic
+    timer: Callable[[], float] = time.monotonic
     interval = 5.0
 
     def __init__(self) -> None:

@@ -74,7 +74,7 @@ def apply_verdict(act: Activity, verdict: Verdict) -> None:
     if verdict.flagged and not act.flagged:
         act.flagged = True
         if act.review_status not in (ReviewStatus.CONFIRMED, ReviewStatus.DISMISSED):
-            act.review_status = ReviewStatus.OPEN
+            act.review_status = str(ReviewStatus.OPEN)
 
 
 def finding_row(act: Activity, f: DetectorFinding) -> Finding:

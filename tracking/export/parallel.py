@@ -23,9 +23,9 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from datetime import UTC
+from datetime import timezone as dt_timezone
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, transaction
@@ -34,6 +34,8 @@ from django.db.models import Q
 from tracking.export.record import FORMATS
 from tracking.export.records import encode_piece
 from tracking.export.values import PayloadCache, iter_values, raw_reader_applies
+
+UTC = dt_timezone.utc
 
 ORDER = ("timestamp", "id")
 STEP = 2000
@@ -177,7 +179,7 @@ def _in_order(
                 continue
             for link in ready or wait(list(busy)):
                 try:
-                    outcome = link.recv()
+                    outcome = cast(Any, link).recv()  # a worker's Connection
                 except EOFError:  # killed from outside (e.g. out of memory)
                     raise RuntimeError("an export worker exited unexpectedly") from None
                 idle.append(link)

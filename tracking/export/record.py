@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from tracking import redaction
 from tracking.integrity.crypto import DecryptionError
 from tracking.models import Activity
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.export.records")
 

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import timezone as dt_timezone
 from itertools import islice
 from typing import Any
 
@@ -39,6 +39,8 @@ from tracking.export.record import (
 )
 from tracking.integrity import crypto
 from tracking.models import Activity, Finding
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.export.records")
 
@@ -174,7 +176,7 @@ def _finding_rows(finding_model: Any, ids: list[Any], text_ids: bool = False) ->
                 ",".join(ids),
             )
         else:
-            selected, operand, param = key, "%s", list(ids)
+            selected, operand, param = key, "%s", list(ids)  # type: ignore[assignment]  # the driver adapts a list as an array
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {selected}, {columns}"  # noqa: S608

@@ -16,7 +16,8 @@ import ipaddress
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from tracking.activity_types import all_types
@@ -29,6 +30,8 @@ from tracking.events import (
 )
 from tracking.integrity import macs as integrity
 from tracking.outcome import clean as clean_outcome
+
+UTC = dt_timezone.utc
 
 ID_NAMESPACE = uuid.UUID("7d7f9d2e-3c55-4c1b-9f40-4b7e8d7b1a10")
 SESSION_HASH = re.compile(r"[0-9a-f]{64}")

@@ -339,7 +339,9 @@ def imported_findings(act: Activity, verdict: dict[str, Any], have: set[tuple]) 
                 detector=key[0],
                 tag=key[1],
                 score=score,
-                severity=f.get("severity") if SEVERITY_RANK.get(f.get("severity"), 0) else "low",
+                severity=severity
+                if SEVERITY_RANK.get(severity := str(f.get("severity") or ""), 0)
+                else "low",
                 reason=str(f.get("reason") or "")[:512],
                 evidence={"imported": True},
                 flag=bool(verdict.get("flagged")),

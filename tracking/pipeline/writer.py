@@ -88,13 +88,15 @@ class Writer:
         keep: Keep | None = None,
         jobs: Sequence[Callable[[], Job]] | None = None,
     ) -> None:
-        self.feed = feed or _Config.feed
-        self.keep = keep or _Config.keep
-        if self.feed is None or self.keep is None:
+        feed = feed or _Config.feed
+        keep = keep or _Config.keep
+        if feed is None or keep is None:
             raise RuntimeError(
                 "the tracking writer has nothing to feed: import tracking.pipeline.handoff "
                 "(done when the tracking app is ready) or pass feed= and keep="
             )
+        self.feed: Feed = feed
+        self.keep: Keep = keep
         self.jobs: list[Job] = [make() for make in (_Config.jobs if jobs is None else jobs)]
         self.queue: queue.Queue = queue.Queue(maxsize=max(int(tracking_settings.QUEUE_SIZE), 1))
         self.batch_size = max(int(tracking_settings.BATCH_SIZE), 1)

@@ -81,7 +81,7 @@ def _apply(requests: list[tuple[Any, dict[str, Any]]]) -> list[Block]:
     seen: set[tuple[str, str, str]] = set()
     for finding, spec in requests:
         act = finding.activity
-        scope = spec.get("scope")
+        scope = str(spec.get("scope") or "")
         seconds = spec.get("seconds")
         if scope not in blocks.SCOPES or not isinstance(seconds, int) or seconds < 1:
             logger.error("finding %s requests an invalid block %r", finding.detector, spec)

@@ -70,7 +70,7 @@ def _plain_pre_save(field: models.Field) -> bool:
     if type(field).pre_save is models.Field.pre_save:
         return True
     if type(field).pre_save is models.DateTimeField.pre_save:
-        return not (field.auto_now or field.auto_now_add)
+        return not (getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
     return False
 
 
@@ -132,7 +132,7 @@ def _memoised(field: models.Field, value: object, connection) -> object:
 
 
 def _row(plan: list[tuple], obj: models.Model, connection) -> list[object]:
-    row = []
+    row: list[object] = []
     append = row.append
     for field, kind, attname, none_is_null in plan:
         value = getattr(obj, attname) if attname else field.pre_save(obj, True)
@@ -151,7 +151,7 @@ def _row(plan: list[tuple], obj: models.Model, connection) -> list[object]:
 
 def _copy_fields(model: type[models.Model], objs: Sequence[models.Model]) -> list[models.Field]:
     fields = [f for f in model._meta.concrete_fields if not getattr(f, "generated", False)]
-    if any(not obj._is_pk_set() for obj in objs):
+    if any(obj.pk is None for obj in objs):
         # The database assigns auto-increment keys (as bulk_create leaves them out).
         fields = [f for f in fields if not isinstance(f, models.AutoField)]
     return fields
@@ -180,12 +180,12 @@ def _prepared(
 ) -> tuple[list[models.Field], list[list[object]]]:
     """The columns and the rows to insert, each value as ``bulk_create`` would bind it."""
     for obj in objs:
-        if not obj._is_pk_set() and not isinstance(model._meta.pk, models.AutoField):
+        if obj.pk is None and not isinstance(model._meta.pk, models.AutoField):
             obj.pk = model._meta.pk.get_pk_value_on_save(obj)
         if obj._state.fields_cache:
             # Only a cached related object needs preparing (its key copied, unsaved ones
             # refused); with none cached Django's walk over every field does nothing.
-            obj._prepare_related_fields_for_save(operation_name="bulk_create")
+            obj._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]  # private Model API, not in django-stubs
     fields = _copy_fields(model, objs)
     plan = _plan(fields, connection)
     return fields, [_row(plan, obj, connection) for obj in objs]

@@ -21,7 +21,7 @@ try:
     from celery import shared_task
 except ImportError:  # Celery is optional
 
-    def shared_task(*args, **kwargs):  # type: ignore[no-redef]
+    def shared_task(*args, **kwargs):
         def wrap(fn):
             return fn
 
