@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.base import Context, Detector, Finding, Observation, check_number
+from detectors.base import SEVERITIES, Context, Detector, Finding, Observation, check_number
 from detectors.geo import haversine_km, in_networks, parse_network
 from detectors.profile import UserProfile
 
@@ -79,7 +79,7 @@ class ImpossibleTravel(Detector):
             if isinstance(asn, bool) or not isinstance(asn, int):
                 raise ValueError(f"allow_asns: {asn!r} is not an AS number")
         check_number("known_min_count", self.known_min_count, low=1)
-        if self.severity not in ("low", "medium", "high", "critical"):
+        if not self.severity or self.severity not in SEVERITIES:
             raise ValueError(f"severity: unknown severity {self.severity!r}")
 
     def fit(self, X: Any = None, y: Any = None) -> ImpossibleTravel:

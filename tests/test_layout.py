@@ -108,3 +108,29 @@ def test_no_function_level_import_outside_optional_dependencies():
                     if not name.startswith(optional):
                         found.append(f"{rel}:{inner.lineno} {name}")
     assert found == []
+
+
+def _sources() -> list[Path]:
+    return [
+        p
+        for folder in ("tracking", "detectors", "tests")
+        for p in (ROOT / folder).rglob("*.py")
+        if "migrations" not in p.parts and p != Path(__file__).resolve()
+    ]
+
+
+def test_no_marker_for_a_lint_rule_that_is_not_enabled():
+    # ruff's BLE rules are not selected (pyproject.toml): a marker would suppress nothing.
+    marked = [str(p.relative_to(ROOT)) for p in _sources() if "BLE001" in p.read_text()]
+    assert not marked, marked
+
+
+def test_one_severity_scale():
+    """The scale is ``detectors.base.SEVERITIES``; nothing spells it out again."""
+    spelled = [
+        str(p.relative_to(ROOT))
+        for p in _sources()
+        if p != ROOT / "detectors" / "base.py"
+        and '"low", "medium", "high", "critical"' in p.read_text()
+    ]
+    assert not spelled, spelled

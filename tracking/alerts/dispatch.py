@@ -176,7 +176,7 @@ def send_due(channel: Channel, st: DeliveryState, now: datetime) -> tuple[int, s
         )  # fmt: skip
         try:
             channel.backend.send(message)
-        except Exception as exc:  # noqa: BLE001 - any backend failure is retried, then dead-lettered
+        except Exception as exc:  # any backend failure is retried, then dead-lettered
             error = _failed(channel, st, alert, exc, now)
             break  # the receiver is probably down: the rest waits for the retry
         alert.delete()

@@ -75,7 +75,7 @@ def _signal(request: Any, *, outcome: str, auth_event: str, user: Any = None, us
         event = _event(request, auth_event=auth_event, user=user, username=username)
         event.outcome = outcome
         get_tracker().record(event)
-    except Exception:  # noqa: BLE001 - a login must never fail because its log line did
+    except Exception:  # a login must never fail because its log line did
         handoff.count("record_errors")
         logger.exception("tracking: could not record an auth signal")
 

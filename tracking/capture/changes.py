@@ -189,7 +189,7 @@ def _relations() -> dict[type, tuple[type, str]]:
         try:
             # groups / user_permissions are many-to-many fields: remote_field has through.
             out[model._meta.get_field(field).remote_field.through] = (model, field)  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001, S112 - a custom user model without the mixin
+        except Exception:  # noqa: S112 - a custom user model without the mixin
             continue
     out[Group.permissions.through] = (Group, "permissions")
     return out
@@ -217,7 +217,7 @@ def change_document(instance: Any, action: str, changes: dict[str, Any]) -> dict
 def _schedule(instance: Any, action: str, changes: dict[str, Any], using: str | None) -> None:
     try:
         event = _event(instance, action, changes)
-    except Exception:  # noqa: BLE001 - the change itself must go through
+    except Exception:  # the change itself must go through
         logger.exception("tracking: could not describe an account change")
         return
     transaction.on_commit(lambda: _record(event), using=using)
@@ -242,7 +242,7 @@ def _event(instance: Any, action: str, changes: dict[str, Any]) -> Event:
 def _record(event: Event) -> None:
     try:
         get_tracker().record(event)
-    except Exception:  # noqa: BLE001
+    except Exception:
         handoff.count("record_errors")
         logger.exception("tracking: could not record an account change")
 

@@ -159,6 +159,6 @@ def finish(request: Any, pending: Pending, response: Any, user: Any = _UNSET) ->
         )
         context.complete(event, pending.claim, request=request, response=response)
         tracker.record(event, async_log=pending.entry.async_log)
-    except Exception:  # noqa: BLE001 - the response matters more than its log line
+    except Exception:  # the response matters more than its log line
         handoff.count("record_errors")
         logger.exception("tracking: could not record a request")

@@ -59,7 +59,7 @@ def deliver(now: datetime | None = None) -> RoundReport:
         names.append(channel.state_name)
         try:
             sent, error = alert_dispatch.run(channel, now)
-        except Exception as exc:  # noqa: BLE001 - one broken channel never stops the others
+        except Exception as exc:  # one broken channel never stops the others
             logger.exception("alert channel %s failed", channel.name)
             sent, error = 0, f"{type(exc).__name__}: {exc}"
         report.alerts_sent += sent
@@ -69,7 +69,7 @@ def deliver(now: datetime | None = None) -> RoundReport:
         names.append(forwarder.state_name)
         try:
             sent, error = forward_dispatch.run(forwarder, now)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             logger.exception("forwarder %s failed", forwarder.name)
             sent, error = 0, f"{type(exc).__name__}: {exc}"
         report.forwarded += sent
@@ -118,7 +118,7 @@ class DeliveryThread:
             wait = float(tracking_settings.DELIVERY_INTERVAL)
             try:
                 report = deliver()
-            except Exception:  # noqa: BLE001 - e.g. the database is down: next round
+            except Exception:  # e.g. the database is down: next round
                 logger.exception("delivery round failed")
             else:
                 if report.next_due is not None:
@@ -152,7 +152,7 @@ def wake() -> None:
 
             # By its registered name (tracking.delivery.tasks defines it over this module).
             current_app.tasks[DELIVER_TASK].apply_async(queue=tracking_settings.CELERY_QUEUE)
-        except Exception:  # noqa: BLE001 - the periodic task or `tracking forward` catches up
+        except Exception:  # the periodic task or `tracking forward` catches up
             logger.warning("could not queue the delivery task", exc_info=True)
         return
     if mode != "thread":

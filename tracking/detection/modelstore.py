@@ -121,7 +121,7 @@ def load_model(name: str, version: int | None = None) -> tuple[Any, dict[str, An
         raise ModelRefused(f"model {name} v{row.version}: refuses to load types {unsafe}")
     try:
         estimator = sio.loads(data, trusted=untrusted)
-    except Exception as exc:  # noqa: BLE001 - a corrupt file is refused, whatever skops says
+    except Exception as exc:  # a corrupt file is refused, whatever skops says
         raise ModelRefused(f"model {name} v{row.version}: cannot be read ({exc})") from exc
     return estimator, dict(row.meta or {}), row.version
 
