@@ -14,6 +14,7 @@ from datetime import timezone as dt_timezone
 from typing import Any, cast
 
 from detectors.base import Context, Observation
+from detectors.engine import Engine
 from detectors.features import context_features
 from detectors.outliers import IsolationForestDetector, feature_row
 from detectors.profile import UserProfile
@@ -55,6 +56,7 @@ COLUMNS = (
     "status",
     "duration",
     "flagged",
+    "risk_score",
 )
 
 
@@ -100,6 +102,8 @@ def add_arguments(parser) -> None:
 def replay_rows(rows, detectors) -> list[list[float]]:
     """Feature rows for stored activities (dicts of COLUMNS, timestamp order)."""
 
+    # The engine's own learning, so each row describes its event as live scoring saw it.
+    engine = Engine(detectors)
     profiles: dict[str, UserProfile] = {}
     X: list[list[float]] = []
     for row in rows:
@@ -146,18 +150,10 @@ def replay_rows(rows, detectors) -> list[list[float]]:
         X.append(feature_row(obs, features))
         if profile is None:
             continue
-        profile.note(obs)
-        if (
-            obs.type == "AUTH"
-            and not obs.failed
-            and (features["new_asn"] or features["new_country"])
-        ):
-            profile.mark_novel_login(obs)
-        if not obs.failed and not row["flagged"]:
-            ctx = Context(now=obs.timestamp, population=None, features=features)
-            profile.learn(obs)
-            for det in detectors:
-                det.update(obs, profile, ctx)
+        ctx = Context(now=obs.timestamp, population=None, features=features)
+        engine.remember(
+            obs, profile, ctx, flagged=bool(row["flagged"]), risk=row["risk_score"] or 0.0
+        )
     return X
 
 
