@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 DEMO_PORT ?= 8000
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install chromium test test-postgres lint docs settings-doc demo bench clean
+.PHONY: install chromium test test-postgres lint matrix package docs settings-doc demo bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,22 @@ test: install chromium
 test-postgres: install chromium
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]: layers, no cycles).
 lint: install
-	$(VENV)/bin/ruff check tracking detectors tests example benchmarks tools
+	$(VENV)/bin/ruff check tracking detectors tests example benchmarks tools noxfile.py .ci
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# Every supported Python x Django pair (noxfile.py; needs python3.10 ... python3.13 on PATH).
+matrix: install chromium
+	$(VENV)/bin/nox --reuse-existing-virtualenvs
+
+# Build the sdist and wheel, check their metadata, install each in a fresh venv and smoke-test it.
+package: install
+	rm -rf dist
+	$(PY) -m build -q --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+	$(PY) .ci/smoke_package.py dist
 
 # The documentation site (mkdocs.yml, docs/): built offline into build/site, warnings are errors.
 docs: install
@@ -54,4 +68,4 @@ bench: install
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) var example/var build *.egg-info
+	rm -rf $(VENV) var example/var build dist .nox *.egg-info

@@ -197,7 +197,7 @@ def _one_row_writes(n: int) -> float | None:
     from benchmarks.workload import events as make_events
     from tracking.integrity import macs as integrity
     from tracking.models import Activity
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
     from tracking.storage import copyinsert
 
     rows = []

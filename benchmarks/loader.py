@@ -11,10 +11,13 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from types import SimpleNamespace
 
 from .workload import AGENTS, ENDPOINTS
+
+UTC = dt_timezone.utc
 
 DEVICES = {
     AGENTS[0]: ("Other", "Windows", "Chrome", False, False),

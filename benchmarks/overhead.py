@@ -257,7 +257,7 @@ def _broker_reachable() -> bool:
     try:
         url = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
         return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
-    except Exception:  # noqa: BLE001 - any failure means "no broker"
+    except Exception:  # any failure means "no broker"
         return False
 
 

@@ -79,7 +79,8 @@ def main() -> None:
     from benchmarks.workload import events as make_events
     from tracking.detection.runner import detect_batch
     from tracking.models import Activity
-    from tracking.pipeline.ingest import build_activity, ingest
+    from tracking.pipeline.ingest import ingest
+    from tracking.pipeline.rows import build_activity
     from tracking.simulator.geoip import build_databases
 
     build_databases(dbs.VAR / "geoip")

@@ -6,8 +6,11 @@ import json
 import os
 import platform
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from pathlib import Path
+
+UTC = dt_timezone.utc
 
 
 @dataclass

@@ -15,13 +15,16 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import django
 
 from . import dbs
 from .report import Figure
+
+UTC = dt_timezone.utc
 
 SETTINGS = "benchmarks.project.settings_scale"
 

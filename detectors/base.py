@@ -89,7 +89,8 @@ class Finding:
         if self.block is not None:
             if not isinstance(self.block, dict):
                 raise ValueError(f"block must be block_request(scope, seconds), got {self.block!r}")
-            self.block = block_request(self.block.get("scope"), self.block.get("seconds"))
+            # block_request() checks both values and raises for anything but a valid pair.
+            self.block = block_request(self.block.get("scope"), self.block.get("seconds"))  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)

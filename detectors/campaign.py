@@ -46,7 +46,7 @@ def _unknown(profile: UserProfile | None) -> bool:
     return profile is None or profile.events == 0
 
 
-def _median(values: list[int]) -> float:
+def _median(values: list[int] | list[float]) -> float:
     s = sorted(values)
     n = len(s)
     return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0

@@ -200,19 +200,10 @@ class Engine:
                 continue
             if learner is not None:
                 learner.observe(obs, profile, population)
-            profile.note(obs)
-            if (
-                obs.type == "AUTH"
-                and not obs.failed
-                and (features["new_asn"] or features["new_country"])
-            ):
-                profile.mark_novel_login(obs)
             risk, flagged = decide(findings, threshold, method)
-            if not obs.failed and not flagged:
-                ctx.suspicious = risk >= self.suspicious
-                self.teach(obs, profile, ctx)
-                if learner is not None:
-                    learner.taught(obs, population)
+            self.remember(obs, profile, ctx, flagged=flagged, risk=risk)
+            if learner is not None and not obs.failed and not flagged:
+                learner.taught(obs, population)
 
         for det in batched:
             items = prepared[det.name]
@@ -233,6 +224,31 @@ class Engine:
         return verdicts
 
     # --- learning -------------------------------------------------------------------------
+    def remember(
+        self,
+        obs: Observation,
+        profile: UserProfile,
+        context: Context,
+        *,
+        flagged: bool,
+        risk: float = 0.0,
+    ) -> None:
+        """What a judged event leaves in its user's profile (``run`` and the replay of
+        ``tracking train`` alike): it is noted; a successful login from a new network or
+        country is marked novel; a successful event that was not flagged teaches, and one whose
+        risk reached ``suspicious`` teaches its network and device but not its position."""
+        profile.note(obs)
+        features = context.features
+        if (
+            obs.type == "AUTH"
+            and not obs.failed
+            and (features["new_asn"] or features["new_country"])
+        ):
+            profile.mark_novel_login(obs)
+        if not obs.failed and not flagged:
+            context.suspicious = risk >= self.suspicious
+            self.teach(obs, profile, context)
+
     def teach(self, obs: Observation, profile: UserProfile, context: Context) -> None:
         """Make the event's network, place and device known to the profile and the detectors."""
         detectors = self.plain

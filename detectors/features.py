@@ -83,7 +83,7 @@ def context_features(obs: Observation, profile: UserProfile | None) -> dict[str,
             "device", obs.device_key, now, window
         )
     loc = profile.location
-    if loc and obs.has_position and not obs.network_kind:
+    if loc and obs.latitude is not None and obs.longitude is not None and not obs.network_kind:
         out["distance_km"] = haversine_km(loc["lat"], loc["lon"], obs.latitude, obs.longitude)
     out["failures_1h"] = profile.recent("fail", now, 3600)
     out["requests_10m"] = profile.recent("req", now, 600)

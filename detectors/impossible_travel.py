@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.base import Context, Detector, Finding, Observation, check_number
+from detectors.base import SEVERITIES, Context, Detector, Finding, Observation, check_number
 from detectors.geo import haversine_km, in_networks, parse_network
 from detectors.profile import UserProfile
 
@@ -82,7 +82,7 @@ class ImpossibleTravel(Detector):
             if isinstance(asn, bool) or not isinstance(asn, int):
                 raise ValueError(f"allow_asns: {asn!r} is not an AS number")
         check_number("known_min_count", self.known_min_count, low=1)
-        if self.severity not in ("low", "medium", "high", "critical"):
+        if not self.severity or self.severity not in SEVERITIES:
             raise ValueError(f"severity: unknown severity {self.severity!r}")
 
     def fit(self, X: Any = None, y: Any = None) -> ImpossibleTravel:
@@ -146,6 +146,7 @@ class ImpossibleTravel(Detector):
             return []  # first located event of this user
         if (prev.get("r") or 0) > self.max_accuracy_radius_km:
             return []
+        assert event.latitude is not None and event.longitude is not None  # locatable()
         distance = haversine_km(prev["lat"], prev["lon"], event.latitude, event.longitude)
         margin = (prev.get("r") or 0) + (event.accuracy_radius or 0)
         effective = max(0.0, distance - margin)

@@ -103,7 +103,7 @@ class IsolationForestDetector(Detector):
         check_number("top_features", self.top_features, low=1)
 
     # --- learning ------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None) -> IsolationForestDetector:
+    def fit(self, X: Any = None, y: Any = None) -> IsolationForestDetector:
         import numpy as np
         from sklearn.ensemble import IsolationForest
 

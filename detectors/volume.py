@@ -45,7 +45,7 @@ def bucket(count: int) -> int:
     return len(BUCKETS)
 
 
-def _median(values: list[int]) -> float:
+def _median(values: list[int] | list[float]) -> float:
     s = sorted(values)
     n = len(s)
     return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
@@ -216,16 +216,18 @@ class VolumeBaseline(Detector):
             return []
         t = round(event.epoch)
         state = profile.data.get("vol") or {}
-        counts = state.get("c", {}).get(cat, [0, 0, 0, 0]) if state.get("d") == t // DAY else None
+        counts: list[int] | None = (
+            state.get("c", {}).get(cat, [0, 0, 0, 0]) if state.get("d") == t // DAY else None
+        )
         # Judged on what was accepted so far: volume already flagged has alerted, and must not
         # make the user's own later work look like more of it.
         today = (counts[1] if counts else 0) + 1
-        same_hour = bool(counts) and state.get("h") == t // HOUR
-        this_hour = (counts[3] if same_hour else 0) + 1
+        hour_counts = counts if counts and state.get("h") == t // HOUR else None
+        this_hour = (hour_counts[3] if hour_counts else 0) + 1
         # What the reason reports: every event of the window, the flagged ones included.
         totals = {
             "today": (counts[0] if counts else 0) + 1,
-            "this hour": (counts[2] if same_hour else 0) + 1,
+            "this hour": (hour_counts[2] if hour_counts else 0) + 1,
         }
         hist = state.get("hist", {}).get(cat, {})
         days, hours = hist.get("d", []), hist.get("h", [])

@@ -1,4 +1,5 @@
-"""Shared fixtures. Area-specific fixtures live in their own test modules."""
+"""Shared fixtures: users and API clients, the spool directory, live events, database faults.
+Fixtures only one test module needs live in that module."""
 
 from __future__ import annotations
 
@@ -98,3 +99,86 @@ def _release_tracking_threads(request):
     from django.db import connections
 
     asyncio.run(sync_to_async(connections.close_all)())
+
+
+# --- faults (test_faults.py, test_spool.py, test_tasks.py) --------------------------------
+
+
+@pytest.fixture
+def database_down():
+    """Statements on the tracking tables fail as in a database outage (every thread) until
+    ``database_down.stop()`` or the end of the test (``tracking.testing.faults``)."""
+    from tracking.testing.faults import DatabaseFault, refuse
+
+    fault = DatabaseFault(refuse).start()
+    yield fault
+    fault.stop()
+
+
+# --- the write path (test_spool.py, test_faults.py, test_health.py, test_ingest*.py, ...) --
+
+
+@pytest.fixture
+def spool_dir(settings, tmp_path):
+    """An empty spool directory of this test's own (``TRACKING_SPOOL_DIR``)."""
+    path = tmp_path / "spool"
+    path.mkdir()
+    settings.TRACKING_SPOOL_DIR = str(path)
+    return path
+
+
+def _live_event(**fields):
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
+
+    UTC = dt_timezone.utc
+
+    from tracking.events import Event
+
+    base = dict(
+        type="API",
+        timestamp=datetime.now(UTC),
+        username="bob",
+        ip_address="81.2.69.142",
+        user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/115.0",
+        endpoint="/api/items/",
+        method="GET",
+        status=200,
+        headers={"Accept": "*/*"},
+        params={"query": {"page": "1", "token": "t0p"}},
+    )
+    base.update(fields)
+    return Event(**base)
+
+
+def _live_events(n, tag="e", **fields):
+    from datetime import datetime, timedelta
+    from datetime import timezone as dt_timezone
+
+    UTC = dt_timezone.utc
+
+    now = datetime.now(UTC)
+    return [
+        _live_event(
+            endpoint=f"/{tag}/{i}",
+            username=f"{tag}{i}",
+            timestamp=now - timedelta(seconds=n - i),
+            params={"query": {"password": "hunter2"}},
+            **fields,
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def make_event():
+    """``make_event(**fields)``: a realistic live ``Event`` (an API call by ``bob``, now);
+    any field can be overridden."""
+    return _live_event
+
+
+@pytest.fixture
+def make_events():
+    """``make_events(n, tag="e", **fields)``: ``n`` live events one second apart ending now,
+    endpoints ``/<tag>/<i>``, users ``<tag><i>``, a password in the query (redacted)."""
+    return _live_events

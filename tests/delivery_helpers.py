@@ -7,10 +7,12 @@ import json
 import socket
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tracking.events import Event
+
+UTC = timezone.utc
 
 HOSTILE_SECRET = "s3cr3t-T0KEN-4242"
 

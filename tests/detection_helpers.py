@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from detectors.base import Context, Observation
 from detectors.features import context_features
 from detectors.profile import UserProfile
 from tracking.simulator.world import CITIES
+
+UTC = dt_timezone.utc
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DESKTOP = ("Other", "Windows", "Chrome")

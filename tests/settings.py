@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = "tests-only-not-secret"
@@ -73,6 +74,9 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql") and os.environ.get(
     DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 0}
 if os.environ.get("TEST_DB_SUFFIX"):
     DATABASES["default"].setdefault("TEST", {})["NAME"] = "test_" + os.environ["TEST_DB_SUFFIX"]
+if DATABASES["default"]["ENGINE"].endswith("sqlite3") and django.VERSION < (5, 1):
+    # Django 4.2 lacks the init_command and transaction_mode OPTIONS set below.
+    DATABASES["default"]["ENGINE"] = "tracking.compat.sqlite3"
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # One file per run, so parallel runs never share a test database.
     DATABASES["default"]["TEST"] = {

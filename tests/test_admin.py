@@ -222,13 +222,15 @@ def test_tag_filter_lists_detector_tags_without_scanning_findings(admin_client_s
 
 def test_date_hierarchy_reads_rollups_not_the_log(admin_client_staff):
     import re
-    from datetime import UTC, datetime
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from tracking.storage.stats import rebuild_rollups
 
+    UTC = dt_timezone.utc
     make_activity(timestamp=datetime(2023, 5, 3, 10, tzinfo=UTC))
     make_activity(timestamp=datetime(2024, 2, 7, 10, tzinfo=UTC))
     make_activity(timestamp=datetime(2024, 3, 9, 10, tzinfo=UTC))
@@ -277,13 +279,15 @@ def test_date_hierarchy_with_rollup_filters_matches_the_log(admin_client_staff, 
     """Type, country and flagged filters are rollup dimensions: the hierarchy's links come
     from rollups and equal those of the DISTINCT over the log."""
     import re
-    from datetime import UTC, datetime
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from tracking.storage.stats import rebuild_rollups
 
+    UTC = dt_timezone.utc
     make_activity(timestamp=datetime(2023, 5, 3, 10, tzinfo=UTC), type="AUTH", country="FR")
     make_activity(timestamp=datetime(2024, 2, 7, 10, tzinfo=UTC), type="DATA", flagged=True)
     make_activity(timestamp=datetime(2024, 3, 9, 10, tzinfo=UTC), type="AUTH", country="DE")

@@ -7,7 +7,8 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from io import StringIO
 
 import pytest
@@ -26,6 +27,8 @@ from tracking.delivery import runner
 from tracking.health import collect
 from tracking.models import Activity, PendingAlert
 from tracking.pipeline.ingest import ingest
+
+UTC = dt_timezone.utc
 
 SECRET = "webhook-secret-0123456789abcdef"
 SENT: list[dict] = []

@@ -9,7 +9,8 @@ import io
 import json
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core import checks
@@ -25,6 +26,8 @@ from tracking.enrich import geo, tor
 from tracking.events import Event
 from tracking.models import Activity, Finding
 from tracking.simulator.world import NETWORKS, host
+
+UTC = dt_timezone.utc
 
 DESKTOP_UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tracking.detection.review import review
-from tracking.export.records import EXPORT_FIELDS
+from tracking.export.record import EXPORT_FIELDS
 from tracking.models import Activity, Finding
 from tracking.testing.factories import make_activity
 

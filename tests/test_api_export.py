@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 
-from tracking.export.records import EXPORT_FIELDS
+from tracking.export.record import EXPORT_FIELDS
 from tracking.models import Activity
 from tracking.testing.factories import make_activities, make_activity
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 URL = "/api/tracking/activities/export/"
@@ -103,7 +106,7 @@ def test_export_streams_a_large_queryset_lazily(staff_client, monkeypatch):
             yield obj
 
     monkeypatch.setattr(QuerySet, "iterator", spy)
-    monkeypatch.setattr("tracking.export.records.CHUNK_SIZE", 250)
+    monkeypatch.setattr("tracking.export.values.CHUNK_SIZE", 250)
     resp = staff_client.get(URL, {"format": "ndjson"})
     assert resp.streaming
     assert pulled == []  # the view returned without loading rows

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 
 from tracking.models import Activity, Finding
 from tracking.storage.stats import compute_stats, query_stats, rebuild_rollups, rollup_stats
 from tracking.testing.factories import make_activities, make_activity
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 URL = "/api/tracking/stats/"

@@ -3,7 +3,7 @@ shipped pack, the step after detection, system checks, and ``tracking.assess``."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,8 @@ from tracking.events import Event
 from tracking.models import Block, Profile
 from tracking.pipeline.ingest import ingest
 from tracking.respond import blocks
+
+UTC = timezone.utc
 
 RULE = "title: t\nid: x\ndetection: {sel: {type: AUTH}, condition: sel}\n"
 

@@ -4,7 +4,8 @@ known address still logs in. Blocks come from the shipped rules through ingested
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from unittest import mock
 
 import pytest
@@ -16,6 +17,8 @@ from tracking.events import Event
 from tracking.models import Activity, Block, Finding
 from tracking.pipeline.ingest import ingest
 from tracking.respond import blocks
+
+UTC = dt_timezone.utc
 
 pytestmark = [pytest.mark.django_db]
 
@@ -304,8 +307,8 @@ def test_middleware_refuses_in_an_async_stack():
     from django.http import HttpResponse
     from django.test import RequestFactory
 
+    from tracking.capture.marks import mark_refused
     from tracking.middleware import TrackingMiddleware
-    from tracking.respond.marks import mark_refused
 
     async def view(request):
         if request.POST.get("username") == "alice":

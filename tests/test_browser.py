@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from django.test import Client
 
 from tracking.models import Activity, Finding, Review
 from tracking.testing.factories import make_activity
+
+UTC = dt_timezone.utc
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -428,3 +431,27 @@ def test_admin_index_links_to_the_dashboard(page, live_server, staff):
     link.click()
     page.wait_for_url(f"**{DASHBOARD}")
     assert page.inner_text("h1") == "Security dashboard"
+
+
+def test_dashboard_in_norwegian_includes_the_scripts_texts(page, live_server, staff, settings):
+    """With LANGUAGE_CODE = "nb" the server-rendered page and what the script draws later
+    (feed status, rows arriving by poll, chart legends) are Norwegian."""
+    settings.LANGUAGE_CODE = "nb"
+    seed()
+    sign_in(page, live_server.url, staff)
+    page.wait_for_selector("#feed-status.live")
+    assert page.get_attribute("html", "lang") == "nb"
+    assert page.inner_text("header h1") == "Sikkerhetsdashbord"
+    assert page.inner_text("#feed-status").startswith("Direkte · sjekket ")
+    intruder = flagged(datetime.now(UTC), "mallory", "Late night login", **LAGOS)
+    row = page.wait_for_selector(f'#queue-body tr[data-id="{intruder.pk}"]', timeout=2000)
+    assert row.query_selector("button.confirm").inner_text() == "Bekreft"
+    assert row.query_selector("button.dismiss").inner_text() == "Avvis"
+    assert row.query_selector("input.note").get_attribute("placeholder") == "notat"
+    feed_item = page.wait_for_selector(f'#feed-list li[data-id="{intruder.pk}"]', timeout=2000)
+    assert "flagget" in feed_item.inner_text()
+    page.wait_for_selector('figure[data-chart="per_hour"][data-rendered="true"]')
+    legend = page.text_content('figure[data-chart="per_hour"] .legend') or ""
+    assert "aktivitet" in legend and "flagget" in legend
+    shot(page, "dashboard-nb")
+    page.console.assert_clean()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.test import override_settings
@@ -21,6 +21,8 @@ from tracking.models import Activity, Seal
 from tracking.testing.factories import make_activities
 
 from .integrity_helpers import db_id, run_tracking, sql
+
+UTC = timezone.utc
 
 pytestmark = pytest.mark.django_db
 

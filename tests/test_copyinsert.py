@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -14,6 +15,8 @@ from tracking.integrity.verify import verify
 from tracking.models import Activity, Finding
 from tracking.pipeline.ingest import ingest
 from tracking.storage import copyinsert
+
+UTC = dt_timezone.utc
 
 PG = connection.vendor == "postgresql"
 N = copyinsert.MIN_ROWS + 10
@@ -119,7 +122,7 @@ def test_small_batches_use_one_prepared_insert_and_store_what_bulk_create_stores
     from django.db.models.query import QuerySet
     from django.test.utils import CaptureQueriesContext
 
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     calls = []
     real = QuerySet.bulk_create
@@ -152,7 +155,7 @@ def test_small_batches_use_one_prepared_insert_and_store_what_bulk_create_stores
 
 @pytest.mark.django_db
 def test_small_finding_batches_keep_bulk_create_for_their_keys():
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     act = build_activity(_events(1)[0])
     copyinsert.insert(Activity, [act])
@@ -165,7 +168,7 @@ def test_small_finding_batches_keep_bulk_create_for_their_keys():
 
 @pytest.mark.django_db
 def test_small_batch_duplicate_is_an_integrity_error():
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     act = build_activity(_events(1)[0])
     copyinsert.insert(Activity, [act])
@@ -181,7 +184,7 @@ def test_copy_rows_are_what_each_field_prepares():
     """The shortcuts of ``_row`` (plain values, NULLs, ciphertext) give exactly what
     ``pre_save`` + ``get_db_prep_save`` give, for every field of activities and findings,
     with and without optional values."""
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     full = build_activity(_events(1)[0])
     bare = build_activity(Event(type="API"))
@@ -209,7 +212,7 @@ def test_shortcuts_leave_naive_datetimes_and_odd_values_to_django():
     import warnings
     from datetime import datetime
 
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     act = build_activity(_events(1)[0])
     fields = copyinsert._copy_fields(Activity, [act])

@@ -6,7 +6,8 @@ The browser behaviour (clicks, keyboard, live feed in a real page) is in test_br
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from tracking.dashboard.feed import parse_cursor
 from tracking.dashboard.timeline import haversine_km, legs
 from tracking.models import Activity, Finding, Review
 from tracking.testing.factories import make_activity
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 from rest_framework.authtoken.models import Token
 
@@ -132,7 +133,7 @@ def test_async_view_sync_log(plain_user):
 
     async def run():
         ac = AsyncClient()
-        await ac.aforce_login(plain_user)
+        await sync_to_async(ac.force_login)(plain_user)  # aforce_login needs Django 5.0
         return await ac.get("/t/rec/async/")
 
     resp = asyncio.run(run())
@@ -147,7 +148,7 @@ def test_async_view_async_log(plain_user):
 
     async def run():
         ac = AsyncClient()
-        await ac.aforce_login(plain_user)
+        await sync_to_async(ac.force_login)(plain_user)  # aforce_login needs Django 5.0
         return await ac.get("/t/rec/async-log/")
 
     assert asyncio.run(run()).status_code == 200
@@ -169,7 +170,7 @@ def test_async_class_based_view(plain_user):
 
     async def run():
         ac = AsyncClient()
-        await ac.aforce_login(plain_user)
+        await sync_to_async(ac.force_login)(plain_user)  # aforce_login needs Django 5.0
         return await ac.get("/t/rec/async-class/")
 
     resp = asyncio.run(run())

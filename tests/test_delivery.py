@@ -177,7 +177,7 @@ def test_concurrent_writers_every_activity_exactly_once(settings):
         try:
             for _ in range(n):
                 stored.extend(ingest([plain_event() for _ in range(3)]).ids)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:  # reported by the test
             errors.append(exc)
         finally:
             connections.close_all()

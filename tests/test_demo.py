@@ -7,7 +7,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from django.core.management import call_command
 from tracking.cli import demo
 from tracking.models import Activity, Finding
 from tracking.simulator import traffic
+
+UTC = dt_timezone.utc
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)

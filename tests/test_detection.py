@@ -4,7 +4,8 @@ from review, configuration (settings, rule folders, suppression) and its system 
 from __future__ import annotations
 
 import textwrap
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,6 +15,8 @@ from django.test import override_settings
 from tracking.events import Event
 from tracking.models import Activity, Counter, Finding, Profile
 from tracking.simulator.world import NETWORKS, host
+
+UTC = dt_timezone.utc
 
 T0 = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
 DESKTOP_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
@@ -94,16 +97,16 @@ def verdicts(events):
     return [(by_id[e.id].flagged, tuple(sorted(by_id[e.id].tags))) for e in events]
 
 
-def ingest(events):
+def ingest(events, *, detect=True):
     from tracking.pipeline.ingest import ingest as run
 
-    return run(events, source="import")
+    return run(events, source="import", detect=detect)
 
 
 @pytest.mark.django_db
 def test_detect_batch_on_unsaved_activities_sets_verdicts_and_returns_findings():
     from tracking.detection.runner import detect_batch
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     ingest(history())
     acts = [build_activity(e) for e in scenario()[-9:]]
@@ -131,7 +134,7 @@ def test_ingest_stores_findings_and_profiles_with_a_bounded_number_of_queries(
     events = scenario()[-9:]
     from tracking.detection.config import pipeline
     from tracking.detection.runner import detect_batch
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     pipeline()  # configuration is loaded once, outside the measured batch
     from django.db import transaction
@@ -371,7 +374,7 @@ def test_system_check_warns_about_suppressing_an_unconfigured_detector(tmp_path,
 @pytest.mark.django_db
 def test_input_order_does_not_change_verdicts_and_anonymous_events_have_no_profile():
     from tracking.detection.runner import detect_batch
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     ingest(history())
     events = scenario()[-9:]
@@ -463,7 +466,7 @@ def test_a_batch_no_threshold_rule_can_reach_reads_no_look_back(django_assert_nu
     login or export windows, so its batch reads none of their look-backs."""
     from tracking.detection.config import pipeline, rule_dirs
     from tracking.detection.prefilter import threshold_history
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     rules = pipeline().rules
     assert rule_dirs() and any(r.threshold is not None for r in rules)
@@ -484,7 +487,7 @@ def test_look_back_reads_only_the_groups_of_the_batch():
     from tracking.detection.config import pipeline
     from tracking.detection.prefilter import threshold_history
     from tracking.integrity.macs import mask_username
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
 
     rules = pipeline().rules
     others = [
@@ -547,3 +550,27 @@ def test_latest_model_version_is_read_once_per_interval_and_after_training(
     # Training in this process is seen by the next batch, not after the interval.
     modelstore.refresh_models(pipe)
     assert pipe.versions[forest.name] == row.version and forest.fitted
+
+
+@pytest.mark.django_db
+def test_ingest_without_detection_learns_but_makes_no_verdict():
+    """``ingest(..., detect=False)``: the same profile learning as with no detector and no
+    rule configured, no finding, no verdict; settings are not touched."""
+    from django.test.signals import setting_changed
+
+    changed = []
+
+    def note(**kwargs):
+        changed.append(kwargs["setting"])
+
+    setting_changed.connect(note, weak=False)
+    try:
+        ingest(history(), detect=False)
+    finally:
+        setting_changed.disconnect(note)
+    assert changed == []
+    assert Profile.objects.get(key="n:alice").data["loc"]["city"] == "London"
+    far = event(T0 + timedelta(days=11, hours=6), city="lagos", kind="hosting", ua=ATTACKER_UA)
+    ingest([far], detect=False)
+    a = Activity.objects.get(id=far.id)
+    assert a.tags == [] and not a.flagged and not a.findings.exists()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 
@@ -12,6 +13,8 @@ from detectors.geo import haversine_km
 from detectors.impossible_travel import ImpossibleTravel
 from detectors.profile import UserProfile
 from tests.detection_helpers import T0, ctx, obs
+
+UTC = dt_timezone.utc
 
 
 def located_profile(previous) -> UserProfile:

@@ -1,7 +1,8 @@
 """`manage.py tracking doctor [--json]`."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.test import override_settings
@@ -11,14 +12,15 @@ from tracking.testing.factories import make_activities
 
 from .integrity_helpers import run_tracking
 
+UTC = dt_timezone.utc
+
 pytestmark = pytest.mark.django_db
 
 
-def test_doctor_reports_a_healthy_setup(tmp_path):
+def test_doctor_reports_a_healthy_setup(spool_dir):
     make_activities(2)
     seal_pending()
-    with override_settings(TRACKING_SPOOL_DIR=str(tmp_path)):
-        code, out = run_tracking("doctor")
+    code, out = run_tracking("doctor")
     assert code == 0, out
     assert "Status: OK" in out
     assert "Spool: 0 events" in out

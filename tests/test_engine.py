@@ -417,13 +417,13 @@ def test_verdicts_depend_on_event_time_only_and_scoring_does_no_io(monkeypatch):
 # --- Django-free -------------------------------------------------------------------------
 STANDALONE = """
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import detectors
 from detectors import Engine, Observation, build_all, load_rules
 
 engine = Engine(build_all(None), load_rules([sys.argv[1]]))
-t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+t0 = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
 events = [
     Observation(timestamp=t0 + timedelta(minutes=i), type="AUTH", id=f"e{i}", user_key="n:x",
                 username="x", status=401, ip_address="203.0.113.9")

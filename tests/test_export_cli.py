@@ -6,14 +6,17 @@ import csv
 import gzip
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core.management import call_command
 
-from tracking.export.records import EXPORT_FIELDS
+from tracking.export.record import EXPORT_FIELDS
 from tracking.models import Activity, Finding
 from tracking.simulator import traffic
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,41 +17,25 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import OperationalError, connection
+from django.db import connection
 
 from tracking.enrich import geo
 from tracking.events import Event
 from tracking.integrity import macs as integrity
 from tracking.models import Activity
-from tracking.pipeline import spool, writer
-
-
-@pytest.fixture
-def spool_dir(settings, tmp_path):
-    settings.TRACKING_SPOOL_DIR = str(tmp_path / "spool")
-    return tmp_path / "spool"
-
-
-def _db_down(monkeypatch):
-    from tracking.pipeline import ingest as mod
-
-    def down(pairs):
-        raise OperationalError("could not connect to server: Connection refused")
-
-    monkeypatch.setattr(mod, "_insert", down)
+from tracking.pipeline import housekeeping, spool, writer
 
 
 @pytest.mark.django_db
-def test_database_down_during_tracked_view(client, spool_dir, monkeypatch):
-    _db_down(monkeypatch)
+def test_database_down_during_tracked_view(client, spool_dir, database_down):
     resp = client.post("/t/rec/login/", {"username": "u", "password": "pw"})
     assert resp.status_code == 200
+    database_down.stop()
     assert Activity.objects.count() == 0
     assert spool.stats()["events"] == 1
     line = next(spool_dir.glob("seg-*.ndjson")).read_text()
     body = spool.decode_line(line.encode())["params"]["body"]
     assert "pw" not in body.values()  # spooled already redacted
-    monkeypatch.undo()
     call_command("tracking", "flush", "--no-geo")
     a = Activity.objects.get()
     assert a.endpoint == "/t/rec/login/" and a.params["body"]["password"] == "[REDACTED]"
@@ -60,14 +44,13 @@ def test_database_down_during_tracked_view(client, spool_dir, monkeypatch):
 
 @pytest.mark.django_db(transaction=True)
 def test_database_down_async_log_spools_then_writer_replays(
-    client, spool_dir, monkeypatch, settings
+    client, spool_dir, database_down, settings
 ):
     settings.TRACKING_SPOOL_REPLAY_INTERVAL = 0.05
-    _db_down(monkeypatch)
     assert client.get("/t/rec/pay/").status_code == 200
     assert writer.flush(10)
     assert spool.stats()["events"] == 1 and writer.stats()["spooled"] == 1
-    monkeypatch.undo()
+    database_down.stop()
     deadline = time.monotonic() + 10
     while not Activity.objects.exists() and time.monotonic() < deadline:
         writer.flush(1)
@@ -211,13 +194,11 @@ KILL_SCRIPT = textwrap.dedent(
     settings.TRACKING_DURABLE_HANDOFF = True
     settings.TRACKING_SPOOL_REPLAY_INTERVAL = 0.01
     settings.TRACKING_SEAL_ON_WRITE = False
-    from tracking.pipeline import ingest as mod
-    real = mod._insert
-    def slow(pairs):  # a slow batch: the kill lands in the middle of it
-        print("BATCH", len(pairs), flush=True)
+    from tracking.testing.faults import DatabaseFault, inserts_activities
+    def slow(sql, params):  # a slow batch: the kill lands in the middle of it
+        print("BATCH", flush=True)
         time.sleep(0.5)
-        return real(pairs)
-    mod._insert = slow
+    DatabaseFault(slow, match=inserts_activities).start()
     from tracking.events import Event
     from tracking.services import ActivityTracker
     tracker = ActivityTracker()
@@ -307,7 +288,7 @@ def test_broker_down_falls_back_to_local_path(client, settings, spool_dir):
 def test_writer_completes_owed_geo_when_provider_returns(
     client, http_geo_only, spool_dir, settings, monkeypatch
 ):
-    monkeypatch.setattr(writer, "GEO_RETRY_INTERVAL", 0.0)
+    monkeypatch.setattr(housekeeping, "GEO_RETRY_INTERVAL", 0.0)
     with _Blackhole() as url:
         settings.TRACKING_GEO_HTTP_URL = url
         client.get("/t/rec/login/", REMOTE_ADDR="81.2.69.22")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 
 from tracking.models import Finding
 from tracking.testing.factories import make_activity
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 URL = "/api/tracking/activities/"

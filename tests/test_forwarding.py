@@ -30,7 +30,7 @@ from tests.delivery_helpers import (
 )
 from tracking import signals
 from tracking.delivery import config, runner
-from tracking.export.records import EXPORT_FIELDS
+from tracking.export.record import EXPORT_FIELDS
 from tracking.integrity.sealing import seal_pending
 from tracking.models import Activity, DeliveryState, Seal
 from tracking.pipeline.ingest import ingest
@@ -423,12 +423,13 @@ def test_syslog_over_tls_verifies_the_receiver(settings, tmp_path):
 
 
 def test_http_modes_for_splunk_and_loki():
-    from datetime import UTC, datetime
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
 
     from tracking.forwarding.http import HttpTransport
     from tracking.forwarding.message import Message
 
-    when = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    when = datetime(2026, 12, 3, 12, 0, tzinfo=dt_timezone.utc)
     msgs = [
         Message("activity", "id-1", when, '{"a":1}'),
         Message("activity", "id-2", when, '{"a":2}'),

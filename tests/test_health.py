@@ -3,7 +3,8 @@
 import json
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import DatabaseError
@@ -13,16 +14,12 @@ from tracking import health
 from tracking.integrity.sealing import seal_pending
 from tracking.testing.factories import make_activities
 
+UTC = dt_timezone.utc
+
 pytestmark = pytest.mark.django_db
 
 URL = "/api/tracking/health/"
 TOKEN = "health-token-for-tests-0123456789"
-
-
-@pytest.fixture
-def spool_dir(tmp_path):
-    with override_settings(TRACKING_SPOOL_DIR=str(tmp_path)):
-        yield tmp_path
 
 
 def _segment(folder, events: int, age: float) -> None:

@@ -13,7 +13,9 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from tracking.export.records import CSV_TRIGGERS, EXPORT_FIELDS, stream_export
+from tracking.export.csvformat import CSV_TRIGGERS
+from tracking.export.record import EXPORT_FIELDS
+from tracking.export.records import stream_export
 from tracking.integrity.sealing import seal_pending
 from tracking.integrity.verify import verify
 from tracking.models import Activity

@@ -7,15 +7,18 @@ import gzip
 import io
 import json
 import tracemalloc
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core.management import call_command
 
-from tracking.export.records import EXPORT_FIELDS
+from tracking.export.record import EXPORT_FIELDS
 from tracking.integrity import macs as integrity
 from tracking.models import Activity
 from tracking.simulator import traffic
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,9 +162,9 @@ def test_json_array_streamed_with_bad_element(tmp_path):
 
 
 def test_json_pretty_printed_and_chunk_boundaries(tmp_path, monkeypatch):
-    from tracking.cli import import_
+    from tracking.export import readers
 
-    monkeypatch.setattr(import_, "JSON_CHUNK", 64)  # elements cross many chunk boundaries
+    monkeypatch.setattr(readers, "JSON_CHUNK", 64)  # elements cross many chunk boundaries
     path = tmp_path / "p.json"
     path.write_text(json.dumps([minimal(i, params={"q": "é" * 50}) for i in range(6)], indent=2))
     code, out, err = run("import", str(path))
@@ -297,7 +300,7 @@ def _peak_memory(tmp_path, lines: int) -> int:
     stored = []
 
     class FakeTracker:  # measure the reader and the sorting window, not the database
-        def record_many(self, events, batch_size=None):
+        def record_many(self, events, batch_size=None, detect=True):
             from tracking.pipeline.ingest import IngestResult
 
             events = list(events)
@@ -343,7 +346,7 @@ def test_large_file_bounded_memory(tmp_path):
 
 def test_export_fields_are_all_understood():
     # every exported column maps to something the importer reads or deliberately ignores
-    from tracking.cli import import_
+    from tracking.events import ENRICHMENT_FIELDS, VERDICT_FIELDS
 
     handled = {
         "id",
@@ -365,8 +368,8 @@ def test_export_fields_are_all_understood():
         "findings",
         "user",
         "type_display",
-        *import_.ENRICHMENT_KEYS,
-        *import_.VERDICT_KEYS,
+        *ENRICHMENT_FIELDS,
+        *VERDICT_FIELDS,
     }
     assert set(EXPORT_FIELDS) <= handled
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 
@@ -11,6 +13,9 @@ from tracking.events import Event
 from tracking.integrity import macs as integrity
 from tracking.models import Activity, Rollup
 from tracking.pipeline.ingest import ingest
+from tracking.pipeline.spool import decode_line
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 
@@ -96,40 +101,45 @@ def test_verdict_merged():
     assert a.severity == "high" and a.review_status == "confirmed"
 
 
-def test_bad_event_isolated_others_stored(settings, tmp_path):
-    settings.TRACKING_SPOOL_DIR = str(tmp_path)
+def test_bad_event_isolated_others_stored(spool_dir):
     good = [ev(), ev(timestamp=T0 + timedelta(seconds=1))]
     bad = {"type": "AUTH", "timestamp": "not a time", "id": str(uuid.uuid4())}
     res = ingest([good[0], bad, good[1], {"id": "nope", "type": "X"}])
     assert res.stored == 2 and res.rejected == 2 and res.failed == 2
     assert Activity.objects.count() == 2
-    import json
+    # ingest returns what it could not write, with the reason; it keeps no file itself.
+    assert [item for item, _ in res.dead_letters] == [bad, {"id": "nope", "type": "X"}]
+    assert "not a time" in res.dead_letters[0][1] and "nope" in res.dead_letters[1][1]
+    assert not (spool_dir / "rejected.ndjson").exists()
 
-    from tracking.pipeline.spool import decode_line
 
-    lines = (tmp_path / "rejected.ndjson").read_text().splitlines()
+def test_store_keeps_rejected_events_in_the_dead_letter_file(spool_dir):
+    from tracking.pipeline.handoff import store
+
+    bad = {"type": "AUTH", "timestamp": "not a time", "id": str(uuid.uuid4())}
+    res = store([ev(), bad, {"id": "nope", "type": "X"}], source="import")
+    assert res.stored == 1 and res.rejected == 2
+    lines = (spool_dir / "rejected.ndjson").read_text().splitlines()
     dead = [decode_line(json.loads(line)["event"].encode()) for line in lines]
     assert all(json.loads(line)["event"].startswith("v1:") for line in lines)  # encrypted
     assert {d.get("timestamp") for d in dead} >= {"not a time"}
     assert "nope" in {d.get("id") for d in dead}
 
 
-def test_insert_failure_falls_back_per_event(monkeypatch, settings, tmp_path):
-    settings.TRACKING_SPOOL_DIR = str(tmp_path)
-    from tracking.pipeline import ingest as mod
+def test_insert_failure_falls_back_per_event(spool_dir):
+    from django.db import DataError
 
-    real = mod._insert
-    poison = ev(endpoint="/poison/")
+    from tracking.testing.faults import database_fault, inserts_activities
 
-    def fake(pairs):
-        if any(a.endpoint == "/poison/" for _, a in pairs):
-            raise ValueError("poisoned row")
-        return real(pairs)
+    def poisoned(sql, params):
+        if "/poison/" in repr(params):
+            raise DataError("poisoned row")
 
-    monkeypatch.setattr(mod, "_insert", fake)
-    res = ingest([ev(), poison, ev()])
+    with database_fault(poisoned, match=inserts_activities):
+        res = ingest([ev(), ev(endpoint="/poison/"), ev()])
     assert res.stored == 2 and res.rejected == 1
-    assert Activity.objects.count() == 2
+    assert "poisoned row" in res.dead_letters[0][1]
+    assert set(Activity.objects.values_list("endpoint", flat=True)) == {"/login/"}
 
 
 def test_rollups_maintained():
@@ -167,7 +177,7 @@ def test_record_many_batches():
 def test_built_row_equals_the_one_the_model_constructor_builds():
     """build_activity's constructor shortcut leaves the same instance state as
     ``Activity(**values)``: every field, the fresh containers and a new ModelState."""
-    from tracking.pipeline.ingest import _new_activity
+    from tracking.pipeline.rows import _new_activity
 
     values = {"id": uuid.uuid4(), "timestamp": datetime.now(UTC), "type": "API", "username": "x"}
     fast, slow = _new_activity(**values), Activity(**values)
@@ -181,7 +191,7 @@ def test_built_row_equals_the_one_the_model_constructor_builds():
 def test_constructor_shortcut_defers_to_init_signal_listeners():
     from django.db.models.signals import post_init
 
-    from tracking.pipeline.ingest import _new_activity
+    from tracking.pipeline.rows import _new_activity
 
     seen = []
 
@@ -273,3 +283,25 @@ def test_a_small_batch_writes_in_one_round_trip_on_postgresql(monkeypatch):
     assert (again.stored, again.duplicates) == (2, 1)
     assert Activity.objects.count() == 3
     assert Rollup.objects.get(type="AUTH").count == 3
+
+
+def test_findings_an_event_carries_are_stored_with_its_row():
+    """An exported record's findings (``verdict["findings"]``) are written by ``ingest`` in
+    the row's transaction: there is no other write path for findings."""
+    from tracking.models import Finding
+
+    verdict = {
+        "flagged": True,
+        "findings": [
+            {"detector": "manual", "tag": "manual", "score": 0.8, "severity": "high"},
+            {"detector": "manual", "tag": "manual", "score": 0.1},  # the same pair once
+            {"detector": "odd", "tag": "odd", "score": "x", "severity": "bogus"},
+        ],
+    }
+    res = ingest([ev(verdict=verdict)], detect=False)
+    rows = sorted(Finding.objects.filter(activity_id=res.ids[0]), key=lambda f: f.detector)
+    assert [(f.detector, f.score, f.severity, f.flag) for f in rows] == [
+        ("manual", 0.8, "high", True),
+        ("odd", 0.0, "low", True),
+    ]
+    assert all(f.evidence == {"imported": True} for f in rows)

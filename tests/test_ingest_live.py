@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tracking.events import Event
 from tracking.models import Activity
 from tracking.pipeline.ingest import ingest
 
-
-def _event(**kw) -> Event:
-    base = dict(
-        type="API",
-        timestamp=datetime.now(UTC),
-        username="bob",
-        ip_address="81.2.69.142",
-        user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/115.0",
-        endpoint="/api/items/",
-        method="GET",
-        status=200,
-        headers={"Accept": "*/*"},
-        params={"query": {"page": "1", "token": "t0p"}},
-    )
-    base.update(kw)
-    return Event(**base)
+UTC = dt_timezone.utc
 
 
 def _deleted_user_pk(model, username: str):
@@ -39,26 +23,26 @@ def _deleted_user_pk(model, username: str):
 
 
 @pytest.mark.django_db
-def test_a_repeated_live_event_is_a_duplicate_not_a_rejection():
-    e = _event()
+def test_a_repeated_live_event_is_a_duplicate_not_a_rejection(make_event):
+    e = make_event()
     assert ingest([e], assume_new=True).stored == 1
     again = ingest([e], assume_new=True)
     assert (again.stored, again.duplicates, again.rejected, again.failed) == (0, 1, 0, 0)
-    mixed = ingest([e, _event(endpoint="/other/")], assume_new=True)
+    mixed = ingest([e, make_event(endpoint="/other/")], assume_new=True)
     assert (mixed.stored, mixed.duplicates, mixed.rejected) == (1, 1, 0)
     assert Activity.objects.count() == 2
 
 
 @pytest.mark.django_db
-def test_a_logged_in_live_request_costs_few_queries(django_user_model, settings):
+def test_a_logged_in_live_request_costs_few_queries(django_user_model, settings, make_event):
     """No stored-id lookup, no user query (the request's authenticated user is trusted; the
     foreign key catches one deleted since), no sealing, no model-version or look-back query
     for an API call."""
     settings.TRACKING_SEAL_INTERVAL = 3600.0
     user = django_user_model.objects.create(username="bob")
-    ingest([_event(user_id=user.pk)], assume_new=True)  # warm: profile row, model version
+    ingest([make_event(user_id=user.pk)], assume_new=True)  # warm: profile row, model version
     with CaptureQueriesContext(connection) as ctx:
-        assert ingest([_event(user_id=user.pk)], assume_new=True).stored == 1
+        assert ingest([make_event(user_id=user.pk)], assume_new=True).stored == 1
     sqls = [q["sql"] for q in ctx.captured_queries]
     assert not any('"tracking_activity"."id" IN' in q for q in sqls)  # no lookup
     assert not any("auth_user" in q for q in sqls)
@@ -68,15 +52,17 @@ def test_a_logged_in_live_request_costs_few_queries(django_user_model, settings)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_live_event_of_a_user_deleted_since_is_kept_without_the_user(django_user_model):
+def test_a_live_event_of_a_user_deleted_since_is_kept_without_the_user(
+    django_user_model, make_event
+):
     """The trusted id fails the foreign key at commit: the batch is resolved against the user
     table and written again, nothing is rejected and the other events keep their users."""
     alive = django_user_model.objects.create(username="alive")
     gone_pk = _deleted_user_pk(django_user_model, "gone")
     events = [
-        _event(user_id=alive.pk, username="alive"),
-        _event(user_id=gone_pk, username="gone", endpoint="/x/"),
-        _event(username="alive", endpoint="/y/"),
+        make_event(user_id=alive.pk, username="alive"),
+        make_event(user_id=gone_pk, username="gone", endpoint="/x/"),
+        make_event(username="alive", endpoint="/y/"),
     ]
     result = ingest(events, assume_new=True)
     assert (result.stored, result.rejected, result.failed, result.duplicates) == (3, 0, 0, 0)
@@ -92,7 +78,7 @@ def test_a_live_event_of_a_user_deleted_since_is_kept_without_the_user(django_us
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_retried_batch_is_judged_afresh(django_user_model, monkeypatch):
+def test_a_retried_batch_is_judged_afresh(django_user_model, monkeypatch, make_event):
     """Verdicts of a rolled-back attempt do not stick to the events written again."""
     import tracking.pipeline.ingest as ingest_module
 
@@ -100,17 +86,17 @@ def test_a_retried_batch_is_judged_afresh(django_user_model, monkeypatch):
     seen = []
     real = ingest_module._write
 
-    def spy(pairs, *, detect):
+    def spy(pairs, **kwargs):
         seen.append([list(a.tags or []) for _, a in pairs])
-        return real(pairs, detect=detect)
+        return real(pairs, **kwargs)
 
-    def detect(acts):
+    def detect(acts, **kwargs):
         for a in acts:
             a.tags = [*(a.tags or []), "judged"]
         return []
 
     monkeypatch.setattr(ingest_module, "_write", spy)
     monkeypatch.setattr(ingest_module, "_detect", detect)
-    assert ingest([_event(user_id=gone_pk, username="gone2")], assume_new=True).stored == 1
+    assert ingest([make_event(user_id=gone_pk, username="gone2")], assume_new=True).stored == 1
     assert seen == [[[]], [[]]]  # the second attempt starts from the event, not the first try
     assert Activity.objects.get().tags == ["judged"]

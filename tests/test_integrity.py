@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from types import SimpleNamespace
 
 from tracking.integrity import macs as integrity
 from tracking.integrity.macs import CANONICAL_FIELDS, FORMAT_FIELDS
+
+UTC = dt_timezone.utc
 
 
 def reference(activity, fields=FORMAT_FIELDS[1]) -> bytes:

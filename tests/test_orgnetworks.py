@@ -3,7 +3,8 @@ established users within a day, taught by a reviewer's dismissal; shown and revo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.test import Client, override_settings
@@ -16,6 +17,8 @@ from tracking.checks import check_detection
 from tracking.events import Event
 from tracking.models import Activity, Finding, OrganisationNetwork
 from tracking.simulator.world import NETWORKS, host
+
+UTC = dt_timezone.utc
 
 TS = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from io import StringIO
 
 import pytest
@@ -15,6 +16,8 @@ from tracking.checks import check_partitioning
 from tracking.models import Activity, Finding
 from tracking.storage import partitioning
 from tracking.testing.factories import make_activities, make_activity
+
+UTC = dt_timezone.utc
 
 # Every test runs on both backends and asserts what that backend must do: PostgreSQL
 # partitions by month, SQLite keeps one plain table and every partition call is a no-op.

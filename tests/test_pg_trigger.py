@@ -1,6 +1,7 @@
 """The optional PostgreSQL trigger; on other databases the command explains it is PG-only."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -11,6 +12,8 @@ from tracking.models import Activity
 from tracking.testing.factories import make_activities, make_activity
 
 from .integrity_helpers import db_id, run_tracking, sql
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

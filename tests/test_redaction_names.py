@@ -155,5 +155,3 @@ def test_redaction_stays_idempotent():
     once = redact_params(params)
     assert redact_params(once) == once
     assert redact_headers(redact_headers({"Referer": "/a?b=c"})) == {"Referer": "/a?[REDACTED]"}
-
-

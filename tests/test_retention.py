@@ -1,20 +1,23 @@
 """`tracking purge` and TRACKING_RETENTION_DAYS: batches, checkpoint, chain still verifies."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core import checks
 from django.db import connection
 from django.test import override_settings
 
-from tracking.integrity.retention import purge
 from tracking.integrity.sealing import seal_pending
 from tracking.integrity.verify import verify
 from tracking.models import Activity, Checkpoint, Finding, Seal, Tombstone
+from tracking.storage.retention import purge
 from tracking.testing.factories import make_activities
 
 from .integrity_helpers import run_tracking, sql
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 
@@ -129,7 +132,7 @@ def test_purge_keeps_rows_with_invalid_mac_as_evidence():
 
 def test_interrupted_purge_still_verifies_and_a_rerun_finishes(monkeypatch):
     _old_and_new()
-    from tracking.integrity import retention
+    from tracking.storage import retention
 
     def boom(*args, **kwargs):
         raise RuntimeError("killed")
@@ -195,7 +198,7 @@ def test_system_check_accepts_valid_retention_days():
 
 
 def test_periodic_tasks_seal_and_purge_by_retention_days():
-    from tracking.integrity import tasks as tasks_periodic
+    from tracking.storage import tasks as tasks_periodic
 
     _old_and_new(sealed=False)
     assert tasks_periodic.seal() == 10

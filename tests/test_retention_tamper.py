@@ -7,17 +7,19 @@ seals, refuses and names the rows; `tracking verify --anchor` still reports them
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from unittest import mock
 
 import pytest
 
-from tracking.integrity.retention import purge
 from tracking.integrity.sealing import chain_head, seal_pending
 from tracking.models import Activity, Checkpoint, Seal, Tombstone
+from tracking.storage.retention import purge
 from tracking.testing.factories import make_activities
 
 from .integrity_helpers import db_id, run_tracking, sql
+
+UTC = timezone.utc
 
 pytestmark = pytest.mark.django_db
 NOW = datetime.now(UTC)

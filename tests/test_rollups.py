@@ -4,7 +4,8 @@ every path must agree with a scan of the activity table."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +15,8 @@ from tracking.models import Activity, DailyRollup, Rollup
 from tracking.storage import rollups
 from tracking.storage.stats import query_stats, rollup_stats
 from tracking.testing.factories import build_activity
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 
@@ -177,7 +180,7 @@ def test_review_and_delete_keep_both_tables_exact(staff_user):
 
 def test_purge_keeps_history_in_both_tables(settings):
     """Retention keeps rollups (history): hourly and daily rows still agree after a purge."""
-    from tracking.integrity.retention import purge
+    from tracking.storage.retention import purge
 
     _spread(150)
     rollups.rebuild()

@@ -18,7 +18,8 @@ import sys
 import textwrap
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from io import StringIO
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from django.test import override_settings
 
 from tracking.events import Event
 from tracking.models import Activity, Finding, Seal
+
+UTC = dt_timezone.utc
 
 REDIS_URL = os.environ.get("TRACKING_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent

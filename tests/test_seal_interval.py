@@ -5,35 +5,22 @@ at most every interval (and when it stops), and `tracking verify` passes."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tracking.events import Event
 from tracking.integrity.verify import verify
 from tracking.models import Activity, Seal
-from tracking.pipeline import writer
+from tracking.pipeline import housekeeping, writer
 from tracking.pipeline.ingest import ingest
 from tracking.storage import partitioning
 
+UTC = dt_timezone.utc
+
 PG = connection.vendor == "postgresql"
-
-
-def _events(n: int, tag: str) -> list[Event]:
-    now = datetime.now(UTC)
-    return [
-        Event(
-            type="API",
-            endpoint=f"/{tag}/{i}",
-            username=f"{tag}{i}",
-            ip_address="81.2.69.142",
-            timestamp=now - timedelta(seconds=n - i),
-            params={"query": {"password": "hunter2"}},
-        )
-        for i in range(n)
-    ]
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:
@@ -46,16 +33,16 @@ def _wait(predicate, timeout: float = 10.0) -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_sync_writes_leave_sealing_to_the_writer_thread_within_the_interval(settings):
+def test_sync_writes_leave_sealing_to_the_writer_thread_within_the_interval(settings, make_events):
     settings.TRACKING_SEAL_INTERVAL = 3600.0
     with CaptureQueriesContext(connection) as queries:
-        assert ingest(_events(3, "a")).stored == 3
+        assert ingest(make_events(3, "a")).stored == 3
     sql = " ".join(q["sql"] for q in queries.captured_queries)
     # The caller's connection took no chain lock and wrote no seal.
     assert "tracking_seal" not in sql and "advisory" not in sql
     # The first seal of a process is not delayed; later ones wait for the interval.
     assert _wait(lambda: not Activity.objects.filter(seq__isnull=True).exists())
-    assert ingest(_events(2, "b")).stored == 2
+    assert ingest(make_events(2, "b")).stored == 2
     time.sleep(0.6)  # a few writer rounds: still inside the interval
     assert Activity.objects.filter(seq__isnull=True).count() == 2
     writer.shutdown(10)  # stopping the writer seals what this process wrote
@@ -66,21 +53,21 @@ def test_sync_writes_leave_sealing_to_the_writer_thread_within_the_interval(sett
 
 
 @pytest.mark.django_db(transaction=True)
-def test_many_waiting_rows_are_sealed_before_the_interval(settings):
+def test_many_waiting_rows_are_sealed_before_the_interval(settings, make_events):
     settings.TRACKING_SEAL_INTERVAL = 3600.0
     settings.TRACKING_SEAL_BATCH_SIZE = 4
-    assert ingest(_events(1, "c")).stored == 1
+    assert ingest(make_events(1, "c")).stored == 1
     assert _wait(lambda: not Activity.objects.filter(seq__isnull=True).exists())
-    assert ingest(_events(5, "d")).stored == 5  # >= SEAL_BATCH_SIZE rows: due now
+    assert ingest(make_events(5, "d")).stored == 5  # >= SEAL_BATCH_SIZE rows: due now
     assert _wait(lambda: not Activity.objects.filter(seq__isnull=True).exists())
     # counted after the seal's commit: give the thread a moment
     assert _wait(lambda: writer.stats()["sealed"] == 6)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_async_events_are_sealed_by_the_writer_that_stored_them(settings):
+def test_async_events_are_sealed_by_the_writer_that_stored_them(settings, make_events):
     settings.TRACKING_SEAL_INTERVAL = 3600.0
-    for e in _events(4, "e"):
+    for e in make_events(4, "e"):
         writer.submit(e)
     assert writer.flush(10)
     assert _wait(lambda: Activity.objects.filter(seq__isnull=False).count() == 4)
@@ -88,7 +75,7 @@ def test_async_events_are_sealed_by_the_writer_that_stored_them(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_failed_seal_is_counted_logged_and_retried(settings, monkeypatch, caplog):
+def test_failed_seal_is_counted_logged_and_retried(settings, monkeypatch, caplog, make_events):
     from tracking.integrity import sealing
 
     settings.TRACKING_SEAL_INTERVAL = 0.2
@@ -102,7 +89,7 @@ def test_failed_seal_is_counted_logged_and_retried(settings, monkeypatch, caplog
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sealing, "seal_pending", flaky)
-    assert ingest(_events(2, "f")).stored == 2
+    assert ingest(make_events(2, "f")).stored == 2
     assert _wait(lambda: not Activity.objects.filter(seq__isnull=True).exists())
     assert writer.stats()["seal_failures"] == 1  # counted before the retry that sealed
     assert "sealing committed activities failed" in caplog.text
@@ -113,11 +100,12 @@ def test_writer_checks_partitions_at_start_then_at_most_hourly(monkeypatch):
     calls = []
     monkeypatch.setattr(partitioning, "ensure_partitions", lambda **kw: calls.append(kw) or [])
     w = writer.Writer()
-    w._maybe_check_partitions()
-    w._maybe_check_partitions()
+    job = w.job(housekeeping.Partitions)
+    job.run(w, stopping=False)
+    job.run(w, stopping=False)
     assert calls == [{"refresh": True}]
-    w._last_partition_check -= writer.PARTITION_CHECK_INTERVAL
-    w._maybe_check_partitions()
+    job.last -= housekeeping.PARTITION_CHECK_INTERVAL
+    job.run(w, stopping=False)
     assert len(calls) == 2
 
 
@@ -132,7 +120,7 @@ def test_writer_creates_next_months_partition_when_it_is_missing():
         with connection.cursor() as cur:
             cur.execute(f'ALTER TABLE tracking_activity DETACH PARTITION "{next_month}"')
             cur.execute(f'DROP TABLE "{next_month}"')
-    w._maybe_check_partitions()
+    w.job(housekeeping.Partitions).run(w, stopping=False)
     names = {p.name for p in partitioning.list_partitions()}
     assert (next_month in names) is PG  # SQLite: nothing to do, nothing created
     assert w.counters["partition_failures"] == 0
@@ -140,7 +128,7 @@ def test_writer_creates_next_months_partition_when_it_is_missing():
 
 def test_periodic_seal_task_also_keeps_partitions(monkeypatch):
     from tracking.integrity import sealing
-    from tracking.integrity import tasks as tasks_periodic
+    from tracking.storage import tasks as tasks_periodic
 
     calls = []
     monkeypatch.setattr(partitioning, "ensure_partitions", lambda **kw: calls.append("p") or [])

@@ -1,6 +1,7 @@
 import hashlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.test import override_settings
@@ -12,6 +13,8 @@ from tracking.models import Activity, Finding, Seal, Tombstone
 from tracking.testing.factories import make_activities, make_activity
 
 from .integrity_helpers import db_id, sql
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 
@@ -158,7 +161,7 @@ def test_concurrent_sealers_never_assign_a_seq_twice():
     def run():
         try:
             seal_pending()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
         finally:
             connections.close_all()

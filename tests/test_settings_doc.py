@@ -39,8 +39,10 @@ def test_one_row_per_setting_with_its_django_name_default_and_description():
     assert list(rows) == [conf.setting_name(name) for name in conf.DEFAULTS]
     assert rows["TRACKING_FLAG_THRESHOLD"]["default"] == "0.7"
     assert rows["TRACKING_THROTTLE_RATES"]["default"] == repr(conf.DEFAULTS["THROTTLE_RATES"])
-    # Unprefixed seed names are shown as Django reads them.
-    assert rows["SENSITIVE_FIELDS"]["default"] == "['password', 'token', 'secret']"
+    # Settings with a seed alias are listed under their TRACKING_ name, the alias named.
+    assert rows["TRACKING_SENSITIVE_FIELDS"]["default"] == "['password', 'token', 'secret']"
+    assert "`SENSITIVE_FIELDS`" in rows["TRACKING_SENSITIVE_FIELDS"]["text"]
+    assert "SENSITIVE_FIELDS" not in rows
     assert rows["TRACKING_SEAL_KEYS"]["text"] == conf.DESCRIPTIONS["SEAL_KEYS"]
     paths = html.unescape(rows["TRACKING_PATHS"]["html"]).replace("&#124;", "|")
     assert paths == repr(conf.DEFAULTS["PATHS"])

@@ -14,6 +14,8 @@ from tracking.capture.tracker import get_tracker
 from tracking.events import Event
 from tracking.models import Activity
 from tracking.pipeline import spool
+from tracking.pipeline.ingest import ingest
+from tracking.pipeline.writer import Writer
 from tracking.redaction import HEADERS_OMITTED, redact_headers
 
 rf = RequestFactory()
@@ -87,7 +89,7 @@ def test_a_tampered_spool_line_is_rejected_not_replayed(spool_dir, db):
     seg = next(spool_dir.glob("seg-*.ndjson"))
     line = seg.read_bytes()
     seg.write_bytes(line[:-6] + (b"A" if line[-6:-5] != b"A" else b"B") + line[-5:])
-    result = spool.replay()
+    result = spool.replay(ingest)
     assert result.corrupt == 1 and result.stored == 0
 
 
@@ -97,7 +99,7 @@ def test_old_plaintext_spool_lines_are_still_replayed(spool_dir, db):
     (spool_dir / "seg-00000000000000000001-1-1.ndjson").write_text(
         json.dumps(event, default=str) + "\n"
     )
-    assert spool.replay().stored == 1
+    assert spool.replay(ingest).stored == 1
 
 
 @pytest.mark.parametrize("cap", [2000, 10000])
@@ -122,16 +124,13 @@ def test_spool_byte_cap_refuses_counts_and_alarms(spool_dir, cap, db):
     assert spool.stats()["refused_full"] == 0
 
 
-def test_writer_memory_is_bounded_when_the_spool_is_unwritable(monkeypatch, settings):
-    from tracking.pipeline.writer import Writer
-
+def test_writer_memory_is_bounded_when_the_spool_is_unwritable(settings):
     settings.TRACKING_QUEUE_SIZE = 50
 
     def broken(events):
         raise spool.SpoolError("read-only file system")
 
-    monkeypatch.setattr(spool, "append", broken)
-    writer = Writer()
+    writer = Writer(feed=ingest, keep=broken)
     for _ in range(10):
         writer._keep([Event(type="AUTH") for _ in range(20)])
     assert len(writer.retry) == 50

@@ -2,7 +2,8 @@
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 
@@ -11,6 +12,8 @@ from tracking.models import Activity, Seal
 from tracking.testing.factories import make_activities, make_activity
 
 from .integrity_helpers import db_id, insert_copy, run_tracking, sql
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

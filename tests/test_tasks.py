@@ -83,20 +83,16 @@ def test_task_options():
 
 
 @pytest.mark.django_db
-def test_task_database_down_retries_then_spools(monkeypatch, settings, tmp_path):
-    from tracking.pipeline import ingest as mod
+def test_task_database_down_retries_then_spools(spool_dir):
     from tracking.pipeline.tasks import MAX_RETRIES, ingest_events
+    from tracking.testing.faults import database_fault
 
-    settings.TRACKING_SPOOL_DIR = str(tmp_path)
-    calls = []
-
-    def down(pairs):
-        calls.append(1)
+    def down(sql, params):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(mod, "_insert", down)
-    result = ingest_events.apply(args=[[Event(type="API").to_dict()]])
-    assert len(calls) == MAX_RETRIES + 1
+    with database_fault(down) as fault:
+        result = ingest_events.apply(args=[[Event(type="API").to_dict()]])
+    assert fault.calls == MAX_RETRIES + 1  # each attempt stops at its first statement
     assert result.get() == {"stored": 0, "spooled": 1}
     assert spool.stats()["events"] == 1
 
@@ -113,13 +109,11 @@ app.conf.broker_transport_options = {"visibility_timeout": 2, "unacked_restore_i
 app.conf.worker_prefetch_multiplier = 1
 import tracking.pipeline.tasks  # noqa
 if os.environ.get("KILL_SLOW"):
-    from tracking.pipeline import ingest as mod
-    real = mod._insert
-    def slow(pairs):
+    from tracking.testing.faults import DatabaseFault, inserts_activities
+    def slow(sql, params):
         print("BATCH", flush=True)
         time.sleep(60)
-        return real(pairs)
-    mod._insert = slow
+    DatabaseFault(slow, match=inserts_activities).start()
 """
 
 

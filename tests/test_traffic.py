@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from tracking.simulator import traffic
 from tracking.simulator.world import CITIES, NETWORKS
+
+UTC = dt_timezone.utc
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 IMPORT_KEYS = {

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from io import StringIO
 
 import pytest
@@ -10,6 +11,8 @@ from django.core.management import call_command
 
 from tracking.models import Activity, DetectorModel
 from tracking.simulator.traffic import simulate
+
+UTC = dt_timezone.utc
 
 
 def run(*args) -> tuple[int, str, str]:
@@ -81,3 +84,13 @@ def test_parse_when_spans():
 
     assert parse_when("2026-01-02") == datetime(2026, 1, 2, tzinfo=UTC)
     assert datetime.now(UTC) - parse_when("30d") - timedelta(days=30) < timedelta(seconds=5)
+    assert parse_when("2026-01-02T03:04:05+02:00") == datetime(2026, 1, 2, 1, 4, 5, tzinfo=UTC)
+    assert parse_when("2026-01-02 03:04") == datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["2026-W01", "2026-01-02X10:00", "2026-02-30", "20260102", ""])
+def test_parse_when_is_as_strict_as_the_other_cli_dates(text):
+    from tracking.cli.train import parse_when
+
+    with pytest.raises(ValueError, match="not a date"):
+        parse_when(text)

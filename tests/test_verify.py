@@ -2,7 +2,8 @@
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.test import override_settings
@@ -16,6 +17,8 @@ from tracking.pipeline.ingest import ingest
 from tracking.testing.factories import make_activities
 
 from .integrity_helpers import db_id, insert_copy, run_tracking, sql
+
+UTC = dt_timezone.utc
 
 pytestmark = pytest.mark.django_db
 

@@ -76,10 +76,9 @@ def test_fork_child_gets_its_own_writer():
     assert Activity.objects.filter(endpoint="/forked").count() == 1
 
 
-def test_durable_handoff_spools_before_acknowledging(settings, tmp_path):
+def test_durable_handoff_spools_before_acknowledging(settings, spool_dir):
     from tracking.pipeline import spool
 
-    settings.TRACKING_SPOOL_DIR = str(tmp_path)
     settings.TRACKING_DURABLE_HANDOFF = True
     settings.TRACKING_SPOOL_REPLAY_INTERVAL = 60  # only the wake-up after submit replays
     appended = spool.stats()["appended_total"]
@@ -179,3 +178,50 @@ def test_a_filling_batch_does_not_wake_the_writer_per_event(settings, monkeypatc
     batch, stop = result["batch"]
     assert len(batch) == 20 and not stop
     assert len(blocking_gets) == 1  # only while the queue was empty
+
+
+def test_the_writer_feeds_the_function_it_was_given_and_keeps_what_failed():
+    """The writer knows only its feed and its keeper: a batch the feed could not write goes
+    to ``keep``; when that fails too, the batch waits in memory for the next round."""
+    fed, kept = [], []
+
+    def feed(batch, assume_new):
+        fed.append((len(batch), assume_new))
+        if any(e.endpoint == "/fail" for e in batch):
+            raise RuntimeError("feed down")
+        return {"written": len(batch)}
+
+    def keep(batch):
+        if kept:
+            raise OSError("disk full")
+        kept.append(len(batch))
+
+    w = writer.Writer(feed=feed, keep=keep, jobs=[])
+    w._write([Event(type="API", endpoint="/ok")], assume_new=True)
+    w._write([Event(type="API", endpoint="/fail")])
+    w._write([Event(type="API", endpoint="/fail")])
+    assert fed == [(1, True), (1, False), (1, False)]
+    assert kept == [1] and [e.endpoint for e in w.retry] == ["/fail"]
+    st = w.stats()
+    assert (st["written"], st["failed"], st["spooled"]) == (1, 2, 1)
+
+
+def test_writer_runs_its_registered_jobs_and_flush_waits_for_them():
+    class Job:
+        def __init__(self):
+            self.rounds = []
+            self.todo = 2
+
+        def run(self, w, *, stopping):
+            self.rounds.append(stopping)
+            self.todo = max(0, self.todo - 1)
+
+        def pending(self):
+            return self.todo > 0
+
+    w = writer.Writer(feed=lambda batch, assume_new: {}, keep=lambda batch: None, jobs=[Job])
+    job = w.job(Job)
+    assert w.flush(10)  # woken until the job reports nothing pending
+    assert job.todo == 0 and job.rounds
+    w.stop(10)
+    assert job.rounds[-1] is True  # the last round tells the jobs the writer stops

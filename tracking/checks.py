@@ -6,29 +6,40 @@ Each area registers its checks here with a stable id (tracking.E0xx errors, W0xx
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from django.apps import apps
+from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext as _
 
 from detectors.orgnetworks import parse_trusted
-from tracking.conf import tracking_settings
+from detectors.registry import ConfigError
+from detectors.rules import RuleError, load_rules
+from tracking.capture.clientip import parse_networks
+from tracking.conf import conflicting_aliases, tracking_settings
+from tracking.dashboard.checks import dashboard_messages
+from tracking.delivery import config as delivery_config
+from tracking.detection.config import configured_detectors, rule_dirs
 from tracking.enrich.checks import enrichment_messages
+from tracking.integrity import crypto
+from tracking.integrity import macs as integrity
+from tracking.respond.checks import respond_messages
 
 
 @checks.register(checks.Tags.security)
 def check_keys(app_configs=None, **kwargs):
-    from django.core.exceptions import ImproperlyConfigured
-
-    from tracking.integrity import crypto
-    from tracking.integrity import macs as integrity
-
     errors = []
     keys = tracking_settings.ENCRYPTION_KEYS
     if not keys:
         errors.append(
             checks.Error(
-                "TRACKING_ENCRYPTION_KEYS is empty.",
-                hint="Run `python manage.py tracking keygen` and set the printed key "
-                "(a list; the first key encrypts, all keys decrypt).",
+                _("TRACKING_ENCRYPTION_KEYS is empty."),
+                hint=_(
+                    "Run `python manage.py tracking keygen` and set the printed key "
+                    "(a list; the first key encrypts, all keys decrypt)."
+                ),
                 id="tracking.E001",
             )
         )
@@ -39,8 +50,9 @@ def check_keys(app_configs=None, **kwargs):
             except ImproperlyConfigured as exc:
                 errors.append(
                     checks.Error(
-                        f"TRACKING_ENCRYPTION_KEYS[{i}] is invalid: {exc}.",
-                        hint="Keys are urlsafe base64 of 32 random bytes (`tracking keygen`).",
+                        _("TRACKING_ENCRYPTION_KEYS[%(i)s] is invalid: %(exc)s.")
+                        % {"i": i, "exc": exc},
+                        hint=_("Keys are urlsafe base64 of 32 random bytes (`tracking keygen`)."),
                         id="tracking.E002",
                     )
                 )
@@ -48,9 +60,11 @@ def check_keys(app_configs=None, **kwargs):
     if not seal_keys:
         errors.append(
             checks.Error(
-                "TRACKING_SEAL_KEYS is empty.",
-                hint="Set at least one key (`python manage.py tracking keygen`); it "
-                "authenticates rows and seals and must not be stored in the database.",
+                _("TRACKING_SEAL_KEYS is empty."),
+                hint=_(
+                    "Set at least one key (`python manage.py tracking keygen`); it "
+                    "authenticates rows and seals and must not be stored in the database."
+                ),
                 id="tracking.E003",
             )
         )
@@ -59,9 +73,12 @@ def check_keys(app_configs=None, **kwargs):
         if problem:
             errors.append(
                 checks.Error(
-                    f"TRACKING_SEAL_KEYS[{i}] {problem}.",
-                    hint="Seal keys authenticate rows, seals, tombstones and models: use 32 "
-                    "random bytes, urlsafe base64 (`python manage.py tracking keygen`).",
+                    _("TRACKING_SEAL_KEYS[%(index)d] %(problem)s.")
+                    % {"index": i, "problem": problem},
+                    hint=_(
+                        "Seal keys authenticate rows, seals, tombstones and models: use 32 "
+                        "random bytes, urlsafe base64 (`python manage.py tracking keygen`)."
+                    ),
                     id="tracking.E004",
                 )
             )
@@ -71,10 +88,12 @@ def check_keys(app_configs=None, **kwargs):
         if problem:
             errors.append(
                 checks.Error(
-                    f"TRACKING_HASH_KEY {problem}.",
-                    hint="It keys the hash of session ids: use 32 random bytes, urlsafe base64 "
-                    "(`python manage.py tracking keygen`), or leave it unset (derived from the "
-                    "first seal key).",
+                    _("TRACKING_HASH_KEY %(problem)s.") % {"problem": problem},
+                    hint=_(
+                        "It keys the hash of session ids: use 32 random bytes, urlsafe base64 "
+                        "(`python manage.py tracking keygen`), or leave it unset (derived from the "
+                        "first seal key)."
+                    ),
                     id="tracking.E005",
                 )
             )
@@ -89,18 +108,25 @@ def check_partitioning(app_configs=None, **kwargs):
     if isinstance(ahead, bool) or not isinstance(ahead, int) or not 0 <= ahead <= 120:
         errors.append(
             checks.Error(
-                f"TRACKING_PARTITION_MONTHS_AHEAD must be an integer from 0 to 120, got {ahead!r}.",
-                hint="It is how many monthly partitions `tracking partitions ensure` keeps "
-                "created ahead of the current month (default 3).",
+                _(
+                    "TRACKING_PARTITION_MONTHS_AHEAD must be an integer from 0 to 120, got %(ahead)r."
+                )
+                % {"ahead": ahead},
+                hint=_(
+                    "It is how many monthly partitions `tracking partitions ensure` keeps "
+                    "created ahead of the current month (default 3)."
+                ),
                 id="tracking.E120",
             )
         )
     if not isinstance(tracking_settings.PARTITIONING, bool):
         errors.append(
             checks.Error(
-                f"TRACKING_PARTITIONING must be True or False, got "
-                f"{tracking_settings.PARTITIONING!r}.",
-                hint="True partitions tracking_activity by month on PostgreSQL (migration 0002).",
+                _("TRACKING_PARTITIONING must be True or False, got %(partitioning)r.")
+                % {"partitioning": tracking_settings.PARTITIONING},
+                hint=_(
+                    "True partitions tracking_activity by month on PostgreSQL (migration 0002)."
+                ),
                 id="tracking.E121",
             )
         )
@@ -110,7 +136,6 @@ def check_partitioning(app_configs=None, **kwargs):
 @checks.register()
 def check_dashboard(app_configs=None, **kwargs):
     """Settings of the security dashboard (tracking.E090-E099, W090-W099)."""
-    from tracking.dashboard.checks import dashboard_messages
 
     return dashboard_messages()
 
@@ -118,8 +143,6 @@ def check_dashboard(app_configs=None, **kwargs):
 @checks.register(checks.Tags.security)
 def check_respond(app_configs=None, **kwargs):
     """Blocking: TRACKING_NEVER_BLOCK, the block cache, backend order (E130-E139, W130-W139)."""
-    from tracking.respond.checks import respond_messages
-
     return respond_messages()
 
 
@@ -136,16 +159,20 @@ def _positive_int(value) -> bool:
 @checks.register()
 def check_integrity_settings(app_configs=None, **kwargs):
     """Sealing, retention, health and spool settings (tracking.E070-E089 / W070-W089)."""
-    from pathlib import Path
 
     errors = []
     days = tracking_settings.RETENTION_DAYS
     if days is not None and not _positive_int(days):
         errors.append(
             checks.Error(
-                f"TRACKING_RETENTION_DAYS must be None or a whole number of days >= 1, got {days!r}.",
-                hint="It is the age after which `tracking purge` (without --days/--before) and "
-                "the periodic purge task delete activities; None keeps everything.",
+                _(
+                    "TRACKING_RETENTION_DAYS must be None or a whole number of days >= 1, got %(days)r."
+                )
+                % {"days": days},
+                hint=_(
+                    "It is the age after which `tracking purge` (without --days/--before) and "
+                    "the periodic purge task delete activities; None keeps everything."
+                ),
                 id="tracking.E070",
             )
         )
@@ -154,8 +181,9 @@ def check_integrity_settings(app_configs=None, **kwargs):
         if not _positive_int(value):
             errors.append(
                 checks.Error(
-                    f"TRACKING_{name} must be a whole number >= 1, got {value!r}.",
-                    hint="Rows per seal (and per sealing transaction); default 5000.",
+                    _("TRACKING_%(name)s must be a whole number >= 1, got %(value)r.")
+                    % {"name": name, "value": value},
+                    hint=_("Rows per seal (and per sealing transaction); default 5000."),
                     id=eid,
                 )
             )
@@ -173,7 +201,8 @@ def check_integrity_settings(app_configs=None, **kwargs):
         ):
             errors.append(
                 checks.Error(
-                    f"TRACKING_{name} must be a non-negative number (or None), got {value!r}.",
+                    _("TRACKING_%(name)s must be a non-negative number (or None), got %(value)r.")
+                    % {"name": name, "value": value},
                     id="tracking.E072",
                 )
             )
@@ -181,17 +210,19 @@ def check_integrity_settings(app_configs=None, **kwargs):
     if token and (not isinstance(token, str) or len(token) < 24):
         errors.append(
             checks.Warning(
-                "TRACKING_HEALTH_TOKEN is shorter than 24 characters.",
-                hint="Use a long random value (e.g. `python manage.py tracking keygen`).",
+                _("TRACKING_HEALTH_TOKEN is shorter than 24 characters."),
+                hint=_("Use a long random value (e.g. `python manage.py tracking keygen`)."),
                 id="tracking.W071",
             )
         )
     if not tracking_settings.SEAL_ON_WRITE:
         errors.append(
             checks.Warning(
-                "TRACKING_SEAL_ON_WRITE is off: activities stay unsealed (not tamper-evident) "
-                "until `tracking seal` or the periodic seal task runs.",
-                hint="Schedule `tracking.tasks_periodic.seal` or `manage.py tracking seal`.",
+                _(
+                    "TRACKING_SEAL_ON_WRITE is off: activities stay unsealed (not tamper-evident) "
+                    "until `tracking seal` or the periodic seal task runs."
+                ),
+                hint=_("Schedule `tracking.tasks_periodic.seal` or `manage.py tracking seal`."),
                 id="tracking.W072",
             )
         )
@@ -199,8 +230,9 @@ def check_integrity_settings(app_configs=None, **kwargs):
     if anchor_file is not None and not isinstance(anchor_file, str | os.PathLike):
         errors.append(
             checks.Error(
-                f"TRACKING_ANCHOR_FILE must be a file path or None, got {anchor_file!r}.",
-                hint="`tracking doctor` keeps the chain head there, outside the database.",
+                _("TRACKING_ANCHOR_FILE must be a file path or None, got %(value)r.")
+                % {"value": anchor_file},
+                hint=_("`tracking doctor` keeps the chain head there, outside the database."),
                 id="tracking.E073",
             )
         )
@@ -213,9 +245,12 @@ def check_integrity_settings(app_configs=None, **kwargs):
         if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
             errors.append(
                 checks.Warning(
-                    f"TRACKING_SPOOL_DIR {folder!r} is not writable by this process.",
-                    hint="Events that cannot be written to the database (database or broker "
-                    "down) are kept there; without it they can only be counted as failed.",
+                    _("TRACKING_SPOOL_DIR %(folder)r is not writable by this process.")
+                    % {"folder": folder},
+                    hint=_(
+                        "Events that cannot be written to the database (database or broker "
+                        "down) are kept there; without it they can only be counted as failed."
+                    ),
                     id="tracking.W070",
                 )
             )
@@ -225,15 +260,15 @@ def check_integrity_settings(app_configs=None, **kwargs):
 @checks.register()
 def check_recording(app_configs=None, **kwargs):
     """Recording and hand-off settings (ids tracking.E010–E029 / W010–W029)."""
-    from tracking.capture.clientip import parse_networks
 
     errors = []
-    _, bad = parse_networks(tracking_settings.TRUSTED_PROXIES)
+    _nets, bad = parse_networks(tracking_settings.TRUSTED_PROXIES)
     if bad:
         errors.append(
             checks.Error(
-                f"TRACKING_TRUSTED_PROXIES has invalid entries: {', '.join(map(repr, bad))}.",
-                hint="Use CIDRs such as '10.0.0.0/8' or single addresses such as '192.0.2.1'.",
+                _("TRACKING_TRUSTED_PROXIES has invalid entries: %(value)s.")
+                % {"value": ", ".join(map(repr, bad))},
+                hint=_("Use CIDRs such as '10.0.0.0/8' or single addresses such as '192.0.2.1'."),
                 id="tracking.E010",
             )
         )
@@ -241,8 +276,8 @@ def check_recording(app_configs=None, **kwargs):
     if mode not in ("thread", "celery", "sync"):
         errors.append(
             checks.Error(
-                f"TRACKING_ASYNC_HANDOFF is {mode!r}.",
-                hint='Use "thread" (default), "celery" or "sync".',
+                _("TRACKING_ASYNC_HANDOFF is %(mode)r.") % {"mode": mode},
+                hint=_('Use "thread" (default), "celery" or "sync".'),
                 id="tracking.E011",
             )
         )
@@ -252,8 +287,8 @@ def check_recording(app_configs=None, **kwargs):
         except ImportError:
             errors.append(
                 checks.Error(
-                    'TRACKING_ASYNC_HANDOFF is "celery" but Celery is not installed.',
-                    hint="pip install 'django-activity-tracking[celery]'.",
+                    _('TRACKING_ASYNC_HANDOFF is "celery" but Celery is not installed.'),
+                    hint=_("pip install 'django-activity-tracking[celery]'."),
                     id="tracking.E012",
                 )
             )
@@ -271,30 +306,35 @@ def check_recording(app_configs=None, **kwargs):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             errors.append(
                 checks.Error(
-                    f"TRACKING_{name} must be a positive integer (got {value!r}).",
+                    _("TRACKING_%(name)s must be a positive integer (got %(value)r).")
+                    % {"name": name, "value": value},
                     id="tracking.E013",
                 )
             )
     if not tracking_settings.SPOOL_DIR:
         errors.append(
             checks.Warning(
-                "TRACKING_SPOOL_DIR is not set: events that cannot be written (database or "
-                "broker down) have no durable place to wait.",
-                hint="Set it to a local directory writable by every web and worker process.",
+                _(
+                    "TRACKING_SPOOL_DIR is not set: events that cannot be written (database or "
+                    "broker down) have no durable place to wait."
+                ),
+                hint=_("Set it to a local directory writable by every web and worker process."),
                 id="tracking.W010",
             )
         )
     elif tracking_settings.DURABLE_HANDOFF and mode == "sync":
         errors.append(
             checks.Warning(
-                "TRACKING_DURABLE_HANDOFF has no effect with TRACKING_ASYNC_HANDOFF = 'sync'.",
+                _("TRACKING_DURABLE_HANDOFF has no effect with TRACKING_ASYNC_HANDOFF = 'sync'."),
                 id="tracking.W011",
             )
         )
     if not isinstance(tracking_settings.SENSITIVE_FIELDS, list | tuple):
         errors.append(
             checks.Error(
-                "SENSITIVE_FIELDS must be a list of key names.",
+                _(
+                    "TRACKING_SENSITIVE_FIELDS (alias SENSITIVE_FIELDS) must be a list of key names."
+                ),
                 id="tracking.E014",
             )
         )
@@ -304,7 +344,10 @@ def check_recording(app_configs=None, **kwargs):
     ):
         errors.append(
             checks.Error(
-                f"TRACKING_GEO_HTTP_URL must be an http(s) URL template containing {{ip}} (got {url!r}).",
+                _(
+                    "TRACKING_GEO_HTTP_URL must be an http(s) URL template containing {ip} (got %(url)r)."
+                )
+                % {"url": url},
                 id="tracking.E015",
             )
         )
@@ -318,8 +361,11 @@ def check_recording(app_configs=None, **kwargs):
         if missing:
             errors.append(
                 checks.Warning(
-                    f"GEOIP_PATH ({geo_path}) lacks {', '.join(missing)}: activities get no geo/ASN.",
-                    hint="Download the GeoLite2 databases, or set DISABLE_GEOLOCATION = True.",
+                    _("GEOIP_PATH (%(geo_path)s) lacks %(value)s: activities get no geo/ASN.")
+                    % {"geo_path": geo_path, "value": ", ".join(missing)},
+                    hint=_(
+                        "Download the GeoLite2 databases, or set TRACKING_DISABLE_GEOLOCATION = True."
+                    ),
                     id="tracking.W012",
                 )
             )
@@ -328,18 +374,22 @@ def check_recording(app_configs=None, **kwargs):
         if not _positive_int(value):
             errors.append(
                 checks.Error(
-                    f"TRACKING_{name} must be a whole number >= 1, got {value!r}.",
-                    hint="Bounds of the request headers recorded per event.",
-                    id="tracking.E016",
+                    _("TRACKING_%(name)s must be a whole number >= 1, got %(value)r.")
+                    % {"name": name, "value": value},
+                    hint=_("Bounds of the request headers recorded per event."),
+                    id="tracking.E018",
                 )
             )
     cap = tracking_settings.SPOOL_MAX_BYTES
     if cap is not None and not _positive_int(cap):
         errors.append(
             checks.Error(
-                f"TRACKING_SPOOL_MAX_BYTES must be None or a whole number of bytes >= 1, "
-                f"got {cap!r}.",
-                hint="Events beyond it are refused and counted (a health alarm).",
+                _(
+                    "TRACKING_SPOOL_MAX_BYTES must be None or a whole number of bytes >= 1, "
+                    "got %(value)r."
+                )
+                % {"value": cap},
+                hint=_("Events beyond it are refused and counted (a health alarm)."),
                 id="tracking.E017",
             )
         )
@@ -350,6 +400,7 @@ def _celery_broker_warnings() -> list[checks.CheckMessage]:
     """Without a named or configured Celery app, batches would go to Celery's built-in
     default broker (amqp://guest@localhost//): silently to a queue nobody reads when some
     RabbitMQ answers there, to the local fallback when none does."""
+
     if tracking_settings.CELERY_APP or os.environ.get("CELERY_BROKER_URL"):
         return []
     from celery import current_app
@@ -358,11 +409,15 @@ def _celery_broker_warnings() -> list[checks.CheckMessage]:
         return []
     return [
         checks.Warning(
-            'TRACKING_ASYNC_HANDOFF is "celery" but no Celery app with a broker is configured '
-            "in this process: batches would be published to Celery's default broker "
-            "(amqp://guest@localhost//), where your workers may not be listening.",
-            hint="Set TRACKING_CELERY_APP to your app's dotted path (e.g. 'proj.celery.app'), "
-            "or import your Celery app in your project's __init__.py.",
+            _(
+                'TRACKING_ASYNC_HANDOFF is "celery" but no Celery app with a broker is configured '
+                "in this process: batches would be published to Celery's default broker "
+                "(amqp://guest@localhost//), where your workers may not be listening."
+            ),
+            hint=_(
+                "Set TRACKING_CELERY_APP to your app's dotted path (e.g. 'proj.celery.app'), "
+                "or import your Celery app in your project's __init__.py."
+            ),
             id="tracking.W013",
         )
     ]
@@ -372,9 +427,6 @@ def _celery_broker_warnings() -> list[checks.CheckMessage]:
 @checks.register()
 def check_detection(app_configs=None, **kwargs):
     """TRACKING_DETECTORS, rule folders and the detection numbers, named precisely."""
-    from detectors.registry import ConfigError
-    from detectors.rules import RuleError
-    from tracking.detection.config import configured_detectors, rule_dirs
 
     errors = []
     detectors = []
@@ -383,30 +435,34 @@ def check_detection(app_configs=None, **kwargs):
     except ConfigError as exc:
         errors.append(
             checks.Error(
-                f"TRACKING_DETECTORS {exc}",
-                hint='Entries are ("dotted.path.DetectorClass", {params}) with the class\'s own '
-                "parameter names; None means the built-in set.",
+                _("TRACKING_DETECTORS %(exc)s") % {"exc": exc},
+                hint=_(
+                    'Entries are ("dotted.path.DetectorClass", {params}) with the class\'s own '
+                    "parameter names; None means the built-in set."
+                ),
                 id="tracking.E050",
             )
         )
     except (TypeError, ValueError) as exc:
-        errors.append(checks.Error(f"TRACKING_DETECTORS is invalid: {exc}", id="tracking.E050"))
+        errors.append(
+            checks.Error(
+                _("TRACKING_DETECTORS is invalid: %(exc)s") % {"exc": exc}, id="tracking.E050"
+            )
+        )
     rule_dir_setting = tracking_settings.RULE_DIRS
     rules = []
     if not isinstance(rule_dir_setting, list | tuple):
         errors.append(
-            checks.Error("TRACKING_RULE_DIRS must be a list of folders.", id="tracking.E052")
+            checks.Error(_("TRACKING_RULE_DIRS must be a list of folders."), id="tracking.E052")
         )
     else:
         try:
-            from detectors.rules import load_rules
-
             rules = load_rules(rule_dirs())
         except RuleError as exc:
             errors.append(
                 checks.Error(
-                    f"Invalid detection rule: {exc}",
-                    hint="Fix or remove the rule file; docs/rules.md describes the format.",
+                    _("Invalid detection rule: %(exc)s") % {"exc": exc},
+                    hint=_("Fix or remove the rule file; docs/rules.md describes the format."),
                     id="tracking.E051",
                 )
             )
@@ -418,14 +474,16 @@ def check_detection(app_configs=None, **kwargs):
     ):
         errors.append(
             checks.Error(
-                f"TRACKING_FLAG_THRESHOLD must be a number in [0, 1], got {threshold!r}.",
+                _("TRACKING_FLAG_THRESHOLD must be a number in [0, 1], got %(threshold)r.")
+                % {"threshold": threshold},
                 id="tracking.E053",
             )
         )
     if tracking_settings.RISK_COMBINE not in ("max", "noisy_or"):
         errors.append(
             checks.Error(
-                f"TRACKING_RISK_COMBINE must be 'max' or 'noisy_or', got {tracking_settings.RISK_COMBINE!r}.",
+                _("TRACKING_RISK_COMBINE must be 'max' or 'noisy_or', got %(risk_combine)r.")
+                % {"risk_combine": tracking_settings.RISK_COMBINE},
                 id="tracking.E054",
             )
         )
@@ -436,20 +494,22 @@ def check_detection(app_configs=None, **kwargs):
         ):
             errors.append(
                 checks.Error(
-                    f"TRACKING_{name} must be a list of AS numbers (integers).", id="tracking.E055"
+                    _("TRACKING_%(name)s must be a list of AS numbers (integers).")
+                    % {"name": name},
+                    id="tracking.E055",
                 )
             )
     if not isinstance(tracking_settings.BUILTIN_RULES, bool):
         errors.append(
-            checks.Error("TRACKING_BUILTIN_RULES must be True or False.", id="tracking.E056")
+            checks.Error(_("TRACKING_BUILTIN_RULES must be True or False."), id="tracking.E056")
         )
     try:
         parse_trusted(tracking_settings.TRUSTED_NETWORKS)
     except ValueError as exc:
         errors.append(
             checks.Error(
-                f"TRACKING_TRUSTED_NETWORKS: {exc}.",
-                hint='Example: {"Head office": ["198.51.100.0/24", "AS64700"]}.',
+                _("TRACKING_TRUSTED_NETWORKS: %(error)s.") % {"error": exc},
+                hint=_('Example: {"Head office": ["198.51.100.0/24", "AS64700"]}.'),
                 id="tracking.E057",
             )
         )
@@ -460,7 +520,8 @@ def check_detection(app_configs=None, **kwargs):
             if unknown:
                 errors.append(
                     checks.Warning(
-                        f"Rule {rule.id} ({rule.path}) suppresses unconfigured detector(s): {', '.join(unknown)}.",
+                        _("Rule %(id)s (%(path)s) suppresses unconfigured detector(s): %(value)s.")
+                        % {"id": rule.id, "path": rule.path, "value": ", ".join(unknown)},
                         id="tracking.W050",
                     )
                 )
@@ -472,8 +533,6 @@ def check_detection(app_configs=None, **kwargs):
 
 @checks.register()
 def check_api_settings(app_configs=None, **kwargs):
-    from django.conf import settings
-
     errors = []
     rates = tracking_settings.THROTTLE_RATES
     project_rates = (getattr(settings, "REST_FRAMEWORK", None) or {}).get(
@@ -482,8 +541,10 @@ def check_api_settings(app_configs=None, **kwargs):
     if not isinstance(rates, dict):
         errors.append(
             checks.Error(
-                "TRACKING_THROTTLE_RATES must be a dict like "
-                "{'burst': '60/min', 'sustained': '1000/hour'}.",
+                _(
+                    "TRACKING_THROTTLE_RATES must be a dict like "
+                    "{'burst': '60/min', 'sustained': '1000/hour'}."
+                ),
                 id="tracking.E030",
             )
         )
@@ -499,8 +560,9 @@ def check_api_settings(app_configs=None, **kwargs):
             if not _valid_rate(rate):
                 errors.append(
                     checks.Error(
-                        f"{origin}[{scope!r}] = {rate!r} is not a valid rate.",
-                        hint="Use '<number>/<s|sec|min|hour|day>', e.g. '60/min'.",
+                        _("%(origin)s[%(scope)r] = %(rate)r is not a valid rate.")
+                        % {"origin": origin, "scope": scope, "rate": rate},
+                        hint=_("Use '<number>/<s|sec|min|hour|day>', e.g. '60/min'."),
                         id="tracking.E031",
                     )
                 )
@@ -509,16 +571,17 @@ def check_api_settings(app_configs=None, **kwargs):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             errors.append(
                 checks.Error(
-                    f"TRACKING_{name} must be a positive integer, got {value!r}.",
+                    _("TRACKING_%(name)s must be a positive integer, got %(value)r.")
+                    % {"name": name, "value": value},
                     id="tracking.E032",
                 )
             )
     if not isinstance(tracking_settings.API_DOCS_STAFF_ONLY, bool):
         errors.append(
             checks.Error(
-                f"TRACKING_API_DOCS_STAFF_ONLY must be True or False, got "
-                f"{tracking_settings.API_DOCS_STAFF_ONLY!r}.",
-                hint="True makes the OpenAPI schema and docs pages staff-only.",
+                _("TRACKING_API_DOCS_STAFF_ONLY must be True or False, got %(value)r.")
+                % {"value": tracking_settings.API_DOCS_STAFF_ONLY},
+                hint=_("True makes the OpenAPI schema and docs pages staff-only."),
                 id="tracking.E033",
             )
         )
@@ -527,20 +590,25 @@ def check_api_settings(app_configs=None, **kwargs):
     if isinstance(count_limit, int) and isinstance(page_size, int) and 0 < count_limit < page_size:
         errors.append(
             checks.Warning(
-                f"TRACKING_COUNT_LIMIT ({count_limit}) is below TRACKING_MAX_PAGE_SIZE "
-                f"({page_size}): counts of a single page would already be estimates.",
+                _(
+                    "TRACKING_COUNT_LIMIT (%(count_limit)s) is below TRACKING_MAX_PAGE_SIZE (%(page_size)s): counts of a single page would already be estimates."
+                )
+                % {"count_limit": count_limit, "page_size": page_size},
                 id="tracking.W030",
             )
         )
-    from django.apps import apps
 
     if not apps.is_installed("rest_framework.authtoken"):
         errors.append(
             checks.Warning(
-                "rest_framework.authtoken is not in INSTALLED_APPS: the tracking API accepts "
-                "session authentication only.",
-                hint="Add 'rest_framework.authtoken' to INSTALLED_APPS (and migrate) to let "
-                "API clients use DRF tokens.",
+                _(
+                    "rest_framework.authtoken is not in INSTALLED_APPS: the tracking API accepts "
+                    "session authentication only."
+                ),
+                hint=_(
+                    "Add 'rest_framework.authtoken' to INSTALLED_APPS (and migrate) to let "
+                    "API clients use DRF tokens."
+                ),
                 id="tracking.W031",
             )
         )
@@ -554,6 +622,21 @@ def _valid_rate(rate) -> bool:
     return num.strip().isdigit() and period.strip()[:1] in ("s", "m", "h", "d")
 
 
+@checks.register()
+def check_setting_aliases(app_configs=None, **kwargs):
+    """A setting and its seed alias both set, to different values (tracking.E016)."""
+    return [
+        checks.Error(
+            _("%(name)s and its alias %(alias)s are both set, to different values.")
+            % {"name": name, "alias": alias},
+            hint=_("Keep only %(name)s (the alias %(alias)s is read only when %(name)s is unset).")
+            % {"name": name, "alias": alias},
+            id="tracking.E016",
+        )
+        for name, alias in conflicting_aliases()
+    ]
+
+
 _DELIVERY_CHECK_IDS = {
     "TRACKING_ALERTS": "tracking.E170",
     "TRACKING_FORWARDERS": "tracking.E171",
@@ -564,16 +647,16 @@ _DELIVERY_CHECK_IDS = {
 @checks.register()
 def check_alerts_forwarding(app_configs=None, **kwargs):
     """TRACKING_ALERTS, TRACKING_FORWARDERS, TRACKING_DELIVERY (tracking.E170-E179)."""
-    from tracking.delivery import config
-
     errors = [
         checks.Error(
             message,
-            hint="See docs/alerts-and-forwarding.md for every option of alert channels and "
-            "forwarders. Invalid entries deliver nothing until fixed.",
+            hint=_(
+                "See docs/alerts-and-forwarding.md for every option of alert channels and "
+                "forwarders. Invalid entries deliver nothing until fixed."
+            ),
             id=_DELIVERY_CHECK_IDS[setting],
         )
-        for setting, message in config.problems()
+        for setting, message in delivery_config.problems()
     ]
     url = tracking_settings.SITE_URL
     if tracking_settings.ALERTS and not (
@@ -581,8 +664,10 @@ def check_alerts_forwarding(app_configs=None, **kwargs):
     ):
         errors.append(
             checks.Warning(
-                "TRACKING_SITE_URL is not set: alert messages link to the dashboard by path only.",
-                hint='Set it to the site\'s base URL, e.g. "https://example.com".',
+                _(
+                    "TRACKING_SITE_URL is not set: alert messages link to the dashboard by path only."
+                ),
+                hint=_('Set it to the site\'s base URL, e.g. "https://example.com".'),
                 id="tracking.W170",
             )
         )
@@ -591,9 +676,14 @@ def check_alerts_forwarding(app_configs=None, **kwargs):
         if isinstance(secret, str) and 0 < len(secret) < 16:
             errors.append(
                 checks.Warning(
-                    f"TRACKING_ALERTS[{i}]: the webhook secret is shorter than 16 characters.",
-                    hint="Use a long random value, e.g. `python -c 'import secrets; "
-                    "print(secrets.token_urlsafe(32))'`.",
+                    _(
+                        "TRACKING_ALERTS[%(index)d]: the webhook secret is shorter than 16 characters."
+                    )
+                    % {"index": i},
+                    hint=_(
+                        "Use a long random value, e.g. `python -c 'import secrets; "
+                        "print(secrets.token_urlsafe(32))'`."
+                    ),
                     id="tracking.W171",
                 )
             )
@@ -602,7 +692,8 @@ def check_alerts_forwarding(app_configs=None, **kwargs):
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             errors.append(
                 checks.Error(
-                    f"TRACKING_{name} must be a positive number of seconds, got {value!r}.",
+                    _("TRACKING_%(name)s must be a positive number of seconds, got %(value)r.")
+                    % {"name": name, "value": value},
                     id="tracking.E173",
                 )
             )

@@ -3,8 +3,10 @@
 Modelled on ``rest_framework.settings``: nothing is read at import time or in a class body,
 so ``override_settings`` in tests and late configuration both work.
 
-Settings are top-level Django settings named ``TRACKING_<NAME>``; the seed's unprefixed
-names (``SENSITIVE_FIELDS``, ``DISABLE_GEOLOCATION``, ``GEOIP_PATH``) keep their names.
+Settings are top-level Django settings named ``TRACKING_<NAME>``; ``GEOIP_PATH`` is Django's own
+name and has no prefix. The seed's unprefixed ``SENSITIVE_FIELDS`` and ``DISABLE_GEOLOCATION``
+are accepted as aliases of ``TRACKING_SENSITIVE_FIELDS`` and ``TRACKING_DISABLE_GEOLOCATION``
+(the prefixed name wins; setting both to different values is system check ``tracking.E016``).
 Access them as ``tracking_settings.<NAME>`` (without the prefix).
 """
 
@@ -16,8 +18,14 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-# Names read without the TRACKING_ prefix, for compatibility with the seed README.
-UNPREFIXED = frozenset({"SENSITIVE_FIELDS", "DISABLE_GEOLOCATION", "GEOIP_PATH"})
+# Names read without the TRACKING_ prefix (Django's GeoIP2 setting).
+UNPREFIXED = frozenset({"GEOIP_PATH"})
+
+# Seed spellings still accepted, as aliases of TRACKING_<NAME>: {accessor name: alias setting}.
+ALIASES: dict[str, str] = {
+    "SENSITIVE_FIELDS": "SENSITIVE_FIELDS",
+    "DISABLE_GEOLOCATION": "DISABLE_GEOLOCATION",
+}
 
 DEFAULTS: dict[str, Any] = {
     # --- recording -------------------------------------------------------------------
@@ -204,7 +212,8 @@ DESCRIPTIONS: dict[str, str] = {
     "built-in ones (`tracking.activity_types.BUILTIN_TYPES`).",
     "SENSITIVE_FIELDS": "Keys whose values are replaced by `[REDACTED]` in query strings, "
     "form and JSON bodies and headers, matched case-insensitively inside longer keys; a "
-    "built-in list (authorization, cookies, card data, ...) is always redacted as well.",
+    "built-in list (authorization, cookies, card data, ...) is always redacted as well. The "
+    "seed name `SENSITIVE_FIELDS` is read as an alias when this one is not set.",
     "TRUSTED_PROXIES": "CIDRs of your reverse proxies: `X-Forwarded-For` / `X-Real-IP` are "
     "read only when the socket address is inside one of them. Default: trust no proxy.",
     "MAX_HEADER_LENGTH": "Longest header or string value kept, in characters; longer values "
@@ -215,7 +224,8 @@ DESCRIPTIONS: dict[str, str] = {
     "MAX_JSON_DEPTH": "Deepest JSON nesting recorded; deeper subtrees become "
     "`[max depth exceeded]`.",
     "MAX_USER_AGENT_LENGTH": "Longest User-Agent string stored, in characters.",
-    "DISABLE_GEOLOCATION": "`True` turns every geolocation and ASN lookup off.",
+    "DISABLE_GEOLOCATION": "`True` turns every geolocation and ASN lookup off. The seed name "
+    "`DISABLE_GEOLOCATION` is read as an alias when this one is not set.",
     "GEOIP_PATH": "Folder holding `GeoLite2-City.mmdb` and `GeoLite2-ASN.mmdb`; a missing "
     "file is warning `tracking.W012`. MaxMind's `GeoIP2-Anonymous-IP.mmdb` is read too when "
     "present (the activity's `network_kind`).",
@@ -341,12 +351,12 @@ DESCRIPTIONS: dict[str, str] = {
     "naming the fields changed (never a secret's value), with the acting user and request.",
     "ACCOUNT_FIELDS": "Fields of the user model whose changes are recorded as ACCOUNT "
     "activities (besides group and permission membership).",
-    "CHANGE_MODELS": 'Other models whose changes are recorded as ACCOUNT activities: '
+    "CHANGE_MODELS": "Other models whose changes are recorded as ACCOUNT activities: "
     '`{"app_label.Model": ["field", ...]}`.',
     "ALERTS": 'Alert channels: a list of `{"backend": "webhook" | "slack" | "email" | '
     '"dotted.path", "name", "url", "secret", "min_severity", "types", "tags", '
     '"group_seconds", "rate_limit", "max_attempts"}` (docs/alerts-and-forwarding.md).',
-    "FORWARDERS": 'Forwarders of every recorded activity, block and seal head: a list of '
+    "FORWARDERS": "Forwarders of every recorded activity, block and seal head: a list of "
     '`{"backend": "syslog" | "http" | "logging", "format": "cef" | "ecs" | "json", ...}`.',
     "SITE_URL": "The site's base URL (`https://example.com`): alert messages link to the "
     "dashboard's detail page there.",
@@ -367,6 +377,28 @@ def setting_name(name: str) -> str:
     return name if name in UNPREFIXED else f"TRACKING_{name}"
 
 
+def configured_value(name: str, default: Any) -> Any:
+    """The value of setting ``name``: its Django setting, else its alias, else ``default``."""
+    primary = setting_name(name)
+    if hasattr(settings, primary):
+        return getattr(settings, primary)
+    alias = ALIASES.get(name)
+    if alias is not None and hasattr(settings, alias):
+        return getattr(settings, alias)
+    return default
+
+
+def conflicting_aliases() -> list[tuple[str, str]]:
+    """``(setting, alias)`` pairs that are both set, to different values."""
+    return [
+        (setting_name(name), alias)
+        for name, alias in ALIASES.items()
+        if hasattr(settings, setting_name(name))
+        and hasattr(settings, alias)
+        and getattr(settings, setting_name(name)) != getattr(settings, alias)
+    ]
+
+
 class TrackingSettings:
     """Attribute access to settings with defaults, cached until a setting changes."""
 
@@ -377,7 +409,7 @@ class TrackingSettings:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in self.defaults:
             raise AttributeError(f"Invalid tracking setting: {name!r}")
-        value = getattr(settings, setting_name(name), self.defaults[name])
+        value = configured_value(name, self.defaults[name])
         if name in IMPORT_STRINGS and isinstance(value, str):
             value = import_string(value)
         self._cached.add(name)
@@ -402,7 +434,7 @@ def on_reload(callback) -> Any:
 
 
 def _reload(*, setting: str, **kwargs: Any) -> None:
-    names = {setting_name(n) for n in DEFAULTS}
+    names = {setting_name(n) for n in DEFAULTS} | set(ALIASES.values())
     if setting in names or setting == "REST_FRAMEWORK":
         tracking_settings.reload()
         for callback in list(_listeners):

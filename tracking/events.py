@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
+
+from tracking.compat import parse_iso_datetime
+
+UTC = dt_timezone.utc
 
 # Fields enrichment fills in (an imported record may already carry them; those are kept).
 ENRICHMENT_FIELDS = (
@@ -32,6 +37,25 @@ ENRICHMENT_FIELDS = (
 
 # Verdict/review fields an imported record may carry; they are merged, never lost.
 VERDICT_FIELDS = ("flagged", "tags", "risk_score", "severity", "review_status")
+
+
+class BadRecord(ValueError):
+    """A record (an import line) that cannot become an event; the message is the reason
+    shown to the operator."""
+
+
+def parse_timestamp(value: str | datetime) -> datetime:
+    """ISO-8601 text (``Z`` allowed) or a datetime as an aware datetime in UTC (naive means
+    UTC). Raises ``ValueError`` for anything else. The one parser of event timestamps:
+    ``Event.from_dict``, the batch step and imports use it."""
+    if isinstance(value, str):
+        # Python 3.10's fromisoformat refuses forms 3.11 reads (short fractions, +0000).
+        value = parse_iso_datetime(value.replace("Z", "+00:00"))
+    if not isinstance(value, datetime):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _now() -> datetime:
@@ -61,7 +85,6 @@ class Event:
     # Pre-filled enrichment (imports) and verdicts (imports of our own export).
     enrichment: dict[str, Any] = field(default_factory=dict)
     verdict: dict[str, Any] = field(default_factory=dict)
-    outcome: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -73,10 +96,6 @@ class Event:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
         ts = kwargs.get("timestamp")
-        if isinstance(ts, str):
-            ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-        if isinstance(ts, datetime) and ts.tzinfo is None:
-            ts = ts.replace(tzinfo=UTC)
-        if ts is not None:
-            kwargs["timestamp"] = ts
+        if isinstance(ts, str | datetime):
+            kwargs["timestamp"] = parse_timestamp(ts)
         return cls(**kwargs)

@@ -76,6 +76,10 @@ class TagListField(models.TextField):
     Filter with ``Activity.objects.with_tags([...])`` or ``tags__contains=",tag,"``.
     """
 
+    # The Python-side type for django-stubs: a list of tags, not the TextField's str.
+    _pyi_private_set_type: list[str]  # type: ignore[assignment]
+    _pyi_private_get_type: list[str]  # type: ignore[assignment]
+
     def from_db_value(self, value, expression, connection):
         return self.to_python(value)
 

@@ -18,18 +18,29 @@ from __future__ import annotations
 import hmac
 import importlib
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.db.models import Min
 from django.http import JsonResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import APIException
 
 from tracking.api.permissions import VIEW_PERMISSION
 from tracking.api.throttling import retry_after, throttle_wait
 from tracking.conf import tracking_settings
 from tracking.delivery import status as delivery_status
+from tracking.integrity import anchor as anchors
+from tracking.integrity import crypto
+from tracking.integrity import macs as integrity
+from tracking.models import Activity, Seal
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.health")
 
@@ -45,16 +56,11 @@ def _optional_stats(module: str) -> dict[str, Any] | None:
         return None
     try:
         return dict(stats())
-    except Exception as exc:  # noqa: BLE001 - health must report, never raise
+    except Exception as exc:  # health must report, never raise
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _keys() -> tuple[dict[str, Any], list[str]]:
-    from django.core.exceptions import ImproperlyConfigured
-
-    from tracking.integrity import crypto
-    from tracking.integrity import macs as integrity
-
     problems: list[str] = []
     info: dict[str, Any] = {
         "encryption_keys": len(tracking_settings.ENCRYPTION_KEYS or []),
@@ -87,9 +93,6 @@ def _age(now: datetime, then: datetime | None) -> float | None:
 
 
 def _sealing(now: datetime, advance_anchor: bool) -> tuple[dict[str, Any], list[str]]:
-    from tracking.integrity import anchor as anchors
-    from tracking.models import Activity, Seal
-
     problems: list[str] = []
     unsealed = Activity.objects.filter(seq__isnull=True)
     count = unsealed.count()
@@ -260,13 +263,10 @@ def _staff(request) -> bool:
     if user is not None and user.is_authenticated:
         return _allowed(user)
     try:  # DRF token users, when the API's token authentication is installed
-        from rest_framework.authentication import TokenAuthentication
-        from rest_framework.exceptions import APIException
-
         found = TokenAuthentication().authenticate(request)
-    except (ImportError, APIException):
+    except APIException:
         return False
-    except Exception:  # noqa: BLE001 - e.g. authtoken not installed: no token users
+    except Exception:  # e.g. authtoken not installed: no token users
         return False
     return bool(found and _allowed(found[0]))
 
@@ -276,16 +276,16 @@ def health_view(request):
     """JSON health for staff with ``tracking.view_activity`` or a monitoring token; 503 when
     unhealthy; throttled like the API (429)."""
     if request.method not in ("GET", "HEAD"):
-        return JsonResponse({"detail": "Method not allowed."}, status=405)
+        return JsonResponse({"detail": _("Method not allowed.")}, status=405)
     # Every caller, refused ones too, before any check.
     wait = throttle_wait(request)
     if wait is not None:
-        response = JsonResponse({"detail": "Request was throttled."}, status=429)
+        response = JsonResponse({"detail": _("Request was throttled.")}, status=429)
         response["Retry-After"] = retry_after(wait)
         return response
     if not (_token_ok(request) or _staff(request)):
         authenticated = getattr(getattr(request, "user", None), "is_authenticated", False)
         status = 403 if authenticated else 401
-        return JsonResponse({"detail": "Staff or a health token is required."}, status=status)
+        return JsonResponse({"detail": _("Staff or a health token is required.")}, status=status)
     data = collect()
     return JsonResponse(data, status=200 if data["healthy"] else 503)

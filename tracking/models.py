@@ -18,26 +18,32 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
+from detectors.base import SEVERITIES
 from tracking.activity_types import type_label
 from tracking.fields import EncryptedJSONField, TagListField
 
-
-class Severity(models.TextChoices):
-    NONE = "", "None"
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
-
-
-SEVERITY_RANK = {"": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+# The engine's severity scale (``detectors.base.SEVERITIES``, ordered) as model choices,
+# with translated labels.
+_SEVERITY_LABELS = {
+    "": _("None"),
+    "low": _("Low"),
+    "medium": _("Medium"),
+    "high": _("High"),
+    "critical": _("Critical"),
+}
+# django-stubs model only the one- and two-argument forms of the functional API.
+Severity = models.TextChoices(  # type: ignore[call-overload]
+    "Severity",
+    [(value.upper() or "NONE", (value, _SEVERITY_LABELS[value])) for value in SEVERITIES],
+)
 
 
 class ReviewStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    CONFIRMED = "confirmed", "Confirmed"
-    DISMISSED = "dismissed", "Dismissed"
+    OPEN = "open", pgettext_lazy("review status", "Open")
+    CONFIRMED = "confirmed", _("Confirmed")
+    DISMISSED = "dismissed", _("Dismissed")
 
 
 class NetworkKind(models.TextChoices):
@@ -213,12 +219,12 @@ class Review(models.Model):
     """Append-only history of review actions (flag, unflag, verdicts, deletions)."""
 
     class Action(models.TextChoices):
-        FLAG = "flag", "Flagged"
-        UNFLAG = "unflag", "Unflagged"
-        OPEN = "open", "Reopened"
-        CONFIRMED = "confirmed", "Confirmed"
-        DISMISSED = "dismissed", "Dismissed"
-        DELETE = "delete", "Deleted"
+        FLAG = "flag", _("Flagged")
+        UNFLAG = "unflag", _("Unflagged")
+        OPEN = "open", _("Reopened")
+        CONFIRMED = "confirmed", _("Confirmed")
+        DISMISSED = "dismissed", _("Dismissed")
+        DELETE = "delete", _("Deleted")
 
     activity_id = models.UUIDField(db_index=True)
     action = models.CharField(max_length=12, choices=Action.choices)
@@ -474,9 +480,9 @@ class OutboxEntry(models.Model):
     entries every consumer has passed are pruned."""
 
     class Kind(models.TextChoices):
-        ACTIVITIES = "activities", "Activities"
-        BLOCK_CREATED = "block_created", "Block created"
-        BLOCK_LIFTED = "block_lifted", "Block lifted"
+        ACTIVITIES = "activities", _("Activities")
+        BLOCK_CREATED = "block_created", _("Block created")
+        BLOCK_LIFTED = "block_lifted", _("Block lifted")
 
     id = models.BigAutoField(primary_key=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -518,8 +524,8 @@ class PendingAlert(models.Model):
     """One alert message being grouped or waiting to be sent (or given up on: ``dead``)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        DEAD = "dead", "Dead letter"
+        PENDING = "pending", _("Pending")
+        DEAD = "dead", _("Dead letter")
 
     channel = models.CharField(max_length=200, db_index=True)
     key = models.CharField(max_length=300)  # "<kind>|<rule>|<source>"

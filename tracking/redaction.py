@@ -17,6 +17,7 @@ never raises on odd input: anything that is not JSON-like is stored as its ``rep
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -104,11 +105,7 @@ def is_sensitive(key: Any) -> bool:
     if not norm:
         return False
     substrings, exact = _needles()
-    return (
-        norm in exact
-        or norm.endswith(BUILTIN_SUFFIXES)
-        or any(n in norm for n in substrings)
-    )
+    return norm in exact or norm.endswith(BUILTIN_SUFFIXES) or any(n in norm for n in substrings)
 
 
 def _clear() -> None:
@@ -270,7 +267,6 @@ def limit_params(params: dict[str, Any]) -> dict[str, Any]:
     A section that is too large (``query`` or ``body``) is replaced by a truncated JSON text
     of itself, so what is kept stays readable and the cut is visible.
     """
-    import json
 
     limit = int(tracking_settings.MAX_PARAMS_LENGTH)
     # Serialising costs more than the rest of the request path; a cheap bound settles the

@@ -3,7 +3,7 @@ app. Task names are stable (``tracking.tasks.ingest_events``, ``tracking.tasks_p
 ``tracking.tasks_periodic.purge``, ``tracking.tasks.deliver``) whatever module defines them."""
 
 from tracking.delivery.tasks import deliver
-from tracking.integrity.tasks import purge, seal
 from tracking.pipeline.tasks import ingest_events
+from tracking.storage.tasks import purge, seal
 
 __all__ = ["deliver", "ingest_events", "purge", "seal"]

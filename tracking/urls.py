@@ -37,7 +37,7 @@ else:
     from tracking.api.schema import docs_page_view, schema_view
 
     # Public by default; TRACKING_API_DOCS_STAFF_ONLY makes schema and pages staff-only.
-    urlpatterns += [path("schema/", schema_view(), name="schema")]
+    urlpatterns += [path("schema/", schema_view(urlpatterns), name="schema")]
     if apps.is_installed("drf_spectacular"):  # the pages' templates come with the app
         urlpatterns += [
             path("docs/", docs_page_view(SpectacularSwaggerView), name="docs"),

@@ -88,7 +88,7 @@ def _run(args, workdir: Path) -> int:
     from tracking.events import Event
     from tracking.integrity import macs as integrity
     from tracking.models import Activity, Finding
-    from tracking.pipeline.ingest import build_activity
+    from tracking.pipeline.rows import build_activity
     from tracking.simulator.geoip import build_databases
     from tracking.simulator.traffic import DEFAULT_START, simulate, strip_labels
 

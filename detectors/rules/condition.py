@@ -61,14 +61,28 @@ def compile_condition(text: str, names: list[str]) -> tuple[Evaluator, set[str]]
         while peek() == "or":
             take()
             parts.append(term())
-        return parts[0] if len(parts) == 1 else (lambda s, p=tuple(parts): any(f(s) for f in p))
+        if len(parts) == 1:
+            return parts[0]
+        alternatives = tuple(parts)
+
+        def either(s: dict[str, bool]) -> bool:
+            return any(f(s) for f in alternatives)
+
+        return either
 
     def term() -> Evaluator:
         parts = [factor()]
         while peek() == "and":
             take()
             parts.append(factor())
-        return parts[0] if len(parts) == 1 else (lambda s, p=tuple(parts): all(f(s) for f in p))
+        if len(parts) == 1:
+            return parts[0]
+        required = tuple(parts)
+
+        def both(s: dict[str, bool]) -> bool:
+            return all(f(s) for f in required)
+
+        return both
 
     def factor() -> Evaluator:
         tok = peek()
@@ -123,7 +137,8 @@ def _and(gates: list[Gate]) -> Gate:
 
 
 def _or(gates: list[Gate]) -> Gate:
-    return None if any(g is None for g in gates) else frozenset().union(*gates)
+    known = [g for g in gates if g is not None]
+    return None if len(known) < len(gates) else frozenset().union(*known)
 
 
 def condition_gate(text: str, names: list[str], gates: dict[str, Gate]) -> Gate:

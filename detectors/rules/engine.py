@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from detectors.base import Finding, Observation
 from detectors.rules.rule import Getter, Rule
+
+UTC = dt_timezone.utc
 
 
 def observation_getter(obs: Observation, features: dict[str, Any]) -> Getter:
@@ -82,7 +85,7 @@ class RuleEngine:
         self.fields = tuple(
             sorted(
                 {f for r in self.rules for f in r.fields}
-                | {f for r in self.thresholded for f in r.threshold.fields}
+                | {f for r in self.thresholded if r.threshold for f in r.threshold.fields}
             )
         )
 
@@ -128,7 +131,7 @@ class RuleEngine:
             if window is None:
                 window = self.windows[rule.id] = ThresholdWindow(rule)
             key = window.add(ts, obs.id, get)
-            spec = rule.threshold
+            spec = window.spec
             n, distinct, first = window.measure(ts, key)
             value = distinct if spec.distinct else n
             if value is None or value < spec.count:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from detectors.base import BLOCK_SCOPES, MAX_BLOCK_SECONDS, block_request
+from detectors.base import BLOCK_SCOPES, MAX_BLOCK_SECONDS, SEVERITIES, block_request
 from detectors.features import context_features
 from detectors.observation import Observation
 from detectors.rules.condition import ConditionError, compile_condition, condition_gate
@@ -59,7 +59,8 @@ STATUSES = frozenset({"stable", "test", "experimental", "deprecated", "unsupport
 THRESHOLD_KEYS = frozenset({"count", "timespan", "group_by", "distinct"})
 ACTION_KEYS = frozenset({"flag", "tags", "severity", "suppress", "score", "block"})
 BLOCK_KEYS = frozenset({"scope", "seconds"})
-SEVERITIES = frozenset({"low", "medium", "high", "critical"})
+# A rule names a real severity (the scale of detectors.base without its empty "none").
+RULE_SEVERITIES = frozenset(s for s in SEVERITIES if s)
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,56}$")
 _TAG = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _SPAN = re.compile(r"^(\d+)\s*([smhd])$")
@@ -78,7 +79,7 @@ class RuleError(ValueError):
 
 def context_field_names() -> frozenset[str]:
     return frozenset(
-        context_features(Observation(timestamp=datetime(2000, 1, 1, tzinfo=UTC)), None)
+        context_features(Observation(timestamp=datetime(2000, 1, 1, tzinfo=timezone.utc)), None)
     )
 
 
@@ -112,7 +113,7 @@ def _type_gate(body: Any) -> frozenset[str] | None:
         value = body.get(key)
         values = value if isinstance(value, list) else [value]
         if value is not None and all(isinstance(v, str) for v in values):
-            return frozenset(v.upper() for v in values)
+            return frozenset(str(v).upper() for v in values)
     return None
 
 
@@ -341,7 +342,7 @@ def _action(path: str, body: Any, default_severity: str) -> Action:
             path, "action.tags", "must be a list of tags (letters, digits, '-', '_', '.', ':')"
         )
     severity = body.get("severity", default_severity)
-    if severity not in SEVERITIES:
+    if severity not in RULE_SEVERITIES:
         raise RuleError(path, "action.severity", f"unknown severity {severity!r}")
     suppress = body.get("suppress", []) or []
     if not isinstance(suppress, list) or not all(isinstance(s, str) and s for s in suppress):

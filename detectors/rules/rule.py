@@ -98,7 +98,7 @@ def build_matcher(name: str, modifier: str, values: list[Any]) -> Matcher:
     def any_item(get: Getter) -> bool:
         actual = get(name)
         if isinstance(actual, list | tuple):
-            return any(single(lambda _name, item=item: item) for item in actual)
+            return any(single(_constant(item)) for item in actual)
         return single(get)
 
     return any_item
@@ -166,11 +166,17 @@ class _LazySelections(dict):
     def __init__(self, selections: dict[str, Matcher], get: Getter) -> None:
         super().__init__()
         self.selections = selections
-        self.get = get
+        # The slot deliberately shadows dict.get: selections are resolved from the event getter.
+        self.get = get  # type: ignore[method-assign,assignment]
 
     def __missing__(self, name: str) -> bool:
         value = self[name] = self.selections[name](self.get)
         return value
+
+
+def _constant(value: Any) -> Getter:
+    """A getter answering ``value`` for any name (one element of a list field)."""
+    return lambda _name: value
 
 
 @dataclass(slots=True)

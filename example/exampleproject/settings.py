@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 from . import devkeys
 
@@ -63,6 +64,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The admin and the security dashboard follow the browser's language (English or
+    # Norwegian Bokmål, docs/compatibility.md).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -77,6 +81,9 @@ AUTHENTICATION_BACKENDS = [
     "tracking.backends.TrackingBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("nb", "Norsk bokmål")]
 
 ROOT_URLCONF = "exampleproject.urls"
 WSGI_APPLICATION = "exampleproject.wsgi.application"
@@ -101,6 +108,9 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3") and django.VERSION < (5, 1):
+    # Django 4.2 lacks the init_command and transaction_mode OPTIONS set below.
+    DATABASES["default"]["ENGINE"] = "tracking.compat.sqlite3"
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several writer processes (web workers, the background writer, Celery) share the file:
     # WAL lets readers run beside the writer; the busy timeout and IMMEDIATE transactions

@@ -23,9 +23,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from tracking.activity_types import all_types
-from tracking.conf import tracking_settings
+from tracking.detection.config import pipeline
 from tracking.detection.review import delete_activity, review
-from tracking.export.records import decrypted_field
+from tracking.export.record import decrypted_field
 from tracking.models import (
     Activity,
     DailyRollup,
@@ -37,6 +37,7 @@ from tracking.models import (
     Tombstone,
 )
 from tracking.outcome import FAILURE, SUCCESS
+from tracking.storage.counts import bounded_count
 from tracking.storage.stats import rollups_cover
 
 logger = logging.getLogger(__name__)
@@ -50,11 +51,11 @@ class BoundedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        limit = max(1, int(tracking_settings.COUNT_LIMIT))
-        qs = self.object_list
-        n = qs.order_by()[: limit + 1].count()
-        if n <= limit:
+        qs: Any = self.object_list
+        n, capped = bounded_count(qs)
+        if not capped:
             return n
+        limit = n
         estimate = _table_estimate(qs) if not qs.query.where else None
         return max(limit, estimate or 0)
 
@@ -76,7 +77,7 @@ def _table_estimate(qs: Any) -> int | None:
 
 
 class TypeFilter(admin.SimpleListFilter):
-    title = "type"
+    title = _("type")
     parameter_name = "type"
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
@@ -103,7 +104,7 @@ class OutcomeFilter(admin.SimpleListFilter):
 class CountryFilter(admin.SimpleListFilter):
     """Countries seen, from the daily rollups (small) rather than a DISTINCT over the log."""
 
-    title = "country"
+    title = _("country")
     parameter_name = "country"
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
@@ -122,7 +123,8 @@ class CountryFilter(admin.SimpleListFilter):
         return [(c, c) for c in sorted(codes)]
 
     def queryset(self, request: Any, queryset: Any) -> Any:
-        return queryset.filter(country=self.value().upper()) if self.value() else queryset
+        value = self.value()
+        return queryset.filter(country=value.upper()) if value else queryset
 
 
 def known_tags() -> set[str]:
@@ -132,8 +134,6 @@ def known_tags() -> set[str]:
     """
     tags: set[str] = set()
     try:
-        from tracking.detection.config import pipeline
-
         pipe = pipeline()
         tags |= {d.tag for d in pipe.detectors if getattr(d, "tag", "")}
         for rule in pipe.rules:
@@ -149,13 +149,14 @@ def known_tags() -> set[str]:
 class TagFilter(admin.SimpleListFilter):
     """Detector tags (from the configured detectors and rules, and recent findings)."""
 
-    title = "tag"
+    title = _("tag")
     parameter_name = "tag"
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
         tags = known_tags()
-        if self.value():
-            tags.add(self.value())
+        value = self.value()
+        if value:
+            tags.add(value)
         return [(t, t) for t in sorted(tags)]
 
     def queryset(self, request: Any, queryset: Any) -> Any:
@@ -226,7 +227,7 @@ def with_rollup_dates(queryset: Any, lookups: dict[str, Any]) -> Any:
     the rollups (daily rows in UTC) instead of a DISTINCT over the whole log."""
     base = type(queryset)
 
-    class RollupDatesQuerySet(base):
+    class RollupDatesQuerySet(base):  # type: ignore[misc,valid-type]  # the queryset's own class
         def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
             if field_name == "timestamp" and kind in HIERARCHY_PARAMS:
                 model = _rollup_model(tzinfo)
@@ -329,9 +330,9 @@ class ActivityAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("id", "timestamp", "type", "type_display", "flagged", "tag_list")}),
-        ("User", {"fields": ("user", "username", "session_id")}),
+        (_("User"), {"fields": ("user", "username", "session_id")}),
         (
-            "Network and place",
+            _("Network and place"),
             {
                 "fields": (
                     "ip_address",
@@ -350,9 +351,9 @@ class ActivityAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Device", {"fields": ("device", "os", "browser", "is_mobile", "is_bot", "user_agent")}),
+        (_("Device"), {"fields": ("device", "os", "browser", "is_mobile", "is_bot", "user_agent")}),
         (
-            "Request",
+            _("Request"),
             {
                 "fields": (
                     "endpoint",
@@ -365,12 +366,12 @@ class ActivityAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Detection", {"fields": ("risk_score", "severity", "findings_display")}),
+        (_("Detection"), {"fields": ("risk_score", "severity", "findings_display")}),
         (
-            "Review",
+            _("Review"),
             {"fields": ("review_status", "reviewed_by", "reviewed_at", "review_history")},
         ),
-        ("Integrity", {"fields": ("seq", "mac")}),
+        (_("Integrity"), {"fields": ("seq", "mac")}),
     )
 
     def get_changelist_instance(self, request: Any) -> Any:
@@ -398,28 +399,28 @@ class ActivityAdmin(admin.ModelAdmin):
 
     # --- columns ---------------------------------------------------------------------
 
-    @admin.display(description="location", ordering="country")
+    @admin.display(description=_("location"), ordering="country")
     def location(self, obj: Activity) -> str:
         return " / ".join(p for p in (obj.country, obj.city) if p)
 
-    @admin.display(description="tags")
+    @admin.display(description=_("tags"))
     def tag_list(self, obj: Activity) -> str:
         return ", ".join(obj.tags or [])
 
-    @admin.display(description="type")
+    @admin.display(description=_("type"))
     def type_display(self, obj: Activity) -> str:
         return obj.type_display
 
-    @admin.display(description="headers (decrypted, redacted)")
+    @admin.display(description=_("headers (decrypted, redacted)"))
     def headers_display(self, obj: Activity) -> str:
         # format_html escapes: recorded payloads (SQL, HTML, JS) render as inert text.
         return format_html("<pre>{}</pre>", _pretty(decrypted_field(obj, "headers")))
 
-    @admin.display(description="params (decrypted, redacted)")
+    @admin.display(description=_("params (decrypted, redacted)"))
     def params_display(self, obj: Activity) -> str:
         return format_html("<pre>{}</pre>", _pretty(decrypted_field(obj, "params")))
 
-    @admin.display(description="findings")
+    @admin.display(description=_("findings"))
     def findings_display(self, obj: Activity) -> str:
         findings = obj.findings.order_by("-score", "detector")
         if not findings:
@@ -433,19 +434,25 @@ class ActivityAdmin(admin.ModelAdmin):
                     f.tag,
                     f"{f.score:.2f}",
                     f.severity,
-                    f.reason + (" (suppressed)" if f.suppressed else ""),
+                    f.reason + (" " + _("(suppressed)") if f.suppressed else ""),
                     _pretty(f.evidence),
                 )
                 for f in findings
             ),
         )
         return format_html(
-            "<table><thead><tr><th>detector</th><th>tag</th><th>score</th><th>severity</th>"
-            "<th>reason</th><th>evidence</th></tr></thead><tbody>{}</tbody></table>",
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>"
+            "<th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>",
+            _("detector"),
+            _("tag"),
+            _("score"),
+            _("severity"),
+            _("reason"),
+            _("evidence"),
             rows,
         )
 
-    @admin.display(description="review history")
+    @admin.display(description=_("review history"))
     def review_history(self, obj: Activity) -> str:
         history = Review.objects.filter(activity_id=obj.pk).order_by("-created_at", "-id")
         if not history:
@@ -454,12 +461,14 @@ class ActivityAdmin(admin.ModelAdmin):
             "<ul>{}</ul>",
             format_html_join(
                 "",
-                "<li>{} — {} by {}{}</li>",
+                "<li>{} — {} {}{}</li>",
                 (
                     (
                         r.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
                         r.get_action_display(),
-                        r.reviewer_username or "system",
+                        _("by %(reviewer)s") % {"reviewer": r.reviewer_username}
+                        if r.reviewer_username
+                        else _("by system"),
                         f": {r.note}" if r.note else "",
                     )
                     for r in history
@@ -469,36 +478,49 @@ class ActivityAdmin(admin.ModelAdmin):
 
     # --- actions ---------------------------------------------------------------------
 
-    def _review(self, request: Any, queryset: Any, label: str, **kwargs: Any) -> None:
+    def _review(self, request: Any, queryset: Any, message: Any, **kwargs: Any) -> None:
+        """Apply ``review(**kwargs)`` to each selected row; ``message`` has ``%(count)d``."""
         count = 0
         for activity in queryset:
             review(activity, by=request.user, **kwargs)
             count += 1
-        self.message_user(request, f"{label} {count} activities.", messages.SUCCESS)
+        self.message_user(request, message % {"count": count}, messages.SUCCESS)
 
-    @admin.action(description="Flag selected activities", permissions=["review"])
+    @admin.action(description=_("Flag selected activities"), permissions=["review"])
     def flag(self, request: Any, queryset: Any) -> None:
-        self._review(request, queryset, "Flagged", flagged=True)
+        self._review(request, queryset, _("Flagged %(count)d activities."), flagged=True)
 
-    @admin.action(description="Unflag selected activities", permissions=["review"])
+    @admin.action(description=_("Unflag selected activities"), permissions=["review"])
     def unflag(self, request: Any, queryset: Any) -> None:
-        self._review(request, queryset, "Unflagged", flagged=False)
+        self._review(request, queryset, _("Unflagged %(count)d activities."), flagged=False)
 
-    @admin.action(description="Confirm selected (real incident)", permissions=["review"])
+    @admin.action(description=_("Confirm selected (real incident)"), permissions=["review"])
     def confirm(self, request: Any, queryset: Any) -> None:
-        self._review(request, queryset, "Confirmed", review_status=ReviewStatus.CONFIRMED)
+        self._review(
+            request,
+            queryset,
+            _("Confirmed %(count)d activities."),
+            review_status=ReviewStatus.CONFIRMED,
+        )
 
-    @admin.action(description="Dismiss selected (false positive)", permissions=["review"])
+    @admin.action(description=_("Dismiss selected (false positive)"), permissions=["review"])
     def dismiss(self, request: Any, queryset: Any) -> None:
-        self._review(request, queryset, "Dismissed", review_status=ReviewStatus.DISMISSED)
+        self._review(
+            request,
+            queryset,
+            _("Dismissed %(count)d activities."),
+            review_status=ReviewStatus.DISMISSED,
+        )
 
-    @admin.action(description="Delete selected (with signed tombstone)", permissions=["remove"])
+    @admin.action(description=_("Delete selected (with signed tombstone)"), permissions=["remove"])
     def delete_with_tombstone(self, request: Any, queryset: Any) -> None:
         count = 0
         for activity in queryset:
             delete_activity(activity, by=request.user, reason="admin")
             count += 1
-        self.message_user(request, f"Deleted {count} activities.", messages.SUCCESS)
+        self.message_user(
+            request, _("Deleted %(count)d activities.") % {"count": count}, messages.SUCCESS
+        )
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):

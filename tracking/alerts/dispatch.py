@@ -18,11 +18,11 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, Q
 
+from detectors.base import SEVERITY_RANK
 from tracking.alerts.messages import activity_item, build, top_severity
 from tracking.delivery import outbox
 from tracking.delivery.config import Channel
 from tracking.models import (
-    SEVERITY_RANK,
     Activity,
     DeliveryState,
     Finding,
@@ -176,7 +176,7 @@ def send_due(channel: Channel, st: DeliveryState, now: datetime) -> tuple[int, s
         )  # fmt: skip
         try:
             channel.backend.send(message)
-        except Exception as exc:  # noqa: BLE001 - any backend failure is retried, then dead-lettered
+        except Exception as exc:  # any backend failure is retried, then dead-lettered
             error = _failed(channel, st, alert, exc, now)
             break  # the receiver is probably down: the rest waits for the retry
         alert.delete()
@@ -196,7 +196,7 @@ def _failed(
     alert.attempts += 1
     alert.last_error = error
     if alert.attempts >= channel.max_attempts:
-        alert.status = PendingAlert.Status.DEAD
+        alert.status = str(PendingAlert.Status.DEAD)
         logger.error(
             "alert to %s given up after %d attempts: %s", channel.name, alert.attempts, error
         )

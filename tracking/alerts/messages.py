@@ -13,9 +13,9 @@ from typing import Any
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
+from detectors.base import SEVERITY_RANK
 from tracking.activity_types import type_label
 from tracking.conf import tracking_settings
-from tracking.models import SEVERITY_RANK
 
 MAX_REASONS = 5
 

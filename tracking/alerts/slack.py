@@ -14,7 +14,7 @@ from tracking.delivery.http import post, valid_url
 MAX_LINES = 20
 
 
-def escape(text: str) -> str:
+def escape(text: Any) -> str:
     """Slack's control characters in message text."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -26,7 +26,9 @@ def slack_text(message: dict[str, Any]) -> str:
         for item in items[:MAX_LINES]:
             line = escape(activity_line(item))
             if item.get("link"):
-                line += f" <{escape(item['link'])}|{escape(_('details'))}>"
+                # Outside the f-string so that makemessages sees the marked text.
+                details = escape(_("details"))
+                line += f" <{escape(item['link'])}|{details}>"
             lines.append(line)
         if len(items) > MAX_LINES:
             lines.append(escape(_("… %(count)d more") % {"count": len(items) - MAX_LINES}))

@@ -11,10 +11,14 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from tracking.delivery.http import post, valid_url
+
+UTC = timezone.utc
 
 SIGNATURE_HEADER = "X-Tracking-Signature"
 TIMESTAMP_HEADER = "X-Tracking-Timestamp"
@@ -30,10 +34,10 @@ class WebhookBackend:
     def validate(cls, options: dict[str, Any]) -> list[str]:
         problems = []
         if not valid_url(options.get("url")):
-            problems.append('webhook needs "url", an http(s) URL')
+            problems.append(_('webhook needs "url", an http(s) URL'))
         secret = options.get("secret")
         if not isinstance(secret, str) or not secret:
-            problems.append('webhook needs "secret", a string (it signs each body)')
+            problems.append(_('webhook needs "secret", a string (it signs each body)'))
         return problems
 
     def __init__(self, options: dict[str, Any]) -> None:

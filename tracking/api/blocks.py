@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import generics, serializers
 from rest_framework.exceptions import ValidationError
@@ -101,12 +102,25 @@ class BlockListView(TrackingAPIMixin, generics.ListAPIView):
         status = params.get("status")
         if status:
             if status not in STATUSES:
-                raise ValidationError({"status": [f"choose one of {', '.join(STATUSES)}"]})
+                raise ValidationError(
+                    {
+                        "status": [
+                            gettext("choose one of %(choices)s") % {"choices": ", ".join(STATUSES)}
+                        ]
+                    }
+                )
             qs = _status_filter(qs, status)
         scope = params.get("scope")
         if scope:
             if scope not in BlockScope.values:
-                raise ValidationError({"scope": [f"choose one of {', '.join(BlockScope.values)}"]})
+                raise ValidationError(
+                    {
+                        "scope": [
+                            gettext("choose one of %(choices)s")
+                            % {"choices": ", ".join(BlockScope.values)}
+                        ]
+                    }
+                )
             qs = qs.filter(scope=scope)
         if params.get("address"):
             try:

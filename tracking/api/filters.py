@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import connections
 from django.db.models import Exists, Lookup, OuterRef, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from tracking.dates import parse_iso_date, parse_iso_datetime
 from tracking.models import Activity, Finding, ReviewStatus, Severity
 from tracking.outcome import FAILURE, SUCCESS
+
+UTC = dt_timezone.utc
 
 TOKEN_RE = re.compile(r"^[\w.:\-]{1,64}$")
 TYPE_RE = re.compile(r"^[\w\-]{1,32}$")
@@ -38,16 +44,16 @@ class NetContains(Lookup):
     lookup_name = "net_within"
     prepare_rhs = False
 
-    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, list]:
-        return "%s", [str(value)]
+    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
+        return "%s", (str(value),)
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list]:
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} <<= {rhs}::inet", [*lhs_params, *rhs_params]
+        return f"{lhs} <<= {rhs}::inet", (*lhs_params, *rhs_params)
 
 
-Activity._meta.get_field("ip_address").register_lookup(NetContains)
+Activity._meta.get_field("ip_address").register_lookup(NetContains)  # type: ignore[union-attr]
 
 
 def _ipv4_prefix_q(field: str, net: ipaddress.IPv4Network) -> Q:
@@ -79,7 +85,6 @@ def _ipv4_prefix_q(field: str, net: ipaddress.IPv4Network) -> Q:
 
 def filter_network(queryset: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Any:
     """Activities whose ``ip_address`` lies in ``network``, on any database."""
-    from django.db import connections
 
     vendor = connections[queryset.db].vendor
     if vendor == "postgresql":
@@ -107,7 +112,9 @@ def filter_network(queryset: Any, network: ipaddress.IPv4Network | ipaddress.IPv
 
 
 class IPOrNetworkField(forms.CharField):
-    default_error_messages = {"invalid": "Enter a valid IPv4 or IPv6 address or CIDR network."}
+    default_error_messages = {
+        "invalid": gettext_lazy("Enter a valid IPv4 or IPv6 address or CIDR network.")
+    }
 
     def to_python(self, value: Any) -> Any:
         value = super().to_python(value)
@@ -128,7 +135,7 @@ class DateOrDateTimeField(forms.Field):
     the whole 31st).
     """
 
-    default_error_messages = {"invalid": "Enter a valid date/time."}
+    default_error_messages = {"invalid": gettext_lazy("Enter a valid date/time.")}
 
     def __init__(self, *args: Any, end: bool = False, **kwargs: Any) -> None:
         self.end = end
@@ -144,14 +151,16 @@ class DateOrDateTimeField(forms.Field):
             text = _SPACE_OFFSET_RE.sub(r"+\1", str(value).strip())
             try:
                 day = parse_iso_date(text)
+                found: datetime | None
                 if day is not None:
-                    parsed = datetime.combine(day, time.min)
+                    found = datetime.combine(day, time.min)
                     if self.end:
-                        parsed += timedelta(days=1)
+                        found += timedelta(days=1)
                 else:
-                    parsed = parse_iso_datetime(text)
-                if parsed is None:
+                    found = parse_iso_datetime(text)
+                if found is None:
                     raise ValueError(text)
+                parsed = found
             except (ValueError, OverflowError, TypeError):
                 raise ValidationError(self.error_messages["invalid"], code="invalid") from None
         if timezone.is_naive(parsed):
@@ -160,7 +169,7 @@ class DateOrDateTimeField(forms.Field):
 
 
 class StrictBooleanField(forms.Field):
-    default_error_messages = {"invalid": "Enter true or false."}
+    default_error_messages = {"invalid": gettext_lazy("Enter true or false.")}
     TRUE = frozenset({"true", "1", "yes", "on"})
     FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -184,14 +193,17 @@ class TokenListField(forms.CharField):
         self.pattern = pattern
         super().__init__(*args, **kwargs)
 
-    def to_python(self, value: Any) -> list[str]:
+    # A form field may clean to any type; django-stubs types CharField.to_python as str.
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
         value = super().to_python(value)
         if not value:
             return []
         items = [v.strip() for v in value.split(",") if v.strip()]
         bad = [v for v in items if not self.pattern.match(v)]
         if bad:
-            raise ValidationError(f"Invalid value: {bad[0]!r}.", code="invalid")
+            raise ValidationError(
+                _("Invalid value: %(value)r.") % {"value": bad[0]}, code="invalid"
+            )
         return items
 
 
@@ -203,10 +215,10 @@ class UserPkField(forms.CharField):
         try:
             pk = get_user_model()._meta.pk.to_python(value)
         except ValidationError:
-            raise ValidationError("Enter a valid user id.", code="invalid") from None
+            raise ValidationError(_("Enter a valid user id."), code="invalid") from None
         if isinstance(pk, int) and not -(2**63) <= pk < 2**63:
             # No database column holds it; SQLite would raise instead of matching nothing.
-            raise ValidationError("Enter a valid user id.", code="invalid")
+            raise ValidationError(_("Enter a valid user id."), code="invalid")
         return pk
 
 
@@ -218,7 +230,7 @@ class PatternField(forms.CharField):
         super().__init__(*args, **kwargs)
 
     def to_python(self, value: Any) -> str:
-        value = super().to_python(value).strip()
+        value = (super().to_python(value) or "").strip()
         if value and not self.pattern.match(value):
             raise ValidationError(self.message, code="invalid")
         return value
@@ -226,10 +238,10 @@ class PatternField(forms.CharField):
 
 class ActivityFilterForm(forms.Form):
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
-            self.add_error("until", "Must not be before since.")
+            self.add_error("until", _("Must not be before since."))
         return data
 
 
@@ -244,13 +256,13 @@ class StableOrderingFilter(django_filters.OrderingFilter):
 
 
 class StatusClassField(forms.CharField):
-    def to_python(self, value: Any) -> int | None:
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]  # see TokenListField
         value = super().to_python(value)
         if not value:
             return None
         match = re.fullmatch(r"([1-5])xx", value.strip().lower())
         if not match:
-            raise ValidationError("Enter a status class such as 2xx or 4xx.", code="invalid")
+            raise ValidationError(_("Enter a status class such as 2xx or 4xx."), code="invalid")
         return int(match.group(1))
 
 
@@ -284,7 +296,7 @@ class ActivityFilter(django_filters.FilterSet):
         "filter_country",
         "ISO 3166-1 alpha-2 country code.",
         pattern=COUNTRY_RE,
-        message="Enter a two-letter country code.",
+        message=gettext_lazy("Enter a two-letter country code."),
     )
     city = django_filters.CharFilter(
         field_name="city", lookup_expr="iexact", help_text="City (case-insensitive)."
@@ -314,7 +326,7 @@ class ActivityFilter(django_filters.FilterSet):
         "filter_method",
         "HTTP method.",
         pattern=METHOD_RE,
-        message="Enter an HTTP method such as GET or POST.",
+        message=gettext_lazy("Enter an HTTP method such as GET or POST."),
     )
     endpoint = django_filters.CharFilter(field_name="endpoint", help_text="Exact endpoint path.")
     endpoint_prefix = django_filters.CharFilter(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import BasePagination, CursorPagination
 from rest_framework.response import Response
@@ -20,16 +21,11 @@ from rest_framework.settings import api_settings
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from tracking.conf import tracking_settings
+from tracking.storage.counts import bounded_count, count_limit
 
 DEFAULT_PAGE_SIZE = 50
 # Deeper than this is what cursor mode is for (and keeps OFFSET inside 64 bits).
 MAX_PAGE_NUMBER = 1_000_000
-
-
-def bounded_count(queryset: Any, limit: int) -> tuple[int, bool]:
-    """``(count, is_estimate)``: counts at most ``limit`` + 1 rows."""
-    n = queryset.order_by()[: limit + 1].count()
-    return (limit, True) if n > limit else (n, False)
 
 
 def _positive_int(request: Any, name: str) -> int | None:
@@ -39,9 +35,9 @@ def _positive_int(request: Any, name: str) -> int | None:
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise ValidationError({name: ["A valid integer is required."]}) from None
+        raise ValidationError({name: [_("A valid integer is required.")]}) from None
     if value < 1:
-        raise ValidationError({name: ["Ensure this value is greater than or equal to 1."]})
+        raise ValidationError({name: [_("Ensure this value is greater than or equal to 1.")]})
     return value
 
 
@@ -72,30 +68,30 @@ class ActivityPagination(BasePagination):
     page_query_param = "page"
     cursor_query_param = "cursor"
 
-    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> list:
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> list | None:
         self.request = request
-        self.count_limit = max(1, int(tracking_settings.COUNT_LIMIT))
+        self.count_limit = count_limit()
         self.count, self.estimate = 0, False
         self.cursor = None
         if self.cursor_query_param in request.query_params:
             self.cursor = _Cursor()
             try:
-                rows = self.cursor.paginate_queryset(queryset, request, view)
+                rows: list | None = self.cursor.paginate_queryset(queryset, request, view)
             except NotFound:
-                raise ValidationError({"cursor": ["Invalid cursor."]}) from None
+                raise ValidationError({"cursor": [_("Invalid cursor.")]}) from None
             self.count, self.estimate = bounded_count(queryset, self.count_limit)
             return rows
 
         size = page_size_for(request)
         number = _positive_int(request, self.page_query_param) or 1
         if number > MAX_PAGE_NUMBER:
-            raise NotFound("Invalid page.")
+            raise NotFound(_("Invalid page."))
         offset = (number - 1) * size
         rows = list(queryset[offset : offset + size + 1])
         self.has_next = len(rows) > size
         rows = rows[:size]
         if number > 1 and not rows:
-            raise NotFound("Invalid page.")
+            raise NotFound(_("Invalid page."))
         if not self.has_next and (rows or number == 1):
             # The last page tells the exact total without a COUNT.
             self.count, self.estimate = offset + len(rows), False

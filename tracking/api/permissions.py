@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 
 from tracking.conf import tracking_settings
@@ -23,7 +24,7 @@ EXPORT_PERMISSION = "tracking.export_activity"
 class IsTrackingStaff(BasePermission):
     """Authenticated active staff with the view permission plus the view's own permissions."""
 
-    message = "Only staff members with access to the activity log may do this."
+    message = _("Only staff members with access to the activity log may do this.")
 
     def has_permission(self, request: Any, view: Any) -> bool:
         user = request.user

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import include, path
+
+from tracking.api.filters import ActivityFilter
 from tracking.api.permissions import DocsAccess
 from tracking.api.throttling import ThrottleFirstMixin
 
@@ -19,12 +22,13 @@ try:
     HAVE_SPECTACULAR = True
 except ImportError:  # optional dependency (extra "docs")
     HAVE_SPECTACULAR = False
-    OpenApiParameter = OpenApiResponse = OpenApiTypes = None
+    # Stand-ins for the optional dependency: None, and decorators that change nothing.
+    OpenApiParameter = OpenApiResponse = OpenApiTypes = None  # type: ignore[misc,assignment]
 
-    def extend_schema(*args: Any, **kwargs: Any):
+    def extend_schema(*args: Any, **kwargs: Any):  # type: ignore[misc]
         return lambda target: target
 
-    def extend_schema_field(*args: Any, **kwargs: Any):
+    def extend_schema_field(*args: Any, **kwargs: Any):  # type: ignore[misc]
         return lambda target: target
 
 
@@ -45,7 +49,6 @@ def filter_parameters() -> list:
     """One documented query parameter per filter of ``ActivityFilter``."""
     if not HAVE_SPECTACULAR:
         return []
-    from tracking.api.filters import ActivityFilter
 
     types = {
         "int": OpenApiTypes.INT,
@@ -89,10 +92,10 @@ def export_parameters() -> list:
     ]
 
 
-def schema_view() -> Any:
-    """The schema view for ``schema/``: documents this app's endpoints under the prefix the
-    project mounted them at (found from the request path at request time)."""
-    from django.urls import include, path
+def schema_view(patterns: list) -> Any:
+    """The schema view for ``schema/``: documents ``patterns`` (the app's ``urlpatterns``,
+    read at request time, so routes appended later are included) under the prefix the
+    project mounted them at (found from the request path)."""
     from drf_spectacular.renderers import (
         OpenApiJsonRenderer,
         OpenApiJsonRenderer2,
@@ -113,10 +116,8 @@ def schema_view() -> Any:
 
         @extend_schema(exclude=True)
         def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-            from tracking import urls
-
             prefix = request.path.rsplit("schema/", 1)[0].lstrip("/")
-            self.patterns = [path(prefix, include((urls.urlpatterns, "tracking")))]
+            self.patterns = [path(prefix, include((patterns, "tracking")))]
             self.urlconf = None
             return super().get(request, *args, **kwargs)
 

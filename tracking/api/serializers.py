@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from django.db import models
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from tracking.api.schema import OpenApiTypes, extend_schema_field
-from tracking.export.records import decrypted_field
+from tracking.export.record import decrypted_field
 from tracking.models import Activity, Finding, Review, ReviewStatus
 
 LIST_FIELDS = (
-    # the seed README's compact fields, in its order
+    # the compact fields of a list item, in the documented order (docs: the review API)
     "id",
     "timestamp",
     "type",
@@ -37,8 +38,9 @@ LIST_FIELDS = (
 class FiniteFloatField(serializers.FloatField):
     """NaN/Infinity (e.g. from an import) become null: strict JSON cannot carry them."""
 
-    def to_representation(self, value: Any) -> float | None:
-        number = super().to_representation(value)
+    # djangorestframework-stubs types Field.to_representation as str; FloatField returns float.
+    def to_representation(self, value: Any) -> float | None:  # type: ignore[override]
+        number: Any = super().to_representation(value)
         return number if math.isfinite(number) else None
 
 
@@ -89,7 +91,7 @@ class ReviewSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-@extend_schema_field(OpenApiTypes.OBJECT if OpenApiTypes else None)
+@extend_schema_field(OpenApiTypes.OBJECT if OpenApiTypes is not None else None)  # type: ignore[arg-type]  # None without drf-spectacular
 class DecryptedJSONField(serializers.Field):
     """``headers``/``params``: decrypted, redacted again on output; null when undecryptable."""
 
@@ -99,7 +101,7 @@ class DecryptedJSONField(serializers.Field):
         super().__init__(**kwargs)
 
     def to_representation(self, activity: Activity) -> Any:
-        return decrypted_field(activity, self.field_name)
+        return decrypted_field(activity, self.field_name or "")
 
 
 class ActivitySerializer(serializers.ModelSerializer):
@@ -154,14 +156,17 @@ class ActivitySerializer(serializers.ModelSerializer):
 
     @extend_schema_field(FindingSerializer(many=True))
     def get_findings(self, activity: Activity) -> list[dict[str, Any]]:
-        return FindingSerializer(
-            activity.findings.order_by("-score", "detector", "tag"), many=True
-        ).data
+        return cast(
+            list[dict[str, Any]],
+            FindingSerializer(
+                activity.findings.order_by("-score", "detector", "tag"), many=True
+            ).data,
+        )
 
     @extend_schema_field(ReviewSerializer(many=True))
     def get_reviews(self, activity: Activity) -> list[dict[str, Any]]:
         history = Review.objects.filter(activity_id=activity.pk).order_by("-created_at", "-id")
-        return ReviewSerializer(history, many=True).data
+        return cast(list[dict[str, Any]], ReviewSerializer(history, many=True).data)
 
     def get_reviewed_by_username(self, activity: Activity) -> str:
         reviewer = activity.reviewed_by
@@ -188,6 +193,6 @@ class ReviewRequestSerializer(serializers.Serializer):
         unknown = set(getattr(self, "initial_data", {}) or {}) - set(self.fields)
         if unknown:
             raise serializers.ValidationError(
-                {name: ["Unknown field."] for name in sorted(unknown)}
+                {name: [_("Unknown field.")] for name in sorted(unknown)}
             )
         return attrs

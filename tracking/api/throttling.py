@@ -13,11 +13,12 @@ every request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
-from rest_framework.throttling import UserRateThrottle
+from rest_framework.throttling import BaseThrottle, UserRateThrottle
 
 from tracking.capture.clientip import client_ip
 from tracking.conf import DEFAULTS, tracking_settings
@@ -42,9 +43,9 @@ class TrackingRateThrottle(UserRateThrottle):
             tracking_settings.THROTTLE_RATES or {},
             DEFAULTS["THROTTLE_RATES"],
         ):
-            rate = rates.get(self.scope)
+            rate = rates.get(self.scope or "")
             if rate:
-                return rate
+                return str(rate)
         return None
 
     def get_ident(self, request: Any) -> str:
@@ -76,7 +77,8 @@ def throttle_wait(request: Any) -> float | None:
     waits = []
     for throttle_class in (BurstRateThrottle, SustainedRateThrottle):
         throttle = throttle_class()
-        if not throttle.allow_request(request, None):
+        # These throttles never read the view; a plain Django view has no APIView to pass.
+        if not throttle.allow_request(request, None):  # type: ignore[arg-type]
             waits.append(throttle.wait() or 1.0)
     return max(waits) if waits else None
 
@@ -90,7 +92,7 @@ class ThrottleFirstMixin:
     permission check (DRF throttles after it), so refusals are rate limited too: token
     guessing, signed-in users without access probing the API. Throttled once per request."""
 
-    throttle_classes = (BurstRateThrottle, SustainedRateThrottle)
+    throttle_classes: Sequence[type[BaseThrottle]] = (BurstRateThrottle, SustainedRateThrottle)
 
     def perform_authentication(self, request: Any) -> None:
         try:
@@ -103,7 +105,7 @@ class ThrottleFirstMixin:
     def _throttle_once(self, request: Any) -> None:
         if not getattr(request, "_tracking_throttled", False):
             request._tracking_throttled = True
-            super().check_throttles(request)
+            super().check_throttles(request)  # type: ignore[misc]  # mixed into an APIView
 
     def check_throttles(self, request: Any) -> None:
         self._throttle_once(request)

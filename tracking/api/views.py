@@ -7,15 +7,18 @@ throttles. Object lookups go through the same queryset as the list (no IDOR).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.apps import apps
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from rest_framework import generics, serializers, status
-from rest_framework.authentication import SessionAuthentication
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -48,19 +51,20 @@ from tracking.api.serializers import (
 from tracking.api.throttling import ThrottleFirstMixin
 from tracking.dates import parse_iso_date
 from tracking.detection.review import ReviewError, delete_activity, review
-from tracking.export import records as exporting
+from tracking.export import record
+from tracking.export.records import stream_export
 from tracking.models import Activity
 from tracking.storage import stats
+
+UTC = dt_timezone.utc
 
 
 def authentication_classes() -> list[type]:
     """The project's authentication classes, plus Session and Token when missing."""
-    classes = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    classes: list[Any] = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
     if SessionAuthentication not in classes:
         classes.append(SessionAuthentication)
     if apps.is_installed("rest_framework.authtoken"):
-        from rest_framework.authentication import TokenAuthentication
-
         if not any(issubclass(c, TokenAuthentication) for c in classes):
             classes.append(TokenAuthentication)
     return classes
@@ -72,7 +76,7 @@ class TrackingAPIMixin(ThrottleFirstMixin):
 
     if HAVE_SPECTACULAR:
         schema = view_schema()
-    permission_classes = (IsTrackingStaff,)
+    permission_classes: Sequence[Any] = (IsTrackingStaff,)
     required_permissions: tuple[str, ...] = ()
 
     def get_authenticators(self) -> list:
@@ -244,7 +248,7 @@ class _ReviewCountsSerializer(serializers.Serializer):
 
 
 class StatsSerializer(serializers.Serializer):
-    """The seed README's statistics shape, plus series and breakdowns."""
+    """The statistics document of `stats/`: counts, plus series and breakdowns."""
 
     counts = _CountsSerializer()
     response_times = _ResponseTimesSerializer()
@@ -258,7 +262,8 @@ class StatsSerializer(serializers.Serializer):
     tags = _TagCountSerializer(many=True, help_text="Findings per detector tag.")
     detectors = _DetectorCountSerializer(many=True)
     review_status = _ReviewCountsSerializer()
-    source = serializers.ChoiceField(choices=["rollup", "query"])
+    # A declared field named like Field.source: DRF's metaclass moves it to _declared_fields.
+    source = serializers.ChoiceField(choices=["rollup", "query"])  # type: ignore[assignment]
 
 
 class StatsView(TrackingAPIMixin, APIView):
@@ -340,16 +345,21 @@ class ExportView(TrackingAPIMixin, APIView):
     )
     def get(self, request: Any) -> StreamingHttpResponse:
         fmt = (request.query_params.get("format") or "csv").lower()
-        if fmt not in exporting.FORMATS:
+        if fmt not in record.FORMATS:
             raise ValidationError(
-                {"format": [f'"{fmt}" is not a valid choice ({", ".join(exporting.FORMATS)}).']}
+                {
+                    "format": [
+                        _('"%(value)s" is not a valid choice (%(choices)s).')
+                        % {"value": fmt, "choices": ", ".join(record.FORMATS)}
+                    ]
+                }
             )
         queryset, filterset = self.filter_activities(request)
         if not filterset.form.cleaned_data.get("ordering"):
             queryset = queryset.order_by("timestamp", "id")
         name = export_filename(queryset, request.query_params, filterset.form.cleaned_data, fmt)
         response = StreamingHttpResponse(
-            exporting.stream_export(queryset, fmt), content_type=exporting.CONTENT_TYPES[fmt]
+            stream_export(queryset, fmt), content_type=record.CONTENT_TYPES[fmt]
         )
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         response["X-Content-Type-Options"] = "nosniff"

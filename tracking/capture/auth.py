@@ -25,6 +25,7 @@ from tracking.capture.tracker import get_tracker
 from tracking.conf import tracking_settings
 from tracking.events import Event
 from tracking.outcome import FAILURE, SUCCESS
+from tracking.pipeline import handoff
 
 logger = logging.getLogger("tracking.recording")
 
@@ -74,9 +75,7 @@ def _signal(request: Any, *, outcome: str, auth_event: str, user: Any = None, us
         event = _event(request, auth_event=auth_event, user=user, username=username)
         event.outcome = outcome
         get_tracker().record(event)
-    except Exception:  # noqa: BLE001 - a login must never fail because its log line did
-        from tracking.pipeline import handoff
-
+    except Exception:  # a login must never fail because its log line did
         handoff.count("record_errors")
         logger.exception("tracking: could not record an auth signal")
 

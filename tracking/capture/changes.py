@@ -25,12 +25,14 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
+from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
 from tracking.capture.context import current_request, set_user
 from tracking.capture.tracker import get_tracker, user_of
 from tracking.conf import on_reload, tracking_settings
 from tracking.events import Event
+from tracking.pipeline import handoff
 from tracking.redaction import is_sensitive
 
 logger = logging.getLogger("tracking.recording")
@@ -41,7 +43,7 @@ _STASH = "_tracking_changes"
 PRIVILEGE_FIELDS = ("is_staff", "is_superuser")
 
 
-def _label(model: type) -> str:
+def _label(model: type[Model]) -> str:
     return model._meta.label_lower
 
 
@@ -63,7 +65,7 @@ def _watched() -> dict[str, tuple[str, ...]]:
 on_reload(_watched.cache_clear)
 
 
-def _existing(model: type, names: Any) -> tuple[str, ...]:
+def _existing(model: type[Model], names: Any) -> tuple[str, ...]:
     concrete = {f.name for f in model._meta.concrete_fields}
     return tuple(n for n in names if n in concrete)
 
@@ -81,7 +83,7 @@ def _plain(value: Any) -> Any:
 
 
 # --- receivers ---------------------------------------------------------------------------
-def _names(model: type) -> tuple[str, ...]:
+def _names(model: type[Model]) -> tuple[str, ...]:
     """The watched fields of ``model`` (empty: not watched, or TRACKING_ACCOUNT_CHANGES off)."""
     if not tracking_settings.ACCOUNT_CHANGES:
         return ()
@@ -133,7 +135,7 @@ def on_post_delete(sender, instance, using=None, **kwargs) -> None:
         _schedule(instance, "deleted", {}, using)
 
 
-def _noted_lifecycle(model: type, instance: Any) -> bool:
+def _noted_lifecycle(model: type[Model], instance: Any) -> bool:
     """Whether creating or deleting ``instance`` is recorded: always for the models of
     ``TRACKING_CHANGE_MODELS``; for accounts only staff and superusers (ordinary sign-ups
     and closures are the site's business, a new or removed administrator is not)."""
@@ -185,8 +187,9 @@ def _relations() -> dict[type, tuple[type, str]]:
     user_model = get_user_model()
     for model, field in ((user_model, "groups"), (user_model, "user_permissions")):
         try:
-            out[model._meta.get_field(field).remote_field.through] = (model, field)
-        except Exception:  # noqa: BLE001, S112 - a custom user model without the mixin
+            # groups / user_permissions are many-to-many fields: remote_field has through.
+            out[model._meta.get_field(field).remote_field.through] = (model, field)  # type: ignore[union-attr]
+        except Exception:  # noqa: S112 - a custom user model without the mixin
             continue
     out[Group.permissions.through] = (Group, "permissions")
     return out
@@ -214,7 +217,7 @@ def change_document(instance: Any, action: str, changes: dict[str, Any]) -> dict
 def _schedule(instance: Any, action: str, changes: dict[str, Any], using: str | None) -> None:
     try:
         event = _event(instance, action, changes)
-    except Exception:  # noqa: BLE001 - the change itself must go through
+    except Exception:  # the change itself must go through
         logger.exception("tracking: could not describe an account change")
         return
     transaction.on_commit(lambda: _record(event), using=using)
@@ -239,9 +242,7 @@ def _event(instance: Any, action: str, changes: dict[str, Any]) -> Event:
 def _record(event: Event) -> None:
     try:
         get_tracker().record(event)
-    except Exception:  # noqa: BLE001
-        from tracking.pipeline import handoff
-
+    except Exception:
         handoff.count("record_errors")
         logger.exception("tracking: could not record an account change")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.apps import apps
 from django.core import checks
+from django.utils.translation import gettext as _
 
 from tracking.capture.paths import entry_problems
 from tracking.conf import tracking_settings
@@ -16,28 +17,30 @@ def check_capture(app_configs=None, **kwargs):
     if not isinstance(tracking_settings.AUTH_SIGNALS, bool):
         errors.append(
             checks.Error(
-                f"TRACKING_AUTH_SIGNALS must be True or False, got "
-                f"{tracking_settings.AUTH_SIGNALS!r}.",
-                hint="True records Django's login, failed-login and logout signals.",
+                _("TRACKING_AUTH_SIGNALS must be True or False, got %(value)r.")
+                % {"value": tracking_settings.AUTH_SIGNALS},
+                hint=_("True records Django's login, failed-login and logout signals."),
                 id="tracking.E161",
             )
         )
     for problem in entry_problems(tracking_settings.PATHS):
         errors.append(
             checks.Error(
-                f"TRACKING_PATHS: {problem}.",
-                hint='Entries look like {"path": r"^/accounts/login/$", "type": "AUTH", '
-                '"methods": ["POST"], "async": False}; the middleware records nothing until '
-                "the setting is valid.",
+                _("TRACKING_PATHS: %(problem)s.") % {"problem": problem},
+                hint=_(
+                    'Entries look like {"path": r"^/accounts/login/$", "type": "AUTH", '
+                    '"methods": ["POST"], "async": False}; the middleware records nothing until '
+                    "the setting is valid."
+                ),
                 id="tracking.E160",
             )
         )
     if not isinstance(tracking_settings.ACCOUNT_CHANGES, bool):
         errors.append(
             checks.Error(
-                f"TRACKING_ACCOUNT_CHANGES must be True or False, got "
-                f"{tracking_settings.ACCOUNT_CHANGES!r}.",
-                hint="True records changes of accounts, groups and permissions.",
+                _("TRACKING_ACCOUNT_CHANGES must be True or False, got %(value)r.")
+                % {"value": tracking_settings.ACCOUNT_CHANGES},
+                hint=_("True records changes of accounts, groups and permissions."),
                 id="tracking.E164",
             )
         )
@@ -45,8 +48,10 @@ def check_capture(app_configs=None, **kwargs):
     if not isinstance(fields, list | tuple) or not all(isinstance(f, str) for f in fields):
         errors.append(
             checks.Error(
-                f"TRACKING_ACCOUNT_FIELDS must be a list of user model field names, got "
-                f"{fields!r}.",
+                _(
+                    "TRACKING_ACCOUNT_FIELDS must be a list of user model field names, got %(value)r."
+                )
+                % {"value": fields},
                 id="tracking.E162",
             )
         )
@@ -55,23 +60,25 @@ def check_capture(app_configs=None, **kwargs):
 
 
 def _change_model_errors(value) -> list[checks.CheckMessage]:
-    hint = 'A dict {"app_label.Model": ["field", ...]}.'
+    hint = _('A dict {"app_label.Model": ["field", ...]}.')
     if not isinstance(value, dict):
         return [
             checks.Error(
-                f"TRACKING_CHANGE_MODELS must be a dict, got {type(value).__name__}.",
+                _("TRACKING_CHANGE_MODELS must be a dict, got %(type)s.")
+                % {"type": type(value).__name__},
                 hint=hint,
                 id="tracking.E163",
             )
         ]
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for label, names in value.items():
         try:
             model = apps.get_model(label)
         except (LookupError, ValueError, TypeError):
             errors.append(
                 checks.Error(
-                    f"TRACKING_CHANGE_MODELS: {label!r} is not an installed model.",
+                    _("TRACKING_CHANGE_MODELS: %(label)r is not an installed model.")
+                    % {"label": label},
                     hint=hint,
                     id="tracking.E163",
                 )
@@ -81,7 +88,8 @@ def _change_model_errors(value) -> list[checks.CheckMessage]:
         if not isinstance(names, list | tuple) or not names:
             errors.append(
                 checks.Error(
-                    f"TRACKING_CHANGE_MODELS[{label!r}] must be a non-empty list of field names.",
+                    _("TRACKING_CHANGE_MODELS[%(label)r] must be a non-empty list of field names.")
+                    % {"label": label},
                     hint=hint,
                     id="tracking.E163",
                 )
@@ -91,8 +99,10 @@ def _change_model_errors(value) -> list[checks.CheckMessage]:
         if unknown:
             errors.append(
                 checks.Error(
-                    f"TRACKING_CHANGE_MODELS[{label!r}]: {label} has no field(s) {unknown}.",
-                    hint=f"Fields of {label}: {', '.join(sorted(concrete))}.",
+                    _("TRACKING_CHANGE_MODELS[%(label)r]: %(model)s has no field(s) %(unknown)s.")
+                    % {"label": label, "model": label, "unknown": unknown},
+                    hint=_("Fields of %(model)s: %(fields)s.")
+                    % {"model": label, "fields": ", ".join(sorted(concrete))},
                     id="tracking.E163",
                 )
             )

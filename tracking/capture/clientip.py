@@ -105,7 +105,7 @@ def parse_networks(values: Any) -> tuple[list[IPNetwork], list[str]]:
             bad.append(str(value))
             continue
         if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96:
-            mapped = ipaddress.ip_network("::ffff:0:0/96")
+            mapped = ipaddress.IPv6Network("::ffff:0:0/96")
             if net.subnet_of(mapped):
                 net = ipaddress.IPv4Network(
                     (int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96)
@@ -151,8 +151,8 @@ def client_address(request: Any) -> ClientAddress:
     raw_xff = str(meta.get("HTTP_X_FORWARDED_FOR") or "")
     raw_real = str(meta.get("HTTP_X_REAL_IP") or "")
     if len(raw_remote) + len(raw_xff) + len(raw_real) <= MEMO_HEADER_LENGTH:
-        # Parsing and checking every hop against the trusted networks was a third of the
-        # request thread's tracking work; the same peers and chains recur.
+        # Parsing and checking every hop against the trusted networks is costly next to the
+        # rest of the request thread's tracking work, and the same peers and chains recur.
         return _memo_address(raw_remote, raw_xff, raw_real)
     return _address(raw_remote, raw_xff, raw_real)
 

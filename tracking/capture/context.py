@@ -114,7 +114,7 @@ def complete(
     if not decided and outcome is not None and response is not None:
         try:
             decided = clean(outcome(request, response))
-        except Exception:  # noqa: BLE001 - a broken callable must not lose the activity
+        except Exception:  # a broken callable must not lose the activity
             logger.exception("tracking: the outcome callable failed; the status decides")
             decided = ""
     event.outcome = decided or from_status(event.status)

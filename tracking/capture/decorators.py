@@ -25,7 +25,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 
 from tracking.capture.context import TRACK, Claim, bound, claim, complete
 from tracking.capture.request import prepare
-from tracking.capture.tracker import _UNSET, get_tracker
+from tracking.capture.tracker import _UNSET, get_tracker, user_of
+from tracking.pipeline import handoff
 
 logger = logging.getLogger("tracking.recording")
 
@@ -53,9 +54,7 @@ def _record(request, response, exc, started, opts, view, mine: Claim, user=_UNSE
         )
         complete(event, mine, request=request, response=response, outcome=opts["outcome"])
         tracker.record(event, async_log=opts["async_log"])
-    except Exception:  # noqa: BLE001 - the view's response matters more than its log line
-        from tracking.pipeline import handoff
-
+    except Exception:  # the view's response matters more than its log line
         handoff.count("record_errors")
         logger.exception("tracking: could not record an activity")
 
@@ -116,8 +115,6 @@ async def _await_then_record(awaitable, request, started, opts, view, mine):
 
 async def _auser(request, response, view):
     """The user in async code without touching the database from the event loop."""
-    from tracking.capture.tracker import user_of
-
     ctx = getattr(response, "renderer_context", None)
     if isinstance(ctx, dict) and ctx.get("request") is not None:
         return await sync_to_async(user_of)(request, response, view)
@@ -125,7 +122,7 @@ async def _auser(request, response, view):
     if auser is not None:
         try:
             user = await auser()
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
         return user if getattr(user, "is_authenticated", False) else None
     return await sync_to_async(user_of)(request, response, view)
@@ -134,7 +131,7 @@ async def _auser(request, response, view):
 async def _arecord(request, response, exc, started, opts, view, mine) -> None:
     try:
         user = await _auser(request, response, view)
-    except Exception:  # noqa: BLE001
+    except Exception:
         user = None
     if opts["async_log"]:
         # Building the event and queueing it touch no database: stay on the event loop.
@@ -169,7 +166,7 @@ def _wrap_class(cls, opts):
         markcoroutinefunction(dispatch)
     else:
 
-        def dispatch(self, request, *args, **kwargs):
+        def dispatch(self, request, *args, **kwargs):  # type: ignore[misc]  # the sync variant
             mine = claim(request, TRACK)
             if mine is None:
                 return original(self, request, *args, **kwargs)

@@ -26,6 +26,7 @@ from tracking.capture import context
 from tracking.capture.request import django_request, prepare
 from tracking.capture.tracker import _UNSET, get_tracker
 from tracking.conf import on_reload, tracking_settings
+from tracking.pipeline import handoff
 
 logger = logging.getLogger("tracking.recording")
 
@@ -158,8 +159,6 @@ def finish(request: Any, pending: Pending, response: Any, user: Any = _UNSET) ->
         )
         context.complete(event, pending.claim, request=request, response=response)
         tracker.record(event, async_log=pending.entry.async_log)
-    except Exception:  # noqa: BLE001 - the response matters more than its log line
-        from tracking.pipeline import handoff
-
+    except Exception:  # the response matters more than its log line
         handoff.count("record_errors")
         logger.exception("tracking: could not record a request")

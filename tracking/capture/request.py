@@ -68,7 +68,7 @@ def prepare(request: Any) -> None:
         return
     try:
         req.body  # noqa: B018 - caches the body on the request
-    except (RawPostDataException, OSError, Exception):  # noqa: BLE001 - recording never breaks a view
+    except (RawPostDataException, OSError, Exception):  # recording never breaks a view
         return
 
 
@@ -95,7 +95,7 @@ def body_of(request: Any) -> Any:
                 name: [{"name": f.name, "size": f.size} for f in req.FILES.getlist(name)]
                 for name in req.FILES
             }
-        except Exception:  # noqa: BLE001 - a broken upload is still recorded
+        except Exception:  # a broken upload is still recorded
             return "[body not recorded: unreadable multipart]"
         if files:
             data["_files"] = files
@@ -114,7 +114,7 @@ def body_of(request: Any) -> Any:
             if isinstance(full, dict | list):
                 return full if isinstance(full, list) else dict(full)
             return "[body not recorded: stream consumed by the view]"
-        except Exception:  # noqa: BLE001
+        except Exception:
             return "[body not recorded: unreadable]"
     if not raw:
         return None
@@ -123,7 +123,7 @@ def body_of(request: Any) -> Any:
     if ctype == "application/x-www-form-urlencoded":
         try:
             return _querydict(req.POST)
-        except Exception as exc:  # noqa: BLE001 - TooManyFieldsSent, RequestDataTooBig...
+        except Exception as exc:  # TooManyFieldsSent, RequestDataTooBig...
             return f"[body not recorded: {type(exc).__name__}]"
     if ctype.endswith("json") or ctype.endswith("+json"):
         try:
@@ -140,12 +140,12 @@ def params_of(request: Any) -> dict[str, Any]:
         # An empty query string needs no QueryDict (building one is a tenth of this call).
         has_query = "GET" in req.__dict__ or req.META.get("QUERY_STRING")
         query: Any = _querydict(req.GET) if has_query else {}
-    except Exception as exc:  # noqa: BLE001 - e.g. TooManyFieldsSent: record that, not the data
+    except Exception as exc:  # e.g. TooManyFieldsSent: record that, not the data
         query = f"[query not recorded: {type(exc).__name__}]"
     params: dict[str, Any] = {"query": query}
     try:
         body = body_of(request)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         body = f"[body not recorded: {type(exc).__name__}]"
     if body is not None:
         params["body"] = body

@@ -16,20 +16,25 @@ import logging
 import math
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.http import Http404
 
 from tracking.capture.clientip import client_address
+from tracking.capture.marks import mark_event
 from tracking.capture.request import django_request, headers_of, params_of
 from tracking.conf import tracking_settings
 from tracking.enrich import breach
 from tracking.enrich.useragent import truncate_user_agent
 from tracking.events import Event
 from tracking.integrity import macs as integrity
-from tracking.respond.marks import mark_event
+from tracking.pipeline import handoff
+from tracking.pipeline.ingest import IngestResult
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.recording")
 
@@ -64,7 +69,7 @@ def user_of(request: Any, response: Any = None, view: Any = None) -> Any:
     for req in candidates:
         try:
             user = getattr(req, "user", None)
-        except Exception:  # noqa: BLE001 - DRF raises for bad credentials; that is "anonymous"
+        except Exception:  # DRF raises for bad credentials; that is "anonymous"
             user = None
         if user is not None and getattr(user, "is_authenticated", False):
             return user
@@ -122,6 +127,7 @@ class ActivityTracker:
             user = user_of(request, response, view)
         req = django_request(request)
         address = client_address(req)
+        status: int | None
         if exception is not None:
             status = exception_status(exception)
         else:
@@ -164,28 +170,27 @@ class ActivityTracker:
 
     def record(self, event: Event, *, async_log: bool = False) -> None:
         """Hand one event off. Never raises for storage problems: the spool keeps it."""
-        from tracking.pipeline import handoff
-
         if async_log:
             handoff.submit(event)
         else:
             # A live event's id was made for it: no lookup of stored ids (see ``ingest``).
             handoff.write_now([event], assume_new=True)
 
-    def record_many(self, events: Iterable[Event], *, batch_size: int | None = None):
-        """Synchronously store many events (imports), in batches; returns the summed result."""
-        from tracking.pipeline.ingest import IngestResult, ingest
-
+    def record_many(
+        self, events: Iterable[Event], *, batch_size: int | None = None, detect: bool = True
+    ) -> IngestResult:
+        """Synchronously store many events (imports), in batches; returns the summed result.
+        ``detect=False``: profiles learn, no new verdict is made (see ``ingest``)."""
         size = int(batch_size or tracking_settings.BATCH_SIZE)
         total = IngestResult()
         batch: list[Event] = []
         for event in events:
             batch.append(event)
             if len(batch) >= size:
-                total.add(ingest(batch, source="import"))
+                total.add(handoff.store(batch, source="import", detect=detect))
                 batch = []
         if batch:
-            total.add(ingest(batch, source="import"))
+            total.add(handoff.store(batch, source="import", detect=detect))
         return total
 
 

@@ -17,7 +17,18 @@ from __future__ import annotations
 
 import argparse
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+from django.contrib.auth import get_user_model
+from django.db.models import Max
+
+from tracking.capture.tracker import get_tracker
+from tracking.models import Activity, Counter
+from tracking.pipeline.mapping import event_from_record
+from tracking.simulator import traffic
+
+UTC = dt_timezone.utc
 
 help = "Fill the database with a few days of simulated traffic (with attacks) ending now."
 
@@ -51,7 +62,6 @@ def add_arguments(parser) -> None:
 
 def ensure_users(population) -> int:
     """Create the simulated accounts that do not exist yet; returns how many were created."""
-    from django.contrib.auth import get_user_model
 
     model = get_user_model()
     field = model.USERNAME_FIELD
@@ -84,12 +94,6 @@ def fill(
     progress=None,
 ) -> dict[str, int]:
     """Simulate and store traffic ending at ``end`` (default now); see the module docstring."""
-    from django.db.models import Max
-
-    from tracking.capture.tracker import get_tracker
-    from tracking.cli.import_ import event_from_record
-    from tracking.models import Activity
-    from tracking.simulator import traffic
 
     end = (end or datetime.now(UTC)).astimezone(UTC)
     start = end - timedelta(days=days)
@@ -109,7 +113,7 @@ def fill(
     created = ensure_users(traffic.population(users, span, seed))
     tracker = get_tracker()
     stored = duplicates = 0
-    batch = []
+    batch: list = []
 
     def flush() -> None:
         nonlocal stored, duplicates, batch
@@ -140,15 +144,11 @@ _MARK = {"namespace": "demo", "key": "filled_until"}
 
 
 def _filled_until() -> datetime | None:
-    from tracking.models import Counter
-
     row = Counter.objects.filter(**_MARK).first()
     return None if row is None else datetime.fromtimestamp(row.count / 1e6, UTC)
 
 
 def _set_filled_until(end: datetime) -> None:
-    from tracking.models import Counter
-
     Counter.objects.update_or_create(**_MARK, defaults={"count": int(end.timestamp() * 1e6)})
 
 
@@ -163,8 +163,6 @@ def handle(
     quiet: bool = False,
     **options,
 ) -> int:
-    from tracking.models import Activity
-
     def progress(n: int) -> None:
         if not quiet:
             command.stderr.write(f"  {n} activities stored...")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json as jsonlib
 
+from tracking.health import collect
+
 help = "Report the health of recording: spool, writer queue, failures, unsealed window, keys."
 
 
@@ -26,8 +28,6 @@ def _fmt_age(seconds) -> str:
 
 
 def handle(command, *, json: bool = False, no_anchor: bool = False, **options) -> int:
-    from tracking.health import collect
-
     data = collect(advance_anchor=not no_anchor)
     if json:
         command.stdout.write(jsonlib.dumps(data, indent=2, default=str))

@@ -19,10 +19,19 @@ import os
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.db.models import QuerySet
 
 from tracking.cli.verify import parse_when
+from tracking.export import parallel as export_parallel
+from tracking.export.csvformat import csv_header
+from tracking.export.parallel import pieces
+from tracking.export.records import encode_values
+from tracking.export.values import PayloadCache, iter_values
+from tracking.models import Activity
+
+UTC = dt_timezone.utc
 
 help = "Export activities as NDJSON, JSON or CSV (the API export's records) to stdout or a file."
 
@@ -89,8 +98,6 @@ def queryset(
     username: str | None = None,
     tags: list[str] | None = None,
 ) -> QuerySet:
-    from tracking.models import Activity
-
     qs = Activity.objects.all()
     if flagged:
         qs = qs.filter(flagged=True)
@@ -128,8 +135,6 @@ def handle(
     workers: int | None = None,
     **options,
 ) -> int:
-    from tracking.export import parallel as export_parallel
-
     if since is not None and until is not None and since >= until:
         command.stderr.write("--since must be before --until")
         return 2
@@ -172,8 +177,6 @@ def handle(
 
 
 def _serial_chunks(qs: QuerySet, fmt: str, counted: list[int]) -> Iterator[str]:
-    from tracking.export.records import PayloadCache, encode_values, iter_values
-
     # One cache for reading and encoding: CSV reuses the JSON text of repeated payloads.
     payloads = PayloadCache()
 
@@ -187,9 +190,7 @@ def _serial_chunks(qs: QuerySet, fmt: str, counted: list[int]) -> Iterator[str]:
 
 
 def _parallel_chunks(qs: QuerySet, fmt: str, workers: int, counted: list[int]) -> Iterator[str]:
-    """``_serial_chunks``' text, encoded by ``workers`` processes (``export_parallel``)."""
-    from tracking.export.parallel import pieces
-    from tracking.export.records import csv_header
+    """``_serial_chunks``' text, encoded by ``workers`` processes (``tracking.export.parallel``)."""
 
     if fmt == "csv":
         yield csv_header()

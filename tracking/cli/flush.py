@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from tracking.enrich.geo import retry_pending_geo
+from tracking.pipeline import housekeeping, writer
+
 help = (
     "Write pending activities now: drain this process's writer queue, replay the durable "
     "spool (after a database outage) and retry owed geolocation. Prints a JSON summary."
@@ -16,11 +19,8 @@ def add_arguments(parser) -> None:
 
 
 def handle(command, *, timeout: float = 30.0, no_geo: bool = False, **options) -> int:
-    from tracking.enrich.geo import retry_pending_geo
-    from tracking.pipeline import spool, writer
-
     drained = writer.flush(timeout)
-    result = spool.replay()
+    result = housekeeping.replay_spool()
     geo_done = 0 if no_geo else retry_pending_geo()
     summary = {
         "queue_drained": drained,

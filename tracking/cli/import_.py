@@ -1,13 +1,14 @@
 """``tracking import PATH [--format ndjson|json|csv]``: load activities from a file.
 
 Reads what ``tracking export`` writes (every field of the record, see
-``tracking.export.records``) and minimal records (``timestamp``, ``type``, ``ip_address``,
+``tracking.export.record``; the readers are ``tracking.export.readers``) and minimal records (``timestamp``, ``type``, ``ip_address``,
 ``endpoint``, ``method``, ``status`` and optionally ``id``, ``username``, ``user_agent``,
 ``session_id``, ``duration``, ``headers``, ``params``, ``outcome``: ``success`` or
 ``failure``; without it a status >= 400 means failure). Unknown keys (e.g. the simulator's
 ``label``) are ignored. Every record goes through the same batch step as live traffic
-(``ActivityTracker.record_many`` → ``tracking.pipeline.ingest``): enrichment (fields an export already
-carries are kept), redaction, encryption and detection.
+(``tracking.pipeline.mapping.event_from_record``, then ``ActivityTracker.record_many`` →
+``tracking.pipeline.ingest``): enrichment (fields an export already carries are kept),
+redaction, encryption and detection.
 
 Behaviour worth knowing:
 
@@ -43,49 +44,22 @@ Behaviour worth knowing:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import gzip
 import heapq
-import io
-import json
-import os
-import re
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from datetime import datetime
+from typing import IO, Any
 
-from detectors.anonymous_network import NETWORK_KINDS
-from tracking.outcome import clean as clean_outcome
-
-if TYPE_CHECKING:
-    from tracking.events import Event
+from tracking.capture import tracker as capture
+from tracking.conf import tracking_settings
+from tracking.events import BadRecord
+from tracking.export.readers import FORMATS, READERS, detect_format, open_text
+from tracking.pipeline.mapping import event_from_record, recorded_findings
 
 help = "Import activities from an NDJSON, JSON or CSV file (what `tracking export` writes)."
 
-FORMATS = ("ndjson", "json", "csv")
-EXTENSIONS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv"}
-# Namespace of the content-derived ids of records that come without one.
-ID_NAMESPACE = uuid.UUID("7d7f9d2e-3c55-4c1b-9f40-4b7e8d7b1a10")
-SESSION_HASH = re.compile(r"[0-9a-f]{64}")
-UNIX_TIME = re.compile(r"\d{9,11}(\.\d+)?")
-ENRICHMENT_KEYS = (
-    "isp", "asn", "country", "region", "city", "latitude", "longitude", "accuracy_radius",
-    "network_kind", "device", "os", "browser", "is_mobile", "is_bot",
-)  # fmt: skip
-VERDICT_KEYS = ("flagged", "tags", "risk_score", "severity", "review_status")
-TEXT_KEYS = ("username", "user_agent", "endpoint", "method", "forwarded_for")
-JSON_CHUNK = 1 << 16
-MAX_JSON_ELEMENT = 1 << 22  # a single array element larger than this is reported as bad
 MAX_REPORTED = 1000  # bad lines printed individually; the rest are only counted
-
-
-class BadRecord(ValueError):
-    """A record that cannot be imported; the message is the reason shown to the operator."""
 
 
 @dataclass
@@ -142,374 +116,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def detect_format(path: str) -> str | None:
-    name = path.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    return EXTENSIONS.get(os.path.splitext(name)[1])
-
-
-# -- reading ------------------------------------------------------------------------------
-
-
-class _CountingReader(io.RawIOBase):
-    """Counts bytes read from the underlying binary stream (for the progress percentage)."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self.raw.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self.count += n
-        return n
-
-
-def open_text(path: str) -> tuple[IO[str], _CountingReader, int | None]:
-    """A text stream over ``path`` (``-`` = stdin), its byte counter and its size if known."""
-    if path == "-":
-        raw: IO[bytes] = sys.stdin.buffer
-        size = None
-    else:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller through the wrapper
-        size = os.fstat(raw.fileno()).st_size
-    counter = _CountingReader(raw)
-    binary: IO[bytes] = io.BufferedReader(counter, buffer_size=JSON_CHUNK)
-    if path.lower().endswith(".gz"):
-        binary = gzip.GzipFile(fileobj=binary)  # type: ignore[assignment]
-    # surrogateescape: a line with invalid UTF-8 is reported as a bad line, not fatal.
-    text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    return text, counter, size
-
-
-def _check_utf8(text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRecord("invalid UTF-8") from None
-
-
-def read_ndjson(stream: IO[str]) -> Iterator[tuple[int, Any]]:
-    """``(line number, record or BadRecord)`` for each non-blank line."""
-    for number, line in enumerate(stream, 1):
-        if not line.strip():
-            continue
-        try:
-            _check_utf8(line)
-            yield number, json.loads(line)
-        except BadRecord as exc:
-            yield number, exc
-        except json.JSONDecodeError as exc:
-            yield number, BadRecord(f"invalid JSON ({exc.msg} at column {exc.colno})")
-
-
-def read_json_array(stream: IO[str]) -> Iterator[tuple[int, Any]]:
-    """Elements of a top-level JSON array, streamed; line numbers are where elements start.
-
-    A malformed element is reported and skipped up to the end of its line (our export writes
-    one element per line), so one bad element does not lose the rest of the array.
-    """
-    decoder = json.JSONDecoder()
-    buf, pos, eof = "", 0, False
-    line_base, counted_to = 1, 0  # line number at buf[counted_to]
-
-    def fill() -> bool:
-        nonlocal buf, pos, eof, line_base, counted_to
-        chunk = stream.read(JSON_CHUNK)
-        if not chunk:
-            eof = True
-            return False
-        if pos > JSON_CHUNK:
-            line_base += buf.count("\n", counted_to, pos)
-            buf, counted_to, pos = buf[pos:], 0, 0
-        buf += chunk
-        return True
-
-    def skip_ws() -> None:
-        nonlocal pos
-        while True:
-            while pos < len(buf) and buf[pos] in " \t\r\n":
-                pos += 1
-            if pos < len(buf) or eof or not fill():
-                return
-
-    def line_at(index: int) -> int:
-        nonlocal line_base, counted_to
-        line_base += buf.count("\n", counted_to, index)
-        counted_to = index
-        return line_base
-
-    skip_ws()
-    if pos >= len(buf):
-        return
-    if buf[pos] != "[":
-        raise BadRecord(f"line {line_at(pos)}: a JSON file must hold one array of records")
-    pos += 1
-    while True:
-        skip_ws()
-        if pos >= len(buf):
-            yield line_at(pos), BadRecord("the JSON array is not closed (truncated file?)")
-            return
-        if buf[pos] == "]":
-            return
-        if buf[pos] == ",":
-            pos += 1
-            continue
-        number = line_at(pos)
-        error: json.JSONDecodeError | None = None
-        while True:
-            try:
-                value, end = decoder.raw_decode(buf, pos)
-                break
-            except json.JSONDecodeError as exc:
-                # Maybe the element is only cut by the chunk boundary: read on (bounded).
-                if not eof and len(buf) - pos < MAX_JSON_ELEMENT and fill():
-                    continue
-                error = exc
-                break
-        if error is not None:
-            yield number, BadRecord(f"invalid JSON ({error.msg})")
-            nl = buf.find("\n", pos)
-            while nl < 0 and not eof and fill():
-                nl = buf.find("\n", pos)
-            pos = len(buf) if nl < 0 else nl + 1
-            continue
-        try:
-            _check_utf8(buf[pos:end])
-        except BadRecord as exc:
-            value = exc
-        pos = end
-        yield number, value
-
-
-def read_csv(stream: IO[str]) -> Iterator[tuple[int, Any]]:
-    from tracking.export.records import record_from_csv_row
-
-    reader = csv.DictReader(stream)
-    if reader.fieldnames is None:
-        return
-    missing = {"timestamp", "type"} - set(reader.fieldnames)
-    if missing:
-        raise BadRecord(f"line 1: CSV header lacks column(s) {', '.join(sorted(missing))}")
-    start = reader.line_num + 1
-    for row in reader:
-        number, start = start, reader.line_num + 1
-        if None in row:
-            yield number, BadRecord("more cells than header columns")
-            continue
-        try:
-            for cell in row.values():
-                if cell:
-                    _check_utf8(cell)
-            yield number, record_from_csv_row(row)
-        except BadRecord as exc:
-            yield number, exc
-        except ValueError as exc:
-            yield number, BadRecord(str(exc))
-
-
-READERS = {"ndjson": read_ndjson, "json": read_json_array, "csv": read_csv}
-
-
-# -- records → events ---------------------------------------------------------------------
-
-
-def _parse_timestamp(value: Any) -> datetime:
-    if isinstance(value, str) and UNIX_TIME.fullmatch(value.strip()):
-        value = float(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        # Unix time (seconds), as many log shippers write it.
-        try:
-            return datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError):
-            raise BadRecord(f"timestamp {value!r} is out of range") from None
-    if not isinstance(value, str) or not value:
-        raise BadRecord(
-            "missing timestamp" if value in (None, "") else f"timestamp {value!r} is not text"
-        )
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRecord(f"timestamp {value!r} is not ISO-8601") from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC)
-
-
-def _optional_number(record: dict, key: str, *, integer: bool = False) -> Any:
-    value = record.get(key)
-    if value in (None, ""):
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadRecord(f"{key} {value!r} is not a number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise BadRecord(f"{key} {value!r} is not a number") from None
-    if number != number or number in (float("inf"), float("-inf")):
-        raise BadRecord(f"{key} {value!r} is not finite")
-    if integer:
-        if number != int(number):
-            raise BadRecord(f"{key} {value!r} is not a whole number")
-        return int(number)
-    return number
-
-
-def _mapping(record: dict, key: str) -> dict:
-    value = record.get(key)
-    if value in (None, ""):
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise BadRecord(f"{key} is not a JSON object") from None
-    if not isinstance(value, dict):
-        raise BadRecord(f"{key} must be an object, not {type(value).__name__}")
-    return value
-
-
-def _ip(record: dict, key: str) -> str | None:
-    import ipaddress
-
-    value = record.get(key)
-    if value in (None, ""):
-        return None
-    try:
-        return str(ipaddress.ip_address(str(value).strip()))
-    except ValueError:
-        raise BadRecord(f"{key} {value!r} is not an IP address") from None
-
-
-def _type_code(kind: str) -> str:
-    """A known type in any letter case becomes its code ("auth" -> "AUTH")."""
-    from tracking.activity_types import all_types
-
-    known = all_types()
-    if kind in known:
-        return kind
-    upper = kind.upper()
-    return upper if upper in known else kind
-
-
-def _content_id(record: dict) -> str:
-    doc = json.dumps(record, sort_keys=True, default=str, separators=(",", ":"))
-    return str(uuid.uuid5(ID_NAMESPACE, doc))
-
-
-def event_from_record(record: Any) -> Event:
-    """An ``Event`` for one import record; raises ``BadRecord`` with the reason."""
-    from tracking.events import Event
-    from tracking.integrity import macs as integrity
-
-    if not isinstance(record, dict):
-        raise BadRecord(f"a record must be an object, not {type(record).__name__}")
-    kind = record.get("type")
-    if not isinstance(kind, str) or not kind.strip():
-        raise BadRecord("missing type")
-    if len(kind) > 32:
-        raise BadRecord(f"type {kind[:40]!r}... is longer than 32 characters")
-    kind = _type_code(kind.strip())
-    timestamp = _parse_timestamp(record.get("timestamp"))
-    if record.get("id") in (None, ""):
-        ident = _content_id({k: v for k, v in record.items() if k not in ("label", "label_detail")})
-    else:
-        try:
-            ident = str(uuid.UUID(str(record["id"])))
-        except ValueError:
-            raise BadRecord(f"id {record['id']!r} is not a UUID") from None
-    status = _optional_number(record, "status", integer=True)
-    if status is not None and not 0 <= status <= 999:
-        raise BadRecord(f"status {status} is not an HTTP status")
-    duration = _optional_number(record, "duration")
-    if duration is not None and duration < 0:
-        raise BadRecord(f"duration {duration} is negative")
-    texts = {}
-    for key in TEXT_KEYS:
-        value = record.get(key)
-        if value is not None and not isinstance(value, str | int | float):
-            raise BadRecord(f"{key} must be text")
-        texts[key] = "" if value is None else str(value)
-    session = record.get("session_id")
-    session = "" if session in (None, "") else str(session)
-    if session and not SESSION_HASH.fullmatch(session):
-        session = integrity.hash_session_key(session)
-    enrichment = {k: record[k] for k in ENRICHMENT_KEYS if k in record}
-    for key in ("latitude", "longitude"):
-        if key in enrichment:
-            enrichment[key] = _optional_number(record, key)
-    for key in ("asn", "accuracy_radius"):
-        if key in enrichment:
-            enrichment[key] = _optional_number(record, key, integer=True)
-    network_kind = enrichment.get("network_kind")
-    if network_kind not in (None, "") and network_kind not in NETWORK_KINDS:
-        raise BadRecord(f"network_kind must be one of {', '.join(NETWORK_KINDS)} or empty")
-    verdict = {k: record[k] for k in VERDICT_KEYS if k in record and record[k] is not None}
-    if "tags" in verdict:
-        tags = verdict["tags"]
-        if isinstance(tags, str):
-            tags = [t for t in re.split(r"[;,]", tags) if t]
-        if not isinstance(tags, list):
-            raise BadRecord("tags must be a list")
-        verdict["tags"] = [str(t) for t in tags]
-    if "risk_score" in verdict:
-        verdict["risk_score"] = _optional_number(record, "risk_score")
-    try:
-        # Files without it: the status decides in ingest (>= 400 is a failure).
-        outcome = clean_outcome(record.get("outcome"))
-    except ValueError as exc:
-        raise BadRecord(str(exc)) from None
-    return Event(
-        type=kind,
-        timestamp=timestamp,
-        id=ident,
-        username=texts["username"],
-        session_id=session,
-        ip_address=_ip(record, "ip_address"),
-        remote_addr=_ip(record, "remote_addr"),
-        forwarded_for=texts["forwarded_for"],
-        user_agent=texts["user_agent"],
-        endpoint=texts["endpoint"],
-        method=texts["method"],
-        status=status,
-        outcome=outcome,
-        duration=duration,
-        headers=_mapping(record, "headers"),
-        params=_mapping(record, "params"),
-        enrichment=enrichment,
-        verdict=verdict,
-    )
-
-
-def _findings(record: dict) -> list[dict] | None:
-    """The recorded findings of an exported record; None when the record has no verdict."""
-    items = record.get("findings")
-    if not isinstance(items, list):
-        return None
-    return [f for f in items if isinstance(f, dict) and f.get("detector") and f.get("tag")]
-
-
-@contextlib.contextmanager
-def learn_only() -> Iterator[None]:
-    """Ingest with no detector and no rule: profiles still learn, no new verdict is made.
-
-    Used to restore exported records with the verdict they were written with. Settings are
-    overridden for the duration (a management command is single-threaded); the tracking
-    caches reload on ``setting_changed`` like for any settings change.
-    """
-    from django.test.utils import override_settings
-
-    with override_settings(
-        TRACKING_DETECTORS=[], TRACKING_BUILTIN_RULES=False, TRACKING_RULE_DIRS=[]
-    ):
-        yield
-
-
 # -- the import loop -----------------------------------------------------------------------
 
 
@@ -517,22 +123,14 @@ class _Importer:
     def __init__(
         self, command, summary: Summary, batch_size: int, quiet: bool, redetect: bool = False
     ) -> None:
-        from tracking.capture.tracker import get_tracker
-
         self.command = command
         self.summary = summary
         self.batch_size = batch_size
         self.quiet = quiet
-        self.tracker = get_tracker()
+        self.tracker = capture.get_tracker()
         self.batch: list[tuple[int, Any, list[dict]]] = []
         self.redetect = redetect
         self.restoring = False
-        self._learning: contextlib.ExitStack | None = None
-
-    def close(self) -> None:
-        if self._learning is not None:
-            self._learning.close()
-            self._learning = None
 
     def bad(self, number: int, reason: str) -> None:
         self.summary.bad += 1
@@ -557,14 +155,9 @@ class _Importer:
             return
         batch, self.batch = self.batch, []
         events = [e for _, e, _ in batch]
-        # Restored batches run with detection switched off; the switch stays on across
-        # consecutive restored batches (settings churn reloads the detection pipeline).
-        if self.restoring and self._learning is None:
-            self._learning = contextlib.ExitStack()
-            self._learning.enter_context(learn_only())
-        elif not self.restoring:
-            self.close()
-        result = self.tracker.record_many(events, batch_size=len(batch))
+        # Restored records keep the verdict they were exported with: profiles learn from
+        # them, no detector or rule judges them again.
+        result = self.tracker.record_many(events, batch_size=len(batch), detect=not self.restoring)
         self.summary.imported += result.stored
         self.summary.present += result.duplicates
         if result.rejected_ids or result.spooled:
@@ -577,52 +170,6 @@ class _Importer:
                     f"{result.spooled} record(s) kept in the spool: the database was unavailable "
                     "(`tracking` replays the spool; re-run the import later to be sure)"
                 )
-        stored = set(result.ids)
-        keep = [(e, f) for _, e, f in batch if f and e.id in stored]
-        if keep:
-            _restore_findings(keep)
-
-
-def _restore_findings(pairs: list) -> None:
-    """Keep an export's findings on re-import (detection may not re-derive them: profiles)."""
-    from tracking.models import Finding
-
-    ids = [uuid.UUID(e.id) for e, _ in pairs]
-    have = set(
-        Finding.objects.filter(activity_id__in=ids).values_list("activity_id", "detector", "tag")
-    )
-    rows = []
-    for event, findings in pairs:
-        aid = uuid.UUID(event.id)
-        for f in findings:
-            key = (aid, str(f["detector"])[:64], str(f["tag"])[:64])
-            if key in have:
-                continue
-            have.add(key)
-            try:
-                score = float(f.get("score") or 0.0)
-            except (TypeError, ValueError):
-                score = 0.0
-            severity = (
-                f.get("severity")
-                if f.get("severity") in ("low", "medium", "high", "critical")
-                else "low"
-            )
-            rows.append(
-                Finding(
-                    activity_id=aid,
-                    timestamp=event.timestamp,
-                    detector=key[1],
-                    tag=key[2],
-                    score=score,
-                    severity=severity,
-                    reason=str(f.get("reason") or "")[:512],
-                    evidence={"imported": True},
-                    flag=bool(event.verdict.get("flagged")),
-                )
-            )
-    if rows:
-        Finding.objects.bulk_create(rows)
 
 
 def run_import(
@@ -671,12 +218,9 @@ def run_import(
         )
     finally:
         # Even when the input breaks off (truncated gzip, I/O error), what was read is kept.
-        try:
-            while window:
-                emit(heapq.heappop(window))
-            importer.flush()
-        finally:
-            importer.close()
+        while window:
+            emit(heapq.heappop(window))
+        importer.flush()
     return summary
 
 
@@ -695,7 +239,9 @@ def _read_all(
                 importer.bad(number, str(exc))
             else:
                 seq += 1
-                heapq.heappush(window, (event.timestamp, seq, number, event, _findings(record)))
+                heapq.heappush(
+                    window, (event.timestamp, seq, number, event, recorded_findings(record))
+                )
                 if len(window) > sort_window:
                     emit(heapq.heappop(window))
         if not quiet and progress and summary.lines % progress_every == 0:
@@ -714,8 +260,6 @@ def handle(
     redetect: bool = False,
     **options,
 ) -> int:
-    from tracking.conf import tracking_settings
-
     fmt = format or (detect_format(path) if path != "-" else "ndjson")
     if fmt is None:
         command.stderr.write(f"cannot tell the format of {path!r} from its name; pass --format")

@@ -39,7 +39,8 @@ def _guarded_columns() -> list[str]:
     # A deleted account nulls user_id (the row MAC still binds a non-null one).
     skip = MUTABLE_CANONICAL | set(NULLABLE_ON_DELETE)
     names = [n for n in CANONICAL_FIELDS if n not in skip] + ["seq", "mac"]
-    return [Activity._meta.get_field(n).column for n in names]
+    # get_field() is typed as possibly a relation; these names are concrete columns.
+    return [Activity._meta.get_field(n).column for n in names]  # type: ignore[union-attr,misc]
 
 
 def function_sql() -> str:

@@ -11,6 +11,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from tracking.cli.verify import parse_when
+from tracking.conf import tracking_settings
+from tracking.storage.retention import DEFAULT_BATCH_SIZE, cutoff_for_days, purge
 
 help = "Delete activities older than a cutoff in batches, keeping the chain verifiable."
 
@@ -29,9 +31,6 @@ def add_arguments(parser) -> None:
 def handle(
     command, *, days=None, before=None, batch_size=None, dry_run=False, json=False, **options
 ) -> int:
-    from tracking.conf import tracking_settings
-    from tracking.integrity.retention import DEFAULT_BATCH_SIZE, cutoff_for_days, purge
-
     if days is None and before is None:
         days = tracking_settings.RETENTION_DAYS
         if days is None:
@@ -43,7 +42,7 @@ def handle(
     if batch_size is not None and batch_size < 1:
         command.stderr.write("--batch-size must be a positive number")
         return 2
-    cutoff = before if before is not None else cutoff_for_days(days)
+    cutoff = before if before is not None else cutoff_for_days(days)  # type: ignore[arg-type]  # days is set when before is not
     if cutoff > timezone.now():
         command.stderr.write(
             f"--before {cutoff.isoformat()} is in the future: that would delete activities "

@@ -6,6 +6,14 @@ after it until this finishes). Rows keep verifying: the row MAC covers the plain
 
 from __future__ import annotations
 
+from typing import cast
+
+from django.db import transaction
+
+from tracking.fields import Ciphertext, EncryptedJSONField
+from tracking.integrity import crypto
+from tracking.models import Activity
+
 help = (
     "Re-encrypt headers/params of every activity under the first TRACKING_ENCRYPTION_KEYS "
     "key, in batches; reports how many rows were re-encrypted, already current, or unreadable."
@@ -18,12 +26,6 @@ def add_arguments(parser) -> None:
 
 
 def reencrypt(batch_size: int = 500, dry_run: bool = False) -> dict[str, int]:
-    from django.db import transaction
-
-    from tracking.fields import Ciphertext
-    from tracking.integrity import crypto
-    from tracking.models import Activity
-
     current = crypto.current_key_id()
     counts = {"rows": 0, "reencrypted": 0, "current": 0, "failed": 0}
     last = None
@@ -53,7 +55,7 @@ def reencrypt(batch_size: int = 500, dry_run: bool = False) -> dict[str, int]:
                     continue
                 updates = {}
                 for n in names:
-                    field = Activity._meta.get_field(n)
+                    field = cast(EncryptedJSONField, Activity._meta.get_field(n))
                     updates[n] = Ciphertext(crypto.encrypt(plain[n], field.aad(row)))
                 Activity.objects.filter(pk=row.pk).update(**updates)
     return counts

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
+from tracking.integrity.sealing import chain_head, seal_pending
+from tracking.models import Activity
+
 help = "Seal unsealed activities into the hash chain and print the chain head."
 
 
@@ -17,9 +20,6 @@ def add_arguments(parser) -> None:
 
 
 def handle(command, *, limit=None, include_geo_pending: bool = False, **options) -> int:
-    from tracking.integrity.sealing import chain_head, seal_pending
-    from tracking.models import Activity
-
     if limit is not None and limit < 1:
         command.stderr.write("--limit must be a positive number")
         return 2

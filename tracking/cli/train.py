@@ -9,8 +9,22 @@ version (``tracking.detection.modelstore``); running detectors pick it up on the
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any, cast
+
+from detectors.base import Context, Observation
+from detectors.engine import Engine
+from detectors.features import context_features
+from detectors.outliers import IsolationForestDetector, feature_row
+from detectors.profile import UserProfile
+from tracking.dates import parse_iso_date, parse_iso_datetime
+from tracking.detection import modelstore
+from tracking.detection.config import configured_detectors
+from tracking.detection.profiles import profile_key
+from tracking.models import Activity, ReviewStatus
+
+UTC = dt_timezone.utc
 
 help = "Fit the IsolationForest outlier detector on stored activity and store a new model version."
 
@@ -42,19 +56,23 @@ COLUMNS = (
     "status",
     "duration",
     "flagged",
+    "risk_score",
 )
 
 
 def parse_when(text: str) -> datetime:
-    """``30d`` / ``12h`` (ago), an ISO date or an ISO timestamp (UTC when naive)."""
+    """``30d`` / ``12h`` / ``2w`` (ago), or a strict ISO date or date-time (``tracking.dates``,
+    as every CLI option and API filter); naive values are UTC."""
     m = re.fullmatch(r"\s*(\d+)\s*([dhw])\s*", text or "")
     if m:
         unit = {"d": "days", "h": "hours", "w": "weeks"}[m.group(2)]
         return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a date, a timestamp or a span like 30d") from None
+    value = parse_iso_datetime((text or "").strip())
+    if value is None:
+        day = parse_iso_date((text or "").strip())
+        if day is None:
+            raise ValueError(f"{text!r} is not a date, a timestamp or a span like 30d")
+        value = datetime(day.year, day.month, day.day)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -83,12 +101,9 @@ def add_arguments(parser) -> None:
 
 def replay_rows(rows, detectors) -> list[list[float]]:
     """Feature rows for stored activities (dicts of COLUMNS, timestamp order)."""
-    from detectors.base import Context, Observation
-    from detectors.features import context_features
-    from detectors.outliers import feature_row
-    from detectors.profile import UserProfile
-    from tracking.detection.profiles import profile_key
 
+    # The engine's own learning, so each row describes its event as live scoring saw it.
+    engine = Engine(detectors)
     profiles: dict[str, UserProfile] = {}
     X: list[list[float]] = []
     for row in rows:
@@ -97,19 +112,22 @@ def replay_rows(rows, detectors) -> list[list[float]]:
             type=row["type"] or "",
             id=str(row["id"]),
             user_key=profile_key(row["user_id"], row["username"]),
-            **{
-                k: (row[k] if row[k] is not None else "")
-                for k in (
-                    "username",
-                    "session_id",
-                    "isp",
-                    "country",
-                    "region",
-                    "city",
-                    "device",
-                    "os",
-                )
-            },
+            **cast(
+                dict[str, Any],
+                {
+                    k: (row[k] if row[k] is not None else "")
+                    for k in (
+                        "username",
+                        "session_id",
+                        "isp",
+                        "country",
+                        "region",
+                        "city",
+                        "device",
+                        "os",
+                    )
+                },
+            ),
             browser=row["browser"] or "",
             ip_address=row["ip_address"],
             asn=row["asn"],
@@ -132,18 +150,10 @@ def replay_rows(rows, detectors) -> list[list[float]]:
         X.append(feature_row(obs, features))
         if profile is None:
             continue
-        profile.note(obs)
-        if (
-            obs.type == "AUTH"
-            and not obs.failed
-            and (features["new_asn"] or features["new_country"])
-        ):
-            profile.mark_novel_login(obs)
-        if not obs.failed and not row["flagged"]:
-            ctx = Context(now=obs.timestamp, population=None, features=features)
-            profile.learn(obs)
-            for det in detectors:
-                det.update(obs, profile, ctx)
+        ctx = Context(now=obs.timestamp, population=None, features=features)
+        engine.remember(
+            obs, profile, ctx, flagged=bool(row["flagged"]), risk=row["risk_score"] or 0.0
+        )
     return X
 
 
@@ -157,11 +167,6 @@ def handle(
     min_events: int = 50,
     **options: Any,
 ) -> int:
-    from detectors.outliers import IsolationForestDetector
-    from tracking.detection import modelstore
-    from tracking.detection.config import configured_detectors
-    from tracking.models import Activity, ReviewStatus
-
     try:
         start = parse_when(since) if since else None
         end = parse_when(until) if until else None

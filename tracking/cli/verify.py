@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json as jsonlib
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.core.exceptions import ImproperlyConfigured
 
 from tracking.dates import parse_iso_date, parse_iso_datetime
+from tracking.integrity.anchor import anchor_path, read_anchor
+from tracking.integrity.verify import verify
+
+UTC = dt_timezone.utc
 
 help = "Re-compute the hash chain and report every changed, removed or inserted activity."
 
@@ -57,9 +62,6 @@ def add_arguments(parser) -> None:
 def handle(
     command, *, since=None, json: bool = False, anchor=None, anchor_file=None, **options
 ) -> int:
-    from tracking.integrity.anchor import anchor_path, read_anchor
-    from tracking.integrity.verify import verify
-
     path = anchor_path(anchor_file) if (anchor_file or not anchor) else None
     if path is not None:
         try:

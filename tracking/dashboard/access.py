@@ -16,6 +16,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext as _
 
 from tracking.api.throttling import retry_after, throttle_wait
 from tracking.dashboard.csp import apply_headers
@@ -31,14 +32,14 @@ def _login_url() -> str:
     try:
         return reverse("admin:login")
     except NoReverseMatch:
-        return settings.LOGIN_URL
+        return str(settings.LOGIN_URL)
 
 
 def _throttled_refusal(request: HttpRequest) -> HttpResponse | None:
     wait = throttle_wait(request)
     if wait is None:
         return None
-    response = JsonResponse({"detail": "Request was throttled."}, status=429)
+    response = JsonResponse({"detail": _("Request was throttled.")}, status=429)
     response["Retry-After"] = retry_after(wait)
     return apply_headers(response)
 
@@ -72,13 +73,13 @@ def staff_json(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
         if not user.is_authenticated:
             return apply_headers(
                 JsonResponse(
-                    {"detail": "Authentication credentials were not provided."}, status=403
+                    {"detail": _("Authentication credentials were not provided.")}, status=403
                 )
             )
         if not can_view(user):
             return apply_headers(
                 JsonResponse(
-                    {"detail": "You do not have permission to view activities."}, status=403
+                    {"detail": _("You do not have permission to view activities.")}, status=403
                 )
             )
         return apply_headers(view(request, *args, **kwargs))

@@ -9,7 +9,8 @@ quiet night still draw meaningful charts; every aggregate is bounded by that win
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import connection
@@ -20,6 +21,8 @@ from tracking.activity_types import type_label
 from tracking.dashboard.filters import Filters
 from tracking.dashboard.present import network
 from tracking.models import Activity, Finding
+
+UTC = dt_timezone.utc
 
 HOURS = 48
 DAYS = 30

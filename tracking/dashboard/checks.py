@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.apps import apps
 from django.core import checks
+from django.utils.translation import gettext as _
 
 from tracking.conf import tracking_settings
 
@@ -26,10 +27,14 @@ def dashboard_messages() -> list[checks.CheckMessage]:
     if not _number(poll) or not POLL_RANGE[0] <= poll <= POLL_RANGE[1]:
         out.append(
             checks.Error(
-                f"TRACKING_DASHBOARD_POLL_INTERVAL must be a number of seconds from "
-                f"{POLL_RANGE[0]} to {POLL_RANGE[1]}, got {poll!r}.",
-                hint="The live feed shows new activity within 2 seconds only if it polls at "
-                "least that often (default 1.0).",
+                _(
+                    "TRACKING_DASHBOARD_POLL_INTERVAL must be a number of seconds from %(poll_range)s to %(poll_range2)s, got %(poll)r."
+                )
+                % {"poll_range": POLL_RANGE[0], "poll_range2": POLL_RANGE[1], "poll": poll},
+                hint=_(
+                    "The live feed shows new activity within 2 seconds only if it polls at "
+                    "least that often (default 1.0)."
+                ),
                 id="tracking.E090",
             )
         )
@@ -38,8 +43,9 @@ def dashboard_messages() -> list[checks.CheckMessage]:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
             out.append(
                 checks.Error(
-                    f"TRACKING_{name} must be an integer from 1 to {limit}, got {value!r}.",
-                    hint="It bounds how many rows one dashboard request reads.",
+                    _("TRACKING_%(name)s must be an integer from 1 to %(limit)s, got %(value)r.")
+                    % {"name": name, "limit": limit, "value": value},
+                    hint=_("It bounds how many rows one dashboard request reads."),
                     id="tracking.E091",
                 )
             )
@@ -47,20 +53,29 @@ def dashboard_messages() -> list[checks.CheckMessage]:
     if not _number(lag) or not 0 <= lag <= 3600:
         out.append(
             checks.Error(
-                f"TRACKING_DASHBOARD_FEED_LAG must be a number of seconds from 0 to 3600, got {lag!r}.",
-                hint="How far each live-feed poll looks back for rows committed late "
-                "(batched writers); default 5.",
+                _(
+                    "TRACKING_DASHBOARD_FEED_LAG must be a number of seconds from 0 to 3600, got %(lag)r."
+                )
+                % {"lag": lag},
+                hint=_(
+                    "How far each live-feed poll looks back for rows committed late "
+                    "(batched writers); default 5."
+                ),
                 id="tracking.E092",
             )
         )
     if not apps.is_installed("django.contrib.staticfiles"):
         out.append(
             checks.Warning(
-                "django.contrib.staticfiles is not installed: the security dashboard's "
-                "JavaScript and CSS (tracking/static/tracking/dashboard/) must be served "
-                "some other way.",
-                hint="Add 'django.contrib.staticfiles' to INSTALLED_APPS, or serve the app's "
-                "static files yourself.",
+                _(
+                    "django.contrib.staticfiles is not installed: the security dashboard's "
+                    "JavaScript and CSS (tracking/static/tracking/dashboard/) must be served "
+                    "some other way."
+                ),
+                hint=_(
+                    "Add 'django.contrib.staticfiles' to INSTALLED_APPS, or serve the app's "
+                    "static files yourself."
+                ),
                 id="tracking.W090",
             )
         )

@@ -15,22 +15,26 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db.models import Max, QuerySet
+from django.utils.translation import gettext, gettext_noop
 
 from tracking.conf import tracking_settings
 from tracking.dashboard import present
 from tracking.dashboard.filters import Filters
 from tracking.models import Activity, Review
 
+UTC = dt_timezone.utc
+
 
 class CursorError(ValueError):
     """The ``after`` parameter is not a cursor this endpoint issued."""
 
 
-CURSOR_FORMAT = "a cursor is '<ISO timestamp>[|<activity id>[|<review id>]]'"
+CURSOR_FORMAT = gettext_noop("a cursor is '<ISO timestamp>[|<activity id>[|<review id>]]'")
 
 
 @dataclass(frozen=True)
@@ -50,16 +54,16 @@ def parse_cursor(text: str) -> Cursor | None:
         return None
     parts = text.split("|")
     if len(parts) > 3:
-        raise CursorError(CURSOR_FORMAT)
+        raise CursorError(gettext(CURSOR_FORMAT))
     parts += [""] * (3 - len(parts))
     try:
         moment = datetime.fromisoformat(parts[0].replace(" ", "+").replace("Z", "+00:00"))
         activity_id = str(uuid.UUID(parts[1])) if parts[1] else ""
         review_id = int(parts[2]) if parts[2] else None
     except ValueError as exc:
-        raise CursorError(CURSOR_FORMAT) from exc
+        raise CursorError(gettext(CURSOR_FORMAT)) from exc
     if review_id is not None and review_id < 0:
-        raise CursorError(CURSOR_FORMAT)
+        raise CursorError(gettext(CURSOR_FORMAT))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return Cursor(moment, activity_id, review_id)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import QueryDict
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
 
-from tracking.models import ReviewStatus, Severity
+from tracking.models import ActivityQuerySet, ReviewStatus, Severity
+
+UTC = dt_timezone.utc
 
 _TAG = re.compile(r"^[\w.:-]{1,64}$")
 _TYPE = re.compile(r"^[\w.-]{1,32}$")
@@ -54,7 +58,7 @@ class Filters:
     until: datetime | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
-    def apply(self, qs: QuerySet, *, default_status: str = "") -> QuerySet:
+    def apply(self, qs: ActivityQuerySet, *, default_status: str = "") -> ActivityQuerySet:
         """Narrow ``qs`` (of Activity); ``default_status`` applies when none was given."""
         if self.tags:
             qs = qs.with_tags(self.tags)
@@ -124,39 +128,44 @@ def parse(params: QueryDict | dict[str, str]) -> Filters:
     raw_tags = [t.strip() for t in f"{get('tags')},{get('tag')}".split(",") if t.strip()]
     bad = [t for t in raw_tags if not _TAG.match(t)]
     if bad:
-        f.errors["tags"] = "Tags are letters, digits, '_', '.', ':' or '-' (up to 64 characters)."
+        f.errors["tags"] = _(
+            "Tags are letters, digits, '_', '.', ':' or '-' (up to 64 characters)."
+        )
     else:
         f.tags = raw_tags
 
     severity = get("severity").lower()
     if severity and severity not in SEVERITIES:
-        f.errors["severity"] = f"Severity must be one of: {', '.join(SEVERITIES)}."
+        f.errors["severity"] = _("Severity must be one of: %(values)s.") % {
+            "values": ", ".join(SEVERITIES)
+        }
     else:
         f.severity = severity
 
     status = get("review_status").lower()
     if status and status not in (*REVIEW_STATUSES, ANY):
-        f.errors["review_status"] = (
-            f"Review status must be one of: {', '.join(REVIEW_STATUSES)} or {ANY}."
-        )
+        f.errors["review_status"] = _("Review status must be one of: %(values)s or %(any)s.") % {
+            "values": ", ".join(REVIEW_STATUSES),
+            "any": ANY,
+        }
     else:
         f.review_status = status
 
     type_ = get("type")
     if type_ and not _TYPE.match(type_):
-        f.errors["type"] = "Type is a code such as AUTH or PAYMENT."
+        f.errors["type"] = _("Type is a code such as AUTH or PAYMENT.")
     else:
         f.type = type_.upper()
 
     country = get("country")
     if country and not _COUNTRY.match(country):
-        f.errors["country"] = "Country is a two-letter ISO code such as GB."
+        f.errors["country"] = _("Country is a two-letter ISO code such as GB.")
     else:
         f.country = country.upper()
 
     username = get("username")
     if len(username) > 150:
-        f.errors["username"] = "Username is at most 150 characters."
+        f.errors["username"] = _("Username is at most 150 characters.")
     else:
         f.username = username
 
@@ -168,7 +177,7 @@ def parse(params: QueryDict | dict[str, str]) -> Filters:
             # A name where an id was expected: the reviewer means the username.
             f.username = user
         else:
-            f.errors["user"] = "User is a numeric user id or a username (up to 150 characters)."
+            f.errors["user"] = _("User is a numeric user id or a username (up to 150 characters).")
 
     for name in ("since", "until"):
         text = get(name)
@@ -176,7 +185,11 @@ def parse(params: QueryDict | dict[str, str]) -> Filters:
             continue
         moment = _moment(text, end=name == "until")
         if moment is None:
-            f.errors[name] = f"{name.capitalize()} is an ISO date (2026-01-31) or date-time."
+            f.errors[name] = (
+                _("Since is an ISO date (2026-01-31) or date-time.")
+                if name == "since"
+                else _("Until is an ISO date (2026-01-31) or date-time.")
+            )
         else:
             setattr(f, name, moment)
     return f

@@ -77,6 +77,7 @@ def row(activity: Activity, reasons: list[dict[str, Any]]) -> dict[str, Any]:
         "tags": list(activity.tags),
         "risk_score": round(activity.risk_score or 0.0, 3),
         "severity": activity.severity,
+        "severity_display": str(activity.get_severity_display()),
         "review_status": activity.review_status,
         "reasons": [r["reason"] for r in reasons],
         "url": reverse("tracking:dashboard:activity", args=[activity.pk]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Q
+from django.utils.translation import gettext as _
 
 # The detectors' own distance, so the page shows exactly what impossible travel measured.
 from detectors.geo import haversine_km
@@ -35,28 +36,25 @@ class Leg:
 
     @property
     def distance_text(self) -> str:
-        return (
-            f"{self.distance_km:,.0f} km"
-            if self.distance_km >= 10
-            else f"{self.distance_km:.1f} km"
-        )
+        value = f"{self.distance_km:,.0f}" if self.distance_km >= 10 else f"{self.distance_km:.1f}"
+        return _("%(value)s km") % {"value": value}
 
     @property
     def gap_text(self) -> str:
         s = abs(self.seconds)
         if s < 90:
-            return f"{s:.0f} s"
+            return _("%(value)s s") % {"value": f"{s:.0f}"}
         if s < 90 * 60:
-            return f"{s / 60:.0f} min"
+            return _("%(value)s min") % {"value": f"{s / 60:.0f}"}
         if s < 48 * 3600:
-            return f"{s / 3600:.1f} h"
-        return f"{s / 86400:.1f} days"
+            return _("%(value)s h") % {"value": f"{s / 3600:.1f}"}
+        return _("%(value)s days") % {"value": f"{s / 86400:.1f}"}
 
     @property
     def speed_text(self) -> str:
         if self.speed_kmh is None:
-            return "instant" if self.distance_km > 0 else "0 km/h"
-        return f"{self.speed_kmh:,.0f} km/h"
+            return _("instant") if self.distance_km > 0 else _("%(value)s km/h") % {"value": "0"}
+        return _("%(value)s km/h") % {"value": f"{self.speed_kmh:,.0f}"}
 
 
 @dataclass
@@ -68,7 +66,7 @@ class Entry:
 
 def place(activity: Activity) -> str:
     parts = [p for p in (activity.city, activity.country) if p]
-    return ", ".join(parts) if parts else "unknown place"
+    return ", ".join(parts) if parts else _("unknown place")
 
 
 def located(activity: Activity) -> bool:
@@ -86,6 +84,8 @@ def legs(activities: list[Activity]) -> list[Leg | None]:
         if previous is None:
             out.append(None)
         else:
+            assert previous.latitude is not None and previous.longitude is not None
+            assert act.latitude is not None and act.longitude is not None
             km = haversine_km(previous.latitude, previous.longitude, act.latitude, act.longitude)
             seconds = (act.timestamp - previous.timestamp).total_seconds()
             speed = km / (seconds / 3600) if seconds > 0 else None

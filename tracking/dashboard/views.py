@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from tracking.activity_types import all_types
@@ -18,10 +19,12 @@ from tracking.conf import tracking_settings
 from tracking.dashboard import charts, feed, present, timeline
 from tracking.dashboard.access import staff_json, staff_page
 from tracking.dashboard.filters import ANY, Filters, parse
+from tracking.dashboard.jsmessages import js_messages
 from tracking.delivery import status as delivery_status
 from tracking.integrity.crypto import DecryptionError
 from tracking.models import Activity, Finding, Review, ReviewStatus, Severity
 from tracking.redaction import redact_headers, redact_mapping
+from tracking.storage.counts import bounded_count
 
 REVIEW_PERMISSION = "tracking.review_activity"
 EXPORT_PERMISSION = "tracking.export_activity"
@@ -48,6 +51,7 @@ def _page_context(request: HttpRequest, filters: Filters) -> dict[str, Any]:
         },
         "can_review": request.user.has_perm(REVIEW_PERMISSION),
         "export_url": _export_url(request, api, filters),
+        "js_messages": js_messages(),
     }
 
 
@@ -89,14 +93,10 @@ def _queue_rows(filters: Filters, before: str, size: int) -> tuple[list[Activity
     return rows, older
 
 
-# The badge counts the whole queue, but never scans more than this many rows to do it.
-QUEUE_COUNT_LIMIT = 10_000
-
-
 def _queue_total(filters: Filters) -> tuple[int, bool]:
+    """The badge counts the whole queue, but never scans more than TRACKING_COUNT_LIMIT rows."""
     qs = filters.apply(Activity.objects.filter(flagged=True), default_status="open")
-    n = qs.order_by()[: QUEUE_COUNT_LIMIT + 1].count()
-    return min(n, QUEUE_COUNT_LIMIT), n > QUEUE_COUNT_LIMIT
+    return bounded_count(qs)
 
 
 @staff_page
@@ -117,7 +117,7 @@ def index(request: HttpRequest) -> HttpResponse:
                 "activity": a,
                 "network": present.network(a),
                 "device": present.device(a),
-                "findings": a.shown_findings,
+                "findings": cast(Any, a).shown_findings,  # Prefetch(to_attr=...)
             }
             for a in rows
         ],
@@ -126,7 +126,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "paged": bool(before),
         "types": sorted(all_types().items()),
         "severities": [c for c in Severity.choices if c[0]],
-        "statuses": list(ReviewStatus.choices) + [(ANY, "Any")],
+        "statuses": list(ReviewStatus.choices) + [(ANY, _("Any"))],
         "selected_status": filters.review_status or "open",
         "tags": _recent_tags(),
         "delivery": delivery_status.consumers(),
@@ -140,7 +140,7 @@ def _decrypted(activity: Activity, name: str) -> tuple[str, str]:
     try:
         value = getattr(activity, name)
     except DecryptionError as exc:
-        return "", f"Cannot decrypt {name}: {exc}"
+        return "", _("Cannot decrypt %(name)s: %(error)s") % {"name": name, "error": exc}
     if name == "headers" and isinstance(value, dict):
         value = redact_headers(value)
     elif isinstance(value, dict):
@@ -206,7 +206,7 @@ def feed_view(request: HttpRequest) -> HttpResponse:
         return _bad_request({"after": str(exc)})
     known_text = request.GET.get("known", "").strip()
     if known_text and not (known_text.isdigit() and len(known_text) < 10):
-        return _bad_request({"known": "known is a count of activities (a whole number)."})
+        return _bad_request({"known": _("known is a count of activities (a whole number).")})
     known = int(known_text) if known_text else None
     return JsonResponse(feed.poll(after, filters, known=known))
 

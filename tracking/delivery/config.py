@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
+from detectors.base import SEVERITY_RANK
 from tracking.conf import on_reload, tracking_settings
-from tracking.models import SEVERITY_RANK
 
 ALERT_BACKENDS = {
     "webhook": "tracking.alerts.webhook.WebhookBackend",
@@ -94,7 +95,8 @@ def parse_rate(value: Any) -> tuple[int, int] | None:
     match = _RATE.match(str(value)) if isinstance(value, str) else None
     if not match or int(match.group(1)) < 1:
         raise ConfigError(
-            f'rate_limit must look like "30/min" (per s, min, hour or day), got {value!r}'
+            _('rate_limit must look like "30/min" (per s, min, hour or day), got %(value)r')
+            % {"value": value}
         )
     return int(match.group(1)), _PERIOD[match.group(2)[0]]
 
@@ -102,30 +104,44 @@ def parse_rate(value: Any) -> tuple[int, int] | None:
 def _number(entry: dict, key: str, default: float, *, minimum: float = 0) -> float:
     value = entry.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(f"{key} must be a number ≥ {minimum}, got {value!r}")
+        raise ConfigError(
+            _("%(key)s must be a number ≥ %(minimum)s, got %(value)r")
+            % {"key": key, "minimum": minimum, "value": value}
+        )
     return value
 
 
 def _strings(entry: dict, key: str) -> frozenset[str]:
     value = entry.get(key) or []
     if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{key} must be a list of strings, got {value!r}")
+        raise ConfigError(
+            _("%(key)s must be a list of strings, got %(value)r") % {"key": key, "value": value}
+        )
     return frozenset(value)
 
 
 def _names(entries: list, setting: str) -> list[str]:
     if not isinstance(entries, list | tuple):
-        raise ConfigError(f"{setting} must be a list of dicts, got {type(entries).__name__}")
+        raise ConfigError(
+            _("%(setting)s must be a list of dicts, got %(type)s")
+            % {"setting": setting, "type": type(entries).__name__}
+        )
     names = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("backend"), str):
-            raise ConfigError(f'{setting}[{i}] must be a dict with a "backend", got {entry!r}')
+            raise ConfigError(
+                _('%(setting)s[%(index)d] must be a dict with a "backend", got %(entry)r')
+                % {"setting": setting, "index": i, "entry": entry}
+            )
         names.append(str(entry.get("name") or entry["backend"]))
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(
-                f'{setting} has two entries named {name!r}: give each a distinct "name" '
-                "(it keys the entry's delivery position)"
+                _(
+                    '%(setting)s has two entries named %(name)r: give each a distinct "name" '
+                    "(it keys the entry's delivery position)"
+                )
+                % {"setting": setting, "name": name}
             )
     return names
 
@@ -135,7 +151,10 @@ def _backend(path: str, entry: dict, builtin: dict[str, str], what: str) -> Any:
     try:
         cls = import_string(dotted)
     except ImportError as exc:
-        raise ConfigError(f"{what} {path!r} cannot be imported: {exc}") from exc
+        raise ConfigError(
+            _("%(what)s %(path)r cannot be imported: %(exc)s")
+            % {"what": what, "path": path, "exc": exc}
+        ) from exc
     problems = cls.validate(entry) if hasattr(cls, "validate") else []
     if problems:
         raise ConfigError("; ".join(problems))
@@ -146,7 +165,8 @@ def build_channel(entry: dict, name: str) -> Channel:
     severity = entry.get("min_severity", "medium")
     if severity not in SEVERITY_RANK or not severity:
         raise ConfigError(
-            f"min_severity must be one of low, medium, high, critical, got {severity!r}"
+            _("min_severity must be one of low, medium, high, critical, got %(value)r")
+            % {"value": severity}
         )
     attempts = int(_number(entry, "max_attempts", 8, minimum=1))
     return Channel(
@@ -166,10 +186,16 @@ def build_channel(entry: dict, name: str) -> Channel:
 def build_forwarder(entry: dict, name: str) -> Forwarder:
     fmt = entry.get("format") or DEFAULT_FORMAT.get(entry["backend"], "json")
     if fmt not in FORMATS:
-        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise ConfigError(
+            _("format must be one of %(choices)s, got %(value)r")
+            % {"choices": ", ".join(FORMATS), "value": fmt}
+        )
     transport = _backend(entry["backend"], entry, FORWARD_BACKENDS, "forwarder backend")
     if getattr(transport, "json_only", False) and fmt == "cef":
-        raise ConfigError(f'backend {entry["backend"]!r} sends JSON documents: use "ecs" or "json"')
+        raise ConfigError(
+            _('backend %(backend)r sends JSON documents: use "ecs" or "json"')
+            % {"backend": entry["backend"]}
+        )
     return Forwarder(
         name=name,
         transport=transport,
@@ -196,13 +222,19 @@ def problems() -> list[tuple[str, str]]:
             try:
                 build(entry, name)
             except ConfigError as exc:
-                found.append((setting, f"{setting}[{i}] ({name}): {exc}"))
+                found.append(
+                    (
+                        setting,
+                        _("%(setting)s[%(index)d] (%(name)s): %(problem)s")
+                        % {"setting": setting, "index": i, "name": name, "problem": exc},
+                    )
+                )
     if tracking_settings.DELIVERY not in ("thread", "celery", "manual"):
         found.append(
             (
                 "TRACKING_DELIVERY",
-                f'TRACKING_DELIVERY must be "thread", "celery" or "manual", got '
-                f"{tracking_settings.DELIVERY!r}",
+                _('TRACKING_DELIVERY must be "thread", "celery" or "manual", got %(value)r')
+                % {"value": tracking_settings.DELIVERY},
             )
         )
     return found

@@ -29,7 +29,7 @@ from tracking.models import Activity, OutboxEntry
 logger = logging.getLogger("tracking.signals")
 
 _lock = threading.Lock()
-_counters = {"sent": 0, "receiver_failures": 0, "last_error": ""}
+_counters: dict[str, Any] = {"sent": 0, "receiver_failures": 0, "last_error": ""}
 # Block fields never copied into a message (a block model may hold whatever its author chose).
 _SECRET_WORDS = ("secret", "token", "password", "session", "key", "header", "param")
 
@@ -137,7 +137,7 @@ def _block_entry(kind: str, block: Any, **extra: Any) -> None:
 
 @receiver(signals.block_created, dispatch_uid="tracking.delivery.block_created")
 def _on_block_created(sender: Any, block: Any, **kwargs: Any) -> None:
-    _block_entry(OutboxEntry.Kind.BLOCK_CREATED, block)
+    _block_entry(str(OutboxEntry.Kind.BLOCK_CREATED), block)
 
 
 @receiver(signals.block_lifted, dispatch_uid="tracking.delivery.block_lifted")
@@ -145,4 +145,4 @@ def _on_block_lifted(
     sender: Any, block: Any, by: Any = "", reason: str = "", **kwargs: Any
 ) -> None:
     by_name = by.get_username() if hasattr(by, "get_username") else (by or "")
-    _block_entry(OutboxEntry.Kind.BLOCK_LIFTED, block, lifted_by=by_name, lift_reason=reason)
+    _block_entry(str(OutboxEntry.Kind.BLOCK_LIFTED), block, lifted_by=by_name, lift_reason=reason)

@@ -18,6 +18,7 @@ import os
 import threading
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
@@ -29,7 +30,7 @@ from tracking.models import DeliveryState, OutboxEntry
 LEASE_SECONDS = 120
 GAP_MEMORY = timedelta(days=1)
 _owner_lock = threading.Lock()
-_owner = {"pid": 0, "id": ""}
+_owner: dict[str, Any] = {"pid": 0, "id": ""}
 
 
 def owner() -> str:

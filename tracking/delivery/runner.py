@@ -33,6 +33,8 @@ from tracking.delivery import config, outbox
 from tracking.forwarding import dispatch as forward_dispatch
 from tracking.models import DeliveryState, PendingAlert
 
+DELIVER_TASK = "tracking.tasks.deliver"
+
 logger = logging.getLogger("tracking.delivery")
 
 MIN_WAIT = 0.05  # seconds: the shortest sleep between rounds
@@ -57,7 +59,7 @@ def deliver(now: datetime | None = None) -> RoundReport:
         names.append(channel.state_name)
         try:
             sent, error = alert_dispatch.run(channel, now)
-        except Exception as exc:  # noqa: BLE001 - one broken channel never stops the others
+        except Exception as exc:  # one broken channel never stops the others
             logger.exception("alert channel %s failed", channel.name)
             sent, error = 0, f"{type(exc).__name__}: {exc}"
         report.alerts_sent += sent
@@ -67,7 +69,7 @@ def deliver(now: datetime | None = None) -> RoundReport:
         names.append(forwarder.state_name)
         try:
             sent, error = forward_dispatch.run(forwarder, now)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             logger.exception("forwarder %s failed", forwarder.name)
             sent, error = 0, f"{type(exc).__name__}: {exc}"
         report.forwarded += sent
@@ -116,7 +118,7 @@ class DeliveryThread:
             wait = float(tracking_settings.DELIVERY_INTERVAL)
             try:
                 report = deliver()
-            except Exception:  # noqa: BLE001 - e.g. the database is down: next round
+            except Exception:  # e.g. the database is down: next round
                 logger.exception("delivery round failed")
             else:
                 if report.next_due is not None:
@@ -146,10 +148,11 @@ def wake() -> None:
             return  # one task per second is enough: a round takes everything pending
         _last_task[0] = time.monotonic()
         try:
-            from tracking.delivery.tasks import deliver as deliver_task  # Celery is optional
+            from celery import current_app  # Celery is optional
 
-            deliver_task.apply_async(queue=tracking_settings.CELERY_QUEUE)
-        except Exception:  # noqa: BLE001 - the periodic task or `tracking forward` catches up
+            # By its registered name (tracking.delivery.tasks defines it over this module).
+            current_app.tasks[DELIVER_TASK].apply_async(queue=tracking_settings.CELERY_QUEUE)
+        except Exception:  # the periodic task or `tracking forward` catches up
             logger.warning("could not queue the delivery task", exc_info=True)
         return
     if mode != "thread":

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from detectors import rulepack
+import detectors.rulepack as rulepack
+
 from detectors.base import Detector
 from detectors.engine import Engine
 from detectors.registry import build_all
@@ -55,6 +56,10 @@ def pipeline() -> Pipeline:
 
 
 on_reload(pipeline.cache_clear)
+
+# No detector and no rule: profiles still learn, no verdict is made (``detect_batch``'s
+# ``learn_only``, ``ingest(detect=False)``).
+LEARN_ONLY = Pipeline(detectors=[], rules=[], versions={})
 
 
 def engine(pipe: Pipeline | None = None) -> Engine:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -120,7 +121,7 @@ def load_model(name: str, version: int | None = None) -> tuple[Any, dict[str, An
         raise ModelRefused(f"model {name} v{row.version}: refuses to load types {unsafe}")
     try:
         estimator = sio.loads(data, trusted=untrusted)
-    except Exception as exc:  # noqa: BLE001 - a corrupt file is refused, whatever skops says
+    except Exception as exc:  # a corrupt file is refused, whatever skops says
         raise ModelRefused(f"model {name} v{row.version}: cannot be read ({exc})") from exc
     return estimator, dict(row.meta or {}), row.version
 
@@ -134,7 +135,7 @@ class LatestVersions:
     tests replace it).
     """
 
-    timer = time.monotonic
+    timer: Callable[[], float] = time.monotonic
     interval = 5.0
 
     def __init__(self) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -22,6 +23,8 @@ from detectors.orgnetworks import NetworkLearner, TrustedNetworks, parse_trusted
 from tracking.conf import on_reload, tracking_settings
 from tracking.models import Counter, OrganisationNetwork
 
+UTC = dt_timezone.utc
+
 logger = logging.getLogger("tracking.detection")
 
 NAMESPACE = "orgnet"
@@ -30,7 +33,7 @@ NAMESPACE = "orgnet"
 class TrustedCache:
     """The configured and stored organisation networks, trusted for ``interval`` seconds."""
 
-    timer = time.monotonic
+    timer = staticmethod(time.monotonic)
     interval = 5.0
 
     def __init__(self) -> None:

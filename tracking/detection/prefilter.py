@@ -16,6 +16,7 @@ from typing import Any
 from django.db import models as dj_models
 
 from detectors.rules import Rule
+from detectors.rules.rule import Threshold
 from tracking.models import Activity
 
 
@@ -72,14 +73,20 @@ def _columns(names: tuple[str, ...]) -> bool:
     return bool(names) and all(n in _ACTIVITY_COLUMNS for n in names)
 
 
+def _spec(rule: Rule) -> Threshold:
+    """The threshold of a rule known to have one."""
+    assert rule.threshold is not None
+    return rule.threshold
+
+
 def _in_groups(rules: list[Rule], acts: list[Activity]) -> dj_models.Q:
     """Rows sharing every group-by column's value with an event of ``acts`` that can reach
     one of ``rules`` (per column a set of values: a superset of the exact groups, which the
     windows then separate)."""
     cond = dj_models.Q(pk__in=[])
-    for by in {tuple(r.threshold.group_by) for r in rules}:
+    for by in {tuple(_spec(r).group_by) for r in rules}:
         reaching = [
-            a for a in acts if any(_reaches(r, a) for r in rules if r.threshold.group_by == by)
+            a for a in acts if any(_reaches(r, a) for r in rules if _spec(r).group_by == by)
         ]
         if not reaching:
             continue
@@ -123,13 +130,13 @@ def threshold_history(rules: list[Rule], acts: list[Activity]) -> dict[str, list
         groups.setdefault(tuple(sorted(r.prefilters)), []).append(r)
     out: dict[str, list[dict[str, Any]]] = {}
     for prefilters, group in groups.items():
-        span = max(r.threshold.timespan for r in group)
+        span = max(_spec(r).timespan for r in group)
         qs = Activity.objects.filter(
             timestamp__gte=first - timedelta(seconds=span), timestamp__lte=last
         ).order_by()
         for field, op, values in prefilters:
             qs = _apply_prefilter(qs, field, op, values)
-        if all(_columns(r.threshold.group_by) for r in group):
+        if all(_columns(_spec(r).group_by) for r in group):
             # A window is measured per group (user, address...): only the stored rows of the
             # groups this batch's events fall in can change a verdict. Without this the read
             # grew with all traffic in the timespan (every export of every user, 6 h of
@@ -137,9 +144,9 @@ def threshold_history(rules: list[Rule], acts: list[Activity]) -> dict[str, list
             qs = qs.filter(_in_groups(group, acts))
         cols = {"id", "timestamp"}
         for r in group:
-            cols |= set(r.fields) | set(r.threshold.fields)
+            cols |= set(r.fields) | set(_spec(r).fields)
         rows = list(qs.values(*sorted(cols)))
         for r in group:
-            lo = first - timedelta(seconds=r.threshold.timespan)
+            lo = first - timedelta(seconds=_spec(r).timespan)
             out[r.id] = [row for row in rows if row["timestamp"] >= lo]
     return out

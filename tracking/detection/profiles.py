@@ -9,7 +9,8 @@ repairs it); population counters are statistics, where that is harmless.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import connections, router
@@ -17,6 +18,8 @@ from django.utils import timezone
 
 from detectors.profile import UserProfile
 from tracking.models import Counter, Profile
+
+UTC = dt_timezone.utc
 
 CHUNK = 500  # keeps IN lists under SQLite's parameter limit
 
@@ -42,7 +45,7 @@ def load_profiles(keys: Iterable[str]) -> dict[str, UserProfile]:
     connection = connections[router.db_for_read(Profile)]
     q = connection.ops.quote_name
     table, key_col, data_col = q(Profile._meta.db_table), q("key"), q("data")
-    data_field = Profile._meta.get_field("data")
+    data_field: Any = Profile._meta.get_field("data")
     with connection.cursor() as cursor:
         for i in range(0, len(keys), CHUNK):
             chunk = keys[i : i + CHUNK]
@@ -89,7 +92,7 @@ def save_profiles(profiles: Iterable[UserProfile]) -> int:
     if not profiles:
         return 0
     connection = connections[router.db_for_write(Profile)]
-    meta = Profile._meta
+    meta: Any = Profile._meta  # get_field() below returns concrete fields
     data_f, events_f = meta.get_field("data"), meta.get_field("events")
     first_f, last_f, upd_f = (
         meta.get_field("first_seen"),

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from tracking.delivery import hooks as delivery
 from tracking.detection import feedback, orgnetworks
@@ -63,17 +64,19 @@ def review(
     anything.
     """
     if flagged is not None and not isinstance(flagged, bool):
-        raise ReviewError("flagged", "Must be a boolean.")
+        raise ReviewError("flagged", _("Must be a boolean."))
     if review_status is not None and review_status not in VERDICTS:
         raise ReviewError(
-            "review_status", f'"{review_status}" is not a valid choice ({", ".join(VERDICTS)}).'
+            "review_status",
+            _('"%(value)s" is not a valid choice (%(choices)s).')
+            % {"value": review_status, "choices": ", ".join(VERDICTS)},
         )
     if not isinstance(note, str):
-        raise ReviewError("note", "Must be a string.")
+        raise ReviewError("note", _("Must be a string."))
     if not isinstance(teach_network, bool):
-        raise ReviewError("teach_network", "Must be a boolean.")
+        raise ReviewError("teach_network", _("Must be a boolean."))
     if teach_network and review_status != ReviewStatus.DISMISSED:
-        raise ReviewError("teach_network", 'Only with review_status "dismissed".')
+        raise ReviewError("teach_network", _('Only with review_status "dismissed".'))
 
     with transaction.atomic():
         # Lock the row so two reviewers toggling at once cannot both read the old value.
@@ -93,7 +96,9 @@ def review(
             .get(pk=activity.pk)
         )
         if teach_network and current.asn is None:
-            raise ReviewError("teach_network", "The activity has no network (AS number) to teach.")
+            raise ReviewError(
+                "teach_network", _("The activity has no network (AS number) to teach.")
+            )
         new_flagged = current.flagged
         if toggle:
             new_flagged = not current.flagged
@@ -101,7 +106,7 @@ def review(
             new_flagged = flagged
         actions: list[str] = []
         if new_flagged != current.flagged:
-            actions.append(Review.Action.FLAG if new_flagged else Review.Action.UNFLAG)
+            actions.append(str(Review.Action.FLAG if new_flagged else Review.Action.UNFLAG))
         if review_status is not None and (review_status != current.review_status or note):
             actions.append(review_status)
         if not actions and note:

@@ -31,16 +31,19 @@ from tracking.gcpause import gc_paused
 from tracking.models import Activity, Finding, ReviewStatus
 
 
-def detect_batch(activities: list[Activity]) -> list[Finding]:
-    """Judge one batch (see the module docstring); returns unsaved ``Finding`` rows."""
+def detect_batch(activities: list[Activity], *, learn_only: bool = False) -> list[Finding]:
+    """Judge one batch (see the module docstring); returns unsaved ``Finding`` rows.
+
+    ``learn_only``: run no detector and no rule (``config.LEARN_ONLY``), so profiles learn
+    from the batch but no new verdict is made (restoring exported records with the verdict
+    they were written with)."""
     if not activities:
         return []
     with gc_paused():
-        return _detect_batch(activities)
+        return _detect_batch(activities, config.LEARN_ONLY if learn_only else config.pipeline())
 
 
-def _detect_batch(activities: list[Activity]) -> list[Finding]:
-    pipe = config.pipeline()
+def _detect_batch(activities: list[Activity], pipe: config.Pipeline) -> list[Finding]:
     modelstore.refresh_models(pipe)
     engine = config.engine(pipe)
     trusted = orgnetworks.trusted()
@@ -77,7 +80,7 @@ def apply_verdict(act: Activity, verdict: Verdict) -> None:
     if verdict.flagged and not act.flagged:
         act.flagged = True
         if act.review_status not in (ReviewStatus.CONFIRMED, ReviewStatus.DISMISSED):
-            act.review_status = ReviewStatus.OPEN
+            act.review_status = str(ReviewStatus.OPEN)
 
 
 def finding_row(act: Activity, f: DetectorFinding) -> Finding:

@@ -30,7 +30,6 @@ from typing import Any
 
 import requests
 
-from tracking.capture.request import django_request
 from tracking.conf import tracking_settings
 
 logger = logging.getLogger("tracking.enrich")
@@ -69,7 +68,7 @@ def check_range_api(digest: str, url: str, timeout: float) -> bool | None:
             target, timeout=(half, half), headers={"Add-Padding": "true"}, allow_redirects=False
         )
         response.raise_for_status()
-    except Exception as exc:  # noqa: BLE001 - any failure means "unknown", never a slow login
+    except Exception as exc:  # any failure means "unknown", never a slow login
         logger.warning("breached-password check unavailable: %s", type(exc).__name__)
         return None
     return _in_range_answer(response.text, suffix)
@@ -134,7 +133,8 @@ def note_login(request: Any, password: str) -> bool | None:
         return None
     result = check(password)
     try:
-        setattr(django_request(request), REQUEST_ATTRIBUTE, result)
+        # The Django request behind a DRF one (``_request``), or the request itself.
+        setattr(getattr(request, "_request", request), REQUEST_ATTRIBUTE, result)
     except AttributeError:  # an object without attributes (a test double): nothing to keep
         pass
     return result

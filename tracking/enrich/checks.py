@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from django.core import checks
+from django.utils.translation import gettext as _
 
 from tracking.conf import tracking_settings
 
@@ -23,17 +24,23 @@ def _tor_list_messages() -> list[checks.CheckMessage]:
     if not isinstance(tor_list, str | os.PathLike):
         return [
             checks.Error(
-                f"TRACKING_TOR_EXIT_LIST must be the path of a file, got {tor_list!r}.",
+                _("TRACKING_TOR_EXIT_LIST must be the path of a file, got %(value)r.")
+                % {"value": tor_list},
                 id="tracking.E100",
             )
         ]
     if not os.path.isfile(tor_list):
         return [
             checks.Warning(
-                f"TRACKING_TOR_EXIT_LIST ({tor_list}) is not a readable file: no address is "
-                "recognised as a Tor exit.",
-                hint="Fetch https://check.torproject.org/torbulkexitlist into that file "
-                "(a cron job), or set TRACKING_TOR_EXIT_LIST = ''.",
+                _(
+                    "TRACKING_TOR_EXIT_LIST (%(path)s) is not a readable file: no address is "
+                    "recognised as a Tor exit."
+                )
+                % {"path": tor_list},
+                hint=_(
+                    "Fetch https://check.torproject.org/torbulkexitlist into that file "
+                    "(a cron job), or set TRACKING_TOR_EXIT_LIST = ''."
+                ),
                 id="tracking.W100",
             )
         ]
@@ -50,29 +57,34 @@ def _breach_messages() -> list[checks.CheckMessage]:
     if url and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
         out.append(
             checks.Error(
-                f"TRACKING_BREACHED_PASSWORDS_URL must be an http(s) URL, got {url!r}.",
+                _("TRACKING_BREACHED_PASSWORDS_URL must be an http(s) URL, got %(value)r.")
+                % {"value": url},
                 id="tracking.E101",
             )
         )
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 5:
         out.append(
             checks.Error(
-                f"TRACKING_BREACHED_PASSWORDS_TIMEOUT must be seconds in (0, 5], got {timeout!r}.",
+                _("TRACKING_BREACHED_PASSWORDS_TIMEOUT must be seconds in (0, 5], got %(value)r.")
+                % {"value": timeout},
                 id="tracking.E101",
             )
         )
     if path and not os.path.isfile(str(path)):
         out.append(
             checks.Warning(
-                f"TRACKING_BREACHED_PASSWORDS_FILE ({path}) is not a readable file: "
-                "no password is recognised as breached.",
+                _(
+                    "TRACKING_BREACHED_PASSWORDS_FILE (%(path)s) is not a readable file: "
+                    "no password is recognised as breached."
+                )
+                % {"path": path},
                 id="tracking.W101",
             )
         )
     if not url and not path:
         out.append(
             checks.Warning(
-                "TRACKING_BREACHED_PASSWORDS is on but neither a URL nor a file is set.",
+                _("TRACKING_BREACHED_PASSWORDS is on but neither a URL nor a file is set."),
                 id="tracking.W101",
             )
         )

@@ -29,8 +29,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import maxminddb
+import requests
+from django.db import transaction
+
 from tracking.conf import on_reload, tracking_settings
 from tracking.enrich import tor
+from tracking.integrity import macs as integrity
+from tracking.models import Activity
 
 logger = logging.getLogger("tracking.enrich")
 
@@ -105,8 +111,6 @@ class _Readers:
 
     @staticmethod
     def _open():
-        import maxminddb
-
         folder = tracking_settings.GEOIP_PATH
         out = []
         for name, kind in ((CITY_DB, "City"), (ASN_DB, "ASN"), (ANONYMOUS_DB, "Anonymous-IP")):
@@ -226,7 +230,6 @@ def anonymous_kind(record: dict[str, Any]) -> str:
 
 def _http_lookup(ip: str) -> dict[str, Any] | None:
     """Ask the HTTP provider; None when it failed (timeout, error, bad JSON)."""
-    import requests
 
     url = str(tracking_settings.GEO_HTTP_URL).replace("{ip}", ip)
     # The whole budget is GEO_HTTP_TIMEOUT: half to connect, half to wait for the answer.
@@ -235,7 +238,7 @@ def _http_lookup(ip: str) -> dict[str, Any] | None:
         resp = requests.get(url, timeout=(half, half))
         resp.raise_for_status()
         data = resp.json()
-    except Exception as exc:  # noqa: BLE001 - any provider failure means "later"
+    except Exception as exc:  # any provider failure means "later"
         logger.warning("geo provider failed for an address: %s", type(exc).__name__)
         breaker.failure()
         return None
@@ -336,10 +339,6 @@ def retry_pending_geo(limit: int = 1000) -> int:
     Geo fields are part of the row MAC, so the MAC is recomputed for rows not yet sealed;
     sealed rows keep their recorded content and are only marked as no longer pending.
     """
-    from django.db import transaction
-
-    from tracking.integrity import macs as integrity
-    from tracking.models import Activity
 
     done = 0
     rows = list(Activity.objects.filter(geo_pending=True).order_by("timestamp")[:limit])

@@ -24,6 +24,9 @@ import re
 from functools import lru_cache
 from typing import Any
 
+import ua_parser
+from ua_parser import Domain
+
 from tracking.conf import on_reload, tracking_settings
 
 logger = logging.getLogger("tracking.enrich")
@@ -63,8 +66,6 @@ _BOT = re.compile(
 
 @lru_cache(maxsize=1)
 def _parser():
-    import ua_parser
-
     try:
         from ua_parser.regex import Resolver
 
@@ -110,8 +111,6 @@ def _parse(ua: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _all_domains():
-    from ua_parser import Domain
-
     return Domain.ALL
 
 

@@ -2,7 +2,7 @@
 
 The ordered queryset (oldest first: ``timestamp``, ``id``) is cut into contiguous ranges at
 every ``step``-th row (one window query). The command and ``workers - 1`` processes forked
-from it encode whole ranges (``exporting.encode_piece``); the command writes the pieces in
+from it encode whole ranges (``tracking.export.records.encode_piece``); the command writes the pieces in
 range order, so the text is byte for byte the serial export's. Every worker reads in the
 snapshot the command exported (``pg_export_snapshot``, as ``pg_dump -j`` does): rows
 committed during the export are left out by all of them, as by the serial export's single
@@ -23,17 +23,19 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from datetime import UTC
+from datetime import timezone as dt_timezone
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, cast
 
-from tracking.export.records import (
-    FORMATS,
-    PayloadCache,
-    encode_piece,
-    iter_values,
-    raw_reader_applies,
-)
+from django.core.exceptions import EmptyResultSet
+from django.db import connections, transaction
+from django.db.models import Q
+
+from tracking.export.record import FORMATS
+from tracking.export.records import encode_piece
+from tracking.export.values import PayloadCache, iter_values, raw_reader_applies
+
+UTC = dt_timezone.utc
 
 ORDER = ("timestamp", "id")
 STEP = 2000
@@ -46,7 +48,6 @@ def applies(queryset: Any, workers: int) -> bool:
     """Whether ``pieces`` can export ``queryset``: PostgreSQL (the raw reader), the export
     order, no enclosing transaction (the snapshot needs a transaction of its own) and
     ``fork`` (workers inherit the configured Django instead of setting it up again)."""
-    from django.db import connections
 
     return (
         workers > 1
@@ -60,8 +61,6 @@ def applies(queryset: Any, workers: int) -> bool:
 def boundaries(queryset: Any, step: int) -> list[tuple[Any, Any]]:
     """(timestamp, id) of every ``step``-th row of ``queryset`` in export order: each
     closes a range (the last range is open)."""
-    from django.core.exceptions import EmptyResultSet
-    from django.db import connections
 
     try:
         inner, params = queryset.order_by().values_list(*ORDER).query.sql_with_params()
@@ -84,7 +83,6 @@ def boundaries(queryset: Any, step: int) -> list[tuple[Any, Any]]:
 def within(queryset: Any, low: tuple | None, high: tuple | None) -> Any:
     """The rows of ``queryset`` after ``low`` and up to ``high`` (inclusive) in export
     order. The plain timestamp bounds let PostgreSQL prune partitions and scan the index."""
-    from django.db.models import Q
 
     if low is not None:
         ts, pk = low
@@ -99,12 +97,11 @@ def pieces(
     queryset: Any, fmt: str, *, workers: int, step: int | None = None
 ) -> Iterator[tuple[str, int]]:
     """(text, rows) of each range (``step`` rows, default ``STEP``) in order; the caller
-    adds the CSV header or the JSON brackets and commas (``exporting.encode_piece``).
+    adds the CSV header or the JSON brackets and commas (``tracking.export.records.encode_piece``).
 
     ``workers`` processes encode: this one (between writes) and ``workers - 1`` forked
     ones. Call only where ``applies``.
     """
-    from django.db import connections, transaction
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -182,7 +179,7 @@ def _in_order(
                 continue
             for link in ready or wait(list(busy)):
                 try:
-                    outcome = link.recv()
+                    outcome = cast(Any, link).recv()  # a worker's Connection
                 except EOFError:  # killed from outside (e.g. out of memory)
                     raise RuntimeError("an export worker exited unexpectedly") from None
                 idle.append(link)
@@ -213,7 +210,6 @@ def _work(queryset: Any, fmt: str, link: Any, inherited: list[Any]) -> None:
     closed here so that only the parent holds them: if it dies, every worker reads end of
     file (or a broken pipe) and exits instead of waiting for ever.
     """
-    from django.db import connections, transaction
 
     for other in inherited:
         other.close()

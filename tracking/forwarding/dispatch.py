@@ -105,7 +105,7 @@ def run(fwd: Forwarder, now: datetime) -> tuple[int, str]:
             )  # fmt: skip
             st.position, st.seal_position, st.gaps = position, seal_position, gaps
             sent += len(messages)
-    except Exception as exc:  # noqa: BLE001 - any failure keeps the position: retried later
+    except Exception as exc:  # any failure keeps the position: retried later
         error = _failed(fwd, st, exc, now)
     finally:
         outbox.release(st)

@@ -6,7 +6,7 @@ ever part of a forwarded line.
   ``\\``, ``=`` and line breaks (``\\n``, ``\\r``); other control characters are dropped, so a
   hostile value can neither add a key nor start a new syslog line.
 - ``ecs``: an Elastic Common Schema document (JSON).
-- ``json``: the export record (``tracking.export.records.activity_record``) without headers
+- ``json``: the export record (``tracking.export.record.activity_record``) without headers
   and params; seals and blocks carry ``record_type``.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from tracking import __version__
 from tracking.activity_types import type_label
-from tracking.export.records import activity_record
+from tracking.export.record import activity_record
 
 VENDOR, PRODUCT = "Django Activity Tracking", "tracking"
 ECS_VERSION = "8.11.0"

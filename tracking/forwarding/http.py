@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from tracking.delivery.http import DeliveryError, post, valid_url
 from tracking.forwarding.message import Message
 
@@ -34,17 +36,17 @@ class HttpTransport:
     def validate(cls, options: dict[str, Any]) -> list[str]:
         problems = []
         if not valid_url(options.get("url")):
-            problems.append('http needs "url", an http(s) URL')
+            problems.append(_('http needs "url", an http(s) URL'))
         if options.get("mode", "ndjson") not in MODES:
-            problems.append(f"mode must be one of {', '.join(MODES)}")
+            problems.append(_("mode must be one of %(choices)s") % {"choices": ", ".join(MODES)})
         headers = options.get("headers", {})
         if not isinstance(headers, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
-            problems.append("headers must be a dict of strings")
+            problems.append(_("headers must be a dict of strings"))
         labels = options.get("labels", {})
         if not isinstance(labels, dict):
-            problems.append("labels must be a dict of strings")
+            problems.append(_("labels must be a dict of strings"))
         return problems
 
     def __init__(self, options: dict[str, Any]) -> None:
@@ -95,7 +97,7 @@ class HttpTransport:
         if not doc.get("errors"):
             return
         for item in doc.get("items") or []:
-            result = next(iter(item.values()), {}) if isinstance(item, dict) else {}
+            result: dict[str, Any] = next(iter(item.values()), {}) if isinstance(item, dict) else {}
             status = int(result.get("status", 500))
             if not (200 <= status < 300 or status == 409):  # 409: stored by an earlier attempt
                 raise DeliveryError(f"Elasticsearch refused a document (status {status})")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from tracking.forwarding.message import Message
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -17,9 +19,9 @@ class LoggingTransport:
     def validate(cls, options: dict[str, Any]) -> list[str]:
         problems = []
         if not isinstance(options.get("logger", "tracking.forward"), str):
-            problems.append('logging needs "logger", a logger name')
+            problems.append(_('logging needs "logger", a logger name'))
         if options.get("level", "INFO") not in LEVELS:
-            problems.append(f"level must be one of {', '.join(LEVELS)}")
+            problems.append(_("level must be one of %(choices)s") % {"choices": ", ".join(LEVELS)})
         return problems
 
     def __init__(self, options: dict[str, Any]) -> None:

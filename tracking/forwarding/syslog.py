@@ -18,6 +18,8 @@ import ssl
 import threading
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from tracking.forwarding.message import Message
 
 FACILITIES = {
@@ -55,22 +57,25 @@ class SyslogTransport:
         except ValueError as exc:
             problems.append(str(exc))
         if options.get("protocol", "udp") not in PROTOCOLS:
-            problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}")
+            problems.append(
+                _("protocol must be one of %(choices)s") % {"choices": ", ".join(PROTOCOLS)}
+            )
         facility = options.get("facility", "authpriv")
         if facility not in FACILITIES and facility not in range(24):
-            problems.append(f"facility must be 0-23 or a name ({', '.join(FACILITIES)})")
+            problems.append(
+                _("facility must be 0-23 or a name (%(names)s)") % {"names": ", ".join(FACILITIES)}
+            )
         ca_file = options.get("ca_file")
         if ca_file is not None and not os.path.isfile(str(ca_file)):
-            problems.append(f"ca_file {ca_file!r} does not exist")
+            problems.append(_("ca_file %(path)r does not exist") % {"path": ca_file})
         return problems
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.host, self.port = split_address(options["address"])
         self.protocol = options.get("protocol", "udp")
         facility = options.get("facility", "authpriv")
-        self.facility = (
-            FACILITIES.get(facility, facility) if isinstance(facility, str) else facility
-        )
+        # validate() accepted a facility name or a number 0-23.
+        self.facility: int = FACILITIES[facility] if isinstance(facility, str) else facility
         self.app_name = _field(str(options.get("app_name", "django-tracking")), 48)
         self.hostname = _field(str(options.get("hostname") or socket.gethostname()), 255)
         self.timeout = float(options.get("timeout", 10))
@@ -124,7 +129,7 @@ class SyslogTransport:
     @staticmethod
     def _closed_by_peer(sock: socket.socket) -> bool:
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
+            readable, _unused, _unused = select.select([sock], [], [], 0)
             if not readable:
                 return False
             if isinstance(sock, ssl.SSLSocket):

@@ -20,7 +20,8 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import DatabaseError, connection, router, transaction
@@ -31,6 +32,8 @@ from tracking.integrity import macs as integrity
 from tracking.integrity.anchor import behind_head_cutoff
 from tracking.integrity.crypto import DecryptionError
 from tracking.models import Activity, Checkpoint, Finding, Seal, Tombstone
+
+UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.sealing")
 
@@ -134,13 +137,12 @@ class _WrittenLeaves:
     """Leaf hashes of the rows this process has just written, by id, with the MAC each was
     written with, until they are sealed.
 
-    The sealer used to read every new row back in full, decrypt its headers and params and
-    re-hash it: more CPU per row than writing it. A row this process wrote and whose stored
-    MAC is still the one it wrote is sealed with the leaf computed at write time instead. The
-    guarantee is unchanged: the seal lists what the application wrote, so content altered in
-    the table before sealing no longer matches its sealed leaf and ``tracking verify`` reports
-    it (where before it was refused at sealing and reported as an unsealed bad MAC). A row
-    whose MAC changed (re-enrichment), or written by another process, is read in full.
+    Reading a new row back in full, decrypting its headers and params and re-hashing it costs
+    more CPU than writing it: a row this process wrote and whose stored MAC is still the one
+    it wrote is sealed with the leaf computed at write time instead. The seal lists what the
+    application wrote, so content altered in the table before sealing does not match its
+    sealed leaf and ``tracking verify`` reports it. A row whose MAC changed (re-enrichment),
+    or written by another process, is read in full.
     Bounded (~7 MB at the default ``limit``): beyond it the oldest entries are dropped and
     those rows are read back. Only filled where the writing process seals
     (``TRACKING_SEAL_ON_WRITE``).
@@ -194,9 +196,10 @@ def _set_seq(rows: list[tuple[uuid.UUID, datetime, int]]) -> None:
     q = conn.ops.quote_name
     table, seq, ident, ts = (
         q(meta.db_table),
-        q(meta.get_field("seq").column),
+        # get_field() is typed as possibly a relation; these names are concrete columns.
+        q(meta.get_field("seq").column),  # type: ignore[union-attr]
         q(meta.pk.column),
-        q(meta.get_field("timestamp").column),
+        q(meta.get_field("timestamp").column),  # type: ignore[union-attr]
     )
     with conn.cursor() as cur:
         if conn.vendor == "postgresql":
@@ -242,7 +245,7 @@ def _warn_behind_head(heads: list[tuple[uuid.UUID, Any, str]], last: Seal | None
     late import, or their seal was removed and their seq stripped (a cut chain tail)."""
     cutoff = behind_head_cutoff(last)
     late = [ident for ident, ts, _ in heads if cutoff is not None and ts < cutoff]
-    if late:
+    if late and last is not None:
         logger.warning(
             "sealing %d activities recorded more than %s s before the chain head (seal %s, "
             "seq %s) was made, e.g. %s: a late import, or their seal was removed; check with "

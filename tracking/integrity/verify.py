@@ -445,7 +445,8 @@ class _Verifier:
             elif not mac_ok:
                 reason = "invalid row MAC"
             else:
-                if aid in behind:
+                # behind is only filled when there is a head.
+                if aid in behind and self.head is not None:
                     r.add(
                         UNSEALED,
                         f"row recorded before the newest seal (seal {self.head.pk}, made "

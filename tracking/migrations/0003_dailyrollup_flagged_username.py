@@ -7,11 +7,13 @@ partition and on partitions created later (``CONCURRENTLY`` would not be allowed
 upgrade without rescanning the activity table.
 """
 
-from datetime import UTC
+from datetime import timezone as dt_timezone
 
 from django.db import migrations, models
 from django.db.models import Max, Min, Sum
 from django.db.models.functions import TruncDay
+
+UTC = dt_timezone.utc
 
 
 def fill_daily(apps, schema_editor):

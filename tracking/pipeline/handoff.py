@@ -1,48 +1,74 @@
-"""Where an event goes after ``ActivityTracker.record`` (see ``tracking.pipeline.writer`` for the modes).
+"""Where an event goes after ``ActivityTracker.record``, and how the write path is assembled.
 
 - ``write_now(events)``: ingest in the caller; if even that fails unexpectedly the events go to
   the spool, and if the spool fails to the writer's queue. The caller never sees an error.
 - ``submit(event)``: the ``async_log=True`` path, chosen by ``TRACKING_ASYNC_HANDOFF`` and
-  ``TRACKING_DURABLE_HANDOFF``.
+  ``TRACKING_DURABLE_HANDOFF`` (see ``tracking.pipeline.writer`` for the modes).
+- ``store(events)``: ``ingest``, then keep what it could not write (rejected events in the
+  spool's dead-letter file, unwritten ones in the spool). Imports store through it.
+
+Dependencies point one way: this module wires ``ingest`` into the writer (its feed, with the
+Celery publisher in front of it), the spool into the writer (what keeps a failed batch), the
+housekeeping jobs into the writer, and the sealing policy into ``ingest``'s after-commit hook.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 
-from tracking.conf import tracking_settings
+from tracking.conf import on_reload, tracking_settings
 from tracking.events import Event
+from tracking.pipeline import housekeeping, spool, writer
+from tracking.pipeline.ingest import IngestResult, after_commit, ingest
 
 logger = logging.getLogger("tracking.recording")
+
+BROKER_RETRY_AFTER = 5.0  # seconds on the local path after the broker failed
 
 # Failures outside the writer: building an event (record_errors) and synchronous writes that
 # had to fall back to the spool (sync_errors). Reported by ``tracking.pipeline.writer.stats()``.
 _counters = {"sync_errors": 0, "record_errors": 0}
+_broker = {"down_until": 0.0}
 
 
 def count(name: str, n: int = 1) -> None:
     _counters[name] = _counters.get(name, 0) + n
 
 
+def store(
+    events: Iterable[Event | dict],
+    *,
+    source: str,
+    assume_new: bool = False,
+    detect: bool = True,
+) -> IngestResult:
+    """``ingest(events)``, keeping what it could not write: rejected events go to the
+    dead-letter file, events the unavailable database did not take to the spool
+    (``spooled``). Raises only if the spool cannot take them."""
+    result = ingest(events, source=source, assume_new=assume_new, detect=detect)
+    spool.keep_dead_letters(result.dead_letters)
+    if result.unwritten:
+        spool.append(result.unwritten)
+        result.spooled += len(result.unwritten)
+    return result
+
+
 def write_now(events: Sequence[Event], *, assume_new: bool = False) -> None:
     """``assume_new``: the events were just built (fresh ids), see ``ingest``."""
-    from tracking.pipeline.ingest import ingest
-
     try:
-        ingest(events, source="sync", spool_failures=True, assume_new=assume_new)
-    except Exception:  # noqa: BLE001 - the user's request must succeed
+        store(events, source="sync", assume_new=assume_new)
+    except Exception:  # the user's request must succeed
         _counters["sync_errors"] += len(events)
         logger.exception("tracking: synchronous write failed; keeping %d events", len(events))
         _keep(events)
 
 
 def _keep(events: Sequence[Event]) -> None:
-    from tracking.pipeline import spool, writer
-
     try:
         spool.append(events)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("tracking: spool unavailable; events handed to the writer")
         w = writer.get_writer()
         w.retry.extend(events)
@@ -50,8 +76,6 @@ def _keep(events: Sequence[Event]) -> None:
 
 
 def submit(event: Event) -> None:
-    from tracking.pipeline import spool, writer
-
     mode = tracking_settings.ASYNC_HANDOFF
     if mode == "sync":
         write_now([event], assume_new=True)
@@ -60,7 +84,7 @@ def submit(event: Event) -> None:
         # Acknowledged = on disk: appended and fsynced before the request goes on.
         try:
             spool.append([event])
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("tracking: durable spool unavailable; using the in-memory queue")
             writer.submit(event)
             return
@@ -69,5 +93,46 @@ def submit(event: Event) -> None:
     writer.submit(event)
 
 
+def write_batch(batch: list[Event], assume_new: bool) -> dict[str, int]:
+    """The writer's feed: publish the batch to Celery (``TRACKING_ASYNC_HANDOFF = "celery"``)
+    or store it here; returns the counters for the writer's stats."""
+    counts: dict[str, int] = {}
+    if tracking_settings.ASYNC_HANDOFF == "celery" and time.monotonic() >= _broker["down_until"]:
+        if _publish(batch):
+            return {"published": len(batch)}
+        counts["broker_fallbacks"] = len(batch)
+    result = store(batch, source="writer", assume_new=assume_new)
+    counts.update(
+        written=result.stored,
+        duplicates=result.duplicates,
+        rejected=result.rejected,
+        spooled=result.spooled,
+        failed=result.failed,
+    )
+    return counts
+
+
+def _publish(batch: list[Event]) -> bool:
+    from tracking.pipeline.tasks import publish  # optional dependency: celery
+
+    try:
+        publish(batch)
+    except Exception as exc:  # broker down: local path
+        logger.error("celery broker unavailable (%s): writing %d events locally", exc, len(batch))
+        # Don't pay a failed connection per batch: go local for a while, then try again.
+        _broker["down_until"] = time.monotonic() + BROKER_RETRY_AFTER
+        return False
+    return True
+
+
+def _broker_settings_changed() -> None:
+    _broker["down_until"] = 0.0  # a new broker (or hand-off mode) is tried at once
+
+
 def stats() -> dict:
     return dict(_counters)
+
+
+on_reload(_broker_settings_changed)
+writer.configure(feed=write_batch, keep=spool.append, jobs=housekeeping.JOBS, stats=[stats])
+after_commit(housekeeping.rows_committed)

@@ -14,9 +14,11 @@ Layout of ``TRACKING_SPOOL_DIR``:
 - ``full.count``: how many events were refused because the segments reached
   ``TRACKING_SPOOL_MAX_BYTES`` (a health alarm until an operator deletes the file).
 
-``replay()`` ingests claimed segments in order (idempotent: stored ids are skipped) and
+``replay(feed)`` hands claimed segments in order to ``feed`` (``tracking.pipeline.ingest.ingest``:
+idempotent, stored ids are skipped), keeps what it rejected in the dead-letter file, and
 deletes a segment only after every event in it was stored or rejected. If the database is
-still unavailable, the segment is released unchanged for the next attempt.
+still unavailable (``feed`` returned events it could not write), the segment is released
+unchanged for the next attempt.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,6 +216,16 @@ def reject(item: Any, reason: str) -> None:
     _counters["rejected"] += 1
 
 
+def keep_dead_letters(dead_letters: Iterable[tuple[Any, str]]) -> None:
+    """``reject`` each ``(event, reason)``; a failure is logged, never raised (the events were
+    counted as rejected by whoever produced them)."""
+    for item, reason in dead_letters:
+        try:
+            reject(item, reason)
+        except Exception:
+            logger.exception("could not keep a rejected event in the dead-letter file")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -308,20 +320,28 @@ def _read(claimed: Path, result: ReplayResult) -> list[dict]:
 _replay_lock = threading.Lock()
 
 
-def replay(limit: int | None = None, batch_size: int | None = None) -> ReplayResult:
-    """Ingest spooled events; see the module docstring. Stops early if the database is down.
+def replay(
+    feed: Callable[[list[dict]], Any], limit: int | None = None, batch_size: int | None = None
+) -> ReplayResult:
+    """Hand spooled events to ``feed``; see the module docstring. Stops early if the database
+    is down. ``feed(events)`` returns an ``IngestResult``-like object (``stored``,
+    ``duplicates``, ``rejected``, ``dead_letters``, ``unwritten``, ``unavailable``).
 
     One replay at a time per process (claims are per process id, so two threads of one
     process must not work on the same claimed segment); other processes are excluded by the
     claim itself.
     """
     with _replay_lock:
-        return _replay(limit, batch_size)
+        return _replay(feed, limit, batch_size)
 
 
-def _replay(limit: int | None, batch_size: int | None) -> ReplayResult:
-    from tracking.pipeline.ingest import DatabaseUnavailable, ingest
+class _Unwritten(Exception):
+    """The feed could not write a chunk: the database is unavailable."""
 
+
+def _replay(
+    feed: Callable[[list[dict]], Any], limit: int | None, batch_size: int | None
+) -> ReplayResult:
     result = ReplayResult()
     try:
         folder = directory()
@@ -338,11 +358,14 @@ def _replay(limit: int | None, batch_size: int | None) -> ReplayResult:
             events = _read(claimed, result)
             for i in range(0, len(events), size):
                 chunk = events[i : i + size]
-                res = ingest(chunk, source="spool", spool_failures=False)
+                res = feed(chunk)
                 result.stored += res.stored
                 result.duplicates += res.duplicates
                 result.rejected += res.rejected
-        except DatabaseUnavailable as exc:
+                keep_dead_letters(res.dead_letters)
+                if res.unwritten:
+                    raise _Unwritten(res.unavailable)
+        except _Unwritten as exc:
             # Rows of the chunks already stored are skipped next time (ids are idempotent).
             _release(claimed)
             result.errors.append(f"database unavailable: {exc}")
@@ -445,3 +468,6 @@ def reset_after_fork() -> None:
     _lock = threading.Lock()
     _replay_lock = threading.Lock()
     _state.update(path=None, fd=None, n=0, pid=os.getpid())
+
+
+os.register_at_fork(after_in_child=reset_after_fork)

@@ -15,14 +15,21 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
+from django.utils.module_loading import import_string
 
 from tracking.conf import tracking_settings
 from tracking.events import Event
+from tracking.pipeline import spool
+from tracking.pipeline.ingest import ingest
 
 logger = logging.getLogger("tracking.tasks")
 
 MAX_RETRIES = 8
+
+
+class DatabaseUnavailable(Exception):
+    """The worker's database could not take the batch (the task retries)."""
 
 
 @shared_task(
@@ -35,17 +42,17 @@ MAX_RETRIES = 8
     max_retries=MAX_RETRIES,
 )
 def ingest_events(self, events: list[dict[str, Any]]) -> dict[str, int]:
-    from tracking.pipeline import spool
-    from tracking.pipeline.ingest import DatabaseUnavailable, ingest
-
-    try:
-        result = ingest(events, source="celery", spool_failures=False)
-    except DatabaseUnavailable as exc:
+    result = ingest(events, source="celery")
+    spool.keep_dead_letters(result.dead_letters)
+    if result.unwritten:
         if self.request.retries < MAX_RETRIES:
-            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
-        logger.error("database still unavailable: %d events spooled on the worker", len(events))
-        spool.append(events)
-        return {"stored": 0, "spooled": len(events)}
+            exc = DatabaseUnavailable(result.unavailable)
+            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60))
+        logger.error(
+            "database still unavailable: %d events spooled on the worker", len(result.unwritten)
+        )
+        spool.append(result.unwritten)
+        return {"stored": result.stored, "spooled": len(result.unwritten)}
     return {"stored": result.stored, "duplicates": result.duplicates, "failed": result.failed}
 
 
@@ -53,9 +60,6 @@ def celery_app():
     """``TRACKING_CELERY_APP`` (dotted path to the project's Celery app) or Celery's default
     app. The writer publishes from its own thread, so a thread-local "current" app set in
     another thread is not seen there: name the app when a project has several."""
-    from celery import current_app
-    from django.utils.module_loading import import_string
-
     configured = tracking_settings.CELERY_APP
     if configured:
         return import_string(configured) if isinstance(configured, str) else configured

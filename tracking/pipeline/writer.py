@@ -2,14 +2,16 @@
 
 ``submit(event)`` only puts the event on the queue (the request path stays at building the
 event). The thread takes up to ``TRACKING_BATCH_SIZE`` events or waits at most
-``TRACKING_FLUSH_INTERVAL`` seconds, then writes the batch through ``tracking.pipeline.ingest``, or —
-with ``TRACKING_ASYNC_HANDOFF = "celery"`` — publishes it to ``tracking.tasks.ingest_events``
-and falls back to the local path if the broker is down. Nothing is dropped:
+``TRACKING_FLUSH_INTERVAL`` seconds, then hands the batch to the function it feeds. The
+writer knows neither that function nor its housekeeping: ``tracking.pipeline.handoff``
+``configure``s them (the feed writes through ``tracking.pipeline.ingest`` or publishes to
+Celery; the jobs of ``tracking.pipeline.housekeeping`` replay the spool, seal, keep
+partitions and retry geolocation, run by this thread after each round). Nothing is dropped
+while the spool is writable:
 
 - queue full → the caller writes the event synchronously (``sync_fallbacks``);
-- database unavailable → the batch goes to the durable spool (``spooled``), replayed by this
-  thread every ``TRACKING_SPOOL_REPLAY_INTERVAL`` seconds and by ``tracking flush``;
-- spool unwritable too → the batch is kept in memory and retried (``failed`` counts attempts),
+- the feed raises → the batch is kept (``keep``: the durable spool, ``spooled``);
+- that fails too → the batch is kept in memory and retried (``failed`` counts attempts),
   at most ``TRACKING_QUEUE_SIZE`` events: beyond that the oldest are dropped (``dropped``).
 
 It flushes on interpreter exit (atexit) and restarts in a child after ``fork`` (gunicorn
@@ -30,7 +32,10 @@ import queue
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from django.db import close_old_connections, connection
 
 from tracking.conf import on_reload, tracking_settings
 from tracking.events import Event
@@ -39,19 +44,63 @@ logger = logging.getLogger("tracking.writer")
 
 _STOP = object()
 _FLUSH = object()  # wakes the thread to write what it has now
-BROKER_RETRY_AFTER = 5.0  # seconds on the local path after the broker failed
-GEO_RETRY_INTERVAL = 60.0  # seconds between attempts to complete rows stored without geo
-# Seconds between checks that next months' partitions exist (PostgreSQL, partitioned table):
-# one catalogue query per hour per process, DDL only when a month is missing.
-PARTITION_CHECK_INTERVAL = 3600.0
+
+# feed(batch, assume_new) writes a batch and returns counters to add to the writer's stats.
+Feed = Callable[[list[Event], bool], Mapping[str, int]]
+# keep(batch) keeps a batch the feed failed to write (durably), or raises.
+Keep = Callable[[list[Event]], Any]
+
+
+class Job(Protocol):
+    """Housekeeping the writer thread runs after each round (one instance per writer)."""
+
+    def run(self, writer: Writer, *, stopping: bool) -> None:
+        """Do the work when due; ``stopping``: the writer's last round."""
+
+    def pending(self) -> bool:
+        """Work ``Writer.flush`` waits for (e.g. events in the durable spool)."""
+
+
+class _Config:
+    feed: Feed | None = None
+    keep: Keep | None = None
+    jobs: Sequence[Callable[[], Job]] = ()
+    stats: Sequence[Callable[[], Mapping[str, Any]]] = ()
+
+
+def configure(
+    *,
+    feed: Feed,
+    keep: Keep,
+    jobs: Sequence[Callable[[], Job]] = (),
+    stats: Sequence[Callable[[], Mapping[str, Any]]] = (),
+) -> None:
+    """Set what new writers feed and keep, the job factories they run and the extra
+    counters their ``stats()`` include (``tracking.pipeline.handoff`` does this once)."""
+    _Config.feed, _Config.keep = feed, keep
+    _Config.jobs, _Config.stats = tuple(jobs), tuple(stats)
 
 
 class Writer:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        feed: Feed | None = None,
+        keep: Keep | None = None,
+        jobs: Sequence[Callable[[], Job]] | None = None,
+    ) -> None:
+        feed = feed or _Config.feed
+        keep = keep or _Config.keep
+        if feed is None or keep is None:
+            raise RuntimeError(
+                "the tracking writer has nothing to feed: import tracking.pipeline.handoff "
+                "(done when the tracking app is ready) or pass feed= and keep="
+            )
+        self.feed: Feed = feed
+        self.keep: Keep = keep
+        self.jobs: list[Job] = [make() for make in (_Config.jobs if jobs is None else jobs)]
         self.queue: queue.Queue = queue.Queue(maxsize=max(int(tracking_settings.QUEUE_SIZE), 1))
         self.batch_size = max(int(tracking_settings.BATCH_SIZE), 1)
         self.interval = max(float(tracking_settings.FLUSH_INTERVAL), 0.001)
-        self.replay_interval = float(tracking_settings.SPOOL_REPLAY_INTERVAL)
         self.lock = threading.Lock()
         self.wakeup = threading.Event()
         # Set when a batch is full or a marker waits: the only times a filling batch wakes the
@@ -79,20 +128,16 @@ class Writer:
             "seal_failures": 0,
             "partition_failures": 0,
         }
-        self._last_replay = 0.0
         self._fresh = 0
-        self._broker_down_until = 0.0
-        self._last_geo_retry = 0.0
-        # Deferred sealing (TRACKING_SEAL_INTERVAL > 0): rows committed since the last seal.
-        self._seal_rows = 0
-        self._seal_wanted = False
-        self._last_seal: float | None = None
-        self._last_partition_check: float | None = None
+
+    def job(self, kind: type) -> Any:
+        """This writer's job of class ``kind`` (None when not configured)."""
+        return next((j for j in self.jobs if isinstance(j, kind)), None)
 
     # -- producer side ---------------------------------------------------------
-    def _count(self, name: str, n: int = 1) -> None:
+    def count(self, name: str, n: int = 1) -> None:
         with self.lock:
-            self.counters[name] += n
+            self.counters[name] = self.counters.get(name, 0) + n
 
     def ensure_started(self) -> None:
         if self.thread is not None and self.thread.is_alive():
@@ -111,25 +156,17 @@ class Writer:
             self.queue.put_nowait(event)
         except queue.Full:
             # Never drop: the caller pays for one synchronous write instead.
-            self._count("sync_fallbacks")
+            self.count("sync_fallbacks")
             logger.warning("tracking queue full: writing synchronously")
             self._write([event], assume_new=True)
             return
-        self._count("enqueued")
+        self.count("enqueued")
         if self.queue.qsize() >= self.wanted:
             self.ready.set()
 
-    def seal_soon(self, rows: int) -> None:
-        """Rows were committed: have this process's writer thread seal them (at most every
-        ``TRACKING_SEAL_INTERVAL`` seconds, sooner once ``SEAL_BATCH_SIZE`` rows wait)."""
-        with self.lock:
-            self._seal_rows += rows
-            self._seal_wanted = True
-        self.ensure_started()
-
     def wake(self) -> None:
+        """Run the jobs now (``wakeup`` is set: the spool replay job treats it as due)."""
         self.ensure_started()
-        self._last_replay = 0.0
         self.wakeup.set()
 
     # -- consumer side ---------------------------------------------------------
@@ -174,8 +211,6 @@ class Writer:
                 return batch, False
 
     def _run(self) -> None:
-        from django.db import close_old_connections, connection
-
         try:
             while True:
                 batch, stop = self._take()
@@ -192,9 +227,7 @@ class Writer:
                     finally:
                         self._done()
                         close_old_connections()  # honours CONN_MAX_AGE between batches
-                self._maybe_replay()
-                self._maybe_seal(force=stop)
-                self._maybe_check_partitions()
+                self._run_jobs(stopping=stop)
                 if stop:  # only the marker stops: it is consumed, never left for a successor
                     break
         finally:
@@ -208,144 +241,39 @@ class Writer:
         self._fresh = 0
 
     def _write(self, batch: list[Event], *, assume_new: bool = False) -> None:
-        from tracking.pipeline.ingest import ingest
-
-        if (
-            tracking_settings.ASYNC_HANDOFF == "celery"
-            and time.monotonic() >= self._broker_down_until
-            and self._publish(batch)
-        ):
-            return
         try:
-            result = ingest(batch, source="writer", spool_failures=True, assume_new=assume_new)
-        except Exception:  # noqa: BLE001 - counted and kept, never dropped
+            counts = self.feed(batch, assume_new)
+        except Exception:  # counted and kept, never dropped
             logger.exception("tracking writer failed to write %d events", len(batch))
-            self._count("failed", len(batch))
+            self.count("failed", len(batch))
             self._keep(batch)
             return
         with self.lock:
-            self.counters["written"] += result.stored
-            self.counters["duplicates"] += result.duplicates
-            self.counters["rejected"] += result.rejected
-            self.counters["spooled"] += result.spooled
-            self.counters["failed"] += result.failed
+            for name, n in counts.items():
+                self.counters[name] = self.counters.get(name, 0) + n
 
     def _keep(self, batch: list[Event]) -> None:
-        from tracking.pipeline import spool
-
         try:
-            spool.append(batch)
-            self._count("spooled", len(batch))
-        except Exception:  # noqa: BLE001
+            self.keep(batch)
+            self.count("spooled", len(batch))
+        except Exception:
             logger.exception(
                 "spool unavailable too: %d events kept in memory for retry", len(batch)
             )
             self.retry.extend(batch)
             # Bounded like the queue: memory must not grow while the spool stays unwritable.
-            excess = len(self.retry) - max(1, int(tracking_settings.QUEUE_SIZE))
+            excess = len(self.retry) - self.queue.maxsize
             if excess > 0:
                 del self.retry[:excess]
-                self._count("dropped", excess)
+                self.count("dropped", excess)
                 logger.error("writer retry buffer full: %d oldest events dropped", excess)
 
-    def _publish(self, batch: list[Event]) -> bool:
-        from tracking.pipeline.tasks import publish
-
-        try:
-            publish(batch)
-        except Exception as exc:  # noqa: BLE001 - broker down: local path
-            logger.error(
-                "celery broker unavailable (%s): writing %d events locally", exc, len(batch)
-            )
-            self._count("broker_fallbacks", len(batch))
-            # Don't pay a failed connection per batch: go local for a while, then try again.
-            self._broker_down_until = time.monotonic() + BROKER_RETRY_AFTER
-            return False
-        self._count("published", len(batch))
-        return True
-
-    def _maybe_replay(self) -> None:
-        from tracking.pipeline import spool
-
-        now = time.monotonic()
-        durable = bool(tracking_settings.DURABLE_HANDOFF)
-        if not durable and now - self._last_replay < self.replay_interval:
-            return
-        if durable and not self.wakeup.is_set() and now - self._last_replay < self.replay_interval:
-            return
-        self.wakeup.clear()
-        self._last_replay = now
-        try:
-            if spool.pending():
-                res = spool.replay()
-                self._count("replayed", res.stored)
-        except Exception:  # noqa: BLE001 - the next round tries again
-            logger.exception("spool replay failed")
-        self._maybe_retry_geo(now)
-
-    def _maybe_seal(self, *, force: bool = False) -> None:
-        """Seal what this process committed when the interval has passed (or many rows wait,
-        or the writer stops). Waits for the chain lock: nothing queues behind this thread."""
-        now = time.monotonic()
-        interval = float(tracking_settings.SEAL_INTERVAL or 0)
-        limit = max(1, int(tracking_settings.SEAL_BATCH_SIZE or 5000))
-        with self.lock:
-            if not self._seal_wanted:
-                return
-            due = (
-                force
-                or self._last_seal is None
-                or self._seal_rows >= limit
-                or now - self._last_seal >= interval
-            )
-            if not due:
-                return
-            self._seal_wanted = False
-            self._seal_rows = 0
-        self._last_seal = now
-        from tracking.integrity.sealing import seal_pending
-
-        try:
-            sealed = seal_pending(wait=True)
-        except Exception:  # noqa: BLE001 - counted and retried after the interval
-            logger.exception("sealing committed activities failed; retrying later")
-            with self.lock:
-                self.counters["seal_failures"] += 1
-                self._seal_wanted = True
-            return
-        self._count("sealed", sealed)
-
-    def _maybe_check_partitions(self) -> None:
-        """Keep next months' partitions in place (PostgreSQL with partitioning installed;
-        a no-op elsewhere): at start, then at most once per ``PARTITION_CHECK_INTERVAL``."""
-        now = time.monotonic()
-        last = self._last_partition_check
-        if last is not None and now - last < PARTITION_CHECK_INTERVAL:
-            return
-        self._last_partition_check = now
-        from tracking.storage.partitioning import ensure_partitions
-
-        try:
-            created = ensure_partitions(refresh=True)
-        except Exception:  # noqa: BLE001 - rows land in the default partition meanwhile
-            logger.exception("ensuring monthly partitions failed; retrying in an hour")
-            self._count("partition_failures")
-            return
-        if created:
-            logger.info("created partitions %s", ", ".join(created))
-
-    def _maybe_retry_geo(self, now: float) -> None:
-        """Complete rows stored without geo once the provider answers again (only when this
-        process stored such rows, so idle processes never scan for them)."""
-        from tracking.enrich import geo
-
-        if not geo.owed() or now - self._last_geo_retry < GEO_RETRY_INTERVAL:
-            return
-        self._last_geo_retry = now
-        try:
-            geo.retry_pending_geo()
-        except Exception:  # noqa: BLE001
-            logger.exception("retrying owed geolocation failed")
+    def _run_jobs(self, *, stopping: bool) -> None:
+        for job in self.jobs:
+            try:
+                job.run(self, stopping=stopping)
+            except Exception:  # a job's failure never stops the writer
+                logger.exception("tracking writer job %s failed", type(job).__name__)
 
     # -- control ---------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:
@@ -365,16 +293,17 @@ class Writer:
                 if remaining <= 0:
                     return False
                 q.all_tasks_done.wait(remaining)
-        if tracking_settings.DURABLE_HANDOFF or self.retry:
+        if self.retry or self._jobs_pending():
             self.wake()
-            from tracking.pipeline import spool
-
             while time.monotonic() < deadline:
-                if not spool.pending() and not self.retry:
+                if not self.retry and not self._jobs_pending():
                     return True
                 time.sleep(0.02)
             return False
         return True
+
+    def _jobs_pending(self) -> bool:
+        return any(job.pending() for job in self.jobs)
 
     def stop(self, timeout: float = 10.0) -> None:
         thread = self.thread
@@ -389,11 +318,10 @@ class Writer:
         thread.join(timeout)
 
     def stats(self) -> dict[str, Any]:
-        from tracking.pipeline import handoff
-
         with self.lock:
             out = dict(self.counters)
-        out.update(handoff.stats())
+        for extra in _Config.stats:
+            out.update(extra())
         out["queue_depth"] = self.queue.qsize()
         out["queue_size"] = self.queue.maxsize
         out["alive"] = bool(self.thread and self.thread.is_alive())
@@ -434,10 +362,6 @@ def submit(event: Event) -> None:
     get_writer().submit(event)
 
 
-def seal_soon(rows: int) -> None:
-    get_writer().seal_soon(rows)
-
-
 def flush(timeout: float = 10.0) -> bool:
     return get_writer().flush(timeout) if _writer is not None else True
 
@@ -469,9 +393,6 @@ def _after_fork_in_child() -> None:
     global _writer, _writer_lock
     _writer = None  # the parent's queue and thread belong to the parent
     _writer_lock = threading.Lock()  # a parent thread may have held it at fork time
-    from tracking.pipeline import spool
-
-    spool.reset_after_fork()
 
 
 on_reload(_settings_changed)

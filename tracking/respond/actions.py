@@ -1,5 +1,6 @@
 """Blocks requested by findings, made in the batch step right after detection.
 
+``connect()`` registers ``apply_block_requests`` with ``tracking.pipeline.ingest.after_detection``.
 A rule's ``action.block`` or a detector's ``Finding.block`` ends up in the finding's evidence
 (``{"scope": ..., "seconds": ...}``); ``apply_block_requests`` turns each request into a
 ``Block`` of the event's address, account or both. A block lasts ``seconds`` from the event
@@ -19,6 +20,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.utils import timezone
 
 from tracking.models import Block, BlockScope
+from tracking.pipeline import ingest
 from tracking.respond import blocks
 
 logger = logging.getLogger("tracking.respond")
@@ -52,6 +54,11 @@ def _target(scope: str, act: Any) -> tuple[str, str] | None:
     )
 
 
+def connect() -> None:
+    """Have the batch step apply block requests after each detection (from ``apps.ready``)."""
+    ingest.after_detection(apply_block_requests)
+
+
 def apply_block_requests(findings: list[Any]) -> list[Block]:
     """Create the blocks the batch's findings request (unsaved ``Finding`` rows whose
     ``activity`` is the batch's activity); returns the blocks made."""
@@ -74,7 +81,7 @@ def _apply(requests: list[tuple[Any, dict[str, Any]]]) -> list[Block]:
     seen: set[tuple[str, str, str]] = set()
     for finding, spec in requests:
         act = finding.activity
-        scope = spec.get("scope")
+        scope = str(spec.get("scope") or "")
         seconds = spec.get("seconds")
         if scope not in blocks.SCOPES or not isinstance(seconds, int) or seconds < 1:
             logger.error("finding %s requests an invalid block %r", finding.detector, spec)

@@ -20,7 +20,7 @@ from tracking.capture.request import django_request
 from tracking.capture.tracker import get_tracker
 from tracking.detection.runner import detect_batch
 from tracking.models import Block
-from tracking.pipeline.ingest import build_activity
+from tracking.pipeline.rows import build_activity
 from tracking.respond import blocks
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from detectors.profile import ip_prefix
 from tracking import signals
@@ -71,7 +72,7 @@ def normalise_network(value: str) -> str:
     """A block's address as CIDR text (``203.0.113.7/32``); raises BlockError."""
     nets, bad = parse_networks([value])
     if bad or not nets:
-        raise BlockError(f"{value!r} is not an IP address or network")
+        raise BlockError(_("%(value)r is not an IP address or network") % {"value": value})
     return str(nets[0])
 
 
@@ -220,19 +221,25 @@ def _changed() -> None:
 
 def _validate(scope: str, address: str, username: str, user_id: Any) -> tuple[str, str]:
     if scope not in SCOPES:
-        raise BlockError(f"unknown scope {scope!r} (allowed: {', '.join(SCOPES)})")
+        raise BlockError(
+            _("unknown scope %(scope)r (allowed: %(allowed)s)")
+            % {"scope": scope, "allowed": ", ".join(SCOPES)}
+        )
     network = normalise_network(address) if address else ""
     if scope in (BlockScope.ADDRESS, BlockScope.ADDRESS_ACCOUNT) and not network:
-        raise BlockError(f"a {scope} block needs an address")
+        raise BlockError(_("a %(scope)s block needs an address") % {"scope": scope})
     if scope in (BlockScope.ACCOUNT, BlockScope.ADDRESS_ACCOUNT) and not (
         username or user_id is not None
     ):
-        raise BlockError(f"a {scope} block needs an account")
+        raise BlockError(_("a %(scope)s block needs an account") % {"scope": scope})
     if network:
         net = ipaddress.ip_network(network)
         for safe in never_block_networks():
             if net.version == safe.version and net.overlaps(safe):
-                raise BlockError(f"{network} overlaps TRACKING_NEVER_BLOCK ({safe})")
+                raise BlockError(
+                    _("%(network)s overlaps TRACKING_NEVER_BLOCK (%(safe)s)")
+                    % {"network": network, "safe": safe}
+                )
     return network, username
 
 
@@ -262,7 +269,7 @@ def create_block(
     address, username = _validate(scope, address, username, user_id)
     if seconds is not None:
         if seconds <= 0:
-            raise BlockError("seconds must be positive")
+            raise BlockError(_("seconds must be positive"))
         expires_at = timezone.now() + timedelta(seconds=seconds)
     block = Block.objects.create(
         scope=scope,
@@ -294,7 +301,7 @@ def lift(block: Block, *, by: Any, reason: str) -> Block:
     """Lift an active or expired block, recording who and why (raises BlockError)."""
     reason = str(reason or "").strip()
     if not reason:
-        raise BlockError("say why the block is lifted")
+        raise BlockError(_("say why the block is lifted"))
     now = timezone.now()
     who = by.get_username() if by is not None else ""
     with transaction.atomic():
@@ -302,7 +309,7 @@ def lift(block: Block, *, by: Any, reason: str) -> Block:
             lifted_at=now, lifted_by=by, lifted_by_username=who[:150], lift_reason=reason
         )
         if not updated:
-            raise BlockError("this block was already lifted")
+            raise BlockError(_("this block was already lifted"))
         block.refresh_from_db()
         logger.warning("block %s lifted by %s: %s", block.pk, who or "-", reason)
         _changed()

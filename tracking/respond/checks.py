@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core import checks
+from django.utils.translation import gettext as _
 
 from tracking.capture.clientip import parse_networks
 from tracking.conf import tracking_settings
@@ -19,8 +20,9 @@ def respond_messages() -> list[checks.CheckMessage]:
     if not isinstance(never, list | tuple):
         out.append(
             checks.Error(
-                f"TRACKING_NEVER_BLOCK must be a list of CIDRs, got {type(never).__name__}.",
-                hint='e.g. TRACKING_NEVER_BLOCK = ["192.0.2.0/24", "2001:db8::/32"]',
+                _("TRACKING_NEVER_BLOCK must be a list of CIDRs, got %(type)s.")
+                % {"type": type(never).__name__},
+                hint=_('e.g. TRACKING_NEVER_BLOCK = ["192.0.2.0/24", "2001:db8::/32"]'),
                 id="tracking.E130",
             )
         )
@@ -29,8 +31,9 @@ def respond_messages() -> list[checks.CheckMessage]:
         if bad:
             out.append(
                 checks.Error(
-                    f"TRACKING_NEVER_BLOCK has entries that are not IP networks: {bad!r}.",
-                    hint='Use CIDR notation, e.g. "192.0.2.0/24" or a single address.',
+                    _("TRACKING_NEVER_BLOCK has entries that are not IP networks: %(bad)r.")
+                    % {"bad": bad},
+                    hint=_('Use CIDR notation, e.g. "192.0.2.0/24" or a single address.'),
                     id="tracking.E131",
                 )
             )
@@ -42,9 +45,12 @@ def respond_messages() -> list[checks.CheckMessage]:
     ):
         out.append(
             checks.Error(
-                f"TRACKING_BLOCK_CACHE_SECONDS must be a number of seconds from 0 to "
-                f"{MAX_CACHE_SECONDS}, got {ttl!r}.",
-                hint="Lifted blocks are seen by other processes within this time.",
+                _(
+                    "TRACKING_BLOCK_CACHE_SECONDS must be a number of seconds from 0 to "
+                    "%(max)d, got %(value)r."
+                )
+                % {"max": MAX_CACHE_SECONDS, "value": ttl},
+                hint=_("Lifted blocks are seen by other processes within this time."),
                 id="tracking.E132",
             )
         )
@@ -53,18 +59,24 @@ def respond_messages() -> list[checks.CheckMessage]:
         if backends[0] != BACKEND:
             out.append(
                 checks.Warning(
-                    f"{BACKEND} is not first in AUTHENTICATION_BACKENDS: backends before it "
-                    "log blocked sources in.",
-                    hint=f"Put {BACKEND!r} first.",
+                    _(
+                        "%(backend)s is not first in AUTHENTICATION_BACKENDS: backends before "
+                        "it log blocked sources in."
+                    )
+                    % {"backend": BACKEND},
+                    hint=_("Put %(backend)r first.") % {"backend": BACKEND},
                     id="tracking.W130",
                 )
             )
         if MIDDLEWARE not in list(getattr(settings, "MIDDLEWARE", [])):
             out.append(
                 checks.Warning(
-                    f"{BACKEND} is installed without {MIDDLEWARE}: refused logins are "
-                    "answered as a wrong password instead of 403.",
-                    hint=f"Add {MIDDLEWARE!r} to MIDDLEWARE.",
+                    _(
+                        "%(backend)s is installed without %(middleware)s: refused logins are "
+                        "answered as a wrong password instead of 403."
+                    )
+                    % {"backend": BACKEND, "middleware": MIDDLEWARE},
+                    hint=_("Add %(middleware)r to MIDDLEWARE.") % {"middleware": MIDDLEWARE},
                     id="tracking.W131",
                 )
             )

@@ -4,7 +4,7 @@
 request refused; ``TrackingMiddleware`` then answers it with ``refusal_response`` (403 HTML,
 or JSON for JSON clients) whatever the view rendered (a login form's error page, DRF's 400).
 The recorded event of a refused request carries ``outcome=failure``, status 403 and the tag
-``blocked`` (``tracking.respond.marks``). The answer never says which block applies or until when.
+``blocked`` (``tracking.capture.marks``). The answer never says which block applies or until when.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 
 from tracking.capture.clientip import client_address
+from tracking.capture.marks import BLOCKED_TAG, mark_event, mark_refused, refusal_of
 from tracking.capture.request import django_request
 from tracking.models import Block
 from tracking.respond import blocks
-from tracking.respond.marks import BLOCKED_TAG, mark_event, mark_refused, refusal_of
 
 __all__ = [
     "BLOCKED_TAG",

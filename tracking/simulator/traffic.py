@@ -36,13 +36,16 @@ import math
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 from random import Random
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tracking.simulator.world import CITIES, NETWORKS, Network, host, networks_of
+
+UTC = dt_timezone.utc
 
 ATTACK_LABELS = (
     "takeover",
@@ -588,12 +591,13 @@ class _Simulation:
                 )
             )
         near = NEARBY.get(user.home)
-        if near and rng.random() < 0.12:
+        near_net = _residential(near) if near else None
+        if near_net is not None and rng.random() < 0.12:
             out.append(
                 (
                     self._local(day, tz, rng.uniform(13, 18)),
                     Place(
-                        _residential(near),
+                        near_net,
                         user.desktop_ua if rng.random() < 0.5 else phone_ua,
                         f"nearby:{user.home}->{near}",
                     ),

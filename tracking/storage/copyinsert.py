@@ -1,10 +1,9 @@
 """Bulk inserts of new rows: PostgreSQL ``COPY`` where it pays off, else a prepared ``INSERT``
 (``bulk_create`` for models with auto-increment keys, which need them read back).
 
-``bulk_create`` of a 500-row writer batch spent about a third of ``ingest()`` building the
-statement (compiling one placeholder per field and row, Django 5.2's ``UNNEST`` arrays) and
-having psycopg quote ~15,000 parameters; ``COPY`` streams the same values in a fraction of
-that. Values are produced exactly as ``bulk_create`` produces them (``pre_save`` then
+``bulk_create`` of a writer batch builds a statement with one placeholder per field and row
+(Django 5.2's ``UNNEST`` arrays) and has psycopg quote every parameter; ``COPY`` streams the
+same values without either. Values are produced exactly as ``bulk_create`` produces them (``pre_save`` then
 ``get_db_prep_save`` per field, related fields prepared the same way), so the stored rows
 are identical. Differences callers must accept: auto-increment primary keys are not read
 back (the objects keep ``pk = None``), and nothing else in the batch may need the rows'
@@ -20,6 +19,8 @@ from datetime import datetime
 from functools import lru_cache
 
 from django.db import connections, models, router
+
+from tracking.fields import Ciphertext, EncryptedJSONField
 
 # Below this many rows one INSERT is as fast as COPY (which costs an extra round trip).
 MIN_ROWS = 50
@@ -55,8 +56,6 @@ _NONE_IS_NULL = (
 
 
 def _plain_kind(field: models.Field) -> type | None:
-    from tracking.fields import Ciphertext, EncryptedJSONField
-
     if type(field) is EncryptedJSONField:
         return Ciphertext  # encrypted in pre_save; get_prep_value passes Ciphertext through
     return _PLAIN.get(type(field))
@@ -71,7 +70,7 @@ def _plain_pre_save(field: models.Field) -> bool:
     if type(field).pre_save is models.Field.pre_save:
         return True
     if type(field).pre_save is models.DateTimeField.pre_save:
-        return not (field.auto_now or field.auto_now_add)
+        return not (getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
     return False
 
 
@@ -133,7 +132,7 @@ def _memoised(field: models.Field, value: object, connection) -> object:
 
 
 def _row(plan: list[tuple], obj: models.Model, connection) -> list[object]:
-    row = []
+    row: list[object] = []
     append = row.append
     for field, kind, attname, none_is_null in plan:
         value = getattr(obj, attname) if attname else field.pre_save(obj, True)
@@ -152,7 +151,7 @@ def _row(plan: list[tuple], obj: models.Model, connection) -> list[object]:
 
 def _copy_fields(model: type[models.Model], objs: Sequence[models.Model]) -> list[models.Field]:
     fields = [f for f in model._meta.concrete_fields if not getattr(f, "generated", False)]
-    if any(not obj._is_pk_set() for obj in objs):
+    if any(obj.pk is None for obj in objs):
         # The database assigns auto-increment keys (as bulk_create leaves them out).
         fields = [f for f in fields if not isinstance(f, models.AutoField)]
     return fields
@@ -181,12 +180,12 @@ def _prepared(
 ) -> tuple[list[models.Field], list[list[object]]]:
     """The columns and the rows to insert, each value as ``bulk_create`` would bind it."""
     for obj in objs:
-        if not obj._is_pk_set() and not isinstance(model._meta.pk, models.AutoField):
+        if obj.pk is None and not isinstance(model._meta.pk, models.AutoField):
             obj.pk = model._meta.pk.get_pk_value_on_save(obj)
         if obj._state.fields_cache:
             # Only a cached related object needs preparing (its key copied, unsaved ones
             # refused); with none cached Django's walk over every field does nothing.
-            obj._prepare_related_fields_for_save(operation_name="bulk_create")
+            obj._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]  # private Model API, not in django-stubs
     fields = _copy_fields(model, objs)
     plan = _plan(fields, connection)
     return fields, [_row(plan, obj, connection) for obj in objs]

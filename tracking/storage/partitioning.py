@@ -26,11 +26,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from tracking.conf import on_reload, tracking_settings
+from tracking.integrity.sealing import ALLOW_DELETE_GUC
+
+UTC = dt_timezone.utc
 
 TABLE = "tracking_activity"
 DEFAULT_PARTITION = f"{TABLE}_default"
@@ -144,7 +148,7 @@ def list_partitions(using: str = DEFAULT_DB_ALIAS) -> list[Partition]:
             monthly.append(Partition(name, start, add_months(start, 1)))
         else:
             other.append(Partition(name, None, None))
-    monthly.sort(key=lambda p: p.start)
+    monthly.sort(key=lambda p: p.name)  # pYYYY_MM: name order is start order
     return monthly + other
 
 
@@ -155,8 +159,6 @@ def _lock(cur) -> None:
 def _allow_delete(cur) -> None:
     """Moving rows between partitions and retention are the app's own deletion paths: tell
     the optional no-delete trigger (``tracking postgres install-trigger``) for this transaction."""
-    from tracking.integrity.sealing import ALLOW_DELETE_GUC
-
     cur.execute("SELECT set_config(%s, 'on', true)", [ALLOW_DELETE_GUC])
 
 
@@ -242,7 +244,7 @@ def partitions_before(cutoff: datetime, *, using: str = DEFAULT_DB_ALIAS) -> lis
     out = []
     with connections[using].cursor() as cur:
         for p in list_partitions(using):
-            if p.is_default or p.end > cutoff:
+            if p.end is None or p.end > cutoff:  # the default partition has no end
                 continue
             cur.execute(
                 f"SELECT count(*), max(seq), count(*) FILTER (WHERE seq IS NULL) FROM {_q(p.name)}"  # noqa: S608
@@ -288,7 +290,7 @@ def drop_partitions_before(cutoff: datetime, *, using: str = DEFAULT_DB_ALIAS) -
             cur.execute(f"DROP TABLE {_q(p.name)}")
             result.partitions.append(p.name)
         if victims:
-            result.until = max(p.end for p in victims)
+            result.until = max(p.end for p in victims if p.end is not None)
             cur.execute('DELETE FROM "tracking_finding" WHERE "timestamp" < %s', [result.until])
             result.findings = cur.rowcount
     return result

@@ -18,7 +18,8 @@ Retention (``retention.purge``) leaves rollups alone on purpose: they keep the h
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import connections, models, router, transaction
@@ -26,6 +27,8 @@ from django.db.models import Count, F, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 
 from tracking.models import Activity, DailyRollup, Rollup
+
+UTC = dt_timezone.utc
 
 _COLUMNS = (
     "bucket",
@@ -89,11 +92,13 @@ def _merge_days(hours: dict[tuple[datetime, str, str], list]) -> dict[tuple, lis
     return days
 
 
-def _upserts(model: type, groups: dict[tuple, list], connection) -> list[tuple[str, list]]:
+def _upserts(
+    model: type[models.Model], groups: dict[tuple, list], connection
+) -> list[tuple[str, list]]:
     """Statements adding ``groups`` to ``model``'s rows: one per parameter-limit chunk."""
     if not groups:
         return []
-    bucket_field = model._meta.get_field("bucket")
+    bucket_field: Any = model._meta.get_field("bucket")
     head, tail = _statement_parts(model, connection)
     row_sql = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
     # Sorted keys: concurrent writers touch buckets in the same order (no lock-order deadlock).
@@ -115,7 +120,7 @@ def _upserts(model: type, groups: dict[tuple, list], connection) -> list[tuple[s
 _parts: dict[tuple[type, str], tuple[str, str]] = {}
 
 
-def _statement_parts(model: type, connection) -> tuple[str, str]:
+def _statement_parts(model: type[models.Model], connection) -> tuple[str, str]:
     """The upsert around its VALUES rows, built once per model and backend (a synchronous
     request runs it for two rows)."""
     key = (model, connection.vendor)
@@ -225,8 +230,9 @@ def rebuild_daily() -> int:
 def _replace_all(model: type[models.Model], rows: Iterable[dict[str, Any]], bucket: str) -> int:
     """Replace every row of a rollup table with aggregated ``rows`` (keys ``bucket``, ``type``,
     ``country``, ``n``, ``nf``, ``dsum``, ``dcount``, ``dmin``, ``dmax``); returns the count."""
-    model.objects.all().delete()
-    created = model.objects.bulk_create(
+    manager = model._default_manager
+    manager.all().delete()
+    created = manager.bulk_create(
         (
             model(
                 bucket=r[bucket],

@@ -1,4 +1,4 @@
-"""Statistics for the API and the dashboard, in the seed README's shape.
+"""Statistics for the API and the dashboard (the ``stats/`` document).
 
 Two ways to the same numbers:
 
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
@@ -28,6 +29,8 @@ from tracking.activity_types import type_label
 from tracking.models import Activity, DailyRollup, Finding, ReviewStatus, Rollup
 from tracking.storage import rollups
 from tracking.storage.rollups import day_floor, hour_floor
+
+UTC = dt_timezone.utc
 
 TOP_N = 10
 RECENT_DAYS = 30
@@ -224,9 +227,9 @@ def _rollup_parts(since: datetime | None, until: datetime | None) -> list[QueryS
     if first is not None and last is not None and first >= last:
         return [_window(Rollup.objects.order_by(), since, until, "bucket")]
     parts = [_window(DailyRollup.objects.order_by(), first, last, "bucket")]
-    if since is not None and since < first:
+    if since is not None and first is not None and since < first:
         parts.append(_window(Rollup.objects.order_by(), since, first, "bucket"))
-    if until is not None and last < until:
+    if until is not None and last is not None and last < until:
         parts.append(_window(Rollup.objects.order_by(), last, until, "bucket"))
     return parts
 

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
+from tracking.integrity.macs import row_mac
 from tracking.models import Activity
 from tracking.outcome import from_status
 from tracking.simulator.world import CITIES, NETWORKS, host
+
+UTC = dt_timezone.utc
 
 _ENDPOINTS = (
     ("AUTH", "POST", "/api/auth/login/"),
@@ -109,8 +113,6 @@ def build_activity(index: int = 0, **fields: Any) -> Activity:
     values.setdefault("outcome", from_status(values.get("status")))
     activity = Activity(**values)
     if not activity.mac:
-        from tracking.integrity.macs import row_mac
-
         activity.mac = row_mac(activity)
     return activity
 

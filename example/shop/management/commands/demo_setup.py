@@ -89,7 +89,7 @@ class Command(BaseCommand):
                     call_command(
                         "tracking", "train", stdout=self.stdout._out, stderr=self.stderr._out
                     )
-                except (Exception, SystemExit) as exc:  # noqa: BLE001 - the demo still runs
+                except (Exception, SystemExit) as exc:  # the demo still runs
                     self.stderr.write(f"tracking train did not complete: {exc}")
 
         base = f"http://{host}:{port}"

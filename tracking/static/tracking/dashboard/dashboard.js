@@ -11,6 +11,25 @@
   var data = body.dataset;
   var SVG_NS = "http://www.w3.org/2000/svg";
 
+  /* Texts in the page's language: the server renders its translations as a JSON block
+   * (id "tracking-messages", keyed by the English text); t() falls back to the English text
+   * and fills "%(name)s" placeholders from `values`. */
+  var MESSAGES = (function () {
+    var node = document.getElementById("tracking-messages");
+    try {
+      return node ? JSON.parse(node.textContent) : {};
+    } catch (e) {
+      return {};
+    }
+  })();
+
+  function t(text, values) {
+    var out = Object.prototype.hasOwnProperty.call(MESSAGES, text) ? MESSAGES[text] : text;
+    return out.replace(/%\((\w+)\)s/g, function (whole, name) {
+      return values && values[name] !== undefined ? String(values[name]) : whole;
+    });
+  }
+
   // ---------------------------------------------------------------- helpers
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -108,7 +127,7 @@
     });
   }
 
-  var LABELS = { confirmed: "Confirmed", dismissed: "Dismissed", open: "Reopened" };
+  var LABELS = { confirmed: t("Confirmed"), dismissed: t("Dismissed"), open: t("Reopened") };
 
   // ---------------------------------------------------------------- flagged queue
   var queueBody = document.getElementById("queue-body");
@@ -163,7 +182,7 @@
     review(row.getAttribute("data-flag-url"), status, note ? note.value : "")
       .then(function () {
         var who = row.querySelector(".user");
-        notice(LABELS[status] + ": " + (who ? who.textContent : "activity"));
+        notice(LABELS[status] + ": " + (who ? who.textContent : t("activity")));
         var filter = statusFilter();
         if (filter !== "any" && filter !== status) {
           // It no longer belongs to this view of the queue: the next item takes its place.
@@ -179,8 +198,8 @@
       })
       .catch(function (err) {
         row.classList.remove("busy");
-        result.textContent = "Failed";
-        notice("Review failed: " + err.message, true);
+        result.textContent = t("Failed");
+        notice(t("Review failed: %(error)s", { error: err.message }), true);
       });
   }
 
@@ -197,47 +216,47 @@
     when.appendChild(time);
 
     var who = el("td", "who");
-    who.appendChild(el("span", "user", item.username || "anonymous"));
+    who.appendChild(el("span", "user", item.username || t("anonymous")));
     who.appendChild(el("span", "type", item.type_display));
     who.appendChild(el("span", "endpoint", (item.method + " " + item.endpoint).trim()));
-    if (item.outcome) who.appendChild(el("span", "outcome outcome-" + item.outcome, item.outcome));
+    if (item.outcome) who.appendChild(el("span", "outcome outcome-" + item.outcome, t(item.outcome)));
 
     var where = el("td", "where");
     where.appendChild(el("span", "place", (item.city || "—") + (item.country ? ", " + item.country : "")));
-    where.appendChild(el("span", "network", item.network || "unknown network"));
+    where.appendChild(el("span", "network", item.network || t("unknown network")));
     where.appendChild(el("span", "ip", item.ip_address || ""));
 
-    var device = el("td", "device", item.device || "unknown device");
+    var device = el("td", "device", item.device || t("unknown device"));
 
     var why = el("td", "why");
     var list = el("ul", "reasons");
-    var reasons = item.reasons.length ? item.reasons : item.tags.length ? item.tags : ["flagged"];
+    var reasons = item.reasons.length ? item.reasons : item.tags.length ? item.tags : [t("flagged")];
     reasons.slice(0, 3).forEach(function (reason) {
       list.appendChild(el("li", "", reason));
     });
     why.appendChild(list);
     if (reasons.length > 3) {
-      var more = el("a", "more", "+" + (reasons.length - 3) + " more");
+      var more = el("a", "more", t("+%(n)s more", { n: reasons.length - 3 }));
       more.href = item.url + "#findings";
       why.appendChild(more);
     }
 
     var risk = el("td", "risk");
     risk.appendChild(el("span", "score", Number(item.risk_score).toFixed(2)));
-    if (item.severity) risk.appendChild(el("span", "severity", item.severity));
+    if (item.severity) risk.appendChild(el("span", "severity", item.severity_display || item.severity));
 
     var actions = el("td", "review");
     var note = el("input", "note");
     note.type = "text";
     note.name = "note";
-    note.placeholder = "note";
+    note.placeholder = t("note");
     note.maxLength = 2000;
-    note.setAttribute("aria-label", "Review note");
+    note.setAttribute("aria-label", t("Review note"));
     actions.appendChild(note);
     var buttons = el("span", "buttons");
     [
-      ["confirm", "confirmed", "Confirm"],
-      ["dismiss", "dismissed", "Dismiss"],
+      ["confirm", "confirmed", t("Confirm")],
+      ["dismiss", "dismissed", t("Dismiss")],
     ].forEach(function (b) {
       var button = el("button", b[0], b[2]);
       button.type = "button";
@@ -245,7 +264,7 @@
       button.disabled = data.canReview !== "true";
       buttons.appendChild(button);
     });
-    var open = el("a", "open", "Open");
+    var open = el("a", "open", t("Open"));
     open.href = item.url;
     buttons.appendChild(open);
     actions.appendChild(buttons);
@@ -314,7 +333,7 @@
         if (statusCell) statusCell.textContent = (payload && payload.review_status) || status;
         var history = document.getElementById("history-list");
         if (history) {
-          var li = el("li", "", fmtTime(new Date().toISOString()) + " " + LABELS[status] + " by you");
+          var li = el("li", "", fmtTime(new Date().toISOString()) + " " + t("%(action)s by you", { action: LABELS[status] }));
           if (note.value) li.appendChild(el("q", "", note.value));
           history.insertBefore(li, history.firstChild);
           var empty = document.getElementById("history-empty");
@@ -324,8 +343,8 @@
       })
       .catch(function (err) {
         reviewBox.classList.remove("busy");
-        result.textContent = "Failed";
-        notice("Review failed: " + err.message, true);
+        result.textContent = t("Failed");
+        notice(t("Review failed: %(error)s", { error: err.message }), true);
       });
   }
 
@@ -412,14 +431,14 @@
     var time = el("time", "", fmtTime(item.timestamp));
     time.setAttribute("datetime", item.timestamp);
     head.appendChild(time);
-    var link = el("a", "what", item.type_display + " · " + (item.username || "anonymous"));
+    var link = el("a", "what", item.type_display + " · " + (item.username || t("anonymous")));
     link.href = item.url;
     head.appendChild(link);
-    if (item.flagged) head.appendChild(el("span", "badge", item.flagged_by ? "flagged by " + item.flagged_by : "flagged"));
+    if (item.flagged) head.appendChild(el("span", "badge", item.flagged_by ? t("flagged by %(who)s", { who: item.flagged_by }) : t("flagged")));
     li.appendChild(head);
     var where = [item.city, item.country].filter(Boolean).join(", ");
     li.appendChild(
-      el("div", "meta", [where || "unknown place", item.network, item.ip_address, (item.method + " " + item.endpoint).trim(), item.status, item.outcome]
+      el("div", "meta", [where || t("unknown place"), item.network, item.ip_address, (item.method + " " + item.endpoint).trim(), item.status, item.outcome ? t(item.outcome) : ""]
         .filter(function (x) {
           return x !== null && x !== undefined && x !== "";
         })
@@ -463,11 +482,11 @@
         cursor = payload.cursor;
         windowStart = payload.window_start;
         showFeed(payload.activities, initial);
-        feedStatus.textContent = "Live · checked " + new Date().toLocaleTimeString();
+        feedStatus.textContent = t("Live · checked %(time)s", { time: new Date().toLocaleTimeString() });
         feedStatus.className = "feed-status live";
       })
       .catch(function (err) {
-        feedStatus.textContent = "Feed paused (" + err.message + "), retrying…";
+        feedStatus.textContent = t("Feed paused (%(error)s), retrying…", { error: err.message });
         feedStatus.className = "feed-status error";
       })
       .then(function () {
@@ -484,7 +503,7 @@
   }
 
   function emptyChart(figure) {
-    figure.appendChild(el("p", "empty", "No data for these filters yet."));
+    figure.appendChild(el("p", "empty", t("No data for these filters yet.")));
     figure.setAttribute("data-rendered", "empty");
   }
 
@@ -516,7 +535,7 @@
       var fh = (p.flagged / max) * plot;
       var label = hourly ? p.bucket.slice(0, 13).replace("T", " ") + ":00" : p.bucket.slice(0, 10);
       var g = svg("g", { class: "bucket" });
-      g.appendChild(svg("title", {}, label + ": " + p.count + " activities, " + p.flagged + " flagged"));
+      g.appendChild(svg("title", {}, t("%(label)s: %(count)s activities, %(flagged)s flagged", { label: label, count: p.count, flagged: p.flagged })));
       g.appendChild(svg("rect", { x: x, y: H - bottom - h, width: w, height: h, class: "bar total" }));
       if (p.flagged) g.appendChild(svg("rect", { x: x, y: H - bottom - fh, width: w, height: Math.max(1, fh), class: "bar flagged" }));
       root.appendChild(g);
@@ -527,9 +546,9 @@
     });
     var legend = svg("g", { class: "legend" });
     legend.appendChild(svg("rect", { x: W - 170, y: 2, width: 10, height: 10, class: "bar total" }));
-    legend.appendChild(svg("text", { x: W - 156, y: 11, class: "tick" }, "activity"));
+    legend.appendChild(svg("text", { x: W - 156, y: 11, class: "tick" }, t("activity")));
     legend.appendChild(svg("rect", { x: W - 90, y: 2, width: 10, height: 10, class: "bar flagged" }));
-    legend.appendChild(svg("text", { x: W - 76, y: 11, class: "tick" }, "flagged"));
+    legend.appendChild(svg("text", { x: W - 76, y: 11, class: "tick" }, t("flagged")));
     root.appendChild(legend);
     finish(figure, root, series.length);
   }
@@ -572,7 +591,7 @@
     if (!figures.per_hour) return;
     var windowLabel = document.getElementById("charts-window");
     if (windowLabel && chart.window) {
-      windowLabel.textContent = "(newest activity " + chart.window.latest.slice(0, 16).replace("T", " ") + " UTC)";
+      windowLabel.textContent = t("(newest activity %(time)s UTC)", { time: chart.window.latest.slice(0, 16).replace("T", " ") });
     }
     timeChart(figures.per_hour, chart.per_hour, true);
     // The stats API is the source where it has the figure; the dashboard's own endpoint adds
@@ -584,7 +603,7 @@
     barChart(figures.types, types.slice(0, 10).map(function (t) { return { label: t.type_display || t.type, value: t.count }; }));
     var countries = Array.isArray(api.top_countries) ? api.top_countries : chart.countries;
     barChart(figures.countries, countries.map(function (c) { return { label: c.country, value: c.count, flagged: c.flagged }; }));
-    barChart(figures.networks, chart.networks.map(function (n) { return { label: n.label, value: n.count, flagged: n.flagged, extra: n.flagged + " flagged" }; }));
+    barChart(figures.networks, chart.networks.map(function (n) { return { label: n.label, value: n.count, flagged: n.flagged, extra: t("%(count)s flagged", { count: n.flagged }) }; }));
     var detectors = Array.isArray(api.detectors) ? api.detectors : chart.detectors;
     barChart(figures.detectors, detectors.slice(0, 10).map(function (d) { return { label: d.detector, value: d.count }; }));
     var rt = chart.response_times || {};
@@ -629,7 +648,7 @@
     set("tile-total", fmtNumber(counts.total !== undefined ? counts.total : chart.counts.total));
     set("tile-flagged", fmtNumber(counts.flagged !== undefined ? counts.flagged : chart.counts.flagged));
     set("tile-recent", counts.last_30_days !== undefined ? fmtNumber(counts.last_30_days) : "–");
-    set("tile-avg", times.avg !== undefined && times.avg !== null ? fmtNumber(times.avg) + " ms" : "–");
+    set("tile-avg", times.avg !== undefined && times.avg !== null ? t("%(value)s ms", { value: fmtNumber(times.avg) }) : "–");
   }
 
   function loadCharts() {
@@ -646,7 +665,7 @@
         drawCharts(results[0], results[1]);
       })
       .catch(function (err) {
-        notice("Charts unavailable: " + err.message, true);
+        notice(t("Charts unavailable: %(error)s", { error: err.message }), true);
       });
   }
 

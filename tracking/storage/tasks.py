@@ -14,12 +14,14 @@ import logging
 from typing import Any
 
 from tracking.conf import tracking_settings
+from tracking.integrity import sealing
+from tracking.storage import partitioning, retention
 
 try:
     from celery import shared_task
 except ImportError:  # Celery is optional
 
-    def shared_task(*args, **kwargs):  # type: ignore[no-redef]
+    def shared_task(*args, **kwargs):
         def wrap(fn):
             return fn
 
@@ -31,24 +33,20 @@ def seal() -> int:
     """Seal pending activities (bounds the unsealed window when seal-on-write is off) and,
     on PostgreSQL with partitioning, make sure the coming months' partitions exist (cached per
     process per month: one catalogue query a month unless a partition is missing)."""
-    from tracking.integrity.sealing import seal_pending
-    from tracking.storage import partitioning
-
     try:
         partitioning.ensure_partitions()
-    except Exception:  # noqa: BLE001 - sealing matters more; rows go to the default partition
+    except Exception:  # sealing matters more; rows go to the default partition
         logging.getLogger("tracking.partitioning").exception("ensuring partitions failed")
-    return seal_pending(wait=True)
+    return sealing.seal_pending(wait=True)
 
 
 @shared_task(name="tracking.tasks_periodic.purge")
 def purge() -> dict[str, Any] | None:
     """Purge activities older than ``TRACKING_RETENTION_DAYS`` (does nothing when unset)."""
-    from tracking.integrity.retention import DEFAULT_BATCH_SIZE, cutoff_for_days
-    from tracking.integrity.retention import purge as run_purge
-
     days = tracking_settings.RETENTION_DAYS
     if not days:
         return None
-    report = run_purge(cutoff_for_days(int(days)), DEFAULT_BATCH_SIZE, by="periodic task")
+    report = retention.purge(
+        retention.cutoff_for_days(int(days)), retention.DEFAULT_BATCH_SIZE, by="periodic task"
+    )
     return report.to_dict()

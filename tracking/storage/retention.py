@@ -46,6 +46,7 @@ from tracking.integrity.sealing import (
     write_checkpoint,
 )
 from tracking.models import Activity, Finding, Seal
+from tracking.storage import partitioning
 
 logger = logging.getLogger("tracking.retention")
 
@@ -292,8 +293,6 @@ def _drop_partitions(report: PurgeReport, before: datetime) -> None:
     """PostgreSQL with monthly partitions: drop whole months older than ``before`` instead of
     deleting their rows. Every row left in them is older than the cutoff and either covered by
     the checkpoint just written or a refused (invalid MAC) row."""
-    from tracking.storage import partitioning
-
     if not partitioning.is_partitioned():
         return
     victims = partitioning.partitions_before(before)
