@@ -11,11 +11,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from tracking.api.permissions import REVIEW_PERMISSION, VIEW_PERMISSION
 from tracking.models import Block
 from tracking.respond import blocks
-
-VIEW_PERMISSION = "tracking.view_activity"
-REVIEW_PERMISSION = "tracking.review_activity"
 
 FIELDS = (
     "scope",
