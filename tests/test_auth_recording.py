@@ -104,6 +104,16 @@ def test_admin_login_outcomes(client, boss):
     assert Activity.objects.count() == 2
 
 
+def test_admin_login_refusing_a_valid_non_staff_account_is_a_failure(client, alice):
+    """Django's admin answers a right password of a non-staff account with its form and an
+    error, and sends no auth signal (the credentials were valid): still a failed login."""
+    data = {"username": "alice", "password": PASSWORD, "next": "/admin/"}
+    response = post(client, "/admin/login/", data, ATTACKER)
+    assert response.status_code == 200 and "_auth_user_id" not in client.session
+    (row,) = auth_rows(endpoint="/admin/login/")
+    assert (row.status, row.outcome) == (200, "failure")
+
+
 def test_token_view_outcomes(client, alice):
     bad = post(client, "/api-token-auth/", {"username": "alice", "password": "nope"}, ATTACKER)
     assert bad.status_code == 400

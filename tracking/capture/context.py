@@ -24,7 +24,7 @@ from typing import Any
 
 from tracking.capture.request import django_request
 from tracking.events import Event
-from tracking.outcome import clean, from_status
+from tracking.outcome import FAILURE, clean, from_status
 
 logger = logging.getLogger("tracking.recording")
 
@@ -108,8 +108,9 @@ def complete(
 ) -> Event:
     """Give ``event`` its outcome and what the request's auth signals said.
 
-    Outcome: an auth signal's, else the ``outcome(request, response)`` callable's, else the
-    status (>= 400 is a failure)."""
+    Outcome: an auth signal's, else the ``outcome(request, response)`` callable's, else, for
+    an AUTH activity, a login form shown again with errors is a failure, else the status
+    (>= 400 is a failure)."""
     decided = claim_.outcome if claim_ is not None else ""
     if not decided and outcome is not None and response is not None:
         try:
@@ -117,6 +118,8 @@ def complete(
         except Exception:  # a broken callable must not lose the activity
             logger.exception("tracking: the outcome callable failed; the status decides")
             decided = ""
+    if not decided and event.type == "AUTH" and _form_refused(response):
+        decided = FAILURE
     event.outcome = decided or from_status(event.status)
     if claim_ is None:
         return event
@@ -127,6 +130,20 @@ def complete(
     if claim_.auth_event:
         event.params = {**(event.params or {}), "auth_event": claim_.auth_event}
     return event
+
+
+def _form_refused(response: Any) -> bool:
+    """Whether the view answered by showing its form again with errors. Django's admin
+    refuses the right password of a non-staff account this way (200, no auth signal: the
+    credentials were valid), and so does any ``LoginView`` whose form refuses a user."""
+    data = getattr(response, "context_data", None)
+    form = data.get("form") if isinstance(data, dict) else None
+    if form is None or not getattr(form, "is_bound", False):
+        return False
+    try:
+        return bool(form.errors)
+    except Exception:  # a custom form that cannot validate twice: the status decides
+        return False
 
 
 def set_user(event: Event, user: Any) -> None:
