@@ -455,3 +455,21 @@ def test_dashboard_in_norwegian_includes_the_scripts_texts(page, live_server, st
     assert "aktivitet" in legend and "flagget" in legend
     shot(page, "dashboard-nb")
     page.console.assert_clean()
+
+
+def test_a_block_is_lifted_from_the_dashboard_through_the_api(page, live_server, staff):
+    from tracking.models import Block
+    from tracking.respond import blocks
+
+    block = blocks.create_block("address", address="203.0.113.50", reason="stuffing", seconds=600)
+    sign_in(page, live_server.url, staff)
+    row = page.locator(f'#blocks-body tr.block-row[data-id="{block.pk}"]')
+    row.wait_for()
+    assert "203.0.113.50" in row.inner_text()
+    row.locator("input.reason").fill("our load test")
+    row.locator("button.lift-button").click()
+    page.wait_for_selector(f'#blocks-body tr.block-row.lifted[data-id="{block.pk}"]')
+    block = Block.objects.get(pk=block.pk)
+    assert block.lifted_at is not None and block.lift_reason == "our load test"
+    assert block.lifted_by_username == "analyst"
+    page.console.assert_clean()

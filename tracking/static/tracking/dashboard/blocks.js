@@ -15,19 +15,9 @@
     return (labels && labels.getAttribute("data-" + name)) || fallback;
   }
 
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  function csrfToken() {
-    var meta = document.querySelector('meta[name="csrf-token"]');
-    if (meta && meta.getAttribute("content")) return meta.getAttribute("content");
-    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
+  // dashboard.js (loaded first, on every dashboard page) shares its DOM and CSRF helpers.
+  var el = window.trackingDashboard.el;
+  var csrfToken = window.trackingDashboard.csrfToken;
 
   function when(iso) {
     if (!iso) return label("never", "until lifted");

@@ -11,6 +11,9 @@
   var data = body.dataset;
   var SVG_NS = "http://www.w3.org/2000/svg";
 
+  // Shared with the page's other scripts (blocks.js), which run after this one (defer order).
+  window.trackingDashboard = { el: el, csrfToken: csrfToken };
+
   /* Texts in the page's language: the server renders its translations as a JSON block
    * (id "tracking-messages", keyed by the English text); t() falls back to the English text
    * and fills "%(name)s" placeholders from `values`. */
