@@ -16,6 +16,7 @@ from detectors.base import Detector
 BUILTIN_DETECTORS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("detectors.impossible_travel.ImpossibleTravel", {}),
     ("detectors.asn_change.AsnChange", {}),
+    ("detectors.session.SessionHijack", {}),
     ("detectors.anonymous_network.AnonymousNetwork", {}),
     ("detectors.volume.VolumeBaseline", {}),
     ("detectors.breach.BreachedPassword", {}),

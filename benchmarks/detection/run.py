@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 TARGETS = {
     "takeover_sessions": 0.95,
+    "hijack_sessions": 0.90,
     "stuffing_attempts": 0.90,
     "bulk_export_events": 0.80,
     "slow_exfil_events": 0.80,
@@ -40,7 +41,16 @@ TARGETS = {
 }
 # Benign look-alikes of attacks (``label_detail`` prefixes), each held to ``lookalike_max``
 # (the gateway to ``gateway_max``).
-LOOKALIKES = ("forgot_password", "typo", "new_device", "flight", "hotel", "gateway")
+LOOKALIKES = (
+    "forgot_password",
+    "typo",
+    "new_device",
+    "flight",
+    "hotel",
+    "gateway",
+    "office_nat",
+    "moved_house",
+)
 
 
 def configure(workdir: Path, database_url: str | None = None) -> None:
@@ -208,6 +218,9 @@ def evaluate(exported, labels, test_ids, n_train, n_test, timings, workdir) -> d
             for kind, (f, total) in sorted(by_kind.items())
         },
         "takeover_session_recall": ratio(sum(takeover_sessions), len(takeover_sessions)),
+        "hijack_session_recall": ratio(
+            sum(sessions["session_hijack"].values()), len(sessions["session_hijack"])
+        ),
         "stuffing_attempt_recall": ratio(*by_kind["stuffing"]) if by_kind["stuffing"][1] else None,
         "distributed_stuffing_recall": ratio(*by_kind["stuffing_distributed"])
         if by_kind["stuffing_distributed"][1]
@@ -256,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
             result["takeover_session_recall"],
             ">=",
             TARGETS["takeover_sessions"],
+        ),
+        (
+            "hijacked sessions caught",
+            result["hijack_session_recall"],
+            ">=",
+            TARGETS["hijack_sessions"],
         ),
         (
             "stuffing attempts flagged",

@@ -6,19 +6,22 @@ in the import format (what ``tracking import`` reads) plus two label keys the im
 * ``label``: ``benign`` or the attack kind (``takeover``, ``takeover_vpn``, ``stuffing``,
   ``spraying``, ``bulk_export``, ``slow_exfil``, ``takeover_proxy``,
   ``stuffing_distributed``: a botnet of residential addresses in several countries, one or two
-  tries each over two hours, about 30 % of the names not existing);
+  tries each over two hours, about 30 % of the names not existing; ``session_hijack``: a live
+  session replayed from another network and browser, ``tracking.simulator.sessions``);
 * ``label_detail``: for benign records the hard case they exercise (``flight:london->tokyo``,
   ``nearby:berlin->potsdam``, ``hotel``, ``inflight``, ``mobile_carrier``, ``mobile_jump``,
   ``country_only``, ``new_device``, ``night_owl``, ``typo``, ``gateway``,
-  ``forgot_password``, or ``""`` for ordinary life);
+  ``forgot_password``, ``office_nat`` (``office_nat:typo``), ``moved_house`` (see
+  ``tracking.simulator.lookalikes``), or ``""`` for ordinary life);
   for attack records the attack session id (``takeover-3``), so recall can be computed per
   attack session rather than per line.
 
 With ``attacks_from`` after the start (a clean training period, then a test period), the test
-period also holds two benign look-alikes: from its first day the London office reaches the
-site through a cloud security gateway (a hosting network in the same country, ``gateway``),
-and a few users forget their password (several failed logins, a reset, a login:
-``forgot_password``).
+period also holds benign look-alikes: from its first day the London and New York offices
+reach the site through a cloud security gateway (a hosting network in the same country,
+``gateway``), a few users move house (``moved_house``), and a few users forget their password
+(several failed logins, a reset, a login: ``forgot_password``). The Berlin office always
+shares one NAT address (``office_nat``).
 
 Life is simulated per user and *local* day (each user lives in a time zone), attacks are
 planned up front from the seed. Records are yielded sorted by timestamp with memory bounded by
@@ -43,6 +46,7 @@ from random import Random
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tracking.simulator import lookalikes, sessions
 from tracking.simulator.world import CITIES, NETWORKS, Network, host, networks_of
 
 UTC = dt_timezone.utc
@@ -56,6 +60,7 @@ ATTACK_LABELS = (
     "slow_exfil",
     "takeover_proxy",
     "stuffing_distributed",
+    "session_hijack",
 )
 LABEL_KEYS = ("label", "label_detail")
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
@@ -246,6 +251,7 @@ class Place:
     detail: str = ""
     mobile: bool = False
     abroad: bool = False  # at the trip's destination
+    ip: str = ""  # a fixed address everyone there shares (an office NAT)
 
 
 @dataclass(slots=True)
@@ -433,10 +439,12 @@ class _Simulation:
         self.rec = _Recorder(seed, (start, self.end))
         self.plan: dict[tuple[str, int], list[tuple[str, int]]] = {}
         self.attacks_from = attacks_from or start
-        # The London office moves behind a security gateway when a test period starts.
+        # The London and New York offices move behind a security gateway when a test period
+        # starts (``lookalikes.office_network``).
         self.gateway_day: int | None = None
-        self.gateway = next(n for n in NETWORKS if n.kind == "gateway")
         self.forgetful: dict[tuple[str, int], int] = {}
+        self.moves: dict[str, lookalikes.Move] = {}
+        self.hijacks: dict[tuple[str, int], list[int]] = {}
         if attacks_from is not None and attacks_from > start:
             self.gateway_day = math.ceil((attacks_from - start) / timedelta(days=1)) + 1
             rng = _rng(seed, "forgot")
@@ -444,6 +452,7 @@ class _Simulation:
                 user = rng.choice(self.users)
                 day = rng.randrange(self.gateway_day, max(self.gateway_day + 1, days))
                 self.forgetful[(user.username, day)] = k
+            self.moves = lookalikes.plan_moves(self.users, self.gateway_day, days, seed)
         for user in self.users:
             for k, trip in enumerate(user.trips):
                 rng = _rng(seed, "trip", user.index, k)
@@ -462,6 +471,7 @@ class _Simulation:
             # attack must never leak into the clean period before ``attacks_from``.
             first = max(first, math.ceil((self.attacks_from - self.start) / timedelta(days=1)) + 1)
         days = list(range(first, self.days)) or [self.days - 1]
+        self.hijacks = sessions.plan(self.users, days, self.seed)
         counts = {
             "takeover": max(2, round(user_days / 70)),
             "takeover_vpn": max(1, round(user_days / 140)),
@@ -540,13 +550,10 @@ class _Simulation:
                         Place(user.home_net, user.desktop_ua, home_detail),
                     )
                 )
-            office = Place(user.office_net, user.desktop_ua)
-            if (
-                self.gateway_day is not None
-                and day >= self.gateway_day
-                and user.office_net.city == "london"
-            ):
-                office = Place(self.gateway, user.desktop_ua, "gateway")
+            net, office_detail, nat = lookalikes.office_network(
+                user.office_net, day, self.gateway_day
+            )
+            office = Place(net, user.desktop_ua, office_detail, ip=nat)
             for _ in range(max(1, round(rng.choice((1, 2, 3)) * self.scale))):
                 out.append((self._local(day, tz, rng.uniform(9, 17.5)), office))
             n = max(0, n - 2)
@@ -685,7 +692,7 @@ class _Simulation:
         """One browser session: a login, then a few actions. Returns the records added."""
         detail = place.detail if detail is None else detail
         key = _session_key(rng)
-        ip = (
+        ip = place.ip or (
             host(place.network, 10 + (user.index * 7 + rng.randrange(3)) % 240)
             if label == "benign"
             else host(place.network, rng.randrange(1, 250))
@@ -732,7 +739,7 @@ class _Simulation:
                 120,
                 {"username": user.username, "password": "typo-hunter2"},
                 with_session=False,
-                detail_override="typo",
+                detail_override=f"{place.detail}:typo" if place.ip else "typo",
             )
             t += timedelta(seconds=rng.uniform(4, 25))
         emit(
@@ -1074,10 +1081,24 @@ class _Simulation:
             for user in self.users:
                 rng = _rng(self.seed, "day", user.index, day)
                 owner: list[dict] = []
+                lookalikes.move_house(user, day, self.moves)
                 for t, place in self._places(user, day, rng):
                     if not self._consistent(user, t, place):
                         continue
-                    owner.extend(self._session(user, t, place, rng))
+                    detail = lookalikes.moved_detail(
+                        user, day, place.network, place.detail, self.moves
+                    )
+                    owner.extend(self._session(user, t, place, rng, detail=detail))
+                for n in self.hijacks.get((user.username, day), ()):
+                    sessions.hijack(
+                        self.rec.add,
+                        user,
+                        owner,
+                        n,
+                        _rng(self.seed, "hijack", n),
+                        DESKTOP_UAS + ATTACKER_UAS,
+                        _headers(user.country),
+                    )
                 if (user.username, day) in self.forgetful:
                     self._forgot_password(user, day, _rng(self.seed, "forgot", user.index, day))
                 for kind, n in self.plan.get((user.username, day), ()):

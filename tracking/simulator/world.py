@@ -130,6 +130,14 @@ NETWORKS: tuple[Network, ...] = (
     Network("64.20.1.0/24", 65320, "Open Proxy Net", "public_proxy", "paris", "FR", 50),
     # in-flight / satellite relays (location meaningless)
     Network("100.200.1.0/24", 65200, "SkyLink Satellite", "satellite", None, "US", 1000),
+    # the same gateway's egress for the New York office: a hosting address 1,100 km from the
+    # users' homes (its location is the gateway's, never theirs: no impossible travel)
+    Network("147.161.2.0/24", 65400, "Shield Secure Edge", "gateway", "chicago", "US", 50),
+    # second broadband providers: where people who move house get a new line
+    # (``lookalikes.moved_house``); after the first ones, so every city's first network stays
+    Network("81.2.72.0/24", 64601, "Pennine Fibre", "residential", "manchester", "GB", 10),
+    Network("90.80.3.0/24", 64611, "Rhone Net", "residential", "lyon", "FR", 10),
+    Network("91.60.4.0/24", 64621, "Isar Glasfaser", "residential", "munich", "DE", 5),
 )
 
 HOSTING_ASNS: tuple[int, ...] = tuple(
