@@ -15,9 +15,9 @@ hash and the device family) in the user's profile; a later event of that session
   site" switch, a proxy rewriting headers);
 - only the network changed: nothing (roaming, a VPN switched on).
 
-Only the ``max_sessions`` (16) most recent sessions of a user are remembered, and a session not
-seen for ``max_idle_hours`` (24) is forgotten, so a profile stays small and scoring is a few
-dictionary lookups. The start of a session is recorded for every event with a session id
+Only the ``max_sessions`` (8) most recent sessions of a user are remembered, and a session not
+seen for ``max_idle_hours`` (24) is forgotten (dropped when the user's next session starts), so
+a profile stays small and scoring is a few dictionary lookups. The start of a session is recorded for every event with a session id
 (``note``), flagged or not; a flagged event never changes what the session started as, so an
 attacker's later requests keep being compared to the owner's start. Events without a session
 id (failed logins, API tokens) are not judged. The session id is the stored keyed hash, cut to
@@ -45,7 +45,7 @@ class SessionHijack(Detector):
         self,
         hijack_score: float = 0.9,
         browser_score: float = 0.4,
-        max_sessions: int = 16,
+        max_sessions: int = 8,
         max_idle_hours: float = 24,
     ) -> None:
         self.hijack_score = hijack_score
@@ -130,8 +130,12 @@ class SessionHijack(Detector):
         if start is not None:
             start[5] = max(start[5], round(now))  # still alive; what it started as stays
         else:
-            if len(sessions) >= self.max_sessions:
-                # Forget the idlest session first (a handful of entries: a cheap scan).
+            # A new session: forget the idle ones, then the idlest while too many (a handful
+            # of entries: a cheap scan, once per session).
+            idle = now - self.max_idle_hours * HOUR
+            for old in [k for k, v in sessions.items() if v[5] < idle]:
+                del sessions[old]
+            while len(sessions) >= self.max_sessions:
                 del sessions[min(sessions, key=lambda k: sessions[k][5])]
             block, asn = _network(event)
             t = round(now)

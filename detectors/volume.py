@@ -149,7 +149,7 @@ class VolumeBaseline(Detector):
             for c in combinations(self.peer_types_, n)
         ]
         self.keys_ = {
-            cat: tuple(
+            cat: list(
                 (feature, str(b))
                 for feature in [f"vol_{cat}"] + [f"vol_{cat}@{g}" for g in groups]
                 for b in range(len(BUCKETS) + 1)
@@ -174,7 +174,7 @@ class VolumeBaseline(Detector):
         cat = self.category(event)
         if not cat:
             return []
-        return list(self.keys_[cat])
+        return self.keys_[cat]  # shared: callers only read it
 
     # --- state ------------------------------------------------------------------------
     @staticmethod

@@ -220,3 +220,109 @@ def test_ids_differ_between_windows():
     a = {r["id"] for r in traffic.simulate(users=5, days=1, start=START)}
     b = {r["id"] for r in traffic.simulate(users=5, days=1, start=START + timedelta(days=1))}
     assert a and b and not (a & b)
+
+
+# --- cases of tracking.simulator.sessions and .lookalikes ----------------------------------
+
+
+def _test_period(users=200, days=10, seed=4):
+    cut = START + timedelta(days=5)
+    return list(traffic.simulate(users=users, days=days, start=START, seed=seed, attacks_from=cut))
+
+
+def test_a_hijack_replays_a_live_session_from_another_network_and_browser():
+    records = _test_period()
+    hijacks: dict[str, list[dict]] = {}
+    for r in records:
+        if r["label"] == "session_hijack":
+            hijacks.setdefault(r["label_detail"], []).append(r)
+    assert len(hijacks) >= 5
+    for detail, events in hijacks.items():
+        assert detail.startswith("session_hijack-") and detail.split("-")[1].isdigit()
+        first = events[0]
+        owner = [
+            r for r in records if r["session_id"] == first["session_id"] and r["label"] == "benign"
+        ]
+        # The owner's own login started that session minutes before; no login by the attacker.
+        login = next(r for r in owner if r["endpoint"] == "/accounts/login/")
+        gap = datetime.fromisoformat(first["timestamp"]) - datetime.fromisoformat(
+            login["timestamp"]
+        )
+        assert timedelta(minutes=1) <= gap <= timedelta(minutes=61)
+        logout = [r["timestamp"] for r in owner if r["endpoint"] == "/accounts/logout/"]
+        assert all(e["timestamp"] < logout[0] for e in events[:1]) if logout else True
+        assert all(e["endpoint"] != "/accounts/login/" for e in events)
+        assert _net(first["ip_address"]) != _net(login["ip_address"])
+        assert first["user_agent"] != login["user_agent"]
+        assert {e["session_id"] for e in events} == {login["session_id"]}
+
+
+def test_the_berlin_office_shares_one_nat_address_with_a_few_typos():
+    records = _test_period()
+    nat = [r for r in records if r["label_detail"].startswith("office_nat")]
+    assert {r["ip_address"] for r in nat} == {"62.30.11.2"}
+    assert len({r["username"] for r in nat}) >= 5
+    typos = [r for r in nat if r["label_detail"] == "office_nat:typo"]
+    logins = [r for r in nat if r["endpoint"] == "/accounts/login/" and r["status"] == 200]
+    assert typos and all(r["status"] in (401, 403) for r in typos)
+    assert len(typos) < 0.15 * len(logins)
+
+
+def test_movers_change_city_and_provider_for_good_and_keep_their_devices():
+    records = _test_period()
+    cut = (START + timedelta(days=5)).isoformat()
+    users = {u.username: u for u in traffic.population(200, 10, 4)}
+    moved = [r for r in records if r["label_detail"] == "moved_house"]
+    assert moved and all(r["timestamp"] >= cut for r in moved)
+    movers = {r["username"] for r in moved}
+    assert len(movers) >= 2
+    new_lines = set()
+    for name in movers:
+        user = users[name]
+        events = [r for r in moved if r["username"] == name]
+        nets = {_net(r["ip_address"]) for r in events}
+        assert len(nets) == 1
+        net = nets.pop()
+        new_lines.add(net)
+        assert net.kind == "residential" and net.country == user.home_net.country
+        assert net.city != user.home and net.asn != user.home_net.asn
+        assert {r["user_agent"] for r in events} <= {user.desktop_ua, user.phone_ua} | set(
+            traffic.NEW_PHONE_UAS
+        )
+        # For good: no home event from the old line after the first one from the new one.
+        first = min(r["timestamp"] for r in events)
+        assert not any(
+            r["username"] == name
+            and r["timestamp"] > first
+            and r["label"] == "benign"
+            and _net(r["ip_address"]) == user.home_net
+            for r in records
+        )
+    assert len(new_lines) == len(movers)  # one mover per new line: not a team moving
+
+
+def test_the_gateway_is_a_hosting_network_of_the_offices_country_with_usual_devices():
+    records = _test_period()
+    users = {u.username: u for u in traffic.population(200, 10, 4)}
+    through = [r for r in records if r["label_detail"] == "gateway"]
+    assert {_net(r["ip_address"]).city for r in through} == {"london", "chicago"}
+    for r in through:
+        net, user = _net(r["ip_address"]), users[r["username"]]
+        assert net.kind == "gateway" and net.country == user.office_net.country
+        assert r["user_agent"] == user.desktop_ua
+    cut = (START + timedelta(days=5)).isoformat()
+    assert all(r["timestamp"] >= cut for r in through)
+
+
+def test_the_new_cases_are_deterministic_by_seed():
+    keys = ("session_hijack", "moved_house", "office_nat", "gateway")
+
+    def cases(seed):
+        return [
+            (r["id"], r["label"], r["label_detail"], r["ip_address"])
+            for r in _test_period(users=60, days=8, seed=seed)
+            if r["label"] in keys or r["label_detail"].split(":")[0].split("-")[0] in keys
+        ]
+
+    assert cases(9) == cases(9)
+    assert cases(9) != cases(10)

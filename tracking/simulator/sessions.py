@@ -1,6 +1,6 @@
 """Session hijack (a hook of ``traffic.py``): a live session replayed by an attacker.
 
-A few minutes to an hour after the owner signed in, the attacker uses the owner's session (the
+A few minutes to an hour after the owner signed in (before they log out), the attacker uses the owner's session (the
 same session id: a stolen cookie) from another network and another browser, without logging
 in: browsing, an export, a change of e-mail address, a payment. The network is an ordinary ISP
 of the owner's own country in half the cases (another city's broadband: what a residential
@@ -75,12 +75,23 @@ def hijack(
     logins = [
         r
         for r in owner
-        if r["type"] == "AUTH" and r["status"] == 200 and r["session_id"] and r["label"] == "benign"
+        if r["endpoint"] == "/accounts/login/"
+        and r["status"] == 200
+        and r["session_id"]
+        and r["label"] == "benign"
     ]
     if not logins:
         return 0
     login = rng.choice(logins)
     t: datetime = login["timestamp"] + timedelta(minutes=rng.uniform(3, 60))
+    # A session the owner logged out of is gone: the replay comes before that.
+    logout = [
+        r["timestamp"]
+        for r in owner
+        if r["session_id"] == login["session_id"] and r["endpoint"] == "/accounts/logout/"
+    ]
+    if logout:
+        t = min(t, max(login["timestamp"] + timedelta(minutes=1), logout[0] - timedelta(minutes=1)))
     network = _network(victim, rng)
     ip = host(network, rng.randrange(1, 250))
     ua = rng.choice([u for u in user_agents if u != login["user_agent"]])
