@@ -62,8 +62,14 @@ def plan_moves(users: list[Any], first_day: int, days: int, seed: int) -> dict[s
     """Who moves house on which day: about 2 % of the users (at least one), each to a new line
     no other mover takes."""
     rng = Random(f"{seed}|moves")
+    # Nobody moves while travelling (the trips' flights are planned from the old home).
     movers = [
-        u for u in users if u.office_net is None and u.home_net.city and _new_lines(u.home_net)
+        u
+        for u in users
+        if u.office_net is None
+        and u.home_net.city
+        and _new_lines(u.home_net)
+        and not any(trip.back >= first_day - 1 for trip in u.trips)
     ]
     if not movers or first_day >= days:
         return {}
