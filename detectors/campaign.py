@@ -30,11 +30,13 @@ from detectors.base import Context, Detector, Finding, Observation, check_number
 from detectors.profile import UserProfile, ua_key
 
 HOUR = 3600
-METRICS: tuple[str, ...] = ("camp_fail", "camp_acct", "camp_unknown")
+METRICS: tuple[str, ...] = ("camp_fail", "camp_acct", "camp_unknown", "camp_stranger", "camp_cc")
 LABELS: dict[str, str] = {
     "camp_fail": "failed logins",
     "camp_acct": "accounts failing",
     "camp_unknown": "names that do not exist failing",
+    "camp_stranger": "failed logins from outside the accounts' own networks and browsers",
+    "camp_cc": "countries of such failed logins",
 }
 FIRST = "camp_first"  # the first hour the site's failures were counted
 
@@ -44,6 +46,24 @@ def _unknown(profile: UserProfile | None) -> bool:
     matches no account is stored masked (a keyed hash, the same for the same name), so it
     never has one either, and distinct masked names stay distinct."""
     return profile is None or profile.events == 0
+
+
+def stranger(event: Observation, profile: UserProfile | None) -> bool:
+    """A failure that is not the owner mistyping: a name that does not exist, or an account
+    failing from an AS or a browser it never signed in with (an organisation network, named
+    or learned, is the owner's own too). Ordinary typos and forgotten passwords happen at home
+    on the usual browser, so these are rare on a normal day and most of a botnet's tries."""
+    if _unknown(profile):
+        return True
+    if event.trusted_network:
+        return False
+    assert profile is not None
+    return not (
+        event.asn is not None
+        and profile.known("asn", str(event.asn), event.epoch)
+        and bool(event.user_agent)
+        and profile.known("ua", ua_key(event.user_agent), event.epoch)
+    )
 
 
 def _median(values: list[int] | list[float]) -> float:
@@ -66,6 +86,8 @@ class FailureCampaign(Detector):
         min_failures: int = 12,
         min_accounts: int = 10,
         min_unknown: int = 3,
+        min_strangers: int = 4,
+        min_countries: int = 4,
         weight: float = 0.8,
         familiar_factor: float = 0.5,
     ) -> None:
@@ -77,6 +99,8 @@ class FailureCampaign(Detector):
         self.min_failures = min_failures
         self.min_accounts = min_accounts
         self.min_unknown = min_unknown
+        self.min_strangers = min_strangers
+        self.min_countries = min_countries
         self.weight = weight
         self.familiar_factor = familiar_factor
 
@@ -86,7 +110,13 @@ class FailureCampaign(Detector):
         check_number("quantile", self.quantile, low=0, high=1)
         check_number("ratio", self.ratio, low=1)
         check_number("mad_k", self.mad_k, low=0)
-        for name in ("min_failures", "min_accounts", "min_unknown"):
+        for name in (
+            "min_failures",
+            "min_accounts",
+            "min_unknown",
+            "min_strangers",
+            "min_countries",
+        ):
             check_number(name, getattr(self, name), low=1)
         check_number("weight", self.weight, low=0, high=1)
         check_number("familiar_factor", self.familiar_factor, low=0, high=1)
@@ -100,6 +130,8 @@ class FailureCampaign(Detector):
             "camp_fail": self.min_failures,
             "camp_acct": self.min_accounts,
             "camp_unknown": self.min_unknown,
+            "camp_stranger": self.min_strangers,
+            "camp_cc": self.min_countries,
         }
 
     def fit(self, X: Any = None, y: Any = None) -> FailureCampaign:
@@ -126,7 +158,11 @@ class FailureCampaign(Detector):
             for metric in METRICS:
                 keys.extend((metric, str(h)) for h in range(hour - self.history_hours, hour + 1))
             self.hour_keys_[hour] = keys
-        return [*keys, ("camp_seen", f"{hour}|{event.user_key or event.username}")]
+        return [
+            *keys,
+            ("camp_seen", f"{hour}|{event.user_key or event.username}"),
+            ("camp_seen", f"{hour}|cc:{event.country}"),
+        ]
 
     def note(self, event: Observation, profile: UserProfile | None, context: Context) -> None:
         pop = context.population
@@ -140,6 +176,11 @@ class FailureCampaign(Detector):
             if _unknown(profile):
                 pop.add("camp_unknown", str(hour))
         pop.add("camp_seen", self._account(event))
+        if stranger(event, profile):
+            pop.add("camp_stranger", str(hour))
+            if event.country and self._first_country(event, pop):
+                pop.add("camp_cc", str(hour))
+            pop.add("camp_seen", f"{hour}|cc:{event.country}")
 
     @staticmethod
     def _account(event: Observation) -> str:
@@ -148,6 +189,12 @@ class FailureCampaign(Detector):
     def _first_this_hour(self, event: Observation, pop: Any) -> bool:
         """Whether this is the hour's first failure naming this account (or claimed name)."""
         return pop.count("camp_seen", self._account(event)) == 0
+
+    @staticmethod
+    def _first_country(event: Observation, pop: Any) -> bool:
+        """Whether this is the hour's first failure from outside an account's own places from
+        the event's country (the country mix of a campaign)."""
+        return pop.count("camp_seen", f"{int(event.epoch) // HOUR}|cc:{event.country}") == 0
 
     def threshold(self, history: list[int], floor: int) -> float:
         ranked = sorted(history)
@@ -173,10 +220,13 @@ class FailureCampaign(Detector):
         first_time = self._first_this_hour(event, pop)
         # This event counts as well (the window so far, itself included) where ``note`` will
         # count it: every failure, but an account or unknown name once per hour.
+        outsider = stranger(event, profile)
         adds = {
             "camp_fail": 1,
             "camp_acct": int(first_time),
             "camp_unknown": int(first_time and unknown),
+            "camp_stranger": int(outsider),
+            "camp_cc": int(outsider and bool(event.country) and self._first_country(event, pop)),
         }
         for metric, floor in self.floors().items():
             window = pop.count(metric, str(hour)) + pop.count(metric, str(hour - 1)) + adds[metric]
@@ -196,14 +246,7 @@ class FailureCampaign(Detector):
         _, metric, window, bound = worst
         # The owner mistyping from their own network and browser during a campaign is not part
         # of it: noted, weighed less, not flagged on its own.
-        familiar = (
-            not unknown
-            and profile is not None
-            and event.asn is not None
-            and profile.known("asn", str(event.asn), event.epoch)
-            and bool(event.user_agent)
-            and profile.known("ua", ua_key(event.user_agent), event.epoch)
-        )
+        familiar = not outsider
         reason = (
             f"Login campaign: {window} {LABELS[metric]} in two hours site-wide, usual ≤ "
             f"{bound:.0f}"
