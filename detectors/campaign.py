@@ -72,9 +72,25 @@ def _median(values: list[int] | list[float]) -> float:
     return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
+def backfilled(hit: Finding, hit_event: Observation, attempts: int) -> Finding:
+    """The finding an earlier attempt of a campaign gets once the campaign is recognised later
+    in the same batch."""
+    return Finding(
+        detector=hit.detector,
+        tag=hit.tag,
+        score=hit.score,
+        severity=hit.severity,
+        reason=f"Part of a campaign recognised {attempts} attempt(s) later, at "
+        f"{hit_event.timestamp:%H:%M} UTC: {hit.reason}",
+        evidence={**hit.evidence, "recognised_at": hit_event.timestamp.isoformat()},
+        extra_tags=hit.extra_tags,
+    )
+
+
 class FailureCampaign(Detector):
     name = "campaign"
     tag = "login_campaign"
+    retroactive = True
 
     def __init__(
         self,
@@ -90,6 +106,7 @@ class FailureCampaign(Detector):
         min_countries: int = 4,
         weight: float = 0.8,
         familiar_factor: float = 0.5,
+        backfill: bool = True,
     ) -> None:
         self.history_hours = history_hours
         self.min_history_hours = min_history_hours
@@ -103,6 +120,7 @@ class FailureCampaign(Detector):
         self.min_countries = min_countries
         self.weight = weight
         self.familiar_factor = familiar_factor
+        self.backfill = backfill
 
     def validate(self) -> None:
         check_number("history_hours", self.history_hours, low=2)
@@ -280,3 +298,27 @@ class FailureCampaign(Detector):
         self, event: Observation, profile: UserProfile | None, context: Context
     ) -> list[Finding]:
         return self.score_event(event, profile, context)
+
+    def revisit(
+        self, judged: list[tuple[Observation, UserProfile | None, list[Finding]]]
+    ) -> dict[int, list[Finding]]:
+        """The batch's failures from strangers that came before the campaign was recognised
+        and were counted in the window that crossed (its hour or the one before) get its
+        finding too: verdicts are made at ingest, but a batch is judged as a whole."""
+        if not self.backfill:
+            return {}
+        added: dict[int, list[Finding]] = {}
+        hit: tuple[int, Observation, Finding] | None = None
+        for k in range(len(judged) - 1, -1, -1):
+            event, profile, findings = judged[k]
+            own = [f for f in findings if f.detector == self.name and not f.suppressed]
+            if own:
+                if own[0].severity == "high":
+                    hit = (k, event, own[0])
+                continue
+            if hit is None or not self.applies(event) or not stranger(event, profile):
+                continue
+            j, hit_event, finding = hit
+            if int(event.epoch) // HOUR >= int(hit_event.epoch) // HOUR - 1:
+                added[k] = [backfilled(finding, hit_event, j - k)]
+        return added

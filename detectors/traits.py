@@ -31,7 +31,7 @@ import math
 from typing import Any
 
 from detectors.base import Context, Detector, Finding, Observation, check_number
-from detectors.campaign import FIRST, HOUR, _unknown, stranger
+from detectors.campaign import FIRST, HOUR, _unknown, backfilled, stranger
 from detectors.profile import UserProfile, ua_key
 
 TRAITS: tuple[str, ...] = ("ua", "kind", "net", "asn")
@@ -83,6 +83,7 @@ def describe(trait: str, event: Observation) -> str:
 class CampaignTraits(Detector):
     name = "campaign_traits"
     tag = "login_campaign"
+    retroactive = True
 
     def __init__(
         self,
@@ -96,6 +97,7 @@ class CampaignTraits(Detector):
         min_network: int = 5,
         min_asn: int = 8,
         weight: float = 0.8,
+        backfill: bool = True,
     ) -> None:
         self.slot_minutes = slot_minutes
         self.window_minutes = window_minutes
@@ -107,6 +109,7 @@ class CampaignTraits(Detector):
         self.min_network = min_network
         self.min_asn = min_asn
         self.weight = weight
+        self.backfill = backfill
 
     def validate(self) -> None:
         check_number("slot_minutes", self.slot_minutes, low=1, high=60)
@@ -248,3 +251,34 @@ class CampaignTraits(Detector):
                 extra_tags=tuple(sorted({TAGS[c["trait"]] for c in crossed} - {TAGS[trait]})),
             )
         ]
+
+    def revisit(
+        self, judged: list[tuple[Observation, UserProfile | None, list[Finding]]]
+    ) -> dict[int, list[Finding]]:
+        """The batch's earlier failures from strangers that share a crossed trait value and
+        were counted in the crossing window get its finding too."""
+        if not self.backfill:
+            return {}
+        hits: list[tuple[int, int, set[tuple[str, str]], Finding]] = []
+        for k, (event, _, findings) in enumerate(judged):
+            for f in findings:
+                if f.detector == self.name and not f.suppressed:
+                    values = traits_of(event)
+                    crossed = {
+                        (c["trait"], values.get(c["trait"], "")) for c in f.evidence["traits"]
+                    }
+                    hits.append((k, self._slot(event), crossed, f))
+                    break
+        if not hits:
+            return {}
+        hit_at = {k for k, *_ in hits}
+        added: dict[int, list[Finding]] = {}
+        for k, (event, profile, _) in enumerate(judged):
+            if k in hit_at or not self.applies(event) or not stranger(event, profile):
+                continue
+            slot, values = self._slot(event), set(traits_of(event).items())
+            for j, hit_slot, crossed, finding in hits:
+                if j > k and slot > hit_slot - self._slots() and crossed & values:
+                    added[k] = [backfilled(finding, judged[j][0], j - k)]
+                    break
+        return added

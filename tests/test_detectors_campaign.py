@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from detectors.campaign import FailureCampaign
 from detectors.engine import Engine
 from detectors.population import Population
@@ -144,6 +146,11 @@ def traits_engine(**params):
     return Engine([CampaignTraits(**params).fit()])
 
 
+def one_by_one(engine, events, profiles, population):
+    """Each event in its own batch, as live requests arrive: verdicts made at ingest."""
+    return [engine.run([e], profiles, population)[0] for e in events]
+
+
 def quiet_site(engine, profiles, population, days=3):
     """Users signing in from home (Thames Broadband), an owner's typo now and then."""
     site_history(engine, profiles, population, days=days)
@@ -157,7 +164,7 @@ def test_brute_force_on_one_account_from_rotating_addresses_of_one_24_is_network
     start = 3 * 24 + 1
     # One guess every four minutes (under the per-account burst rule), another address each time.
     guesses = [stranger_failure(start + i / 15, "user3", f"90.80.1.{20 + i}") for i in range(12)]
-    verdicts = engine.run(guesses, profiles, population)
+    verdicts = one_by_one(engine, guesses, profiles, population)
     flagged = [v.flagged for v in verdicts]
     # Flagged from the fifth (``min_network``) on, not before.
     assert flagged == [False] * 4 + [True] * 8
@@ -181,7 +188,7 @@ def test_spraying_across_the_blocks_of_one_provider_is_counted_per_as():
         stranger_failure(start + i / 20, f"nobody{i}", f"90.80.{1 + i % 4}.{50 + i}", ua=uas[i % 4])
         for i in range(12)
     ]
-    verdicts = engine.run(spray, profiles, population)
+    verdicts = one_by_one(engine, spray, profiles, population)
     assert [v.flagged for v in verdicts] == [False] * 7 + [True] * 5
     finding = verdicts[-1].findings[0]
     assert finding.evidence["trait"] == "asn" and "rotating inside AS64610" in finding.reason
@@ -199,7 +206,7 @@ def test_a_botnet_sharing_one_user_agent_is_grouped_across_networks():
         stranger_failure(start + i / 30, f"user{i % 20}", f"{10 + i}.1.2.3", asn=asns[i])
         for i in range(10)
     ]
-    verdicts = engine.run(bots, profiles, population)
+    verdicts = one_by_one(engine, bots, profiles, population)
     assert [v.flagged for v in verdicts] == [False] * 7 + [True] * 3
     finding = verdicts[-1].findings[0]
     assert finding.tag == "login_campaign" and finding.evidence["trait"] == "ua"
@@ -251,7 +258,7 @@ def test_a_busy_providers_as_learns_a_higher_bar_from_its_own_history():
             )
             for i in range(10)
         ]
-        return [v.flagged for v in engine.run(burst, profiles, population)]
+        return [v.flagged for v in one_by_one(engine, burst, profiles, population)]
 
     assert run(busy=False)[-1]
     assert not any(run(busy=True))
@@ -284,6 +291,84 @@ def test_strangers_let_the_site_wide_campaign_be_recognised_within_a_few_attempt
         stranger_failure(start + i / 20, f"user{i % 20}", f"{20 + i}.7.8.9", asn=64000 + i)
         for i in range(10)
     ]
-    verdicts = engine.run(bots, profiles, population)
+    verdicts = one_by_one(engine, bots, profiles, population)
     assert [v.flagged for v in verdicts] == [False] * 4 + [True] * 6
     assert verdicts[4].findings[0].evidence["metric"] in ("camp_stranger", "camp_cc")
+
+
+def test_a_campaign_recognised_later_in_the_batch_names_its_first_attempts_too():
+    """Judged as one batch (an import, a busy writer), the attempts before the campaign stood
+    out get its finding as well; an owner's typo in the same hour does not."""
+    engine = Engine([FailureCampaign().fit(), CampaignTraits().fit()])
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    site_history(engine, profiles, population)
+    start = 5 * 24 + 1
+    owner = failure(start + 0.01, "user3")
+    guesses = [
+        stranger_failure(start + 0.02 + i / 15, "user4", f"90.80.1.{20 + i}") for i in range(8)
+    ]
+    verdicts = engine.run([owner, *guesses], profiles, population)
+    assert not verdicts[0].findings
+    assert all(v.flagged for v in verdicts[1:])
+    first = verdicts[1].findings[0]
+    assert first.reason.startswith("Part of a campaign recognised")
+    assert "recognised_at" in first.evidence
+    # Without backfilling, the first attempts keep their ingest-time verdict.
+    engine = Engine([FailureCampaign(backfill=False).fit(), CampaignTraits(backfill=False).fit()])
+    profiles, population = {}, Population()
+    site_history(engine, profiles, population)
+    verdicts = engine.run([owner, *guesses], profiles, population)
+    assert [v.flagged for v in verdicts] == [False] * 5 + [True] * 4
+
+
+# --- through ingest -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_rotation_inside_one_24_through_ingest_is_tagged_and_explained():
+    from django.contrib.auth import get_user_model
+
+    from tracking.events import Event
+    from tracking.models import Activity, Finding
+    from tracking.pipeline.ingest import ingest
+    from tracking.simulator.world import NETWORKS, host
+
+    home = next(n for n in NETWORKS if n.city == "london" and n.kind == "residential")
+    paris = next(n for n in NETWORKS if n.city == "paris" and n.kind == "residential")
+    desktop = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"
+    )
+
+    def login(ts, network, index, status=200, ua=desktop):
+        return Event(
+            type="AUTH",
+            timestamp=ts,
+            username="alice",
+            ip_address=host(network, index),
+            user_agent=ua,
+            endpoint="/accounts/login/",
+            method="POST",
+            status=status,
+            duration=100.0,
+        )
+
+    get_user_model().objects.create(username="alice")
+    # Three days of history, the owner's own typo on the first.
+    history = [login(T0 + timedelta(hours=6 * h), home, 20) for h in range(12)]
+    history.insert(1, login(T0 + timedelta(hours=1), home, 20, status=401))
+    ingest(history, source="import")
+    start = T0 + timedelta(days=3)
+    guesses = [
+        login(start + timedelta(minutes=4 * i), paris, 30 + i, status=401, ua=ATTACKER_UA)
+        for i in range(7)
+    ]
+    for guess in guesses:  # one request at a time, as they arrive
+        ingest([guess], source="api")
+    rows = [Activity.objects.get(id=g.id) for g in guesses]
+    assert [("network_rotation" in r.tags) and r.flagged for r in rows] == [False] * 4 + [True] * 3
+    finding = Finding.objects.get(activity=rows[4], detector="campaign_traits")
+    assert finding.reason.startswith(
+        "Network rotation: 5 failed logins in 60 min from 5 addresses rotating inside 90.80.1.0/24"
+    )
+    assert finding.evidence["trait"] == "net"
