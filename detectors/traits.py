@@ -263,10 +263,8 @@ class CampaignTraits(Detector):
         for k, (event, _, findings) in enumerate(judged):
             for f in findings:
                 if f.detector == self.name and not f.suppressed:
-                    values = traits_of(event)
-                    crossed = {
-                        (c["trait"], values.get(c["trait"], "")) for c in f.evidence["traits"]
-                    }
+                    own = traits_of(event)
+                    crossed = {(c["trait"], own.get(c["trait"], "")) for c in f.evidence["traits"]}
                     hits.append((k, self._slot(event), crossed, f))
                     break
         if not hits:
@@ -276,9 +274,9 @@ class CampaignTraits(Detector):
         for k, (event, profile, _) in enumerate(judged):
             if k in hit_at or not self.applies(event) or not stranger(event, profile):
                 continue
-            slot, values = self._slot(event), set(traits_of(event).items())
+            slot, shared = self._slot(event), set(traits_of(event).items())
             for j, hit_slot, crossed, finding in hits:
-                if j > k and slot > hit_slot - self._slots() and crossed & values:
+                if j > k and slot > hit_slot - self._slots() and crossed & shared:
                     added[k] = [backfilled(finding, judged[j][0], j - k)]
                     break
         return added
