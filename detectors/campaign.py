@@ -168,14 +168,18 @@ class FailureCampaign(Detector):
             return []
         self._memo()
         hour = int(event.epoch) // HOUR
-        keys = self.hour_keys_.get(hour)
+        # Once this process learned the hour's thresholds from a full history, only the
+        # window's counters are read again (the history of past hours does not change).
+        settled = all((hour, m, self.history_hours) in self.bounds_ for m in METRICS)
+        keys = self.hour_keys_.get(-hour if settled else hour)
         if keys is None:
             if len(self.hour_keys_) > 64:
                 self.hour_keys_.clear()
             keys = [(FIRST, "hour")]
+            first = hour - 1 if settled else hour - self.history_hours
             for metric in METRICS:
-                keys.extend((metric, str(h)) for h in range(hour - self.history_hours, hour + 1))
-            self.hour_keys_[hour] = keys
+                keys.extend((metric, str(h)) for h in range(first, hour + 1))
+            self.hour_keys_[-hour if settled else hour] = keys
         return [
             *keys,
             ("camp_seen", f"{hour}|{event.user_key or event.username}"),
