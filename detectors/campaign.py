@@ -4,12 +4,15 @@ A botnet trying one or two passwords from each of dozens of addresses leaves not
 address or per account; what it changes is the *site*: failed logins per hour, distinct
 accounts failing, and failures on accounts that do not exist (a stuffing list's names). Every
 failed login is counted (``note``) in ``Population`` counters per UTC hour (``camp_fail``,
-``camp_acct`` distinct accounts, ``camp_unknown`` distinct names that do not exist); the history of the last
-``history_hours`` hours is the baseline. A failed login is judged on its window (this hour and
+``camp_acct`` distinct accounts, ``camp_unknown`` distinct names that do not exist,
+``camp_stranger`` failures from strangers — see :func:`stranger` — and ``camp_cc`` their
+distinct countries, the campaign's country mix); the history of the last ``history_hours``
+hours is the baseline. Strangers are rare on an ordinary day (the owner mistypes at home), so
+a botnet stands out after a handful of tries rather than a dozen. A failed login is judged on its window (this hour and
 the previous one, so a campaign spanning an hour boundary stays visible) against a threshold
 learned from that history: the largest of ``quantile`` of the hourly counts × ``ratio``,
 ``median + mad_k × 1.4826 × MAD`` and a floor (``min_failures``, ``min_accounts``,
-``min_unknown``). The quantile is deliberately not the maximum: an earlier attack in the history
+``min_unknown``, ``min_strangers``, ``min_countries``). The quantile is deliberately not the maximum: an earlier attack in the history
 must not raise the bar for the next one. Nothing is judged before
 ``min_history_hours`` hours of the site's history.
 
@@ -19,7 +22,9 @@ list — counted once per name and hour, so one person retrying a mistyped name 
 and always part of what is counted, and when the window is anomalous every failed
 login in it is flagged as part of the campaign, with the counts that made it one — except an attempt from the account's own network and
 browser (the owner mistyping meanwhile), which is weighed by ``familiar_factor`` and does not
-flag on its own.
+flag on its own. Verdicts are made per event at ingest; when the campaign is recognised later
+in the same batch, ``revisit`` gives the batch's earlier strangers counted in the crossing
+window its finding too (``backfill``).
 """
 
 from __future__ import annotations
