@@ -125,6 +125,7 @@ class Detector:
     - ``population_keys`` names the population counters ``score`` and ``update`` read;
     - ``extend_networks`` receives the site's hosting / mobile-carrier AS numbers;
     - ``batched = True``: ``prepare`` one row per event, ``score_prepared`` all rows at once;
+    - ``retroactive = True``: ``revisit`` adds findings to earlier events of the batch;
     - ``locates = True``: ``update`` keeps the user's last position (``profile.set_location``);
     - ``trainable = True``: state trained offline is stored under ``state_name()`` and
       installed with ``set_state`` (``state_meta`` is its JSON companion, ``clear_state``
@@ -142,6 +143,8 @@ class Detector:
     # Whether the detector has state trained offline (``tracking train``) that is stored and
     # installed with ``set_state``.
     trainable: ClassVar[bool] = False
+    # Whether ``revisit`` may add findings to the batch's earlier events once all were judged.
+    retroactive: ClassVar[bool] = False
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -192,6 +195,15 @@ class Detector:
     def extend_networks(self, hosting_asns: tuple[int, ...], mobile_asns: tuple[int, ...]) -> None:
         """Add the site's hosting and mobile-carrier AS numbers (``TRACKING_HOSTING_ASNS``,
         ``TRACKING_MOBILE_ASNS``) to the detector's own; default: not used."""
+
+    def revisit(
+        self, judged: list[tuple[Observation, UserProfile | None, list[Finding]]]
+    ) -> dict[int, list[Finding]]:
+        """``retroactive = True``: after the whole batch was judged (``judged``: each event in
+        time order with its user's profile as the batch left it and its findings), further
+        findings by position, e.g. on a campaign's first attempts that came before it was
+        recognised later in the batch. Default: none."""
+        return {}
 
     # --- batched detectors (``batched = True``) --------------------------------------------
     def prepare(self, event: Observation, profile: UserProfile | None, context: Context) -> Any:

@@ -4,12 +4,15 @@ A botnet trying one or two passwords from each of dozens of addresses leaves not
 address or per account; what it changes is the *site*: failed logins per hour, distinct
 accounts failing, and failures on accounts that do not exist (a stuffing list's names). Every
 failed login is counted (``note``) in ``Population`` counters per UTC hour (``camp_fail``,
-``camp_acct`` distinct accounts, ``camp_unknown`` distinct names that do not exist); the history of the last
-``history_hours`` hours is the baseline. A failed login is judged on its window (this hour and
+``camp_acct`` distinct accounts, ``camp_unknown`` distinct names that do not exist,
+``camp_stranger`` failures from strangers — see :func:`stranger` — and ``camp_cc`` their
+distinct countries, the campaign's country mix); the history of the last ``history_hours``
+hours is the baseline. Strangers are rare on an ordinary day (the owner mistypes at home), so
+a botnet stands out after a handful of tries rather than a dozen. A failed login is judged on its window (this hour and
 the previous one, so a campaign spanning an hour boundary stays visible) against a threshold
 learned from that history: the largest of ``quantile`` of the hourly counts × ``ratio``,
 ``median + mad_k × 1.4826 × MAD`` and a floor (``min_failures``, ``min_accounts``,
-``min_unknown``). The quantile is deliberately not the maximum: an earlier attack in the history
+``min_unknown``, ``min_strangers``, ``min_countries``). The quantile is deliberately not the maximum: an earlier attack in the history
 must not raise the bar for the next one. Nothing is judged before
 ``min_history_hours`` hours of the site's history.
 
@@ -19,7 +22,9 @@ list — counted once per name and hour, so one person retrying a mistyped name 
 and always part of what is counted, and when the window is anomalous every failed
 login in it is flagged as part of the campaign, with the counts that made it one — except an attempt from the account's own network and
 browser (the owner mistyping meanwhile), which is weighed by ``familiar_factor`` and does not
-flag on its own.
+flag on its own. Verdicts are made per event at ingest; when the campaign is recognised later
+in the same batch, ``revisit`` gives the batch's earlier strangers counted in the crossing
+window its finding too (``backfill``).
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from detectors.base import Context, Detector, Finding, Observation, check_number
 from detectors.profile import UserProfile, ua_key
 
 HOUR = 3600
-METRICS: tuple[str, ...] = ("camp_fail", "camp_acct", "camp_unknown")
+METRICS: tuple[str, ...] = ("camp_fail", "camp_acct", "camp_unknown", "camp_stranger", "camp_cc")
 LABELS: dict[str, str] = {
     "camp_fail": "failed logins",
     "camp_acct": "accounts failing",
     "camp_unknown": "names that do not exist failing",
+    "camp_stranger": "failed logins from outside the accounts' own networks and browsers",
+    "camp_cc": "countries of such failed logins",
 }
 FIRST = "camp_first"  # the first hour the site's failures were counted
 
@@ -46,15 +53,49 @@ def _unknown(profile: UserProfile | None) -> bool:
     return profile is None or profile.events == 0
 
 
+def stranger(event: Observation, profile: UserProfile | None) -> bool:
+    """A failure that is not the owner mistyping: a name that does not exist, or an account
+    failing from an AS or a browser it never signed in with (an organisation network, named
+    or learned, is the owner's own too). Ordinary typos and forgotten passwords happen at home
+    on the usual browser, so these are rare on a normal day and most of a botnet's tries."""
+    if _unknown(profile):
+        return True
+    if event.trusted_network:
+        return False
+    assert profile is not None
+    return not (
+        event.asn is not None
+        and profile.known("asn", str(event.asn), event.epoch)
+        and bool(event.user_agent)
+        and profile.known("ua", ua_key(event.user_agent), event.epoch)
+    )
+
+
 def _median(values: list[int] | list[float]) -> float:
     s = sorted(values)
     n = len(s)
     return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
+def backfilled(hit: Finding, hit_event: Observation, attempts: int) -> Finding:
+    """The finding an earlier attempt of a campaign gets once the campaign is recognised later
+    in the same batch."""
+    return Finding(
+        detector=hit.detector,
+        tag=hit.tag,
+        score=hit.score,
+        severity=hit.severity,
+        reason=f"Part of a campaign recognised {attempts} attempt(s) later, at "
+        f"{hit_event.timestamp:%H:%M} UTC: {hit.reason}",
+        evidence={**hit.evidence, "recognised_at": hit_event.timestamp.isoformat()},
+        extra_tags=hit.extra_tags,
+    )
+
+
 class FailureCampaign(Detector):
     name = "campaign"
     tag = "login_campaign"
+    retroactive = True
 
     def __init__(
         self,
@@ -66,8 +107,11 @@ class FailureCampaign(Detector):
         min_failures: int = 12,
         min_accounts: int = 10,
         min_unknown: int = 3,
+        min_strangers: int = 4,
+        min_countries: int = 4,
         weight: float = 0.8,
         familiar_factor: float = 0.5,
+        backfill: bool = True,
     ) -> None:
         self.history_hours = history_hours
         self.min_history_hours = min_history_hours
@@ -77,8 +121,11 @@ class FailureCampaign(Detector):
         self.min_failures = min_failures
         self.min_accounts = min_accounts
         self.min_unknown = min_unknown
+        self.min_strangers = min_strangers
+        self.min_countries = min_countries
         self.weight = weight
         self.familiar_factor = familiar_factor
+        self.backfill = backfill
 
     def validate(self) -> None:
         check_number("history_hours", self.history_hours, low=2)
@@ -86,7 +133,13 @@ class FailureCampaign(Detector):
         check_number("quantile", self.quantile, low=0, high=1)
         check_number("ratio", self.ratio, low=1)
         check_number("mad_k", self.mad_k, low=0)
-        for name in ("min_failures", "min_accounts", "min_unknown"):
+        for name in (
+            "min_failures",
+            "min_accounts",
+            "min_unknown",
+            "min_strangers",
+            "min_countries",
+        ):
             check_number(name, getattr(self, name), low=1)
         check_number("weight", self.weight, low=0, high=1)
         check_number("familiar_factor", self.familiar_factor, low=0, high=1)
@@ -100,6 +153,8 @@ class FailureCampaign(Detector):
             "camp_fail": self.min_failures,
             "camp_acct": self.min_accounts,
             "camp_unknown": self.min_unknown,
+            "camp_stranger": self.min_strangers,
+            "camp_cc": self.min_countries,
         }
 
     def fit(self, X: Any = None, y: Any = None) -> FailureCampaign:
@@ -118,15 +173,23 @@ class FailureCampaign(Detector):
             return []
         self._memo()
         hour = int(event.epoch) // HOUR
-        keys = self.hour_keys_.get(hour)
+        # Once this process learned the hour's thresholds from a full history, only the
+        # window's counters are read again (the history of past hours does not change).
+        settled = all((hour, m, self.history_hours) in self.bounds_ for m in METRICS)
+        keys = self.hour_keys_.get(-hour if settled else hour)
         if keys is None:
             if len(self.hour_keys_) > 64:
                 self.hour_keys_.clear()
             keys = [(FIRST, "hour")]
+            first = hour - 1 if settled else hour - self.history_hours
             for metric in METRICS:
-                keys.extend((metric, str(h)) for h in range(hour - self.history_hours, hour + 1))
-            self.hour_keys_[hour] = keys
-        return [*keys, ("camp_seen", f"{hour}|{event.user_key or event.username}")]
+                keys.extend((metric, str(h)) for h in range(first, hour + 1))
+            self.hour_keys_[-hour if settled else hour] = keys
+        return [
+            *keys,
+            ("camp_seen", f"{hour}|{event.user_key or event.username}"),
+            ("camp_seen", f"{hour}|cc:{event.country}"),
+        ]
 
     def note(self, event: Observation, profile: UserProfile | None, context: Context) -> None:
         pop = context.population
@@ -140,6 +203,11 @@ class FailureCampaign(Detector):
             if _unknown(profile):
                 pop.add("camp_unknown", str(hour))
         pop.add("camp_seen", self._account(event))
+        if stranger(event, profile):
+            pop.add("camp_stranger", str(hour))
+            if event.country and self._first_country(event, pop):
+                pop.add("camp_cc", str(hour))
+            pop.add("camp_seen", f"{hour}|cc:{event.country}")
 
     @staticmethod
     def _account(event: Observation) -> str:
@@ -148,6 +216,12 @@ class FailureCampaign(Detector):
     def _first_this_hour(self, event: Observation, pop: Any) -> bool:
         """Whether this is the hour's first failure naming this account (or claimed name)."""
         return pop.count("camp_seen", self._account(event)) == 0
+
+    @staticmethod
+    def _first_country(event: Observation, pop: Any) -> bool:
+        """Whether this is the hour's first failure from outside an account's own places from
+        the event's country (the country mix of a campaign)."""
+        return pop.count("camp_seen", f"{int(event.epoch) // HOUR}|cc:{event.country}") == 0
 
     def threshold(self, history: list[int], floor: int) -> float:
         ranked = sorted(history)
@@ -173,10 +247,13 @@ class FailureCampaign(Detector):
         first_time = self._first_this_hour(event, pop)
         # This event counts as well (the window so far, itself included) where ``note`` will
         # count it: every failure, but an account or unknown name once per hour.
+        outsider = stranger(event, profile)
         adds = {
             "camp_fail": 1,
             "camp_acct": int(first_time),
             "camp_unknown": int(first_time and unknown),
+            "camp_stranger": int(outsider),
+            "camp_cc": int(outsider and bool(event.country) and self._first_country(event, pop)),
         }
         for metric, floor in self.floors().items():
             window = pop.count(metric, str(hour)) + pop.count(metric, str(hour - 1)) + adds[metric]
@@ -196,14 +273,7 @@ class FailureCampaign(Detector):
         _, metric, window, bound = worst
         # The owner mistyping from their own network and browser during a campaign is not part
         # of it: noted, weighed less, not flagged on its own.
-        familiar = (
-            not unknown
-            and profile is not None
-            and event.asn is not None
-            and profile.known("asn", str(event.asn), event.epoch)
-            and bool(event.user_agent)
-            and profile.known("ua", ua_key(event.user_agent), event.epoch)
-        )
+        familiar = not outsider
         reason = (
             f"Login campaign: {window} {LABELS[metric]} in two hours site-wide, usual ≤ "
             f"{bound:.0f}"
@@ -237,3 +307,27 @@ class FailureCampaign(Detector):
         self, event: Observation, profile: UserProfile | None, context: Context
     ) -> list[Finding]:
         return self.score_event(event, profile, context)
+
+    def revisit(
+        self, judged: list[tuple[Observation, UserProfile | None, list[Finding]]]
+    ) -> dict[int, list[Finding]]:
+        """The batch's failures from strangers that came before the campaign was recognised
+        and were counted in the window that crossed (its hour or the one before) get its
+        finding too: verdicts are made at ingest, but a batch is judged as a whole."""
+        if not self.backfill:
+            return {}
+        added: dict[int, list[Finding]] = {}
+        hit: tuple[int, Observation, Finding] | None = None
+        for k in range(len(judged) - 1, -1, -1):
+            event, profile, findings = judged[k]
+            own = [f for f in findings if f.detector == self.name and not f.suppressed]
+            if own:
+                if own[0].severity == "high":
+                    hit = (k, event, own[0])
+                continue
+            if hit is None or not self.applies(event) or not stranger(event, profile):
+                continue
+            j, hit_event, finding = hit
+            if int(event.epoch) // HOUR >= int(hit_event.epoch) // HOUR - 1:
+                added[k] = [backfilled(finding, hit_event, j - k)]
+        return added

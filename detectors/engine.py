@@ -205,6 +205,7 @@ class Engine:
             if learner is not None and not obs.failed and not flagged:
                 learner.taught(obs, population)
 
+        self.revisit(order, observations, profiles, per_event)
         for det in batched:
             items = prepared[det.name]
             try:
@@ -222,6 +223,37 @@ class Engine:
             risk, flagged = decide(findings, threshold, method)
             verdicts.append(Verdict(findings=findings, risk=risk, flagged=flagged))
         return verdicts
+
+    def revisit(
+        self,
+        order: list[int],
+        observations: Sequence[Observation],
+        profiles: dict[str, UserProfile],
+        per_event: list[list[Finding]],
+    ) -> None:
+        """Let retroactive detectors add findings to the batch's earlier events (a campaign
+        recognised at its fifth attempt names the first four of the same batch too)."""
+        judged = None
+        for det in self.plain:
+            if not det.retroactive:
+                continue
+            if judged is None:
+                judged = [
+                    (
+                        observations[i],
+                        profiles.get(observations[i].user_key or ""),
+                        per_event[i],
+                    )
+                    for i in order
+                ]
+            try:
+                added = det.revisit(judged)
+            except Exception:  # one broken detector must not silence the others
+                logger.exception("detector %s failed revisiting a batch", det.name)
+                continue
+            for k, found in added.items():
+                per_event[order[k]].extend(found)
+                apply_suppression(per_event[order[k]])
 
     # --- learning -------------------------------------------------------------------------
     def remember(

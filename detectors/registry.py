@@ -21,6 +21,7 @@ BUILTIN_DETECTORS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("detectors.volume.VolumeBaseline", {}),
     ("detectors.breach.BreachedPassword", {}),
     ("detectors.campaign.FailureCampaign", {}),
+    ("detectors.traits.CampaignTraits", {}),
     ("detectors.risk.FreemanRiskScore", {}),
     ("detectors.outliers.IsolationForestDetector", {}),
 )

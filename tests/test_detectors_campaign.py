@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from detectors.campaign import FailureCampaign
 from detectors.engine import Engine
 from detectors.population import Population
 from detectors.profile import UserProfile
+from detectors.traits import CampaignTraits, network_of
 from tests.detection_helpers import T0, obs
 
 
@@ -116,3 +119,256 @@ def test_an_unknown_name_counts_once_an_hour_however_often_it_is_retried():
     engine.run([success(0.7, "user1")], profiles, population)
     engine.run([failure(0.8, "user1")], profiles, population)
     assert population.count("camp_unknown", hour) == 6 and population.count("camp_acct", hour) == 7
+
+
+# --- shared traits and rotation inside one network (detectors.traits) -----------------------
+
+ATTACKER_UA = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:109.0) Gecko/20100101 Firefox/115.0"
+
+
+def stranger_failure(hours: float, username: str, ip: str, *, ua: str = ATTACKER_UA, **kw):
+    """A failed login from an address and browser the account never used."""
+    return obs(
+        "paris",
+        at=T0 + timedelta(hours=hours),
+        status=401,
+        username=username,
+        ip=ip,
+        asn=kw.pop("asn", 64610),
+        isp=kw.pop("isp", "Gallic Fibre"),
+        ua=ua,
+        id=f"x-{username}-{hours}-{ip}",
+        **kw,
+    )
+
+
+def traits_engine(**params):
+    return Engine([CampaignTraits(**params).fit()])
+
+
+def one_by_one(engine, events, profiles, population):
+    """Each event in its own batch, as live requests arrive: verdicts made at ingest."""
+    return [engine.run([e], profiles, population)[0] for e in events]
+
+
+def quiet_site(engine, profiles, population, days=3):
+    """Users signing in from home (Thames Broadband), an owner's typo now and then."""
+    site_history(engine, profiles, population, days=days)
+
+
+def test_brute_force_on_one_account_from_rotating_addresses_of_one_24_is_network_rotation():
+    engine = traits_engine()
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    quiet_site(engine, profiles, population)
+    start = 3 * 24 + 1
+    # One guess every four minutes (under the per-account burst rule), another address each time.
+    guesses = [stranger_failure(start + i / 15, "user3", f"90.80.1.{20 + i}") for i in range(12)]
+    verdicts = one_by_one(engine, guesses, profiles, population)
+    flagged = [v.flagged for v in verdicts]
+    # Flagged from the fifth (``min_network``) on, not before.
+    assert flagged == [False] * 4 + [True] * 8
+    finding = verdicts[4].findings[0]
+    assert finding.tag == "network_rotation" and finding.evidence["trait"] == "net"
+    assert "5 failed logins in 60 min from 5 addresses rotating inside 90.80.1.0/24" in (
+        finding.reason
+    )
+
+
+def test_spraying_across_the_blocks_of_one_provider_is_counted_per_as():
+    engine = traits_engine()
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    quiet_site(engine, profiles, population)
+    start = 3 * 24 + 1
+    # Four /24s of one AS, each with its own browser string: no /24 and no browser reaches
+    # its floor, the AS does (from the eighth attempt).
+    uas = [f"Mozilla/5.0 (Windows NT 10.0) Chrome/12{k}.0" for k in range(4)]
+    spray = [
+        stranger_failure(start + i / 20, f"nobody{i}", f"90.80.{1 + i % 4}.{50 + i}", ua=uas[i % 4])
+        for i in range(12)
+    ]
+    verdicts = one_by_one(engine, spray, profiles, population)
+    assert [v.flagged for v in verdicts] == [False] * 7 + [True] * 5
+    finding = verdicts[-1].findings[0]
+    assert finding.evidence["trait"] == "asn" and "rotating inside AS64610" in finding.reason
+    assert finding.evidence["traits"][0]["unknown_names"] == 12
+
+
+def test_a_botnet_sharing_one_user_agent_is_grouped_across_networks():
+    engine = traits_engine()
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    quiet_site(engine, profiles, population)
+    start = 3 * 24 + 1
+    asns = [64600, 64610, 64620, 64630, 64640, 64650, 64660, 64670, 64680, 64690]
+    bots = [
+        stranger_failure(start + i / 30, f"user{i % 20}", f"{10 + i}.1.2.3", asn=asns[i])
+        for i in range(10)
+    ]
+    verdicts = one_by_one(engine, bots, profiles, population)
+    assert [v.flagged for v in verdicts] == [False] * 7 + [True] * 3
+    finding = verdicts[-1].findings[0]
+    assert finding.tag == "login_campaign" and finding.evidence["trait"] == "ua"
+    assert "from 10 addresses sharing the user agent" in finding.reason
+
+
+def test_an_office_nat_where_many_users_mistype_is_not_counted():
+    """The owners failing from their own network and browser are not strangers: however many
+    users of one office /24 mistype, nothing is counted for it."""
+    engine = traits_engine()
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    quiet_site(engine, profiles, population)
+    start = 3 * 24 + 1
+    # ``site_history`` users sign in from 81.2.69.10 (Thames Broadband) with one browser.
+    typos = [
+        failure(start + i / 30, f"user{i % 20}", ip=f"81.2.69.{10 + i % 3}") for i in range(20)
+    ]
+    verdicts = engine.run(typos, profiles, population)
+    assert not any(v.findings for v in verdicts)
+    assert population.count("trn", "net:81.2.69.0/24") == 0
+
+
+def test_a_busy_providers_as_learns_a_higher_bar_from_its_own_history():
+    """An AS where travellers and new phones fail every hour sets its bar from that history;
+    a quiet one keeps the floor."""
+
+    def run(busy: bool) -> list[bool]:
+        engine = traits_engine()
+        profiles: dict[str, UserProfile] = {}
+        population = Population()
+        quiet_site(engine, profiles, population)
+        if busy:
+            # Three days of 4 stranger failures an hour from AS64610, from rotating addresses.
+            for h in range(3 * 24):
+                engine.run(
+                    [
+                        stranger_failure(h + k / 5, f"user{k}", f"90.80.2.{(h * 4 + k) % 250}")
+                        for k in range(4)
+                    ],
+                    profiles,
+                    population,
+                )
+        start = 3 * 24 + 1
+        uas = [f"Mozilla/5.0 (Windows NT 10.0) Chrome/12{k}.0" for k in range(4)]
+        burst = [
+            stranger_failure(
+                start + i / 12, f"nobody{i}", f"90.80.{1 + i % 4}.{90 + i}", ua=uas[i % 4]
+            )
+            for i in range(10)
+        ]
+        return [v.flagged for v in one_by_one(engine, burst, profiles, population)]
+
+    assert run(busy=False)[-1]
+    assert not any(run(busy=True))
+
+
+def test_traits_are_not_judged_before_the_minimum_history():
+    engine = traits_engine()
+    population = Population()
+    guesses = [stranger_failure(i / 15, "user3", f"90.80.1.{20 + i}") for i in range(12)]
+    assert not any(v.findings for v in engine.run(guesses, {}, population))
+    assert population.count("trn", "net:90.80.1.0/24") == 12
+
+
+def test_network_of_an_address():
+    assert network_of("90.80.1.77") == "90.80.1.0/24"
+    assert network_of("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert network_of("2001:db8::1") == "2001:db8:0:0::/64"
+    assert network_of(None) == ""
+
+
+def test_strangers_let_the_site_wide_campaign_be_recognised_within_a_few_attempts():
+    """Failures from outside the accounts' own networks and browsers are rare on a normal
+    day: a botnet stands out after a handful of them, long before the whole site's failures."""
+    engine = Engine([FailureCampaign().fit()])
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    site_history(engine, profiles, population)
+    start = 5 * 24 + 1
+    bots = [
+        stranger_failure(start + i / 20, f"user{i % 20}", f"{20 + i}.7.8.9", asn=64000 + i)
+        for i in range(10)
+    ]
+    verdicts = one_by_one(engine, bots, profiles, population)
+    assert [v.flagged for v in verdicts] == [False] * 4 + [True] * 6
+    assert verdicts[4].findings[0].evidence["metric"] in ("camp_stranger", "camp_cc")
+
+
+def test_a_campaign_recognised_later_in_the_batch_names_its_first_attempts_too():
+    """Judged as one batch (an import, a busy writer), the attempts before the campaign stood
+    out get its finding as well; an owner's typo in the same hour does not."""
+    engine = Engine([FailureCampaign().fit(), CampaignTraits().fit()])
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    site_history(engine, profiles, population)
+    start = 5 * 24 + 1
+    owner = failure(start + 0.01, "user3")
+    guesses = [
+        stranger_failure(start + 0.02 + i / 15, "user4", f"90.80.1.{20 + i}") for i in range(8)
+    ]
+    verdicts = engine.run([owner, *guesses], profiles, population)
+    assert not verdicts[0].findings
+    assert all(v.flagged for v in verdicts[1:])
+    first = verdicts[1].findings[0]
+    assert first.reason.startswith("Part of a campaign recognised")
+    assert "recognised_at" in first.evidence
+    # Without backfilling, the first attempts keep their ingest-time verdict.
+    engine = Engine([FailureCampaign(backfill=False).fit(), CampaignTraits(backfill=False).fit()])
+    profiles, population = {}, Population()
+    site_history(engine, profiles, population)
+    verdicts = engine.run([owner, *guesses], profiles, population)
+    assert [v.flagged for v in verdicts] == [False] * 5 + [True] * 4
+
+
+# --- through ingest -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_rotation_inside_one_24_through_ingest_is_tagged_and_explained():
+    from django.contrib.auth import get_user_model
+
+    from tracking.events import Event
+    from tracking.models import Activity, Finding
+    from tracking.pipeline.ingest import ingest
+    from tracking.simulator.world import NETWORKS, host
+
+    home = next(n for n in NETWORKS if n.city == "london" and n.kind == "residential")
+    paris = next(n for n in NETWORKS if n.city == "paris" and n.kind == "residential")
+    desktop = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"
+    )
+
+    def login(ts, network, index, status=200, ua=desktop):
+        return Event(
+            type="AUTH",
+            timestamp=ts,
+            username="alice",
+            ip_address=host(network, index),
+            user_agent=ua,
+            endpoint="/accounts/login/",
+            method="POST",
+            status=status,
+            duration=100.0,
+        )
+
+    get_user_model().objects.create(username="alice")
+    # Three days of history, the owner's own typo on the first.
+    history = [login(T0 + timedelta(hours=6 * h), home, 20) for h in range(12)]
+    history.insert(1, login(T0 + timedelta(hours=1), home, 20, status=401))
+    ingest(history, source="import")
+    start = T0 + timedelta(days=3)
+    guesses = [
+        login(start + timedelta(minutes=4 * i), paris, 30 + i, status=401, ua=ATTACKER_UA)
+        for i in range(7)
+    ]
+    for guess in guesses:  # one request at a time, as they arrive
+        ingest([guess], source="api")
+    rows = [Activity.objects.get(id=g.id) for g in guesses]
+    assert [("network_rotation" in r.tags) and r.flagged for r in rows] == [False] * 4 + [True] * 3
+    finding = Finding.objects.get(activity=rows[4], detector="campaign_traits")
+    assert finding.reason.startswith(
+        "Network rotation: 5 failed logins in 60 min from 5 addresses rotating inside 90.80.1.0/24"
+    )
+    assert finding.evidence["trait"] == "net"

@@ -294,6 +294,15 @@ def main(argv: list[str] | None = None) -> int:
             ">=",
             TARGETS["stuffing_attempts"],
         ),
+        *(
+            (
+                f"{kind.replace('_', ' ')} attempts",
+                result["attacks"].get(kind, {}).get("event_recall"),
+                ">=",
+                TARGETS["stuffing_attempts"],
+            )
+            for kind in ("bruteforce_rotating", "spraying_rotating")
+        ),
         (
             "slow exfiltration events",
             result["slow_exfil_event_recall"],

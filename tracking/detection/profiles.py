@@ -22,6 +22,7 @@ from tracking.models import Counter, Profile
 UTC = dt_timezone.utc
 
 CHUNK = 500  # keeps IN lists under SQLite's parameter limit
+COUNTER_CHUNK = 4000  # counter keys per query where the database has no lower limit
 
 
 def profile_key(user_id: Any, username: str | None) -> str | None:
@@ -121,9 +122,13 @@ def save_profiles(profiles: Iterable[UserProfile]) -> int:
 def load_counters(namespace: str, keys: Iterable[str]) -> dict[str, int]:
     keys = sorted(set(keys))
     out: dict[str, int] = {}
-    for i in range(0, len(keys), CHUNK):
+    # As many keys per query as the database takes (SQLite: 999 parameters, the namespace
+    # one of them): a failed login reads the campaign detectors' hourly history (~1,000 keys).
+    limit = connections[router.db_for_read(Counter)].features.max_query_params
+    size = min(COUNTER_CHUNK, limit - 1) if limit else COUNTER_CHUNK
+    for i in range(0, len(keys), size):
         out.update(
-            Counter.objects.filter(namespace=namespace, key__in=keys[i : i + CHUNK]).values_list(
+            Counter.objects.filter(namespace=namespace, key__in=keys[i : i + size]).values_list(
                 "key", "count"
             )
         )

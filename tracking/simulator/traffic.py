@@ -6,8 +6,10 @@ in the import format (what ``tracking import`` reads) plus two label keys the im
 * ``label``: ``benign`` or the attack kind (``takeover``, ``takeover_vpn``, ``stuffing``,
   ``spraying``, ``bulk_export``, ``slow_exfil``, ``takeover_proxy``,
   ``stuffing_distributed``: a botnet of residential addresses in several countries, one or two
-  tries each over two hours, about 30 % of the names not existing; ``session_hijack``: a live
-  session replayed from another network and browser, ``tracking.simulator.sessions``);
+  tries each over two hours, about 30 % of the names not existing; ``bruteforce_rotating`` and
+  ``spraying_rotating``: rotation inside one /24 or one provider, see ``attacks.py``;
+  ``session_hijack``: a live session replayed from another network and browser, see
+  ``sessions.py``);
 * ``label_detail``: for benign records the hard case they exercise (``flight:london->tokyo``,
   ``nearby:berlin->potsdam``, ``hotel``, ``inflight``, ``mobile_carrier``, ``mobile_jump``,
   ``country_only``, ``new_device``, ``night_owl``, ``typo``, ``gateway``,
@@ -46,7 +48,7 @@ from random import Random
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tracking.simulator import lookalikes, sessions
+from tracking.simulator import attacks, lookalikes, sessions
 from tracking.simulator.world import CITIES, NETWORKS, Network, host, networks_of
 
 UTC = dt_timezone.utc
@@ -60,6 +62,7 @@ ATTACK_LABELS = (
     "slow_exfil",
     "takeover_proxy",
     "stuffing_distributed",
+    *attacks.ROTATION_LABELS,
     "session_hijack",
 )
 LABEL_KEYS = ("label", "label_detail")
@@ -481,6 +484,7 @@ class _Simulation:
             "slow_exfil": max(1, round(user_days / 200)),
             "takeover_proxy": max(1, round(user_days / 200)),
             "stuffing_distributed": max(1, round(len(days) / 3)),
+            **{kind: max(1, round(len(days) / 3)) for kind in attacks.ROTATION_LABELS},
         }
         vpn_countries = {n.country for n in NETWORKS if n.kind in ("vpn", "hosting")}
         n = 0
@@ -488,7 +492,12 @@ class _Simulation:
             for _ in range(count):
                 n += 1
                 day = rng.choice(days)
-                if kind in ("stuffing", "spraying", "stuffing_distributed"):
+                if kind in (
+                    "stuffing",
+                    "spraying",
+                    "stuffing_distributed",
+                    *attacks.ROTATION_LABELS,
+                ):
                     self.plan.setdefault(("*", day), []).append((kind, n))
                     continue
                 pool = self.users
@@ -951,6 +960,14 @@ class _Simulation:
         t = self._local(day, ZoneInfo("UTC"), rng.uniform(0, 22))
         if kind == "stuffing_distributed":
             self._botnet(detail, real, fake, t, rng)
+            return
+        if kind == "bruteforce_rotating":
+            attacks.bruteforce_rotating(
+                self.rec.add, detail, rng.choice(real), t, rng, ATTACKER_UAS
+            )
+            return
+        if kind == "spraying_rotating":
+            attacks.spraying_rotating(self.rec.add, detail, real, fake, t, rng, DESKTOP_UAS)
             return
         if kind == "stuffing":
             ip = host(rng.choice(hosting), rng.randrange(1, 250))
