@@ -32,7 +32,8 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.base import Context, Detector, Finding, Observation, check_number
-from detectors.profile import UserProfile, ua_key
+from detectors.features import stranger
+from detectors.profile import UserProfile
 
 HOUR = 3600
 METRICS: tuple[str, ...] = ("camp_fail", "camp_acct", "camp_unknown", "camp_stranger", "camp_cc")
@@ -51,24 +52,6 @@ def _unknown(profile: UserProfile | None) -> bool:
     matches no account is stored masked (a keyed hash, the same for the same name), so it
     never has one either, and distinct masked names stay distinct."""
     return profile is None or profile.events == 0
-
-
-def stranger(event: Observation, profile: UserProfile | None) -> bool:
-    """A failure that is not the owner mistyping: a name that does not exist, or an account
-    failing from an AS or a browser it never signed in with (an organisation network, named
-    or learned, is the owner's own too). Ordinary typos and forgotten passwords happen at home
-    on the usual browser, so these are rare on a normal day and most of a botnet's tries."""
-    if _unknown(profile):
-        return True
-    if event.trusted_network:
-        return False
-    assert profile is not None
-    return not (
-        event.asn is not None
-        and profile.known("asn", str(event.asn), event.epoch)
-        and bool(event.user_agent)
-        and profile.known("ua", ua_key(event.user_agent), event.epoch)
-    )
 
 
 def _median(values: list[int] | list[float]) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 
 from detectors.geo import haversine_km
 from detectors.observation import Observation
-from detectors.profile import UserProfile
+from detectors.profile import UserProfile, ua_key
 
 DAY = 86400.0
 # How long a value stays "known" for the ctx.new_* fields (rules); detectors have their own windows.
@@ -46,6 +46,24 @@ def hour_rarity(obs: Observation, profile: UserProfile | None) -> float:
     return max(0.0, 1.0 - near / peak)
 
 
+def stranger(event: Observation, profile: UserProfile | None) -> bool:
+    """A failure that is not the owner mistyping: a name that does not exist, or an account
+    failing from an AS or a browser it never signed in with (an organisation network, named
+    or learned, is the owner's own too). Ordinary typos and forgotten passwords happen at home
+    on the usual browser, so these are rare on a normal day and most of a botnet's tries."""
+    if profile is None or profile.events == 0:
+        return True
+    if event.trusted_network:
+        return False
+    assert profile is not None
+    return not (
+        event.asn is not None
+        and profile.known("asn", str(event.asn), event.epoch)
+        and bool(event.user_agent)
+        and profile.known("ua", ua_key(event.user_agent), event.epoch)
+    )
+
+
 def context_features(obs: Observation, profile: UserProfile | None) -> dict[str, Any]:
     now = obs.epoch
     window = NOVELTY_WINDOW_DAYS * DAY
@@ -65,6 +83,9 @@ def context_features(obs: Observation, profile: UserProfile | None) -> dict[str,
         "minutes_since_novel_login": None,
         "network_kind": obs.network_kind,
         "trusted_network": obs.trusted_network,
+        # Rules count failures from outside the accounts' own networks and browsers
+        # (password_spraying): an office NAT's typos are the owners' own.
+        "stranger": stranger(obs, profile),
     }
     if profile is None:
         return out

@@ -3,7 +3,7 @@
 The site-wide counts of :mod:`detectors.campaign` see a botnet once the whole site's failures
 stand out; many campaigns are visible sooner, and on a busier site only, by what their
 attempts share. Every failed login from outside the account's own networks and browsers (a
-"stranger": see :func:`detectors.campaign.stranger` — the owner mistyping at home or in the
+"stranger": see :func:`detectors.features.stranger` — the owner mistyping at home or in the
 office is never counted) is counted under each of its traits:
 
 - ``ua``: the exact user agent (a botnet's tool or its one spoofed browser);
@@ -31,7 +31,8 @@ import math
 from typing import Any
 
 from detectors.base import Context, Detector, Finding, Observation, check_number
-from detectors.campaign import FIRST, HOUR, _unknown, backfilled, stranger
+from detectors.campaign import FIRST, HOUR, _unknown, backfilled
+from detectors.features import stranger
 from detectors.profile import UserProfile, ua_key
 
 TRAITS: tuple[str, ...] = ("ua", "kind", "net", "asn")

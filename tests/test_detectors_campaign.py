@@ -372,3 +372,29 @@ def test_rotation_inside_one_24_through_ingest_is_tagged_and_explained():
         "Network rotation: 5 failed logins in 60 min from 5 addresses rotating inside 90.80.1.0/24"
     )
     assert finding.evidence["trait"] == "net"
+
+
+def test_office_typos_are_not_stuffing_or_spraying_but_strangers_from_one_address_are():
+    """The shipped pack on an office NAT: the owners mistyping on their own network and
+    browser (trk-owner-typo) silence the stuffing and spraying rules; the same shape from
+    a stranger's address is flagged."""
+    from detectors.rules import load_rules
+    from tracking.detection.config import builtin_rule_dir
+
+    engine = Engine([], load_rules([builtin_rule_dir()]))
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    quiet_site(engine, profiles, population)
+    start = 3 * 24 + 1
+    # Eight users behind the office address mistype within ten minutes, then all day.
+    typos = [failure(start + i / 60, f"user{i}") for i in range(8)]
+    typos += [failure(start + 1 + i / 2, f"user{8 + i}") for i in range(8)]
+    verdicts = engine.run(typos, profiles, population)
+    assert not any(v.flagged for v in verdicts)
+    assert all("owner_typo" in v.tags for v in verdicts)
+    assert not any({"credential_stuffing", "password_spraying"} & set(v.tags) for v in verdicts)
+    # A stranger's address trying the same accounts is credential stuffing.
+    attack = [stranger_failure(start + 6 + i / 60, f"user{i}", "45.150.1.7") for i in range(5)]
+    verdicts = engine.run(attack, profiles, population)
+    assert [v.flagged for v in verdicts] == [False, False, True, True, True]
+    assert "credential_stuffing" in verdicts[-1].tags and "owner_typo" not in verdicts[-1].tags

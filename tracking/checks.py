@@ -514,7 +514,8 @@ def check_detection(app_configs=None, **kwargs):
             )
         )
     if detectors and rules:
-        names = {d.name for d in detectors}
+        # A rule may silence a detector or another rule ("rule:<id>").
+        names = {d.name for d in detectors} | {r.detector for r in rules}
         for rule in rules:
             unknown = [s for s in rule.action.suppress if s not in names]
             if unknown:
