@@ -106,11 +106,14 @@ KILLED = textwrap.dedent(
     from tracking.services import ActivityTracker
     tracker = ActivityTracker()
 
+    def say(text):  # one write per line: print() from two threads interleaves
+        os.write(1, (text + "\\n").encode())
+
     def record(tag, n):
         for i in range(n):
             e = Event(type="API", endpoint=f"/{tag}/{i}")
             tracker.record(e, async_log=True)
-            print("ACK", e.id, flush=True)
+            say(f"ACK {e.id}")
 
     record("stored", 5)  # stored and released
     assert writer.flush(30)
@@ -122,7 +125,7 @@ KILLED = textwrap.dedent(
     faulthandler.dump_traceback_later(30, exit=False)
     from tracking.testing.faults import DatabaseFault, inserts_activities
     def slow(sql, params):  # the kill lands inside this batch: nothing of it is committed
-        print("BATCH", flush=True)
+        say("BATCH")
         time.sleep(60)
     DatabaseFault(slow, match=inserts_activities).start()
     record("queued", 20)
@@ -238,3 +241,17 @@ def test_without_spool_dir_the_event_is_kept_in_memory_only(settings):
     before = journal.stats()["journal_unjournaled"]
     assert journal.append(Event(type="API")) is False
     assert journal.stats()["journal_unjournaled"] == before + 1
+
+
+def test_a_reused_pid_never_overwrites_a_dead_process_journal(spool_dir):
+    """Names are unique (time), so a new process with a dead one's pid starts a file of its
+    own; an unnamed file left by a process killed while creating one is removed."""
+    dead = spool_dir / f"{journal.PREFIX}{os.getpid()}-1-1{journal.SUFFIX}"
+    dead.write_bytes(spool.encode(Event(type="API", endpoint="/before-reuse")))
+    (spool_dir / f".{journal.PREFIX}{os.getpid()}-2-1.new").write_bytes(b"")
+    event = Event(type="API", endpoint="/after-reuse")
+    assert journal.append(event)
+    assert [e["endpoint"] for e in _lines(dead)] == ["/before-reuse"]
+    assert journal.adopt() == 1  # the dead file (unlocked); ours stays
+    assert not list(spool_dir.glob(".wal-*"))
+    journal.release([event])

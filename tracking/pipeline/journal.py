@@ -14,7 +14,7 @@ kept in the spool) forgets them; a journal file whose events are all released is
 (the current one) or deleted (an older one). The current file is rotated at
 ``ROTATE_BYTES`` while events are still pending, so files stay small under steady load.
 
-Files are ``wal-<pid>-<n>.ndjson``; the owner holds an exclusive ``flock`` on each for as
+Files are ``wal-<pid>-<time>-<n>.ndjson``; the owner holds an exclusive ``flock`` on each for as
 long as it lives, which the kernel drops when the process dies, however it dies.
 ``adopt()`` (run before every spool replay: the writer's housekeeping, ``tracking flush``)
 renames every journal file nobody holds a lock on into a spool segment, and the spool's
@@ -79,10 +79,16 @@ def _folder() -> str | None:
 
 def _open(folder: str, durable: bool) -> _File:
     _state["n"] += 1
-    path = os.path.join(folder, f"{PREFIX}{os.getpid()}-{_state['n']}{SUFFIX}")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A unique name (never a dead process's file whose pid was reused), created under a name
+    # adopt() ignores and locked before it gets its journal name: an adopter must never see
+    # it unlocked (it would take an empty file for a dead one).
+    stem = f"{os.getpid()}-{time.time_ns()}-{_state['n']}"
+    hidden = os.path.join(folder, f".{PREFIX}{stem}.new")
+    path = os.path.join(folder, f"{PREFIX}{stem}{SUFFIX}")
+    fd = os.open(hidden, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
     # Held until the file is deleted or the process dies: "alive" for adopt().
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(hidden, path)
     if durable:  # the new name must survive a machine crash too
         _sync_dir(folder)
     f = _File(path, fd)
@@ -219,9 +225,13 @@ def adopt(folder: str | None = None) -> int:
     if folder is None:
         return 0
     try:
-        names = [n for n in os.listdir(folder) if n.startswith(PREFIX) and n.endswith(SUFFIX)]
+        listing = os.listdir(folder)
     except FileNotFoundError:
         return 0
+    for name in listing:
+        if name.startswith("." + PREFIX):  # a process died between creating and naming one
+            _remove_if_unlocked(os.path.join(folder, name))
+    names = [n for n in listing if n.startswith(PREFIX) and n.endswith(SUFFIX)]
     adopted = 0
     for name in names:
         path = os.path.join(folder, name)
@@ -253,6 +263,20 @@ def adopt(folder: str | None = None) -> int:
         _counters["adopted"] += adopted
         logger.warning("tracking: replaying %d journal files of processes that died", adopted)
     return adopted
+
+
+def _remove_if_unlocked(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(path)  # never written to: nothing is lost
+    except (BlockingIOError, FileNotFoundError):
+        pass  # being named by its (live) owner, or gone
+    finally:
+        os.close(fd)
 
 
 def pending() -> int:
