@@ -255,3 +255,21 @@ def test_a_reused_pid_never_overwrites_a_dead_process_journal(spool_dir):
     assert journal.adopt() == 1  # the dead file (unlocked); ours stays
     assert not list(spool_dir.glob(".wal-*"))
     journal.release([event])
+
+
+@pytest.mark.django_db
+def test_a_failed_sync_acknowledges_nothing(settings, spool_dir, monkeypatch):
+    settings.TRACKING_DURABLE_HANDOFF = True
+
+    def broken(fd):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(journal.os, "fdatasync", broken)
+    event = Event(type="API", endpoint="/eio")
+    assert journal.append(event, durable=True) is False  # the caller keeps it in memory
+    assert journal._where[event.id].synced == 0
+    monkeypatch.undo()
+    later = Event(type="API", endpoint="/ok")
+    assert journal.append(later, durable=True)
+    assert journal._where[later.id].synced == journal._where[later.id].written
+    journal.release([event, later])

@@ -317,8 +317,7 @@ def check_recording(app_configs=None, **kwargs):
             checks.Warning(
                 _(
                     "TRACKING_SPOOL_DIR is not set: events that cannot be written (database or "
-                    "broker down) have no durable place to wait, and async_log events are "
-                    "only in memory until written (a killed process loses them)."
+                    "broker down) have no durable place to wait."
                 ),
                 hint=_("Set it to a local directory writable by every web and worker process."),
                 id="tracking.W010",

@@ -168,8 +168,9 @@ def _sync(f: _File, seq: int) -> None:
         until = time.monotonic() + GROUP_WAIT
         while _state["writing"] and time.monotonic() < until:
             time.sleep(0.00005)
-        target = f.written
+        written = f.written
         os.fdatasync(f.fd)
+        target = written  # only a sync that succeeded covers anyone
         _counters["syncs"] += 1
     finally:
         with f.cond:
