@@ -273,3 +273,14 @@ def test_a_failed_sync_acknowledges_nothing(settings, spool_dir, monkeypatch):
     assert journal.append(later, durable=True)
     assert journal._where[later.id].synced == journal._where[later.id].written
     journal.release([event, later])
+
+
+def test_hostile_text_is_journaled_and_read_back_unchanged(spool_dir):
+    event = Event(
+        type="API", endpoint="/h\ud800x", user_agent="ø\x00\u202e", params={"k": "\udfff"}
+    )
+    assert journal.append(event)
+    [path] = [p for p in _journal_files(spool_dir) if p.stat().st_size]
+    [line] = [e for e in _lines(path) if e["id"] == event.id]
+    assert Event.from_dict(line).to_dict() == event.to_dict()
+    journal.release([event])

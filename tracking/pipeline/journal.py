@@ -142,7 +142,7 @@ def append(event: Any, *, durable: bool = False) -> bool:
         _counters["journaled"] += 1
         if durable:
             _sync(f, seq)
-    except (OSError, spool.SpoolError):
+    except Exception:  # never lose the event for the journal's sake: it still gets queued
         logger.exception("tracking: journal unavailable; the event is kept in memory only")
         _counters["unjournaled"] += 1
         return False

@@ -89,8 +89,9 @@ def _encode(item: Any) -> bytes:
         raise SpoolError(f"cannot encrypt spooled events: {exc}") from exc
 
 
-# Values without a JSON type (dates, UUIDs) become text, as in ``_plain``.
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+# Values without a JSON type (dates, UUIDs) become text, as in ``_plain``; ASCII escapes keep
+# hostile text (lone surrogates) encodable, and json.loads gives it back unchanged.
+_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str)
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
@@ -108,7 +109,7 @@ def encode(event: Any) -> bytes:
     if ts is not None and hasattr(ts, "isoformat"):
         data["timestamp"] = ts.isoformat()  # as Event.to_dict() writes it
     try:
-        token = crypto.encrypt_bytes(_JSON.encode(data).encode("utf-8"), AAD)
+        token = crypto.encrypt_bytes(_JSON.encode(data).encode("ascii"), AAD)
     except ImproperlyConfigured as exc:
         raise SpoolError(f"cannot encrypt spooled events: {exc}") from exc
     return (token + "\n").encode("ascii")
