@@ -247,6 +247,8 @@ def test_celery_handoff_publishes_batches_not_one_message_per_request(
         tracker.record(e, async_log=True)
     assert journal.stats()["journal_journaled"] == journaled + 200
     assert writer.flush(10)
-    assert len(published) == 4 and all(len(b) == 50 for b in published)
+    # Four full batches on a quiet machine; a busy one may close a batch early (the writer
+    # never waits for a batch to fill while the queue is empty), never one per request.
+    assert len(published) <= 8 and all(len(b) <= 50 for b in published), published
     assert sorted(i for b in published for i in b) == sorted(e.id for e in events)
     assert journal.pending() == 0 and Activity.objects.count() == 0
