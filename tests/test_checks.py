@@ -67,3 +67,31 @@ def test_celery_handoff_with_a_configured_app_passes(settings, monkeypatch, how)
     if how == "environment":
         monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
     assert "tracking.W013" not in [m.id for m in check_recording()]
+
+
+@pytest.mark.parametrize(
+    ("broker", "options", "expected"),
+    [
+        ("redis://127.0.0.1:6379/0", {}, "tracking.W014"),  # kombu's default: one hour
+        ("redis://127.0.0.1:6379/0", {"visibility_timeout": 3600}, "tracking.W014"),
+        ("rediss://cache:6380/0", {"visibility_timeout": 120}, None),
+        ("sqs://", None, "tracking.W014"),
+        ("redis://127.0.0.1:6379/0", {"visibility_timeout": 10}, "tracking.W015"),
+        ("amqp://guest:guest@127.0.0.1:5672//", {}, None),  # redelivers on connection loss
+        ("pyamqp://rabbit//", None, None),
+    ],
+)
+def test_celery_broker_redelivery_is_prompt(settings, broker, options, expected):
+    """W014: a Redis/SQS broker without a short visibility timeout holds a dead worker's
+    batch for an hour; W015: one shorter than the task's retry backoff delivers it twice."""
+    import types
+
+    from tracking.checks import check_recording
+
+    conf = types.SimpleNamespace(broker_url=broker, broker_transport_options=options)
+    settings.TRACKING_ASYNC_HANDOFF = "celery"
+    settings.TRACKING_CELERY_APP = types.SimpleNamespace(conf=conf)
+    found = [m for m in check_recording() if m.id in ("tracking.W014", "tracking.W015")]
+    assert [m.id for m in found] == ([expected] if expected else [])
+    if expected:
+        assert "visibility_timeout': 120" in found[0].hint and "amqp://" in found[0].hint

@@ -76,17 +76,21 @@ def test_fork_child_gets_its_own_writer():
     assert Activity.objects.filter(endpoint="/forked").count() == 1
 
 
-def test_durable_handoff_spools_before_acknowledging(settings, spool_dir):
-    from tracking.pipeline import spool
+def test_durable_handoff_syncs_the_journal_before_acknowledging(settings, spool_dir):
+    from tracking.pipeline import journal, spool
 
     settings.TRACKING_DURABLE_HANDOFF = True
-    settings.TRACKING_SPOOL_REPLAY_INTERVAL = 60  # only the wake-up after submit replays
-    appended = spool.stats()["appended_total"]
-    ActivityTracker().record(Event(type="API", endpoint="/durable"), async_log=True)
-    assert spool.stats()["appended_total"] == appended + 1  # on disk when record() returned
+    settings.TRACKING_FLUSH_INTERVAL = 30  # the writer does not write on its own meanwhile
+    before = journal.stats()
+    event = Event(type="API", endpoint="/durable")
+    ActivityTracker().record(event, async_log=True)
+    after = journal.stats()  # on disk when record() returned
+    assert after["journal_journaled"] == before["journal_journaled"] + 1
+    assert after["journal_syncs"] == before["journal_syncs"] + 1
+    assert journal._where[event.id].synced == journal._where[event.id].written
     assert writer.flush(10)
     assert Activity.objects.filter(endpoint="/durable").count() == 1
-    assert spool.stats()["events"] == 0
+    assert spool.stats()["events"] == 0 and journal.pending() == 0
 
 
 def test_sync_handoff_writes_in_the_caller(settings):

@@ -294,6 +294,7 @@ def check_recording(app_configs=None, **kwargs):
             )
         else:
             errors.extend(_celery_broker_warnings())
+            errors.extend(_celery_redelivery_warnings())
     for name in (
         "QUEUE_SIZE",
         "BATCH_SIZE",
@@ -421,6 +422,70 @@ def _celery_broker_warnings() -> list[checks.CheckMessage]:
             id="tracking.W013",
         )
     ]
+
+
+# Brokers that hold an unacknowledged message until a visibility timeout, not until the
+# consumer's connection drops (kombu's Redis and SQS transports).
+_TIMEOUT_BROKERS = ("redis", "rediss", "redis+socket", "sentinel", "sqs")
+REDELIVERY_TARGET = 120  # seconds: the visibility timeout W014/W015 recommend
+REDELIVERY_MAX = 600  # above this, a dead worker's batch is not "promptly" redelivered
+
+
+def _celery_redelivery_warnings() -> list[checks.CheckMessage]:
+    """A batch whose Celery worker died comes back when the broker redelivers it: RabbitMQ
+    when the connection drops, Redis/SQS after the visibility timeout (kombu's default:
+    one hour, during which the acknowledged events are nowhere in the database)."""
+
+    from tracking.pipeline.tasks import MAX_COUNTDOWN, celery_app
+
+    try:
+        app = celery_app()
+        url = str(app.conf.broker_url or os.environ.get("CELERY_BROKER_URL") or "")
+        options = dict(getattr(app.conf, "broker_transport_options", None) or {})
+    except Exception:  # an app that cannot be loaded here: W013 and Celery itself say so
+        return []
+    scheme = url.split(";", 1)[0].split("://", 1)[0].strip().lower()
+    if scheme not in _TIMEOUT_BROKERS:
+        return []  # amqp:// redelivers on connection loss; other transports: not judged
+    try:
+        timeout = float(options["visibility_timeout"])
+    except (KeyError, TypeError, ValueError):
+        timeout = None  # kombu then uses its default, one hour
+    hint = _(
+        "Set broker_transport_options = {'visibility_timeout': %(target)d} on the Celery app "
+        "(CELERY_BROKER_TRANSPORT_OPTIONS with config_from_object(..., namespace='CELERY')): "
+        "longer than a batch plus the task's %(countdown)d s retry backoff, short enough that "
+        "a dead worker's batch is stored again within minutes. Or use RabbitMQ (amqp://), "
+        "which redelivers as soon as the worker's connection drops."
+    ) % {"target": REDELIVERY_TARGET, "countdown": MAX_COUNTDOWN}
+    if timeout is None or timeout > REDELIVERY_MAX:
+        shown = "unset: 3600 s" if timeout is None else f"{timeout:g} s"
+        return [
+            checks.Warning(
+                _(
+                    "The Celery broker (%(scheme)s) redelivers the batch of a worker that died "
+                    "only after its visibility timeout (%(shown)s): until then those "
+                    "acknowledged events are not stored."
+                )
+                % {"scheme": scheme, "shown": shown},
+                hint=hint,
+                id="tracking.W014",
+            )
+        ]
+    if timeout < MAX_COUNTDOWN + 5:
+        return [
+            checks.Warning(
+                _(
+                    "The Celery broker's visibility timeout (%(timeout)s s) is shorter than the "
+                    "tracking task's retry backoff (up to %(countdown)d s): a batch its worker "
+                    "still holds is delivered again to another one (stored once, worked twice)."
+                )
+                % {"timeout": f"{timeout:g}", "countdown": MAX_COUNTDOWN},
+                hint=hint,
+                id="tracking.W015",
+            )
+        ]
+    return []
 
 
 # --- detection (tracking.E050-E069 / W050-W069) -----------------------------------------

@@ -109,8 +109,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_HEADER_COUNT": 64,
     # Seconds between the writer's attempts to replay the spool (recording, tracking.pipeline.writer).
     "SPOOL_REPLAY_INTERVAL": 5.0,
-    # True: async_log events are appended+fsynced to the spool before the request goes on,
-    # so a killed process loses nothing acknowledged (recording, tracking.pipeline.writer).
+    # async_log events are always journaled (a plain write to SPOOL_DIR) before the request
+    # goes on, which survives a killed process; True also fdatasyncs the journal, shared by
+    # the requests of a process that arrive meanwhile, which survives a machine crash
+    # (recording, tracking.pipeline.journal).
     "DURABLE_HANDOFF": False,
     # sys.setswitchinterval() for processes that start the writer thread (seconds; None leaves
     # Python's 5 ms): a request thread waiting for the GIL while the writer ingests a batch
@@ -269,11 +271,14 @@ DESCRIPTIONS: dict[str, str] = {
     "CELERY_APP": 'Dotted path to your Celery app (e.g. `"proj.celery.app"`), unless the '
     "project imports it at start-up; without an app with a broker, warning `tracking.W013`.",
     "SPOOL_DIR": "Local folder of append-only, fsynced NDJSON segments holding events that "
-    "could not be written (database or broker down); replayed later. Unset: warning "
+    "could not be written (database or broker down), replayed later, and of each process's "
+    "journal of `async_log` events (replayed when the process died). Unset: warning "
     "`tracking.W010`.",
     "SPOOL_REPLAY_INTERVAL": "Seconds between the writer thread's attempts to replay the spool.",
-    "DURABLE_HANDOFF": "`True`: `async_log` events are appended to the spool and fsynced "
-    "before the request goes on, so a killed process loses nothing acknowledged.",
+    "DURABLE_HANDOFF": "`async_log` events are always journaled in `SPOOL_DIR` (a plain "
+    "write) before the request goes on, so a killed process loses nothing acknowledged. "
+    "`True` also waits for an fdatasync of the journal (one per group of concurrent requests "
+    "of a process), so a machine crash or power loss loses nothing acknowledged either.",
     "WRITER_SWITCH_INTERVAL": "`sys.setswitchinterval()` in processes that start the writer "
     "thread, in seconds, so requests get the GIL back quickly while a batch is written; "
     "`None` leaves Python's 5 ms.",

@@ -72,9 +72,13 @@ _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def encrypt(value: Any, aad: str) -> str:
+    return encrypt_bytes(_COMPACT.encode(value).encode("utf-8"), aad)
+
+
+def encrypt_bytes(data: bytes, aad: str) -> str:
+    """``encrypt`` of JSON the caller already serialised (``decrypt`` parses it back)."""
     kid, aead = _keyring()[0]
     nonce = os.urandom(12)
-    data = _COMPACT.encode(value).encode("utf-8")
     ct = aead.encrypt(nonce, data, aad.encode("utf-8"))
     return f"{PREFIX}:{kid}:{base64.urlsafe_b64encode(nonce + ct).decode('ascii')}"
 

@@ -2,8 +2,10 @@
 
 - ``write_now(events)``: ingest in the caller; if even that fails unexpectedly the events go to
   the spool, and if the spool fails to the writer's queue. The caller never sees an error.
-- ``submit(event)``: the ``async_log=True`` path, chosen by ``TRACKING_ASYNC_HANDOFF`` and
-  ``TRACKING_DURABLE_HANDOFF`` (see ``tracking.pipeline.writer`` for the modes).
+- ``submit(event)``: the ``async_log=True`` path, chosen by ``TRACKING_ASYNC_HANDOFF``: the
+  event is journaled (``tracking.pipeline.journal``; fdatasynced in groups with
+  ``TRACKING_DURABLE_HANDOFF``), then queued for the writer, which publishes or stores it in
+  batches and releases the journal's copy.
 - ``store(events)``: ``ingest``, then keep what it could not write (rejected events in the
   spool's dead-letter file, unwritten ones in the spool). Imports store through it.
 
@@ -14,13 +16,14 @@ housekeeping jobs into the writer, and the sealing policy into ``ingest``'s afte
 
 from __future__ import annotations
 
+import atexit
 import logging
 import time
 from collections.abc import Iterable, Sequence
 
 from tracking.conf import on_reload, tracking_settings
 from tracking.events import Event
-from tracking.pipeline import housekeeping, spool, writer
+from tracking.pipeline import housekeeping, journal, spool, writer
 from tracking.pipeline.ingest import IngestResult, after_commit, ingest
 
 logger = logging.getLogger("tracking.recording")
@@ -80,16 +83,10 @@ def submit(event: Event) -> None:
     if mode == "sync":
         write_now([event], assume_new=True)
         return
-    if tracking_settings.DURABLE_HANDOFF:
-        # Acknowledged = on disk: appended and fsynced before the request goes on.
-        try:
-            spool.append([event])
-        except Exception:
-            logger.exception("tracking: durable spool unavailable; using the in-memory queue")
-            writer.submit(event)
-            return
-        writer.get_writer().wake()
-        return
+    # Acknowledged = in this process's journal (survives a SIGKILL of the process); with
+    # DURABLE_HANDOFF also fdatasynced (survives a machine crash), one sync per group of
+    # requests. Without SPOOL_DIR (warning W010) only in memory.
+    journal.append(event, durable=bool(tracking_settings.DURABLE_HANDOFF))
     writer.submit(event)
 
 
@@ -133,6 +130,20 @@ def stats() -> dict:
     return dict(_counters)
 
 
+def _exit() -> None:
+    # Registered after the writer's own atexit hook, so it runs first (LIFO): drain the
+    # writer, then delete the journal files it released (a second shutdown is a no-op).
+    writer.shutdown()
+    journal.close()
+
+
 on_reload(_broker_settings_changed)
-writer.configure(feed=write_batch, keep=spool.append, jobs=housekeeping.JOBS, stats=[stats])
+writer.configure(
+    feed=write_batch,
+    keep=spool.append,
+    jobs=housekeeping.JOBS,
+    stats=[stats, journal.stats],
+    released=journal.release,
+)
+atexit.register(_exit)
 after_commit(housekeeping.rows_committed)

@@ -2,8 +2,9 @@
 
 Registered with the writer by ``tracking.pipeline.handoff``; the writer imports none of this.
 
-- ``SpoolReplay``: replays the durable spool every ``TRACKING_SPOOL_REPLAY_INTERVAL`` seconds,
-  or as soon as the writer is woken (durable hand-off, ``tracking flush``);
+- ``SpoolReplay``: replays the durable spool every ``TRACKING_SPOOL_REPLAY_INTERVAL`` seconds
+  (and in the writer's first round), or as soon as the writer is woken (``tracking flush``),
+  after adopting the journals of processes that died (``tracking.pipeline.journal.adopt``);
 - ``GeoRetry``: completes rows stored without geolocation once the provider answers again;
 - ``Sealing``: seals what this process committed, at most every ``TRACKING_SEAL_INTERVAL``
   seconds (``rows_committed``, the after-commit hook of ``ingest``, decides);
@@ -18,7 +19,7 @@ import time
 from tracking.conf import tracking_settings
 from tracking.enrich import geo
 from tracking.integrity import sealing
-from tracking.pipeline import spool
+from tracking.pipeline import journal, spool
 from tracking.pipeline.ingest import ingest
 from tracking.pipeline.writer import Writer, get_writer
 from tracking.storage import partitioning
@@ -32,7 +33,9 @@ PARTITION_CHECK_INTERVAL = 3600.0
 
 
 def replay_spool(limit: int | None = None, batch_size: int | None = None) -> spool.ReplayResult:
-    """Replay the spool through ``ingest`` (the writer's job and ``tracking flush``)."""
+    """Replay the spool through ``ingest`` (the writer's job and ``tracking flush``), with the
+    journals of dead processes adopted into it first."""
+    journal.adopt()
     return spool.replay(_ingest_spooled, limit=limit, batch_size=batch_size)
 
 
@@ -52,7 +55,8 @@ class SpoolReplay:
         writer.wakeup.clear()
         self.last = now
         try:
-            if spool.pending():
+            # A dead process's journal becomes a segment here (no database work when none).
+            if journal.adopt() or spool.pending():
                 res = replay_spool()
                 writer.count("replayed", res.stored)
         except Exception:  # the next round tries again

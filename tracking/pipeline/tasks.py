@@ -1,7 +1,9 @@
 """Celery hand-off: ``tracking.tasks.ingest_events`` stores a list of event dicts.
 
 The task is ``acks_late`` with ``reject_on_worker_lost``: a worker killed mid-batch leaves the
-message unacknowledged and the broker redelivers it; redelivery is harmless because
+message unacknowledged and the broker redelivers it — RabbitMQ as soon as the worker's
+connection drops, Redis and SQS once ``broker_transport_options["visibility_timeout"]`` has
+passed (one hour unless set: system check ``tracking.W014``); redelivery is harmless because
 ``ingest`` skips ids already stored. If the worker's database is unavailable the task retries
 with backoff, and after ``MAX_RETRIES`` keeps the events in the worker's durable spool.
 
@@ -26,6 +28,9 @@ from tracking.pipeline.ingest import ingest
 logger = logging.getLogger("tracking.tasks")
 
 MAX_RETRIES = 8
+# Longest wait before a retry (seconds). A Redis/SQS visibility timeout shorter than this plus
+# a batch's work redelivers a batch its worker still holds (system check tracking.W015).
+MAX_COUNTDOWN = 60
 
 
 class DatabaseUnavailable(Exception):
@@ -47,7 +52,7 @@ def ingest_events(self, events: list[dict[str, Any]]) -> dict[str, int]:
     if result.unwritten:
         if self.request.retries < MAX_RETRIES:
             exc = DatabaseUnavailable(result.unavailable)
-            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60))
+            raise self.retry(exc=exc, countdown=min(2**self.request.retries, MAX_COUNTDOWN))
         logger.error(
             "database still unavailable: %d events spooled on the worker", len(result.unwritten)
         )

@@ -17,10 +17,12 @@ while the spool is writable:
 It flushes on interpreter exit (atexit) and restarts in a child after ``fork`` (gunicorn
 ``--preload``): the child starts with an empty queue and its own thread.
 
-Acknowledgement: an event is *acknowledged* when ``submit`` returns. In this mode that means
-it is in memory: a SIGKILL before the next batch is written loses at most the queue (up to
-``TRACKING_FLUSH_INTERVAL`` seconds of events). ``TRACKING_DURABLE_HANDOFF = True`` closes the
-window: ``submit`` appends and fsyncs the event to the spool first, and this thread replays it.
+Acknowledgement: an event is *acknowledged* when ``submit`` returns. The hand-off
+(``tracking.pipeline.handoff.submit``) journals it first (``tracking.pipeline.journal``: a
+write to a per-process file, fdatasynced in groups with ``TRACKING_DURABLE_HANDOFF``); this
+thread tells the journal (``released``) once a batch was written, published or kept, and a
+killed process's journal is replayed by the others. Without ``TRACKING_SPOOL_DIR`` there is no
+journal: a SIGKILL loses what is queued (up to ``TRACKING_FLUSH_INTERVAL`` seconds of events).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ _FLUSH = object()  # wakes the thread to write what it has now
 Feed = Callable[[list[Event], bool], Mapping[str, int]]
 # keep(batch) keeps a batch the feed failed to write (durably), or raises.
 Keep = Callable[[list[Event]], Any]
+# released(batch): the batch was written or kept; its write-ahead copies may go.
+Released = Callable[[list[Event]], Any]
 
 
 class Job(Protocol):
@@ -64,6 +68,7 @@ class Job(Protocol):
 class _Config:
     feed: Feed | None = None
     keep: Keep | None = None
+    released: Released | None = None
     jobs: Sequence[Callable[[], Job]] = ()
     stats: Sequence[Callable[[], Mapping[str, Any]]] = ()
 
@@ -74,10 +79,12 @@ def configure(
     keep: Keep,
     jobs: Sequence[Callable[[], Job]] = (),
     stats: Sequence[Callable[[], Mapping[str, Any]]] = (),
+    released: Released | None = None,
 ) -> None:
-    """Set what new writers feed and keep, the job factories they run and the extra
-    counters their ``stats()`` include (``tracking.pipeline.handoff`` does this once)."""
-    _Config.feed, _Config.keep = feed, keep
+    """Set what new writers feed and keep, the job factories they run, the extra
+    counters their ``stats()`` include and what learns that a batch was written or kept
+    (``released``: the journal) (``tracking.pipeline.handoff`` does this once)."""
+    _Config.feed, _Config.keep, _Config.released = feed, keep, released
     _Config.jobs, _Config.stats = tuple(jobs), tuple(stats)
 
 
@@ -251,11 +258,20 @@ class Writer:
         with self.lock:
             for name, n in counts.items():
                 self.counters[name] = self.counters.get(name, 0) + n
+        self._released(batch)
+
+    def _released(self, batch: list[Event]) -> None:
+        if _Config.released is not None:
+            try:
+                _Config.released(batch)
+            except Exception:  # the events stay journaled: replayed (deduplicated) later
+                logger.exception("tracking writer could not release %d events", len(batch))
 
     def _keep(self, batch: list[Event]) -> None:
         try:
             self.keep(batch)
             self.count("spooled", len(batch))
+            self._released(batch)
         except Exception:
             logger.exception(
                 "spool unavailable too: %d events kept in memory for retry", len(batch)
