@@ -95,3 +95,17 @@ def test_celery_broker_redelivery_is_prompt(settings, broker, options, expected)
     assert [m.id for m in found] == ([expected] if expected else [])
     if expected:
         assert "visibility_timeout': 120" in found[0].hint and "amqp://" in found[0].hint
+
+
+def test_durable_handoff_needs_a_persistent_spool_dir(settings):
+    """The default folder (temporary directory) survives a killed process, not a reboot: the
+    machine-crash guarantee asks for a folder of the site's own."""
+    from tracking.checks import check_recording
+
+    settings.TRACKING_SPOOL_DIR = None
+    settings.TRACKING_DURABLE_HANDOFF = True
+    ids = [m.id for m in check_recording()]
+    assert "tracking.E019" in ids and "tracking.W010" not in ids
+    settings.TRACKING_DURABLE_HANDOFF = False
+    ids = [m.id for m in check_recording()]
+    assert "tracking.W010" in ids and "tracking.E019" not in ids

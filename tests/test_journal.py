@@ -236,11 +236,39 @@ def test_journal_rotates_under_load_and_deletes_released_files(spool_dir, monkey
     assert path.stat().st_size == 0
 
 
-def test_without_spool_dir_the_event_is_kept_in_memory_only(settings):
+def test_without_spool_dir_the_journal_is_a_private_temporary_folder(settings, tmp_path, monkeypatch):
+    """Unset TRACKING_SPOOL_DIR: the journal still survives a killed process, in a folder of
+    this user's (0700) in the temporary directory, one per database."""
+    import tempfile
+
     settings.TRACKING_SPOOL_DIR = None
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    event = Event(type="API", endpoint="/no-spool-dir")
+    assert journal.append(event) is True
+    [folder] = tmp_path.glob("django-activity-tracking-*")
+    assert folder == spool.default_folder()
+    assert folder.stat().st_mode & 0o777 == 0o700
+    [path] = _journal_files(folder)
+    assert [e["endpoint"] for e in _lines(path)] == ["/no-spool-dir"]
+    journal.release([event])
+
+
+def test_a_default_folder_others_can_write_is_never_used(settings, tmp_path, monkeypatch):
+    """Someone else's (or a world-writable) folder at the default path could swap our files:
+    nothing is journaled there and the error names the setting."""
+    import tempfile
+
+    settings.TRACKING_SPOOL_DIR = None
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    hostile = spool.default_folder()
+    hostile.mkdir(mode=0o777)
+    hostile.chmod(0o777)
     before = journal.stats()["journal_unjournaled"]
     assert journal.append(Event(type="API")) is False
     assert journal.stats()["journal_unjournaled"] == before + 1
+    with pytest.raises(spool.SpoolError, match="TRACKING_SPOOL_DIR"):
+        spool.directory()
+    assert not list(hostile.iterdir())
 
 
 def test_a_reused_pid_never_overwrites_a_dead_process_journal(spool_dir):

@@ -312,14 +312,29 @@ def check_recording(app_configs=None, **kwargs):
                     id="tracking.E013",
                 )
             )
-    if not tracking_settings.SPOOL_DIR:
+    if not tracking_settings.SPOOL_DIR and tracking_settings.DURABLE_HANDOFF:
+        errors.append(
+            checks.Error(
+                _(
+                    "TRACKING_DURABLE_HANDOFF needs TRACKING_SPOOL_DIR: the default folder is in "
+                    "the temporary directory, which a reboot may empty."
+                ),
+                hint=_("Set TRACKING_SPOOL_DIR to a persistent local folder."),
+                id="tracking.E019",
+            )
+        )
+    elif not tracking_settings.SPOOL_DIR:
         errors.append(
             checks.Warning(
                 _(
-                    "TRACKING_SPOOL_DIR is not set: events that cannot be written (database or "
-                    "broker down) have no durable place to wait."
+                    "TRACKING_SPOOL_DIR is not set: the journal and the spool use a private "
+                    "folder in the temporary directory, which survives a killed process but "
+                    "not a reboot."
                 ),
-                hint=_("Set it to a local directory writable by every web and worker process."),
+                hint=_(
+                    "Set it to a persistent local directory writable by every web and worker "
+                    "process."
+                ),
                 id="tracking.W010",
             )
         )

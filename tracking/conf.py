@@ -272,13 +272,15 @@ DESCRIPTIONS: dict[str, str] = {
     "project imports it at start-up; without an app with a broker, warning `tracking.W013`.",
     "SPOOL_DIR": "Local folder of append-only, fsynced NDJSON segments holding events that "
     "could not be written (database or broker down), replayed later, and of each process's "
-    "journal of `async_log` events (replayed when the process died). Unset: warning "
-    "`tracking.W010`.",
+    "journal of `async_log` events (replayed when the process died). Unset: a private folder "
+    "per database in the system's temporary directory (survives a killed process, not a "
+    "reboot; warning `tracking.W010`).",
     "SPOOL_REPLAY_INTERVAL": "Seconds between the writer thread's attempts to replay the spool.",
     "DURABLE_HANDOFF": "`async_log` events are always journaled in `SPOOL_DIR` (a plain "
     "write) before the request goes on, so a killed process loses nothing acknowledged. "
     "`True` also waits for an fdatasync of the journal (one per group of concurrent requests "
-    "of a process), so a machine crash or power loss loses nothing acknowledged either.",
+    "of a process), so a machine crash or power loss loses nothing acknowledged either; needs "
+    "`SPOOL_DIR` (error `tracking.E019`).",
     "WRITER_SWITCH_INTERVAL": "`sys.setswitchinterval()` in processes that start the writer "
     "thread, in seconds, so requests get the GIL back quickly while a batch is written; "
     "`None` leaves Python's 5 ms.",

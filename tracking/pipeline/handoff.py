@@ -85,7 +85,7 @@ def submit(event: Event) -> None:
         return
     # Acknowledged = in this process's journal (survives a SIGKILL of the process); with
     # DURABLE_HANDOFF also fdatasynced (survives a machine crash), one sync per group of
-    # requests. Without SPOOL_DIR (warning W010) only in memory.
+    # requests. Without SPOOL_DIR in a private temporary folder (spool.default_folder).
     journal.append(event, durable=bool(tracking_settings.DURABLE_HANDOFF))
     writer.submit(event)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -72,9 +73,20 @@ _where: dict[str, _File] = {}  # event id -> the file holding its line
 _counters = {"journaled": 0, "released": 0, "syncs": 0, "adopted": 0, "unjournaled": 0}
 
 
+_resolved: dict[Any, str] = {}  # TRACKING_SPOOL_DIR value -> the folder in use
+
+
 def _folder() -> str | None:
-    folder = tracking_settings.SPOOL_DIR
-    return str(folder) if folder else None
+    """``TRACKING_SPOOL_DIR``, or the spool's private default folder (``spool.folder``)."""
+    key = tracking_settings.SPOOL_DIR or ("default", tempfile.gettempdir())
+    found = _resolved.get(key)
+    if found is None:
+        try:
+            found = _resolved[key] = str(spool.directory())
+        except spool.SpoolError as exc:
+            logger.error("tracking: no journal: %s", exc)
+            return None
+    return found
 
 
 def _open(folder: str, durable: bool) -> _File:
@@ -117,7 +129,7 @@ def _current(folder: str, durable: bool) -> _File:
 
 
 def append(event: Any, *, durable: bool = False) -> bool:
-    """Journal ``event`` (an ``Event``); False when it could not be (no ``SPOOL_DIR``, no
+    """Journal ``event`` (an ``Event``); False when it could not be (no usable spool folder, no
     encryption key, a full disk): the caller keeps it in memory only, as before."""
     folder = _folder()
     if folder is None:

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,9 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, router
 
 from tracking.conf import tracking_settings
 from tracking.integrity import crypto
+from tracking.models import Activity
 
 logger = logging.getLogger("tracking.spool")
 
@@ -64,14 +69,39 @@ class SpoolFull(SpoolError):
     """The segments reached ``TRACKING_SPOOL_MAX_BYTES``; the events were not spooled."""
 
 
+def default_folder() -> Path:
+    """Where the spool and the journal live when ``TRACKING_SPOOL_DIR`` is not set: a folder of
+    this user's in the system's temporary directory, one per database (two sites on one host
+    never replay into each other's). It survives a killed process, not a reboot: a machine
+    crash needs a persistent ``TRACKING_SPOOL_DIR`` (check W010)."""
+    db = connections[router.db_for_write(Activity)].settings_dict
+    identity = "|".join(str(db.get(k) or "") for k in ("ENGINE", "NAME", "HOST", "PORT"))
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"django-activity-tracking-{os.getuid()}-{digest}"
+
+
+def folder() -> Path:
+    """The spool's folder: ``TRACKING_SPOOL_DIR``, else ``default_folder()``."""
+    configured = tracking_settings.SPOOL_DIR
+    return Path(configured) if configured else default_folder()
+
+
 def directory() -> Path:
-    folder = tracking_settings.SPOOL_DIR
-    if not folder:
+    path = folder()
+    if tracking_settings.SPOOL_DIR:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    # A shared temporary directory: ours alone (0700, owned by us), or not used at all.
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = path.lstat()
+    except OSError as exc:
+        raise SpoolError(f"cannot create the default spool folder {path}: {exc}") from exc
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
         raise SpoolError(
-            "TRACKING_SPOOL_DIR is not set: events that cannot be written have nowhere to go"
+            f"the default spool folder {path} is not a private folder of this user; "
+            "set TRACKING_SPOOL_DIR"
         )
-    path = Path(folder)
-    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
