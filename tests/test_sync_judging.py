@@ -330,3 +330,17 @@ def test_verdict_before_response_is_checked(settings):
     settings.TRACKING_VERDICT_BEFORE_RESPONSE = ["AUTH", "PAYMENT"]
     assert "tracking.E028" not in [e.id for e in check_recording()]
     assert all(isinstance(e, checks.CheckMessage) for e in check_recording())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tracking_flush_judges_rows_left_pending(seen_rule):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    _old_pending_rows(2)
+    out = StringIO()
+    call_command("tracking", "flush", "--no-geo", stdout=out)
+    assert json.loads(out.getvalue())["judged"] == 2
+    assert Activity.objects.filter(judged=True, flagged=True).count() == 2
