@@ -183,8 +183,9 @@ def test_live_async_and_imported_events_get_the_same_verdicts():
     tracker.record_many(events, batch_size=500)  # import: one batch
     imported = verdicts(events)
     clear()
-    for e in events:  # live, synchronous: one event per batch
-        tracker.record(e, async_log=False)
+    for e in events:  # live, synchronous: committed one by one, AUTH judged at once,
+        tracker.record(e, async_log=False)  # the rest judged by the writer in batches
+    assert writer.flush(20)
     live = verdicts(events)
     clear()
     for e in events:  # live, async: the background writer batches them

@@ -396,6 +396,7 @@ def check_recording(app_configs=None, **kwargs):
                     id="tracking.E018",
                 )
             )
+    errors.extend(_verdict_before_response_errors())
     cap = tracking_settings.SPOOL_MAX_BYTES
     if cap is not None and not _positive_int(cap):
         errors.append(
@@ -410,6 +411,25 @@ def check_recording(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+def _verdict_before_response_errors() -> list[checks.CheckMessage]:
+    types = tracking_settings.VERDICT_BEFORE_RESPONSE
+    if isinstance(types, list | tuple | set | frozenset) and all(
+        isinstance(t, str) and t.strip() for t in types
+    ):
+        return []
+    return [
+        checks.Error(
+            _("TRACKING_VERDICT_BEFORE_RESPONSE must be a list of activity types (got %(value)r).")
+            % {"value": types},
+            hint=_(
+                'For example ["AUTH"] (the default: logins are judged before the response), '
+                '["AUTH", "PAYMENT"], [] (none) or ["*"] (every type).'
+            ),
+            id="tracking.E028",
+        )
+    ]
 
 
 def _celery_broker_warnings() -> list[checks.CheckMessage]:

@@ -44,6 +44,11 @@ UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.health")
 
+# Seconds a synchronous request's row may wait for its verdict before health is alarmed: the
+# writer judges within ~1 s, a dead process's rows within the recovery scan (10 s grace,
+# every 30 s: tracking.pipeline.housekeeping).
+MAX_UNJUDGED_AGE = 120.0
+
 
 def _optional_stats(module: str) -> dict[str, Any] | None:
     """``<module>.stats()``, or None when that part is not installed or fails."""
@@ -98,9 +103,15 @@ def _sealing(now: datetime, advance_anchor: bool) -> tuple[dict[str, Any], list[
     count = unsealed.count()
     oldest = unsealed.aggregate(m=Min("timestamp"))["m"] if count else None
     head = Seal.objects.order_by("-last_seq").first()
+    unjudged = Activity.objects.filter(judged=False)
+    unjudged_count = unjudged.count()
+    oldest_unjudged = unjudged.aggregate(m=Min("timestamp"))["m"] if unjudged_count else None
     info = {
         "unsealed": count,
         "oldest_unsealed_age": _age(now, oldest),
+        # Committed by synchronous requests, verdict still owed (judged within ~1 s).
+        "unjudged": unjudged_count,
+        "oldest_unjudged_age": _age(now, oldest_unjudged),
         "newest_seal_age": _age(now, head.created_at if head else None),
         "sealed_through": head.last_seq if head else 0,
         "chain_head": head.chain_hash if head else "",
@@ -122,6 +133,13 @@ def _sealing(now: datetime, advance_anchor: bool) -> tuple[dict[str, Any], list[
             info["anchor"] = _read_only_anchor(anchors, path)
         if info["anchor"]["problem"]:
             problems.append(info["anchor"]["problem"])
+    age = info["oldest_unjudged_age"]
+    if age is not None and age > MAX_UNJUDGED_AGE:
+        problems.append(
+            f"{unjudged_count} activities await their verdict, the oldest for {int(age)} s "
+            f"(limit {int(MAX_UNJUDGED_AGE)} s): no writer thread judges them (processes "
+            "recording synchronously judge leftovers at start and every 30 s)"
+        )
     max_age = tracking_settings.HEALTH_MAX_UNSEALED_AGE
     max_rows = tracking_settings.HEALTH_MAX_UNSEALED_ROWS
     if max_rows is not None and count > max_rows:
@@ -231,6 +249,7 @@ def collect(now: datetime | None = None, *, advance_anchor: bool = False) -> dic
         "failed": writer.get("failed"),
         "dropped": writer.get("dropped"),
         "unsealed": sealing["unsealed"] if sealing else None,
+        "unjudged": sealing["unjudged"] if sealing else None,
         "oldest_unsealed_age": sealing["oldest_unsealed_age"] if sealing else None,
         "newest_seal_age": sealing["newest_seal_age"] if sealing else None,
         "keys_configured": not key_problems,

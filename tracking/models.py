@@ -156,6 +156,10 @@ class Activity(models.Model):
     seq = models.BigIntegerField(null=True, blank=True, db_index=True)
     mac = models.CharField(max_length=80, blank=True, default="")
     outcome = models.CharField(max_length=16, blank=True, default="", db_index=True)
+    # False between a synchronous request's commit and its verdict (the judge stage of
+    # tracking.pipeline.ingest): detection, rollups, outbox and sealing have not seen the row
+    # yet. Every other path stores judged rows.
+    judged = models.BooleanField(default=True, db_default=True)
 
     objects = ActivityQuerySet.as_manager()
 
@@ -174,6 +178,11 @@ class Activity(models.Model):
             # partial index makes that an index-only scan instead of a heap visit per row.
             models.Index(
                 fields=["username"], condition=models.Q(flagged=True), name="trk_flagged_username"
+            ),
+            # The rows still waiting for their verdict (few, briefly): what the writer's
+            # recovery scan and health count read, without touching the judged ones.
+            models.Index(
+                fields=["timestamp"], condition=models.Q(judged=False), name="trk_unjudged"
             ),
         ]
         permissions = [

@@ -149,6 +149,8 @@ class ActivitySerializer(serializers.ModelSerializer):
             "reviewed_at",
             "seq",
             "mac",
+            # False while a synchronous request's verdict is still owed (about a second).
+            "judged",
             "findings",
             "reviews",
         )

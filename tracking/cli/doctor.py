@@ -64,6 +64,11 @@ def handle(command, *, json: bool = False, no_anchor: bool = False, **options) -
             f"newest seal {_fmt_age(sealing['newest_seal_age'])} ago, sealed through seq "
             f"{sealing['sealed_through']}, seal on write {'on' if sealing['seal_on_write'] else 'off'}"
         )
+        if sealing.get("unjudged"):
+            out(
+                f"Verdicts owed: {sealing['unjudged']} activities committed without their "
+                f"verdict yet (oldest {_fmt_age(sealing['oldest_unjudged_age'])})"
+            )
         if sealing["chain_head"]:
             out(f"Chain head: {sealing['chain_head']}")
         anchor = sealing.get("anchor")

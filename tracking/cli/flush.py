@@ -1,4 +1,5 @@
-"""``tracking flush``: write everything that is waiting (writer queue, spool, owed geo)."""
+"""``tracking flush``: write everything that is waiting (writer queue, spool, verdicts owed
+to rows a dead process left pending, owed geo)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from tracking.pipeline import housekeeping, writer
 
 help = (
     "Write pending activities now: drain this process's writer queue, replay the durable "
-    "spool (after a database outage) and retry owed geolocation. Prints a JSON summary."
+    "spool (after a database outage), judge activities left without their verdict and retry "
+    "owed geolocation. Prints a JSON summary."
 )
 
 
@@ -21,6 +23,8 @@ def add_arguments(parser) -> None:
 def handle(command, *, timeout: float = 30.0, no_geo: bool = False, **options) -> int:
     drained = writer.flush(timeout)
     result = housekeeping.replay_spool()
+    # Rows pending past the grace (their process died); younger ones are its writer's.
+    judged = housekeeping.judge_unjudged()
     geo_done = 0 if no_geo else retry_pending_geo()
     summary = {
         "queue_drained": drained,
@@ -33,6 +37,7 @@ def handle(command, *, timeout: float = 30.0, no_geo: bool = False, **options) -
             "corrupt": result.corrupt,
             "remaining": result.remaining,
         },
+        "judged": judged,
         "geo_enriched": geo_done,
         "errors": result.errors[:20],
     }

@@ -79,6 +79,9 @@ class VerifyReport:
     head: str = ""
     sealed_rows_checked: int = 0
     unsealed_rows_checked: int = 0
+    # Of those, rows still waiting for their verdict (a synchronous request's, normally for
+    # under a second): checked like any unsealed row, their MAC covers the row as stored.
+    unjudged: int = 0
     tombstones: int = 0
     deleted_ok: int = 0
     checkpoints: int = 0
@@ -113,6 +116,7 @@ class VerifyReport:
         yield (
             f"Rows checked{scope}: {self.sealed_rows_checked} sealed, "
             f"{self.unsealed_rows_checked} unsealed"
+            + (f" ({self.unjudged} awaiting their verdict)" if self.unjudged else "")
         )
         yield (
             f"Tombstones: {self.tombstones} ({self.deleted_ok} legitimate deletions verified); "
@@ -427,6 +431,7 @@ class _Verifier:
             behind = {str(i) for i in unsealed_behind_head(self.head).values_list("id", flat=True)}
         for row in qs.order_by("timestamp", "id").iterator(chunk_size=2000):
             r.unsealed_rows_checked += 1
+            r.unjudged += not row.judged
             aid = str(row.id)
             if aid in self.tombstones:
                 r.add(

@@ -1,7 +1,12 @@
 """Where an event goes after ``ActivityTracker.record``, and how the write path is assembled.
 
-- ``write_now(events)``: ingest in the caller; if even that fails unexpectedly the events go to
-  the spool, and if the spool fails to the writer's queue. The caller never sees an error.
+- ``write_now(events)``: the synchronous path: the events are stored in the caller, durable
+  before it goes on. Judged there too when ``TRACKING_VERDICT_BEFORE_RESPONSE`` lists their
+  type or the caller is inside a transaction (another connection could not see the rows
+  yet); otherwise stored pending (``ingest(judge=False)``) and judged by this process's writer
+  within about a second (``housekeeping.judge_soon``). If even that fails unexpectedly the
+  events go to the spool, and if the spool fails to the writer's queue. The caller never
+  sees an error.
 - ``submit(event)``: the ``async_log=True`` path, chosen by ``TRACKING_ASYNC_HANDOFF``: the
   event is journaled (``tracking.pipeline.journal``; fdatasynced in groups with
   ``TRACKING_DURABLE_HANDOFF``), then queued for the writer, which publishes or stores it in
@@ -20,6 +25,8 @@ import atexit
 import logging
 import time
 from collections.abc import Iterable, Sequence
+
+from django.db import connection
 
 from tracking.conf import on_reload, tracking_settings
 from tracking.events import Event
@@ -46,11 +53,12 @@ def store(
     source: str,
     assume_new: bool = False,
     detect: bool = True,
+    judge: bool = True,
 ) -> IngestResult:
     """``ingest(events)``, keeping what it could not write: rejected events go to the
     dead-letter file, events the unavailable database did not take to the spool
     (``spooled``). Raises only if the spool cannot take them."""
-    result = ingest(events, source=source, assume_new=assume_new, detect=detect)
+    result = ingest(events, source=source, assume_new=assume_new, detect=detect, judge=judge)
     spool.keep_dead_letters(result.dead_letters)
     if result.unwritten:
         spool.append(result.unwritten)
@@ -61,11 +69,47 @@ def store(
 def write_now(events: Sequence[Event], *, assume_new: bool = False) -> None:
     """``assume_new``: the events were just built (fresh ids), see ``ingest``."""
     try:
-        store(events, source="sync", assume_new=assume_new)
+        now, later = _verdict_now(events)
+        if now:
+            store(now, source="sync", assume_new=assume_new)
+        if later:
+            pending = store(later, source="sync", assume_new=assume_new, judge=False).pending
+            _judge_soon(pending)
     except Exception:  # the user's request must succeed
         _counters["sync_errors"] += len(events)
         logger.exception("tracking: synchronous write failed; keeping %d events", len(events))
         _keep(events)
+
+
+def _verdict_now(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:
+    """(events judged before the caller goes on, events judged by the writer)."""
+    if connection.in_atomic_block:
+        # ATOMIC_REQUESTS or a caller's transaction: the writer's connection could not see
+        # the rows before the caller commits, so they are judged here, as one batch step.
+        return list(events), []
+    types = _before_response()
+    if "*" in types:
+        return list(events), []
+    now: list[Event] = []
+    later: list[Event] = []
+    for event in events:
+        wanted = str(event.type).upper() in types or (event.verdict or {}).get("findings")
+        (now if wanted else later).append(event)
+    return now, later
+
+
+def _before_response() -> frozenset[str]:
+    types = tracking_settings.VERDICT_BEFORE_RESPONSE
+    if isinstance(types, str):
+        types = [types]
+    return frozenset(str(t).upper() for t in types or ())
+
+
+def _judge_soon(rows: list) -> None:
+    try:
+        housekeeping.judge_soon(rows)
+    except Exception:  # stored: the writer's recovery scan judges them
+        logger.exception("tracking: handing %d stored activities to the judge failed", len(rows))
 
 
 def _keep(events: Sequence[Event]) -> None:

@@ -1,0 +1,76 @@
+"""Rows stored before their verdict: the writes of ``ingest``'s two stages (its docstring).
+
+- ``store(pairs)``: the durable stage's write (``judged=False``, one statement);
+- ``claim(rows)``: the judge stage's claim of the rows still pending;
+- ``mark_judged(rows, changed)``: the judge stage's write of the verdicts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from django.db import connection
+
+from detectors.base import SEVERITY_RANK
+from tracking.events import Event
+from tracking.integrity import macs as integrity
+from tracking.models import Activity
+from tracking.pipeline.rows import merge_verdict
+from tracking.storage import copyinsert
+
+# What detection sets on an activity (``runner.apply_verdict``).
+VERDICT_FIELDS = ("tags", "risk_score", "severity", "flagged", "review_status")
+
+
+def verdict_of(act: Activity) -> tuple:
+    return tuple(
+        tuple(v) if isinstance(v, list) else v for v in (getattr(act, f) for f in VERDICT_FIELDS)
+    )
+
+
+def store(pairs: Sequence[tuple[Event | None, Activity]]) -> None:
+    """The durable stage's write: the rows as built (with what their events carry: a capture
+    time tag), MAC'd, ``judged=False``, in ONE statement (a one-row INSERT, or COPY for large
+    batches): autocommit makes it durable without BEGIN/COMMIT round trips, and it takes no
+    lock another request waits for (no rollup, profile or advisory lock)."""
+    acts = []
+    for event, act in pairs:
+        merge_verdict(act, (event.verdict if event is not None else None) or {})
+        if act.severity not in SEVERITY_RANK:
+            act.severity = ""
+        act.judged = False
+        act.mac = integrity.row_mac(act)
+        acts.append(act)
+    copyinsert.insert(Activity, acts)
+
+
+def claim(acts: list[Activity]) -> set[uuid.UUID]:
+    """Ids of ``acts`` still pending that this transaction now holds. PostgreSQL: row locks,
+    skipping rows another judge holds (it judges them; a row it already committed no longer
+    matches ``judged=False``). Elsewhere (SQLite) a no-op UPDATE takes the database's write
+    lock first, so a concurrent judge waits and then finds the rows judged."""
+    ids = [a.id for a in acts]
+    qs = Activity.objects.filter(
+        id__in=ids,
+        judged=False,
+        # Lets PostgreSQL look only in the partitions of the batch's months.
+        timestamp__gte=min(a.timestamp for a in acts),
+        timestamp__lte=max(a.timestamp for a in acts),
+    )
+    if connection.vendor == "postgresql":
+        return set(qs.select_for_update(skip_locked=True).values_list("id", flat=True))
+    qs.update(judged=False)
+    return set(qs.values_list("id", flat=True))
+
+
+def mark_judged(acts: list[Activity], changed: list[Activity]) -> None:
+    """The judge stage's write: one UPDATE marks the batch judged; rows whose verdict changed
+    (the few with findings) also get their verdict fields and recomputed MAC."""
+    Activity.objects.filter(
+        id__in=[a.id for a in acts],
+        timestamp__gte=min(a.timestamp for a in acts),
+        timestamp__lte=max(a.timestamp for a in acts),
+    ).update(judged=True)
+    if changed:
+        Activity.objects.bulk_update(changed, [*VERDICT_FIELDS, "mac"])
