@@ -10,6 +10,12 @@ def plain(request):
     return HttpResponse("ok")
 
 
+def marked(request, marker):
+    """The plain view under a path of its own per request (``marked/<marker>/``), so a
+    benchmark can match each acknowledged request with its stored row."""
+    return HttpResponse("ok")
+
+
 @api_view(["GET"])
 def drf(request):
     return Response({"ok": True})
@@ -20,6 +26,8 @@ def tracked_views():
     from tracking.capture.decorators import track
 
     return {
+        "marked-sync/<str:marker>": track(activity_type="API")(marked),
+        "marked-async/<str:marker>": track(activity_type="API", async_log=True)(marked),
         "plain-sync": track(activity_type="API")(plain),
         "plain-async": track(activity_type="API", async_log=True)(plain),
         "drf-sync": track(activity_type="API")(drf),
