@@ -58,7 +58,9 @@ def _cpu_seconds(root: int) -> float:
 def _measure(srv: Server, path: str, *, seconds: float, script, paced) -> tuple[Load, Load, float]:
     """(paced load, saturated load, web CPU ms per request in the saturated run)."""
     assert srv.proc is not None
-    paced_load = wrk(path, connections=PACED_CONNECTIONS, seconds=seconds, script=paced, port=srv.port)
+    paced_load = wrk(
+        path, connections=PACED_CONNECTIONS, seconds=seconds, script=paced, port=srv.port
+    )
     before = _cpu_seconds(srv.proc.pid)
     sat = wrk(path, connections=8, seconds=seconds, script=script, port=srv.port)
     cpu = _cpu_seconds(srv.proc.pid) - before
@@ -145,9 +147,7 @@ def run(report: Report, *, seconds: float) -> None:
 
 def _report(report: Report, results: dict, stored: dict) -> None:
     for kind in ("django", "drf"):
-        ratios = {
-            name: v[1].rps / b[1].rps for (name, k), (v, b) in results.items() if k == kind
-        }
+        ratios = {name: v[1].rps / b[1].rps for (name, k), (v, b) in results.items() if k == kind}
         for name in ORDER:
             if (name, kind) not in results:
                 continue
