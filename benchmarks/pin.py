@@ -128,10 +128,11 @@ def _terminate_as_interrupt(signum, frame):  # pragma: no cover - signal path
 
 
 @contextmanager
-def split() -> Iterator[dict[str, list[int]]]:
-    """This process and the services on the other cores for the duration; restored after."""
+def split(roots: list[int] | None = None) -> Iterator[dict[str, list[int]]]:
+    """This process and the services (``roots`` and their descendants, by default the
+    running ``SERVICES``) on the other cores for the duration; restored after."""
     other = other_cpus()
-    roots = service_roots()
+    roots = service_roots() if roots is None else roots
     saved: dict[int, set[int]] = {}
     for root in roots:
         for pid in tree([root]):
