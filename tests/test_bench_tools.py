@@ -119,6 +119,8 @@ def test_split_report_targets():
     celery = by_name["web core django track-celery saturated (8 conn)"]
     assert celery.ratio == pytest.approx(0.9) and celery.ok is True
     assert by_name["web core django track-celery added p50 (moderate load)"].ok is True
+    cpu = by_name["web core django track-celery CPU per request (saturated)"]
+    assert (cpu.value, cpu.baseline) == (0.33, 0.30) and "= 0.909" in cpu.note
     sync = by_name["web core django track-sync saturated (8 conn)"]
     assert sync.ok is False and "0.600" in sync.target  # easy-audit's ratio of the same run
     assert by_name["track-celery rows stored / requests completed"].ok is False
