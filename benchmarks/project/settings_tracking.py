@@ -26,8 +26,8 @@ CELERY_BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/1
 TRACKING_CELERY_QUEUE = os.environ.get("BENCH_CELERY_QUEUE", "tracking")
 TRACKING_CELERY_APP = "benchmarks.project.celery.app"
 # Redis keeps a killed worker's unacknowledged batch until this many seconds have passed
-# (kombu's default: one hour). Unset, the broker's default applies, as on a fresh install.
-if os.environ.get("BENCH_VISIBILITY_TIMEOUT"):
+# (kombu's default: one hour). Unset or "0", the broker's default applies.
+if float(os.environ.get("BENCH_VISIBILITY_TIMEOUT") or 0):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": float(os.environ["BENCH_VISIBILITY_TIMEOUT"])
     }
