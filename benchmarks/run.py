@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Every benchmark of the project in one command; each figure next to its same-run baseline.
 
-    make bench                      # full run (~30 min on 2 cores; the 1M-row load, ~10 min, is kept)
+    make bench                      # full run (~45 min on 2 cores; the 1M-row load, ~10 min, is kept)
     .venv/bin/python benchmarks/run.py --quick          # a short run (about 8 minutes)
     .venv/bin/python benchmarks/run.py --only queries --rows 1000000
     .venv/bin/python benchmarks/run.py --only requests --split    # web tier pinned to core 0
@@ -13,7 +13,8 @@ detection (events/s per core), costs (CPU per event of each part of the write pa
 (list pages, paging, stats, admin, CSV export at scale), verdict (synchronous @track: how long a
 stored row waits for its verdict) and kill (a gunicorn worker, and the Celery worker, SIGKILLed
 under load: acknowledged requests against rows stored). ``--split`` runs the request benchmark
-with the web tier pinned to one core and everything else to the other (benchmarks/split.py). Figures go to stdout and ``var/bench/results-<sections>.json``; benchmarks/README.md records them.
+with the web tier pinned to one core and everything else to the other (benchmarks/split.py).
+Figures go to stdout and ``var/bench/results-<sections>.json``; benchmarks/README.md records them.
 """
 
 from __future__ import annotations
