@@ -39,7 +39,8 @@ WORKER = textwrap.dedent(
     app = Celery("bench-ingest")
     from django.conf import settings
     app.conf.update(broker_url=settings.CELERY_BROKER_URL, worker_prefetch_multiplier=1,
-                    broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
+                    broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
+                    broker_transport_options=getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}))
     app.set_default(); app.set_current()
     import tracking.pipeline.tasks  # noqa: F401
     app.worker_main(["worker", "--pool=solo", "--loglevel=WARNING", "-Q", os.environ["BENCH_QUEUE"],

@@ -1,14 +1,20 @@
 #!/usr/bin/env python
 """Every benchmark of the project in one command; each figure next to its same-run baseline.
 
-    make bench                      # full run (~30 min on 2 cores; the 1M-row load, ~10 min, is kept)
+    make bench                      # full run (~45 min on 2 cores; the 1M-row load, ~10 min, is kept)
     .venv/bin/python benchmarks/run.py --quick          # a short run (about 8 minutes)
     .venv/bin/python benchmarks/run.py --only queries --rows 1000000
+    .venv/bin/python benchmarks/run.py --only requests --split    # web tier pinned to core 0
+    .venv/bin/python benchmarks/run.py --only verdict --only kill
 
 Sections: requests (gunicorn + wrk, SQLite WAL and PostgreSQL, against django-easy-audit and
 DRF-API-Logger), ingestion (async writer and Celery workers vs COPY and bulk_create),
-detection (events/s per core), costs (CPU per event of each part of the write path) and queries (list pages, paging, stats, admin, CSV export at
-scale). Figures go to stdout and ``var/bench/results-<sections>.json``; benchmarks/README.md records them.
+detection (events/s per core), costs (CPU per event of each part of the write path), queries
+(list pages, paging, stats, admin, CSV export at scale), verdict (synchronous @track: how long a
+stored row waits for its verdict) and kill (a gunicorn worker, and the Celery worker, SIGKILLed
+under load: acknowledged requests against rows stored). ``--split`` runs the request benchmark
+with the web tier pinned to one core and everything else to the other (benchmarks/split.py).
+Figures go to stdout and ``var/bench/results-<sections>.json``; benchmarks/README.md records them.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 os.environ.setdefault("PYTHONPATH", str(ROOT))
 
-SECTIONS = ("requests", "ingestion", "detection", "costs", "queries")
+SECTIONS = ("requests", "ingestion", "detection", "costs", "queries", "verdict", "kill")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="per wrk measurement")
     parser.add_argument(
         "--events", type=int, default=None, help="events for the ingestion benchmark"
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="requests (PostgreSQL) and verdict with gunicorn pinned to one core, wrk, workers "
+        "and services to the other (BENCH_WEB_CPUS / BENCH_OTHER_CPUS)",
+    )
+    parser.add_argument(
+        "--kill-variants",
+        default=None,
+        help="for the kill benchmark, e.g. thread,durable,celery-redis,celery-rabbitmq",
     )
     args = parser.parse_args(argv)
 
@@ -58,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n== {section}", flush=True)
         started = time.monotonic()
         try:
-            if section == "requests":
+            if section == "requests" and args.split:
+                from benchmarks import split
+
+                split.run(report, seconds=args.seconds or (2 if args.quick else 5))
+            elif section == "requests":
                 from benchmarks import overhead
 
                 overhead.run(
@@ -86,13 +107,26 @@ def main(argv: list[str] | None = None) -> int:
 
                 if pg:
                     scale.run(report, rows=args.rows or (50_000 if args.quick else 1_000_000))
+            elif section == "verdict":
+                from benchmarks import verdict
+
+                if pg:
+                    verdict.run(
+                        report, seconds=args.seconds or (2 if args.quick else 5), split=args.split
+                    )
+            elif section == "kill":
+                from benchmarks import kill
+
+                if pg:
+                    kill.run(report, variants=args.kill_variants, quick=args.quick)
         except Exception:
             traceback.print_exc()
             failed.append(section)
         print(f"   ({section}: {time.monotonic() - started:.0f} s)", flush=True)
     print()
     print(report.summary())
-    report.save(dbs.VAR / f"results-{'-'.join(sections)}{'-quick' if args.quick else ''}.json")
+    suffix = ("-split" if args.split else "") + ("-quick" if args.quick else "")
+    report.save(dbs.VAR / f"results-{'-'.join(sections)}{suffix}.json")
     if failed:
         print(f"\nFAILED sections: {', '.join(failed)}")
         return 1

@@ -1,0 +1,126 @@
+"""The benchmark machinery of issue #20 that decides figures: CPU pinning of the split-machine
+mode (benchmarks/pin.py) is undone after the run, and the same-run targets compare against
+the peers measured in that run (benchmarks/overhead.py, benchmarks/split.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from benchmarks import overhead, pin, split
+from benchmarks.overhead import Load
+from benchmarks.report import Report
+
+TWO_CORES = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+needs_two_cores = pytest.mark.skipif(not TWO_CORES, reason="pinning needs two usable cores")
+
+
+@pytest.fixture
+def cores(monkeypatch):
+    mine = sorted(os.sched_getaffinity(0))
+    monkeypatch.setenv("BENCH_WEB_CPUS", str(mine[0]))
+    monkeypatch.setenv("BENCH_OTHER_CPUS", str(mine[1]))
+    return set(mine), {mine[0]}, {mine[1]}
+
+
+@pytest.fixture
+def service():
+    """A stand-in service: a process with a child, like a postmaster and a backend."""
+    code = (
+        "import subprocess, sys, time; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 10
+    while len(pin.tree([proc.pid])) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield proc
+    for pid in reversed(pin.tree([proc.pid])):
+        os.kill(pid, 9)
+    proc.wait()
+
+
+@needs_two_cores
+def test_split_pins_the_services_and_this_process_then_restores_them(cores, service):
+    everything, web, other = cores
+    family = pin.tree([service.pid])
+    assert len(family) == 2
+    with pin.split(roots=[service.pid]) as pinned:
+        assert sorted(pid for pids in pinned.values() for pid in pids) == sorted(family)
+        assert all(pin.affinity(pid) == other for pid in family)
+        assert os.sched_getaffinity(0) == other
+        # A process started now (wrk, a Celery worker) inherits the other core ...
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert pin.affinity(child.pid) == other
+            # ... and the web tier is moved to its own.
+            assert pin.pin_tree(child.pid, web) == [child.pid]
+            assert pin.affinity(child.pid) == web
+        finally:
+            child.kill()
+            child.wait()
+    assert all(pin.affinity(pid) == everything for pid in family)
+    assert os.sched_getaffinity(0) == everything
+
+
+@needs_two_cores
+def test_split_restores_the_affinities_after_an_error(cores, service):
+    everything, _web, _other = cores
+    with pytest.raises(RuntimeError), pin.split(roots=[service.pid]):
+        raise RuntimeError("a benchmark failed")
+    assert all(pin.affinity(pid) == everything for pid in pin.tree([service.pid]))
+    assert os.sched_getaffinity(0) == everything
+
+
+def test_split_refuses_overlapping_cores(monkeypatch):
+    monkeypatch.setenv("BENCH_WEB_CPUS", "0")
+    monkeypatch.setenv("BENCH_OTHER_CPUS", "0,1")
+    assert "overlap" in pin.available()
+
+
+def _load(rps: float, p50: float = 1.0) -> Load:
+    return Load(rps=rps, p50_ms=p50, p99_ms=2 * p50, requests=int(rps), errors=0)
+
+
+def test_whole_machine_targets_are_the_peers_of_the_same_run():
+    base = _load(1000)
+    results = {
+        (name, "django"): (base, _load(rps), base, base, base, base)
+        for name, rps in {
+            "track-sync": 300,
+            "track-async": 500,
+            "easy-audit": 330,
+            "drf-api-logger": 450,
+        }.items()
+    }
+    report = Report()
+    overhead._report(report, "postgresql", results, {})
+    saturated = {f.name: f for f in report.figures if f.name.endswith("saturated (8 conn)")}
+    sync = saturated["postgresql django track-sync saturated (8 conn)"]
+    assert sync.ok is False and "easy-audit (0.330)" in sync.target
+    asynchronous = saturated["postgresql django track-async saturated (8 conn)"]
+    assert asynchronous.ok is True and "every peer (0.450)" in asynchronous.target
+
+
+def test_split_report_targets():
+    base = (_load(2000, 1.0), _load(2000), 0.30)
+    results = {
+        ("track-celery", "django"): ((_load(1800, 1.05), _load(1800), 0.33), base),
+        ("track-sync", "django"): ((_load(1000, 2.0), _load(1000), 0.6), base),
+        ("easy-audit", "django"): ((_load(1200, 1.5), _load(1200), 0.5), base),
+    }
+    report = Report()
+    split._report(report, results, {"track-celery": (9_990, 10_000)})
+    by_name = {f.name: f for f in report.figures}
+    celery = by_name["web core django track-celery saturated (8 conn)"]
+    assert celery.ratio == pytest.approx(0.9) and celery.ok is True
+    assert by_name["web core django track-celery added p50 (moderate load)"].ok is True
+    cpu = by_name["web core django track-celery CPU per request (saturated)"]
+    assert (cpu.value, cpu.baseline) == (0.33, 0.30) and "= 0.909" in cpu.note
+    sync = by_name["web core django track-sync saturated (8 conn)"]
+    assert sync.ok is False and "0.600" in sync.target  # easy-audit's ratio of the same run
+    assert by_name["track-celery rows stored / requests completed"].ok is False
