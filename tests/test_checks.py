@@ -74,7 +74,14 @@ def test_celery_handoff_with_a_configured_app_passes(settings, monkeypatch, how)
     [
         ("redis://127.0.0.1:6379/0", {}, "tracking.W014"),  # kombu's default: one hour
         ("redis://127.0.0.1:6379/0", {"visibility_timeout": 3600}, "tracking.W014"),
-        ("rediss://cache:6380/0", {"visibility_timeout": 120}, None),
+        ("rediss://cache:6380/0", {"visibility_timeout": 120}, None),  # + kombu's 100 s sweep
+        # 500 s, then kombu's default sweep (10 s x every 10th): up to 600 s, "prompt" no more
+        ("redis://127.0.0.1:6379/0", {"visibility_timeout": 501}, "tracking.W014"),
+        (
+            "redis://127.0.0.1:6379/0",
+            {"visibility_timeout": 501, "unacked_restore_interval": 5, "unacked_restore_throttle": 1},
+            None,
+        ),
         ("sqs://", None, "tracking.W014"),
         ("redis://127.0.0.1:6379/0", {"visibility_timeout": 10}, "tracking.W015"),
         ("amqp://guest:guest@127.0.0.1:5672//", {}, None),  # redelivers on connection loss
@@ -95,6 +102,7 @@ def test_celery_broker_redelivery_is_prompt(settings, broker, options, expected)
     assert [m.id for m in found] == ([expected] if expected else [])
     if expected:
         assert "visibility_timeout': 120" in found[0].hint and "amqp://" in found[0].hint
+        assert "'unacked_restore_throttle': 1" in found[0].hint
 
 
 def test_durable_handoff_needs_a_persistent_spool_dir(settings):

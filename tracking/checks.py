@@ -486,15 +486,26 @@ def _celery_redelivery_warnings() -> list[checks.CheckMessage]:
         timeout = float(options["visibility_timeout"])
     except (KeyError, TypeError, ValueError):
         timeout = None  # kombu then uses its default, one hour
+    # kombu sweeps the unacknowledged set every unacked_restore_interval seconds, scanning on
+    # every unacked_restore_throttle-th sweep only (defaults 10 and 10: every 100 s), so a
+    # dead worker's batch comes back up to timeout + sweep after its delivery.
+    try:
+        sweep = float(options.get("unacked_restore_interval", 10)) * float(
+            options.get("unacked_restore_throttle", 10)
+        )
+    except (TypeError, ValueError):
+        sweep = 100.0
     hint = _(
-        "Set broker_transport_options = {'visibility_timeout': %(target)d} on the Celery app "
+        "Set broker_transport_options = {'visibility_timeout': %(target)d, "
+        "'unacked_restore_interval': 5, 'unacked_restore_throttle': 1} on the Celery app "
         "(CELERY_BROKER_TRANSPORT_OPTIONS with config_from_object(..., namespace='CELERY')): "
         "longer than a batch plus the task's %(countdown)d s retry backoff, short enough that "
         "a dead worker's batch is stored again within minutes. Or use RabbitMQ (amqp://), "
         "which redelivers as soon as the worker's connection drops."
     ) % {"target": REDELIVERY_TARGET, "countdown": MAX_COUNTDOWN}
-    if timeout is None or timeout > REDELIVERY_MAX:
+    if timeout is None or timeout + sweep > REDELIVERY_MAX:
         shown = "unset: 3600 s" if timeout is None else f"{timeout:g} s"
+        shown += _(", then up to %(sweep)g s until kombu's next sweep") % {"sweep": sweep}
         return [
             checks.Warning(
                 _(

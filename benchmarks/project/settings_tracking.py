@@ -29,5 +29,9 @@ TRACKING_CELERY_APP = "benchmarks.project.celery.app"
 # (kombu's default: one hour). Unset or "0", the broker's default applies.
 if float(os.environ.get("BENCH_VISIBILITY_TIMEOUT") or 0):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": float(os.environ["BENCH_VISIBILITY_TIMEOUT"])
+        "visibility_timeout": float(os.environ["BENCH_VISIBILITY_TIMEOUT"]),
+        # kombu sweeps the unacknowledged set every interval x throttle seconds (100 s by
+        # default): as docs/deployment.md recommends, every 5 s.
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
     }
