@@ -73,4 +73,25 @@ def mark_judged(acts: list[Activity], changed: list[Activity]) -> None:
         timestamp__lte=max(a.timestamp for a in acts),
     ).update(judged=True)
     if changed:
-        Activity.objects.bulk_update(changed, [*VERDICT_FIELDS, "mac"])
+        write_verdicts(changed)
+
+
+def write_verdicts(changed: list[Activity]) -> None:
+    """The verdict fields and MAC of ``changed``: one parameterised UPDATE per row, sent with
+    ``executemany`` (psycopg pipelines them). ``bulk_update``'s CASE expressions cost more
+    Python per row than the whole detection of the row."""
+    ops = connection.ops
+    fields = [Activity._meta.get_field(name) for name in (*VERDICT_FIELDS, "mac")]
+    key = [Activity._meta.get_field("id"), Activity._meta.get_field("timestamp")]
+    # Only quoted column and table names of the model are formatted in; values are parameters.
+    sql = "UPDATE {} SET {} WHERE {} = %s AND {} = %s".format(  # noqa: S608
+        ops.quote_name(Activity._meta.db_table),
+        ", ".join(f"{ops.quote_name(f.column)} = %s" for f in fields),
+        *(ops.quote_name(f.column) for f in key),
+    )
+    params = [
+        [f.get_db_prep_save(getattr(act, f.attname), connection) for f in (*fields, *key)]
+        for act in changed
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
