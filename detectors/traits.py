@@ -51,6 +51,7 @@ from typing import Any
 from detectors.base import Context, Detector, Finding, Observation, check_number
 from detectors.campaign import FIRST, HOUR, _unknown, backfilled
 from detectors.features import stranger
+from detectors.population import Population
 from detectors.profile import UserProfile, ua_key
 
 TRAITS: tuple[str, ...] = ("ua", "kind", "net", "asn")
@@ -249,13 +250,14 @@ class CampaignTraits(Detector):
         for trait, value in traits_of(event).items():
             key = f"{trait}:{value}"
             keys.extend((metric, key) for metric in ("trn", "trt", "trr", "trm", "trv"))
-            keys.append(("trw", f"{key}|{account}"))
+            if account:
+                keys.append(("trw", f"{key}|{account}"))
             for s in range(slot - self._slots() + 1, slot + 1):
                 keys.extend((metric, f"{key}|{s}") for metric in ("trf", "tra", "tru", "trk"))
         return keys
 
     @staticmethod
-    def _cadence_state(pop: Any, key: str) -> tuple[int, int, int, int]:
+    def _cadence_state(pop: Population, key: str) -> tuple[int, int, int, int]:
         return (
             pop.count("trt", key),
             pop.count("trr", key),
@@ -263,14 +265,14 @@ class CampaignTraits(Detector):
             pop.count("trv", key),
         )
 
-    def _last_slot(self, pop: Any, key: str, account: str, slot: int) -> int | None:
+    def _last_slot(self, pop: Population, key: str, account: str, slot: int) -> int | None:
         """The slot in this window the account was last tried in under the group (``trw``
         holds it + 1), None when it was not: each account is counted once, in ``trk`` of its
         latest slot, so a window's sum is its number of distinct accounts."""
         last = pop.count("trw", f"{key}|{account}") - 1
         return last if last > slot - self._slots() else None
 
-    def _new_account(self, pop: Any, key: str, account: str, slot: int) -> bool:
+    def _new_account(self, pop: Population, key: str, account: str, slot: int) -> bool:
         return bool(account) and self._last_slot(pop, key, account, slot) is None
 
     def regular(self, run: int, mean: int, var: int) -> bool:
@@ -354,16 +356,18 @@ class CampaignTraits(Detector):
             addresses = sum(pop.count("tra", f"{key}|{s}") for s in slots) + new_address
             if addresses < self.min_addresses:
                 continue
+            usual = max(0, pop.count("trn", key) - failures + 1) / hours
+            floor = self.floors()[trait]
+            if failures < self.bound(usual, min(floor, self.min_shaped)):
+                continue  # short of the bar even with a spray shape or a cadence
             accounts = sum(pop.count("trk", f"{key}|{s}") for s in slots) + int(
                 self._new_account(pop, key, account, slot)
             )
             shape = self.shape(failures, accounts)
             step = cadence_step(self._cadence_state(pop, key), event.epoch, cap_ms)
             cadence = step is not None and self.regular(*step[1:])
-            floor = self.floors()[trait]
             if shape == "spray" or cadence:
                 floor = min(floor, self.min_shaped)
-            usual = max(0, pop.count("trn", key) - failures + 1) / hours
             bound = self.bound(usual, floor)
             if failures < bound:
                 continue
