@@ -525,3 +525,7 @@ def test_benign_look_alikes_stay_unflagged():
     ]
     verdicts = engine.run(sorted(wave + hotel, key=lambda o: o.epoch), profiles, population)
     assert not any(v.findings for v in verdicts)
+    # The traveller's retries did keep a beat (nine gaps of 30 s) on one account.
+    hotel_net = "net:203.0.113.0/24"
+    assert population.count("trr", hotel_net) == 9 and population.count("trm", hotel_net) == 30000
+    assert CampaignTraits().regular(9, 30000, population.count("trv", hotel_net))
