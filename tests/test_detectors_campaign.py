@@ -520,8 +520,7 @@ def test_benign_look_alikes_stay_unflagged():
         if i % 4 == 0:
             wave.append(failure(start + i / 120 + 0.001, f"user{i % 20}"))
     hotel = [
-        stranger_failure(start + 1 + i / 120, "user7", "203.0.113.9", asn=64999)
-        for i in range(10)
+        stranger_failure(start + 1 + i / 120, "user7", "203.0.113.9", asn=64999) for i in range(10)
     ]
     verdicts = engine.run(sorted(wave + hotel, key=lambda o: o.epoch), profiles, population)
     assert not any(v.findings for v in verdicts)
