@@ -64,6 +64,13 @@ class Population:
             self.counts[key] = count
             self._changed.add(key)
 
+    def put(self, feature: str, value: str, count: int) -> None:
+        """Record ``count`` under (feature, value), replacing what was there: a detector's
+        running state (a last-seen time, a moving average) rather than a tally."""
+        key = counter_key(feature, value)
+        self.counts[key] = count
+        self._changed.add(key)
+
     def _bump(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
         self._changed.add(key)

@@ -21,18 +21,37 @@ at least ``min_addresses`` (3: one address is the per-address rules' business) a
 ``min_kind`` (5), ``min_network`` (5) or ``min_asn`` (8) — a big provider's AS where many
 travellers and new phones fail legitimately learns a higher bar; its /24 counts first.
 
+Two shapes of the window make a group cross sooner (its floor drops to ``min_shaped``, 5;
+the learned bar stays, so a busy provider where travellers fail all day is not lowered):
+
+- a password spray: at least ``min_shaped`` failures on many distinct accounts, one or two
+  tries each (``trk`` accounts / failures ≥ ``spray_ratio``, 0.7). One account tried again
+  and again is named brute force in the explanation; the per-account rules judge that.
+- a machine cadence: the last ``min_cadence`` (6) gaps between the group's failures, none
+  longer than ``cadence_gap_seconds`` (900), are steady (coefficient of variation ≤
+  ``cadence_cv``, 0.25) or a tight burst (≤ 1 s apart on average). People failing at random
+  moments have a CV near 1; a scheduler rotating addresses keeps its beat. This also finds a
+  slow campaign whose hourly count stays under every floor.
+
+Accounts are counted once per window per group (``trw`` holds the slot an account was last
+tried in, under a short hash of its key, never the name; its ``trk`` count moves there); the cadence is a moving mean
+and variance of the gaps (``trt`` last failure, ``trm``/``trv`` in ms, ``trr`` run length),
+updated in O(1) per failure.
+
 Nothing here reads a database or the clock: counters come through ``Population`` like the
 site-wide ones, a handful per failed login, none for any other event.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
 from detectors.base import Context, Detector, Finding, Observation, check_number
 from detectors.campaign import FIRST, HOUR, _unknown, backfilled
 from detectors.features import stranger
+from detectors.population import Population
 from detectors.profile import UserProfile, ua_key
 
 TRAITS: tuple[str, ...] = ("ua", "kind", "net", "asn")
@@ -70,6 +89,41 @@ def traits_of(event: Observation) -> dict[str, str]:
     return out
 
 
+# The cadence's moving statistics weigh the last dozen gaps (exactly averaged before that).
+CADENCE_SPAN = 12
+BURST_MS = 1000
+
+
+def account_of(event: Observation) -> str:
+    """A short hash of the account tried (counter keys never hold the name)."""
+    name = event.user_key or event.username
+    if not name:
+        return ""
+    return hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+
+
+def cadence_step(
+    state: tuple[int, int, int, int], epoch: float, cap_ms: int
+) -> tuple[int, int, int, int] | None:
+    """The group's (last ms, run, mean gap ms, variance ms²) after a failure at ``epoch``;
+    None for a failure older than the last (out of order: the state is left alone)."""
+    now = int(epoch * 1000)
+    last, run, mean, var = state
+    if not last:
+        return (now, 0, 0, 0)
+    gap = now - last
+    if gap < 0:
+        return None
+    if gap > cap_ms:
+        return (now, 0, 0, 0)
+    run += 1
+    w = 1.0 / min(run, CADENCE_SPAN)
+    diff = gap - mean
+    mean_f = mean + w * diff
+    var_f = (1.0 - w) * (var + w * diff * diff)
+    return (now, run, round(mean_f), round(var_f))
+
+
 def describe(trait: str, event: Observation) -> str:
     if trait == "ua":
         client = " on ".join(p for p in (event.browser, event.os) if p) or "an unknown client"
@@ -79,6 +133,25 @@ def describe(trait: str, event: Observation) -> str:
     if trait == "net":
         return f"rotating inside {network_of(event.ip_address)}"
     return f"rotating inside AS{event.asn}" + (f" ({event.isp})" if event.isp else "")
+
+
+def explain_shape(crossing: dict[str, Any]) -> str:
+    out = ""
+    failures, accounts = crossing["failures"], crossing["accounts"]
+    if crossing["shape"] == "spray":
+        out += f"; {accounts} accounts, {failures / accounts:.1f} tries each: a password spray"
+    elif crossing["shape"] == "brute_force":
+        out += f"; 1 account, {failures} tries: brute force"
+    beat = crossing["cadence"]
+    if beat is not None:
+        if beat["gap_ms"] <= BURST_MS:
+            out += f"; in a tight burst, {beat['gap_ms']} ms apart on average"
+        else:
+            out += (
+                f"; at a machine cadence, one every {beat['gap_ms'] / 1000:.0f} s "
+                f"± {beat['sd_ms'] / 1000:.0f} s"
+            )
+    return out
 
 
 class CampaignTraits(Detector):
@@ -99,6 +172,12 @@ class CampaignTraits(Detector):
         min_asn: int = 8,
         weight: float = 0.8,
         backfill: bool = True,
+        min_shaped: int = 5,
+        spray_ratio: float = 0.7,
+        min_cadence: int = 6,
+        cadence_cv: float = 0.25,
+        cadence_gap_seconds: int = 900,
+        shaped_weight: float = 0.9,
     ) -> None:
         self.slot_minutes = slot_minutes
         self.window_minutes = window_minutes
@@ -111,15 +190,33 @@ class CampaignTraits(Detector):
         self.min_asn = min_asn
         self.weight = weight
         self.backfill = backfill
+        self.min_shaped = min_shaped
+        self.spray_ratio = spray_ratio
+        self.min_cadence = min_cadence
+        self.cadence_cv = cadence_cv
+        self.cadence_gap_seconds = cadence_gap_seconds
+        self.shaped_weight = shaped_weight
 
     def validate(self) -> None:
         check_number("slot_minutes", self.slot_minutes, low=1, high=60)
         check_number("window_minutes", self.window_minutes, low=self.slot_minutes, high=1440)
         check_number("min_history_hours", self.min_history_hours, low=1)
         check_number("ratio", self.ratio, low=1)
-        for name in ("min_addresses", "min_ua", "min_kind", "min_network", "min_asn"):
+        for name in (
+            "min_addresses",
+            "min_ua",
+            "min_kind",
+            "min_network",
+            "min_asn",
+            "min_shaped",
+        ):
             check_number(name, getattr(self, name), low=1)
         check_number("weight", self.weight, low=0, high=1)
+        check_number("shaped_weight", self.shaped_weight, low=0, high=1)
+        check_number("spray_ratio", self.spray_ratio, low=0.01, high=1)
+        check_number("min_cadence", self.min_cadence, low=2)
+        check_number("cadence_cv", self.cadence_cv, low=0, high=1)
+        check_number("cadence_gap_seconds", self.cadence_gap_seconds, low=1, high=86400)
 
     def floors(self) -> dict[str, int]:
         return {
@@ -149,12 +246,44 @@ class CampaignTraits(Detector):
             return []
         slot = self._slot(event)
         keys: list[tuple[str, str]] = [(FIRST, "hour"), ("trs", self._seen(event, slot))]
+        account = account_of(event)
         for trait, value in traits_of(event).items():
             key = f"{trait}:{value}"
-            keys.append(("trn", key))
+            keys.extend((metric, key) for metric in ("trn", "trt", "trr", "trm", "trv"))
+            if account:
+                keys.append(("trw", f"{key}|{account}"))
             for s in range(slot - self._slots() + 1, slot + 1):
-                keys.extend((metric, f"{key}|{s}") for metric in ("trf", "tra", "tru"))
+                keys.extend((metric, f"{key}|{s}") for metric in ("trf", "tra", "tru", "trk"))
         return keys
+
+    @staticmethod
+    def _cadence_state(pop: Population, key: str) -> tuple[int, int, int, int]:
+        return (
+            pop.count("trt", key),
+            pop.count("trr", key),
+            pop.count("trm", key),
+            pop.count("trv", key),
+        )
+
+    def _last_slot(self, pop: Population, key: str, account: str, slot: int) -> int | None:
+        """The slot in this window the account was last tried in under the group (``trw``
+        holds it + 1), None when it was not: each account is counted once, in ``trk`` of its
+        latest slot, so a window's sum is its number of distinct accounts."""
+        last = pop.count("trw", f"{key}|{account}") - 1
+        return last if last > slot - self._slots() else None
+
+    def _new_account(self, pop: Population, key: str, account: str, slot: int) -> bool:
+        return bool(account) and self._last_slot(pop, key, account, slot) is None
+
+    def regular(self, run: int, mean: int, var: int) -> bool:
+        """A steady beat or a tight burst over the last ``min_cadence`` gaps or more."""
+        if run < self.min_cadence:
+            return False
+        if mean <= BURST_MS:
+            return True
+        n = min(run, CADENCE_SPAN)
+        # The moving variance divides by n; the sample variance by n - 1.
+        return var * n / (n - 1) <= (self.cadence_cv * mean) ** 2
 
     def note(self, event: Observation, profile: UserProfile | None, context: Context) -> None:
         pop = context.population
@@ -167,6 +296,8 @@ class CampaignTraits(Detector):
         slot = self._slot(event)
         new_address = pop.count("trs", self._seen(event, slot)) == 0
         unknown = _unknown(profile)
+        account = account_of(event)
+        cap_ms = self.cadence_gap_seconds * 1000
         for trait, value in traits_of(event).items():
             key = f"{trait}:{value}"
             pop.add("trn", key)
@@ -175,7 +306,27 @@ class CampaignTraits(Detector):
                 pop.add("tra", f"{key}|{slot}")
             if unknown:
                 pop.add("tru", f"{key}|{slot}")
+            if account:
+                last = self._last_slot(pop, key, account, slot)
+                if last != slot:
+                    if last is not None:  # moved to its latest slot
+                        pop.put("trk", f"{key}|{last}", pop.count("trk", f"{key}|{last}") - 1)
+                    pop.add("trk", f"{key}|{slot}")
+                    pop.put("trw", f"{key}|{account}", slot + 1)
+            step = cadence_step(self._cadence_state(pop, key), event.epoch, cap_ms)
+            if step is not None:
+                for metric, number in zip(("trt", "trr", "trm", "trv"), step, strict=True):
+                    pop.put(metric, key, number)
         pop.add("trs", self._seen(event, slot))
+
+    def shape(self, failures: int, accounts: int) -> str:
+        """``spray`` (many accounts, one or two tries each), ``brute_force`` (one account
+        tried again and again) or "" over the window's failures of a group."""
+        if failures < self.min_shaped or accounts < 1:
+            return ""
+        if accounts >= self.spray_ratio * failures:
+            return "spray"
+        return "brute_force" if accounts == 1 else ""
 
     def bound(self, usual: float, floor: int) -> float:
         return max(float(floor), self.ratio * (usual + 3.0 * math.sqrt(usual)))
@@ -194,6 +345,8 @@ class CampaignTraits(Detector):
         slots = range(slot - self._slots() + 1, slot + 1)
         new_address = int(pop.count("trs", self._seen(event, slot)) == 0)
         unknown = _unknown(profile)
+        account = account_of(event)
+        cap_ms = self.cadence_gap_seconds * 1000
         hours = max(1.0, (event.epoch - first * HOUR) / HOUR - self.window_minutes / 60)
         crossed: list[dict[str, Any]] = []
         for trait, value in traits_of(event).items():
@@ -204,7 +357,18 @@ class CampaignTraits(Detector):
             if addresses < self.min_addresses:
                 continue
             usual = max(0, pop.count("trn", key) - failures + 1) / hours
-            bound = self.bound(usual, self.floors()[trait])
+            floor = self.floors()[trait]
+            if failures < self.bound(usual, min(floor, self.min_shaped)):
+                continue  # short of the bar even with a spray shape or a cadence
+            accounts = sum(pop.count("trk", f"{key}|{s}") for s in slots) + int(
+                self._new_account(pop, key, account, slot)
+            )
+            shape = self.shape(failures, accounts)
+            step = cadence_step(self._cadence_state(pop, key), event.epoch, cap_ms)
+            cadence = step is not None and self.regular(*step[1:])
+            if shape == "spray" or cadence:
+                floor = min(floor, self.min_shaped)
+            bound = self.bound(usual, floor)
             if failures < bound:
                 continue
             crossed.append(
@@ -212,6 +376,13 @@ class CampaignTraits(Detector):
                     "trait": trait,
                     "failures": failures,
                     "addresses": addresses,
+                    "accounts": accounts,
+                    "shape": shape,
+                    "cadence": (
+                        {"gap_ms": step[2], "sd_ms": round(math.sqrt(step[3])), "gaps": step[1]}
+                        if cadence and step is not None
+                        else None
+                    ),
                     "unknown_names": sum(pop.count("tru", f"{key}|{s}") for s in slots)
                     + int(unknown),
                     "usual_per_hour": round(usual, 2),
@@ -232,15 +403,17 @@ class CampaignTraits(Detector):
                 if worst["unknown_names"]
                 else ""
             )
+            + explain_shape(worst)
             + f"; usual ≤ {max(1, math.ceil(worst['usual_per_hour']))} per hour"
         )
+        shaped = worst["shape"] == "spray" or worst["cadence"] is not None
         for c in crossed:
             c.pop("ratio")
         return [
             Finding(
                 detector=self.name,
                 tag=TAGS[trait],
-                score=self.weight,
+                score=self.shaped_weight if shaped else self.weight,
                 severity="high",
                 reason=reason,
                 evidence={

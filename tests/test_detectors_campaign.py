@@ -182,17 +182,19 @@ def test_spraying_across_the_blocks_of_one_provider_is_counted_per_as():
     quiet_site(engine, profiles, population)
     start = 3 * 24 + 1
     # Four /24s of one AS, each with its own browser string: no /24 and no browser reaches
-    # its floor, the AS does (from the eighth attempt).
+    # its floor, the AS does; a new name every time is a spray, which crosses at five
+    # (``min_shaped``) rather than eight (``min_asn``).
     uas = [f"Mozilla/5.0 (Windows NT 10.0) Chrome/12{k}.0" for k in range(4)]
     spray = [
         stranger_failure(start + i / 20, f"nobody{i}", f"90.80.{1 + i % 4}.{50 + i}", ua=uas[i % 4])
         for i in range(12)
     ]
     verdicts = one_by_one(engine, spray, profiles, population)
-    assert [v.flagged for v in verdicts] == [False] * 7 + [True] * 5
+    assert [v.flagged for v in verdicts] == [False] * 4 + [True] * 8
     finding = verdicts[-1].findings[0]
     assert finding.evidence["trait"] == "asn" and "rotating inside AS64610" in finding.reason
     assert finding.evidence["traits"][0]["unknown_names"] == 12
+    assert "12 accounts, 1.0 tries each: a password spray" in finding.reason
 
 
 def test_a_botnet_sharing_one_user_agent_is_grouped_across_networks():
@@ -207,7 +209,8 @@ def test_a_botnet_sharing_one_user_agent_is_grouped_across_networks():
         for i in range(10)
     ]
     verdicts = one_by_one(engine, bots, profiles, population)
-    assert [v.flagged for v in verdicts] == [False] * 7 + [True] * 3
+    # Ten names, one try each: a spray, over from the fifth attempt (``min_shaped``).
+    assert [v.flagged for v in verdicts] == [False] * 4 + [True] * 6
     finding = verdicts[-1].findings[0]
     assert finding.tag == "login_campaign" and finding.evidence["trait"] == "ua"
     assert "from 10 addresses sharing the user agent" in finding.reason
@@ -398,3 +401,130 @@ def test_office_typos_are_not_stuffing_or_spraying_but_strangers_from_one_addres
     verdicts = engine.run(attack, profiles, population)
     assert [v.flagged for v in verdicts] == [False, False, True, True, True]
     assert "credential_stuffing" in verdicts[-1].tags and "owner_typo" not in verdicts[-1].tags
+
+
+# --- spray shape and machine cadence inside a trait group ------------------------------------
+
+# Minutes between attempts that no scheduler keeps (people and flaky scripts).
+IRREGULAR = [0, 4, 5, 13, 14, 22, 29, 30, 41, 44, 52, 58]
+
+
+def shared_ua_bots(minutes, accounts, start=3 * 24 + 1, ip=lambda i: f"{10 + i}.1.2.3"):
+    """Failures sharing one user agent, each from another address in another AS."""
+    return [
+        stranger_failure(start + m / 60, accounts(i), ip(i), asn=64000 + i)
+        for i, m in enumerate(minutes)
+    ]
+
+
+def judged(events, **params):
+    engine = traits_engine(**params)
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    quiet_site(engine, profiles, population)
+    return one_by_one(engine, events, profiles, population), population
+
+
+def test_a_password_spray_crosses_sooner_and_says_so():
+    """Ten names, one try each, at irregular moments: a spray crosses at five; the same
+    attempts on two accounts keep the user-agent floor (eight); one account is named brute
+    force."""
+    spray, _ = judged(shared_ua_bots(IRREGULAR[:10], lambda i: f"user{i}"))
+    assert [v.flagged for v in spray] == [False] * 4 + [True] * 6
+    finding = spray[4].findings[0]
+    assert finding.evidence["trait"] == "ua" and finding.score == 0.9
+    assert "5 failed logins in 60 min from 5 addresses sharing the user agent" in finding.reason
+    assert "5 accounts, 1.0 tries each: a password spray" in finding.reason
+    assert finding.evidence["traits"][0]["shape"] == "spray"
+    assert "cadence" not in finding.reason
+
+    two, _ = judged(shared_ua_bots(IRREGULAR[:10], lambda i: f"user{i % 2}"))
+    assert [v.flagged for v in two] == [False] * 7 + [True] * 3
+    assert two[7].findings[0].score == 0.8 and "spray" not in two[7].findings[0].reason
+
+    one, _ = judged(shared_ua_bots(IRREGULAR[:10], lambda i: "user3"))
+    assert [v.flagged for v in one] == [False] * 7 + [True] * 3
+    assert "; 1 account, 8 tries: brute force" in one[7].findings[0].reason
+    assert one[7].findings[0].evidence["traits"][0]["shape"] == "brute_force"
+
+
+def test_a_name_retried_within_the_window_is_one_account():
+    """Seven tries on each of two names are not fourteen accounts; the counters hold a hash
+    of the account, never its name."""
+    events = shared_ua_bots(IRREGULAR + [59, 59.5], lambda i: f"victim{i % 2}")
+    verdicts, population = judged(events)
+    last = verdicts[-1].findings[0].evidence["traits"]
+    assert {c["accounts"] for c in last} == {2} and {c["shape"] for c in last} == {""}
+    assert not any("victim" in key for key in population.counts)
+
+
+def test_a_slow_campaign_at_a_machine_cadence_is_grouped():
+    """One try every twelve minutes (± a few seconds) from rotating addresses on two accounts
+    stays under every floor (five an hour); its steady beat gives it away at the seventh
+    attempt (six gaps). The same attempts at irregular moments are never flagged."""
+    jitter = [0, 0.05, -0.04, 0.03, 0, -0.05, 0.02, 0.04, -0.02, 0.01]
+    steady = [12 * i + j for i, j in enumerate(jitter)]
+    verdicts, _ = judged(shared_ua_bots(steady, lambda i: f"user{i % 2}"))
+    assert [v.flagged for v in verdicts] == [False] * 6 + [True] * 4
+    finding = verdicts[6].findings[0]
+    (crossing,) = finding.evidence["traits"]
+    assert crossing["failures"] == 5 and crossing["cadence"]["gaps"] == 6
+    assert "at a machine cadence, one every 720 s ± 4 s" in finding.reason
+    assert finding.score == 0.9
+
+    irregular = [0, 7, 21, 26, 40, 43, 57, 68, 76, 90]  # gaps of 3 to 14 minutes
+    verdicts, _ = judged(shared_ua_bots(irregular, lambda i: f"user{i % 2}"))
+    assert not any(v.flagged for v in verdicts)
+    # A pause longer than ``cadence_gap_seconds`` starts the beat again: six gaps after it.
+    paused = steady[:4] + [m + 30 for m in steady[4:]] + [12 * 10 + 30]
+    verdicts, _ = judged(shared_ua_bots(paused, lambda i: f"user{i % 2}"))
+    assert [v.flagged for v in verdicts] == [False] * 10 + [True]
+
+
+def test_a_tight_burst_across_addresses_crosses_at_its_seventh_attempt():
+    burst = [i / 150 for i in range(8)]  # 0.4 s apart
+    verdicts, _ = judged(shared_ua_bots(burst, lambda i: f"user{i % 2}"))
+    assert [v.flagged for v in verdicts] == [False] * 6 + [True] * 2
+    assert "in a tight burst, 400 ms apart on average" in verdicts[6].findings[0].reason
+
+
+def test_random_arrivals_rarely_look_like_a_cadence():
+    """Strangers failing at random moments (exponential gaps) pass for a steady beat in well
+    under 1 % of the checks: the cadence tells a scheduler from people."""
+    import random
+
+    from detectors.traits import cadence_step
+
+    detector = CampaignTraits()
+    rng = random.Random(18)
+    state, t, regular = (0, 0, 0, 0), 0.0, 0
+    for _ in range(5000):
+        t += rng.expovariate(1 / 240)
+        state = cadence_step(state, t, 900_000) or state
+        regular += detector.regular(*state[1:])
+    assert regular / 5000 < 0.01
+
+
+def test_benign_look_alikes_stay_unflagged():
+    """A morning wave of sign-ins with the owners' typos, and one traveller retrying a
+    forgotten password every thirty seconds from a hotel: neither is a campaign, though the
+    traveller is a stranger with a steady beat on one account (one address)."""
+    engine = traits_engine()
+    profiles: dict[str, UserProfile] = {}
+    population = Population()
+    quiet_site(engine, profiles, population)
+    start = 3 * 24 + 0.5
+    wave = []
+    for i in range(40):
+        wave.append(success(start + i / 120, f"user{i % 20}"))
+        if i % 4 == 0:
+            wave.append(failure(start + i / 120 + 0.001, f"user{i % 20}"))
+    hotel = [
+        stranger_failure(start + 1 + i / 120, "user7", "203.0.113.9", asn=64999) for i in range(10)
+    ]
+    verdicts = engine.run(sorted(wave + hotel, key=lambda o: o.epoch), profiles, population)
+    assert not any(v.findings for v in verdicts)
+    # The traveller's retries did keep a beat (nine gaps of 30 s) on one account.
+    hotel_net = "net:203.0.113.0/24"
+    assert population.count("trr", hotel_net) == 9 and population.count("trm", hotel_net) == 30000
+    assert CampaignTraits().regular(9, 30000, population.count("trv", hotel_net))
