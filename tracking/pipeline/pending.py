@@ -81,13 +81,14 @@ def write_verdicts(changed: list[Activity]) -> None:
     ``executemany`` (psycopg pipelines them). ``bulk_update``'s CASE expressions cost more
     Python per row than the whole detection of the row."""
     ops = connection.ops
-    fields = [Activity._meta.get_field(name) for name in (*VERDICT_FIELDS, "mac")]
-    key = [Activity._meta.get_field("id"), Activity._meta.get_field("timestamp")]
+    concrete = {f.name: f for f in Activity._meta.concrete_fields}
+    fields = [concrete[name] for name in (*VERDICT_FIELDS, "mac")]
+    key = [concrete["id"], concrete["timestamp"]]
     # Only quoted column and table names of the model are formatted in; values are parameters.
     sql = "UPDATE {} SET {} WHERE {} = %s AND {} = %s".format(  # noqa: S608
         ops.quote_name(Activity._meta.db_table),
-        ", ".join(f"{ops.quote_name(f.column)} = %s" for f in fields),
-        *(ops.quote_name(f.column) for f in key),
+        ", ".join(f"{ops.quote_name(str(f.column))} = %s" for f in fields),
+        *(ops.quote_name(str(f.column)) for f in key),
     )
     params = [
         [f.get_db_prep_save(getattr(act, f.attname), connection) for f in (*fields, *key)]
