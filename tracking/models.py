@@ -159,7 +159,7 @@ class Activity(models.Model):
     # False between a synchronous request's commit and its verdict (the judge stage of
     # tracking.pipeline.ingest): detection, rollups, outbox and sealing have not seen the row
     # yet. Every other path stores judged rows.
-    judged = models.BooleanField(default=True, db_default=True)
+    judged = models.BooleanField(default=True)
 
     objects = ActivityQuerySet.as_manager()
 
