@@ -48,6 +48,13 @@ def block_request(scope: str, seconds: int) -> dict[str, Any]:
     return {"scope": scope, "seconds": seconds}
 
 
+def median_of(values: list[int] | list[float]) -> float:
+    """The median of a non-empty list (the mean of the two middle values for an even length)."""
+    s = sorted(values)
+    n = len(s)
+    return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+
+
 def max_severity(values: Any) -> str:
     best = ""
     for value in values:

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.base import Context, Detector, Finding, Observation, check_number
-from detectors.features import stranger
+from detectors.base import Context, Detector, Finding, Observation, check_number, median_of
+from detectors.features import stranger, unknown_name
 from detectors.profile import UserProfile
 
 HOUR = 3600
@@ -45,19 +45,6 @@ LABELS: dict[str, str] = {
     "camp_cc": "countries of such failed logins",
 }
 FIRST = "camp_first"  # the first hour the site's failures were counted
-
-
-def _unknown(profile: UserProfile | None) -> bool:
-    """A name that never signed in: no profile (failures create none). A claimed name that
-    matches no account is stored masked (a keyed hash, the same for the same name), so it
-    never has one either, and distinct masked names stay distinct."""
-    return profile is None or profile.events == 0
-
-
-def _median(values: list[int] | list[float]) -> float:
-    s = sorted(values)
-    n = len(s)
-    return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
 def backfilled(hit: Finding, hit_event: Observation, attempts: int) -> Finding:
@@ -183,7 +170,7 @@ class FailureCampaign(Detector):
         pop.add("camp_fail", str(hour))
         if self._first_this_hour(event, pop):
             pop.add("camp_acct", str(hour))
-            if _unknown(profile):
+            if unknown_name(profile):
                 pop.add("camp_unknown", str(hour))
         pop.add("camp_seen", self._account(event))
         if stranger(event, profile):
@@ -209,8 +196,8 @@ class FailureCampaign(Detector):
     def threshold(self, history: list[int], floor: int) -> float:
         ranked = sorted(history)
         high = ranked[min(len(ranked) - 1, int(self.quantile * (len(ranked) - 1) + 0.5))]
-        median = _median(history)
-        mad = _median([abs(v - median) for v in history])
+        median = median_of(history)
+        mad = median_of([abs(v - median) for v in history])
         return max(high * self.ratio, median + self.mad_k * 1.4826 * mad, float(floor))
 
     def score_event(
@@ -226,7 +213,7 @@ class FailureCampaign(Detector):
             return []
         worst: tuple[float, str, int, float] | None = None
         span = min(self.history_hours, hour - int(first))
-        unknown = _unknown(profile)
+        unknown = unknown_name(profile)
         first_time = self._first_this_hour(event, pop)
         # This event counts as well (the window so far, itself included) where ``note`` will
         # count it: every failure, but an account or unknown name once per hour.

@@ -46,12 +46,19 @@ def hour_rarity(obs: Observation, profile: UserProfile | None) -> float:
     return max(0.0, 1.0 - near / peak)
 
 
+def unknown_name(profile: UserProfile | None) -> bool:
+    """A name that never signed in: no profile (failures create none). A claimed name that
+    matches no account is stored masked (a keyed hash, the same for the same name), so it
+    never has one either, and distinct masked names stay distinct."""
+    return profile is None or profile.events == 0
+
+
 def stranger(event: Observation, profile: UserProfile | None) -> bool:
     """A failure that is not the owner mistyping: a name that does not exist, or an account
     failing from an AS or a browser it never signed in with (an organisation network, named
     or learned, is the owner's own too). Ordinary typos and forgotten passwords happen at home
     on the usual browser, so these are rare on a normal day and most of a botnet's tries."""
-    if profile is None or profile.events == 0:
+    if unknown_name(profile):
         return True
     if event.trusted_network:
         return False
@@ -68,7 +75,7 @@ def context_features(obs: Observation, profile: UserProfile | None) -> dict[str,
     now = obs.epoch
     window = NOVELTY_WINDOW_DAYS * DAY
     out: dict[str, Any] = {
-        "known_user": bool(profile is not None and profile.events > 0),
+        "known_user": not unknown_name(profile),
         "user_events": profile.events if profile is not None else 0,
         "local_hour": local_hour(obs, profile),
         "event_local_hour": event_local_hour(obs, profile),

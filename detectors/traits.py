@@ -49,8 +49,8 @@ import math
 from typing import Any
 
 from detectors.base import Context, Detector, Finding, Observation, check_number
-from detectors.campaign import FIRST, HOUR, _unknown, backfilled
-from detectors.features import stranger
+from detectors.campaign import FIRST, HOUR, backfilled
+from detectors.features import stranger, unknown_name
 from detectors.population import Population
 from detectors.profile import UserProfile, ua_key
 
@@ -295,7 +295,7 @@ class CampaignTraits(Detector):
             return
         slot = self._slot(event)
         new_address = pop.count("trs", self._seen(event, slot)) == 0
-        unknown = _unknown(profile)
+        unknown = unknown_name(profile)
         account = account_of(event)
         cap_ms = self.cadence_gap_seconds * 1000
         for trait, value in traits_of(event).items():
@@ -344,7 +344,7 @@ class CampaignTraits(Detector):
         slot = self._slot(event)
         slots = range(slot - self._slots() + 1, slot + 1)
         new_address = int(pop.count("trs", self._seen(event, slot)) == 0)
-        unknown = _unknown(profile)
+        unknown = unknown_name(profile)
         account = account_of(event)
         cap_ms = self.cadence_gap_seconds * 1000
         hours = max(1.0, (event.epoch - first * HOUR) / HOUR - self.window_minutes / 60)

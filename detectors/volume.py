@@ -40,7 +40,7 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from detectors.base import Context, Detector, Finding, Observation, check_number
+from detectors.base import Context, Detector, Finding, Observation, check_number, median_of
 from detectors.profile import UserProfile
 
 CATEGORIES: tuple[str, ...] = ("export", "data", "payment")
@@ -61,12 +61,6 @@ def bucket(count: int) -> int:
         if count <= upper:
             return i
     return len(BUCKETS)
-
-
-def _median(values: list[int] | list[float]) -> float:
-    s = sorted(values)
-    n = len(s)
-    return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
 def _quantile(values: list[int], q: float) -> int:
@@ -256,8 +250,8 @@ class VolumeBaseline(Detector):
     # --- judging ----------------------------------------------------------------------
     def threshold(self, history: list[int]) -> tuple[float, int]:
         usual = _quantile(history, 0.95)
-        median = _median(history)
-        mad = _median([abs(v - median) for v in history])
+        median = median_of(history)
+        mad = median_of([abs(v - median) for v in history])
         bound = max(
             usual * self.ratio,
             usual + self.margin,
@@ -368,7 +362,7 @@ class VolumeBaseline(Detector):
             "accepted": count - 1,
             "usual": usual,
             "threshold": round(bound, 2),
-            "median": _median(days if label == "today" else hours),
+            "median": median_of(days if label == "today" else hours),
             "history": len(days),
             "peer_group": group,
             "peer_usual": peers,
@@ -406,7 +400,7 @@ class VolumeBaseline(Detector):
     ) -> list[Finding]:
         """Under the user's own bound: still far above their median day and rare among peers
         (a baseline that drifted upward does not hide volume no peer reaches)."""
-        median = _median(days)
+        median = median_of(days)
         if today < 2 * self.min_count or today <= self.peer_ratio * max(median, 1.0) or not group:
             return []
         share = self.population_rarity(cat, today, context, group)
