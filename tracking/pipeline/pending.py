@@ -65,24 +65,28 @@ def claim(acts: list[Activity]) -> set[uuid.UUID]:
 
 
 def mark_judged(acts: list[Activity], changed: list[Activity]) -> None:
-    """The judge stage's write: one UPDATE marks the batch judged; rows whose verdict changed
-    (the few with findings) also get their verdict fields and recomputed MAC."""
-    Activity.objects.filter(
-        id__in=[a.id for a in acts],
-        timestamp__gte=min(a.timestamp for a in acts),
-        timestamp__lte=max(a.timestamp for a in acts),
-    ).update(judged=True)
+    """The judge stage's write: rows whose verdict changed (those with findings) get their
+    verdict fields, recomputed MAC and ``judged`` in one UPDATE each; one UPDATE marks the
+    others judged. No row is written twice."""
+    rewritten = {a.id for a in changed}
+    unchanged = [a for a in acts if a.id not in rewritten]
+    if unchanged:
+        Activity.objects.filter(
+            id__in=[a.id for a in unchanged],
+            timestamp__gte=min(a.timestamp for a in unchanged),
+            timestamp__lte=max(a.timestamp for a in unchanged),
+        ).update(judged=True)
     if changed:
         write_verdicts(changed)
 
 
 def write_verdicts(changed: list[Activity]) -> None:
-    """The verdict fields and MAC of ``changed``: one parameterised UPDATE per row, sent with
-    ``executemany`` (psycopg pipelines them). ``bulk_update``'s CASE expressions cost more
-    Python per row than the whole detection of the row."""
+    """The verdict fields, MAC and ``judged`` of ``changed``: one parameterised UPDATE per
+    row, sent with ``executemany`` (psycopg pipelines them). ``bulk_update``'s CASE
+    expressions cost more Python per row than the whole detection of the row."""
     ops = connection.ops
     concrete = {f.name: f for f in Activity._meta.concrete_fields}
-    fields = [concrete[name] for name in (*VERDICT_FIELDS, "mac")]
+    fields = [concrete[name] for name in (*VERDICT_FIELDS, "mac", "judged")]
     key = [concrete["id"], concrete["timestamp"]]
     # Only quoted column and table names of the model are formatted in; values are parameters.
     sql = "UPDATE {} SET {} WHERE {} = %s AND {} = %s".format(  # noqa: S608
