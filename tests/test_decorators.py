@@ -138,6 +138,7 @@ def test_async_view_sync_log(plain_user):
 
     resp = asyncio.run(run())
     assert resp.status_code == 200
+    assert writer.flush(10)  # committed to the intake; stored by the writer's next round
     a = one(endpoint="/t/rec/async/")
     assert a.username == "plain" and a.type == "API"
 
@@ -175,6 +176,7 @@ def test_async_class_based_view(plain_user):
 
     resp = asyncio.run(run())
     assert resp.status_code == 202 and resp.content == b"async-class"
+    assert writer.flush(10)  # committed to the intake; stored by the writer's next round
     a = one(endpoint="/t/rec/async-class/")
     assert a.status == 202 and a.username == "plain" and a.type == "ACCOUNT"
 

@@ -192,6 +192,7 @@ def test_drf_view_records_the_token_user(client, shopper):
     assert api.get("/api/v1/orders/").status_code == 200
     assert api.post("/api/v1/orders/", {"product": 7, "qty": 2}, format="json").status_code == 201
     assert api.get("/api/v1/profile/").json()["username"] == "shopper"
+    assert writer.flush(10)  # synchronous API rows: in the intake, stored within a round
     rows = list(Activity.objects.filter(type="API").order_by("timestamp"))
     assert [(r.method, r.endpoint, r.status) for r in rows] == [
         ("GET", "/api/v1/orders/", 200),
@@ -224,6 +225,7 @@ def test_password_change_and_report_export(client, shopper):
     resp = client.get("/reports/orders/export/")
     assert resp.status_code == 200 and resp["Content-Type"] == "text/csv"
     assert client.get("/reports/secrets/export/").status_code == 404
+    assert writer.flush(10)  # synchronous rows: in the intake, stored within a round
     views = Activity.objects.filter(type="ACCOUNT", status__isnull=False).order_by("timestamp")
     assert [r.status for r in views] == [400, 200]
     # The password change itself, recorded from the user model: the field, never its value.

@@ -1,29 +1,30 @@
-"""Synchronous recording in two stages: the row is committed before the response (durable
-stage, ``judged=False``) and judged by the process's writer within a second (judge stage);
-AUTH and requests inside a transaction are judged before the response; rows a dead process
-left pending are judged at the writer's start and by its recovery scan; sealing waits for
-the verdict; two judges never judge one row twice."""
+"""Synchronous recording: the event is committed to the intake before the response (one
+INSERT, encrypted) and stored as an activity with its verdict by the process's writer within
+a second (the batch step); AUTH and requests inside a transaction are stored in full before
+the response; what a dead process left in the intake is stored at the writer's start and by
+its recovery scan; an event stored twice keeps one row and one verdict."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from io import StringIO
 
 import pytest
 from django.core import checks
-from django.db import connection, transaction
+from django.core.management import call_command
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import _live_event
 from tracking import signals
 from tracking.checks import check_recording
-from tracking.integrity.sealing import seal_pending
 from tracking.integrity.verify import verify
-from tracking.models import Activity, Finding, Rollup
-from tracking.pipeline import housekeeping, pending, writer
-from tracking.pipeline.ingest import ingest, judge
+from tracking.models import Activity, Finding, Intake, Rollup
+from tracking.pipeline import housekeeping, intake, spool, writer
 
 UTC = dt_timezone.utc
 
@@ -52,20 +53,16 @@ def _poll(check, timeout: float = 1.0):
         time.sleep(0.01)
 
 
-def _verdict(endpoint: str):
-    row = Activity.objects.filter(endpoint=endpoint).first()
-    return row if row is not None and row.judged else None
-
-
 def _rolled() -> tuple[int, int]:
     """(rows, flagged rows) the hourly rollups counted."""
     rows = list(Rollup.objects.values_list("count", "flagged"))
     return sum(c for c, _ in rows), sum(f for _, f in rows)
 
 
-def _old_pending_rows(n: int, **fields) -> list[Activity]:
-    """Rows as a process that died between the commit and the verdict leaves them."""
-    start = datetime.now(UTC) - timedelta(minutes=2)
+def _left_in_intake(n: int, *, age: float = 120.0, **fields) -> list:
+    """Events as a process that died between its intake commit and the batch step leaves
+    them: committed to the intake ``age`` seconds ago, no activity."""
+    start = datetime.now(UTC) - timedelta(seconds=age)
     events = [
         _live_event(type="DATA", endpoint=f"/left/{i}", timestamp=start + timedelta(seconds=i))
         for i in range(n)
@@ -73,67 +70,73 @@ def _old_pending_rows(n: int, **fields) -> list[Activity]:
     for key, value in fields.items():
         for e in events:
             setattr(e, key, value)
-    result = ingest(events, assume_new=True, judge=False)
-    assert result.stored == n and len(result.pending) == n
-    return result.pending
+    intake.store(events)
+    Intake.objects.filter(id__in=[e.id for e in events]).update(created=start)
+    return events
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_synchronous_request_is_committed_before_the_response_and_judged_within_a_second(
+def test_a_synchronous_request_is_durable_before_the_response_and_judged_within_a_second(
     client, seen_rule
 ):
     got = []
 
     def on_flagged(sender, activity, findings, **kw):
-        got.append((activity.id, activity.judged, [f.tag for f in findings]))
+        got.append((activity.id, [f.tag for f in findings]))
 
     signals.activity_flagged.connect(on_flagged)
     try:
         started = time.monotonic()
         assert client.get("/t/rec/status/200/").status_code == 200
-        row = Activity.objects.get(endpoint="/t/rec/status/200/")  # durable already
-        judged = _poll(lambda: _verdict("/t/rec/status/200/"))
+        # Durable already: in the intake, or (the writer was quick) stored.
+        assert Intake.objects.exists() or Activity.objects.exists()
+        row = _poll(lambda: Activity.objects.filter(endpoint="/t/rec/status/200/").first())
         elapsed = time.monotonic() - started
     finally:
         signals.activity_flagged.disconnect(on_flagged)
-    assert judged is not None, "no verdict within 1 s"
+    assert row is not None, "no activity within 1 s"
     assert elapsed < 1.0
-    assert judged.flagged and seen_rule in judged.tags and judged.severity == "high"
+    # Written once, with its verdict.
+    assert row.flagged and seen_rule in row.tags and row.severity == "high"
     assert Finding.objects.filter(activity_id=row.id).count() == 1
-    assert _rolled() == (1, 1)  # counted once, as judged
-    # The alert path saw the judged row, never the pending one.
-    assert _poll(lambda: got) and got[0][0] == row.id and got[0][1] is True
-    assert writer.flush(10)  # the seal after the verdict (TRACKING_SEAL_INTERVAL = 0)
+    assert _rolled() == (1, 1)
+    assert _poll(lambda: got) and got[0][0] == row.id
+    assert _poll(lambda: not Intake.objects.exists())
+    assert writer.flush(10)  # the seal (TRACKING_SEAL_INTERVAL = 0 in the tests)
     assert Activity.objects.get().seq == 1 and verify().ok
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_durable_stage_is_one_insert_and_touches_no_shared_row(client, settings, seen_rule):
-    """No rollup, profile, counter, outbox or advisory lock in the request: nothing another
-    request waits for. The writer is held off (long flush interval) to see the pending row."""
+def test_the_request_does_one_insert_into_the_intake_and_touches_no_shared_row(
+    client, settings, seen_rule
+):
+    """No activity row, rollup, profile, counter, outbox or advisory lock in the request:
+    nothing another request waits for. The writer is held off (long flush interval)."""
     settings.TRACKING_FLUSH_INTERVAL = 30.0
     client.get("/t/rec/status/201/")  # warm: sessions, statements
     with CaptureQueriesContext(connection) as ctx:
-        client.get("/t/rec/status/200/")
+        client.get("/t/rec/status/200/?q=needle-in-the-query", HTTP_USER_AGENT="NeedleAgent/1.0")
     sqls = [q["sql"] for q in ctx.captured_queries if "tracking_" in q["sql"]]
-    assert len(sqls) == 1 and sqls[0].startswith("INSERT INTO"), sqls
+    assert len(sqls) == 1 and sqls[0].startswith("INSERT INTO") and "intake" in sqls[0], sqls
+    assert not Activity.objects.exists() and Rollup.objects.count() == 0
+    # Encrypted at rest like the spool: nothing of the request readable in the table.
+    payloads = list(Intake.objects.values_list("payload", flat=True))
+    assert len(payloads) == 2
+    assert not any("needle" in p.lower() or "/t/rec/" in p for p in payloads)
+    assert writer.flush(10), writer.stats()  # the writer's round stores both
     row = Activity.objects.get(endpoint="/t/rec/status/200/")
-    assert row.judged is False and row.tags == [] and not row.flagged
-    assert Rollup.objects.count() == 0 and Finding.objects.count() == 0
-    assert writer.flush(10), writer.stats()  # the writer's round judges both
-    row.refresh_from_db()
-    assert row.judged and row.flagged and seen_rule in row.tags
+    assert row.flagged and seen_rule in row.tags and row.user_agent == "NeedleAgent/1.0"
     assert _rolled() == (2, 2)
-    assert writer.stats()["judged"] == 2
+    assert writer.stats()["judged"] == 2 and not Intake.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_auth_is_judged_before_the_response(client, settings, seen_rule):
+def test_auth_is_stored_with_its_verdict_before_the_response(client, settings, seen_rule):
     settings.TRACKING_FLUSH_INTERVAL = 30.0  # the writer would be too late
     client.get("/t/rec/login/")
     row = Activity.objects.get(endpoint="/t/rec/login/")
-    assert row.type == "AUTH" and row.judged and row.flagged and seen_rule in row.tags
-    assert _rolled() == (1, 1)
+    assert row.type == "AUTH" and row.flagged and seen_rule in row.tags
+    assert _rolled() == (1, 1) and not Intake.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -141,146 +144,111 @@ def test_verdict_before_response_setting_names_the_types(client, settings, seen_
     settings.TRACKING_FLUSH_INTERVAL = 30.0
     settings.TRACKING_VERDICT_BEFORE_RESPONSE = ["data"]  # case does not matter
     client.get("/t/rec/status/200/")
-    assert Activity.objects.get().judged
+    assert Activity.objects.get().flagged
     settings.TRACKING_VERDICT_BEFORE_RESPONSE = []
     client.get("/t/rec/login/")
-    assert not Activity.objects.get(type="AUTH").judged
+    assert not Activity.objects.filter(type="AUTH").exists() and Intake.objects.count() == 1
     settings.TRACKING_VERDICT_BEFORE_RESPONSE = ["*"]
     client.get("/t/rec/status/204/")
-    assert Activity.objects.get(endpoint="/t/rec/status/204/").judged
+    assert Activity.objects.get(endpoint="/t/rec/status/204/").flagged
 
 
 @pytest.mark.django_db
-def test_inside_a_transaction_the_request_is_judged_inline(client, seen_rule):
-    """A test's (or ATOMIC_REQUESTS') transaction: the writer could not see the row, so the
-    caller judges it before going on, as one batch step."""
+def test_inside_a_transaction_the_request_is_stored_inline(client, seen_rule):
+    """A test's (or ATOMIC_REQUESTS') transaction: the writer could not see the intake row,
+    so the caller runs the batch step before going on."""
     assert connection.in_atomic_block
     client.get("/t/rec/status/200/")
     row = Activity.objects.get()
-    assert row.judged and row.flagged and seen_rule in row.tags
+    assert row.flagged and seen_rule in row.tags
     assert Finding.objects.filter(activity=row).count() == 1
+    assert not Intake.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_rows_left_pending_are_judged_when_the_writer_starts(settings, seen_rule):
-    rows = _old_pending_rows(3)
-    assert Activity.objects.filter(judged=False).count() == 3
+def test_an_event_the_intake_cannot_encrypt_is_stored_in_full_before_the_response(
+    client, settings, monkeypatch, seen_rule
+):
+    """The intake keeps nothing in clear: when the event cannot be encrypted for it, the
+    synchronous path stores the activity itself (the batch step, before the response)."""
+    settings.TRACKING_FLUSH_INTERVAL = 30.0
+
+    def refuse(event):
+        raise intake.Unusable("no key")
+
+    monkeypatch.setattr(intake, "_payload", refuse)
+    client.get("/t/rec/status/200/")
+    row = Activity.objects.get(endpoint="/t/rec/status/200/")
+    assert row.flagged and not Intake.objects.exists()
+
+
+def test_only_events_with_a_uuid_id_take_the_intake():
+    assert intake.accepts(_live_event())
+    assert not intake.accepts(_live_event(id="not-a-uuid"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_left_in_the_intake_are_stored_when_the_writer_starts(seen_rule):
+    events = _left_in_intake(3)
     w = writer.get_writer()
     w.ensure_started()  # a restarted process: its writer's first round scans
-    assert _poll(lambda: not Activity.objects.filter(judged=False).exists(), timeout=5.0)
+    assert _poll(lambda: Activity.objects.count() == 3, timeout=5.0)
+    assert _poll(lambda: not Intake.objects.exists())
     assert all(seen_rule in a.tags for a in Activity.objects.all())
     assert Finding.objects.count() == 3
     assert _poll(lambda: w.stats().get("recovered") == 3)
-    assert {a.id for a in rows} == set(Activity.objects.values_list("id", flat=True))
+    assert {e.id for e in events} == {str(i) for i in Activity.objects.values_list("id", flat=True)}
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_recovery_scan_judges_only_rows_older_than_the_grace(seen_rule):
-    left = _old_pending_rows(2)
-    fresh = ingest(
-        [_live_event(type="DATA", endpoint="/fresh/")],
-        assume_new=True,
-        judge=False,
-    ).pending
+def test_the_recovery_scan_takes_only_events_older_than_the_grace(seen_rule):
+    left = _left_in_intake(2)
+    fresh = _live_event(type="DATA", endpoint="/fresh/")
+    intake.store([fresh])
     assert housekeeping.judge_unjudged() == 2
-    assert set(Activity.objects.filter(judged=False).values_list("id", flat=True)) == {fresh[0].id}
-    assert housekeeping.judge_unjudged() == 0  # nothing old is left; judged rows untouched
-    assert Finding.objects.count() == 2 and {a.id for a in left} <= set(
-        Finding.objects.values_list("activity_id", flat=True)
-    )
+    assert [str(i) for i in Intake.objects.values_list("id", flat=True)] == [fresh.id]
+    assert housekeeping.judge_unjudged() == 0  # nothing old is left
+    assert {str(i) for i in Finding.objects.values_list("activity_id", flat=True)} == {
+        e.id for e in left
+    }
 
 
 @pytest.mark.django_db(transaction=True)
-def test_sealing_skips_pending_rows_and_verify_stays_clean(seen_rule):
-    """(TRACKING_SEAL_INTERVAL = 0 here: every commit of judged rows seals right after.)"""
-    rows = _old_pending_rows(3)
-    ingest([_live_event(type="API")], assume_new=True)
-    assert seal_pending() == 0  # the pending rows wait
-    assert list(Activity.objects.filter(seq__isnull=False).values_list("type", flat=True)) == [
-        "API"
-    ]
-    report = verify()
-    assert report.ok, list(report.summary_lines())
-    assert report.unjudged == 3 and report.unsealed_rows_checked == 3
-    assert Activity.objects.filter(judged=False, seq__isnull=False).count() == 0
-    assert judge(rows) == 3  # sealed after its commit
-    assert Activity.objects.filter(seq__isnull=True).count() == 0
-    report = verify()
-    assert report.ok and report.unjudged == 0 and report.sealed_rows_checked == 4
-    assert Activity.objects.filter(flagged=True).count() == 3
+def test_an_altered_intake_row_is_refused_as_a_dead_letter_not_parsed(spool_dir, seen_rule):
+    good, forged, swapped = _left_in_intake(3)
+    Intake.objects.filter(id=forged.id).update(payload='{"id": "x", "type": "ADMIN"}')
+    other = Intake.objects.get(id=good.id).payload
+    Intake.objects.filter(id=swapped.id).update(payload=other)  # a valid line, another id
+    assert housekeeping.judge_unjudged() == 1
+    assert [str(i) for i in Activity.objects.values_list("id", flat=True)] == [good.id]
+    assert not Intake.objects.exists()
+    letters = [json.loads(line) for line in (spool_dir / spool.REJECTED).open()]
+    reasons = {spool.decode_line(d["event"].encode())["id"]: d["reason"] for d in letters}
+    assert set(reasons) == {forged.id, swapped.id}
+    assert all(r.startswith("intake:") for r in reasons.values())
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_pending_row_changed_behind_the_app_is_still_reported(seen_rule):
-    """Pending rows are verified like any unsealed row: their MAC covers the row as stored."""
-    rows = _old_pending_rows(1)
-    Activity.objects.filter(id=rows[0].id).update(endpoint="/forged/")
-    report = verify()
-    assert not report.ok and report.ids("inserted") == {str(rows[0].id)}
+def test_storing_twice_keeps_one_row_and_one_verdict(seen_rule):
+    events = _left_in_intake(4)
+    assert intake.judge(events).stored == 4
+    intake.store(events)  # the same events again (a recovery racing the writer)
+    again = intake.judge(events)
+    assert again.stored == 0 and again.duplicates == 4 and not again.dead_letters
+    assert Activity.objects.count() == 4 and Finding.objects.count() == 4
+    assert _rolled() == (4, 4) and not Intake.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_judging_twice_judges_once(seen_rule):
-    rows = _old_pending_rows(4)
-    assert judge(rows) == 4
-    again = list(Activity.objects.all())
-    assert judge(again) == 0  # already judged: left alone
-    assert Finding.objects.count() == 4
-    assert _rolled() == (4, 4)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_judge_skips_rows_another_judge_holds(seen_rule):
-    """While one transaction holds the claim, a second judge takes none of those rows (on
-    PostgreSQL it skips them; on SQLite it waits for the write lock and then finds them
-    judged); afterwards every row has exactly one verdict."""
-    rows = _old_pending_rows(3)
-    holding, release = threading.Event(), threading.Event()
-    outcome = {}
-
-    def first():
-        try:
-            with transaction.atomic():
-                outcome["claimed"] = pending.claim(list(Activity.objects.filter(judged=False)))
-                holding.set()
-                release.wait(10)
-                Activity.objects.filter(id__in=outcome["claimed"]).update(judged=True)
-        finally:
-            connection.close()
-
-    def second():
-        try:
-            outcome["second"] = judge(list(Activity.objects.filter(id__in=[r.id for r in rows])))
-        finally:
-            connection.close()
-
-    t1 = threading.Thread(target=first)
-    t1.start()
-    assert holding.wait(10)
-    t2 = threading.Thread(target=second)
-    t2.start()
-    if connection.vendor == "postgresql":
-        t2.join(10)  # SKIP LOCKED: it does not wait for the first judge
-        assert not t2.is_alive() and outcome["second"] == 0
-    release.set()
-    t1.join(10)
-    t2.join(10)
-    assert len(outcome["claimed"]) == 3 and outcome["second"] == 0
-    assert Finding.objects.count() == 0  # the first "judge" marked them without a verdict
-    assert not Activity.objects.filter(judged=False).exists()
-
-
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_judges_give_each_row_one_verdict(seen_rule):
-    rows = _old_pending_rows(20)
+def test_concurrent_batch_steps_of_the_same_events_give_each_one_verdict(seen_rule):
+    events = _left_in_intake(20)
     results = []
     barrier = threading.Barrier(2)
 
     def run():
         try:
-            mine = list(Activity.objects.filter(id__in=[r.id for r in rows]))
             barrier.wait(10)
-            results.append(judge(mine))
+            results.append(intake.judge(events))
         finally:
             connection.close()
 
@@ -288,38 +256,60 @@ def test_concurrent_judges_give_each_row_one_verdict(seen_rule):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
-    assert sum(results) == 20, results
-    assert Finding.objects.count() == 20
-    assert _rolled() == (20, 20)
-    assert not Activity.objects.filter(seq__isnull=True).exists() and verify().ok
+        t.join(60)
+    assert len(results) == 2, results
+    assert sum(r.stored for r in results) == 20 and not any(r.dead_letters for r in results)
+    assert Activity.objects.count() == 20 and Finding.objects.count() == 20
+    assert _rolled() == (20, 20) and not Intake.objects.exists()
+    assert writer.flush(10) and verify().ok
 
 
 @pytest.mark.django_db(transaction=True)
-def test_health_and_doctor_report_rows_awaiting_their_verdict(seen_rule):
+def test_health_verify_and_doctor_report_events_awaiting_their_verdict(seen_rule):
     from tracking.health import collect
 
-    _old_pending_rows(2)
+    _left_in_intake(2)
     data = collect()
     assert data["unjudged"] == 2 and data["sealing"]["oldest_unjudged_age"] >= 100
     assert any("await their verdict" in p for p in data["problems"])
+    report = verify()
+    assert report.ok and report.unjudged == 2
+    assert any("2 events in the intake" in line for line in report.summary_lines())
+    out = StringIO()
+    with pytest.raises(SystemExit):  # doctor exits non-zero on a problem
+        call_command("tracking", "doctor", stdout=out)
+    assert "Verdicts owed: 2" in out.getvalue()
     housekeeping.judge_unjudged()
     data = collect()
     assert data["unjudged"] == 0 and not any("verdict" in p for p in data["problems"])
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_database_outage_at_the_durable_insert_spools_the_event(
+def test_a_database_outage_at_the_intake_insert_spools_the_event(
     client, spool_dir, database_down, seen_rule
 ):
-    from tracking.pipeline import spool
-
     assert client.get("/t/rec/status/200/").status_code == 200
     assert spool.pending()
     database_down.stop()
     assert housekeeping.replay_spool().stored == 1
     row = Activity.objects.get()
-    assert row.judged and seen_rule in row.tags  # replay runs the whole batch step
+    assert seen_rule in row.tags  # replay runs the whole batch step
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outage_during_the_batch_step_keeps_the_intake_rows(seen_rule):
+    from tracking.testing.faults import DatabaseFault, refuse
+
+    events = _left_in_intake(2, age=1.0)
+    outage = DatabaseFault(refuse).start()
+    try:
+        result = intake.judge(events)  # the database refuses the tracking statements
+    finally:
+        outage.stop()
+    assert result.stored == 0 and len(result.unwritten) == 2
+    assert Intake.objects.count() == 2  # nothing lost: the recovery scan stores them
+    assert housekeeping.judge_unjudged(older_than=None) == 2
+    assert Activity.objects.count() == 2 and not Intake.objects.exists()
 
 
 def test_verdict_before_response_is_checked(settings):
@@ -333,14 +323,9 @@ def test_verdict_before_response_is_checked(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_tracking_flush_judges_rows_left_pending(seen_rule):
-    import json
-    from io import StringIO
-
-    from django.core.management import call_command
-
-    _old_pending_rows(2)
+def test_tracking_flush_stores_what_was_left_in_the_intake(seen_rule):
+    _left_in_intake(2)
     out = StringIO()
     call_command("tracking", "flush", "--no-geo", stdout=out)
     assert json.loads(out.getvalue())["judged"] == 2
-    assert Activity.objects.filter(judged=True, flagged=True).count() == 2
+    assert Activity.objects.filter(flagged=True).count() == 2 and not Intake.objects.exists()

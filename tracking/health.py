@@ -24,7 +24,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
-from django.db.models import Min
+from django.db.models import Count, Min
 from django.http import JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -38,15 +38,15 @@ from tracking.delivery import status as delivery_status
 from tracking.integrity import anchor as anchors
 from tracking.integrity import crypto
 from tracking.integrity import macs as integrity
-from tracking.models import Activity, Seal
+from tracking.models import Activity, Intake, Seal
 
 UTC = dt_timezone.utc
 
 logger = logging.getLogger("tracking.health")
 
-# Seconds a synchronous request's row may wait for its verdict before health is alarmed: the
-# writer judges within ~1 s, a dead process's rows within the recovery scan (10 s grace,
-# every 30 s: tracking.pipeline.housekeeping).
+# Seconds a synchronous request's event may wait in the intake before health is alarmed: the
+# writer stores it within TRACKING_FLUSH_INTERVAL, a dead process's within the recovery scan
+# (10 s grace, every 30 s: tracking.pipeline.intake).
 MAX_UNJUDGED_AGE = 120.0
 
 
@@ -103,13 +103,13 @@ def _sealing(now: datetime, advance_anchor: bool) -> tuple[dict[str, Any], list[
     count = unsealed.count()
     oldest = unsealed.aggregate(m=Min("timestamp"))["m"] if count else None
     head = Seal.objects.order_by("-last_seq").first()
-    unjudged = Activity.objects.filter(judged=False)
-    unjudged_count = unjudged.count()
-    oldest_unjudged = unjudged.aggregate(m=Min("timestamp"))["m"] if unjudged_count else None
+    # Synchronous requests' events in the intake: committed, activity and verdict owed.
+    waiting = Intake.objects.aggregate(n=Count("id"), m=Min("created"))
+    unjudged_count, oldest_unjudged = waiting["n"] or 0, waiting["m"]
     info = {
         "unsealed": count,
         "oldest_unsealed_age": _age(now, oldest),
-        # Committed by synchronous requests, verdict still owed (judged within ~1 s).
+        # Committed by synchronous requests, stored with their verdict within ~0.25 s.
         "unjudged": unjudged_count,
         "oldest_unjudged_age": _age(now, oldest_unjudged),
         "newest_seal_age": _age(now, head.created_at if head else None),
@@ -137,8 +137,9 @@ def _sealing(now: datetime, advance_anchor: bool) -> tuple[dict[str, Any], list[
     if age is not None and age > MAX_UNJUDGED_AGE:
         problems.append(
             f"{unjudged_count} activities await their verdict, the oldest for {int(age)} s "
-            f"(limit {int(MAX_UNJUDGED_AGE)} s): no writer thread judges them (processes "
-            "recording synchronously judge leftovers at start and every 30 s)"
+            f"(limit {int(MAX_UNJUDGED_AGE)} s) in the intake: no writer thread stores them "
+            "(processes recording synchronously store leftovers at start and every 30 s; "
+            "`tracking flush` does it now)"
         )
     max_age = tracking_settings.HEALTH_MAX_UNSEALED_AGE
     max_rows = tracking_settings.HEALTH_MAX_UNSEALED_ROWS

@@ -156,10 +156,6 @@ class Activity(models.Model):
     seq = models.BigIntegerField(null=True, blank=True, db_index=True)
     mac = models.CharField(max_length=80, blank=True, default="")
     outcome = models.CharField(max_length=16, blank=True, default="", db_index=True)
-    # False between a synchronous request's commit and its verdict (the judge stage of
-    # tracking.pipeline.ingest): detection, rollups, outbox and sealing have not seen the row
-    # yet. Every other path stores judged rows.
-    judged = models.BooleanField(default=True)
 
     objects = ActivityQuerySet.as_manager()
 
@@ -179,11 +175,6 @@ class Activity(models.Model):
             models.Index(
                 fields=["username"], condition=models.Q(flagged=True), name="trk_flagged_username"
             ),
-            # The rows still waiting for their verdict (few, briefly): what the writer's
-            # recovery scan and health count read, without touching the judged ones.
-            models.Index(
-                fields=["timestamp"], condition=models.Q(judged=False), name="trk_unjudged"
-            ),
         ]
         permissions = [
             ("export_activity", "Can export activities"),
@@ -197,6 +188,28 @@ class Activity(models.Model):
     @property
     def type_display(self) -> str:
         return type_label(self.type)
+
+
+class Intake(models.Model):
+    """A synchronous request's event, committed before its response and waiting for the batch
+    step that stores it as an ``Activity`` with its verdict (``tracking.pipeline.intake``).
+
+    ``payload`` is the event encrypted as a spool line (AES-GCM with
+    ``TRACKING_ENCRYPTION_KEYS``): redacted like every stored event, readable only with the
+    key, and refused when altered. A narrow table with only its primary key to maintain, so
+    the write a request waits for is cheap; rows live for well under a second.
+    """
+
+    id = models.UUIDField(primary_key=True)
+    created = models.DateTimeField()
+    payload = models.TextField()
+
+    class Meta:
+        verbose_name = "activity awaiting its verdict"
+        verbose_name_plural = "activities awaiting their verdict"
+
+    def __str__(self) -> str:
+        return f"event {self.id} (stored {self.created:%Y-%m-%d %H:%M:%S})"
 
 
 class Finding(models.Model):

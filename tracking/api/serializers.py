@@ -149,8 +149,6 @@ class ActivitySerializer(serializers.ModelSerializer):
             "reviewed_at",
             "seq",
             "mac",
-            # False while a synchronous request's verdict is still owed (about a second).
-            "judged",
             "findings",
             "reviews",
         )

@@ -341,11 +341,7 @@ def retry_pending_geo(limit: int = 1000) -> int:
     """
 
     done = 0
-    # Only judged rows: the judge stage rewrites a pending row's MAC from the row it holds,
-    # which must not miss a geolocation written meanwhile.
-    rows = list(
-        Activity.objects.filter(geo_pending=True, judged=True).order_by("timestamp")[:limit]
-    )
+    rows = list(Activity.objects.filter(geo_pending=True).order_by("timestamp")[:limit])
     if not rows:
         _owed.clear()
     for row in rows:

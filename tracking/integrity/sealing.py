@@ -269,9 +269,7 @@ def _seal_chunk(
         last = Seal.objects.order_by("-last_seq").first()
         prev = last.chain_hash if last else GENESIS
         next_seq = (last.last_seq + 1) if last else 1
-        # A row waiting for its verdict (judged=False) changes its verdict fields and MAC when
-        # judged: it is sealed after that, never before.
-        qs = Activity.objects.filter(seq__isnull=True, judged=True).order_by("timestamp", "id")
+        qs = Activity.objects.filter(seq__isnull=True).order_by("timestamp", "id")
         if skip:
             qs = qs.exclude(id__in=skip)
         if geo_grace is not None:

@@ -38,7 +38,7 @@ from tracking.integrity.sealing import (
     seal_message,
     tombstone_message,
 )
-from tracking.models import Activity, Checkpoint, Seal, Tombstone
+from tracking.models import Activity, Checkpoint, Intake, Seal, Tombstone
 
 # Leaves (rows) compared per database round trip.
 CHUNK = 5000
@@ -79,8 +79,8 @@ class VerifyReport:
     head: str = ""
     sealed_rows_checked: int = 0
     unsealed_rows_checked: int = 0
-    # Of those, rows still waiting for their verdict (a synchronous request's, normally for
-    # under a second): checked like any unsealed row, their MAC covers the row as stored.
+    # Synchronous requests' events committed to the intake, not yet stored as activities (for
+    # a fraction of a second normally): encrypted and authenticated there, not yet in a row.
     unjudged: int = 0
     tombstones: int = 0
     deleted_ok: int = 0
@@ -116,7 +116,7 @@ class VerifyReport:
         yield (
             f"Rows checked{scope}: {self.sealed_rows_checked} sealed, "
             f"{self.unsealed_rows_checked} unsealed"
-            + (f" ({self.unjudged} awaiting their verdict)" if self.unjudged else "")
+            + (f"; {self.unjudged} events in the intake awaiting their verdict" if self.unjudged else "")
         )
         yield (
             f"Tombstones: {self.tombstones} ({self.deleted_ok} legitimate deletions verified); "
@@ -423,6 +423,7 @@ class _Verifier:
 
     def check_unsealed(self) -> None:
         r = self.report
+        r.unjudged = Intake.objects.count()
         qs = Activity.objects.filter(seq__isnull=True)
         if self.since is not None:
             qs = qs.filter(timestamp__gte=self.since)
@@ -431,7 +432,6 @@ class _Verifier:
             behind = {str(i) for i in unsealed_behind_head(self.head).values_list("id", flat=True)}
         for row in qs.order_by("timestamp", "id").iterator(chunk_size=2000):
             r.unsealed_rows_checked += 1
-            r.unjudged += not row.judged
             aid = str(row.id)
             if aid in self.tombstones:
                 r.add(

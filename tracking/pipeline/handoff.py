@@ -1,12 +1,13 @@
 """Where an event goes after ``ActivityTracker.record``, and how the write path is assembled.
 
-- ``write_now(events)``: the synchronous path: the events are stored in the caller, durable
-  before it goes on. Judged there too when ``TRACKING_VERDICT_BEFORE_RESPONSE`` lists their
-  type or the caller is inside a transaction (another connection could not see the rows
-  yet); otherwise stored pending (``ingest(judge=False)``) and judged by this process's writer
-  within about a second (``housekeeping.judge_soon``). If even that fails unexpectedly the
-  events go to the spool, and if the spool fails to the writer's queue. The caller never
-  sees an error.
+- ``write_now(events)``: the synchronous path: the events are durable in the database before
+  the caller goes on. Stored in full there (the batch step, verdict included) when
+  ``TRACKING_VERDICT_BEFORE_RESPONSE`` lists their type or the caller is inside a transaction
+  (another connection could not see them yet); otherwise committed to the intake
+  (``tracking.pipeline.intake``: one INSERT) and stored with their verdict by this process's
+  writer within ``TRACKING_FLUSH_INTERVAL`` (``housekeeping.judge_soon``). If even that fails
+  unexpectedly the events go to the spool, and if the spool fails to the writer's queue.
+  The caller never sees an error.
 - ``submit(event)``: the ``async_log=True`` path, chosen by ``TRACKING_ASYNC_HANDOFF``: the
   event is journaled (``tracking.pipeline.journal``; fdatasynced in groups with
   ``TRACKING_DURABLE_HANDOFF``), then queued for the writer, which publishes or stores it in
@@ -30,7 +31,7 @@ from django.db import connection
 
 from tracking.conf import on_reload, tracking_settings
 from tracking.events import Event
-from tracking.pipeline import housekeeping, journal, spool, writer
+from tracking.pipeline import housekeeping, intake, journal, spool, writer
 from tracking.pipeline.ingest import IngestResult, after_commit, ingest
 
 logger = logging.getLogger("tracking.recording")
@@ -53,12 +54,11 @@ def store(
     source: str,
     assume_new: bool = False,
     detect: bool = True,
-    judge: bool = True,
 ) -> IngestResult:
     """``ingest(events)``, keeping what it could not write: rejected events go to the
     dead-letter file, events the unavailable database did not take to the spool
     (``spooled``). Raises only if the spool cannot take them."""
-    result = ingest(events, source=source, assume_new=assume_new, detect=detect, judge=judge)
+    result = ingest(events, source=source, assume_new=assume_new, detect=detect)
     spool.keep_dead_letters(result.dead_letters)
     if result.unwritten:
         spool.append(result.unwritten)
@@ -70,11 +70,15 @@ def write_now(events: Sequence[Event], *, assume_new: bool = False) -> None:
     """``assume_new``: the events were just built (fresh ids), see ``ingest``."""
     try:
         now, later = _verdict_now(events)
+        if later:
+            try:
+                intake.store(later)
+            except intake.Unusable:  # no encryption key for the intake: stored in full now
+                now, later = [*now, *later], []
         if now:
             store(now, source="sync", assume_new=assume_new)
         if later:
-            pending = store(later, source="sync", assume_new=assume_new, judge=False).pending
-            _judge_soon(pending)
+            _judge_soon(later)
     except Exception:  # the user's request must succeed
         _counters["sync_errors"] += len(events)
         logger.exception("tracking: synchronous write failed; keeping %d events", len(events))
@@ -83,9 +87,10 @@ def write_now(events: Sequence[Event], *, assume_new: bool = False) -> None:
 
 def _verdict_now(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:
     """(events judged before the caller goes on, events judged by the writer)."""
-    if connection.in_atomic_block:
+    if connection.in_atomic_block or tracking_settings.ASYNC_HANDOFF == "sync":
         # ATOMIC_REQUESTS or a caller's transaction: the writer's connection could not see
-        # the rows before the caller commits, so they are judged here, as one batch step.
+        # the intake rows before the caller commits, so the batch step runs here. The "sync"
+        # hand-off asks for every write in the request, without a writer thread.
         return list(events), []
     types = _before_response()
     if "*" in types:
@@ -94,7 +99,7 @@ def _verdict_now(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:
     later: list[Event] = []
     for event in events:
         wanted = str(event.type).upper() in types or (event.verdict or {}).get("findings")
-        (now if wanted else later).append(event)
+        (now if wanted or not intake.accepts(event) else later).append(event)
     return now, later
 
 
@@ -105,11 +110,11 @@ def _before_response() -> frozenset[str]:
     return frozenset(str(t).upper() for t in types or ())
 
 
-def _judge_soon(rows: list) -> None:
+def _judge_soon(events: list[Event]) -> None:
     try:
-        housekeeping.judge_soon(rows)
-    except Exception:  # stored: the writer's recovery scan judges them
-        logger.exception("tracking: handing %d stored activities to the judge failed", len(rows))
+        housekeeping.judge_soon(events)
+    except Exception:  # in the intake: the writers' recovery scan stores them
+        logger.exception("tracking: handing %d intake events to the writer failed", len(events))
 
 
 def _keep(events: Sequence[Event]) -> None:

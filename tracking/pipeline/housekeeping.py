@@ -9,8 +9,8 @@ Registered with the writer by ``tracking.pipeline.handoff``; the writer imports 
 - ``Sealing``: seals what this process committed, at most every ``TRACKING_SEAL_INTERVAL``
   seconds (``rows_committed``, the after-commit hook of ``ingest``, decides);
 - ``Partitions``: keeps next months' partitions in place (PostgreSQL, partitioned table);
-- ``Judging``: the judge stage of synchronous requests (``judge_soon``) and the recovery of
-  rows left pending by a process that died (``judge_unjudged``).
+- ``Judging``: stores synchronous requests' intake events with their verdict
+  (``judge_soon``), and what a process that died left in the intake (``judge_unjudged``).
 """
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from datetime import timedelta
-
-from django.utils import timezone
 
 from tracking.conf import tracking_settings
 from tracking.enrich import geo
 from tracking.integrity import sealing
-from tracking.models import Activity
-from tracking.pipeline import journal, spool
-from tracking.pipeline.ingest import ingest, judge
+from tracking.events import Event
+from tracking.pipeline import intake, journal, spool
+from tracking.pipeline.ingest import ingest
 from tracking.pipeline.writer import Writer, get_writer
 from tracking.storage import partitioning
 
@@ -38,13 +35,7 @@ GEO_RETRY_INTERVAL = 60.0  # seconds between attempts to complete rows stored wi
 # Seconds between checks that next months' partitions exist (PostgreSQL, partitioned table):
 # one catalogue query per hour per process, DDL only when a month is missing.
 PARTITION_CHECK_INTERVAL = 3600.0
-# A synchronous request's row is judged by its process's writer within about a second. One
-# pending for longer than this was left by a process that died between commit and verdict
-# (or its writer is far behind): the recovery scan judges it. Rows being judged elsewhere
-# are skipped (``ingest.judge`` claims with SKIP LOCKED), so the grace only avoids work.
-UNJUDGED_GRACE = 10.0
-UNJUDGED_SCAN_INTERVAL = 30.0  # seconds between recovery scans of a writer (and at start)
-JUDGE_BATCH = 500  # rows per judge transaction
+JUDGE_BATCH = intake.BATCH  # events per batch step of the judging job
 
 
 def replay_spool(limit: int | None = None, batch_size: int | None = None) -> spool.ReplayResult:
@@ -173,86 +164,72 @@ class Partitions:
 
 
 class Judging:
-    """Judge the rows synchronous requests stored pending (``judge_soon``), in one batch per
-    writer round (a round ends at most ``TRACKING_FLUSH_INTERVAL`` seconds after the rows were
-    handed over); when the writer starts and every ``UNJUDGED_SCAN_INTERVAL`` seconds, also
-    the rows a dead process left pending (``judge_unjudged``)."""
+    """Store the events synchronous requests committed to the intake (``judge_soon``) through
+    the batch step, one batch per writer round (a round ends at most
+    ``TRACKING_FLUSH_INTERVAL`` seconds after the events were handed over); when the writer
+    starts and every ``intake.SCAN_INTERVAL`` seconds, also what a process that died left in
+    the intake (``judge_unjudged``)."""
 
     def __init__(self) -> None:
-        self.rows: list[Activity] = []
+        self.events: list[Event] = []
         self.lock = threading.Lock()
         self.scanned: float | None = None
-        self.judging = 0  # rows taken and not yet committed (``pending``: flush waits)
+        self.judging = 0  # events taken and not yet stored (``pending``: flush waits)
 
-    def add(self, writer: Writer, rows: Sequence[Activity]) -> None:
+    def add(self, writer: Writer, events: Sequence[Event]) -> None:
         with self.lock:
-            self.rows.extend(rows)
-            # Bounded like the queue; rows let go stay pending in the table for the scan.
-            excess = len(self.rows) - writer.queue.maxsize
+            self.events.extend(events)
+            # Bounded like the queue; events let go stay in the intake for the recovery scan.
+            excess = len(self.events) - writer.queue.maxsize
             if excess > 0:
-                del self.rows[:excess]
+                del self.events[:excess]
         writer.ensure_started()
 
     def run(self, writer: Writer, *, stopping: bool) -> None:
         with self.lock:
-            rows, self.rows = self.rows, []
-            self.judging = len(rows)
+            events, self.events = self.events, []
+            self.judging = len(events)
         try:
-            for i in range(0, len(rows), JUDGE_BATCH):
-                batch = rows[i : i + JUDGE_BATCH]
+            for i in range(0, len(events), JUDGE_BATCH):
+                batch = events[i : i + JUDGE_BATCH]
                 try:
-                    writer.count("judged", judge(batch))
-                except Exception:  # the rows stay pending in the table: the scan judges them
-                    logger.exception("judging %d activities failed", len(batch))
+                    writer.count("judged", intake.judge(batch).stored)
+                except Exception:  # still in the intake: the recovery scan stores them
+                    logger.exception("storing %d intake events failed", len(batch))
                     writer.count("judge_failures")
         finally:
             self.judging = 0
         now = time.monotonic()
-        if self.scanned is not None and now - self.scanned < UNJUDGED_SCAN_INTERVAL:
+        if self.scanned is not None and now - self.scanned < intake.SCAN_INTERVAL:
             return
         self.scanned = now
         try:
             writer.count("recovered", judge_unjudged())
         except Exception:
-            logger.exception("judging activities left pending failed; retrying later")
+            logger.exception("storing events left in the intake failed; retrying later")
             writer.count("judge_failures")
 
     def pending(self) -> bool:
-        return bool(self.rows) or self.judging > 0
+        return bool(self.events) or self.judging > 0
 
 
-def judge_soon(rows: Sequence[Activity]) -> None:
-    """Have this process's writer judge ``rows`` (stored pending by ``ingest(judge=False)``)."""
-    if not rows:
+def judge_soon(events: Sequence[Event]) -> None:
+    """Have this process's writer store ``events`` (committed to the intake) with their
+    verdict; without a writer job for it, the caller's thread does."""
+    if not events:
         return
     writer = get_writer()
     job = writer.job(Judging)
-    if job is None:  # a writer configured without it: the caller's thread judges
-        judge(rows)
+    if job is None:
+        intake.judge(events)
         return
-    job.add(writer, rows)
+    job.add(writer, events)
 
 
-def unjudged(*, older_than: float | None = UNJUDGED_GRACE, limit: int = JUDGE_BATCH):
-    """Rows pending for more than ``older_than`` seconds, oldest first."""
-    qs = Activity.objects.filter(judged=False)
-    if older_than:
-        qs = qs.filter(timestamp__lt=timezone.now() - timedelta(seconds=older_than))
-    return qs.order_by("timestamp", "id")[:limit]
-
-
-def judge_unjudged(*, older_than: float | None = UNJUDGED_GRACE) -> int:
-    """Judge the rows left pending (see ``UNJUDGED_GRACE``); returns how many this call
-    judged. Stops when a batch judges nothing (the rest is held by another judge)."""
-    total = 0
-    while True:
-        rows = list(unjudged(older_than=older_than))
-        if not rows:
-            return total
-        done = judge(rows)
-        total += done
-        if not done or len(rows) < JUDGE_BATCH:
-            return total
+def judge_unjudged(*, older_than: float | None = intake.GRACE) -> int:
+    """Store what was left in the intake for more than ``older_than`` seconds (a process
+    died between its commit and the batch step); returns how many activities were stored."""
+    return intake.recover(older_than=older_than)
 
 
 JOBS = (SpoolReplay, GeoRetry, Sealing, Partitions, Judging)

@@ -15,13 +15,8 @@
    transaction;
 7. after commit, calls the hooks registered with ``after_commit`` (sealing).
 
-Two stages over the same code (synchronous requests, see docs/pipeline.md):
-``ingest(events, judge=False)`` is the *durable* stage: steps 1–4 and the row's MAC over the row
-as built, inserted with ``judged=False`` in one statement (no detection, rollups, outbox or
-sealing); the rows are returned in ``IngestResult.pending``. ``judge(rows)`` is the *judge*
-stage: it claims the rows still pending (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL,
-so two processes never judge one row), runs steps 5–7 on them (the verdict updates the rows
-and their MAC instead of inserting them) and marks them judged, one transaction per batch.
+Synchronous requests reach it through ``tracking.pipeline.intake`` (their event committed
+before the response, stored here right after), like every other path.
 
 It takes the events it writes and returns what it could not write; keeping those is the
 caller's job (``tracking.pipeline.handoff``, the spool's replay, the Celery task). An event
@@ -36,7 +31,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +53,6 @@ from tracking.gcpause import gc_paused
 from tracking.integrity import macs as integrity
 from tracking.integrity import sealing
 from tracking.models import Activity, Finding
-from tracking.pipeline import pending
 from tracking.pipeline.rows import (
     InvalidEvent,
     Users,
@@ -89,8 +83,6 @@ class IngestResult:
     dead_letters: list[tuple[Any, str]] = field(default_factory=list)
     unwritten: list[Event | dict] = field(default_factory=list)
     unavailable: str = ""  # the database error that left events unwritten
-    # Rows the durable stage (``judge=False``) stored without a verdict: for ``judge``.
-    pending: list[Activity] = field(default_factory=list)
 
     def add(self, other: IngestResult) -> IngestResult:
         self.stored += other.stored
@@ -103,7 +95,6 @@ class IngestResult:
         self.rejected_ids.extend(other.rejected_ids)
         self.dead_letters.extend(other.dead_letters)
         self.unwritten.extend(other.unwritten)
-        self.pending.extend(other.pending)
         return self
 
 
@@ -119,7 +110,7 @@ class _DetectionFailed(Exception):
 
 # What detection sets on an activity (``runner.apply_verdict``): put back when a failed
 # detection's batch is written again without it.
-_VERDICT_FIELDS = pending.VERDICT_FIELDS
+_VERDICT_FIELDS = ("tags", "risk_score", "severity", "flagged", "review_status")
 
 
 def _detect(acts: list[Activity], *, learn_only: bool = False) -> list:
@@ -131,29 +122,25 @@ def _detect(acts: list[Activity], *, learn_only: bool = False) -> list:
         raise _DetectionFailed from exc
 
 
-# A batch step's pairs: the event a row was built from (None for a stored row being judged).
-Pairs = Sequence[tuple[Event | None, Activity]]
+# A batch step's pairs: each row with the event it was built from.
+Pairs = Sequence[tuple[Event, Activity]]
 
 
-def _insert(pairs: Pairs, *, learn_only: bool, judge: bool = True, claim: bool = False) -> None:
+def _insert(pairs: Pairs, *, learn_only: bool) -> None:
     """Detect, then write the batch in one transaction (detection shares it: no savepoint
     round trips); when detection fails the whole transaction is rolled back and the batch
-    written again without it. ``judge=False``: the durable stage (``pending.store``);
-    ``claim``: the rows are stored already and pending (the judge stage)."""
-    if not judge:
-        pending.store(pairs)
-        return
+    written again without it."""
     acts = [a for _, a in pairs]
     before = [tuple(getattr(a, f) for f in _VERDICT_FIELDS) for a in acts]
     try:
         try:
-            _write(pairs, detect=True, learn_only=learn_only, claim=claim)
+            _write(pairs, detect=True, learn_only=learn_only)
         except _DetectionFailed as exc:
             logger.error(
                 "detection failed for a batch; stored without findings", exc_info=exc.__cause__
             )
             _restore_verdicts(acts, before)
-            _write(pairs, detect=False, claim=claim)
+            _write(pairs, detect=False)
     except BaseException:
         # Nothing was stored: a batch written again (one by one, or after its users were
         # resolved) is judged afresh, not on top of the verdicts of the rolled-back attempt.
@@ -167,15 +154,9 @@ def _restore_verdicts(acts: list[Activity], before: list[tuple]) -> None:
             setattr(act, name, list(value) if isinstance(value, list) else value)
 
 
-def _write(pairs: Pairs, *, detect: bool, learn_only: bool = False, claim: bool = False) -> None:
+def _write(pairs: Pairs, *, detect: bool, learn_only: bool = False) -> None:
     with transaction.atomic():
-        if claim:
-            mine = pending.claim([a for _, a in pairs])
-            pairs = [(e, a) for e, a in pairs if a.id in mine]
-            if not pairs:
-                return
         acts = [a for _, a in pairs]
-        before = {a.id: pending.verdict_of(a) for a in acts} if claim else {}
         findings = _detect(acts, learn_only=learn_only) if detect else []
         found: dict[Any, set[tuple]] = {}
         for f in findings:
@@ -184,24 +165,17 @@ def _write(pairs: Pairs, *, detect: bool, learn_only: bool = False, claim: bool 
             hook(findings)
         leaves = []
         for event, act in pairs:
-            verdict = (event.verdict if event is not None else None) or {}
+            verdict = event.verdict or {}
             merge_verdict(act, verdict)
             if verdict.get("findings"):
                 findings.extend(imported_findings(act, verdict, found.setdefault(act.id, set())))
             if act.severity not in SEVERITY_RANK:
                 act.severity = ""
-            act.judged = True
             act.mac, leaf = integrity.mac_and_leaf(act)
             leaves.append((act.id, act.mac, leaf))
-        # Updates of stored rows are not pipelined: their row counts are read one by one.
-        with nullcontext() if claim else _pipelined(len(acts)):
-            if claim:
-                pending.mark_judged(
-                    acts, [a for a in acts if pending.verdict_of(a) != before[a.id]]
-                )
-            else:
-                # COPY on PostgreSQL for writer-sized batches (see tracking.storage.copyinsert).
-                copyinsert.insert(Activity, acts)
+        with _pipelined(len(acts)):
+            # COPY on PostgreSQL for writer-sized batches (see tracking.storage.copyinsert).
+            copyinsert.insert(Activity, acts)
             copyinsert.insert(Finding, findings)
             rollups.apply(acts)
         # The batch's outbox entry (alerts, forwarders) commits with it; signals after commit.
@@ -296,29 +270,22 @@ def ingest(
     source: str = "live",
     assume_new: bool = False,
     detect: bool = True,
-    judge: bool = True,
 ) -> IngestResult:
     """Store a batch of events; see the module docstring. Idempotent on event ids.
 
     ``assume_new=True`` (live capture: the request path and the writer's queue) skips the
     lookup of already stored ids; a duplicate then costs a failed insert and the lookup.
     ``detect=False`` runs no detector and no rule: profiles still learn from the events, but
-    no new verdict is made (restoring exported records with the verdict they carry).
-    ``judge=False``: the durable stage only; the rows stored are in ``result.pending``, to be
-    passed to ``judge``."""
+    no new verdict is made (restoring exported records with the verdict they carry)."""
     # Enrichment, detection and row building allocate many short-lived containers; cyclic
     # collections they would trigger walk the whole heap (see ``gc_paused``).
     with gc_paused():
-        return _ingest(
-            events, source=source, assume_new=assume_new, learn_only=not detect, judge=judge
-        )
+        return _ingest(events, source=source, assume_new=assume_new, learn_only=not detect)
 
 
-def _stored(result: IngestResult, pairs: Pairs, *, judge: bool) -> None:
+def _stored(result: IngestResult, pairs: Pairs) -> None:
     result.stored += len(pairs)
     result.ids.extend(str(a.id) for _, a in pairs)
-    if not judge:
-        result.pending.extend(a for _, a in pairs)
 
 
 def _ingest(
@@ -327,7 +294,6 @@ def _ingest(
     source: str,
     assume_new: bool,
     learn_only: bool,
-    judge: bool = True,
 ) -> IngestResult:
     result = IngestResult()
     items = list(events)
@@ -366,16 +332,14 @@ def _ingest(
         users = Users([e for e, _ in pairs], trust_ids=assume_new)
         attach_users(pairs, users)
         try:
-            _insert(pairs, learn_only=learn_only, judge=judge)
+            _insert(pairs, learn_only=learn_only)
         except Exception as exc:  # isolate the bad event below
             if _unavailable(exc):
                 raise
-            _after_failed_batch(
-                pairs, users, exc, result, assume_new=assume_new, learn_only=learn_only, judge=judge
-            )
+            _after_failed_batch(pairs, users, exc, result, assume_new=assume_new, learn_only=learn_only)
         else:
-            _stored(result, pairs, judge=judge)
-        if result.stored and judge:
+            _stored(result, pairs)
+        if result.stored:
             _announce_after_commit(result.stored)
     except DatabaseError as exc:
         if not _unavailable(exc):
@@ -399,82 +363,44 @@ def _after_failed_batch(
     *,
     assume_new: bool,
     learn_only: bool,
-    judge: bool = True,
 ) -> None:
     """A batch's write failed and nothing of it was stored. A live batch may hold an id that
     was stored already or a trusted user id whose user is gone (both refused by a constraint):
     drop the one, resolve the other against the table and write the batch once more. What
     still fails is written event by event, so one bad event only loses itself."""
-    if assume_new and isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError):
+        # A live id stored before, or the same event stored meanwhile by another process
+        # (the intake's recovery racing a slow writer): a duplicate, not a bad event.
         pairs = _drop_existing(pairs, result)
+        if not pairs:
+            return
     if users.trusted:
         users = Users([e for e, _ in pairs])
         attach_users(pairs, users)
         if isinstance(exc, IntegrityError):
             try:
-                _insert(pairs, learn_only=learn_only, judge=judge)
+                _insert(pairs, learn_only=learn_only)
             except Exception as again:
                 if _unavailable(again):
                     raise
                 exc = again
             else:
-                _stored(result, pairs, judge=judge)
+                _stored(result, pairs)
                 return
     logger.warning("batch insert failed (%s); retrying events one by one", exc)
-    _one_by_one(pairs, result, learn_only=learn_only, judge=judge)
+    _one_by_one(pairs, result, learn_only=learn_only)
 
 
-def _one_by_one(
-    pairs: list[tuple[Event, Activity]], result: IngestResult, *, learn_only: bool, judge: bool
-) -> None:
+def _one_by_one(pairs: list[tuple[Event, Activity]], result: IngestResult, *, learn_only: bool) -> None:
     for event, act in pairs:
         try:
-            _insert([(event, act)], learn_only=learn_only, judge=judge)
+            _insert([(event, act)], learn_only=learn_only)
         except Exception as exc:
             if _unavailable(exc):
                 raise
             _reject(result, event.to_dict(), f"{type(exc).__name__}: {exc}")
             continue
-        _stored(result, [(event, act)], judge=judge)
-
-
-def judge(rows: Sequence[Activity]) -> int:
-    """The judge stage (module docstring): give stored pending rows their verdict, in
-    timestamp order, one transaction; returns how many this call judged (rows judged
-    meanwhile, by another process or before, are left alone). A batch that fails is judged
-    row by row; a row that still cannot be judged is marked judged without a verdict (logged)
-    rather than retried forever. Raises when the database is unavailable (rows stay pending
-    and the recovery scan judges them later)."""
-    acts = sorted(rows, key=lambda a: (a.timestamp, str(a.id)))
-    if not acts:
-        return 0
-    with gc_paused():
-        try:
-            return _judge(acts)
-        except Exception as exc:
-            if _unavailable(exc):
-                raise
-            logger.warning("judging a batch failed (%s); judging rows one by one", exc)
-        done = 0
-        for act in acts:
-            try:
-                done += _judge([act])
-            except Exception as exc:
-                if _unavailable(exc):
-                    raise
-                logger.error("activity %s cannot be judged; left without verdict: %s", act.id, exc)
-                Activity.objects.filter(id=act.id, judged=False).update(judged=True)
-        return done
-
-
-def _judge(acts: list[Activity]) -> int:
-    for act in acts:
-        act.judged = False  # set again for the rows this attempt claims and commits
-    _insert([(None, a) for a in acts], learn_only=False, claim=True)
-    done = sum(1 for a in acts if a.judged)
-    if done:
-        _announce_after_commit(done)
-    return done
+        _stored(result, [(event, act)])
 
 
 def _close_connection() -> None:

@@ -1,0 +1,194 @@
+"""The synchronous path's durable hand-off: a request's event committed before its response,
+stored as an ``Activity`` with its verdict by the batch step right after.
+
+A synchronous ``@track`` request (one whose type is not in ``TRACKING_VERDICT_BEFORE_RESPONSE``
+and that runs outside a transaction) must be durable when its response leaves, but
+enrichment, detection, rollups and sealing need not hold the response. So the request does
+one INSERT of its event, encrypted as a spool line, into the narrow ``Intake`` table
+(``store``; autocommit, no lock another request waits for, one index to maintain), and this
+process's writer passes the events to ``judge`` within ``TRACKING_FLUSH_INTERVAL``: the one
+batch step every activity goes through (``ingest``), then the intake rows are deleted. The
+activity row is written once, with its verdict: no stored row is rewritten to add it.
+
+Crash safety: the intake row is deleted only after the batch that stored its activity
+committed. A process that dies between the two leaves intake rows behind; ``recover`` (the
+writers' scan every ``SCAN_INTERVAL`` seconds and at start, ``tracking flush``) stores those
+older than ``GRACE`` seconds. ``ingest`` skips ids already stored, so an event stored twice
+(a recovery racing a slow writer) keeps one row, one verdict and one outbox entry.
+
+The payload is decrypted only with ``TRACKING_ENCRYPTION_KEYS`` (AES-GCM: an altered row is
+refused, never parsed); a row that cannot be read is kept as a dead letter with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.db import connections, router
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from tracking.events import Event
+from tracking.models import Intake
+from tracking.pipeline import spool
+from tracking.pipeline.ingest import IngestResult, ingest
+from tracking.pipeline.rows import item_id
+
+try:
+    import psycopg
+except ImportError:  # psycopg2 or another backend: Django's cursor
+    psycopg = None  # type: ignore[assignment]
+
+logger = logging.getLogger("tracking.recording")
+
+# Seconds an intake row may wait before another process's recovery scan stores it: its own
+# writer stores it within TRACKING_FLUSH_INTERVAL unless the process died or is far behind.
+GRACE = 10.0
+SCAN_INTERVAL = 30.0  # seconds between a writer's recovery scans (and one at start)
+BATCH = 500  # events per batch step
+
+
+class Unusable(Exception):
+    """The event cannot go through the intake (no encryption key): store it in full now."""
+
+
+def accepts(event: Event) -> bool:
+    """Only events whose id is a UUID fit the intake's key (live capture makes uuid4 ids);
+    others take the full synchronous path, where ``ingest`` explains a bad id."""
+    try:
+        uuid.UUID(str(event.id))
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _payload(event: Event) -> str:
+    try:
+        return spool.encode(event).decode("ascii").rstrip("\n")
+    except spool.SpoolError as exc:  # no encryption key: nothing is written in clear
+        raise Unusable(str(exc)) from exc
+
+
+def store(events: Sequence[Event]) -> None:
+    """Commit ``events`` to the intake: one INSERT (``executemany`` for several) in
+    autocommit. Raises ``Unusable`` before writing anything when the events cannot be
+    encrypted, and the database's errors as they are."""
+    payloads = [_payload(e) for e in events]
+    if not payloads:
+        return
+    conn = connections[router.db_for_write(Intake)]
+    sql, key, created_field = _insert_statement(conn.vendor, conn)
+    created = created_field.get_db_prep_save(timezone.now(), conn)
+    rows = [
+        [key(uuid.UUID(str(e.id)), conn), created, payload]
+        for e, payload in zip(events, payloads, strict=True)
+    ]
+    cursor = _server_bound_cursor(conn)
+    if cursor is not None:
+        with conn.wrap_database_errors, cursor:
+            cursor.executemany(sql, rows) if len(rows) > 1 else cursor.execute(sql, rows[0])
+        return
+    with conn.cursor() as cursor:
+        cursor.executemany(sql, rows) if len(rows) > 1 else cursor.execute(sql, rows[0])
+
+
+def _server_bound_cursor(conn) -> Any:
+    """On PostgreSQL with psycopg 3, a psycopg cursor of Django's connection that sends the
+    values as parameters (server-side binding, unnamed statement: safe behind a
+    transaction-mode pooler): Django's client-side binding quoted the payload into the
+    statement, which cost more CPU than the rest of the request's write. None when Django
+    logs statements (``DEBUG``, ``CaptureQueriesContext``) or the project wraps them
+    (``connection.execute_wrapper``: instrumentation, fault injection): they see this one.
+    """
+    if psycopg is None or conn.vendor != "postgresql":
+        return None
+    if conn.execute_wrappers or conn.queries_logged:
+        return None
+    conn.ensure_connection()
+    raw = conn.connection
+    return psycopg.Cursor(raw) if isinstance(raw, psycopg.Connection) else None
+
+
+_statements: dict[str, tuple] = {}
+
+
+def _insert_statement(vendor: str, conn) -> tuple:
+    """(INSERT statement, id preparation, created field) per backend, built once: this runs
+    in every synchronous request."""
+    found = _statements.get(vendor)
+    if found is None:
+        meta = Intake._meta
+        q = conn.ops.quote_name
+        # Only the model's quoted table and column names are formatted in; values are
+        # parameters.
+        sql = "INSERT INTO {} ({}, {}, {}) VALUES (%s, %s, %s)".format(  # noqa: S608
+            q(meta.db_table), q("id"), q("created"), q("payload")
+        )
+        pk = meta.pk
+        # PostgreSQL's uuid column takes a UUID as it is; elsewhere Django's preparation.
+        key = (lambda v, c: v) if vendor == "postgresql" else pk.get_db_prep_save  # type: ignore[union-attr]
+        found = _statements[vendor] = (sql, key, meta.get_field("created"))
+    return found
+
+
+def remove(ids: Iterable[Any]) -> None:
+    keys = [uuid.UUID(str(i)) for i in ids]
+    for i in range(0, len(keys), BATCH):
+        Intake.objects.filter(id__in=keys[i : i + BATCH]).delete()
+
+
+def judge(events: Sequence[Event | dict]) -> IngestResult:
+    """The batch step for intake events (handed over in this process, or recovered), then
+    their intake rows removed. Events the database did not take (it is unavailable) keep
+    their intake rows for the recovery scan; rejected ones go to the dead-letter file."""
+    result = ingest(events, source="sync")
+    spool.keep_dead_letters(result.dead_letters)
+    left = {item_id(e) for e in result.unwritten}
+    remove(i for i in (item_id(e) for e in events) if i is not None and i not in left)
+    return result
+
+
+def due(*, older_than: float | None = GRACE, limit: int = BATCH) -> list[tuple[uuid.UUID, str]]:
+    """(id, payload) of intake rows older than ``older_than`` seconds, oldest first."""
+    qs = Intake.objects.all()
+    if older_than:
+        qs = qs.filter(created__lt=timezone.now() - timedelta(seconds=older_than))
+    return list(qs.order_by("created", "id").values_list("id", "payload")[:limit])
+
+
+def recover(*, older_than: float | None = GRACE) -> int:
+    """Store the events left in the intake (see the module docstring); returns how many
+    activities this call stored. Stops when a batch makes no progress."""
+    total = 0
+    while True:
+        rows = due(older_than=older_than)
+        if not rows:
+            return total
+        events: list[dict] = []
+        unreadable: list[tuple[Any, str]] = []
+        for ident, payload in rows:
+            try:
+                data = spool.decode_line(payload.encode("ascii", "replace"))
+                if not isinstance(data, dict) or item_id(data) != str(ident):
+                    raise ValueError("the payload is not this row's event")
+                events.append(data)
+            except ValueError as exc:
+                unreadable.append(({"id": str(ident), "payload": payload}, f"intake: {exc}"))
+        if unreadable:
+            logger.error("%d intake rows cannot be read; kept as dead letters", len(unreadable))
+            spool.keep_dead_letters(unreadable)
+            remove(d["id"] for d, _ in unreadable)
+        result = judge(events) if events else IngestResult()
+        total += result.stored
+        if result.unwritten or len(rows) < BATCH:
+            return total
+
+
+def stats() -> dict[str, Any]:
+    """How many events wait in the intake and since when (health, doctor, verify)."""
+    agg = Intake.objects.aggregate(count=Count("id"), oldest=Min("created"))
+    return {"count": agg["count"] or 0, "oldest": agg["oldest"]}
