@@ -79,7 +79,11 @@ def test_celery_handoff_with_a_configured_app_passes(settings, monkeypatch, how)
         ("redis://127.0.0.1:6379/0", {"visibility_timeout": 501}, "tracking.W014"),
         (
             "redis://127.0.0.1:6379/0",
-            {"visibility_timeout": 501, "unacked_restore_interval": 5, "unacked_restore_throttle": 1},
+            {
+                "visibility_timeout": 501,
+                "unacked_restore_interval": 5,
+                "unacked_restore_throttle": 1,
+            },
             None,
         ),
         ("sqs://", None, "tracking.W014"),

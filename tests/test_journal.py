@@ -236,7 +236,9 @@ def test_journal_rotates_under_load_and_deletes_released_files(spool_dir, monkey
     assert path.stat().st_size == 0
 
 
-def test_without_spool_dir_the_journal_is_a_private_temporary_folder(settings, tmp_path, monkeypatch):
+def test_without_spool_dir_the_journal_is_a_private_temporary_folder(
+    settings, tmp_path, monkeypatch
+):
     """Unset TRACKING_SPOOL_DIR: the journal still survives a killed process, in a folder of
     this user's (0700) in the temporary directory, one per database."""
     import tempfile

@@ -329,3 +329,28 @@ def test_tracking_flush_stores_what_was_left_in_the_intake(seen_rule):
     call_command("tracking", "flush", "--no-geo", stdout=out)
     assert json.loads(out.getvalue())["judged"] == 2
     assert Activity.objects.filter(flagged=True).count() == 2 and not Intake.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_the_intake_insert_binds_its_values_server_side(settings):
+    """psycopg 3 sends the payload as a parameter (an unnamed statement: no prepared statement
+    a transaction-mode pooler could lose); Django's cursor whenever statements are logged or
+    wrapped, so instrumentation still sees the insert."""
+    if connection.vendor != "postgresql":
+        assert intake._server_bound_cursor(connection) is None
+        return
+    cursor = intake._server_bound_cursor(connection)
+    assert cursor is not None
+    cursor.close()
+    event = _live_event(type="DATA", endpoint="/bound/")
+    intake.store([event])
+    assert [str(i) for i in Intake.objects.values_list("id", flat=True)] == [event.id]
+    seen = []
+    with connection.execute_wrapper(lambda execute, sql, *a: seen.append(sql) or execute(sql, *a)):
+        assert intake._server_bound_cursor(connection) is None
+        intake.store([_live_event(type="DATA")])
+    assert len(seen) == 1 and "tracking_intake" in seen[0]
+    with CaptureQueriesContext(connection):
+        assert intake._server_bound_cursor(connection) is None
+    stored = intake.judge([event])
+    assert stored.stored == 1 and Activity.objects.get().endpoint == "/bound/"

@@ -116,7 +116,11 @@ class VerifyReport:
         yield (
             f"Rows checked{scope}: {self.sealed_rows_checked} sealed, "
             f"{self.unsealed_rows_checked} unsealed"
-            + (f"; {self.unjudged} events in the intake awaiting their verdict" if self.unjudged else "")
+            + (
+                f"; {self.unjudged} events in the intake awaiting their verdict"
+                if self.unjudged
+                else ""
+            )
         )
         yield (
             f"Tombstones: {self.tombstones} ({self.deleted_ok} legitimate deletions verified); "

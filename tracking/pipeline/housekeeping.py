@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 from tracking.conf import tracking_settings
 from tracking.enrich import geo
-from tracking.integrity import sealing
 from tracking.events import Event
+from tracking.integrity import sealing
 from tracking.pipeline import intake, journal, spool
 from tracking.pipeline.ingest import ingest
 from tracking.pipeline.writer import Writer, get_writer

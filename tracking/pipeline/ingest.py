@@ -336,7 +336,9 @@ def _ingest(
         except Exception as exc:  # isolate the bad event below
             if _unavailable(exc):
                 raise
-            _after_failed_batch(pairs, users, exc, result, assume_new=assume_new, learn_only=learn_only)
+            _after_failed_batch(
+                pairs, users, exc, result, assume_new=assume_new, learn_only=learn_only
+            )
         else:
             _stored(result, pairs)
         if result.stored:
@@ -391,7 +393,9 @@ def _after_failed_batch(
     _one_by_one(pairs, result, learn_only=learn_only)
 
 
-def _one_by_one(pairs: list[tuple[Event, Activity]], result: IngestResult, *, learn_only: bool) -> None:
+def _one_by_one(
+    pairs: list[tuple[Event, Activity]], result: IngestResult, *, learn_only: bool
+) -> None:
     for event, act in pairs:
         try:
             _insert([(event, act)], learn_only=learn_only)

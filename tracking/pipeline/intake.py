@@ -130,7 +130,7 @@ def _insert_statement(vendor: str, conn) -> tuple:
         )
         pk = meta.pk
         # PostgreSQL's uuid column takes a UUID as it is; elsewhere Django's preparation.
-        key = (lambda v, c: v) if vendor == "postgresql" else pk.get_db_prep_save  # type: ignore[union-attr]
+        key = (lambda v, c: v) if vendor == "postgresql" else pk.get_db_prep_save
         found = _statements[vendor] = (sql, key, meta.get_field("created"))
     return found
 
