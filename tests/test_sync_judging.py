@@ -235,6 +235,9 @@ def test_storing_twice_keeps_one_row_and_one_verdict(seen_rule):
     intake.store(events)  # the same events again (a recovery racing the writer)
     again = intake.judge(events)
     assert again.stored == 0 and again.duplicates == 4 and not again.dead_letters
+    intake.store(events)  # and handed over as fresh: the failed insert takes the lookup
+    fresh = intake.judge(events, fresh=True)
+    assert fresh.stored == 0 and fresh.duplicates == 4 and not fresh.dead_letters
     assert Activity.objects.count() == 4 and Finding.objects.count() == 4
     assert _rolled() == (4, 4) and not Intake.objects.exists()
 
@@ -248,7 +251,7 @@ def test_concurrent_batch_steps_of_the_same_events_give_each_one_verdict(seen_ru
     def run():
         try:
             barrier.wait(10)
-            results.append(intake.judge(events))
+            results.append(intake.judge(events, fresh=True))
         finally:
             connection.close()
 

@@ -193,7 +193,7 @@ class Judging:
             for i in range(0, len(events), JUDGE_BATCH):
                 batch = events[i : i + JUDGE_BATCH]
                 try:
-                    writer.count("judged", intake.judge(batch).stored)
+                    writer.count("judged", intake.judge(batch, fresh=True).stored)
                 except Exception:  # still in the intake: the recovery scan stores them
                     logger.exception("storing %d intake events failed", len(batch))
                     writer.count("judge_failures")
@@ -221,7 +221,7 @@ def judge_soon(events: Sequence[Event]) -> None:
     writer = get_writer()
     job = writer.job(Judging)
     if job is None:
-        intake.judge(events)
+        intake.judge(events, fresh=True)
         return
     job.add(writer, events)
 

@@ -141,11 +141,13 @@ def remove(ids: Iterable[Any]) -> None:
         Intake.objects.filter(id__in=keys[i : i + BATCH]).delete()
 
 
-def judge(events: Sequence[Event | dict]) -> IngestResult:
-    """The batch step for intake events (handed over in this process, or recovered), then
-    their intake rows removed. Events the database did not take (it is unavailable) keep
-    their intake rows for the recovery scan; rejected ones go to the dead-letter file."""
-    result = ingest(events, source="sync")
+def judge(events: Sequence[Event | dict], *, fresh: bool = False) -> IngestResult:
+    """The batch step for intake events, then their intake rows removed. Events the database
+    did not take (it is unavailable) keep their intake rows for the recovery scan; rejected
+    ones go to the dead-letter file. ``fresh``: events this process built and handed over
+    (``ingest``'s ``assume_new``: no lookup of stored ids; should a recovery have stored one
+    meanwhile, the failed insert takes the lookup); recovered events are looked up."""
+    result = ingest(events, source="sync", assume_new=fresh)
     spool.keep_dead_letters(result.dead_letters)
     left = {item_id(e) for e in result.unwritten}
     remove(i for i in (item_id(e) for e in events) if i is not None and i not in left)
