@@ -10,8 +10,8 @@
 Sections: requests (gunicorn + wrk, SQLite WAL and PostgreSQL, against django-easy-audit and
 DRF-API-Logger), ingestion (async writer and Celery workers vs COPY and bulk_create),
 detection (events/s per core), costs (CPU per event of each part of the write path), queries
-(list pages, paging, stats, admin, CSV export at scale), verdict (synchronous @track: how long a
-stored row waits for its verdict) and kill (a gunicorn worker, and the Celery worker, SIGKILLed
+(list pages, paging, stats, admin, CSV export at scale), verdict (synchronous @track: durable
+at the response, and how long until its activity row with its verdict exists) and kill (a gunicorn worker, and the Celery worker, SIGKILLed
 under load: acknowledged requests against rows stored). ``--split`` runs the request benchmark
 with the web tier pinned to one core and everything else to the other (benchmarks/split.py).
 Figures go to stdout and ``var/bench/results-<sections>.json``; benchmarks/README.md records them.

@@ -8,10 +8,11 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
-from benchmarks import overhead, pin, split
+from benchmarks import overhead, pin, split, verdict
 from benchmarks.overhead import Load
 from benchmarks.report import Report
 
@@ -124,3 +125,14 @@ def test_split_report_targets():
     sync = by_name["web core django track-sync saturated (8 conn)"]
     assert sync.ok is False and "0.600" in sync.target  # easy-audit's ratio of the same run
     assert by_name["track-celery rows stored / requests completed"].ok is False
+
+
+def test_verdict_counts_a_request_durable_by_its_activity_or_its_intake_row():
+    """benchmarks/verdict.py: the intake's payload is encrypted, so a sampled request's intake
+    row is recognised by its id, which its activity keeps once stored."""
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    assert verdict.durable(mine, [], mine)  # stored (with its verdict) at the response
+    assert verdict.durable(None, [other, mine], mine)  # in the intake at the response
+    assert verdict.durable(None, [str(mine)], mine)  # ids compared as text
+    assert not verdict.durable(None, [other], mine)  # neither: not durable at the response
+    assert not verdict.durable(None, [other], None)  # never stored

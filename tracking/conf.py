@@ -95,8 +95,9 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE_SIZE": 10000,
     "BATCH_SIZE": 500,
     "FLUSH_INTERVAL": 0.25,
-    # Activity types a synchronous (@track without async_log) request judges before its
-    # response; the others are committed before it and judged by the writer within ~1 s.
+    # Activity types a synchronous (@track without async_log) request stores with their
+    # verdict before its response; the others are committed to the intake before it and
+    # stored with their verdict by the writer within FLUSH_INTERVAL.
     "VERDICT_BEFORE_RESPONSE": ["AUTH"],
     "CELERY_QUEUE": "tracking",
     # Dotted path to the project's Celery app (default: Celery's default app) (recording).
@@ -271,11 +272,13 @@ DESCRIPTIONS: dict[str, str] = {
     "BATCH_SIZE": "Events per batch written by the writer, a Celery task or `tracking import`.",
     "FLUSH_INTERVAL": "Seconds the writer waits before writing a batch that is not full.",
     "VERDICT_BEFORE_RESPONSE": "Activity types a synchronous request (`@track` without "
-    "`async_log`) judges before its response returns (detection, findings, blocks, rollups, "
-    'alerts); `["*"]`: every type. Other types are committed before the response and judged '
-    "by the process's writer thread within about a second (`Activity.judged` is False "
-    "meanwhile). A request inside a transaction (`ATOMIC_REQUESTS`) is always judged before "
-    "its response. Checked by `tracking.E028`.",
+    "`async_log`) stores in full, verdict included, before its response returns (detection, "
+    'findings, blocks, rollups, alerts); `["*"]`: every type. Other types are committed '
+    "before the response to the intake (one encrypted row) and stored as activities with "
+    "their verdict by the process's writer thread about `TRACKING_FLUSH_INTERVAL` later (the "
+    "`Activity` row appears then). A request inside a transaction (`ATOMIC_REQUESTS`) and "
+    '`TRACKING_ASYNC_HANDOFF = "sync"` always store before the response. Checked by '
+    "`tracking.E028`.",
     "CELERY_QUEUE": "Celery queue the batches are published to (run a worker with `-Q tracking`).",
     "CELERY_APP": 'Dotted path to your Celery app (e.g. `"proj.celery.app"`), unless the '
     "project imports it at start-up; without an app with a broker, warning `tracking.W013`.",

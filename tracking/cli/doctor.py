@@ -66,8 +66,8 @@ def handle(command, *, json: bool = False, no_anchor: bool = False, **options) -
         )
         if sealing.get("unjudged"):
             out(
-                f"Verdicts owed: {sealing['unjudged']} activities committed without their "
-                f"verdict yet (oldest {_fmt_age(sealing['oldest_unjudged_age'])})"
+                f"Verdicts owed: {sealing['unjudged']} events in the intake, not stored as "
+                f"activities yet (oldest {_fmt_age(sealing['oldest_unjudged_age'])})"
             )
         if sealing["chain_head"]:
             out(f"Chain head: {sealing['chain_head']}")

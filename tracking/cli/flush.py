@@ -1,5 +1,5 @@
-"""``tracking flush``: write everything that is waiting (writer queue, spool, verdicts owed
-to rows a dead process left pending, owed geo)."""
+"""``tracking flush``: write everything that is waiting (writer queue, spool, the events a
+dead process left in the intake, owed geo)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from tracking.pipeline import housekeeping, writer
 
 help = (
     "Write pending activities now: drain this process's writer queue, replay the durable "
-    "spool (after a database outage), judge activities left without their verdict and retry "
-    "owed geolocation. Prints a JSON summary."
+    "spool (after a database outage), store the events a dead process left in the intake "
+    "(with their verdict) and retry owed geolocation. Prints a JSON summary."
 )
 
 
@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
 def handle(command, *, timeout: float = 30.0, no_geo: bool = False, **options) -> int:
     drained = writer.flush(timeout)
     result = housekeeping.replay_spool()
-    # Rows pending past the grace (their process died); younger ones are its writer's.
+    # Intake rows past the grace (their process died); younger ones are their writer's.
     judged = housekeeping.judge_unjudged()
     geo_done = 0 if no_geo else retry_pending_geo()
     summary = {
