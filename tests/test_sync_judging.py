@@ -140,6 +140,26 @@ def test_auth_is_stored_with_its_verdict_before_the_response(client, settings, s
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_verdict_due_before_the_response_stores_the_events_handed_over_before_it(
+    client, settings, seen_rule
+):
+    """Detection of the AUTH request sees the process's earlier synchronous events, as an
+    import of the same events would: they are stored in its batch, not left to the writer."""
+    settings.TRACKING_FLUSH_INTERVAL = 30.0  # the writer's round would come too late
+    client.get("/t/rec/status/200/")
+    client.get("/t/rec/status/201/")
+    assert Intake.objects.count() == 2 and not Activity.objects.exists()
+    client.get("/t/rec/login/")
+    assert sorted(Activity.objects.values_list("endpoint", flat=True)) == [
+        "/t/rec/login/",
+        "/t/rec/status/200/",
+        "/t/rec/status/201/",
+    ]
+    assert not Intake.objects.exists() and _rolled() == (3, 3)
+    assert writer.flush(10) and writer.stats().get("judged", 0) == 0  # nothing stored twice
+
+
+@pytest.mark.django_db(transaction=True)
 def test_verdict_before_response_setting_names_the_types(client, settings, seen_rule):
     settings.TRACKING_FLUSH_INTERVAL = 30.0
     settings.TRACKING_VERDICT_BEFORE_RESPONSE = ["data"]  # case does not matter

@@ -33,6 +33,7 @@ from tracking.conf import on_reload, tracking_settings
 from tracking.events import Event
 from tracking.pipeline import housekeeping, intake, journal, spool, writer
 from tracking.pipeline.ingest import IngestResult, after_commit, ingest
+from tracking.pipeline.rows import item_id
 
 logger = logging.getLogger("tracking.recording")
 
@@ -76,13 +77,24 @@ def write_now(events: Sequence[Event], *, assume_new: bool = False) -> None:
             except intake.Unusable:  # no encryption key for the intake: stored in full now
                 now, later = [*now, *later], []
         if now:
-            store(now, source="sync", assume_new=assume_new)
+            _store_now(now, assume_new=assume_new)
         if later:
             _judge_soon(later)
     except Exception:  # the user's request must succeed
         _counters["sync_errors"] += len(events)
         logger.exception("tracking: synchronous write failed; keeping %d events", len(events))
         _keep(events)
+
+
+def _store_now(events: Sequence[Event], *, assume_new: bool) -> None:
+    """The batch step in the caller, with the process's intake events not stored yet: they
+    came first, and the verdict of these events must not depend on whether the writer's round
+    came before them (an import of the same events sees them all)."""
+    earlier = housekeeping.handed_over() if not connection.in_atomic_block else []
+    result = store([*earlier, *events], source="sync", assume_new=assume_new)
+    if earlier:
+        unwritten = {item_id(e) for e in result.unwritten}  # spooled by store()
+        intake.remove(e.id for e in earlier if e.id not in unwritten)
 
 
 def _verdict_now(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:

@@ -173,8 +173,18 @@ class Judging:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.lock = threading.Lock()
+        # Held while a batch is being stored: ``take`` waits for it, so what it returns and
+        # what was stored before cover every event handed over until then.
+        self.storing = threading.Lock()
         self.scanned: float | None = None
         self.judging = 0  # events taken and not yet stored (``pending``: flush waits)
+
+    def take(self) -> list[Event]:
+        """The events handed over and not yet stored, for the caller to store now (after
+        the batch being stored, if any, has committed)."""
+        with self.storing, self.lock:
+            events, self.events = self.events, []
+        return events
 
     def add(self, writer: Writer, events: Sequence[Event]) -> None:
         with self.lock:
@@ -186,19 +196,20 @@ class Judging:
         writer.ensure_started()
 
     def run(self, writer: Writer, *, stopping: bool) -> None:
-        with self.lock:
-            events, self.events = self.events, []
-            self.judging = len(events)
-        try:
-            for i in range(0, len(events), JUDGE_BATCH):
-                batch = events[i : i + JUDGE_BATCH]
-                try:
-                    writer.count("judged", intake.judge(batch, fresh=True).stored)
-                except Exception:  # still in the intake: the recovery scan stores them
-                    logger.exception("storing %d intake events failed", len(batch))
-                    writer.count("judge_failures")
-        finally:
-            self.judging = 0
+        with self.storing:
+            with self.lock:
+                events, self.events = self.events, []
+                self.judging = len(events)
+            try:
+                for i in range(0, len(events), JUDGE_BATCH):
+                    batch = events[i : i + JUDGE_BATCH]
+                    try:
+                        writer.count("judged", intake.judge(batch, fresh=True).stored)
+                    except Exception:  # still in the intake: the recovery scan stores them
+                        logger.exception("storing %d intake events failed", len(batch))
+                        writer.count("judge_failures")
+            finally:
+                self.judging = 0
         now = time.monotonic()
         if self.scanned is not None and now - self.scanned < intake.SCAN_INTERVAL:
             return
@@ -224,6 +235,15 @@ def judge_soon(events: Sequence[Event]) -> None:
         intake.judge(events, fresh=True)
         return
     job.add(writer, events)
+
+
+def handed_over() -> list[Event]:
+    """This process's intake events not stored yet, taken from its writer: a synchronous
+    request whose verdict is due before its response stores them in its batch, so detection
+    sees every earlier event of the process, as an import of the same events would."""
+    writer = get_writer()
+    job = writer.job(Judging)
+    return job.take() if job is not None else []
 
 
 def judge_unjudged(*, older_than: float | None = intake.GRACE) -> int:
