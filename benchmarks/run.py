@@ -11,8 +11,10 @@ Sections: requests (gunicorn + wrk, SQLite WAL and PostgreSQL, against django-ea
 DRF-API-Logger), ingestion (async writer and Celery workers vs COPY and bulk_create),
 detection (events/s per core), costs (CPU per event of each part of the write path), queries
 (list pages, paging, stats, admin, CSV export at scale), verdict (synchronous @track: durable
-at the response, and how long until its activity row with its verdict exists) and kill (a gunicorn worker, and the Celery worker, SIGKILLed
-under load: acknowledged requests against rows stored). ``--split`` runs the request benchmark
+at the response, and how long until its activity row with its verdict exists), kill (a
+gunicorn worker, and the Celery worker, SIGKILLed under load: acknowledged requests against
+rows stored) and threads (a saturated server's CPU per request: request threads, writer
+thread, PostgreSQL). ``--split`` runs the request benchmark
 with the web tier pinned to one core and everything else to the other (benchmarks/split.py).
 Figures go to stdout and ``var/bench/results-<sections>.json``; benchmarks/README.md records them.
 """
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 os.environ.setdefault("PYTHONPATH", str(ROOT))
 
-SECTIONS = ("requests", "ingestion", "detection", "costs", "queries", "verdict", "kill")
+SECTIONS = ("requests", "ingestion", "detection", "costs", "queries", "verdict", "kill", "threads")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 if pg:
                     kill.run(report, variants=args.kill_variants, quick=args.quick)
+            elif section == "threads":
+                from benchmarks import threads
+
+                if pg:
+                    threads.run(report, seconds=args.seconds or (2 if args.quick else 5))
         except Exception:
             traceback.print_exc()
             failed.append(section)

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from benchmarks import overhead, pin, split, verdict
+from benchmarks import overhead, pin, split, threads, verdict
 from benchmarks.overhead import Load
 from benchmarks.report import Report
 
@@ -136,3 +136,30 @@ def test_verdict_counts_a_request_durable_by_its_activity_or_its_intake_row():
     assert verdict.durable(None, [str(mine)], mine)  # ids compared as text
     assert not verdict.durable(None, [other], mine)  # neither: not durable at the response
     assert not verdict.durable(None, [other], None)  # never stored
+
+
+def test_thread_cpu_is_split_between_the_request_thread_and_the_others():
+    """benchmarks/threads.py: a process's main thread counts as the request thread, every
+    other thread (the tracking writer) apart."""
+    import threading
+
+    burnt, done = threading.Event(), threading.Event()
+
+    def burn():
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+        burnt.set()
+        done.wait(10)  # alive while measured: a thread's own counters go with it
+
+    worker = threading.Thread(target=burn)
+    before = threads.snapshot([os.getpid()])
+    worker.start()
+    assert burnt.wait(10)
+    after = threads.snapshot([os.getpid()])
+    done.set()
+    worker.join()
+    other = after[1] - before[1]
+    assert other >= 0.1, (before, after)  # the burning thread's time lands in "other"
+    assert after[0] - before[0] < other
+    assert os.getpid() in threads._children(os.getppid())
