@@ -236,7 +236,10 @@ def test_the_recovery_scan_takes_only_events_older_than_the_grace(seen_rule):
 @pytest.mark.django_db(transaction=True)
 def test_an_altered_intake_row_is_refused_as_a_dead_letter_not_parsed(spool_dir, seen_rule):
     good, forged, swapped = _left_in_intake(3)
-    Intake.objects.filter(id=forged.id).update(payload='{"id": "x", "type": "ADMIN"}')
+    # Plain JSON naming the row's own id: what someone who can write to the table would forge.
+    Intake.objects.filter(id=forged.id).update(
+        payload=json.dumps({"id": forged.id, "type": "ADMIN", "endpoint": "/forged/"})
+    )
     other = Intake.objects.get(id=good.id).payload
     Intake.objects.filter(id=swapped.id).update(payload=other)  # a valid line, another id
     assert housekeeping.judge_unjudged() == 1
@@ -246,6 +249,7 @@ def test_an_altered_intake_row_is_refused_as_a_dead_letter_not_parsed(spool_dir,
     reasons = {spool.decode_line(d["event"].encode())["id"]: d["reason"] for d in letters}
     assert set(reasons) == {forged.id, swapped.id}
     assert all(r.startswith("intake:") for r in reasons.values())
+    assert "not encrypted" in reasons[forged.id]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -33,6 +33,7 @@ from django.db.models import Count, Min
 from django.utils import timezone
 
 from tracking.events import Event
+from tracking.integrity import crypto
 from tracking.models import Intake
 from tracking.pipeline import spool
 from tracking.pipeline.ingest import IngestResult, ingest
@@ -174,6 +175,10 @@ def recover(*, older_than: float | None = GRACE) -> int:
         unreadable: list[tuple[Any, str]] = []
         for ident, payload in rows:
             try:
+                if not payload.startswith(crypto.PREFIX + ":"):
+                    # decode_line also reads the plain JSON of old spools: never here, where
+                    # anyone who can write to the table could forge an event.
+                    raise ValueError("the payload is not encrypted")
                 data = spool.decode_line(payload.encode("ascii", "replace"))
                 if not isinstance(data, dict) or item_id(data) != str(ident):
                     raise ValueError("the payload is not this row's event")
