@@ -7,6 +7,7 @@ its recovery scan; an event stored twice keeps one row and one verdict."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import datetime, timedelta
@@ -231,6 +232,47 @@ def test_the_recovery_scan_takes_only_events_older_than_the_grace(seen_rule):
     assert {str(i) for i in Finding.objects.values_list("activity_id", flat=True)} == {
         e.id for e in left
     }
+
+
+def _dead_pid() -> int:
+    """A pid no process has (a child that already exited and was reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_a_gone_process_of_this_host_left_is_stored_at_once(seen_rule):
+    """A worker restarted after a crash: its writer's first scan stores what the dead one
+    committed moments ago, without waiting for the grace; a live process's young rows (and
+    this process's own) are left to their writer; another host's wait for the grace."""
+    host = intake.me().split(":")[0]
+    dead, live_other, mine, elsewhere = (
+        _left_in_intake(1, age=1.0, endpoint=f"/{name}/")[0]
+        for name in ("dead", "live", "mine", "elsewhere")
+    )
+    owners = {
+        dead.id: f"{host}:{_dead_pid()}:123",
+        live_other.id: f"{host}:{os.getppid()}:{intake._started(os.getppid())}",
+        elsewhere.id: "other-host:1:1",
+    }
+    for ident, owner in owners.items():
+        Intake.objects.filter(id=ident).update(owner=owner)
+    # A live pid whose start time differs is a reused pid: its predecessor is gone.
+    reused = _left_in_intake(1, age=1.0, endpoint="/reused/")[0]
+    Intake.objects.filter(id=reused.id).update(owner=f"{host}:{os.getppid()}:0")
+    assert Intake.objects.get(id=mine.id).owner == intake.me()
+    assert housekeeping.judge_unjudged() == 2
+    assert sorted(Activity.objects.values_list("endpoint", flat=True)) == ["/dead/", "/reused/"]
+    assert {str(i) for i in Intake.objects.values_list("id", flat=True)} == {
+        live_other.id,
+        mine.id,
+        elsewhere.id,
+    }
+    assert housekeeping.judge_unjudged(older_than=None) == 3  # without a grace: every row
 
 
 @pytest.mark.django_db(transaction=True)

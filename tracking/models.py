@@ -203,6 +203,9 @@ class Intake(models.Model):
     id = models.UUIDField(primary_key=True)
     created = models.DateTimeField()
     payload = models.TextField()
+    # "<host>:<pid>:<process start>" of the process whose writer stores it: another process
+    # on the same host stores it at once when that process is gone (a restart after a crash).
+    owner = models.CharField(max_length=100, default="")
 
     class Meta:
         verbose_name = "activity awaiting its verdict"

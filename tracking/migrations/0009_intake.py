@@ -21,6 +21,7 @@ class Migration(migrations.Migration):
                 ("id", models.UUIDField(primary_key=True, serialize=False)),
                 ("created", models.DateTimeField()),
                 ("payload", models.TextField()),
+                ("owner", models.CharField(default="", max_length=100)),
             ],
             options={
                 "verbose_name": "activity awaiting its verdict",

@@ -13,7 +13,9 @@ activity row is written once, with its verdict: no stored row is rewritten to ad
 Crash safety: the intake row is deleted only after the batch that stored its activity
 committed. A process that dies between the two leaves intake rows behind; ``recover`` (the
 writers' scan every ``SCAN_INTERVAL`` seconds and at start, ``tracking flush``) stores those
-older than ``GRACE`` seconds. ``ingest`` skips ids already stored, so an event stored twice
+older than ``GRACE`` seconds, and at once those whose owner (host, pid and start time of the
+process that committed them) is a process of this host that no longer runs: a worker
+restarted after a crash stores what its predecessor left when its writer starts. ``ingest`` skips ids already stored, so an event stored twice
 (a recovery racing a slow writer) keeps one row, one verdict and one outbox entry.
 
 The payload is decrypted only with ``TRACKING_ENCRYPTION_KEYS`` (AES-GCM: an altered row is
@@ -23,6 +25,8 @@ refused, never parsed); a row that cannot be read is kept as a dead letter with 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
@@ -84,8 +88,9 @@ def store(events: Sequence[Event]) -> None:
     conn = connections[router.db_for_write(Intake)]
     sql, key, created_field = _insert_statement(conn.vendor, conn)
     created = created_field.get_db_prep_save(timezone.now(), conn)
+    owner = me()
     rows = [
-        [key(uuid.UUID(str(e.id)), conn), created, payload]
+        [key(uuid.UUID(str(e.id)), conn), created, payload, owner]
         for e, payload in zip(events, payloads, strict=True)
     ]
     cursor = _server_bound_cursor(conn)
@@ -126,8 +131,8 @@ def _insert_statement(vendor: str, conn) -> tuple:
         q = conn.ops.quote_name
         # Only the model's quoted table and column names are formatted in; values are
         # parameters.
-        sql = "INSERT INTO {} ({}, {}, {}) VALUES (%s, %s, %s)".format(  # noqa: S608
-            q(meta.db_table), q("id"), q("created"), q("payload")
+        sql = "INSERT INTO {} ({}, {}, {}, {}) VALUES (%s, %s, %s, %s)".format(  # noqa: S608
+            q(meta.db_table), q("id"), q("created"), q("payload"), q("owner")
         )
         pk = meta.pk
         # PostgreSQL's uuid column takes a UUID as it is; elsewhere Django's preparation.
@@ -155,12 +160,61 @@ def judge(events: Sequence[Event | dict], *, fresh: bool = False) -> IngestResul
     return result
 
 
+_HOST = socket.gethostname()[:60]
+_identity: dict[int, str] = {}
+
+
+def _started(pid: int) -> str:
+    """The process's start time in clock ticks since boot (/proc), "" where unknown: with
+    the pid it names one process, even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def me() -> str:
+    """This process as an intake row's owner: ``<host>:<pid>:<start>``."""
+    pid = os.getpid()
+    found = _identity.get(pid)
+    if found is None:
+        found = _identity[pid] = f"{_HOST}:{pid}:{_started(pid)}"
+    return found
+
+
+def _gone(owner: str) -> bool:
+    """Whether ``owner`` is a process of this host that no longer runs."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
+        return False
+    pid, started = int(parts[1]), parts[2]
+    if pid == os.getpid():
+        return owner != me()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return bool(started) and _started(pid) != started
+
+
 def due(*, older_than: float | None = GRACE, limit: int = BATCH) -> list[tuple[uuid.UUID, str]]:
-    """(id, payload) of intake rows older than ``older_than`` seconds, oldest first."""
-    qs = Intake.objects.all()
-    if older_than:
-        qs = qs.filter(created__lt=timezone.now() - timedelta(seconds=older_than))
-    return list(qs.order_by("created", "id").values_list("id", "payload")[:limit])
+    """(id, payload) of intake rows older than ``older_than`` seconds, and of rows a gone
+    process of this host left (any age), oldest first."""
+    rows = Intake.objects.order_by("created", "id")
+    if not older_than:
+        return list(rows.values_list("id", "payload")[:limit])
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    old = list(rows.filter(created__lt=cutoff).values_list("id", "payload")[:limit])
+    young = rows.filter(created__gte=cutoff, owner__startswith=f"{_HOST}:").exclude(owner=me())
+    owners = {o: _gone(o) for o in young.order_by().values_list("owner", flat=True).distinct()}
+    orphans = [o for o, gone in owners.items() if gone]
+    if orphans and len(old) < limit:
+        left = young.filter(owner__in=orphans).values_list("id", "payload")[: limit - len(old)]
+        old.extend(left)
+    return old
 
 
 def recover(*, older_than: float | None = GRACE) -> int:
