@@ -1,6 +1,6 @@
 """Acknowledged events after a SIGKILL under load (issue #20, point 3).
 
-``run.py --only kill [--kill-variants thread,durable,celery-redis,celery-rabbitmq]``.
+``run.py --only kill [--kill-variants thread,durable,celery-redis,celery-rabbitmq,sync]``.
 
 For each variant, a gunicorn server (2 sync workers) with ``@track(async_log=True)`` on a fresh
 PostgreSQL database and a spool folder of its own. A Python client (4 threads) sends requests
@@ -21,7 +21,10 @@ True``), ``celery-redis`` and ``celery-rabbitmq`` (``TRACKING_ASYNC_HANDOFF = "c
 Celery worker; brokers from ``BENCH_BROKER_URL`` and ``BENCH_AMQP_URL``). Redis keeps a killed
 worker's unacknowledged batch until the broker's visibility timeout: 120 s here, as
 docs/deployment.md asks (``BENCH_VISIBILITY_TIMEOUT`` to change it, ``0`` for kombu's default of
-one hour); the wait for that variant is stretched to the timeout + 60 s.
+one hour); the wait for that variant is stretched to the timeout + 60 s. ``sync``: synchronous
+``@track`` on ``/marked-sync/<marker>/`` (acknowledged = committed to the intake before the
+response; the killed worker's intake rows are stored by the respawned worker's writer, see
+docs/pipeline.md, "Synchronous requests: the intake").
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ BACKEND = "postgresql"
 REDIS_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 PATH = "/marked-async/{}/"
+SYNC_PATH = "/marked-sync/{}/"
 # Redis redelivers a dead worker's batch after the visibility timeout: docs/deployment.md's
 # value (120 s, what system checks W014/W015 ask for) unless BENCH_VISIBILITY_TIMEOUT says
 # otherwise; "0" leaves kombu's default (one hour), as on an install that ignores the check.
@@ -54,6 +58,7 @@ class KillVariant:
     name: str
     env: tuple[tuple[str, str], ...]
     celery: bool = False
+    path: str = PATH  # the view: async_log=True, or synchronous (SYNC_PATH)
 
 
 KILL_VARIANTS = {
@@ -73,14 +78,15 @@ KILL_VARIANTS = {
     "celery-rabbitmq": KillVariant(
         "celery-rabbitmq", (("BENCH_HANDOFF", "celery"), ("BENCH_BROKER_URL", AMQP_URL)), True
     ),
+    "sync": KillVariant("sync", (("BENCH_HANDOFF", "thread"),), path=SYNC_PATH),
 }
 
 
 class Client:
     """Threads sending one uniquely marked request after another; 200 = acknowledged."""
 
-    def __init__(self, port: int, prefix: str) -> None:
-        self.port, self.prefix = port, prefix
+    def __init__(self, port: int, prefix: str, path: str = PATH) -> None:
+        self.port, self.prefix, self.path = port, prefix, path
         self.acked: dict[str, str] = {}  # marker -> the serving process's id (the body)
         self.failed = 0
         self.stop = threading.Event()
@@ -94,7 +100,7 @@ class Client:
             marker = f"{self.prefix}-{i}-{n}"
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
             try:
-                conn.request("GET", PATH.format(marker))
+                conn.request("GET", self.path.format(marker))
                 resp = conn.getresponse()
                 body = resp.read().decode(errors="replace")
                 ok = resp.status == 200
@@ -119,11 +125,11 @@ class Client:
             t.join()
 
 
-def _stored(db: str) -> dict[str, int]:
+def _stored(db: str, path: str = PATH) -> dict[str, int]:
     """marker -> rows stored with its path."""
     import psycopg
 
-    prefix = PATH.format("")[:-1]
+    prefix = path.format("")[:-1]
     with psycopg.connect(dbs.url(BACKEND, db)) as conn:
         rows = conn.execute(
             "SELECT endpoint, count(*) FROM tracking_activity WHERE endpoint LIKE %s "
@@ -180,7 +186,7 @@ def measure(report: Report, kv: KillVariant, *, before: float, after: float, wai
     try:
         with srv:
             started = time.monotonic()
-            with Client(srv.port, kv.name) as client:
+            with Client(srv.port, kv.name, kv.path) as client:
                 time.sleep(before)
                 victim = _gunicorn_workers(srv)[0]
                 os.kill(victim, signal.SIGKILL)
@@ -195,7 +201,7 @@ def measure(report: Report, kv: KillVariant, *, before: float, after: float, wai
             acked = dict(client.acked)
             stopped = time.monotonic()
             while True:
-                stored = _stored(db)
+                stored = _stored(db, kv.path)
                 lost = [m for m in acked if m not in stored]
                 if not lost or time.monotonic() - stopped > wait:
                     break
@@ -203,7 +209,7 @@ def measure(report: Report, kv: KillVariant, *, before: float, after: float, wai
             waited = time.monotonic() - stopped
         # What the web processes flushed on their graceful stop reaches the Celery worker.
         _settle(BACKEND, db, "tracking_activity", stable=3.0, timeout=30)
-        after_stop = _stored(db)
+        after_stop = _stored(db, kv.path)
     finally:
         srv.stop_worker()
     lost_after_stop = sum(1 for m in acked if m not in after_stop)

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kill-variants",
         default=None,
-        help="for the kill benchmark, e.g. thread,durable,celery-redis,celery-rabbitmq",
+        help="for the kill benchmark, e.g. thread,durable,celery-redis,celery-rabbitmq,sync",
     )
     args = parser.parse_args(argv)
 
