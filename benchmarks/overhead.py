@@ -409,7 +409,10 @@ def _targets(kind: str, backend: str, results) -> dict[str, tuple[float, str]]:
     """Issue #20's whole-machine targets, against the peers' ratios of the same run: sync
     (PostgreSQL) >= django-easy-audit's, async ahead of every peer."""
     ratio = {n: r[1].rps / r[3].rps for (n, k), r in results.items() if k == kind}
-    peers = {n: ratio[n] for n in ("easy-audit", "drf-api-logger") if n in ratio}
+    # DRF-API-Logger logs DRF views only: on the plain Django view it records nothing, so it
+    # is no peer there (its ratio is the untracked server's).
+    names = ("easy-audit", "drf-api-logger") if kind == "drf" else ("easy-audit",)
+    peers = {n: ratio[n] for n in names if n in ratio}
     out = {}
     if peers:
         best = max(peers.values())

@@ -90,12 +90,13 @@ def _load(rps: float, p50: float = 1.0) -> Load:
 def test_whole_machine_targets_are_the_peers_of_the_same_run():
     base = _load(1000)
     results = {
-        (name, "django"): (base, _load(rps), base, base, base, base)
+        (name, kind): (base, _load(rps), base, base, base, base)
+        for kind in ("django", "drf")
         for name, rps in {
             "track-sync": 300,
             "track-async": 500,
             "easy-audit": 330,
-            "drf-api-logger": 450,
+            "drf-api-logger": 450 if kind == "drf" else 950,
         }.items()
     }
     report = Report()
@@ -103,8 +104,11 @@ def test_whole_machine_targets_are_the_peers_of_the_same_run():
     saturated = {f.name: f for f in report.figures if f.name.endswith("saturated (8 conn)")}
     sync = saturated["postgresql django track-sync saturated (8 conn)"]
     assert sync.ok is False and "easy-audit (0.330)" in sync.target
-    asynchronous = saturated["postgresql django track-async saturated (8 conn)"]
+    asynchronous = saturated["postgresql drf track-async saturated (8 conn)"]
     assert asynchronous.ok is True and "every peer (0.450)" in asynchronous.target
+    # DRF-API-Logger logs nothing on a plain Django view: no peer there (0.950 = untracked).
+    plain = saturated["postgresql django track-async saturated (8 conn)"]
+    assert plain.ok is True and "every peer (0.330)" in plain.target
 
 
 def test_split_report_targets():
