@@ -192,7 +192,8 @@ def test_live_async_and_imported_events_get_the_same_verdicts():
         tracker.record(e, async_log=True)
     assert writer.flush(20)
     background = verdicts(events)
-    assert imported == live == background
+    assert imported == live, "live"
+    assert live == background, "background"
     flagged = [v for v in imported if v[0]]
     assert len(flagged) >= 6  # takeover login + payment + 4 stuffing attempts
 

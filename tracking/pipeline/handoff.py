@@ -90,11 +90,14 @@ def _store_now(events: Sequence[Event], *, assume_new: bool) -> None:
     """The batch step in the caller, with the process's intake events not stored yet: they
     came first, and the verdict of these events must not depend on whether the writer's round
     came before them (an import of the same events sees them all)."""
-    earlier = housekeeping.handed_over() if not connection.in_atomic_block else []
-    result = store([*earlier, *events], source="sync", assume_new=assume_new)
-    if earlier:
-        unwritten = {item_id(e) for e in result.unwritten}  # spooled by store()
-        intake.remove(e.id for e in earlier if e.id not in unwritten)
+    if connection.in_atomic_block:
+        store(events, source="sync", assume_new=assume_new)
+        return
+    with housekeeping.handed_over() as earlier:
+        result = store([*earlier, *events], source="sync", assume_new=assume_new)
+        if earlier:
+            unwritten = {item_id(e) for e in result.unwritten}  # spooled by store()
+            intake.remove(e.id for e in earlier if e.id not in unwritten)
 
 
 def _verdict_now(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:

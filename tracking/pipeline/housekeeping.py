@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from tracking.conf import tracking_settings
 from tracking.enrich import geo
@@ -179,12 +180,16 @@ class Judging:
         self.scanned: float | None = None
         self.judging = 0  # events taken and not yet stored (``pending``: flush waits)
 
-    def take(self) -> list[Event]:
-        """The events handed over and not yet stored, for the caller to store now (after
-        the batch being stored, if any, has committed)."""
-        with self.storing, self.lock:
-            events, self.events = self.events, []
-        return events
+    @contextmanager
+    def taken(self) -> Iterator[list[Event]]:
+        """The events handed over and not yet stored, for the caller to store now: after the
+        batch being stored, if any, has committed, and holding off the next one until the
+        caller is done, so this process's batch steps never run side by side (each sees
+        what the one before it committed)."""
+        with self.storing:
+            with self.lock:
+                events, self.events = self.events, []
+            yield events
 
     def add(self, writer: Writer, events: Sequence[Event]) -> None:
         with self.lock:
@@ -237,13 +242,19 @@ def judge_soon(events: Sequence[Event]) -> None:
     job.add(writer, events)
 
 
-def handed_over() -> list[Event]:
-    """This process's intake events not stored yet, taken from its writer: a synchronous
-    request whose verdict is due before its response stores them in its batch, so detection
-    sees every earlier event of the process, as an import of the same events would."""
+@contextmanager
+def handed_over() -> Iterator[list[Event]]:
+    """This process's intake events not stored yet, taken from its writer (see
+    ``Judging.taken``): a synchronous request whose verdict is due before its response
+    stores them in its batch, so detection sees every earlier event of the process, as an
+    import of the same events would."""
     writer = get_writer()
     job = writer.job(Judging)
-    return job.take() if job is not None else []
+    if job is None:
+        yield []
+        return
+    with job.taken() as events:
+        yield events
 
 
 def judge_unjudged(*, older_than: float | None = intake.GRACE) -> int:
