@@ -252,3 +252,62 @@ def test_celery_handoff_publishes_batches_not_one_message_per_request(
     assert len(published) <= 8 and all(len(b) <= 50 for b in published), published
     assert sorted(i for b in published for i in b) == sorted(e.id for e in events)
     assert journal.pending() == 0 and Activity.objects.count() == 0
+
+
+def _queued(queue: str) -> int:
+    import redis
+
+    return redis.Redis.from_url(REDIS_URL).llen(queue)
+
+
+@pytest.mark.celery
+def test_publishing_keeps_one_broker_connection_between_batches(celery_app, monkeypatch):
+    """Opening a connection per batch (connect, PING, channel, queue declaration) cost the
+    web process more than the rest of publishing; a kept one is used while it is fresh."""
+    from tracking.pipeline import tasks
+
+    queue = celery_app.conf.task_default_queue
+    used = []
+    for i in range(3):
+        tasks.publish([Event(type="API", endpoint=f"/kept/{i}")])
+        used.append(tasks._kept.held[2])
+    assert used[0] is used[1] is used[2]
+    assert _queued(queue) == 3
+    # Idle longer than KEEP_IDLE: replaced before use (brokers drop quiet clients).
+    monkeypatch.setattr(tasks, "KEEP_IDLE", 0.0)
+    tasks.publish([Event(type="API", endpoint="/kept/idle")])
+    assert tasks._kept.held[2] is not used[0] and _queued(queue) == 4
+
+
+@pytest.mark.celery
+def test_a_batch_sent_on_a_connection_the_broker_dropped_still_arrives(celery_app):
+    import redis
+
+    from tracking.pipeline import tasks
+
+    queue = celery_app.conf.task_default_queue
+    tasks.publish([Event(type="API", endpoint="/before")])
+    conn = tasks._kept.held[2]
+    client_id = conn.default_channel.client.client_id()
+    # The broker closes the kept connection (a restart, an idle timeout).
+    redis.Redis.from_url(REDIS_URL).client_kill_filter(_id=client_id)
+    tasks.publish([Event(type="API", endpoint="/after")])
+    assert _queued(queue) == 2
+
+
+@pytest.mark.celery
+def test_a_publish_that_fails_twice_raises_and_keeps_no_connection(celery_app, monkeypatch):
+    from tracking.pipeline import tasks
+
+    tasks.publish([Event(type="API")])  # a kept connection now exists
+    sent = []
+
+    def broken(task, payload, conn):
+        sent.append(conn)
+        raise ConnectionError("broker gone")
+
+    monkeypatch.setattr(tasks, "_send", broken)
+    with pytest.raises(ConnectionError):
+        tasks.publish([Event(type="API")])
+    assert len(sent) == 2 and sent[0] is not sent[1]  # the retry used a new connection
+    assert getattr(tasks._kept, "held", None) is None

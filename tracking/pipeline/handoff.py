@@ -33,7 +33,6 @@ from tracking.conf import on_reload, tracking_settings
 from tracking.events import Event
 from tracking.pipeline import housekeeping, intake, journal, spool, writer
 from tracking.pipeline.ingest import IngestResult, after_commit, ingest
-from tracking.pipeline.rows import item_id
 
 logger = logging.getLogger("tracking.recording")
 
@@ -96,8 +95,7 @@ def _store_now(events: Sequence[Event], *, assume_new: bool) -> None:
     with housekeeping.handed_over() as earlier:
         result = store([*earlier, *events], source="sync", assume_new=assume_new)
         if earlier:
-            unwritten = {item_id(e) for e in result.unwritten}  # spooled by store()
-            intake.remove(e.id for e in earlier if e.id not in unwritten)
+            intake.release(earlier, result)  # what store() could not write it spooled
 
 
 def _verdict_now(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:

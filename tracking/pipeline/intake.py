@@ -33,7 +33,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connections, router
-from django.db.models import Count, Min
 from django.utils import timezone
 
 from tracking.events import Event
@@ -155,9 +154,16 @@ def judge(events: Sequence[Event | dict], *, fresh: bool = False) -> IngestResul
     meanwhile, the failed insert takes the lookup); recovered events are looked up."""
     result = ingest(events, source="sync", assume_new=fresh)
     spool.keep_dead_letters(result.dead_letters)
+    release(events, result)
+    return result
+
+
+def release(events: Iterable[Event | dict], result: IngestResult) -> None:
+    """Remove the intake rows of ``events`` once their batch step (``result``) is over: all
+    but those the database did not take (``result.unwritten``), whose rows stay for the
+    recovery scan. Rejected events are in the dead-letter file by then."""
     left = {item_id(e) for e in result.unwritten}
     remove(i for i in (item_id(e) for e in events) if i is not None and i not in left)
-    return result
 
 
 _HOST = socket.gethostname()[:60]
@@ -247,9 +253,3 @@ def recover(*, older_than: float | None = GRACE) -> int:
         total += result.stored
         if result.unwritten or len(rows) < BATCH:
             return total
-
-
-def stats() -> dict[str, Any]:
-    """How many events wait in the intake and since when (health, doctor, verify)."""
-    agg = Intake.objects.aggregate(count=Count("id"), oldest=Min("created"))
-    return {"count": agg["count"] or 0, "oldest": agg["oldest"]}
