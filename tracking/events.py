@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from datetime import timezone as dt_timezone
