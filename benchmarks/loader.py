@@ -33,10 +33,8 @@ def load(n: int, *, days: int = 90, users: int = 2000, seed: int = 11, progress=
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from tracking.integrity import crypto
-    from tracking.integrity.macs import row_mac
     from tracking.models import Activity
-    from tracking.simulator.world import CITIES, NETWORKS, host
+    from tracking.simulator.world import NETWORKS
     from tracking.storage.stats import rebuild_rollups
 
     started = time.perf_counter()
@@ -59,61 +57,9 @@ def load(n: int, *, days: int = 90, users: int = 2000, seed: int = 11, progress=
     step = (end - start) / max(n, 1)
 
     def rows():
-        for i in range(n):
-            pk, username = people[rng.randrange(len(people))] if rng.random() < 0.8 else (None, "")
-            network = homes.get(pk) if pk and rng.random() < 0.95 else None
-            network = network or NETWORKS[rng.randrange(len(NETWORKS))]
-            city = CITIES.get(network.city) if network.city else None
-            type_, method, endpoint = ENDPOINTS[rng.randrange(len(ENDPOINTS))]
-            agent = AGENTS[rng.randrange(len(AGENTS))]
-            device, os_, browser, mobile, bot = DEVICES[agent]
-            flagged = rng.random() < 0.02
-            ident = uuid.UUID(int=rng.getrandbits(128), version=4)
-            ip = host(network, rng.randrange(1, 250))
-            a = SimpleNamespace(
-                id=ident,
-                timestamp=start + step * i,
-                type=type_,
-                flagged=flagged,
-                tags=[FLAG_TAGS[rng.randrange(len(FLAG_TAGS))]] if flagged else [],
-                user_id=pk,
-                username=username,
-                session_id=f"{rng.getrandbits(256):064x}",
-                ip_address=ip,
-                remote_addr=ip,
-                forwarded_for="",
-                isp=network.org,
-                asn=network.asn,
-                country=network.country,
-                region=city.region if city else "",
-                city=city.name if city else "",
-                latitude=city.latitude if city else None,
-                longitude=city.longitude if city else None,
-                accuracy_radius=network.accuracy_radius,
-                geo_pending=False,
-                device=device,
-                os=os_,
-                browser=browser,
-                is_mobile=mobile,
-                is_bot=bot,
-                user_agent=agent,
-                endpoint=endpoint,
-                method=method,
-                status=200 if rng.random() < 0.95 else 401,
-                headers={"Accept": "application/json", "User-Agent": agent},
-                params={"page": i % 10} if method == "GET" else {"amount": i % 1000},
-                duration=round(rng.uniform(5, 300), 1),
-                risk_score=0.85 if flagged else round(rng.random() * 0.3, 3),
-                severity="high" if flagged else "",
-                review_status="open",
-                reviewed_by_id=None,
-                reviewed_at=None,
-                seq=None,
-            )
-            a.mac = row_mac(a)
-            a.headers = crypto.encrypt(a.headers, f"{table}.headers.{ident}")
-            a.params = crypto.encrypt(a.params, f"{table}.params.{ident}")
-            a.tags = "," + ",".join(a.tags) + "," if a.tags else ""
+        for a in activities(
+            n, people=people, homes=homes, start=start, step=step, rng=rng, table=table
+        ):
             yield [getattr(a, f.attname) for f in fields]
 
     with connection.cursor() as cur:
@@ -125,3 +71,72 @@ def load(n: int, *, days: int = 90, users: int = 2000, seed: int = 11, progress=
         cur.execute(f"ANALYZE {table}")
     rebuild_rollups()
     return time.perf_counter() - started
+
+
+def activities(
+    n: int, *, people: list[tuple], homes: dict, start: datetime, step: timedelta, rng, table: str
+):
+    """``n`` synthetic activity rows as the table stores them: every concrete column set,
+    headers and params encrypted with the row's id as associated data, a valid row MAC."""
+    from tracking.integrity import crypto
+    from tracking.integrity.macs import row_mac
+    from tracking.simulator.world import CITIES, NETWORKS, host
+
+    for i in range(n):
+        pk, username = people[rng.randrange(len(people))] if rng.random() < 0.8 else (None, "")
+        network = homes.get(pk) if pk and rng.random() < 0.95 else None
+        network = network or NETWORKS[rng.randrange(len(NETWORKS))]
+        city = CITIES.get(network.city) if network.city else None
+        type_, method, endpoint = ENDPOINTS[rng.randrange(len(ENDPOINTS))]
+        agent = AGENTS[rng.randrange(len(AGENTS))]
+        device, os_, browser, mobile, bot = DEVICES[agent]
+        flagged = rng.random() < 0.02
+        ident = uuid.UUID(int=rng.getrandbits(128), version=4)
+        ip = host(network, rng.randrange(1, 250))
+        a = SimpleNamespace(
+            id=ident,
+            timestamp=start + step * i,
+            type=type_,
+            flagged=flagged,
+            tags=[FLAG_TAGS[rng.randrange(len(FLAG_TAGS))]] if flagged else [],
+            user_id=pk,
+            username=username,
+            session_id=f"{rng.getrandbits(256):064x}",
+            ip_address=ip,
+            remote_addr=ip,
+            forwarded_for="",
+            isp=network.org,
+            asn=network.asn,
+            country=network.country,
+            region=city.region if city else "",
+            city=city.name if city else "",
+            latitude=city.latitude if city else None,
+            longitude=city.longitude if city else None,
+            accuracy_radius=network.accuracy_radius,
+            network_kind="",
+            geo_pending=False,
+            device=device,
+            os=os_,
+            browser=browser,
+            is_mobile=mobile,
+            is_bot=bot,
+            user_agent=agent,
+            endpoint=endpoint,
+            method=method,
+            status=200 if rng.random() < 0.95 else 401,
+            headers={"Accept": "application/json", "User-Agent": agent},
+            params={"page": i % 10} if method == "GET" else {"amount": i % 1000},
+            duration=round(rng.uniform(5, 300), 1),
+            risk_score=0.85 if flagged else round(rng.random() * 0.3, 3),
+            severity="high" if flagged else "",
+            review_status="open",
+            reviewed_by_id=None,
+            reviewed_at=None,
+            seq=None,
+        )
+        a.outcome = "success" if a.status < 400 else "failure"
+        a.mac = row_mac(a)
+        a.headers = crypto.encrypt(a.headers, f"{table}.headers.{ident}")
+        a.params = crypto.encrypt(a.params, f"{table}.params.{ident}")
+        a.tags = "," + ",".join(a.tags) + "," if a.tags else ""
+        yield a

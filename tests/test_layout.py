@@ -73,7 +73,8 @@ def test_a_violation_breaks_a_contract(checkout, module, line, broken):
 
 
 def test_no_function_level_import_outside_optional_dependencies():
-    """Imports inside functions only for optional dependencies or Django's app loading."""
+    """Imports inside functions only for optional dependencies, a heavy one only some calls
+    need, or Django's app loading."""
     optional = (
         "celery",
         "psycopg",
@@ -83,6 +84,7 @@ def test_no_function_level_import_outside_optional_dependencies():
         "mmdb_writer",
         "netaddr",
         "ua_parser.regex",
+        "requests",  # ~5 MiB per process; only the remote lookups (breach range API, geo) use it
         "django.contrib",
         "django.db.backends.postgresql",
         "tracking.pipeline.tasks",  # the Celery task modules

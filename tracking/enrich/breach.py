@@ -28,8 +28,6 @@ import logging
 import os
 from typing import Any
 
-import requests
-
 from tracking.conf import tracking_settings
 
 logger = logging.getLogger("tracking.enrich")
@@ -64,6 +62,10 @@ def check_range_api(digest: str, url: str, timeout: float) -> bool | None:
     )
     half = timeout / 2
     try:
+        # Imported here: requests and its dependencies add ~16 MiB to every process that
+        # loads this module (web workers, exports), and only this remote lookup uses it.
+        import requests
+
         response = requests.get(
             target, timeout=(half, half), headers={"Add-Padding": "true"}, allow_redirects=False
         )

@@ -30,7 +30,6 @@ from functools import lru_cache
 from typing import Any
 
 import maxminddb
-import requests
 from django.db import transaction
 
 from tracking.conf import on_reload, tracking_settings
@@ -235,6 +234,10 @@ def _http_lookup(ip: str) -> dict[str, Any] | None:
     # The whole budget is GEO_HTTP_TIMEOUT: half to connect, half to wait for the answer.
     half = float(tracking_settings.GEO_HTTP_TIMEOUT) / 2
     try:
+        # Imported here: requests and its dependencies add ~16 MiB to every process that
+        # loads this module (web workers, exports), and only this remote lookup uses it.
+        import requests
+
         resp = requests.get(url, timeout=(half, half))
         resp.raise_for_status()
         data = resp.json()
