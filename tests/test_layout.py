@@ -84,7 +84,7 @@ def test_no_function_level_import_outside_optional_dependencies():
         "mmdb_writer",
         "netaddr",
         "ua_parser.regex",
-        "requests",  # ~5 MiB per process; only the remote lookups (breach range API, geo) use it
+        "requests",  # ~4 MiB per process; only the remote lookups (breach range API, geo) use it
         "django.contrib",
         "django.db.backends.postgresql",
         "tracking.pipeline.tasks",  # the Celery task modules

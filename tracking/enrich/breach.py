@@ -62,7 +62,7 @@ def check_range_api(digest: str, url: str, timeout: float) -> bool | None:
     )
     half = timeout / 2
     try:
-        # Imported here: requests and its dependencies add ~16 MiB to every process that
+        # Imported here: requests and its dependencies add ~4 MiB to every process that
         # loads this module (web workers, exports), and only this remote lookup uses it.
         import requests
 

@@ -234,7 +234,7 @@ def _http_lookup(ip: str) -> dict[str, Any] | None:
     # The whole budget is GEO_HTTP_TIMEOUT: half to connect, half to wait for the answer.
     half = float(tracking_settings.GEO_HTTP_TIMEOUT) / 2
     try:
-        # Imported here: requests and its dependencies add ~16 MiB to every process that
+        # Imported here: requests and its dependencies add ~4 MiB to every process that
         # loads this module (web workers, exports), and only this remote lookup uses it.
         import requests
 
