@@ -44,3 +44,11 @@ def test_to_dict_is_json_ready_and_does_not_share_the_events_mappings():
     assert event.headers == {"User-Agent": "x"} and event.params == {"q": ["a"]}
     again = Event.from_dict(json.loads(json.dumps(event.to_dict())))
     assert again == event
+
+
+def test_to_dict_keeps_a_bad_records_non_mapping_values_as_they_are():
+    """A record whose headers are null still becomes data (its dead letter is written)."""
+    event = Event.from_dict({"type": "API", "headers": None, "params": ["not", "a", "dict"]})
+    data = event.to_dict()
+    assert data["headers"] is None and data["params"] == ["not", "a", "dict"]
+    assert json.loads(json.dumps(data))["type"] == "API"

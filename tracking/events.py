@@ -117,7 +117,9 @@ class Event:
         right away."""
         data = {name: getattr(self, name) for name in _NAMES}
         for name in _MAPPINGS:
-            data[name] = dict(data[name])
+            value = data[name]
+            if isinstance(value, dict):  # anything else (None from a bad record) as it is
+                data[name] = dict(value)
         data["timestamp"] = self.timestamp.isoformat()
         return data
 
