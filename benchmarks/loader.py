@@ -78,6 +78,7 @@ def activities(
 ):
     """``n`` synthetic activity rows as the table stores them: every concrete column set,
     headers and params encrypted with the row's id as associated data, a valid row MAC."""
+    from tracking import outcome
     from tracking.integrity import crypto
     from tracking.integrity.macs import row_mac
     from tracking.simulator.world import CITIES, NETWORKS, host
@@ -134,7 +135,7 @@ def activities(
             reviewed_at=None,
             seq=None,
         )
-        a.outcome = "success" if a.status < 400 else "failure"
+        a.outcome = outcome.from_status(a.status)
         a.mac = row_mac(a)
         a.headers = crypto.encrypt(a.headers, f"{table}.headers.{ident}")
         a.params = crypto.encrypt(a.params, f"{table}.params.{ident}")

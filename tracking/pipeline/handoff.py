@@ -94,8 +94,7 @@ def _store_now(events: Sequence[Event], *, assume_new: bool) -> None:
         return
     with housekeeping.handed_over() as earlier:
         result = store([*earlier, *events], source="sync", assume_new=assume_new)
-        if earlier:
-            intake.release(earlier, result)  # what store() could not write it spooled
+        intake.release(earlier, result)  # what store() could not write it spooled
 
 
 def _verdict_now(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:

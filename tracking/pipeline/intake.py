@@ -15,8 +15,9 @@ committed. A process that dies between the two leaves intake rows behind; ``reco
 writers' scan every ``SCAN_INTERVAL`` seconds and at start, ``tracking flush``) stores those
 older than ``GRACE`` seconds, and at once those whose owner (host, pid and start time of the
 process that committed them) is a process of this host that no longer runs: a worker
-restarted after a crash stores what its predecessor left when its writer starts. ``ingest`` skips ids already stored, so an event stored twice
-(a recovery racing a slow writer) keeps one row, one verdict and one outbox entry.
+restarted after a crash stores what its predecessor left when its writer starts. ``ingest``
+skips ids already stored, so an event stored twice (a recovery racing a slow writer) keeps
+one row, one verdict and one outbox entry.
 
 The payload is decrypted only with ``TRACKING_ENCRYPTION_KEYS`` (AES-GCM: an altered row is
 refused, never parsed); a row that cannot be read is kept as a dead letter with its reason.

@@ -79,20 +79,17 @@ def publish(events: Iterable[Event]) -> None:
     payload = [e.to_dict() if isinstance(e, Event) else e for e in events]
     app = celery_app()
     task = app.tasks[ingest_events.name]
-    conn, reused = _connection(app)
-    try:
-        _send(task, payload, conn)
-    except Exception:
-        _forget(conn)
-        if not reused:
-            raise
-        # A kept connection the broker dropped while it idled: one more try on a new one.
-        conn, _ = _connection(app)
+    while True:
+        conn, kept = _connection(app)
         try:
             _send(task, payload, conn)
+            return
         except Exception:
             _forget(conn)
-            raise
+            if not kept:
+                raise
+            # A kept connection the broker dropped while it idled: once more on a new one
+            # (forgotten, so the next _connection opens one).
 
 
 def _send(task, payload: list, conn) -> None:
