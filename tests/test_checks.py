@@ -121,3 +121,45 @@ def test_durable_handoff_needs_a_persistent_spool_dir(settings):
     settings.TRACKING_DURABLE_HANDOFF = False
     ids = [m.id for m in check_recording()]
     assert "tracking.W010" in ids and "tracking.E019" not in ids
+
+
+def test_every_check_of_the_package_carries_the_tracking_tag(settings):
+    # `manage.py check --tag tracking` runs them alone: a missing key is among them.
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.TRACKING_ENCRYPTION_KEYS = []
+    with pytest.raises(SystemCheckError) as exc:
+        call_command("check", "--tag", "tracking")
+    assert "tracking.E001" in str(exc.value)
+    ours = [
+        c
+        for c in checks.registry.registry.get_checks()
+        if c.__module__.startswith(("tracking.", "detectors."))
+    ]
+    assert ours and all("tracking" in c.tags for c in ours)
+
+
+def test_the_tracking_command_runs_the_package_checks_first(settings):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.TRACKING_ENCRYPTION_KEYS = []
+    with pytest.raises(SystemCheckError) as exc:
+        call_command("tracking", "keygen", skip_checks=False)
+    assert "tracking.E001" in str(exc.value)
+
+
+def test_the_tracking_command_leaves_the_url_checks_to_manage_py_check(settings):
+    # They import every view of the project (~20 MiB per process of a parallel export) for
+    # commands that serve none.
+    import io
+
+    from django.core.management import call_command
+
+    settings.ROOT_URLCONF = "tests.no_such_urlconf"
+    with pytest.raises(ModuleNotFoundError):
+        call_command("check")
+    out = io.StringIO()
+    call_command("tracking", "keygen", skip_checks=False, stdout=out)
+    assert out.getvalue().strip()

@@ -18,7 +18,7 @@ from detectors.orgnetworks import parse_trusted
 from detectors.registry import ConfigError
 from detectors.rules import RuleError, load_rules
 from tracking.capture.clientip import parse_networks
-from tracking.conf import conflicting_aliases, tracking_settings
+from tracking.conf import CHECKS_TAG, conflicting_aliases, tracking_settings
 from tracking.dashboard.checks import dashboard_messages
 from tracking.delivery import config as delivery_config
 from tracking.detection.config import configured_detectors, rule_dirs
@@ -28,7 +28,7 @@ from tracking.integrity import macs as integrity
 from tracking.respond.checks import respond_messages
 
 
-@checks.register(checks.Tags.security)
+@checks.register(checks.Tags.security, CHECKS_TAG)
 def check_keys(app_configs=None, **kwargs):
     errors = []
     keys = tracking_settings.ENCRYPTION_KEYS
@@ -100,7 +100,7 @@ def check_keys(app_configs=None, **kwargs):
     return errors
 
 
-@checks.register()
+@checks.register(CHECKS_TAG)
 def check_partitioning(app_configs=None, **kwargs):
     """Settings of PostgreSQL time partitioning (tracking.E120-E139)."""
     errors = []
@@ -133,20 +133,20 @@ def check_partitioning(app_configs=None, **kwargs):
     return errors
 
 
-@checks.register()
+@checks.register(CHECKS_TAG)
 def check_dashboard(app_configs=None, **kwargs):
     """Settings of the security dashboard (tracking.E090-E099, W090-W099)."""
 
     return dashboard_messages()
 
 
-@checks.register(checks.Tags.security)
+@checks.register(checks.Tags.security, CHECKS_TAG)
 def check_respond(app_configs=None, **kwargs):
     """Blocking: TRACKING_NEVER_BLOCK, the block cache, backend order (E130-E139, W130-W139)."""
     return respond_messages()
 
 
-@checks.register()
+@checks.register(CHECKS_TAG)
 def check_enrichment(app_configs=None, **kwargs):
     """Enrichment sources: the Tor exit list, breached passwords (E100-E119, W100-W119)."""
     return enrichment_messages()
@@ -156,7 +156,7 @@ def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-@checks.register()
+@checks.register(CHECKS_TAG)
 def check_integrity_settings(app_configs=None, **kwargs):
     """Sealing, retention, health and spool settings (tracking.E070-E089 / W070-W089)."""
 
@@ -257,7 +257,7 @@ def check_integrity_settings(app_configs=None, **kwargs):
     return errors
 
 
-@checks.register()
+@checks.register(CHECKS_TAG)
 def check_recording(app_configs=None, **kwargs):
     """Recording and hand-off settings (ids tracking.E010–E029 / W010–W029)."""
 
@@ -535,7 +535,7 @@ def _celery_redelivery_warnings() -> list[checks.CheckMessage]:
 
 
 # --- detection (tracking.E050-E069 / W050-W069) -----------------------------------------
-@checks.register()
+@checks.register(CHECKS_TAG)
 def check_detection(app_configs=None, **kwargs):
     """TRACKING_DETECTORS, rule folders and the detection numbers, named precisely."""
 
@@ -643,7 +643,7 @@ def check_detection(app_configs=None, **kwargs):
 # --- review API (tracking.E030-E049 / W030-W049) -----------------------------------------
 
 
-@checks.register()
+@checks.register(CHECKS_TAG)
 def check_api_settings(app_configs=None, **kwargs):
     errors = []
     rates = tracking_settings.THROTTLE_RATES
@@ -734,7 +734,7 @@ def _valid_rate(rate) -> bool:
     return num.strip().isdigit() and period.strip()[:1] in ("s", "m", "h", "d")
 
 
-@checks.register()
+@checks.register(CHECKS_TAG)
 def check_setting_aliases(app_configs=None, **kwargs):
     """A setting and its seed alias both set, to different values (tracking.E016)."""
     return [
@@ -756,7 +756,7 @@ _DELIVERY_CHECK_IDS = {
 }
 
 
-@checks.register()
+@checks.register(CHECKS_TAG)
 def check_alerts_forwarding(app_configs=None, **kwargs):
     """TRACKING_ALERTS, TRACKING_FORWARDERS, TRACKING_DELIVERY (tracking.E170-E179)."""
     errors = [

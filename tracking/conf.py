@@ -21,6 +21,11 @@ from django.utils.module_loading import import_string
 # Names read without the TRACKING_ prefix (Django's GeoIP2 setting).
 UNPREFIXED = frozenset({"GEOIP_PATH"})
 
+# The system-check tag of every check this package registers: `manage.py check --tag tracking`
+# runs them alone, and so does `manage.py tracking` (it leaves the project's URL and admin
+# checks, which import every view, to `manage.py check`).
+CHECKS_TAG = "tracking"
+
 # Seed spellings still accepted, as aliases of TRACKING_<NAME>: {accessor name: alias setting}.
 ALIASES: dict[str, str] = {
     "SENSITIVE_FIELDS": "SENSITIVE_FIELDS",

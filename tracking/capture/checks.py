@@ -8,10 +8,10 @@ from django.core import checks
 from django.utils.translation import gettext as _
 
 from tracking.capture.paths import entry_problems
-from tracking.conf import tracking_settings
+from tracking.conf import CHECKS_TAG, tracking_settings
 
 
-@checks.register()
+@checks.register(CHECKS_TAG)
 def check_capture(app_configs=None, **kwargs):
     errors = []
     if not isinstance(tracking_settings.AUTH_SIGNALS, bool):

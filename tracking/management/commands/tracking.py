@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib
 import sys
 
+from django.core import checks
 from django.core.management.base import BaseCommand, CommandError
+
+from tracking.conf import CHECKS_TAG
 
 SUBCOMMANDS: dict[str, str] = {
     "import": "tracking.cli.import_",
@@ -40,6 +43,11 @@ def _load(name: str):
 
 class Command(BaseCommand):
     help = "Activity tracking operations: import, export, train, verify, seal, purge, doctor, ..."
+    # The package's own checks (settings, keys, detectors) and the models' before any
+    # subcommand. The URL and admin checks import every view of the project (~20 MiB in
+    # each process of a parallel export) for commands that serve none: `manage.py check`
+    # runs them.
+    requires_system_checks = [CHECKS_TAG, checks.Tags.models]
 
     def add_arguments(self, parser) -> None:
         sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
