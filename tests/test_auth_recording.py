@@ -389,3 +389,47 @@ def test_async_stack_login_view(alice, settings):
         (200, "failure", HOME),
         (302, "success", HOME),
     ]
+
+
+def test_deletions_of_administrators_and_watched_models_are_recorded(
+    alice, boss, settings, django_capture_on_commit_callbacks
+):
+    settings.TRACKING_CHANGE_MODELS = {"auth.Group": ["name"]}
+    ops = Group.objects.create(name="ops")
+    with django_capture_on_commit_callbacks(execute=True):
+        boss.delete()
+        alice.delete()  # an ordinary account's closure is the site's business
+        Group.objects.filter(pk=ops.pk).delete()  # QuerySet.delete sends post_delete too
+    deleted = {
+        (
+            a.params["object"]["model"],
+            a.params["object"].get("username", a.params["object"].get("name")),
+        )
+        for a in Activity.objects.filter(type="ACCOUNT")
+        if a.params["action"] == "deleted"
+    }
+    assert deleted == {("auth.user", "boss"), ("auth.group", "ops")}
+
+
+def test_other_models_keep_django_fast_delete(settings):
+    # A post_delete receiver for every model would make each QuerySet.delete() of the site
+    # fetch the rows first: only the watched models have one.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tracking.models import Counter
+
+    Counter.objects.create(namespace="n", key="k", count=1)
+    with CaptureQueriesContext(connection) as queries:
+        Counter.objects.filter(namespace="n").delete()
+    assert [q["sql"].split()[0] for q in queries] == ["DELETE"]
+    settings.TRACKING_CHANGE_MODELS = {"tracking.Counter": ["key"]}  # watched now: reconnected
+    Counter.objects.create(namespace="n", key="k", count=1)
+    with CaptureQueriesContext(connection) as queries:
+        Counter.objects.filter(namespace="n").delete()
+    assert [q["sql"].split()[0] for q in queries] == ["SELECT", "DELETE"]
+    settings.TRACKING_ACCOUNT_CHANGES = False  # nothing watched
+    Counter.objects.create(namespace="n", key="k", count=1)
+    with CaptureQueriesContext(connection) as queries:
+        Counter.objects.filter(namespace="n").delete()
+    assert [q["sql"].split()[0] for q in queries] == ["DELETE"]

@@ -250,5 +250,30 @@ def _record(event: Event) -> None:
 def connect() -> None:
     pre_save.connect(on_pre_save, dispatch_uid=DISPATCH_UID + ".pre_save")
     post_save.connect(on_post_save, dispatch_uid=DISPATCH_UID + ".post_save")
-    post_delete.connect(on_post_delete, dispatch_uid=DISPATCH_UID + ".post_delete")
     m2m_changed.connect(on_m2m_changed, dispatch_uid=DISPATCH_UID + ".m2m")
+    _connect_deletes()
+
+
+_delete_senders: list[type[Model]] = []
+
+
+def _connect_deletes() -> None:
+    """``post_delete`` for the watched models only, reconnected when the settings change. A
+    receiver for every sender takes Django's fast delete from every model of the site: each
+    ``QuerySet.delete()`` would first fetch the rows it deletes (the writer's removal of
+    committed intake rows among them)."""
+    for model in _delete_senders:
+        post_delete.disconnect(sender=model, dispatch_uid=DISPATCH_UID + ".post_delete")
+    _delete_senders.clear()
+    if not tracking_settings.ACCOUNT_CHANGES:
+        return
+    _watched.cache_clear()
+    for label in _watched():
+        model = apps.get_model(label)
+        post_delete.connect(
+            on_post_delete, sender=model, dispatch_uid=DISPATCH_UID + ".post_delete"
+        )
+        _delete_senders.append(model)
+
+
+on_reload(_connect_deletes)
