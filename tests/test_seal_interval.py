@@ -135,3 +135,51 @@ def test_periodic_seal_task_also_keeps_partitions(monkeypatch):
     monkeypatch.setattr(sealing, "seal_pending", lambda **kw: calls.append("s") or 0)
     assert tasks_periodic.seal() == 0
     assert calls == ["p", "s"]
+
+
+@pytest.mark.django_db
+def test_a_writer_leaves_the_rows_of_another_process_to_it_for_a_grace(
+    monkeypatch, make_events, make_event
+):
+    # Each process keeps the leaves of the rows it wrote; reading another's rows back to
+    # verify and hash them cost more than writing them.
+    import uuid
+    from datetime import timedelta
+
+    from tracking.integrity import sealing
+
+    sealing.written.clear()
+    ours, theirs = make_events(3, "own"), make_events(2, "other")
+    orphan = make_event(timestamp=datetime.now(UTC) - timedelta(seconds=120))
+    assert ingest([*ours, *theirs, orphan]).stored == 6
+    sealing.written.forget(uuid.UUID(str(e.id)) for e in [*theirs, orphan])
+    read_back = []
+    real = sealing._read_leaves
+    monkeypatch.setattr(
+        sealing, "_read_leaves", lambda ids, skip: read_back.extend(ids) or real(ids, skip)
+    )
+    assert sealing.seal_pending(wait=True, others_grace=60.0) == 4
+    # The orphan is older than the grace (its writer died or is far behind): sealed here.
+    assert read_back == [uuid.UUID(str(orphan.id))]
+    unsealed = set(Activity.objects.filter(seq__isnull=True).values_list("endpoint", flat=True))
+    assert unsealed == {e.endpoint for e in theirs}
+    # Operators' sealing (`tracking seal`, the periodic task) takes every row.
+    assert sealing.seal_pending(wait=True) == 2
+    assert not Activity.objects.filter(seq__isnull=True).exists()
+    report = verify()
+    assert report.ok, report.problems
+
+
+@pytest.mark.django_db
+def test_the_writer_seals_with_a_grace_of_at_least_twice_its_interval(settings, monkeypatch):
+    from tracking.integrity import sealing
+
+    calls = []
+    monkeypatch.setattr(sealing, "seal_pending", lambda **kw: calls.append(kw) or 0)
+    w = writer.Writer()
+    for interval, grace in ((5.0, housekeeping.OTHERS_GRACE), (100.0, 200.0)):
+        settings.TRACKING_SEAL_INTERVAL = interval
+        job = w.job(housekeeping.Sealing)
+        job.wanted = True  # as soon() sets it, without starting this writer's thread
+        job.run(w, stopping=True)
+        assert calls.pop()["others_grace"] == grace

@@ -259,10 +259,10 @@ def _warn_behind_head(heads: list[tuple[uuid.UUID, Any, str]], last: Seal | None
 
 
 def _seal_chunk(
-    size: int, skip: set, geo_grace: float | None, wait: bool
+    size: int, skip: set, geo_grace: float | None, wait: bool, others_grace: float | None = None
 ) -> tuple[int, int] | None:
     """Seal up to ``size`` rows in one short transaction: (sealed, refused), or None when
-    another sealer holds the chain (``wait=False``)."""
+    another sealer holds the chain (``wait=False``). ``others_grace``: see ``seal_pending``."""
     with transaction.atomic():
         if not lock_chain(wait=wait):
             return None
@@ -282,6 +282,11 @@ def _seal_chunk(
             return 0, 0
         _warn_behind_head(heads, last)
         leaves = written.take(heads)
+        if others_grace is not None:
+            left_from = timezone.now() - timedelta(seconds=others_grace)
+            heads = [h for h in heads if h[0] in leaves or h[1] < left_from]
+            if not heads:
+                return 0, 0
         unknown = [h[0] for h in heads if h[0] not in leaves]
         if unknown:
             leaves.update(_read_leaves(unknown, skip))
@@ -319,7 +324,11 @@ def _seal_chunk(
 
 
 def seal_pending(
-    limit: int | None = None, *, include_geo_pending: bool = False, wait: bool = False
+    limit: int | None = None,
+    *,
+    include_geo_pending: bool = False,
+    wait: bool = False,
+    others_grace: float | None = None,
 ) -> int:
     """Seal unsealed activities in (timestamp, id) order, in chunks; returns how many.
 
@@ -329,6 +338,12 @@ def seal_pending(
     so the writer's seal-after-commit never makes requests queue behind each other. Operator
     paths (``tracking seal``, purge, the periodic task) pass ``wait=True``. Rows whose MAC does
     not verify are left unsealed (and logged); ``tracking verify`` reports them.
+
+    ``others_grace`` (a writer's own sealing): rows whose leaves this process does not hold
+    (``written``: another process wrote them) are left to their writer for this many
+    seconds after their timestamp, then sealed here too (that writer died or is far behind).
+    Reading a row back to verify and hash it costs more CPU than writing it; with every
+    process sealing all it found, about half of each one's seals were other processes' rows.
     """
     batch = max(1, int(tracking_settings.SEAL_BATCH_SIZE or 5000))
     grace = None if include_geo_pending else tracking_settings.SEAL_GEO_PENDING_GRACE
@@ -336,7 +351,7 @@ def seal_pending(
     total = 0
     while limit is None or total < limit:
         size = batch if limit is None else min(batch, limit - total)
-        outcome = _seal_chunk(size, skip, grace, wait)
+        outcome = _seal_chunk(size, skip, grace, wait, others_grace)
         if outcome is None:
             break
         sealed, refused = outcome

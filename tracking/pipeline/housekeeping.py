@@ -94,6 +94,12 @@ class GeoRetry:
         return False
 
 
+# Seconds (at least twice TRACKING_SEAL_INTERVAL) a writer leaves the rows another process
+# wrote, and will seal with the leaves it kept, before sealing them itself by reading them
+# back; well below TRACKING_UNSEALED_BEHIND_HEAD_GRACE's default.
+OTHERS_GRACE = 60.0
+
+
 class Sealing:
     """Seal what this process committed when the interval has passed (or many rows wait,
     or the writer stops). Waits for the chain lock: nothing queues behind this thread."""
@@ -126,7 +132,7 @@ class Sealing:
             self.rows = 0
         self.last = now
         try:
-            sealed = sealing.seal_pending(wait=True)
+            sealed = sealing.seal_pending(wait=True, others_grace=max(OTHERS_GRACE, 2 * interval))
         except Exception:  # counted and retried after the interval
             logger.exception("sealing committed activities failed; retrying later")
             with writer.lock:
