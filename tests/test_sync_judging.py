@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from io import StringIO
@@ -423,3 +424,14 @@ def test_on_postgresql_the_intake_insert_binds_its_values_server_side(settings):
         assert intake._server_bound_cursor(connection) is None
     stored = intake.judge([event])
     assert stored.stored == 1 and Activity.objects.get().endpoint == "/bound/"
+    # removed by one statement with an array parameter
+    assert not Intake.objects.filter(id=event.id).exists()
+
+
+@pytest.mark.django_db
+def test_remove_deletes_the_named_intake_rows_only():
+    events = [_live_event(type="DATA", endpoint=f"/rm/{i}") for i in range(3)]
+    intake.store(events)
+    intake.remove([])
+    intake.remove([events[0].id, uuid.UUID(str(events[1].id))])  # text or UUID
+    assert [str(i) for i in Intake.objects.values_list("id", flat=True)] == [events[2].id]

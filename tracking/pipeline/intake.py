@@ -143,6 +143,18 @@ def _insert_statement(vendor: str, conn) -> tuple:
 
 def remove(ids: Iterable[Any]) -> None:
     keys = [uuid.UUID(str(i)) for i in ids]
+    if not keys:
+        return
+    conn = connections[router.db_for_write(Intake)]
+    cursor = _server_bound_cursor(conn)
+    if cursor is not None:
+        # One statement with the ids as one array parameter: the ORM's delete quoted each id
+        # into the statement text (a tenth of the writer thread's CPU under load).
+        table = conn.ops.quote_name(Intake._meta.db_table)
+        with conn.wrap_database_errors, cursor:
+            key = conn.ops.quote_name(Intake._meta.pk.column)
+            cursor.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", [keys])  # noqa: S608
+        return
     for i in range(0, len(keys), BATCH):
         Intake.objects.filter(id__in=keys[i : i + BATCH]).delete()
 
