@@ -246,3 +246,47 @@ def test_many_findings_of_a_small_batch_are_inserted_inside_its_pipeline():
     with transaction.atomic(), ingest_module._pipelined(3):
         copyinsert.insert(Finding, findings)
     assert Finding.objects.filter(detector="burst").count() == copyinsert.MIN_ROWS + 10
+
+
+@pytest.mark.django_db
+def test_small_finding_batches_get_their_keys_from_one_unnest_insert_on_postgresql(monkeypatch):
+    from django.db.models.query import QuerySet
+
+    from tracking.pipeline.rows import build_activity
+
+    act = build_activity(_events(1)[0])
+    copyinsert.insert(Activity, [act])
+
+    def findings():
+        return [
+            Finding(
+                activity=act,
+                timestamp=act.timestamp,
+                detector="d",
+                tag=f"t{i}",
+                score=0.25 * i,
+                severity="high",
+                reason="r'\\\"é",
+                evidence={"i": i, "nested": {"x": [1, "two", None]}, "text": "é'\\\""},
+                suppressed=i == 1,
+            )
+            for i in range(3)
+        ]
+
+    bulk = []
+    real = QuerySet.bulk_create
+    monkeypatch.setattr(
+        QuerySet, "bulk_create", lambda self, objs, **kw: bulk.append(len(objs)) or real(self, objs)
+    )
+    fast = findings()
+    copyinsert.insert(Finding, fast)
+    assert bulk == ([] if connection.vendor == "postgresql" else [3])
+    assert all(f.pk is not None and not f._state.adding for f in fast)
+    assert [Finding.objects.get(pk=f.pk).tag for f in fast] == ["t0", "t1", "t2"]  # key order
+    monkeypatch.undo()
+    slow = findings()
+    Finding.objects.bulk_create(slow)
+    names = [f.attname for f in Finding._meta.concrete_fields if f.attname != "id"]
+    for a, b in zip(fast, slow, strict=True):
+        ra, rb = (Finding.objects.values(*names).get(pk=x.pk) for x in (a, b))
+        assert ra == rb

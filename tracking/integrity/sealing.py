@@ -27,6 +27,7 @@ from typing import Any
 from django.db import DatabaseError, connection, router, transaction
 from django.utils import timezone
 
+from tracking.binding import server_bound_cursor
 from tracking.conf import tracking_settings
 from tracking.integrity import macs as integrity
 from tracking.integrity.anchor import behind_head_cutoff
@@ -201,13 +202,17 @@ def _set_seq(rows: list[tuple[uuid.UUID, datetime, int]]) -> None:
         q(meta.pk.column),
         q(meta.get_field("timestamp").column),  # type: ignore[union-attr]
     )
-    with conn.cursor() as cur:
+    bound = server_bound_cursor(conn)
+    with bound or conn.cursor() as cur, conn.wrap_database_errors:
         if conn.vendor == "postgresql":
             # Joining on (id, timestamp), the partitioned table's primary key, finds each row
-            # by index in its partition. Only quoted model identifiers are interpolated.
+            # by index in its partition. Only quoted model identifiers are interpolated. The
+            # arrays go as parameters where possible: quoted into the text by Django's
+            # client-side binding, they cost more than the update; binary (%b) where bound.
+            p = "%b" if bound is not None else "%s"
             cur.execute(
                 f"UPDATE {table} AS a SET {seq} = v.seq "  # noqa: S608
-                "FROM unnest(%s::uuid[], %s::timestamptz[], %s::bigint[]) AS v(id, ts, seq) "
+                f"FROM unnest({p}::uuid[], {p}::timestamptz[], {p}::bigint[]) AS v(id, ts, seq) "
                 f"WHERE a.{ident} = v.id AND a.{ts} = v.ts",
                 [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
             )

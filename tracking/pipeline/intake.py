@@ -36,17 +36,13 @@ from typing import Any
 from django.db import connections, router
 from django.utils import timezone
 
+from tracking.binding import server_bound_cursor
 from tracking.events import Event
 from tracking.integrity import crypto
 from tracking.models import Intake
 from tracking.pipeline import spool
 from tracking.pipeline.ingest import IngestResult, ingest
 from tracking.pipeline.rows import item_id
-
-try:
-    import psycopg
-except ImportError:  # psycopg2 or another backend: Django's cursor
-    psycopg = None  # type: ignore[assignment]
 
 logger = logging.getLogger("tracking.recording")
 
@@ -103,20 +99,9 @@ def store(events: Sequence[Event]) -> None:
 
 
 def _server_bound_cursor(conn) -> Any:
-    """On PostgreSQL with psycopg 3, a psycopg cursor of Django's connection that sends the
-    values as parameters (server-side binding, unnamed statement: safe behind a
-    transaction-mode pooler): Django's client-side binding quoted the payload into the
-    statement, which cost more CPU than the rest of the request's write. None when Django
-    logs statements (``DEBUG``, ``CaptureQueriesContext``) or the project wraps them
-    (``connection.execute_wrapper``: instrumentation, fault injection): they see this one.
-    """
-    if psycopg is None or conn.vendor != "postgresql":
-        return None
-    if conn.execute_wrappers or conn.queries_logged:
-        return None
-    conn.ensure_connection()
-    raw = conn.connection
-    return psycopg.Cursor(raw) if isinstance(raw, psycopg.Connection) else None
+    """Django's client-side binding quoted the payload into the statement, which cost more
+    CPU than the rest of the request's write (see ``tracking.binding``)."""
+    return server_bound_cursor(conn)
 
 
 _statements: dict[str, tuple] = {}
@@ -153,7 +138,7 @@ def remove(ids: Iterable[Any]) -> None:
         table = conn.ops.quote_name(Intake._meta.db_table)
         with conn.wrap_database_errors, cursor:
             key = conn.ops.quote_name(Intake._meta.pk.column)
-            cursor.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", [keys])  # noqa: S608
+            cursor.execute(f"DELETE FROM {table} WHERE {key} = ANY(%b)", [keys])  # noqa: S608
         return
     for i in range(0, len(keys), BATCH):
         Intake.objects.filter(id__in=keys[i : i + BATCH]).delete()

@@ -20,6 +20,7 @@ from functools import lru_cache
 
 from django.db import connections, models, router
 
+from tracking.binding import server_bound_cursor
 from tracking.fields import Ciphertext, EncryptedJSONField
 
 # Below this many rows one INSERT is as fast as COPY (which costs an extra round trip).
@@ -236,6 +237,37 @@ def _insert_rows(model: type[models.Model], objs: Sequence[models.Model], connec
     _saved(objs, using)
 
 
+def _insert_unnest(model: type[models.Model], objs: Sequence[models.Model], connection, using):
+    """PostgreSQL with psycopg 3: ``INSERT ... SELECT * FROM unnest(<one array per column>)
+    RETURNING <key>``, the arrays bound server-side; each object gets its new key (rows come
+    back in the order given, which bulk_create relies on too). False (nothing done) where
+    ``tracking.binding`` gives no cursor. Django 5.2's ``bulk_create`` sends the same arrays,
+    which its client-side binding quoted value by value: a tenth of a batch step's CPU for
+    its findings."""
+    cursor = server_bound_cursor(connection)
+    if cursor is None:
+        return False
+    fields, rows = _prepared(model, objs, connection)
+    key = ("UNNEST", model, tuple(fields), connection.vendor)
+    statement = _statements.get(key)
+    if statement is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in fields)
+        # Binary (%b): text arrays escape every element with a regular expression.
+        arrays = ", ".join(f"%b::{f.db_type(connection)}[]" for f in fields)
+        statement = _statements[key] = (
+            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "  # noqa: S608
+            f"SELECT * FROM unnest({arrays}) RETURNING {quote(model._meta.pk.column)}"
+        )
+    with connection.wrap_database_errors, cursor:
+        cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
+        keys = [row[0] for row in cursor.fetchall()]
+    for obj, new in zip(objs, keys, strict=True):
+        obj.pk = new
+    _saved(objs, using)
+    return True
+
+
 def insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
     """Insert new ``objs`` of ``model`` (like ``bulk_create(objs)``, see the module docstring)."""
     if not objs:
@@ -244,8 +276,9 @@ def insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
     connection = connections[using]
     if not _use_copy(connection, objs):
         if isinstance(model._meta.pk, models.AutoField):
-            # bulk_create reads the new keys back (RETURNING); a plain INSERT would not.
-            model._default_manager.using(using).bulk_create(objs)
+            # The new keys are read back (RETURNING), as bulk_create does.
+            if not _insert_unnest(model, objs, connection, using):
+                model._default_manager.using(using).bulk_create(objs)
         else:
             _insert_rows(model, objs, connection, using)
         return
