@@ -23,6 +23,7 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import _live_event
 from tracking import signals
+from tracking.binding import server_bound_cursor
 from tracking.checks import check_recording
 from tracking.integrity.verify import verify
 from tracking.models import Activity, Finding, Intake, Rollup
@@ -407,9 +408,9 @@ def test_on_postgresql_the_intake_insert_binds_its_values_server_side(settings):
     a transaction-mode pooler could lose); Django's cursor whenever statements are logged or
     wrapped, so instrumentation still sees the insert."""
     if connection.vendor != "postgresql":
-        assert intake._server_bound_cursor(connection) is None
+        assert server_bound_cursor(connection) is None
         return
-    cursor = intake._server_bound_cursor(connection)
+    cursor = server_bound_cursor(connection)
     assert cursor is not None
     cursor.close()
     event = _live_event(type="DATA", endpoint="/bound/")
@@ -417,11 +418,11 @@ def test_on_postgresql_the_intake_insert_binds_its_values_server_side(settings):
     assert [str(i) for i in Intake.objects.values_list("id", flat=True)] == [event.id]
     seen = []
     with connection.execute_wrapper(lambda execute, sql, *a: seen.append(sql) or execute(sql, *a)):
-        assert intake._server_bound_cursor(connection) is None
+        assert server_bound_cursor(connection) is None
         intake.store([_live_event(type="DATA")])
     assert len(seen) == 1 and "tracking_intake" in seen[0]
     with CaptureQueriesContext(connection):
-        assert intake._server_bound_cursor(connection) is None
+        assert server_bound_cursor(connection) is None
     stored = intake.judge([event])
     assert stored.stored == 1 and Activity.objects.get().endpoint == "/bound/"
     # removed by one statement with an array parameter

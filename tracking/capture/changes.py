@@ -62,9 +62,6 @@ def _watched() -> dict[str, tuple[str, ...]]:
     return out
 
 
-on_reload(_watched.cache_clear)
-
-
 def _existing(model: type[Model], names: Any) -> tuple[str, ...]:
     concrete = {f.name for f in model._meta.concrete_fields}
     return tuple(n for n in names if n in concrete)
@@ -262,12 +259,12 @@ def _connect_deletes() -> None:
     receiver for every sender takes Django's fast delete from every model of the site: each
     ``QuerySet.delete()`` would first fetch the rows it deletes (the writer's removal of
     committed intake rows among them)."""
+    _watched.cache_clear()  # the settings changed: the watched models and fields too
     for model in _delete_senders:
         post_delete.disconnect(sender=model, dispatch_uid=DISPATCH_UID + ".post_delete")
     _delete_senders.clear()
     if not tracking_settings.ACCOUNT_CHANGES:
         return
-    _watched.cache_clear()
     for label in _watched():
         model = apps.get_model(label)
         post_delete.connect(

@@ -89,19 +89,15 @@ def store(events: Sequence[Event]) -> None:
         [key(uuid.UUID(str(e.id)), conn), created, payload, owner]
         for e, payload in zip(events, payloads, strict=True)
     ]
-    cursor = _server_bound_cursor(conn)
+    # Server-side binding: Django's client-side binding quoted the payload into the
+    # statement, which cost more CPU than the rest of the request's write.
+    cursor = server_bound_cursor(conn)
     if cursor is not None:
         with conn.wrap_database_errors, cursor:
             cursor.executemany(sql, rows) if len(rows) > 1 else cursor.execute(sql, rows[0])
         return
     with conn.cursor() as cursor:
         cursor.executemany(sql, rows) if len(rows) > 1 else cursor.execute(sql, rows[0])
-
-
-def _server_bound_cursor(conn) -> Any:
-    """Django's client-side binding quoted the payload into the statement, which cost more
-    CPU than the rest of the request's write (see ``tracking.binding``)."""
-    return server_bound_cursor(conn)
 
 
 _statements: dict[str, tuple] = {}
@@ -131,7 +127,7 @@ def remove(ids: Iterable[Any]) -> None:
     if not keys:
         return
     conn = connections[router.db_for_write(Intake)]
-    cursor = _server_bound_cursor(conn)
+    cursor = server_bound_cursor(conn)
     if cursor is not None:
         # One statement with the ids as one array parameter: the ORM's delete quoted each id
         # into the statement text (a tenth of the writer thread's CPU under load).

@@ -198,10 +198,11 @@ _statements: dict[tuple, str] = {}
 def _statement(
     kind: str, model: type[models.Model], fields: tuple[models.Field, ...], connection
 ) -> str:
-    """The ``INSERT`` or ``COPY`` statement for these columns, built once per backend:
-    quoting 36 column names again for every synchronous request's one-row insert showed up
+    """The ``INSERT``, ``UNNEST`` (PostgreSQL: ``INSERT ... SELECT * FROM unnest(<one array
+    per column>) RETURNING <key>``) or ``COPY`` statement for these columns, built once per
+    backend: quoting 36 column names again for every synchronous request's one-row insert showed up
     in its profile. Only quoted model identifiers are interpolated; values are bound
-    parameters (INSERT) or streamed as data (COPY)."""
+    parameters (INSERT, UNNEST) or streamed as data (COPY)."""
     key = (kind, model, fields, connection.vendor)
     found = _statements.get(key)
     if found is None:
@@ -210,6 +211,14 @@ def _statement(
         columns = ", ".join(quote(f.column) for f in fields)
         if kind == "COPY":
             found = f"COPY {table} ({columns}) FROM STDIN"
+        elif kind == "UNNEST":
+            # Binary (%b): text arrays escape every element with a regular expression.
+            arrays = ", ".join(f"%b::{f.db_type(connection)}[]" for f in fields)
+            pk = quote(model._meta.pk.column)
+            found = (
+                f"INSERT INTO {table} ({columns}) "  # noqa: S608
+                f"SELECT * FROM unnest({arrays}) RETURNING {pk}"
+            )
         else:
             marks = ", ".join(["%s"] * len(fields))
             found = f"INSERT INTO {table} ({columns}) VALUES ({marks})"  # noqa: S608
@@ -248,17 +257,7 @@ def _insert_unnest(model: type[models.Model], objs: Sequence[models.Model], conn
     if cursor is None:
         return False
     fields, rows = _prepared(model, objs, connection)
-    key = ("UNNEST", model, tuple(fields), connection.vendor)
-    statement = _statements.get(key)
-    if statement is None:
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(f.column) for f in fields)
-        # Binary (%b): text arrays escape every element with a regular expression.
-        arrays = ", ".join(f"%b::{f.db_type(connection)}[]" for f in fields)
-        statement = _statements[key] = (
-            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "  # noqa: S608
-            f"SELECT * FROM unnest({arrays}) RETURNING {quote(model._meta.pk.column)}"
-        )
+    statement = _statement("UNNEST", model, tuple(fields), connection)
     with connection.wrap_database_errors, cursor:
         cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
         keys = [row[0] for row in cursor.fetchall()]
