@@ -2,7 +2,8 @@
 
 ``tracking train`` replays stored history to build one feature row per event
 (:func:`feature_row`), fits the forest and stores it signed (``tracking.detection.modelstore``). Scoring is
-batched: one call of the forest's public ``decision_function`` per batch. Each finding names the features that made the
+batched: the forest's ``decision_function`` once per batch (``detectors.forest`` computes it
+without scikit-learn's per-call overhead). Each finding names the features that made the
 event unusual, as their deviation (z-score) from the training distribution.
 
 Without a trained model the detector is silent.
@@ -14,6 +15,7 @@ import math
 from typing import Any
 
 from detectors.base import Context, Detector, Finding, check_number
+from detectors.forest import ForestScorer
 from detectors.observation import Observation
 from detectors.profile import UserProfile
 
@@ -150,7 +152,7 @@ class IsolationForestDetector(Detector):
         return self
 
     def clear_state(self) -> None:
-        for attr in ("model_", "mean_", "std_", "n_samples_"):
+        for attr in ("model_", "mean_", "std_", "n_samples_", "scorer_"):
             self.__dict__.pop(attr, None)
 
     @property
@@ -170,12 +172,27 @@ class IsolationForestDetector(Detector):
         import numpy as np
 
         X = np.asarray([row for _, row in items], dtype=float)
-        decision = self.model_.decision_function(X)
+        decision = self._scorer().decision_function(X)
         for i, df in enumerate(decision):
             if df >= -self.threshold:
                 continue
             out[i].append(self._finding(X[i].tolist(), float(df)))
         return out
+
+    def _scorer(self) -> Any:
+        """The forest's ``decision_function`` without its per-call overhead
+        (``detectors.forest``), made once per installed model; any other estimator is asked
+        directly."""
+        model = self.model_
+        cached = self.__dict__.get("scorer_")
+        if cached is not None and cached[0] is model:
+            return cached[1]
+        try:
+            scorer: Any = ForestScorer(model)
+        except (AttributeError, TypeError, ValueError):  # not a fitted IsolationForest
+            scorer = model
+        self.__dict__["scorer_"] = (model, scorer)
+        return scorer
 
     def _finding(self, row: Any, df: float) -> Finding:
         z = []

@@ -31,9 +31,12 @@ class Population:
     @staticmethod
     def keys_for(features: Iterable[tuple[str, str]]) -> set[str]:
         keys: set[str] = set()
+        named: set[str] = set()  # a batch asks for thousands of values of a few features
         for feature, value in features:
-            keys.add(counter_key(feature, TOTAL))
-            keys.add(counter_key(feature, DISTINCT))
+            if feature not in named:
+                named.add(feature)
+                keys.add(counter_key(feature, TOTAL))
+                keys.add(counter_key(feature, DISTINCT))
             if value:
                 keys.add(counter_key(feature, value))
         return keys

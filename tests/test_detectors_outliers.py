@@ -1,4 +1,4 @@
-"""IsolationForest: silent until trained, one decision_function call per batch, explained."""
+"""IsolationForest: silent until trained, one decision_function per batch, explained."""
 
 from __future__ import annotations
 
@@ -133,13 +133,13 @@ def test_findings_follow_scikit_learns_decision_function(max_features):
             assert found[0].evidence["decision"] == round(float(df), 4)
 
 
-def test_outliers_use_no_private_scikit_learn_names():
+@pytest.mark.parametrize("module", ["detectors.outliers", "detectors.forest"])
+def test_outliers_use_no_private_scikit_learn_names(module):
     import ast
+    import importlib
     from pathlib import Path
 
-    import detectors.outliers as outliers
-
-    tree = ast.parse(Path(outliers.__file__).read_text())
+    tree = ast.parse(Path(importlib.import_module(module).__file__).read_text())
     # Private names of anything but the detector itself (the fitted forest, sklearn modules).
     private_attrs = [
         n.attr

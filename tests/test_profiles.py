@@ -94,3 +94,21 @@ def test_load_profiles_reads_every_chunk():
     loaded = store.load_profiles([p.key for p in many] + ["n:nobody", "", None])
     assert set(loaded) == {p.key for p in many}
     assert all(loaded[p.key].data == p.data for p in many)
+
+
+@pytest.mark.django_db
+def test_load_counters_reads_every_chunk_of_its_namespace_only():
+    """More keys than one statement takes (SQLite: 998 beside the namespace), and the same
+    keys in another namespace, which are not read."""
+    keys = [f"hour:{i}" for i in range(2 * store.COUNTER_CHUNK + 7)]
+    store.save_counters("risk", {k: i + 1 for i, k in enumerate(keys) if i % 3})
+    store.save_counters("other", {k: 99 for k in keys})
+    loaded = store.load_counters("risk", [*keys, *keys[:10], "hour:none"])
+    assert loaded == {k: i + 1 for i, k in enumerate(keys) if i % 3}
+    assert all(isinstance(v, int) for v in loaded.values())
+    assert store.load_counters("risk", []) == {}
+    # a hostile key is a bound value, never SQL
+    store.save_counters("risk", {"ua:'); DROP TABLE tracking_counter; --": 4})
+    assert store.load_counters("risk", ["ua:'); DROP TABLE tracking_counter; --"]) == {
+        "ua:'); DROP TABLE tracking_counter; --": 4
+    }

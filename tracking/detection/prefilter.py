@@ -11,6 +11,7 @@ fall in. Rules that no event of the batch can reach read nothing.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.db import models as dj_models
@@ -32,6 +33,11 @@ def _apply_prefilter(
     return qs.filter(q)
 
 
+@lru_cache(maxsize=256)
+def _folded(values: tuple) -> frozenset[str]:
+    return frozenset(str(v).lower() for v in values)
+
+
 def _may_pass(act: Activity, prefilters: tuple) -> bool:
     """Could ``act`` pass these SQL pre-filters? Errs towards yes (case-insensitive text,
     unknown values pass): a no must mean no rule of the group can match the event."""
@@ -41,7 +47,7 @@ def _may_pass(act: Activity, prefilters: tuple) -> bool:
             continue
         if op == "in":
             if isinstance(value, str):
-                if value.lower() not in {str(v).lower() for v in values}:
+                if value.lower() not in _folded(values):
                     return False
             elif value not in values:
                 return False
@@ -79,15 +85,21 @@ def _spec(rule: Rule) -> Threshold:
     return rule.threshold
 
 
-def _in_groups(rules: list[Rule], acts: list[Activity]) -> dj_models.Q:
+def _in_groups(
+    rules: list[Rule],
+    acts: list[Activity],
+    reach: dict[str, list[Activity]] | None = None,
+) -> dj_models.Q:
     """Rows sharing every group-by column's value with an event of ``acts`` that can reach
     one of ``rules`` (per column a set of values: a superset of the exact groups, which the
-    windows then separate)."""
+    windows then separate). ``reach``: the events reaching each rule, when already known."""
+    if reach is None:
+        reach = {r.id: [a for a in acts if _reaches(r, a)] for r in rules}
     cond = dj_models.Q(pk__in=[])
     for by in {tuple(_spec(r).group_by) for r in rules}:
-        reaching = [
-            a for a in acts if any(_reaches(r, a) for r in rules if _spec(r).group_by == by)
-        ]
+        # Each event once, however many of the rules it reaches.
+        union = {id(a): a for r in rules if tuple(_spec(r).group_by) == by for a in reach[r.id]}
+        reaching = list(union.values())
         if not reaching:
             continue
         match = dj_models.Q()
@@ -107,20 +119,17 @@ def _reaches(rule: Rule, act: Activity) -> bool:
     return _may_pass(act, rule.prefilters)
 
 
-def _relevant(rule: Rule, acts: list[Activity]) -> bool:
-    """Whether any event of the batch can reach this threshold rule: the engine only feeds a
-    rule's window with events of its types that match it, and a rule that no event of the
-    batch reaches never reads its look-back (so a batch of API calls costs no AUTH query)."""
-    return any(_reaches(rule, a) for a in acts)
-
-
 def threshold_history(rules: list[Rule], acts: list[Activity]) -> dict[str, list[dict[str, Any]]]:
     """Stored rows each threshold rule needs, one query per group of rules sharing pre-filters
     (only for rules some event of the batch can reach)."""
     thresholded = [r for r in rules if r.threshold is not None]
     if not thresholded or not acts:
         return {}
-    thresholded = [r for r in thresholded if _relevant(r, acts)]
+    # The engine only feeds a rule's window with events of its types that match it: a rule
+    # that no event of the batch reaches reads no look-back (a batch of API calls costs no
+    # AUTH query). Each event is tried once per rule.
+    reach = {r.id: [a for a in acts if _reaches(r, a)] for r in thresholded}
+    thresholded = [r for r in thresholded if reach[r.id]]
     if not thresholded:
         return {}
     first = min(a.timestamp for a in acts)
@@ -141,7 +150,7 @@ def threshold_history(rules: list[Rule], acts: list[Activity]) -> dict[str, list
             # groups this batch's events fall in can change a verdict. Without this the read
             # grew with all traffic in the timespan (every export of every user, 6 h of
             # failed logins), whatever the batch held.
-            qs = qs.filter(_in_groups(group, acts))
+            qs = qs.filter(_in_groups(group, acts, reach))
         cols = {"id", "timestamp"}
         for r in group:
             cols |= set(r.fields) | set(_spec(r).fields)
