@@ -50,7 +50,6 @@ class ForestScorer:
     def __init__(self, model: Any) -> None:
         import numpy as np
 
-        self.model = model
         self.n_features = int(model.n_features_in_)
         self.trees = []
         for est, feats in zip(model.estimators_, model.estimators_features_, strict=True):

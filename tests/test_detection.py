@@ -520,11 +520,11 @@ def test_look_back_reads_only_the_groups_of_the_batch():
 
 def test_look_back_groups_with_no_address_match_stored_nulls():
     from tracking.detection.config import pipeline
-    from tracking.detection.prefilter import _in_groups
+    from tracking.detection.prefilter import _in_groups, _reach
 
     stuffing = [r for r in pipeline().rules if r.id == "trk-credential-stuffing"]
     act = Activity(type="AUTH", status=401, outcome="failure", ip_address=None, username="x")
-    sql = str(Activity.objects.filter(_in_groups(stuffing, [act])).query)
+    sql = str(Activity.objects.filter(_in_groups(stuffing, _reach(stuffing, [act]))).query)
     assert "IS NULL" in sql
 
 

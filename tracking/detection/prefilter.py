@@ -85,16 +85,16 @@ def _spec(rule: Rule) -> Threshold:
     return rule.threshold
 
 
-def _in_groups(
-    rules: list[Rule],
-    acts: list[Activity],
-    reach: dict[str, list[Activity]] | None = None,
-) -> dj_models.Q:
-    """Rows sharing every group-by column's value with an event of ``acts`` that can reach
-    one of ``rules`` (per column a set of values: a superset of the exact groups, which the
-    windows then separate). ``reach``: the events reaching each rule, when already known."""
-    if reach is None:
-        reach = {r.id: [a for a in acts if _reaches(r, a)] for r in rules}
+def _reach(rules: list[Rule], acts: list[Activity]) -> dict[str, list[Activity]]:
+    """The events of ``acts`` each rule can reach (by rule id), each event tried once per
+    rule."""
+    return {r.id: [a for a in acts if _reaches(r, a)] for r in rules}
+
+
+def _in_groups(rules: list[Rule], reach: dict[str, list[Activity]]) -> dj_models.Q:
+    """Rows sharing every group-by column's value with an event that can reach one of
+    ``rules`` (``reach``: see ``_reach``; per column a set of values: a superset of the exact
+    groups, which the windows then separate)."""
     cond = dj_models.Q(pk__in=[])
     for by in {tuple(_spec(r).group_by) for r in rules}:
         # Each event once, however many of the rules it reaches.
@@ -127,8 +127,8 @@ def threshold_history(rules: list[Rule], acts: list[Activity]) -> dict[str, list
         return {}
     # The engine only feeds a rule's window with events of its types that match it: a rule
     # that no event of the batch reaches reads no look-back (a batch of API calls costs no
-    # AUTH query). Each event is tried once per rule.
-    reach = {r.id: [a for a in acts if _reaches(r, a)] for r in thresholded}
+    # AUTH query).
+    reach = _reach(thresholded, acts)
     thresholded = [r for r in thresholded if reach[r.id]]
     if not thresholded:
         return {}
@@ -150,7 +150,7 @@ def threshold_history(rules: list[Rule], acts: list[Activity]) -> dict[str, list
             # groups this batch's events fall in can change a verdict. Without this the read
             # grew with all traffic in the timespan (every export of every user, 6 h of
             # failed logins), whatever the batch held.
-            qs = qs.filter(_in_groups(group, acts, reach))
+            qs = qs.filter(_in_groups(group, reach))
         cols = {"id", "timestamp"}
         for r in group:
             cols |= set(r.fields) | set(_spec(r).fields)

@@ -8,7 +8,7 @@ repairs it); population counters are statistics, where that is harmless.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any
@@ -34,11 +34,23 @@ def profile_key(user_id: Any, username: str | None) -> str | None:
     return None
 
 
-def load_profiles(keys: Iterable[str]) -> dict[str, UserProfile]:
-    """The stored profiles of ``keys`` (missing keys are left out).
+def _select_in(
+    connection, head: str, keys: list[str], size: int, params: tuple = ()
+) -> Iterator[tuple]:
+    """Rows of ``<head> IN (<keys>)``, one plain statement per ``size`` keys: compiling the
+    ORM's ``IN`` list, key by key, cost more than the database's answer. ``head`` holds only
+    quoted model identifiers (and ``params``' placeholders); every key is a bound parameter."""
+    with connection.cursor() as cursor:
+        for i in range(0, len(keys), size):
+            chunk = keys[i : i + size]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"{head} IN ({marks})", [*params, *chunk])
+            yield from cursor.fetchall()
 
-    One plain statement per chunk: compiling the ORM query cost a synchronous request more
-    than reading its one profile."""
+
+def load_profiles(keys: Iterable[str]) -> dict[str, UserProfile]:
+    """The stored profiles of ``keys`` (missing keys are left out); plain statements: the
+    ORM query cost a synchronous request more than reading its one profile."""
     keys = sorted({k for k in keys if k})
     out: dict[str, UserProfile] = {}
     if not keys:
@@ -47,18 +59,10 @@ def load_profiles(keys: Iterable[str]) -> dict[str, UserProfile]:
     q = connection.ops.quote_name
     table, key_col, data_col = q(Profile._meta.db_table), q("key"), q("data")
     data_field: Any = Profile._meta.get_field("data")
-    with connection.cursor() as cursor:
-        for i in range(0, len(keys), CHUNK):
-            chunk = keys[i : i + CHUNK]
-            marks = ", ".join(["%s"] * len(chunk))
-            # Only quoted model identifiers are interpolated; the keys are bound parameters.
-            cursor.execute(
-                f"SELECT {key_col}, {data_col} FROM {table} WHERE {key_col} IN ({marks})",  # noqa: S608
-                chunk,
-            )
-            for key, raw in cursor.fetchall():
-                data = data_field.from_db_value(raw, None, connection)
-                out[key] = UserProfile(data if isinstance(data, dict) else {}, key=key)
+    head = f"SELECT {key_col}, {data_col} FROM {table} WHERE {key_col}"  # noqa: S608
+    for key, raw in _select_in(connection, head, keys, CHUNK):
+        data = data_field.from_db_value(raw, None, connection)
+        out[key] = UserProfile(data if isinstance(data, dict) else {}, key=key)
     return out
 
 
@@ -120,35 +124,23 @@ def save_profiles(profiles: Iterable[UserProfile]) -> int:
 
 
 def load_counters(namespace: str, keys: Iterable[str]) -> dict[str, int]:
-    """The stored counts of ``keys`` in ``namespace`` (missing keys are left out).
-
-    Plain statements, as in ``load_profiles``: a batch reads a couple of thousand keys, and
-    the ORM spent longer compiling each bound key of the ``IN`` list than the database took
-    to answer."""
+    """The stored counts of ``keys`` in ``namespace`` (missing keys are left out); plain
+    statements, as in ``load_profiles``: a batch reads a couple of thousand keys."""
     keys = sorted(set(keys))
-    out: dict[str, int] = {}
     if not keys:
-        return out
+        return {}
     connection = connections[router.db_for_read(Counter)]
     # As many keys per query as the database takes (SQLite: 999 parameters, the namespace
     # one of them): a failed login reads the campaign detectors' hourly history (~1,000 keys).
     limit = connection.features.max_query_params
     size = min(COUNTER_CHUNK, limit - 1) if limit else COUNTER_CHUNK
     q = connection.ops.quote_name
-    table, ns_col, key_col = q(Counter._meta.db_table), q("namespace"), q("key")
-    count_col = q("count")
-    with connection.cursor() as cursor:
-        for i in range(0, len(keys), size):
-            chunk = keys[i : i + size]
-            marks = ", ".join(["%s"] * len(chunk))
-            # Only quoted model identifiers are interpolated; the keys are bound parameters.
-            cursor.execute(
-                f"SELECT {key_col}, {count_col} FROM {table} "  # noqa: S608
-                f"WHERE {ns_col} = %s AND {key_col} IN ({marks})",
-                [namespace, *chunk],
-            )
-            out.update(cursor.fetchall())
-    return out
+    table, key_col = q(Counter._meta.db_table), q("key")
+    head = (
+        f"SELECT {key_col}, {q('count')} FROM {table} "  # noqa: S608
+        f"WHERE {q('namespace')} = %s AND {key_col}"
+    )
+    return dict(_select_in(connection, head, keys, size, (namespace,)))
 
 
 def save_counters(namespace: str, counts: dict[str, int]) -> int:
