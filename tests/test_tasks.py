@@ -70,7 +70,12 @@ def test_task_is_idempotent():
     payload = [Event(type="API", endpoint="/x").to_dict()]
     first = ingest_events.apply(args=[payload]).get()
     again = ingest_events.apply(args=[payload]).get()
-    assert first["stored"] == 1 and again == {"stored": 0, "duplicates": 1, "failed": 0}
+    assert first["stored"] == 1 and again == {
+        "stored": 0,
+        "duplicates": 1,
+        "failed": 0,
+        "rejected": 0,
+    }
     assert Activity.objects.count() == 1
 
 
@@ -302,7 +307,7 @@ def test_a_publish_that_fails_twice_raises_and_keeps_no_connection(celery_app, m
     tasks.publish([Event(type="API")])  # a kept connection now exists
     sent = []
 
-    def broken(task, payload, conn):
+    def broken(task, payload, conn, count):
         sent.append(conn)
         raise ConnectionError("broker gone")
 
@@ -311,3 +316,116 @@ def test_a_publish_that_fails_twice_raises_and_keeps_no_connection(celery_app, m
         tasks.publish([Event(type="API")])
     assert len(sent) == 2 and sent[0] is not sent[1]  # the retry used a new connection
     assert getattr(tasks._kept, "held", None) is None
+
+
+@pytest.mark.celery
+@pytest.mark.django_db
+def test_the_broker_carries_one_sealed_batch(celery_app, spool_dir):
+    """What the writer publishes: the batch's JSON (the journal's own, made once in the
+    request), compressed and encrypted as one item; nothing readable on the broker."""
+    import base64
+    import json as jsonlib
+
+    import redis
+
+    from tracking.pipeline import journal
+    from tracking.pipeline.tasks import ingest_events, publish
+
+    journaled = Event(type="LOGIN", endpoint="/secret-path/", username="alice")
+    assert journal.append(journaled, keep_json=True)
+    assert journal.json_of(journaled) is not None
+    events = [journaled, *(Event(type="API", endpoint=f"/n/{i}/") for i in range(300))]
+    publish(events)
+    raw = redis.Redis.from_url(REDIS_URL).lrange(celery_app.conf.task_default_queue, 0, -1)
+    assert len(raw) == 1
+    envelope = jsonlib.loads(raw[0])
+    assert envelope["headers"]["argsrepr"] == "[301 sealed events]"
+    (items,), _kwargs, _embed = jsonlib.loads(base64.b64decode(envelope["body"]))
+    assert len(items) == 1 and items[0].startswith("batch:v1:")
+    assert b"alice" not in raw[0] and b"secret-path" not in raw[0]
+    # Compressed: far smaller than the events' own JSON.
+    plain = sum(len(jsonlib.dumps(e.to_dict())) for e in events)
+    assert len(items[0]) < plain / 4
+    journal.release([journaled])
+    assert journal.json_of(journaled) is None
+
+    result = ingest_events.apply(args=[items]).get()
+    assert result["stored"] == 301 and result["rejected"] == 0
+    stored = Activity.objects.get(endpoint="/secret-path/")
+    assert stored.username == "alice" and str(stored.id) == journaled.id
+
+
+@pytest.mark.django_db
+def test_forged_or_altered_broker_items_are_dead_letters(settings, spool_dir):
+    import json as jsonlib
+
+    from tracking.pipeline import wire
+    from tracking.pipeline.tasks import ingest_events
+
+    sealed = wire.pack([Event(type="API", endpoint="/a/"), Event(type="API", endpoint="/b/")])
+    line = spool.encode(Event(type="API", endpoint="/line/")).decode().strip()
+    flipped = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
+    other_key = Event(type="API", endpoint="/other-key/")
+    with override_keys(settings):
+        foreign = wire.pack([other_key])
+    spool_line_as_batch = wire.PREFIX + line  # a spool line's AAD is not a batch's
+    result = ingest_events.apply(
+        args=[
+            [
+                sealed,
+                line,
+                {"type": "API", "endpoint": "/dict/"},
+                flipped,
+                foreign,
+                spool_line_as_batch,
+                "v1:deadbeef:AAAA",
+                42,
+            ]
+        ]
+    ).get()
+    assert result["stored"] == 4 and result["rejected"] == 5
+    assert set(Activity.objects.values_list("endpoint", flat=True)) == {
+        "/a/",
+        "/b/",
+        "/line/",
+        "/dict/",
+    }
+    letters = [jsonlib.loads(x) for x in (spool_dir / spool.REJECTED).read_text().splitlines()]
+    assert len(letters) == 5
+    assert sum("failed authentication" in x["reason"] for x in letters) >= 3
+
+
+def override_keys(settings):
+    """A context in which another encryption key is the only one."""
+    from contextlib import contextmanager
+
+    from tracking.integrity import crypto
+
+    @contextmanager
+    def ctx():
+        before = settings.TRACKING_ENCRYPTION_KEYS
+        settings.TRACKING_ENCRYPTION_KEYS = [crypto.generate_key()]
+        try:
+            yield
+        finally:
+            settings.TRACKING_ENCRYPTION_KEYS = before
+
+    return ctx()
+
+
+def test_a_batch_larger_than_the_bound_is_refused(monkeypatch):
+    from tracking.pipeline import wire
+
+    sealed = wire.pack([Event(type="API", endpoint="/x/" + "a" * 5000)])
+    monkeypatch.setattr(wire, "MAX_UNPACKED", 1000)
+    events, bad = wire.unpack([sealed])
+    assert events == [] and "larger than 1000 bytes" in bad[0][1]
+
+
+@pytest.mark.django_db
+def test_a_message_that_is_not_a_list_is_a_dead_letter(spool_dir):
+    from tracking.pipeline.tasks import ingest_events
+
+    result = ingest_events.apply(args=["v1:x:y"]).get()
+    assert result["stored"] == 0 and result["rejected"] == 1
+    assert Activity.objects.count() == 0

@@ -183,3 +183,64 @@ def test_authenticated_user_wins_over_a_claimed_name(django_user_model):
     request.user = user
     e = build(request)
     assert e.user_id == user.pk and e.username == "real"
+
+
+def _through_auth(request, session_key=None, data=None):
+    """``request`` as Django's session and authentication middlewares leave it."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth.middleware import AuthenticationMiddleware
+
+    engine = import_module(settings.SESSION_ENGINE)
+    request.session = engine.SessionStore(session_key)
+    for key, value in (data or {}).items():
+        request.session[key] = value
+    AuthenticationMiddleware(lambda r: HttpResponse()).process_request(request)
+    return request
+
+
+def test_anonymous_session_skips_building_the_anonymous_user(monkeypatch):
+    """No session, Django's own lazy user: the user is known to be anonymous without running
+    the auth backends (tracker._anonymous_session), and the answer is the same."""
+    from django.contrib import auth
+
+    from tracking.capture import tracker as tracker_module
+
+    calls = []
+    real = auth.get_user
+    monkeypatch.setattr(auth, "get_user", lambda request: calls.append(1) or real(request))
+    req = _through_auth(rf.get("/x/"))
+    assert tracker_module._anonymous_session(req)
+    e = build(req)
+    assert e.user_id is None and e.username == "" and calls == []
+    # A session holding data but no user: still anonymous, still no backend call.
+    req = _through_auth(rf.get("/x/"), data={"cart": [1, 2]})
+    assert tracker_module._anonymous_session(req) and build(req).user_id is None
+    assert calls == []
+
+
+@pytest.mark.django_db
+def test_session_user_still_found(django_user_model, client):
+    """A signed-in session, a user the view set, a custom lazy user: the normal path."""
+    from django.contrib.auth import login
+    from django.utils.functional import SimpleLazyObject
+
+    from tracking.capture import tracker as tracker_module
+
+    user = django_user_model.objects.create_user("sam", password="pw-long-enough-1")
+    client.force_login(user)
+    key = client.session.session_key
+    req = _through_auth(rf.get("/x/"), session_key=key)
+    assert not tracker_module._anonymous_session(req)
+    assert build(req).user_id == user.pk
+
+    req = _through_auth(rf.get("/x/"))  # the view signs the user in
+    login(req, user, backend="django.contrib.auth.backends.ModelBackend")
+    assert not tracker_module._anonymous_session(req)
+    assert build(req).username == "sam"
+
+    req = _through_auth(rf.get("/x/"))  # another middleware's lazy user (e.g. a token)
+    req.user = SimpleLazyObject(lambda: user)
+    assert not tracker_module._anonymous_session(req)
+    assert build(req).user_id == user.pk

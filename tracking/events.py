@@ -7,14 +7,13 @@ a keyed hash and headers/params are already redacted when an Event is built from
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any
 
 from tracking.compat import parse_iso_datetime
+from tracking.entropy import random_bytes
 
 UTC = dt_timezone.utc
 
@@ -63,23 +62,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# Random bytes for event ids, read from the OS in blocks: ``uuid.uuid4()`` makes one
-# ``os.urandom`` system call per id, a tenth of what ``@track`` added to a request on a
-# virtual machine. The bytes are the OS's CSPRNG output either way.
-_ID_BLOCK = 16 * 256
-_ids = threading.local()
-
-
 def new_id() -> str:
     """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` makes it."""
-    buf = getattr(_ids, "buf", None)
-    if buf is None or _ids.pid != os.getpid() or _ids.at >= _ID_BLOCK:
-        # Per process and thread: a forked child must not repeat its parent's ids.
-        buf = _ids.buf = os.urandom(_ID_BLOCK)
-        _ids.pid, _ids.at = os.getpid(), 0
-    at = _ids.at
-    _ids.at = at + 16
-    b = bytearray(buf[at : at + 16])
+    b = bytearray(random_bytes(16))
     b[6] = (b[6] & 0x0F) | 0x40  # version 4
     b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = b.hex()

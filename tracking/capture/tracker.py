@@ -20,8 +20,11 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.http import Http404
+from django.utils.functional import SimpleLazyObject, empty
 
 from tracking.capture.clientip import client_address
 from tracking.capture.marks import mark_event
@@ -56,6 +59,34 @@ def exception_status(exc: BaseException) -> int:
     return 500
 
 
+def _anonymous_session(req: Any) -> bool:
+    """True when ``req.user`` is Django's ``AuthenticationMiddleware`` user, not evaluated
+    yet, over a session that holds no user: evaluating it would build ``AnonymousUser``
+    through the auth backends and the session store for nothing (a tenth of what ``@track``
+    adds to an anonymous request). Any other user object, a custom middleware's lazy user
+    or a session that may hold a user takes the normal path."""
+    lazy = req.__dict__.get("user") if hasattr(req, "__dict__") else None
+    if not isinstance(lazy, SimpleLazyObject) or "_cached_user" in req.__dict__:
+        return False
+    if lazy._wrapped is not empty:
+        return False
+    setup = lazy.__dict__.get("_setupfunc")
+    if (
+        getattr(setup, "__module__", None) != "django.contrib.auth.middleware"
+        or not getattr(setup, "__qualname__", "").startswith(
+            "AuthenticationMiddleware.process_request."
+        )
+    ):
+        return False
+    session = req.__dict__.get("session")
+    if not isinstance(session, SessionBase):
+        return False
+    cache = session.__dict__.get("_session_cache")
+    if cache is None:  # not loaded: empty only when there is no session key to load
+        return session.session_key is None
+    return SESSION_KEY not in cache
+
+
 def user_of(request: Any, response: Any = None, view: Any = None) -> Any:
     """The authenticated user after the view ran (DRF authenticates inside the view)."""
     candidates = []
@@ -67,6 +98,8 @@ def user_of(request: Any, response: Any = None, view: Any = None) -> Any:
         candidates.append(view_request)
     candidates.append(request)
     for req in candidates:
+        if _anonymous_session(req):
+            continue
         try:
             user = getattr(req, "user", None)
         except Exception:  # DRF raises for bad credentials; that is "anonymous"

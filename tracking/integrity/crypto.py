@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.exceptions import ImproperlyConfigured
 
 from tracking.conf import on_reload, tracking_settings
+from tracking.entropy import random_bytes
 
 PREFIX = "v1"
 
@@ -78,7 +79,7 @@ def encrypt(value: Any, aad: str) -> str:
 def encrypt_bytes(data: bytes, aad: str) -> str:
     """``encrypt`` of JSON the caller already serialised (``decrypt`` parses it back)."""
     kid, aead = _keyring()[0]
-    nonce = os.urandom(12)
+    nonce = random_bytes(12)
     ct = aead.encrypt(nonce, data, aad.encode("utf-8"))
     return f"{PREFIX}:{kid}:{base64.urlsafe_b64encode(nonce + ct).decode('ascii')}"
 

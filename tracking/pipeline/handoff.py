@@ -147,7 +147,10 @@ def submit(event: Event) -> None:
     # Acknowledged = in this process's journal (survives a SIGKILL of the process); with
     # DURABLE_HANDOFF also fdatasynced (survives a machine crash), one sync per group of
     # requests. Without SPOOL_DIR in a private temporary folder (spool.default_folder).
-    journal.append(event, durable=bool(tracking_settings.DURABLE_HANDOFF))
+    # The Celery publisher packs the JSON the journal made (tracking.pipeline.wire).
+    journal.append(
+        event, durable=bool(tracking_settings.DURABLE_HANDOFF), keep_json=mode == "celery"
+    )
     writer.submit(event)
 
 

@@ -70,6 +70,7 @@ _lock = threading.Lock()
 _state: dict[str, Any] = {"pid": None, "folder": None, "current": None, "n": 0, "writing": 0}
 _files: list[_File] = []
 _where: dict[str, _File] = {}  # event id -> the file holding its line
+_json: dict[str, bytes] = {}  # event id -> its JSON, for append(keep_json=True)
 _counters = {"journaled": 0, "released": 0, "syncs": 0, "adopted": 0, "unjournaled": 0}
 
 
@@ -128,15 +129,18 @@ def _current(folder: str, durable: bool) -> _File:
     return cur
 
 
-def append(event: Any, *, durable: bool = False) -> bool:
+def append(event: Any, *, durable: bool = False, keep_json: bool = False) -> bool:
     """Journal ``event`` (an ``Event``); False when it could not be (no usable spool folder, no
-    encryption key, a full disk): the caller keeps it in memory only, as before."""
+    encryption key, a full disk): the caller keeps it in memory only, as before.
+    ``keep_json``: also keep the event's JSON in memory until the event is released
+    (``json_of``), for a publisher that sends it instead of encoding the event again."""
     folder = _folder()
     if folder is None:
         _counters["unjournaled"] += 1
         return False
     try:
-        line = spool.encode(event)
+        plain = spool.event_json(event)
+        line = spool.seal(plain)
         with _lock:
             f = _current(folder, durable)
             if durable:
@@ -151,6 +155,8 @@ def append(event: Any, *, durable: bool = False) -> bool:
             f.written += 1
             seq = f.written
             _where[event.id] = f
+            if keep_json:
+                _json[event.id] = plain
         _counters["journaled"] += 1
         if durable:
             _sync(f, seq)
@@ -199,7 +205,9 @@ def release(events: Iterable[Any]) -> None:
         if _state["pid"] != os.getpid():
             return
         for event in events:
-            f = _where.pop(getattr(event, "id", ""), None)
+            key = getattr(event, "id", "")
+            _json.pop(key, None)
+            f = _where.pop(key, None)
             if f is not None:
                 f.pending -= 1
                 _counters["released"] += 1
@@ -292,6 +300,12 @@ def _remove_if_unlocked(path: str) -> None:
         os.close(fd)
 
 
+def json_of(event: Any) -> bytes | None:
+    """The JSON (``spool.event_json``) of an event ``append(event, keep_json=True)`` journaled,
+    until the event is released; None for any other event."""
+    return _json.get(getattr(event, "id", ""))
+
+
 def pending() -> int:
     """Events of this process journaled and not yet released."""
     return len(_where)
@@ -322,6 +336,7 @@ def _forget_inherited() -> None:
             pass
     _files.clear()
     _where.clear()
+    _json.clear()
     _state.update(pid=os.getpid(), folder=None, current=None, n=0, writing=0)
 
 

@@ -125,12 +125,12 @@ _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str)
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def encode(event: Any) -> bytes:
-    """``_encode`` of one ``Event`` in one JSON pass: the journal runs it in the request
-    (tracking.pipeline.journal), where the copies of ``asdict`` and ``_plain`` cost more
-    than the encryption. Decoded by ``decode_line`` like any spool line."""
+def event_json(event: Any) -> bytes:
+    """An ``Event``'s JSON (ASCII) as ``Event.to_dict()`` would give it, in one pass: the
+    journal runs it in the request (tracking.pipeline.journal), where the copies of ``asdict``
+    and ``_plain`` cost more than the encryption. Other items go through ``_plain``."""
     if not dataclasses.is_dataclass(event):
-        return _encode(event)
+        return _JSON.encode(_plain(event)).encode("ascii")
     names = _FIELDS.get(type(event))
     if names is None:
         names = _FIELDS[type(event)] = tuple(f.name for f in dataclasses.fields(event))
@@ -138,11 +138,24 @@ def encode(event: Any) -> bytes:
     ts = data.get("timestamp")
     if ts is not None and hasattr(ts, "isoformat"):
         data["timestamp"] = ts.isoformat()  # as Event.to_dict() writes it
+    return _JSON.encode(data).encode("ascii")
+
+
+def seal(plain: bytes) -> bytes:
+    """The spool line of an event's JSON (``event_json``): encrypted, newline-terminated."""
     try:
-        token = crypto.encrypt_bytes(_JSON.encode(data).encode("ascii"), AAD)
+        token = crypto.encrypt_bytes(plain, AAD)
     except ImproperlyConfigured as exc:
         raise SpoolError(f"cannot encrypt spooled events: {exc}") from exc
     return (token + "\n").encode("ascii")
+
+
+def encode(event: Any) -> bytes:
+    """``_encode`` of one ``Event`` in one JSON pass (``seal(event_json(event))``). Decoded by
+    ``decode_line`` like any spool line."""
+    if not dataclasses.is_dataclass(event):
+        return _encode(event)
+    return seal(event_json(event))
 
 
 def decode_line(raw: bytes) -> Any:
