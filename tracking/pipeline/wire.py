@@ -3,10 +3,10 @@
 ``pack(events)`` joins the events' JSON (the journal's own, when it kept it: the request
 encoded the event once), compresses it and encrypts the whole with AES-GCM under
 ``TRACKING_ENCRYPTION_KEYS`` (associated data ``AAD``, so a spool line or a stored field
-cannot pass for a batch). A batch of similar events compresses about tenfold, and the
-publisher's cost (kombu's JSON and base64 passes, the socket) follows the message's size: it
-was a quarter of what the web process spent per event. The broker holds nothing readable,
-and a message forged or altered there fails authentication.
+cannot pass for a batch). A batch of similar events compresses about tenfold (500 benchmark
+events: 38 KB), and the writer thread no longer encodes each event a second time for kombu.
+The broker holds nothing readable, and a message forged or altered there fails
+authentication.
 
 ``unpack(items)`` is the worker's side: a sealed batch, a single spool line, or an event dict
 (messages of earlier versions, and producers of their own, who are trusted like any caller of
