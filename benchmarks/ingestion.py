@@ -35,6 +35,15 @@ WORKER = textwrap.dedent(
     import os
     import django
     django.setup()
+    if os.environ.get("BENCH_DIE_ON_RECEIPT"):  # benchmarks/kill.py, celery-redis-receipt
+        import signal
+        from kombu.transport import redis as kombu_redis
+        _append, _trigger = kombu_redis.QoS.append, os.environ["BENCH_DIE_ON_RECEIPT"]
+        def _append_or_die(self, message, delivery_tag):
+            if os.path.exists(_trigger):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return _append(self, message, delivery_tag)
+        kombu_redis.QoS.append = _append_or_die
     from celery import Celery
     app = Celery("bench-ingest")
     from django.conf import settings

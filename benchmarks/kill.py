@@ -17,7 +17,10 @@ matches the rows' endpoints against the acknowledged markers:
 - stored without acknowledgement = requests in flight when the worker died (not a fault).
 
 Variants: ``thread`` (the default writer thread), ``durable`` (``TRACKING_DURABLE_HANDOFF =
-True``), ``celery-redis`` and ``celery-rabbitmq`` (``TRACKING_ASYNC_HANDOFF = "celery"``, one
+True``), ``celery-redis``, ``celery-redis-receipt`` (the Celery worker dies as it takes a
+message, after Redis handed it over and before kombu recorded it as unacknowledged: the
+message is gone from Redis, and only the publisher's confirmation brings it back) and
+``celery-rabbitmq`` (``TRACKING_ASYNC_HANDOFF = "celery"``, one
 Celery worker; brokers from ``BENCH_BROKER_URL`` and ``BENCH_AMQP_URL``). Redis keeps a killed
 worker's unacknowledged batch until the broker's visibility timeout: 120 s here, as
 docs/deployment.md asks (``BENCH_VISIBILITY_TIMEOUT`` to change it, ``0`` for kombu's default of
@@ -51,6 +54,7 @@ SYNC_PATH = "/marked-sync/{}/"
 # otherwise; "0" leaves kombu's default (one hour), as on an install that ignores the check.
 VISIBILITY_TIMEOUT = os.environ.get("BENCH_VISIBILITY_TIMEOUT", "120")
 CLIENTS = 4
+RECEIPT_TRIGGER = dbs.VAR / "kill-die-on-receipt"
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,19 @@ KILL_VARIANTS = {
         "celery-rabbitmq", (("BENCH_HANDOFF", "celery"), ("BENCH_BROKER_URL", AMQP_URL)), True
     ),
     "sync": KillVariant("sync", (("BENCH_HANDOFF", "thread"),), path=SYNC_PATH),
+    # The Celery worker dies at the worst moment for Redis, every run: as it takes its next
+    # message, after BRPOP and before kombu records it as unacknowledged (the trigger file
+    # makes the worker SIGKILL itself there; benchmarks/ingestion.py's WORKER).
+    "celery-redis-receipt": KillVariant(
+        "celery-redis-receipt",
+        (
+            ("BENCH_HANDOFF", "celery"),
+            ("BENCH_BROKER_URL", REDIS_URL),
+            ("BENCH_VISIBILITY_TIMEOUT", VISIBILITY_TIMEOUT),
+            ("BENCH_DIE_ON_RECEIPT", str(RECEIPT_TRIGGER)),
+        ),
+        True,
+    ),
 }
 
 
@@ -192,8 +209,14 @@ def measure(report: Report, kv: KillVariant, *, before: float, after: float, wai
                 os.kill(victim, signal.SIGKILL)
                 killed.append(f"gunicorn worker {victim}")
                 if kv.celery and srv.worker is not None:
-                    busy = _kill_group(srv.worker)
-                    killed.append(f"Celery worker {srv.worker.pid} ({'busy' if busy else 'idle'})")
+                    if dict(kv.env).get("BENCH_DIE_ON_RECEIPT"):
+                        RECEIPT_TRIGGER.touch()
+                        srv.worker.wait(30)
+                        RECEIPT_TRIGGER.unlink()
+                        how = f"signal {-srv.worker.returncode} as it took a message"
+                    else:
+                        how = "busy" if _kill_group(srv.worker) else "idle"
+                    killed.append(f"Celery worker {srv.worker.pid} ({how})")
                     time.sleep(1.0)
                     srv.worker = _start_celery_worker(srv.env())
                 time.sleep(after)
@@ -219,7 +242,7 @@ def measure(report: Report, kv: KillVariant, *, before: float, after: float, wai
     extra = sum(1 for m in stored if m not in acked)
     vt = dict(variant.env).get("BENCH_VISIBILITY_TIMEOUT", "0")
     broker = ""
-    if kv.name == "celery-redis":
+    if kv.name.startswith("celery-redis"):
         broker = f"; Redis visibility timeout {vt + ' s' if float(vt) else 'kombu default (1 h)'}"
     report.add(
         Figure(

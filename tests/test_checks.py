@@ -102,11 +102,42 @@ def test_celery_broker_redelivery_is_prompt(settings, broker, options, expected)
     conf = types.SimpleNamespace(broker_url=broker, broker_transport_options=options)
     settings.TRACKING_ASYNC_HANDOFF = "celery"
     settings.TRACKING_CELERY_APP = types.SimpleNamespace(conf=conf)
+    settings.TRACKING_CELERY_CONFIRM_AFTER = 0  # the broker's redelivery alone
     found = [m for m in check_recording() if m.id in ("tracking.W014", "tracking.W015")]
     assert [m.id for m in found] == ([expected] if expected else [])
     if expected:
         assert "visibility_timeout': 120" in found[0].hint and "amqp://" in found[0].hint
         assert "'unacked_restore_throttle': 1" in found[0].hint
+
+
+@pytest.mark.parametrize(
+    ("confirm_after", "expected"),
+    [(120, []), (600, []), (601, ["tracking.W014"]), (0, ["tracking.W014"])],
+)
+def test_confirmation_makes_a_long_visibility_timeout_harmless(settings, confirm_after, expected):
+    """With TRACKING_CELERY_CONFIRM_AFTER the publisher sends a dead worker's batch again
+    within that many seconds, so kombu's one-hour default no longer holds it back (W014);
+    W015 (a batch its worker still holds worked twice) does not depend on it."""
+    import types
+
+    from tracking.checks import check_recording
+
+    settings.TRACKING_ASYNC_HANDOFF = "celery"
+    settings.TRACKING_CELERY_CONFIRM_AFTER = confirm_after
+    ids = ("tracking.W014", "tracking.W015")
+    conf = types.SimpleNamespace(broker_url="redis://127.0.0.1:6379/0", broker_transport_options={})
+    settings.TRACKING_CELERY_APP = types.SimpleNamespace(conf=conf)
+    assert [m.id for m in check_recording() if m.id in ids] == expected
+    conf.broker_transport_options = {"visibility_timeout": 10}
+    assert [m.id for m in check_recording() if m.id in ids] == ["tracking.W015"]
+
+
+def test_a_bad_confirmation_delay_is_an_error(settings):
+    from tracking.checks import check_integrity_settings
+
+    settings.TRACKING_CELERY_CONFIRM_AFTER = "soon"
+    errors = [m for m in check_integrity_settings() if m.id == "tracking.E072"]
+    assert errors and "TRACKING_CELERY_CONFIRM_AFTER" in errors[0].msg
 
 
 def test_durable_handoff_needs_a_persistent_spool_dir(settings):

@@ -123,6 +123,26 @@ if os.environ.get("KILL_SLOW"):
 """
 
 
+def worker_env(tmp_path, app_code: str, broker: str, queue: str, **extra: str) -> dict:
+    """Environment for a ``celery -A killapp worker`` run in ``tmp_path`` (where ``app_code``
+    is written as killapp.py) on the test database."""
+    from pathlib import Path
+
+    from tests.test_faults import _db_url
+
+    (tmp_path / "killapp.py").write_text(app_code)
+    env = dict(
+        os.environ,
+        DATABASE_URL=_db_url(),
+        PYTHONPATH=f"{tmp_path}:{Path(__file__).resolve().parents[1]}",
+        KILL_BROKER=broker,
+        KILL_QUEUE=queue,
+        **extra,
+    )
+    env.pop("TEST_DB_SUFFIX", None)
+    return env
+
+
 def _delete_queue(app, queue: str) -> None:
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=0)
@@ -140,25 +160,13 @@ def test_worker_killed_mid_batch_message_is_redelivered(tmp_path, settings, brok
     import signal
     import subprocess
     import sys
-    from pathlib import Path
 
     from celery import Celery
     from celery.contrib.testing.worker import start_worker
 
-    from tests.test_faults import _db_url
 
     queue = f"tracking-kill-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "killapp.py").write_text(WORKER_APP)
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(
-        os.environ,
-        DATABASE_URL=_db_url(),
-        PYTHONPATH=f"{tmp_path}:{root}",
-        KILL_BROKER=broker,
-        KILL_QUEUE=queue,
-        KILL_SLOW="1",
-    )
-    env.pop("TEST_DB_SUFFIX", None)
+    env = worker_env(tmp_path, WORKER_APP, broker, queue, KILL_SLOW="1")
     app = Celery("kill-publisher", broker=broker, set_as_current=True)
     app.conf.task_default_queue = queue
     app.conf.broker_transport_options = {"visibility_timeout": 2, "unacked_restore_interval": 0.2}
@@ -236,11 +244,13 @@ def test_celery_handoff_publishes_batches_not_one_message_per_request(
     settings, spool_dir, monkeypatch
 ):
     """The request path only journals and queues; the writer publishes up to BATCH_SIZE
-    events per broker round trip and then releases their journal lines."""
+    events per broker round trip and then, with confirmation off, releases their journal
+    lines (tests/test_confirm.py: with it on, once the database holds the events)."""
     from tracking.pipeline import journal, tasks
     from tracking.services import ActivityTracker
 
     settings.TRACKING_ASYNC_HANDOFF = "celery"
+    settings.TRACKING_CELERY_CONFIRM_AFTER = 0
     settings.TRACKING_BATCH_SIZE = 50
     settings.TRACKING_FLUSH_INTERVAL = 5  # batches close when full (or at the flush below)
     published: list[list[str]] = []

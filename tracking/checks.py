@@ -188,6 +188,7 @@ def check_integrity_settings(app_configs=None, **kwargs):
                 )
             )
     for name in (
+        "CELERY_CONFIRM_AFTER",
         "HEALTH_MAX_UNSEALED_AGE",
         "HEALTH_MAX_UNSEALED_ROWS",
         "HEALTH_MAX_SPOOL_AGE",
@@ -503,7 +504,12 @@ def _celery_redelivery_warnings() -> list[checks.CheckMessage]:
         "a dead worker's batch is stored again within minutes. Or use RabbitMQ (amqp://), "
         "which redelivers as soon as the worker's connection drops."
     ) % {"target": REDELIVERY_TARGET, "countdown": MAX_COUNTDOWN}
-    if timeout is None or timeout + sweep > REDELIVERY_MAX:
+    # The publisher publishes a batch again that is not stored CELERY_CONFIRM_AFTER seconds
+    # after publishing (tracking.pipeline.confirm): a dead worker's batch comes back that soon
+    # whatever the visibility timeout, which then only decides when kombu sends it again.
+    confirm_after = tracking_settings.CELERY_CONFIRM_AFTER or 0
+    confirmed = isinstance(confirm_after, int | float) and 0 < confirm_after <= REDELIVERY_MAX
+    if (timeout is None or timeout + sweep > REDELIVERY_MAX) and not confirmed:
         shown = "unset: 3600 s" if timeout is None else f"{timeout:g} s"
         shown += _(", then up to %(sweep)g s until kombu's next sweep") % {"sweep": sweep}
         return [
@@ -518,7 +524,7 @@ def _celery_redelivery_warnings() -> list[checks.CheckMessage]:
                 id="tracking.W014",
             )
         ]
-    if timeout < MAX_COUNTDOWN + 5:
+    if timeout is not None and timeout < MAX_COUNTDOWN + 5:
         return [
             checks.Warning(
                 _(

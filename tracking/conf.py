@@ -107,6 +107,9 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_QUEUE": "tracking",
     # Dotted path to the project's Celery app (default: Celery's default app) (recording).
     "CELERY_APP": None,
+    # Seconds after which a published batch the database does not hold is published again
+    # (tracking.pipeline.confirm); 0 or None: trust the broker once it took the message.
+    "CELERY_CONFIRM_AFTER": 120,
     # Durable local spool for events that could not be written (database down, broker down).
     "SPOOL_DIR": None,
     # Most bytes the spool's segments may hold (None: no limit). Events beyond it are refused,
@@ -287,6 +290,12 @@ DESCRIPTIONS: dict[str, str] = {
     "CELERY_QUEUE": "Celery queue the batches are published to (run a worker with `-Q tracking`).",
     "CELERY_APP": 'Dotted path to your Celery app (e.g. `"proj.celery.app"`), unless the '
     "project imports it at start-up; without an app with a broker, warning `tracking.W013`.",
+    "CELERY_CONFIRM_AFTER": "Seconds after which a batch published to Celery whose events the "
+    "database does not hold yet is published again, while the queue is empty (a broker can "
+    "lose a message it took: Redis when a worker dies as it receives it); after three "
+    "publications the publishing process stores it itself. Until the database holds them the "
+    "events stay in the process's journal. `0` or `None`: trust the broker once it took the "
+    "message. Checked by `tracking.E072`.",
     "SPOOL_DIR": "Local folder of append-only, fsynced NDJSON segments holding events that "
     "could not be written (database or broker down), replayed later, and of each process's "
     "journal of `async_log` events (replayed when the process died). Unset: a private folder "

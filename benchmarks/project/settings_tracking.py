@@ -25,6 +25,9 @@ CELERY_BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/1
 # The request benchmark's "track-celery" variant publishes to a queue of its own.
 TRACKING_CELERY_QUEUE = os.environ.get("BENCH_CELERY_QUEUE", "tracking")
 TRACKING_CELERY_APP = "benchmarks.project.celery.app"
+# The publisher's confirmation (tracking.pipeline.confirm); BENCH_CONFIRM_AFTER=0 turns it off
+# to show what the broker alone keeps (benchmarks/kill.py).
+TRACKING_CELERY_CONFIRM_AFTER = float(os.environ.get("BENCH_CONFIRM_AFTER") or 120)
 # Redis keeps a killed worker's unacknowledged batch until this many seconds have passed
 # (kombu's default: one hour). Unset or "0", the broker's default applies.
 if float(os.environ.get("BENCH_VISIBILITY_TIMEOUT") or 0):

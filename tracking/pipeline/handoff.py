@@ -31,8 +31,8 @@ from django.db import connection
 
 from tracking.conf import on_reload, tracking_settings
 from tracking.events import Event
-from tracking.pipeline import housekeeping, intake, journal, spool, writer
-from tracking.pipeline.ingest import IngestResult, after_commit, ingest
+from tracking.pipeline import confirm, housekeeping, intake, journal, spool, wire, writer
+from tracking.pipeline.ingest import IngestResult, after_commit, ingest, stored_ids
 
 logger = logging.getLogger("tracking.recording")
 
@@ -177,13 +177,134 @@ def _publish(batch: list[Event]) -> bool:
     from tracking.pipeline.tasks import publish  # optional dependency: celery
 
     try:
-        publish(batch)
+        message = publish(batch)
     except Exception as exc:  # broker down: local path
-        logger.error("celery broker unavailable (%s): writing %d events locally", exc, len(batch))
-        # Don't pay a failed connection per batch: go local for a while, then try again.
-        _broker["down_until"] = time.monotonic() + BROKER_RETRY_AFTER
+        _broker_down(exc, len(batch))
         return False
+    journal.published(batch)
+    job = writer.get_writer().job(Confirming)
+    if job is not None and message and _confirm_after() > 0:
+        job.published(batch, message)
     return True
+
+
+def _broker_down(exc: Exception, count: int) -> None:
+    logger.error("celery broker unavailable (%s): writing %d events locally", exc, count)
+    # Don't pay a failed connection per batch: go local for a while, then try again.
+    _broker["down_until"] = time.monotonic() + BROKER_RETRY_AFTER
+
+
+def _confirm_after() -> float:
+    return float(tracking_settings.CELERY_CONFIRM_AFTER or 0)
+
+
+def _release(batch: list[Event]) -> None:
+    """The writer's ``released``: the journal lines of a stored or spooled batch go; those of
+    a published one stay until the database holds its events (``Confirming``)."""
+    job = writer.get_writer().job(Confirming)
+    if job is None or not job.sent:
+        journal.release(batch)
+        return
+    journal.release(e for e in batch if not job.sent.holds(e.id))
+
+
+class Confirming:
+    """The writer's job for published batches (``tracking.pipeline.confirm``): asks the
+    database which of their events it holds, releases those journal lines, publishes a
+    batch again once it is ``TRACKING_CELERY_CONFIRM_AFTER`` seconds old and still missing
+    events while the queue is empty (a backlog holds it, not a loss), and stores it here
+    after ``confirm.MAX_ATTEMPTS`` publications. When the writer stops, what the database
+    does not hold within ``SETTLE`` seconds stays journaled: the next process replays it."""
+
+    SETTLE = 2.0
+
+    def __init__(self) -> None:
+        self.sent = confirm.Pending(limit=10 * int(tracking_settings.QUEUE_SIZE))
+
+    def published(self, batch: list[Event], message: str) -> None:
+        let_go = self.sent.add((e.id for e in batch), message)
+        if let_go:
+            logger.warning(
+                "tracking: %d published events let go unconfirmed (more than %d wait)",
+                len(let_go),
+                self.sent.limit,
+            )
+            writer.get_writer().count("unconfirmed", len(let_go))
+            journal.release_ids(let_go)
+
+    def run(self, w: writer.Writer, *, stopping: bool) -> None:
+        if not len(self.sent):
+            return
+        if stopping:
+            deadline = time.monotonic() + self.SETTLE
+            while len(self.sent) and time.monotonic() < deadline:
+                self._check(w, self.sent.due(everything=True), final=True)
+                if len(self.sent):
+                    time.sleep(0.1)
+            return
+        due = self.sent.due()
+        if due:
+            self._check(w, due, final=False)
+
+    def _check(self, w: writer.Writer, due: list[confirm.Batch], *, final: bool) -> None:
+        try:
+            found = stored_ids([i for b in due for i in b.ids])
+        except Exception:  # the database is away: ask again later
+            logger.exception("checking %d published batches failed", len(due))
+            for b in due:
+                self.sent.later(b)
+            return
+        released: list[str] = []
+        overdue: list[confirm.Batch] = []
+        after = _confirm_after()
+        for b in due:
+            released.extend(self.sent.stored(b, found))
+            if b.ids and not final:
+                self.sent.later(b)
+                if self.sent.overdue(b, after):
+                    overdue.append(b)
+        journal.release_ids(released)
+        w.count("confirmed", len(released))
+        if overdue and not _queue_busy():
+            for b in overdue:
+                self._again(w, b)
+
+    def _again(self, w: writer.Writer, b: confirm.Batch) -> None:
+        from tracking.pipeline.tasks import send  # optional dependency: celery
+
+        missing = len(b.ids)
+        if b.attempts < confirm.MAX_ATTEMPTS and time.monotonic() >= _broker["down_until"]:
+            try:
+                send(b.message, b.size)
+            except Exception as exc:
+                _broker_down(exc, missing)
+            else:
+                logger.warning(
+                    "tracking: %d published events not stored after %g s: published again",
+                    missing,
+                    _confirm_after(),
+                )
+                self.sent.republished(b)
+                w.count("republished", missing)
+                return
+        events, _ = wire.unpack([b.message])
+        ids = set(b.ids)
+        store([e for e in events if e.get("id") in ids], source="writer")
+        journal.release_ids(self.sent.forget(b))
+        w.count("stored_unconfirmed", missing)
+
+    def pending(self) -> bool:
+        return False  # confirmations never hold up ``flush``: the workers may be slow
+
+
+def _queue_busy() -> bool:
+    from tracking.pipeline.tasks import queued  # optional dependency: celery
+
+    try:
+        return queued() > 0
+    except Exception:  # the broker cannot say: publish again (stored once all the same)
+        logger.debug("tracking: queue length unavailable", exc_info=True)
+        return False
 
 
 def _broker_settings_changed() -> None:
@@ -205,9 +326,9 @@ on_reload(_broker_settings_changed)
 writer.configure(
     feed=write_batch,
     keep=spool.append,
-    jobs=housekeeping.JOBS,
+    jobs=(*housekeeping.JOBS, Confirming),
     stats=[stats, journal.stats],
-    released=journal.release,
+    released=_release,
 )
 atexit.register(_exit)
 after_commit(housekeeping.rows_committed)

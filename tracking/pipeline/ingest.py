@@ -215,6 +215,11 @@ def _drop_existing(
     return [(e, a) for e, a in pairs if a.id not in existing]
 
 
+def stored_ids(ids: Sequence[str]) -> set[str]:
+    """Which of these event ids the database holds (``tracking.pipeline.confirm``)."""
+    return {str(found) for found in _existing([uuid.UUID(i) for i in ids])}
+
+
 def _existing(ids: list[uuid.UUID]) -> set[uuid.UUID]:
     found: set[uuid.UUID] = set()
     for i in range(0, len(ids), 500):

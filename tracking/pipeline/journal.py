@@ -9,8 +9,9 @@ interpreter) does not lose it. A machine crash or power loss can: ``durable=True
 every request of the process that appended meanwhile (group commit: one request syncs, the
 ones that arrive during its sync wait and are covered by the next one).
 
-``release(events)`` (the writer thread, once a batch was stored, published to the broker or
-kept in the spool) forgets them; a journal file whose events are all released is truncated
+``release(events)`` (the writer thread, once a batch was stored or kept in the spool; for a
+batch published to Celery once the database holds it, ``tracking.pipeline.confirm``) forgets
+them; a journal file whose events are all released is truncated
 (the current one) or deleted (an older one). The current file is rotated at
 ``ROTATE_BYTES`` while events are still pending, so files stay small under steady load.
 
@@ -198,14 +199,29 @@ def _sync(f: _File, seq: int) -> None:
 
 
 def release(events: Iterable[Any]) -> None:
-    """These events were stored, published or spooled: their lines are no longer needed."""
+    """These events were stored or spooled (or published, where the publisher does not
+    wait for them to be stored): their lines are no longer needed."""
+    release_ids(getattr(event, "id", "") for event in events)
+
+
+def published(events: Iterable[Any]) -> None:
+    """These events are on the broker: their kept JSON is no longer needed, their lines are
+    (``release_ids`` once the database holds them: ``tracking.pipeline.confirm``)."""
+    if not _json:
+        return
+    with _lock:
+        for event in events:
+            _json.pop(getattr(event, "id", ""), None)
+
+
+def release_ids(ids: Iterable[str]) -> None:
+    """``release`` by event id."""
     if not _where:
         return
     with _lock:
         if _state["pid"] != os.getpid():
             return
-        for event in events:
-            key = getattr(event, "id", "")
+        for key in ids:
             _json.pop(key, None)
             f = _where.pop(key, None)
             if f is not None:

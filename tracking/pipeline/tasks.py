@@ -10,7 +10,10 @@ message unacknowledged and the broker redelivers it — RabbitMQ as soon as the 
 connection drops, Redis and SQS once ``broker_transport_options["visibility_timeout"]`` has
 passed (one hour unless set: system check ``tracking.W014``); redelivery is harmless because
 ``ingest`` skips ids already stored. If the worker's database is unavailable the task retries
-with backoff, and after ``MAX_RETRIES`` keeps the events in the worker's durable spool.
+with backoff, and after ``MAX_RETRIES`` keeps the events in the worker's durable spool. A
+message the broker loses outright (Redis: popped by a worker killed before it recorded the
+message as unacknowledged) is published again by its publisher, which keeps it until the
+database holds its events (``tracking.pipeline.confirm``).
 
 Publishing uses the JSON serializer and no publish retries: a broker that is down fails fast
 and the caller (the writer thread) takes the local path instead.
@@ -85,16 +88,25 @@ def celery_app():
     return current_app._get_current_object()
 
 
-def publish(events: Iterable[Event]) -> None:
-    """Send one batch to the broker; raises if the broker is unreachable."""
+def publish(events: Iterable[Event]) -> str:
+    """Send one batch to the broker; returns the sealed message sent (``send`` sends it
+    again); raises if the broker is unreachable."""
     batch = list(events)
-    payload = [wire.pack(batch)]
+    message = wire.pack(batch)
+    send(message, len(batch))
+    return message
+
+
+def send(message: str, count: int) -> None:
+    """Send a sealed batch of ``count`` events (``publish``); raises if the broker is
+    unreachable."""
+    payload = [message]
     app = celery_app()
     task = app.tasks[ingest_events.name]
     while True:
         conn, kept = _connection(app)
         try:
-            _send(task, payload, conn, len(batch))
+            _send(task, payload, conn, count)
             return
         except Exception:
             _forget(conn)
@@ -102,6 +114,25 @@ def publish(events: Iterable[Event]) -> None:
                 raise
             # A kept connection the broker dropped while it idled: once more on a new one
             # (forgotten, so the next _connection opens one).
+
+
+def queued() -> int:
+    """Messages waiting in the tracking queue (a Redis list that does not exist is empty);
+    raises if the broker cannot say."""
+    app = celery_app()
+    name = tracking_settings.CELERY_QUEUE or app.conf.task_default_queue
+    conn, _ = _connection(app)
+    try:
+        conn.ensure_connection(max_retries=0)
+        queue = app.amqp.queues[name](conn.default_channel)
+        try:
+            return int(queue.queue_declare(passive=True).message_count)
+        except conn.channel_errors:  # no such queue: nothing waits in it
+            _forget(conn)  # AMQP closes the channel on NOT_FOUND
+            return 0
+    except Exception:
+        _forget(conn)
+        raise
 
 
 def _send(task, payload: list, conn, count: int) -> None:
