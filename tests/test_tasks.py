@@ -164,7 +164,6 @@ def test_worker_killed_mid_batch_message_is_redelivered(tmp_path, settings, brok
     from celery import Celery
     from celery.contrib.testing.worker import start_worker
 
-
     queue = f"tracking-kill-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     env = worker_env(tmp_path, WORKER_APP, broker, queue, KILL_SLOW="1")
     app = Celery("kill-publisher", broker=broker, set_as_current=True)
