@@ -147,6 +147,7 @@ def test_published_lines_stay_journaled_until_the_database_holds_the_events(cele
     assert _queued_items(celery_app) == [[message]]
 
     w = writer.get_writer()
+    assert w.stats()["awaiting_confirmation"] == 30
     job.run(w, stopping=False)
     assert journal.pending() == before + 30  # not due yet: no query made
     job.sent.clock.now += confirm.FIRST_CHECK
@@ -159,6 +160,7 @@ def test_published_lines_stay_journaled_until_the_database_holds_the_events(cele
     job.run(w, stopping=False)
     assert len(job.sent) == 0 and journal.pending() == before
     assert w.stats()["confirmed"] == confirmed + 30
+    assert w.stats()["awaiting_confirmation"] == 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -312,7 +312,8 @@ def _broker_settings_changed() -> None:
 
 
 def stats() -> dict:
-    return dict(_counters)
+    job = writer.get_writer().job(Confirming)
+    return dict(_counters, awaiting_confirmation=len(job.sent) if job is not None else 0)
 
 
 def _exit() -> None:
