@@ -419,3 +419,15 @@ def test_a_worker_killed_as_it_takes_the_message_loses_it_and_the_publisher_send
     from django.db import connections
 
     connections.close_all()
+
+
+@pytest.mark.django_db
+def test_stored_ids_names_exactly_the_stored_events():
+    """The confirmation's query (PostgreSQL: one array parameter; elsewhere the ORM)."""
+    from tracking.pipeline.ingest import ingest, stored_ids
+
+    events = [Event(type="API", endpoint=f"/ids/{i}/") for i in range(3)]
+    assert ingest(events, source="test").stored == 3
+    unknown = [str(uuid.uuid4()) for _ in range(600)]  # more than one ORM chunk
+    assert stored_ids([*unknown, *(e.id for e in events)]) == {e.id for e in events}
+    assert stored_ids([]) == set() and stored_ids(unknown[:1]) == set()

@@ -41,10 +41,13 @@ from django.db import (
     InterfaceError,
     OperationalError,
     connection,
+    connections,
+    router,
     transaction,
 )
 
 from detectors.base import SEVERITY_RANK
+from tracking.binding import server_bound_cursor
 from tracking.conf import tracking_settings
 from tracking.delivery import hooks as delivery
 from tracking.detection import runner as detection
@@ -216,8 +219,21 @@ def _drop_existing(
 
 
 def stored_ids(ids: Sequence[str]) -> set[str]:
-    """Which of these event ids the database holds (``tracking.pipeline.confirm``)."""
-    return {str(found) for found in _existing([uuid.UUID(i) for i in ids])}
+    """Which of these event ids the database holds (``tracking.pipeline.confirm``: a web
+    process's writer asks this for every event it published, so on PostgreSQL one statement
+    with the ids as one array parameter; the ORM's ``IN`` list cost ~3 % of a web core)."""
+    keys = [uuid.UUID(i) for i in ids]
+    if not keys:
+        return set()
+    conn = connections[router.db_for_read(Activity)]
+    cursor = server_bound_cursor(conn)
+    if cursor is None:
+        return {str(found) for found in _existing(keys)}
+    table = conn.ops.quote_name(Activity._meta.db_table)
+    column = conn.ops.quote_name(Activity._meta.pk.column)
+    with conn.wrap_database_errors, cursor:
+        cursor.execute(f"SELECT {column} FROM {table} WHERE {column} = ANY(%b)", [keys])  # noqa: S608
+        return {str(row[0]) for row in cursor.fetchall()}
 
 
 def _existing(ids: list[uuid.UUID]) -> set[uuid.UUID]:
