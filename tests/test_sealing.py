@@ -355,3 +355,44 @@ def test_sealing_does_not_chase_rows_committed_while_it_runs(monkeypatch):
     assert chunks == [(2, 0), (2, 0), (1, 0)]
     assert Activity.objects.filter(seq__isnull=True).count() == 1
     assert verify().ok
+
+
+def test_rows_a_busy_chain_lock_kept_from_sealing_at_once_are_sealed_by_the_writer(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    """TRACKING_SEAL_INTERVAL = 0: the committing thread only tries the chain lock. When
+    another process holds it, that sealer may have read the unsealed rows before these were
+    committed, so this process's writer seals them next (waiting for the lock) instead of
+    leaving the last rows of a burst for whichever write comes next."""
+    from tracking.events import Event
+    from tracking.integrity import sealing
+    from tracking.pipeline import housekeeping, writer
+    from tracking.pipeline.ingest import ingest
+
+    tries = []
+    monkeypatch.setattr(sealing, "seal_pending", lambda **kw: tries.append(kw) or 0)
+    with override_settings(TRACKING_SEAL_INTERVAL=0, TRACKING_SEAL_ON_WRITE=True):
+        w = writer.get_writer()
+        job = w.job(housekeeping.Sealing)
+        # The batch step's after-commit hook runs rows_committed; the lock was busy.
+        with django_capture_on_commit_callbacks(execute=True):
+            ingest([Event(type="API", endpoint=f"/busy/{i}/") for i in range(3)], source="t")
+        assert tries == [{}] and job.wanted
+        monkeypatch.undo()
+        job.run(w, stopping=False)
+    assert Activity.objects.filter(endpoint__startswith="/busy/", seq__isnull=True).count() == 0
+    assert verify().ok
+
+
+def test_rows_sealed_at_once_are_not_handed_to_the_writer(django_capture_on_commit_callbacks):
+    from tracking.events import Event
+    from tracking.pipeline import housekeeping, writer
+    from tracking.pipeline.ingest import ingest
+
+    with override_settings(TRACKING_SEAL_INTERVAL=0, TRACKING_SEAL_ON_WRITE=True):
+        w = writer.get_writer()
+        job = w.job(housekeeping.Sealing)
+        with django_capture_on_commit_callbacks(execute=True):
+            ingest([Event(type="API", endpoint=f"/free/{i}/") for i in range(2)], source="t")
+        assert not job.wanted
+    assert Activity.objects.filter(seq__isnull=True).count() == 0

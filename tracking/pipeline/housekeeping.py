@@ -288,6 +288,16 @@ def rows_committed(rows: int) -> None:
             job.soon(writer, rows)
         return
     try:
-        sealing.seal_pending()
+        sealed = sealing.seal_pending()
     except Exception:  # sealing catches up on the next write or `tracking seal`
         logger.exception("sealing after write failed")
+        return
+    if sealed < rows:
+        # Another process held the chain lock (this call only tries it) and may have read
+        # the unsealed rows before these were committed: this process's writer seals them
+        # next, waiting for the lock, instead of leaving the last rows of a burst for
+        # whichever write comes next.
+        writer = get_writer()
+        job = writer.job(Sealing)
+        if job is not None:
+            job.soon(writer, rows)
