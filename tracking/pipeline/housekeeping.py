@@ -282,10 +282,7 @@ def rows_committed(rows: int) -> None:
     if not tracking_settings.SEAL_ON_WRITE:
         return
     if float(tracking_settings.SEAL_INTERVAL or 0) > 0:
-        writer = get_writer()
-        job = writer.job(Sealing)
-        if job is not None:
-            job.soon(writer, rows)
+        _seal_soon(rows)
         return
     try:
         sealed = sealing.seal_pending()
@@ -297,7 +294,12 @@ def rows_committed(rows: int) -> None:
         # the unsealed rows before these were committed: this process's writer seals them
         # next, waiting for the lock, instead of leaving the last rows of a burst for
         # whichever write comes next.
-        writer = get_writer()
-        job = writer.job(Sealing)
-        if job is not None:
-            job.soon(writer, rows)
+        _seal_soon(rows)
+
+
+def _seal_soon(rows: int) -> None:
+    """Have this process's writer seal ``rows`` committed rows (``Sealing.soon``)."""
+    writer = get_writer()
+    job = writer.job(Sealing)
+    if job is not None:
+        job.soon(writer, rows)
