@@ -181,6 +181,34 @@ def test_a_gateway_several_users_reach_is_learned_shown_and_revocable(staff_user
 
 
 @pytest.mark.django_db
+def test_only_a_batch_with_a_successful_login_of_a_user_reads_the_stored_candidates(
+    monkeypatch,
+):
+    """The candidates are read per batch only when the batch can give evidence: anonymous
+    traffic and failed logins skip the query, and learning still spans batches."""
+    from tracking.detection import orgnetworks
+
+    reads = []
+    real = orgnetworks.load_learner
+    monkeypatch.setattr(
+        orgnetworks, "load_learner", lambda epoch: reads.append(epoch) or real(epoch)
+    )
+    anonymous = Event(type="API", timestamp=TS, ip_address=host(GATEWAY, 30), endpoint="/api/x")
+    failed = event(TS, "ann", GATEWAY)
+    failed.status = 401
+    ingest([anonymous])
+    ingest([failed])
+    assert reads == []
+    names = ["ann", "bob", "cid"]
+    team(names)
+    assert len(reads) == 1
+    for i, name in enumerate(names):  # one batch each: the candidates come from the table
+        ingest([gateway(name, 10 * i)])
+    assert len(reads) == 4
+    assert OrganisationNetwork.objects.filter(network=f"AS{GATEWAY.asn}").exists()
+
+
+@pytest.mark.django_db
 def test_revoking_needs_the_review_permission(django_user_model):
     from django.contrib.auth.models import Permission
 

@@ -429,6 +429,29 @@ def test_on_postgresql_the_intake_insert_binds_its_values_server_side(settings):
     assert not Intake.objects.filter(id=event.id).exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_intake_insert_keeps_one_cursor_per_connection():
+    """Making a cursor per request cost as much as the INSERT's own client work: the cursor
+    is kept for the connection, and a new connection gets a new one."""
+    from tracking.binding import reusable_cursor
+
+    if connection.vendor != "postgresql":
+        assert reusable_cursor(connection) is None
+        return
+    first = reusable_cursor(connection)
+    intake.store([_live_event(type="DATA")])
+    intake.store([_live_event(type="DATA")])
+    assert reusable_cursor(connection) is first and not first.closed
+    assert Intake.objects.count() == 2
+    connection.close()
+    again = reusable_cursor(connection)
+    assert again is not first
+    intake.store([_live_event(type="DATA")])
+    assert Intake.objects.count() == 3
+    with CaptureQueriesContext(connection):  # statements logged: Django's own cursor
+        assert reusable_cursor(connection) is None
+
+
 @pytest.mark.django_db
 def test_remove_deletes_the_named_intake_rows_only():
     events = [_live_event(type="DATA", endpoint=f"/rm/{i}") for i in range(3)]

@@ -5,8 +5,9 @@ one batch, in timestamp order, inside the writer's transaction. Per batch it mak
 queries, whatever the batch size:
 
 1. the profiles of every user in the batch (one ``IN`` query), the population counters the
-   risk score needs (one query) and the organisation-network candidates (one query; the
-   trusted networks themselves are re-read at most every few seconds);
+   risk score needs (one query) and the organisation-network candidates (one query, only
+   for a batch with a successful login of a known user: nothing else can teach a network;
+   the trusted networks themselves are re-read at most every few seconds);
 2. per group of threshold rules sharing pre-filters, the stored rows of their look-back window
    (``tracking.detection.prefilter``);
 3. the latest trained-model version (at most every few seconds; the model is reloaded only when
@@ -23,6 +24,7 @@ from __future__ import annotations
 from detectors.base import SEVERITY_RANK, max_severity
 from detectors.base import Finding as DetectorFinding
 from detectors.engine import Verdict
+from detectors.orgnetworks import NetworkLearner
 from detectors.population import NAMESPACE, Population
 from tracking.detection import config, modelstore, orgnetworks, prefilter
 from tracking.detection import profiles as store
@@ -50,7 +52,12 @@ def _detect_batch(activities: list[Activity], pipe: config.Pipeline) -> list[Fin
     observations = [observation(a, trusted=trusted) for a in activities]
     profiles = store.load_profiles(o.user_key for o in observations if o.user_key)
     epochs = [o.epoch for o in observations]
-    learner = orgnetworks.load_learner(min(epochs))
+    # The learner's stored candidates matter only to a successful login of a known user
+    # (``NetworkLearner.evidence``); other batches skip the read (a query per batch).
+    if any(o.type == "AUTH" and not o.failed and o.user_key for o in observations):
+        learner = orgnetworks.load_learner(min(epochs))
+    else:
+        learner = NetworkLearner()
     keys = engine.population_keys(observations, learner)
     population = Population(store.load_counters(NAMESPACE, keys))
     history = prefilter.threshold_history(pipe.rules, activities)

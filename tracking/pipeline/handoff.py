@@ -115,11 +115,21 @@ def _verdict_now(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:
     return now, later
 
 
+_before: list[frozenset[str]] = []  # the parsed setting, read once per settings reload
+
+
 def _before_response() -> frozenset[str]:
+    if _before:
+        return _before[0]
     types = tracking_settings.VERDICT_BEFORE_RESPONSE
     if isinstance(types, str):
         types = [types]
-    return frozenset(str(t).upper() for t in types or ())
+    found = frozenset(str(t).upper() for t in types or ())
+    _before[:] = [found]
+    return found
+
+
+on_reload(_before.clear)
 
 
 def _judge_soon(events: list[Event]) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 from django.db import connections, router
 from django.utils import timezone
 
-from tracking.binding import server_bound_cursor
+from tracking.binding import reusable_cursor, server_bound_cursor
 from tracking.events import Event
 from tracking.integrity import crypto
 from tracking.models import Intake
@@ -83,19 +83,26 @@ def store(events: Sequence[Event]) -> None:
         return
     conn = connections[router.db_for_write(Intake)]
     sql, key, created_field = _insert_statement(conn.vendor, conn)
-    created = created_field.get_db_prep_save(timezone.now(), conn)
     owner = me()
+    # Server-side binding: Django's client-side binding quoted the payload into the
+    # statement, which cost more CPU than the rest of the request's write. The cursor is
+    # kept for the connection (this runs in every synchronous request).
+    cursor = reusable_cursor(conn)
+    if cursor is not None:
+        # psycopg adapts UUIDs and aware datetimes itself.
+        created = timezone.now()
+        rows = [
+            [uuid.UUID(str(e.id)), created, payload, owner]
+            for e, payload in zip(events, payloads, strict=True)
+        ]
+        with conn.wrap_database_errors:
+            cursor.executemany(sql, rows) if len(rows) > 1 else cursor.execute(sql, rows[0])
+        return
+    created = created_field.get_db_prep_save(timezone.now(), conn)
     rows = [
         [key(uuid.UUID(str(e.id)), conn), created, payload, owner]
         for e, payload in zip(events, payloads, strict=True)
     ]
-    # Server-side binding: Django's client-side binding quoted the payload into the
-    # statement, which cost more CPU than the rest of the request's write.
-    cursor = server_bound_cursor(conn)
-    if cursor is not None:
-        with conn.wrap_database_errors, cursor:
-            cursor.executemany(sql, rows) if len(rows) > 1 else cursor.execute(sql, rows[0])
-        return
     with conn.cursor() as cursor:
         cursor.executemany(sql, rows) if len(rows) > 1 else cursor.execute(sql, rows[0])
 
