@@ -396,3 +396,125 @@ def test_rows_sealed_at_once_are_not_handed_to_the_writer(django_capture_on_comm
             ingest([Event(type="API", endpoint=f"/free/{i}/") for i in range(2)], source="t")
         assert not job.wanted
     assert Activity.objects.filter(seq__isnull=True).count() == 0
+
+
+# --- sealed as they are inserted (a writer-sized batch) ------------------------------------
+
+
+def _batch(n: int, *, start: datetime | None = None, **kw):
+    from tracking.events import Event
+
+    now = start or datetime.now(UTC) - timedelta(hours=1)
+    return [
+        Event(
+            type="API",
+            timestamp=now + timedelta(seconds=i),
+            username=f"u{i % 5}",
+            ip_address="203.0.113.9",
+            endpoint=f"/api/items/{i}",
+            method="GET",
+            status=200,
+            headers={"Accept": "text/html", "Authorization": "Bearer x"},
+            params={"page": i},
+            **kw,
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_writer_sized_batch_is_sealed_as_it_is_inserted(monkeypatch):
+    from tracking.integrity import sealing
+    from tracking.pipeline import ingest as ingest_module
+
+    n = ingest_module.SEAL_ON_INSERT_ROWS
+    committed = []
+    monkeypatch.setattr(ingest_module, "_announce_after_commit", committed.append)
+    numbered = sealing._set_seq
+    monkeypatch.setattr(sealing, "_set_seq", lambda rows: pytest.fail("rows numbered by UPDATE"))
+    result = ingest_module.ingest(_batch(n + 5), source="writer")
+    assert result.stored == n + 5 and result.sealed == n + 5
+    rows = list(Activity.objects.order_by("seq"))
+    assert [r.seq for r in rows] == list(range(1, n + 6))
+    assert [r.timestamp for r in rows] == sorted(r.timestamp for r in rows)
+    seal = Seal.objects.get()
+    assert (seal.first_seq, seal.last_seq, seal.count, seal.prev_hash) == (1, n + 5, n + 5, GENESIS)
+    assert seal.leaves.split("\n")[0] == f"{rows[0].id}:{integrity.leaf_hash(rows[0])}"
+    assert committed == []  # nothing left for the after-commit sealer
+    assert not set(sealing.written.leaves) & {r.id for r in rows}
+    assert seal_pending(wait=True) == 0
+    # The next batch continues the chain; a small one is left to the interval sealer.
+    more = ingest_module.ingest(_batch(n, start=datetime.now(UTC) - timedelta(minutes=5)))
+    assert more.sealed == n
+    small = ingest_module.ingest(_batch(3, start=datetime.now(UTC) - timedelta(minutes=1)))
+    assert small.sealed == 0 and committed == [3]
+    assert Activity.objects.filter(seq__isnull=True).count() == 3
+    monkeypatch.setattr(sealing, "_set_seq", numbered)
+    assert seal_pending(wait=True) == 3
+    assert sorted(Activity.objects.values_list("seq", flat=True)) == list(range(1, 2 * n + 9))
+    assert verify().ok
+
+
+def test_a_request_s_own_batch_and_rows_owed_geolocation_are_left_to_the_sealer():
+    from tracking.pipeline import ingest as ingest_module
+
+    n = ingest_module.SEAL_ON_INSERT_ROWS
+    assert ingest_module.ingest(_batch(n), source="sync").sealed == 0
+    assert Activity.objects.filter(seq__isnull=True).count() == n
+    assert seal_pending(wait=True) == n
+    events = _batch(n, start=datetime.now(UTC) - timedelta(minutes=2))
+    owed = {e.id for e in events[:4]}
+    real = ingest_module.build_activity
+
+    def build(event):
+        act = real(event)
+        if event.id in owed:
+            act.geo_pending = True
+        return act
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ingest_module, "build_activity", build)
+        result = ingest_module.ingest(events, source="writer")
+    assert result.stored == n and result.sealed == n - 4
+    unsealed = {
+        str(i) for i in Activity.objects.filter(seq__isnull=True).values_list("id", flat=True)
+    }
+    assert unsealed == owed
+    assert seal_pending(wait=True, include_geo_pending=True) == 4
+    assert verify().ok
+
+
+def test_a_batch_that_failed_leaves_no_number_taken_and_no_seal(monkeypatch):
+    from tracking.pipeline import ingest as ingest_module
+    from tracking.storage import copyinsert
+
+    n = ingest_module.SEAL_ON_INSERT_ROWS
+    real = copyinsert.insert
+    calls = []
+
+    def insert(model, objs):
+        calls.append(len(objs))
+        if len(calls) == 1:
+            raise ValueError("the batch insert failed")
+        return real(model, objs)
+
+    monkeypatch.setattr(copyinsert, "insert", insert)
+    result = ingest_module.ingest(_batch(n), source="writer")
+    # Retried one by one: each a batch of one, left to the sealer, numbered from 1.
+    assert result.stored == n and result.sealed == 0 and not Seal.objects.exists()
+    assert seal_pending(wait=True) == n
+    assert sorted(Activity.objects.values_list("seq", flat=True)) == list(range(1, n + 1))
+    assert verify().ok
+
+
+def test_tampering_with_a_row_sealed_as_it_was_inserted_is_reported():
+    from tracking.pipeline import ingest as ingest_module
+
+    events = _batch(ingest_module.SEAL_ON_INSERT_ROWS)
+    assert ingest_module.ingest(events, source="celery").sealed == len(events)
+    sql(
+        "UPDATE tracking_activity SET endpoint = %s WHERE id = %s",
+        ["/elsewhere", db_id(uuid.UUID(events[7].id))],
+    )
+    sql("DELETE FROM tracking_activity WHERE id = %s", [db_id(uuid.UUID(events[9].id))])
+    report = verify()
+    assert not report.ok and report.ids() == {events[7].id, events[9].id}

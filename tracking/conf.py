@@ -328,7 +328,8 @@ DESCRIPTIONS: dict[str, str] = {
     "sealing to `tracking seal` or the periodic task (warning `tracking.W072`).",
     "SEAL_INTERVAL": "Seconds between seals by the writing process's writer thread (sooner "
     "once `SEAL_BATCH_SIZE` rows wait, and at exit); `0` seals right after every commit in "
-    "the writing thread (slower requests).",
+    "the writing thread (slower requests). Batches of 50 rows or more written by a writer "
+    "thread, a Celery worker or an import are sealed as they are inserted.",
     "SEAL_BATCH_SIZE": "Rows per seal and per sealing transaction.",
     "RETENTION_DAYS": "Age in days purged by `tracking purge` without arguments and by the "
     "periodic purge task; `None` keeps everything.",

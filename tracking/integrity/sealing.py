@@ -2,6 +2,8 @@
 
 CONTRACT (owned by the integrity work):
 - ``seal_pending(limit=None) -> int``: seal unsealed activities in order; returns how many.
+- ``seal_inserting(rows) -> int``: seal rows the current transaction is about to insert
+  (the batch step of the writer thread, Celery workers and imports).
 - ``delete_activities(ids, *, reason, by="") -> int``: the application's deletion path:
   writes a signed Tombstone per row, then deletes the rows and their findings.
 
@@ -300,32 +302,69 @@ def _seal_chunk(
         if not good:
             return 0, refused
         _set_seq([(ident, ts, next_seq + k) for k, (ident, ts, _) in enumerate(good)])
-        leaves_text = "\n".join(f"{ident}:{leaf}" for ident, _, leaf in good)
-        first, count = next_seq, len(good)
-        digest = leaves_digest(leaves_text)
-        seal = Seal(
-            first_seq=first,
-            last_seq=first + count - 1,
-            count=count,
-            created_at=_now(),
-            leaves=leaves_text,
-            digest=digest,
-            prev_hash=prev,
-            chain_hash=chain_hash(prev, digest, first, first + count - 1, count),
-        )
-        _signed(seal, seal_message(seal), "seal")
-        seal.save()
+        seal = _new_seal(prev, next_seq, [(ident, leaf) for ident, _, leaf in good])
     written.forget(ident for ident, _, _ in good)
+    _log_seal(seal)
+    return seal.count, refused
+
+
+def _new_seal(prev: str, first: int, leaves: list[tuple[Any, str]]) -> Seal:
+    """Sign and save the seal of ``leaves`` ((id, leaf) in seq order from ``first``), linked
+    to the chain hash ``prev``; the caller holds the chain lock."""
+    leaves_text = "\n".join(f"{ident}:{leaf}" for ident, leaf in leaves)
+    count = len(leaves)
+    digest = leaves_digest(leaves_text)
+    seal = Seal(
+        first_seq=first,
+        last_seq=first + count - 1,
+        count=count,
+        created_at=_now(),
+        leaves=leaves_text,
+        digest=digest,
+        prev_hash=prev,
+        chain_hash=chain_hash(prev, digest, first, first + count - 1, count),
+    )
+    _signed(seal, seal_message(seal), "seal")
+    seal.save()
+    return seal
+
+
+def _log_seal(seal: Seal) -> None:
     # Shipped with the rest of the logs (syslog/SIEM), these lines are anchors outside the
     # database: `tracking verify --anchor <hash>` proves the chain was not cut after them.
     logger.info(
         "sealed seq %d..%d (%d rows); chain head %s",
-        first,
-        first + count - 1,
-        count,
+        seal.first_seq,
+        seal.last_seq,
+        seal.count,
         seal.chain_hash,
     )
-    return count, refused
+
+
+def seal_inserting(rows: list[tuple[Activity, str]]) -> int:
+    """Seal rows the current transaction is about to insert: take the chain lock (waiting
+    for it), number ``rows`` ((activity, leaf hash computed when its MAC was made), in
+    (timestamp, id) order) after the chain head by setting each one's ``seq`` before its
+    INSERT, and save their seal. Returns how many were sealed.
+
+    A row sealed as it is inserted is never written without its place in the chain: no
+    unsealed window to alter it in, and no second write of every row and its index entries
+    to number it afterwards (an ``UPDATE`` of the indexed ``seq`` column, about half of the
+    WAL a synchronous request made). The lock is held until the batch commits, so batch
+    steps of several processes write one after another; detection runs before the lock.
+    """
+    if not rows:
+        return 0
+    lock_chain(wait=True)
+    last = Seal.objects.order_by("-last_seq").first()
+    prev = last.chain_hash if last else GENESIS
+    first = (last.last_seq + 1) if last else 1
+    ordered = sorted(rows, key=lambda r: (r[0].timestamp, str(r[0].id)))
+    for k, (act, _) in enumerate(ordered):
+        act.seq = first + k
+    seal = _new_seal(prev, first, [(act.id, leaf) for act, leaf in ordered])
+    transaction.on_commit(lambda: _log_seal(seal))
+    return seal.count
 
 
 def seal_pending(

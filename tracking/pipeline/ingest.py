@@ -10,10 +10,14 @@
 5. runs detection (``detect=False``: profiles learn, no verdict), hands its findings to the
    hooks registered with ``after_detection`` (the block requests of ``tracking.respond``),
    merges imported verdicts;
-6. computes each row MAC, bulk-inserts activities and findings, updates ``Rollup`` rows and
-   writes the batch's outbox entry for alerts and forwarders (``tracking.delivery``) in one
-   transaction;
-7. after commit, calls the hooks registered with ``after_commit`` (sealing).
+6. computes each row MAC, seals the rows of a batch of ``SEAL_ON_INSERT_ROWS`` or more
+   (``sealing.seal_inserting``: each row's ``seq`` is set before its INSERT, under the chain
+   lock; not for a request's own batch, source ``"sync"``, nor rows still owed their
+   geolocation), bulk-inserts activities and findings,
+   updates ``Rollup`` rows and writes the batch's outbox entry for alerts and forwarders
+   (``tracking.delivery``) in one transaction;
+7. after commit, calls the hooks registered with ``after_commit`` with the rows it left
+   unsealed (sealing).
 
 Synchronous requests reach it through ``tracking.pipeline.intake`` (their event committed
 before the response, stored here right after), like every other path.
@@ -70,6 +74,15 @@ from tracking.storage import copyinsert, rollups
 
 logger = logging.getLogger("tracking.ingest")
 
+# Batches of at least this many rows are sealed as they are inserted (``seal_inserting``);
+# smaller ones by the interval sealer (``TRACKING_SEAL_INTERVAL``), so a quiet site does not
+# make (and forward to its SIEM) one seal per event.
+SEAL_ON_INSERT_ROWS = 50
+
+# Sources whose batch step runs in the request being answered (``tracking.pipeline.handoff``):
+# their rows are not sealed as they are inserted.
+REQUEST_SOURCES = frozenset({"sync"})
+
 
 @dataclass
 class IngestResult:
@@ -86,6 +99,7 @@ class IngestResult:
     dead_letters: list[tuple[Any, str]] = field(default_factory=list)
     unwritten: list[Event | dict] = field(default_factory=list)
     unavailable: str = ""  # the database error that left events unwritten
+    sealed: int = 0  # of the stored rows, sealed as they were inserted (``seal_inserting``)
 
     def add(self, other: IngestResult) -> IngestResult:
         self.stored += other.stored
@@ -98,6 +112,7 @@ class IngestResult:
         self.rejected_ids.extend(other.rejected_ids)
         self.dead_letters.extend(other.dead_letters)
         self.unwritten.extend(other.unwritten)
+        self.sealed += other.sealed
         return self
 
 
@@ -129,21 +144,22 @@ def _detect(acts: list[Activity], *, learn_only: bool = False) -> list:
 Pairs = Sequence[tuple[Event, Activity]]
 
 
-def _insert(pairs: Pairs, *, learn_only: bool) -> None:
+def _insert(pairs: Pairs, *, learn_only: bool, seal: bool) -> int:
     """Detect, then write the batch in one transaction (detection shares it: no savepoint
     round trips); when detection fails the whole transaction is rolled back and the batch
-    written again without it."""
+    written again without it. ``seal``: seal the rows as they are inserted. Returns how many
+    rows were sealed."""
     acts = [a for _, a in pairs]
     before = [tuple(getattr(a, f) for f in _VERDICT_FIELDS) for a in acts]
     try:
         try:
-            _write(pairs, detect=True, learn_only=learn_only)
+            return _write(pairs, detect=True, learn_only=learn_only, seal=seal)
         except _DetectionFailed as exc:
             logger.error(
                 "detection failed for a batch; stored without findings", exc_info=exc.__cause__
             )
             _restore_verdicts(acts, before)
-            _write(pairs, detect=False)
+            return _write(pairs, detect=False, seal=seal)
     except BaseException:
         # Nothing was stored: a batch written again (one by one, or after its users were
         # resolved) is judged afresh, not on top of the verdicts of the rolled-back attempt.
@@ -157,7 +173,16 @@ def _restore_verdicts(acts: list[Activity], before: list[tuple]) -> None:
             setattr(act, name, list(value) if isinstance(value, list) else value)
 
 
-def _write(pairs: Pairs, *, detect: bool, learn_only: bool = False) -> None:
+def _write(pairs: Pairs, *, detect: bool, learn_only: bool = False, seal: bool = False) -> int:
+    try:
+        return _write_batch(pairs, detect=detect, learn_only=learn_only, seal=seal)
+    except BaseException:
+        for _, act in pairs:  # rolled back: the numbers taken are not the rows' any more
+            act.seq = None
+        raise
+
+
+def _write_batch(pairs: Pairs, *, detect: bool, learn_only: bool, seal: bool) -> int:
     with transaction.atomic():
         acts = [a for _, a in pairs]
         findings = _detect(acts, learn_only=learn_only) if detect else []
@@ -176,6 +201,15 @@ def _write(pairs: Pairs, *, detect: bool, learn_only: bool = False) -> None:
                 act.severity = ""
             act.mac, leaf = integrity.mac_and_leaf(act)
             leaves.append((act.id, act.mac, leaf))
+        sealed = 0
+        if seal and len(acts) >= SEAL_ON_INSERT_ROWS:
+            # Rows owed their geolocation are completed (and MACed again) later: sealed
+            # after it, by the sealer.
+            now = [(act, leaf) for act, (_, _, leaf) in zip(acts, leaves, strict=True)]
+            sealed = sealing.seal_inserting([(a, leaf) for a, leaf in now if not a.geo_pending])
+            if sealed:
+                done = {a.id for a in acts if a.seq is not None}
+                leaves = [item for item in leaves if item[0] not in done]
         with _pipelined(len(acts)):
             # COPY on PostgreSQL for writer-sized batches (see tracking.storage.copyinsert).
             copyinsert.insert(Activity, acts)
@@ -183,10 +217,11 @@ def _write(pairs: Pairs, *, detect: bool, learn_only: bool = False) -> None:
             rollups.apply(acts)
         # The batch's outbox entry (alerts, forwarders) commits with it; signals after commit.
         delivery.batch_written(acts, findings)
-        if tracking_settings.SEAL_ON_WRITE:
+        if tracking_settings.SEAL_ON_WRITE and leaves:
             # This process seals what it wrote: its sealer uses these leaves instead of
             # reading the rows back (see sealing._WrittenLeaves).
             sealing.written.add(leaves)
+    return sealed
 
 
 @contextmanager
@@ -300,8 +335,13 @@ def ingest(
     no new verdict is made (restoring exported records with the verdict they carry)."""
     # Enrichment, detection and row building allocate many short-lived containers; cyclic
     # collections they would trigger walk the whole heap (see ``gc_paused``).
+    # A request storing its own batch (source "sync") must not queue behind other processes'
+    # batches for the chain lock: its rows are sealed after it committed (``after_commit``).
+    seal = bool(tracking_settings.SEAL_ON_WRITE) and source not in REQUEST_SOURCES
     with gc_paused():
-        return _ingest(events, source=source, assume_new=assume_new, learn_only=not detect)
+        return _ingest(
+            events, source=source, assume_new=assume_new, learn_only=not detect, seal=seal
+        )
 
 
 def _stored(result: IngestResult, pairs: Pairs) -> None:
@@ -315,6 +355,7 @@ def _ingest(
     source: str,
     assume_new: bool,
     learn_only: bool,
+    seal: bool,
 ) -> IngestResult:
     result = IngestResult()
     items = list(events)
@@ -353,17 +394,17 @@ def _ingest(
         users = Users([e for e, _ in pairs], trust_ids=assume_new)
         attach_users(pairs, users)
         try:
-            _insert(pairs, learn_only=learn_only)
+            result.sealed += _insert(pairs, learn_only=learn_only, seal=seal)
         except Exception as exc:  # isolate the bad event below
             if _unavailable(exc):
                 raise
             _after_failed_batch(
-                pairs, users, exc, result, assume_new=assume_new, learn_only=learn_only
+                pairs, users, exc, result, assume_new=assume_new, learn_only=learn_only, seal=seal
             )
         else:
             _stored(result, pairs)
-        if result.stored:
-            _announce_after_commit(result.stored)
+        if result.stored > result.sealed:
+            _announce_after_commit(result.stored - result.sealed)
     except DatabaseError as exc:
         if not _unavailable(exc):
             raise
@@ -386,6 +427,7 @@ def _after_failed_batch(
     *,
     assume_new: bool,
     learn_only: bool,
+    seal: bool,
 ) -> None:
     """A batch's write failed and nothing of it was stored. A live batch may hold an id that
     was stored already or a trusted user id whose user is gone (both refused by a constraint):
@@ -402,7 +444,7 @@ def _after_failed_batch(
         attach_users(pairs, users)
         if isinstance(exc, IntegrityError):
             try:
-                _insert(pairs, learn_only=learn_only)
+                result.sealed += _insert(pairs, learn_only=learn_only, seal=seal)
             except Exception as again:
                 if _unavailable(again):
                     raise
@@ -411,15 +453,15 @@ def _after_failed_batch(
                 _stored(result, pairs)
                 return
     logger.warning("batch insert failed (%s); retrying events one by one", exc)
-    _one_by_one(pairs, result, learn_only=learn_only)
+    _one_by_one(pairs, result, learn_only=learn_only, seal=seal)
 
 
 def _one_by_one(
-    pairs: list[tuple[Event, Activity]], result: IngestResult, *, learn_only: bool
+    pairs: list[tuple[Event, Activity]], result: IngestResult, *, learn_only: bool, seal: bool
 ) -> None:
     for event, act in pairs:
         try:
-            _insert([(event, act)], learn_only=learn_only)
+            result.sealed += _insert([(event, act)], learn_only=learn_only, seal=seal)
         except Exception as exc:
             if _unavailable(exc):
                 raise

@@ -153,7 +153,7 @@ def judge(events: Sequence[Event | dict], *, fresh: bool = False) -> IngestResul
     ones go to the dead-letter file. ``fresh``: events this process built and handed over
     (``ingest``'s ``assume_new``: no lookup of stored ids; should a recovery have stored one
     meanwhile, the failed insert takes the lookup); recovered events are looked up."""
-    result = ingest(events, source="sync", assume_new=fresh)
+    result = ingest(events, source="intake", assume_new=fresh)
     spool.keep_dead_letters(result.dead_letters)
     release(events, result)
     return result
