@@ -22,15 +22,22 @@ except ImportError:  # psycopg2 or another backend
     psycopg = None  # type: ignore[assignment]
 
 
-def server_bound_cursor(conn: Any) -> Any:
-    """The cursor, or None where Django's own cursor must be used (see the module)."""
+def _raw(conn: Any) -> Any:
+    """The open psycopg 3 connection under Django's ``conn``, or None where Django's own
+    cursor must be used (see the module)."""
     if psycopg is None or conn.vendor != "postgresql":
         return None
     if conn.execute_wrappers or conn.queries_logged:
         return None
     conn.ensure_connection()
     raw = conn.connection
-    return psycopg.Cursor(raw) if isinstance(raw, psycopg.Connection) else None
+    return raw if isinstance(raw, psycopg.Connection) else None
+
+
+def server_bound_cursor(conn: Any) -> Any:
+    """The cursor, or None where Django's own cursor must be used (see the module)."""
+    raw = _raw(conn)
+    return None if raw is None else psycopg.Cursor(raw)
 
 
 # One kept cursor per psycopg connection for ``reusable_cursor``: making a cursor costs about
@@ -43,15 +50,10 @@ def reusable_cursor(conn: Any) -> Any:
     """``server_bound_cursor``, kept for the connection and not to be closed by the caller:
     for one statement run on every request (the synchronous path's intake INSERT). Django's
     connections belong to one thread, so each cursor is used by one thread at a time."""
-    if psycopg is None or conn.vendor != "postgresql":
+    raw = _raw(conn)
+    if raw is None:
         return None
-    if conn.execute_wrappers or conn.queries_logged:
-        return None
-    conn.ensure_connection()
-    raw = conn.connection
     cursor = _kept.get(raw)
     if cursor is None or cursor.closed:
-        if not isinstance(raw, psycopg.Connection):
-            return None
         cursor = _kept[raw] = psycopg.Cursor(raw)
     return cursor
