@@ -273,9 +273,8 @@ def _seal_chunk(
     with transaction.atomic():
         if not lock_chain(wait=wait):
             return None
-        last = Seal.objects.order_by("-last_seq").first()
-        prev = last.chain_hash if last else GENESIS
-        next_seq = (last.last_seq + 1) if last else 1
+        last = chain_head()
+        prev, next_seq = _link_after(last)
         qs = Activity.objects.filter(seq__isnull=True).order_by("timestamp", "id")
         if skip:
             qs = qs.exclude(id__in=skip)
@@ -306,6 +305,11 @@ def _seal_chunk(
     written.forget(ident for ident, _, _ in good)
     _log_seal(seal)
     return seal.count, refused
+
+
+def _link_after(last: Seal | None) -> tuple[str, int]:
+    """(previous chain hash, first seq) of the seal that follows ``last``."""
+    return (last.chain_hash, last.last_seq + 1) if last else (GENESIS, 1)
 
 
 def _new_seal(prev: str, first: int, leaves: list[tuple[Any, str]]) -> Seal:
@@ -356,9 +360,7 @@ def seal_inserting(rows: list[tuple[Activity, str]]) -> int:
     if not rows:
         return 0
     lock_chain(wait=True)
-    last = Seal.objects.order_by("-last_seq").first()
-    prev = last.chain_hash if last else GENESIS
-    first = (last.last_seq + 1) if last else 1
+    prev, first = _link_after(chain_head())
     ordered = sorted(rows, key=lambda r: (r[0].timestamp, str(r[0].id)))
     for k, (act, _) in enumerate(ordered):
         act.seq = first + k

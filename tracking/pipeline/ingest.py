@@ -205,11 +205,14 @@ def _write_batch(pairs: Pairs, *, detect: bool, learn_only: bool, seal: bool) ->
         if seal and len(acts) >= SEAL_ON_INSERT_ROWS:
             # Rows owed their geolocation are completed (and MACed again) later: sealed
             # after it, by the sealer.
-            now = [(act, leaf) for act, (_, _, leaf) in zip(acts, leaves, strict=True)]
-            sealed = sealing.seal_inserting([(a, leaf) for a, leaf in now if not a.geo_pending])
-            if sealed:
-                done = {a.id for a in acts if a.seq is not None}
-                leaves = [item for item in leaves if item[0] not in done]
+            sealed = sealing.seal_inserting(
+                [
+                    (act, leaf)
+                    for act, (_, _, leaf) in zip(acts, leaves, strict=True)
+                    if not act.geo_pending
+                ]
+            )
+            leaves = [item for item, act in zip(leaves, acts, strict=True) if act.seq is None]
         with _pipelined(len(acts)):
             # COPY on PostgreSQL for writer-sized batches (see tracking.storage.copyinsert).
             copyinsert.insert(Activity, acts)
@@ -333,11 +336,11 @@ def ingest(
     lookup of already stored ids; a duplicate then costs a failed insert and the lookup.
     ``detect=False`` runs no detector and no rule: profiles still learn from the events, but
     no new verdict is made (restoring exported records with the verdict they carry)."""
-    # Enrichment, detection and row building allocate many short-lived containers; cyclic
-    # collections they would trigger walk the whole heap (see ``gc_paused``).
     # A request storing its own batch (source "sync") must not queue behind other processes'
     # batches for the chain lock: its rows are sealed after it committed (``after_commit``).
     seal = bool(tracking_settings.SEAL_ON_WRITE) and source not in REQUEST_SOURCES
+    # Enrichment, detection and row building allocate many short-lived containers; cyclic
+    # collections they would trigger walk the whole heap (see ``gc_paused``).
     with gc_paused():
         return _ingest(
             events, source=source, assume_new=assume_new, learn_only=not detect, seal=seal
