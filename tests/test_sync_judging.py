@@ -95,6 +95,9 @@ def test_a_synchronous_request_is_durable_before_the_response_and_judged_within_
         assert Intake.objects.exists() or Activity.objects.exists()
         row = _poll(lambda: Activity.objects.filter(endpoint="/t/rec/status/200/").first())
         elapsed = time.monotonic() - started
+        # The writer sends the signal right after its commit: this thread may see the row
+        # first, so the receiver stays connected until the signal came.
+        signalled = _poll(lambda: got)
     finally:
         signals.activity_flagged.disconnect(on_flagged)
     assert row is not None, "no activity within 1 s"
@@ -103,7 +106,7 @@ def test_a_synchronous_request_is_durable_before_the_response_and_judged_within_
     assert row.flagged and seen_rule in row.tags and row.severity == "high"
     assert Finding.objects.filter(activity_id=row.id).count() == 1
     assert _rolled() == (1, 1)
-    assert _poll(lambda: got) and got[0][0] == row.id
+    assert signalled and got[0][0] == row.id
     assert _poll(lambda: not Intake.objects.exists())
     assert writer.flush(10)  # the seal (TRACKING_SEAL_INTERVAL = 0 in the tests)
     assert Activity.objects.get().seq == 1 and verify().ok
