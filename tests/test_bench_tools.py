@@ -112,23 +112,43 @@ def test_whole_machine_targets_are_the_peers_of_the_same_run():
 
 
 def test_split_report_targets():
-    base = (_load(2000, 1.0), _load(2000), 0.30)
+    def m(paced, sat, cpu, web=1.0, other=0.8):
+        return split.Measured(paced, sat, cpu, web, other)
+
+    base = m(_load(2000, 1.0), _load(2000), 0.30)
     results = {
-        ("track-celery", "django"): ((_load(1800, 1.05), _load(1800), 0.33), base),
-        ("track-sync", "django"): ((_load(1000, 2.0), _load(1000), 0.6), base),
-        ("easy-audit", "django"): ((_load(1200, 1.5), _load(1200), 0.5), base),
+        ("track-celery", "django"): (m(_load(1800, 1.05), _load(1800), 0.33), base),
+        ("track-sync", "django"): (m(_load(1000, 2.0), _load(1000), 0.6, 0.85, 0.99), base),
+        ("easy-audit", "django"): (m(_load(1200, 1.5), _load(1200), 0.5), base),
     }
     report = Report()
     split._report(report, results, {"track-celery": (9_990, 10_000)})
     by_name = {f.name: f for f in report.figures}
     celery = by_name["web core django track-celery saturated (8 conn)"]
     assert celery.ratio == pytest.approx(0.9) and celery.ok is True
+    assert "web core busy 100%" in celery.note and "bottleneck" not in celery.note
     assert by_name["web core django track-celery added p50 (moderate load)"].ok is True
     cpu = by_name["web core django track-celery CPU per request (saturated)"]
     assert (cpu.value, cpu.baseline) == (0.33, 0.30) and "= 0.909" in cpu.note
     sync = by_name["web core django track-sync saturated (8 conn)"]
     assert sync.ok is False and "0.600" in sync.target  # easy-audit's ratio of the same run
+    # The web core idled while the other one was saturated: the note says the ratio
+    # measures the other core.
+    assert "web core busy 85%" in sync.note and "other core was the bottleneck" in sync.note
     assert by_name["track-celery rows stored / requests completed"].ok is False
+
+
+def test_split_core_busy_share_from_proc_stat_ticks():
+    """benchmarks/split.py: the busy share of a set of cores between two /proc/stat readings
+    (idle and iowait excluded), and a live reading has every core of this machine."""
+    before = {0: (100, 1000), 1: (500, 1000)}
+    after = {0: (190, 1100), 1: (600, 1100)}
+    assert split._busy(before, after, {0}) == pytest.approx(0.9)
+    assert split._busy(before, after, {0, 1}) == pytest.approx(0.95)
+    assert split._busy(before, after, {7}) != split._busy(before, after, {7})  # nan: no such core
+    ticks = split._core_ticks()
+    assert set(ticks) == set(range(os.cpu_count() or 1)) or set(ticks) >= os.sched_getaffinity(0)
+    assert all(0 <= busy <= total for busy, total in ticks.values())
 
 
 def test_verdict_counts_a_request_durable_by_its_activity_or_its_intake_row():
