@@ -1,4 +1,4 @@
-"""Attacks that rotate their address inside one network (cases of ``traffic.py``).
+"""Attacks that rotate their address inside one network (cases of ``campaigns.py``).
 
 - ``bruteforce_rotating``: one account guessed slowly (a try every 3–6 minutes, under the
   per-account burst rule) from a different address of one residential /24 each time;

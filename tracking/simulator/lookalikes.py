@@ -12,7 +12,7 @@
   their country and get a new broadband provider (a new AS), keeping their devices; their
   events from the new home carry the detail (a move is no trip: no impossible travel).
 
-Only the world is imported here (``traffic.py`` imports this module, not the other way round).
+Only the world is imported here (the simulation imports this module, not the other way round).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Session hijack (a hook of ``traffic.py``): a live session replayed by an attacker.
+"""Session hijack: a live session replayed by an attacker (planned by ``campaigns.py``,
+played out by ``traffic.py``).
 
 A few minutes to an hour after the owner signed in (before they log out), the attacker uses the owner's session (the
 same session id: a stolen cookie) from another network and another browser, without logging
@@ -7,7 +8,7 @@ of the owner's own country in half the cases (another city's broadband: what a r
 proxy near the victim looks like), else a residential proxy or a hosting/VPN exit. Records
 are labelled ``session_hijack`` with the detail ``session_hijack-<n>``.
 
-Only the world is imported here (``traffic.py`` imports this module, not the other way round).
+Only the world is imported here (the simulation imports this module, not the other way round).
 """
 
 from __future__ import annotations
