@@ -1,5 +1,6 @@
 """System checks of the capture settings (tracking.E160-E169): TRACKING_AUTH_SIGNALS,
-TRACKING_PATHS, TRACKING_ACCOUNT_CHANGES, TRACKING_ACCOUNT_FIELDS, TRACKING_CHANGE_MODELS."""
+TRACKING_PATHS, TRACKING_ACCOUNT_CHANGES, TRACKING_ACCOUNT_FIELDS, TRACKING_CHANGE_MODELS;
+and TRACKING_TRUSTED_PROXIES (tracking.E010, reported by ``tracking.checks.check_recording``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from django.apps import apps
 from django.core import checks
 from django.utils.translation import gettext as _
 
+from tracking.capture.clientip import parse_networks
 from tracking.capture.paths import entry_problems
 from tracking.conf import CHECKS_TAG, tracking_settings
 
@@ -106,4 +108,19 @@ def _change_model_errors(value) -> list[checks.CheckMessage]:
                     id="tracking.E163",
                 )
             )
+    return errors
+
+
+def trusted_proxy_messages() -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    _nets, bad = parse_networks(tracking_settings.TRUSTED_PROXIES)
+    if bad:
+        errors.append(
+            checks.Error(
+                _("TRACKING_TRUSTED_PROXIES has invalid entries: %(value)s.")
+                % {"value": ", ".join(map(repr, bad))},
+                hint=_("Use CIDRs such as '10.0.0.0/8' or single addresses such as '192.0.2.1'."),
+                id="tracking.E010",
+            )
+        )
     return errors
