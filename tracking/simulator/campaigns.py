@@ -150,22 +150,8 @@ class Campaigns:
         if kind == "takeover_proxy":
             # A residential proxy: an ordinary-looking ISP address, the attacker's browser.
             t = self._local(day, victim.tz, rng.uniform(9, 22))
-            proxy = next(nw for nw in NETWORKS if nw.kind == "residential_proxy")
-            place = Place(proxy, rng.choice(ATTACKER_UAS))
-            script = ["browse", "password", "email", "big_payment", "export", "api"]
-            session(
-                self.rec.add,
-                victim,
-                t,
-                place,
-                rng,
-                kind,
-                detail,
-                script=script[: rng.randint(4, 6)],
-                gap=(8, 90),
-            )
-            return
-        if kind == "takeover":
+            network = next(nw for nw in NETWORKS if nw.kind == "residential_proxy")
+        elif kind == "takeover":
             logins = [
                 r
                 for r in owner
