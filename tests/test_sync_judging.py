@@ -455,6 +455,55 @@ def test_the_intake_insert_keeps_one_cursor_per_connection():
         assert reusable_cursor(connection) is None
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_intake_commit_waits_for_the_disk_only_with_durable_handoff(settings, monkeypatch):
+    """The row is committed before the response either way. By default its own transaction
+    does not wait for PostgreSQL's WAL flush (synchronous_commit off for that statement
+    only); with TRACKING_DURABLE_HANDOFF, or inside a caller's transaction, the plain INSERT
+    waits for it. The session's own setting never changes."""
+    from django.db import transaction
+
+    chosen: list[str] = []
+    real = intake._insert_statement
+
+    def spy(vendor, conn, *, wait_for_flush=True):
+        found = real(vendor, conn, wait_for_flush=wait_for_flush)
+        chosen.append(found[0])
+        return found
+
+    monkeypatch.setattr(intake, "_insert_statement", spy)
+
+    def show() -> str:
+        with connection.cursor() as cur:
+            cur.execute("SHOW synchronous_commit")
+            return cur.fetchone()[0]
+
+    intake.store([_live_event(type="DATA")])
+    assert Intake.objects.count() == 1
+    if connection.vendor != "postgresql":  # other backends: always the plain INSERT
+        assert "VALUES" in chosen[-1] and "set_config" not in chosen[-1]
+        assert "set_config" not in real(connection.vendor, connection, wait_for_flush=False)[0]
+        return
+    assert "set_config('synchronous_commit', 'off', true)" in chosen[-1]
+    assert show() == "on"  # local to the INSERT's transaction
+    # What the statement does to the transaction it runs in, and only to it.
+    with transaction.atomic():
+        cur = server_bound_cursor(connection)
+        cur.execute(chosen[-1], [uuid.uuid4(), datetime.now(UTC), "x", "test"])
+        assert show() == "off"
+        transaction.set_rollback(True)
+    assert show() == "on"
+
+    settings.TRACKING_DURABLE_HANDOFF = True
+    intake.store([_live_event(type="DATA")])
+    assert "set_config" not in chosen[-1] and "VALUES" in chosen[-1]
+    settings.TRACKING_DURABLE_HANDOFF = False
+    with transaction.atomic():
+        intake.store([_live_event(type="DATA")])
+    assert "set_config" not in chosen[-1]
+    assert Intake.objects.count() == 3 and show() == "on"
+
+
 @pytest.mark.django_db
 def test_remove_deletes_the_named_intake_rows_only():
     events = [_live_event(type="DATA", endpoint=f"/rm/{i}") for i in range(3)]

@@ -302,11 +302,15 @@ DESCRIPTIONS: dict[str, str] = {
     "per database in the system's temporary directory (survives a killed process, not a "
     "reboot; warning `tracking.W010`).",
     "SPOOL_REPLAY_INTERVAL": "Seconds between the writer thread's attempts to replay the spool.",
-    "DURABLE_HANDOFF": "`async_log` events are always journaled in `SPOOL_DIR` (a plain "
-    "write) before the request goes on, so a killed process loses nothing acknowledged. "
-    "`True` also waits for an fdatasync of the journal (one per group of concurrent requests "
-    "of a process), so a machine crash or power loss loses nothing acknowledged either; needs "
-    "`SPOOL_DIR` (error `tracking.E019`).",
+    "DURABLE_HANDOFF": "What an acknowledged event survives. Always a killed process: an "
+    "`async_log` event is journaled in `SPOOL_DIR` (a plain write) and a synchronous "
+    "request's intake row is committed before the request goes on; by default PostgreSQL "
+    "flushes that commit to disk within 3 x `wal_writer_delay` (0.6 s by default) instead of "
+    "making the request wait. `True` also survives a machine crash or power loss: the "
+    "journal is fdatasynced (one sync per group of concurrent requests of a process) and the "
+    "intake commit waits for PostgreSQL's flush; needs `SPOOL_DIR` (error `tracking.E019`). "
+    "Types in `VERDICT_BEFORE_RESPONSE` (logins by default) are always stored with a "
+    "flushed commit.",
     "WRITER_SWITCH_INTERVAL": "`sys.setswitchinterval()` in processes that start the writer "
     "thread, in seconds, so requests get the GIL back quickly while a batch is written; "
     "`None` leaves Python's 5 ms.",

@@ -2,13 +2,24 @@
 stored as an ``Activity`` with its verdict by the batch step right after.
 
 A synchronous ``@track`` request (one whose type is not in ``TRACKING_VERDICT_BEFORE_RESPONSE``
-and that runs outside a transaction) must be durable when its response leaves, but
+and that runs outside a transaction) must be committed when its response leaves, but
 enrichment, detection, rollups and sealing need not hold the response. So the request does
 one INSERT of its event, encrypted as a spool line, into the narrow ``Intake`` table
 (``store``; autocommit, no lock another request waits for, one index to maintain), and this
 process's writer passes the events to ``judge`` within ``TRACKING_FLUSH_INTERVAL``: the one
 batch step every activity goes through (``ingest``), then the intake rows are deleted. The
 activity row is written once, with its verdict: no stored row is rewritten to add it.
+
+How durable the commit is: the row is committed before the response either way, so a killed
+worker or a crash of the application loses nothing acknowledged. By default the INSERT's own
+transaction does not wait for PostgreSQL to flush its WAL to disk (``synchronous_commit`` off
+for that one statement, ``set_config(..., true)``): the flush wait was the largest share of a
+synchronous request's time, and PostgreSQL's WAL writer flushes it within
+``3 x wal_writer_delay`` (0.6 s by default), so only a crash of PostgreSQL or of its machine
+in that window can lose it.
+``TRACKING_DURABLE_HANDOFF = True`` waits for the flush, as it waits for the journal's
+``fdatasync`` on the async path. Activity types in ``TRACKING_VERDICT_BEFORE_RESPONSE``
+(logins by default) never take the intake: they are stored in full with an ordinary commit.
 
 Crash safety: the intake row is deleted only after the batch that stored its activity
 committed. A process that dies between the two leaves intake rows behind; ``recover`` (the
@@ -37,6 +48,7 @@ from django.db import connections, router
 from django.utils import timezone
 
 from tracking.binding import reusable_cursor, server_bound_cursor
+from tracking.conf import tracking_settings
 from tracking.events import Event
 from tracking.integrity import crypto
 from tracking.models import Intake
@@ -82,12 +94,16 @@ def store(events: Sequence[Event]) -> None:
     if not payloads:
         return
     conn = connections[router.db_for_write(Intake)]
-    sql, key, created_field = _insert_statement(conn.vendor, conn)
     owner = me()
     # Server-side binding: Django's client-side binding quoted the payload into the
     # statement, which cost more CPU than the rest of the request's write. The cursor is
     # kept for the connection (this runs in every synchronous request).
     cursor = reusable_cursor(conn)
+    # Never inside a caller's transaction (the setting would last until its commit), and
+    # only with typed, server-bound parameters (INSERT ... SELECT takes its column types
+    # from them, not from the table).
+    flush = bool(tracking_settings.DURABLE_HANDOFF) or conn.in_atomic_block or cursor is None
+    sql, key, created_field = _insert_statement(conn.vendor, conn, wait_for_flush=flush)
     if cursor is not None:
         # psycopg adapts UUIDs and aware datetimes itself.
         created = timezone.now()
@@ -107,25 +123,35 @@ def store(events: Sequence[Event]) -> None:
         cursor.executemany(sql, rows) if len(rows) > 1 else cursor.execute(sql, rows[0])
 
 
-_statements: dict[str, tuple] = {}
+_statements: dict[tuple[str, bool], tuple] = {}
 
 
-def _insert_statement(vendor: str, conn) -> tuple:
-    """(INSERT statement, id preparation, created field) per backend, built once: this runs
-    in every synchronous request."""
-    found = _statements.get(vendor)
+def _insert_statement(vendor: str, conn, *, wait_for_flush: bool = True) -> tuple:
+    """(INSERT statement, id preparation, created field) per backend and durability, built
+    once: this runs in every synchronous request. On PostgreSQL without ``wait_for_flush``
+    the statement turns ``synchronous_commit`` off for its own transaction only (run in
+    autocommit, it is one); other backends always take the plain INSERT."""
+    wait_for_flush = wait_for_flush or vendor != "postgresql"
+    found = _statements.get((vendor, wait_for_flush))
     if found is None:
         meta = Intake._meta
         q = conn.ops.quote_name
+        names = (q(meta.db_table), q("id"), q("created"), q("payload"), q("owner"))
         # Only the model's quoted table and column names are formatted in; values are
         # parameters.
-        sql = "INSERT INTO {} ({}, {}, {}, {}) VALUES (%s, %s, %s, %s)".format(  # noqa: S608
-            q(meta.db_table), q("id"), q("created"), q("payload"), q("owner")
-        )
+        if wait_for_flush:
+            sql = "INSERT INTO {} ({}, {}, {}, {}) VALUES (%s, %s, %s, %s)".format(*names)  # noqa: S608
+        else:
+            template = (
+                "WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true)) "
+                "INSERT INTO {} ({}, {}, {}, {}) SELECT %s, %s, %s, %s FROM no_flush_wait"
+            )
+            sql = template.format(*names)
         pk = meta.pk
         # PostgreSQL's uuid column takes a UUID as it is; elsewhere Django's preparation.
         key = (lambda v, c: v) if vendor == "postgresql" else pk.get_db_prep_save
-        found = _statements[vendor] = (sql, key, meta.get_field("created"))
+        found = (sql, key, meta.get_field("created"))
+        _statements[(vendor, wait_for_flush)] = found
     return found
 
 
