@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext as _
 
 from tracking.capture.checks import trusted_proxy_messages
-from tracking.conf import CHECKS_TAG, conflicting_aliases, tracking_settings
+from tracking.conf import CHECKS_TAG, conflicting_aliases, positive_int, tracking_settings
 from tracking.dashboard.checks import dashboard_messages
 from tracking.delivery import config as delivery_config
 from tracking.detection.checks import detection_messages
@@ -151,17 +151,13 @@ def check_enrichment(app_configs=None, **kwargs):
     return enrichment_messages()
 
 
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 @checks.register(CHECKS_TAG)
 def check_integrity_settings(app_configs=None, **kwargs):
     """Sealing, retention, health and spool settings (tracking.E070-E089 / W070-W089)."""
 
     errors = []
     days = tracking_settings.RETENTION_DAYS
-    if days is not None and not _positive_int(days):
+    if days is not None and not positive_int(days):
         errors.append(
             checks.Error(
                 _(
@@ -177,7 +173,7 @@ def check_integrity_settings(app_configs=None, **kwargs):
         )
     for name, eid in (("SEAL_BATCH_SIZE", "tracking.E071"),):
         value = getattr(tracking_settings, name)
-        if not _positive_int(value):
+        if not positive_int(value):
             errors.append(
                 checks.Error(
                     _("TRACKING_%(name)s must be a whole number >= 1, got %(value)r.")

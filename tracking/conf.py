@@ -426,6 +426,12 @@ def configured_value(name: str, default: Any) -> Any:
     return default
 
 
+def positive_int(value: Any) -> bool:
+    """Whether a setting's value is a whole number >= 1 (``True`` is not one): what the
+    system checks of the count, size and interval settings accept."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def conflicting_aliases() -> list[tuple[str, str]]:
     """``(setting, alias)`` pairs that are both set, to different values."""
     return [

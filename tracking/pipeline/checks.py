@@ -7,11 +7,7 @@ import os
 from django.core import checks
 from django.utils.translation import gettext as _
 
-from tracking.conf import tracking_settings
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+from tracking.conf import positive_int, tracking_settings
 
 
 def recording_messages() -> list[checks.CheckMessage]:
@@ -48,7 +44,7 @@ def recording_messages() -> list[checks.CheckMessage]:
         "MAX_PARAMS_LENGTH",
     ):
         value = getattr(tracking_settings, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not positive_int(value):
             errors.append(
                 checks.Error(
                     _("TRACKING_%(name)s must be a positive integer (got %(value)r).")
@@ -131,7 +127,7 @@ def recording_messages() -> list[checks.CheckMessage]:
             )
     for name in ("MAX_HEADERS_TOTAL", "MAX_HEADER_COUNT"):
         value = getattr(tracking_settings, name)
-        if not _positive_int(value):
+        if not positive_int(value):
             errors.append(
                 checks.Error(
                     _("TRACKING_%(name)s must be a whole number >= 1, got %(value)r.")
@@ -142,7 +138,7 @@ def recording_messages() -> list[checks.CheckMessage]:
             )
     errors.extend(_verdict_before_response_errors())
     cap = tracking_settings.SPOOL_MAX_BYTES
-    if cap is not None and not _positive_int(cap):
+    if cap is not None and not positive_int(cap):
         errors.append(
             checks.Error(
                 _(
