@@ -2,7 +2,8 @@
 targets (benchmarks/README.md, "Why three targets are out of reach on this machine").
 
 - the request thread's share of ``@track(async_log=True)`` (building and queueing the event),
-  against the same view untracked;
+  against the same view untracked; then the same inside whole requests, by part
+  (``benchmarks/whole_requests.py``);
 - the batch step (``ingest`` + sealing) per event, for anonymous API traffic and for the
   workload's logged-in users: this process's CPU and the PostgreSQL backend's CPU;
 - a synchronous ``@track`` request: both CPUs;
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 import django
 
-from . import dbs
+from . import dbs, whole_requests
 
 SETTINGS = "benchmarks.project.settings_tracking"
 DB = "costs"
@@ -155,6 +156,9 @@ def main() -> None:
             "survives a machine crash",
         )
     )
+
+    # 1b. The same work inside whole requests, by part (benchmarks/whole_requests.py).
+    whole_requests.run(emit, min(n, 5000), async_view - plain)
 
     # 2. The batch step per event (ingest + sealing), as the writer runs it.
     def batches(evs):

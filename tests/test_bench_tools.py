@@ -187,3 +187,58 @@ def test_thread_cpu_is_split_between_the_request_thread_and_the_others():
     assert other >= 0.1, (before, after)  # the burning thread's time lands in "other"
     assert after[0] - before[0] < other
     assert os.getpid() in threads._children(os.getppid())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_whole_request_parts_switch_each_part_off_and_restore_it(monkeypatch):
+    """benchmarks/whole_requests.py: only the last variant journals events, the decorator and
+    build variants record nothing, and every patch is undone afterwards."""
+    from benchmarks import whole_requests
+    from tracking.capture import decorators
+    from tracking.capture.tracker import ActivityTracker
+    from tracking.pipeline import writer
+
+    monkeypatch.setattr(whole_requests, "ROUNDS", 2)
+    built, queued = [], []
+    real_build, real_record, real_submit = (
+        ActivityTracker.build_event,
+        ActivityTracker.record,
+        writer.submit,
+    )
+
+    def counting_build(self, *args, **kwargs):
+        event = real_build(self, *args, **kwargs)
+        built.append(event)
+        return event
+
+    monkeypatch.setattr(ActivityTracker, "build_event", counting_build)
+    nothing = lambda *a, **k: None  # noqa: E731
+    variants = {
+        "untracked": ("/t/ok/", whole_requests.ExitStack),
+        "decorator": (
+            "/t/rec/pay/",
+            lambda: whole_requests.patched(decorators, "_record", nothing),
+        ),
+        "built": (
+            "/t/rec/pay/",
+            lambda: whole_requests.patched(ActivityTracker, "record", nothing),
+        ),
+        "journaled": (
+            "/t/rec/pay/",
+            lambda: whole_requests.patched(writer, "submit", queued.append),
+        ),
+    }
+    best = whole_requests.measure(variants, 20, ["81.2.69.160"], ["Mozilla/5.0"])
+    assert set(best) == set(variants) and all(v > 0 for v in best.values())
+    # Warm-up (20) + measured (20) per round: built in two variants, queued in one.
+    assert len(built) == 2 * 2 * 40 and len(queued) == 2 * 40
+    assert {e.endpoint for e in queued} == {"/t/rec/pay/"}
+    assert queued[0].forwarded_for == "81.2.69.160" and queued[0].user_agent == "Mozilla/5.0"
+    assert ActivityTracker.record is real_record and writer.submit is real_submit
+    assert decorators._record.__name__ == "_record"
+    from tracking.pipeline import journal
+
+    journal.release(queued)
+    steps = whole_requests.increments(best, list(variants))
+    assert list(steps) == ["decorator", "built", "journaled"]
+    assert steps["built"] == pytest.approx(best["built"] - best["decorator"])
