@@ -73,6 +73,18 @@ VARIANTS = {
         env=(("BENCH_HANDOFF", "celery"),),
         celery_worker=True,
     ),
+    # Synchronous @track with TRACKING_ASYNC_HANDOFF = "celery": the request commits its intake
+    # row; the web process's writer thread publishes the intake events and the Celery worker
+    # runs their batch step (benchmarks/split.py: the web tier's own cost).
+    "track-sync-celery": Variant(
+        "track-sync-celery",
+        "tracking",
+        {"django": "/plain-sync/", "drf": "/drf-sync/"},
+        "tracking_activity",
+        settle=3.0,
+        env=(("BENCH_HANDOFF", "celery"),),
+        celery_worker=True,
+    ),
     "easy-audit": Variant(
         "easy-audit", "easyaudit", {"django": "/plain/", "drf": "/drf/"}, "easyaudit_requestevent"
     ),

@@ -38,7 +38,14 @@ from .overhead import (
 )
 from .report import Figure, Report
 
-ORDER = ["track-sync", "track-async", "track-celery", "easy-audit", "drf-api-logger"]
+ORDER = [
+    "track-sync",
+    "track-sync-celery",
+    "track-async",
+    "track-celery",
+    "easy-audit",
+    "drf-api-logger",
+]
 CELERY_TARGET = 0.85  # issue #20: web tier >= 0.85 of untracked with the Celery hand-off
 ADDED_P50_TARGET = 0.1  # ms, at the moderate constant load
 BACKEND = "postgresql"
@@ -130,9 +137,11 @@ def run(report: Report, *, seconds: float) -> None:
     order = list(ORDER)
     if os.environ.get("BENCH_VARIANTS"):
         order = [n for n in order if n in os.environ["BENCH_VARIANTS"].split(",")]
-    if "track-celery" in order and not _broker_reachable():
-        print("  no Celery broker at BENCH_BROKER_URL: track-celery skipped")
-        order.remove("track-celery")
+    if not _broker_reachable():
+        for name in ("track-sync-celery", "track-celery"):
+            if name in order:
+                print(f"  no Celery broker at BENCH_BROKER_URL: {name} skipped")
+                order.remove(name)
     for name, module in (("easy-audit", "easyaudit"), ("drf-api-logger", "drf_api_logger")):
         if name in order and importlib.util.find_spec(module) is None:
             print(f"  {module} not installed (pip install -e '.[bench]'): {name} skipped")
@@ -215,7 +224,7 @@ def _report(report: Report, results: dict, stored: dict) -> None:
             if name == "track-celery":
                 target = f"web tier >= {CELERY_TARGET} of untracked"
                 ok = ratios[name] >= CELERY_TARGET
-            elif name == "track-sync" and "easy-audit" in ratios:
+            elif name in ("track-sync", "track-sync-celery") and "easy-audit" in ratios:
                 target = f"sync >= easy-audit's {ratios['easy-audit']:.3f} (same run)"
                 ok = ratios[name] >= ratios["easy-audit"]
             errors = v_sat.errors + v_paced.errors

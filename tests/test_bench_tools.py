@@ -119,6 +119,7 @@ def test_split_report_targets():
     results = {
         ("track-celery", "django"): (m(_load(1800, 1.05), _load(1800), 0.33), base),
         ("track-sync", "django"): (m(_load(1000, 2.0), _load(1000), 0.6, 0.85, 0.99), base),
+        ("track-sync-celery", "django"): (m(_load(1300, 1.2), _load(1300), 0.45), base),
         ("easy-audit", "django"): (m(_load(1200, 1.5), _load(1200), 0.5), base),
     }
     report = Report()
@@ -136,6 +137,9 @@ def test_split_report_targets():
     # measures the other core.
     assert "web core busy 85%" in sync.note and "other core was the bottleneck" in sync.note
     assert by_name["track-celery rows stored / requests completed"].ok is False
+    # The synchronous path with the Celery workers running its batch step: the same target.
+    sync_celery = by_name["web core django track-sync-celery saturated (8 conn)"]
+    assert sync_celery.ok is True and sync_celery.ratio == pytest.approx(0.65)
 
 
 def test_split_core_busy_share_from_proc_stat_ticks():

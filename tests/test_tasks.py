@@ -316,7 +316,7 @@ def test_a_publish_that_fails_twice_raises_and_keeps_no_connection(celery_app, m
     tasks.publish([Event(type="API")])  # a kept connection now exists
     sent = []
 
-    def broken(task, payload, conn, count):
+    def broken(task, payload, conn, count, intake_rows):
         sent.append(conn)
         raise ConnectionError("broker gone")
 

@@ -274,7 +274,8 @@ DESCRIPTIONS: dict[str, str] = {
     "from the first seal key.",
     "ASYNC_HANDOFF": 'Where `async_log=True` events go: `"thread"` (in-process background '
     'writer), `"celery"` (batches published to a Celery queue) or `"sync"` (written in '
-    "the request).",
+    'the request). With `"celery"` the workers also run the batch step of synchronous '
+    "requests' intake rows.",
     "QUEUE_SIZE": "Events the in-process writer's queue holds; when it is full the caller "
     "writes synchronously instead of dropping.",
     "BATCH_SIZE": "Events per batch written by the writer, a Celery task or `tracking import`.",
@@ -283,7 +284,8 @@ DESCRIPTIONS: dict[str, str] = {
     "`async_log`) stores in full, verdict included, before its response returns (detection, "
     'findings, blocks, rollups, alerts); `["*"]`: every type. Other types are committed '
     "before the response to the intake (one encrypted row) and stored as activities with "
-    "their verdict by the process's writer thread about `TRACKING_FLUSH_INTERVAL` later (the "
+    "their verdict by the process's writer thread (with the Celery hand-off, by the workers) "
+    "about `TRACKING_FLUSH_INTERVAL` later (the "
     "`Activity` row appears then). A request inside a transaction (`ATOMIC_REQUESTS`) and "
     '`TRACKING_ASYNC_HANDOFF = "sync"` always store before the response. Checked by '
     "`tracking.E028`.",

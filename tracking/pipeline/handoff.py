@@ -198,6 +198,24 @@ def _publish(batch: list[Event]) -> bool:
     return True
 
 
+def _publish_intake(batch: list[Event]) -> bool:
+    """The ``Judging`` job's batch of intake events to the Celery workers, which store them
+    and delete their intake rows: with the Celery hand-off a web process does not run the
+    synchronous path's batch step either. False (stored here) on another hand-off or with
+    the broker down. Not confirmed like ``_publish``: the intake rows are the durable copy,
+    and what the workers never store the recovery scan does."""
+    if tracking_settings.ASYNC_HANDOFF != "celery" or time.monotonic() < _broker["down_until"]:
+        return False
+    from tracking.pipeline.tasks import publish  # optional dependency: celery
+
+    try:
+        publish(batch, intake_rows=True)
+    except Exception as exc:  # broker down: the batch step runs here
+        _broker_down(exc, len(batch))
+        return False
+    return True
+
+
 def _broker_down(exc: Exception, count: int) -> None:
     logger.error("celery broker unavailable (%s): writing %d events locally", exc, count)
     # Don't pay a failed connection per batch: go local for a while, then try again.
@@ -343,3 +361,4 @@ writer.configure(
 )
 atexit.register(_exit)
 after_commit(housekeeping.rows_committed)
+housekeeping.judge_elsewhere(_publish_intake)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from tracking.conf import tracking_settings
@@ -170,12 +170,24 @@ class Partitions:
         return False
 
 
+# Hands a batch of intake events to the Celery workers (True) or declines (False: stored
+# here). Set by tracking.pipeline.handoff (``judge_elsewhere``), which knows the broker.
+_elsewhere: list[Callable[[list[Event]], bool]] = []
+
+
+def judge_elsewhere(publish: Callable[[list[Event]], bool]) -> None:
+    _elsewhere[:] = [publish]
+
+
 class Judging:
     """Store the events synchronous requests committed to the intake (``judge_soon``) through
     the batch step, one batch per writer round (a round ends at most
     ``TRACKING_FLUSH_INTERVAL`` seconds after the events were handed over); when the writer
     starts and every ``intake.SCAN_INTERVAL`` seconds, also what a process that died left in
-    the intake (``judge_unjudged``)."""
+    the intake (``judge_unjudged``). With the Celery hand-off the batches go to the workers
+    (``judge_elsewhere``), which delete the intake rows once stored; a batch the broker
+    does not take is stored here, and one the workers never store is left to the recovery
+    scan."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -215,6 +227,9 @@ class Judging:
                 for i in range(0, len(events), JUDGE_BATCH):
                     batch = events[i : i + JUDGE_BATCH]
                     try:
+                        if _elsewhere and _elsewhere[0](batch):
+                            writer.count("judging_published", len(batch))
+                            continue
                         writer.count("judged", intake.judge(batch, fresh=True).stored)
                     except Exception:  # still in the intake: the recovery scan stores them
                         logger.exception("storing %d intake events failed", len(batch))

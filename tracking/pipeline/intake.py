@@ -21,6 +21,10 @@ in that window can lose it.
 ``fdatasync`` on the async path. Activity types in ``TRACKING_VERDICT_BEFORE_RESPONSE``
 (logins by default) never take the intake: they are stored in full with an ordinary commit.
 
+With the Celery hand-off the writer publishes the events instead
+(``housekeeping.Judging``) and the worker's ``ingest_events`` task runs the batch step and
+deletes the rows (``release``), so the web tier does not run it.
+
 Crash safety: the intake row is deleted only after the batch that stored its activity
 committed. A process that dies between the two leaves intake rows behind; ``recover`` (the
 writers' scan every ``SCAN_INTERVAL`` seconds and at start, ``tracking flush``) stores those

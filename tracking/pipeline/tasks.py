@@ -33,7 +33,7 @@ from django.utils.module_loading import import_string
 
 from tracking.conf import tracking_settings
 from tracking.events import Event
-from tracking.pipeline import spool, wire
+from tracking.pipeline import intake, spool, wire
 from tracking.pipeline.ingest import ingest
 
 logger = logging.getLogger("tracking.tasks")
@@ -57,10 +57,18 @@ class DatabaseUnavailable(Exception):
     ignore_result=True,
     max_retries=MAX_RETRIES,
 )
-def ingest_events(self, events: list[str | dict[str, Any]]) -> dict[str, int]:
+def ingest_events(
+    self, events: list[str | dict[str, Any]], intake_rows: bool = False
+) -> dict[str, int]:
+    """``intake_rows``: the events are synchronous requests' intake rows (published by the
+    web process's ``Judging`` job); their rows are deleted once their batch step is over,
+    as ``intake.judge`` does in the web process."""
     opened, forged = wire.unpack(events)
-    result = ingest(opened, source="celery")
+    result = ingest(opened, source="intake" if intake_rows else "celery")
     spool.keep_dead_letters([*forged, *result.dead_letters])
+    if intake_rows:
+        # Rows of events the database did not take stay for the recovery scan.
+        intake.release(opened, result)
     if result.unwritten:
         if self.request.retries < MAX_RETRIES:
             exc = DatabaseUnavailable(result.unavailable)
@@ -88,16 +96,16 @@ def celery_app():
     return current_app._get_current_object()
 
 
-def publish(events: Iterable[Event]) -> str:
+def publish(events: Iterable[Event], *, intake_rows: bool = False) -> str:
     """Send one batch to the broker; returns the sealed message sent (``send`` sends it
-    again); raises if the broker is unreachable."""
+    again); raises if the broker is unreachable. ``intake_rows``: see ``ingest_events``."""
     batch = list(events)
     message = wire.pack(batch)
-    send(message, len(batch))
+    send(message, len(batch), intake_rows=intake_rows)
     return message
 
 
-def send(message: str, count: int) -> None:
+def send(message: str, count: int, *, intake_rows: bool = False) -> None:
     """Send a sealed batch of ``count`` events (``publish``); raises if the broker is
     unreachable."""
     payload = [message]
@@ -106,7 +114,7 @@ def send(message: str, count: int) -> None:
     while True:
         conn, kept = _connection(app)
         try:
-            _send(task, payload, conn, count)
+            _send(task, payload, conn, count, intake_rows)
             return
         except Exception:
             _forget(conn)
@@ -135,11 +143,13 @@ def queued() -> int:
         raise
 
 
-def _send(task, payload: list, conn, count: int) -> None:
+def _send(task, payload: list, conn, count: int, intake_rows: bool) -> None:
     # One attempt: kombu's default reconnect loop would stall the writer for seconds.
     conn.ensure_connection(max_retries=0)
     task.apply_async(
         args=[payload],
+        # Only when set: a worker of an earlier version takes the messages it always took.
+        kwargs={"intake_rows": True} if intake_rows else None,
         queue=tracking_settings.CELERY_QUEUE or None,
         serializer="json",
         retry=False,
