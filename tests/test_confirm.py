@@ -373,9 +373,7 @@ def test_a_worker_killed_as_it_takes_the_message_loses_it_and_the_publisher_send
     import subprocess
     import sys
 
-    from celery.contrib.testing.worker import start_worker
-
-    from tests.test_tasks import WORKER_APP, worker_env
+    from tests.test_tasks import WORKER_APP, in_process_worker, worker_env
 
     queue = celery_app.conf.task_default_queue
     before = journal.pending()
@@ -405,9 +403,7 @@ def test_a_worker_killed_as_it_takes_the_message_loses_it_and_the_publisher_send
     job.sent.clock.now += 120
     job.run(w, stopping=False)
     assert _redis().llen(queue) == 1  # sent again
-    with start_worker(
-        celery_app, pool="solo", perform_ping_check=False, queues=[queue], loglevel="WARNING"
-    ):
+    with in_process_worker(celery_app, queue):
         deadline = time.monotonic() + 30
         stored = Activity.objects.filter(endpoint__startswith="/killed-on-receipt/")
         while stored.count() < 9 and time.monotonic() < deadline:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.test_sync_judging import RULE, _poll
-from tests.test_tasks import celery_app  # noqa: F401 - the fixture
+from tests.test_tasks import celery_app, in_process_worker  # noqa: F401 - the fixture
 from tracking.models import Activity, Finding, Intake
 from tracking.pipeline import handoff, tasks, wire, writer
 
@@ -91,16 +91,9 @@ def test_the_async_task_without_the_flag_leaves_intake_rows_alone(seen_rule):
 
 @pytest.mark.celery
 def test_a_real_worker_judges_synchronous_requests(celery_app, client, seen_rule):  # noqa: F811
-    from celery.contrib.testing.worker import start_worker
     from django.db import connections
 
-    with start_worker(
-        celery_app,
-        pool="solo",
-        perform_ping_check=False,
-        queues=[celery_app.conf.task_default_queue],
-        loglevel="WARNING",
-    ):
+    with in_process_worker(celery_app):
         judged = writer.stats().get("judged", 0)
         for code in (200, 201, 202):
             assert client.get(f"/t/rec/status/{code}/").status_code == code

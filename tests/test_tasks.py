@@ -37,18 +37,24 @@ def celery_app(settings):
     redis.Redis.from_url(REDIS_URL).delete(queue)
 
 
+def in_process_worker(app, queue: str | None = None):
+    """A real Celery worker (solo pool) in this process on ``queue`` (the app's default
+    queue), for as long as the ``with`` block runs."""
+    from celery.contrib.testing.worker import start_worker
+
+    return start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        queues=[queue or app.conf.task_default_queue],
+        loglevel="WARNING",
+    )
+
+
 @pytest.mark.celery
 @pytest.mark.django_db(transaction=True)
 def test_celery_path_with_real_worker(celery_app, client):
-    from celery.contrib.testing.worker import start_worker
-
-    with start_worker(
-        celery_app,
-        pool="solo",
-        perform_ping_check=False,
-        queues=[celery_app.conf.task_default_queue],
-        loglevel="WARNING",
-    ):
+    with in_process_worker(celery_app):
         before = writer.stats()["published"]
         for _ in range(3):
             assert client.get("/t/rec/pay/").status_code == 200
@@ -162,7 +168,6 @@ def test_worker_killed_mid_batch_message_is_redelivered(tmp_path, settings, brok
     import sys
 
     from celery import Celery
-    from celery.contrib.testing.worker import start_worker
 
     queue = f"tracking-kill-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     env = worker_env(tmp_path, WORKER_APP, broker, queue, KILL_SLOW="1")
@@ -221,9 +226,7 @@ def test_worker_killed_mid_batch_message_is_redelivered(tmp_path, settings, brok
     assert started, errors.read()[-3000:]
     assert Activity.objects.count() == 0  # killed inside the batch: nothing committed
     try:
-        with start_worker(
-            app, pool="solo", perform_ping_check=False, queues=[queue], loglevel="WARNING"
-        ):
+        with in_process_worker(app, queue):
             deadline = time.monotonic() + 30
             while Activity.objects.count() < 5 and time.monotonic() < deadline:
                 time.sleep(0.1)
