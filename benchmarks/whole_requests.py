@@ -23,9 +23,10 @@ from __future__ import annotations
 import io
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
+from unittest import mock
 
 ROUNDS = 5
 
@@ -57,16 +58,6 @@ def environ(path: str, ip: str, user_agent: str) -> dict[str, Any]:
 def increments(best: dict[str, float], order: list[str]) -> dict[str, float]:
     """Each variant's CPU minus the one before it in ``order`` (the first is the baseline)."""
     return {name: best[name] - best[prev] for prev, name in zip(order, order[1:], strict=False)}
-
-
-@contextmanager
-def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
-    original = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, original)
 
 
 def measure(
@@ -120,16 +111,16 @@ def run(emit: Callable, n: int, alone: float) -> None:
         return None
 
     def journaled() -> AbstractContextManager:
-        return patched(writer, "submit", queued.append)
+        return mock.patch.object(writer, "submit", queued.append)
 
     def built() -> AbstractContextManager:
-        return patched(ActivityTracker, "record", nothing)
+        return mock.patch.object(ActivityTracker, "record", nothing)
 
     def off() -> AbstractContextManager:
-        return patched(decorators, "_record", nothing)
+        return mock.patch.object(decorators, "_record", nothing)
 
     variants = {
-        "untracked": ("/plain/", ExitStack),
+        "untracked": ("/plain/", nullcontext),
         "decorator": ("/plain-async/", off),
         "built": ("/plain-async/", built),
         "journaled": ("/plain-async/", journaled),

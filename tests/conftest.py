@@ -118,6 +118,22 @@ def database_down():
 # --- the write path (test_spool.py, test_faults.py, test_health.py, test_ingest*.py, ...) --
 
 
+# One finding per DATA or AUTH event: a verdict the synchronous-path tests can wait for.
+SEEN_RULE = (
+    "title: seen\nid: sync-seen\nlevel: high\n"
+    "detection: {sel: {type: [DATA, AUTH]}, condition: sel}\n"
+    "action: {flag: true, tags: [sync_seen], severity: high}\n"
+)
+
+
+@pytest.fixture
+def seen_rule(settings, tmp_path):
+    """The rule ``SEEN_RULE`` loaded; returns the tag it sets."""
+    (tmp_path / "seen.yml").write_text(SEEN_RULE)
+    settings.TRACKING_RULE_DIRS = [str(tmp_path)]
+    return "sync_seen"
+
+
 @pytest.fixture
 def spool_dir(settings, tmp_path):
     """An empty spool directory of this test's own (``TRACKING_SPOOL_DIR``)."""

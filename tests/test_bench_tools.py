@@ -197,6 +197,9 @@ def test_thread_cpu_is_split_between_the_request_thread_and_the_others():
 def test_whole_request_parts_switch_each_part_off_and_restore_it(monkeypatch):
     """benchmarks/whole_requests.py: only the last variant journals events, the decorator and
     build variants record nothing, and every patch is undone afterwards."""
+    from contextlib import nullcontext
+    from unittest import mock
+
     from benchmarks import whole_requests
     from tracking.capture import decorators
     from tracking.capture.tracker import ActivityTracker
@@ -218,18 +221,18 @@ def test_whole_request_parts_switch_each_part_off_and_restore_it(monkeypatch):
     monkeypatch.setattr(ActivityTracker, "build_event", counting_build)
     nothing = lambda *a, **k: None  # noqa: E731
     variants = {
-        "untracked": ("/t/ok/", whole_requests.ExitStack),
+        "untracked": ("/t/ok/", nullcontext),
         "decorator": (
             "/t/rec/pay/",
-            lambda: whole_requests.patched(decorators, "_record", nothing),
+            lambda: mock.patch.object(decorators, "_record", nothing),
         ),
         "built": (
             "/t/rec/pay/",
-            lambda: whole_requests.patched(ActivityTracker, "record", nothing),
+            lambda: mock.patch.object(ActivityTracker, "record", nothing),
         ),
         "journaled": (
             "/t/rec/pay/",
-            lambda: whole_requests.patched(writer, "submit", queued.append),
+            lambda: mock.patch.object(writer, "submit", queued.append),
         ),
     }
     best = whole_requests.measure(variants, 20, ["81.2.69.160"], ["Mozilla/5.0"])

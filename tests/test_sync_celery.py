@@ -8,19 +8,12 @@ import time
 
 import pytest
 
-from tests.test_sync_judging import RULE, _poll
+from tests.test_sync_judging import _poll
 from tests.test_tasks import celery_app, in_process_worker  # noqa: F401 - the fixture
 from tracking.models import Activity, Finding, Intake
 from tracking.pipeline import handoff, tasks, wire, writer
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def seen_rule(settings, tmp_path):
-    (tmp_path / "seen.yml").write_text(RULE)
-    settings.TRACKING_RULE_DIRS = [str(tmp_path)]
-    return "sync_seen"
 
 
 @pytest.fixture

@@ -31,21 +31,6 @@ from tracking.pipeline import housekeeping, intake, spool, writer
 
 UTC = dt_timezone.utc
 
-# One finding per DATA or AUTH event: a verdict every test can wait for.
-RULE = (
-    "title: seen\nid: sync-seen\nlevel: high\n"
-    "detection: {sel: {type: [DATA, AUTH]}, condition: sel}\n"
-    "action: {flag: true, tags: [sync_seen], severity: high}\n"
-)
-
-
-@pytest.fixture
-def seen_rule(settings, tmp_path):
-    (tmp_path / "seen.yml").write_text(RULE)
-    settings.TRACKING_RULE_DIRS = [str(tmp_path)]
-    return "sync_seen"
-
-
 def _poll(check, timeout: float = 1.0):
     """``check()``'s first truthy value within ``timeout`` seconds (None if none)."""
     deadline = time.monotonic() + timeout

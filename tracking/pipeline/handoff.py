@@ -168,7 +168,7 @@ def write_batch(batch: list[Event], assume_new: bool) -> dict[str, int]:
     """The writer's feed: publish the batch to Celery (``TRACKING_ASYNC_HANDOFF = "celery"``)
     or store it here; returns the counters for the writer's stats."""
     counts: dict[str, int] = {}
-    if tracking_settings.ASYNC_HANDOFF == "celery" and time.monotonic() >= _broker["down_until"]:
+    if _celery_up():
         if _publish(batch):
             return {"published": len(batch)}
         counts["broker_fallbacks"] = len(batch)
@@ -204,7 +204,7 @@ def _publish_intake(batch: list[Event]) -> bool:
     synchronous path's batch step either. False (stored here) on another hand-off or with
     the broker down. Not confirmed like ``_publish``: the intake rows are the durable copy,
     and what the workers never store the recovery scan does."""
-    if tracking_settings.ASYNC_HANDOFF != "celery" or time.monotonic() < _broker["down_until"]:
+    if not _celery_up():
         return False
     from tracking.pipeline.tasks import publish  # optional dependency: celery
 
@@ -214,6 +214,11 @@ def _publish_intake(batch: list[Event]) -> bool:
         _broker_down(exc, len(batch))
         return False
     return True
+
+
+def _celery_up() -> bool:
+    """The Celery hand-off is on and its broker not known to be down (``_broker_down``)."""
+    return tracking_settings.ASYNC_HANDOFF == "celery" and time.monotonic() >= _broker["down_until"]
 
 
 def _broker_down(exc: Exception, count: int) -> None:
